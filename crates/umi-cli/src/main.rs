@@ -1,0 +1,189 @@
+//! `umi`: the native command line of umi.
+//!
+//! Run with: `cargo run --release -- generate --prompt "What is the capital of France?"`
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use umi_model::{Backend, GenerationConfig, argmax, generate, load_model, next_token_logits};
+
+/// The default model, placed by `scripts/setup.sh`.
+const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[derive(Parser)]
+#[command(name = "umi", version, about = "α-UMi multi-LLM tool agent: native command line")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a prompt, streaming tokens as they come.
+    Generate(GenerateArgs),
+    /// Measure prefill and decode speed and peak memory; prints one JSON line
+    /// (scripts/bench/run.sh compares it with peers in BENCHMARKS.md).
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Model: a .gguf file or a Hugging Face folder.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Prompt length; token i is `(i·7919 + 13) mod vocab_size`.
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Greedy tokens decoded after the prompt (EOS does not stop them).
+    #[arg(long, default_value_t = 128)]
+    new_tokens: usize,
+    /// Repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Compute backend: cpu or wgpu.
+    #[arg(long, default_value = "cpu")]
+    backend: Backend,
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// Model: a .gguf file or a Hugging Face folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// The prompt.
+    #[arg(long)]
+    prompt: String,
+    /// Upper bound on generated tokens.
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Nucleus sampling mass in (0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    /// Seed for sampling.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Stop when the output contains this string (repeatable).
+    #[arg(long = "stop")]
+    stop_strings: Vec<String>,
+    /// Send the prompt as is, without the model's chat template.
+    #[arg(long)]
+    raw: bool,
+    /// Compute backend: cpu or wgpu.
+    #[arg(long, default_value = "cpu")]
+    backend: Backend,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Generate(args) => run_generate(args),
+        Command::Bench(args) => run_bench(args),
+    }
+}
+
+fn run_generate(args: GenerateArgs) -> Result<()> {
+    if !args.model.exists() && args.model == PathBuf::from(DEFAULT_MODEL) {
+        bail!(
+            "the default model {DEFAULT_MODEL} is not installed; run `scripts/setup.sh` first \
+             (or pass --model PATH)"
+        );
+    }
+    let device = args.backend.device()?;
+    let load_start = Instant::now();
+    eprint!("loading {} on {} ... ", args.model.display(), args.backend);
+    let loaded = load_model(&args.model, &device).with_context(|| format!("loading {}", args.model.display()))?;
+    eprintln!("done in {:.1} s", load_start.elapsed().as_secs_f64());
+
+    let prompt = if args.raw {
+        args.prompt.clone()
+    } else {
+        loaded.chat_template.user_prompt(&args.prompt)
+    };
+    let ids = loaded.tokenizer.encode(&prompt, true)?;
+    let config = GenerationConfig {
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        seed: args.seed,
+        stop_strings: args.stop_strings,
+    };
+    let mut stdout = std::io::stdout();
+    let output = generate(&loaded.model, &loaded.tokenizer, &ids, &config, |_, delta| {
+        let _ = write!(stdout, "{delta}");
+        let _ = stdout.flush();
+        true
+    })?;
+    println!();
+    eprintln!(
+        "[{} prompt tokens at {:.1} tok/s, {} new tokens at {:.1} tok/s, stop: {:?}]",
+        output.prompt_tokens,
+        output.prefill_tokens_per_second(),
+        output.tokens.len(),
+        output.decode_tokens_per_second(),
+        output.finish_reason
+    );
+    Ok(())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`), if known.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn run_bench(args: BenchArgs) -> Result<()> {
+    if args.runs == 0 || args.prompt_tokens == 0 {
+        bail!("--runs and --prompt-tokens must be positive");
+    }
+    let device = args.backend.device()?;
+    let loaded = load_model(&args.model, &device).with_context(|| format!("loading {}", args.model.display()))?;
+    let model = &loaded.model;
+    let vocab = model.config.vocab_size;
+    if args.prompt_tokens + args.new_tokens > model.max_positions() {
+        bail!(
+            "{} + {} tokens exceed the model's context of {}",
+            args.prompt_tokens,
+            args.new_tokens,
+            model.max_positions()
+        );
+    }
+    let prompt: Vec<u32> = (0..args.prompt_tokens).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
+    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    for run in 0..args.runs {
+        let mut cache = model.new_cache();
+        let t = Instant::now();
+        let mut logits = next_token_logits(model, &prompt, &mut cache);
+        prefill.push(args.prompt_tokens as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for _ in 0..args.new_tokens {
+            let next = argmax(&logits);
+            logits = next_token_logits(model, &[next], &mut cache);
+        }
+        decode.push(args.new_tokens as f64 / t.elapsed().as_secs_f64());
+        eprintln!("run {}: prefill {:.1} tok/s, decode {:.1} tok/s", run + 1, prefill[run], decode[run]);
+    }
+    let line = serde_json::json!({
+        "system": format!("umi {} (burn {} {})", env!("CARGO_PKG_VERSION"), "0.22.1", if args.backend == Backend::Cpu { "flex CPU" } else { "wgpu" }),
+        "model": args.model.display().to_string(),
+        "precision": "f32",
+        "prompt_tokens": args.prompt_tokens,
+        "new_tokens": args.new_tokens,
+        "prefill_tok_s": median(prefill),
+        "decode_tok_s": median(decode),
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("{line}");
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! `KvCache`: keys and values of past positions for incremental decoding.
+
+use burn::tensor::Tensor;
+
+/// Keys and values of one attention layer for the positions seen so far.
+///
+/// Stored per KV head (grouped-query attention keeps `num_kv_heads`, not `num_heads`, so the
+/// cache is `num_heads / num_kv_heads` times smaller). `len()` is the position of the next token.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    /// `[batch_size, num_kv_heads, len, head_dim]`
+    k: Option<Tensor<4>>,
+    /// `[batch_size, num_kv_heads, len, head_dim]`
+    v: Option<Tensor<4>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One empty cache per layer.
+    pub fn for_layers(num_layers: usize) -> Vec<Self> {
+        (0..num_layers).map(|_| Self::new()).collect()
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets every cached position.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Appends new keys and values and returns all of them.
+    ///
+    /// # Shapes
+    ///
+    /// - k, v: `[batch_size, num_kv_heads, seq_len, head_dim]`
+    /// - output: `[batch_size, num_kv_heads, len + seq_len, head_dim]` each
+    pub fn append(&mut self, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let seq_len = k.dims()[2];
+        let k_all = match self.k.take() {
+            Some(past) => Tensor::cat(vec![past, k], 2),
+            None => k,
+        };
+        let v_all = match self.v.take() {
+            Some(past) => Tensor::cat(vec![past, v], 2),
+            None => v,
+        };
+        self.k = Some(k_all.clone());
+        self.v = Some(v_all.clone());
+        self.len += seq_len;
+        (k_all, v_all)
+    }
+}

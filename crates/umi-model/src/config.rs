@@ -1,0 +1,272 @@
+//! `LlamaConfig`: the hyperparameters of a Llama model, with Hugging Face `config.json` names.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Hyperparameters of a Llama-architecture decoder, named as in Hugging Face `config.json`
+/// (`transformers.LlamaConfig`), so a `config.json` deserialises into it directly.
+///
+/// Covers TinyLlama-1.1B ([`LlamaConfig::tiny_llama_1_1b`]) and SmolLM2-135M
+/// ([`LlamaConfig::smollm2_135m`]); GGUF metadata is mapped onto the same struct.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    /// Number of tokens in the vocabulary.
+    pub vocab_size: usize,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the SwiGLU MLP.
+    pub intermediate_size: usize,
+    /// Number of decoder layers.
+    pub num_hidden_layers: usize,
+    /// Number of query heads.
+    pub num_attention_heads: usize,
+    /// Number of key/value heads (grouped-query attention); equals `num_attention_heads` when
+    /// absent, as in Hugging Face.
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    /// Per-head width; `hidden_size / num_attention_heads` when absent.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    /// RMSNorm epsilon.
+    #[serde(default = "default_rms_norm_eps")]
+    pub rms_norm_eps: f64,
+    /// RoPE base frequency θ.
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    /// Context window in tokens.
+    #[serde(default = "default_max_position_embeddings")]
+    pub max_position_embeddings: usize,
+    /// Whether the LM head reuses the token embedding matrix.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Beginning-of-sequence token id.
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    /// End-of-sequence token id(s); Hugging Face allows an int or a list.
+    #[serde(default)]
+    pub eos_token_id: Option<TokenIds>,
+    /// MLP activation; only `silu` is supported.
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: String,
+    /// Biases on the attention projections; not supported (Llama has none).
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// Biases on the MLP projections; not supported (Llama has none).
+    #[serde(default)]
+    pub mlp_bias: bool,
+    /// RoPE scaling (Llama 3.x, long-context variants); not supported yet, must be `null`.
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+}
+
+/// One token id or several, as `eos_token_id` may be in Hugging Face configs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenIds {
+    /// A single id.
+    One(u32),
+    /// Several ids.
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    /// The ids as a vector.
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            TokenIds::One(id) => vec![*id],
+            TokenIds::Many(ids) => ids.clone(),
+        }
+    }
+}
+
+fn default_rms_norm_eps() -> f64 {
+    1e-6
+}
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+fn default_max_position_embeddings() -> usize {
+    2048
+}
+fn default_hidden_act() -> String {
+    "silu".to_string()
+}
+
+impl LlamaConfig {
+    /// TinyLlama-1.1B (`TinyLlama/TinyLlama-1.1B-Chat-v1.0`): 22 layers, hidden 2048, 32 heads
+    /// with 4 KV heads, vocab 32000, untied head.
+    pub fn tiny_llama_1_1b() -> Self {
+        Self {
+            vocab_size: 32_000,
+            hidden_size: 2048,
+            intermediate_size: 5632,
+            num_hidden_layers: 22,
+            num_attention_heads: 32,
+            num_key_value_heads: Some(4),
+            head_dim: None,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            max_position_embeddings: 2048,
+            tie_word_embeddings: false,
+            bos_token_id: Some(1),
+            eos_token_id: Some(TokenIds::One(2)),
+            hidden_act: default_hidden_act(),
+            attention_bias: false,
+            mlp_bias: false,
+            rope_scaling: None,
+        }
+    }
+
+    /// SmolLM2-135M (`HuggingFaceTB/SmolLM2-135M-Instruct`): 30 layers, hidden 576, 9 heads with
+    /// 3 KV heads, vocab 49152, tied embeddings, θ = 100000.
+    pub fn smollm2_135m() -> Self {
+        Self {
+            vocab_size: 49_152,
+            hidden_size: 576,
+            intermediate_size: 1536,
+            num_hidden_layers: 30,
+            num_attention_heads: 9,
+            num_key_value_heads: Some(3),
+            head_dim: None,
+            rms_norm_eps: 1e-5,
+            rope_theta: 100_000.0,
+            max_position_embeddings: 8192,
+            tie_word_embeddings: true,
+            bos_token_id: Some(1),
+            eos_token_id: Some(TokenIds::One(2)),
+            hidden_act: default_hidden_act(),
+            attention_bias: false,
+            mlp_bias: false,
+            rope_scaling: None,
+        }
+    }
+
+    /// Parses a Hugging Face `config.json` and [validates](Self::validate) it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming `file` when the JSON is malformed or describes something umi
+    /// cannot run.
+    pub fn from_json(json: &str, file: &str) -> Result<Self> {
+        let config: Self = serde_json::from_str(json).map_err(|e| Error::Config {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// Number of key/value heads.
+    pub fn num_kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// End-of-sequence ids (empty when the config names none).
+    pub fn eos_token_ids(&self) -> Vec<u32> {
+        self.eos_token_id.as_ref().map(TokenIds::to_vec).unwrap_or_default()
+    }
+
+    /// Checks that the configuration describes a model umi can build.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming `file` and the offending field.
+    pub fn validate(&self, file: &str) -> Result<()> {
+        let fail = |message: String| {
+            Err(Error::Config {
+                file: file.to_string(),
+                message,
+            })
+        };
+        for (name, value) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_kv_heads()),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if value == 0 {
+                return fail(format!("{name} must be positive"));
+            }
+        }
+        if self.num_attention_heads % self.num_kv_heads() != 0 {
+            return fail(format!(
+                "num_attention_heads = {} is not a multiple of num_key_value_heads = {}",
+                self.num_attention_heads,
+                self.num_kv_heads()
+            ));
+        }
+        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+            return fail(format!(
+                "hidden_size = {} is not a multiple of num_attention_heads = {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.head_dim() % 2 != 0 {
+            return fail(format!("head_dim = {} must be even for RoPE", self.head_dim()));
+        }
+        if self.hidden_act != "silu" {
+            return fail(format!("hidden_act = {:?} is not supported (only \"silu\")", self.hidden_act));
+        }
+        if self.attention_bias || self.mlp_bias {
+            return fail("attention_bias / mlp_bias are not supported (Llama has no biases)".into());
+        }
+        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+            return fail(format!(
+                "rope_scaling = {} is not supported yet (only plain RoPE)",
+                self.rope_scaling.as_ref().map(|v| v.to_string()).unwrap_or_default()
+            ));
+        }
+        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+            return fail("rms_norm_eps and rope_theta must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hf_config_json_fills_defaults() {
+        let json = r#"{"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632,
+            "num_hidden_layers": 22, "num_attention_heads": 32, "num_key_value_heads": 4,
+            "rms_norm_eps": 1e-05, "max_position_embeddings": 2048, "eos_token_id": 2,
+            "bos_token_id": 1, "tie_word_embeddings": false, "rope_scaling": null,
+            "torch_dtype": "bfloat16", "model_type": "llama"}"#;
+        let config = LlamaConfig::from_json(json, "config.json").unwrap();
+        assert_eq!(config.head_dim(), 64);
+        assert_eq!(config.num_kv_heads(), 4);
+        assert_eq!(config.rope_theta, 10_000.0);
+        assert_eq!(config.eos_token_ids(), vec![2]);
+        assert_eq!(config, LlamaConfig::tiny_llama_1_1b());
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let mut config = LlamaConfig::smollm2_135m();
+        config.num_key_value_heads = Some(4);
+        let err = config.validate("x/config.json").unwrap_err().to_string();
+        assert!(err.contains("x/config.json") && err.contains("num_key_value_heads = 4"), "{err}");
+
+        let err = LlamaConfig::from_json(r#"{"vocab_size": 10}"#, "c.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.json") && err.contains("hidden_size"), "{err}");
+
+        let mut config = LlamaConfig::smollm2_135m();
+        config.rope_scaling = Some(serde_json::json!({"rope_type": "llama3"}));
+        let err = config.validate("c.json").unwrap_err().to_string();
+        assert!(err.contains("rope_scaling"), "{err}");
+    }
+}

@@ -1,0 +1,345 @@
+//! Autoregressive decoding: greedy by default (α-UMi evaluates greedily), temperature / top-p
+//! sampling with a seed, stop on EOS ids and stop strings, a per-token streaming callback.
+//!
+//! The device side ([`Llama::forward`] with a [`KvCache`]) and the host side ([`Sampler`],
+//! stop checks, text streaming) are split so that an async driver (the browser, where reads
+//! from the GPU must be awaited) reuses everything but the read.
+
+use std::time::Duration;
+
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::cache::KvCache;
+use crate::llama::Llama;
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+
+/// How to decode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationConfig {
+    /// Upper bound on generated tokens.
+    pub max_new_tokens: usize,
+    /// Softmax temperature; `0` means greedy (argmax).
+    pub temperature: f64,
+    /// Nucleus sampling mass in `(0, 1]`; `1` disables it. Ignored when greedy.
+    pub top_p: f64,
+    /// Seed of the sampler's random generator.
+    pub seed: u64,
+    /// Generation stops when the text contains any of these; the stop string is not returned.
+    pub stop_strings: Vec<String>,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 256,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 42,
+            stop_strings: Vec::new(),
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-sequence token was produced.
+    Eos,
+    /// A stop string appeared in the text.
+    StopString(String),
+    /// `max_new_tokens` were generated.
+    Length,
+    /// The streaming callback asked to stop.
+    Cancelled,
+}
+
+/// What [`generate`] returns.
+#[derive(Debug, Clone)]
+pub struct GenerationOutput {
+    /// Generated text (without the EOS token or the stop string).
+    pub text: String,
+    /// Generated token ids (the EOS id, if produced, is included).
+    pub tokens: Vec<u32>,
+    /// Number of prompt tokens.
+    pub prompt_tokens: usize,
+    /// Time spent on the prompt (prefill).
+    pub prefill_time: Duration,
+    /// Time spent generating after the prompt.
+    pub decode_time: Duration,
+    /// Why it stopped.
+    pub finish_reason: FinishReason,
+}
+
+impl GenerationOutput {
+    /// Prompt tokens per second.
+    pub fn prefill_tokens_per_second(&self) -> f64 {
+        self.prompt_tokens as f64 / self.prefill_time.as_secs_f64().max(1e-9)
+    }
+
+    /// Generated tokens per second (the first token comes from the prefill, so it is not counted).
+    pub fn decode_tokens_per_second(&self) -> f64 {
+        self.tokens.len().saturating_sub(1) as f64 / self.decode_time.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Picks the next token from a row of logits on the host.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    temperature: f64,
+    top_p: f64,
+    rng: SmallRng,
+}
+
+impl Sampler {
+    /// A sampler for `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Generation`] if the temperature is negative or `top_p` is outside `(0, 1]`.
+    pub fn new(config: &GenerationConfig) -> Result<Self> {
+        if !(config.temperature >= 0.0) || !config.temperature.is_finite() {
+            return Err(Error::Generation(format!("temperature must be >= 0, got {}", config.temperature)));
+        }
+        if !(config.top_p > 0.0 && config.top_p <= 1.0) {
+            return Err(Error::Generation(format!("top_p must be in (0, 1], got {}", config.top_p)));
+        }
+        Ok(Self {
+            temperature: config.temperature,
+            top_p: config.top_p,
+            rng: SmallRng::seed_from_u64(config.seed),
+        })
+    }
+
+    /// Chooses a token id from `logits` (`[vocab_size]`).
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        if self.temperature == 0.0 {
+            return argmax(logits);
+        }
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let mut probs: Vec<(u32, f64)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, ((l as f64 - max) / self.temperature).exp()))
+            .collect();
+        let total: f64 = probs.iter().map(|p| p.1).sum();
+        probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut kept = 0.0;
+        let mut cut = probs.len();
+        for (i, p) in probs.iter().enumerate() {
+            kept += p.1 / total;
+            if kept >= self.top_p {
+                cut = i + 1;
+                break;
+            }
+        }
+        probs.truncate(cut);
+        let mass: f64 = probs.iter().map(|p| p.1).sum();
+        let mut r = self.rng.random::<f64>() * mass;
+        for (id, p) in &probs {
+            r -= p;
+            if r <= 0.0 {
+                return *id;
+            }
+        }
+        probs.last().map(|p| p.0).unwrap_or(0)
+    }
+}
+
+/// Index of the largest value (the first one on ties).
+pub fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Logits of the last position of a single sequence, read back to the host.
+///
+/// # Shapes
+///
+/// - logits: `[1, seq_len, vocab_size]`
+fn last_logits(logits: Tensor<3>) -> Vec<f32> {
+    let [_, seq_len, vocab_size] = logits.dims();
+    let last = logits.narrow(1, seq_len - 1, 1).reshape([vocab_size]);
+    last.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("logits are f32 after convert")
+}
+
+/// Feeds `tokens` (one sequence) through the model, extending `cache`, and returns the logits of
+/// the last position on the host. Only the last position goes through the LM head.
+pub fn next_token_logits(model: &Llama, tokens: &[u32], cache: &mut [KvCache]) -> Vec<f32> {
+    let device = model.embed_tokens.val().device();
+    let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+    let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &device);
+    let hidden = model.forward_hidden(input, cache);
+    let [_, seq_len, hidden_size] = hidden.dims();
+    let last = hidden.narrow(1, seq_len - 1, 1).reshape([1, 1, hidden_size]);
+    last_logits(model.logits(last))
+}
+
+/// Incremental detokenisation: turns the growing list of generated ids into text deltas,
+/// holding back incomplete UTF-8 sequences (decoded as U+FFFD) until they complete.
+#[derive(Debug, Default)]
+pub struct TextStream {
+    emitted: String,
+}
+
+impl TextStream {
+    /// The text emitted so far.
+    pub fn text(&self) -> &str {
+        &self.emitted
+    }
+
+    /// Returns the text added since the last call, given the full decoded text.
+    pub fn push(&mut self, full: &str) -> String {
+        if full.ends_with('\u{FFFD}') || !full.starts_with(&self.emitted) {
+            return String::new();
+        }
+        let delta = full[self.emitted.len()..].to_string();
+        self.emitted = full.to_string();
+        delta
+    }
+}
+
+/// Generates a continuation of `prompt` (token ids, BOS already included if wanted).
+///
+/// `on_token(id, text_delta)` is called after every generated token with the new text (empty
+/// while a multi-byte character is incomplete); returning `false` stops generation.
+///
+/// # Errors
+///
+/// [`Error::ContextOverflow`] if the prompt plus `max_new_tokens` do not fit the model's
+/// context; [`Error::Generation`] for an empty prompt or bad sampling settings;
+/// [`Error::Tokenizer`] if decoding fails.
+pub fn generate(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    config: &GenerationConfig,
+    mut on_token: impl FnMut(u32, &str) -> bool,
+) -> Result<GenerationOutput> {
+    if prompt.is_empty() {
+        return Err(Error::Generation("the prompt is empty".into()));
+    }
+    if prompt.len() + config.max_new_tokens > model.max_positions() {
+        return Err(Error::ContextOverflow {
+            prompt_tokens: prompt.len(),
+            max_new_tokens: config.max_new_tokens,
+            max_positions: model.max_positions(),
+        });
+    }
+    let mut sampler = Sampler::new(config)?;
+    let eos = tokenizer.eos_ids();
+    let mut cache = model.new_cache();
+    let mut tokens: Vec<u32> = Vec::new();
+    let mut stream = TextStream::default();
+    let mut finish_reason = FinishReason::Length;
+
+    let start = web_time_now();
+    let mut logits = next_token_logits(model, prompt, &mut cache);
+    let prefill_time = start.elapsed();
+    let decode_start = web_time_now();
+    let mut text = String::new();
+    for step in 0..config.max_new_tokens {
+        let next = sampler.sample(&logits);
+        tokens.push(next);
+        if eos.contains(&next) {
+            finish_reason = FinishReason::Eos;
+            break;
+        }
+        let full = tokenizer.decode(&tokens, true)?;
+        let delta = stream.push(&full);
+        text = stream.text().to_string();
+        if let Some(stop) = config.stop_strings.iter().find(|s| !s.is_empty() && full.contains(s.as_str())) {
+            text = full[..full.find(stop.as_str()).unwrap_or(full.len())].to_string();
+            finish_reason = FinishReason::StopString(stop.clone());
+            break;
+        }
+        if !on_token(next, &delta) {
+            finish_reason = FinishReason::Cancelled;
+            break;
+        }
+        if step + 1 < config.max_new_tokens {
+            logits = next_token_logits(model, &[next], &mut cache);
+        }
+    }
+    if matches!(finish_reason, FinishReason::Length | FinishReason::Eos | FinishReason::Cancelled) {
+        text = tokenizer.decode(
+            &tokens
+                .iter()
+                .copied()
+                .filter(|t| !eos.contains(t))
+                .collect::<Vec<_>>(),
+            true,
+        )?;
+    }
+    Ok(GenerationOutput {
+        text,
+        tokens,
+        prompt_tokens: prompt.len(),
+        prefill_time,
+        decode_time: decode_start.elapsed(),
+        finish_reason,
+    })
+}
+
+fn web_time_now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_is_argmax_and_sampling_repeats_with_a_seed() {
+        let logits = [0.1, 2.0, -1.0, 1.9];
+        let mut greedy = Sampler::new(&GenerationConfig::default()).unwrap();
+        assert_eq!(greedy.sample(&logits), 1);
+        let config = GenerationConfig {
+            temperature: 1.0,
+            top_p: 0.9,
+            seed: 7,
+            ..Default::default()
+        };
+        let draws = |c: &GenerationConfig| {
+            let mut s = Sampler::new(c).unwrap();
+            (0..50).map(|_| s.sample(&logits)).collect::<Vec<_>>()
+        };
+        let a = draws(&config);
+        assert_eq!(a, draws(&config));
+        // top-p 0.9 keeps ids 1 and 3 (cumulative 0.475, 0.905), never 0 or 2
+        assert!(a.iter().all(|&t| t == 1 || t == 3), "{a:?}");
+        assert!(a.contains(&1) && a.contains(&3));
+    }
+
+    #[test]
+    fn bad_settings_are_errors() {
+        let bad = GenerationConfig {
+            top_p: 0.0,
+            ..Default::default()
+        };
+        assert!(Sampler::new(&bad).unwrap_err().to_string().contains("top_p"));
+        let bad = GenerationConfig {
+            temperature: -1.0,
+            ..Default::default()
+        };
+        assert!(Sampler::new(&bad).unwrap_err().to_string().contains("temperature"));
+    }
+
+    #[test]
+    fn text_stream_holds_back_incomplete_characters() {
+        let mut s = TextStream::default();
+        assert_eq!(s.push("Hel"), "Hel");
+        assert_eq!(s.push("Hello \u{FFFD}"), "");
+        assert_eq!(s.push("Hello 🙂"), "lo 🙂");
+    }
+}

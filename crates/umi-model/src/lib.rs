@@ -1,0 +1,43 @@
+//! Llama for umi on burn: the model every α-UMi role (planner, caller, summarizer) runs on.
+//!
+//! - [`LlamaConfig`]: hyperparameters with Hugging Face `config.json` names;
+//! - [`Llama`]: RMSNorm, rotate-half RoPE, grouped-query attention, SwiGLU MLP, optional tied
+//!   embeddings, [`KvCache`]; projections are [`LoraLinear`]s with a slot for LoRA adapters;
+//! - [`load_model`]: Hugging Face safetensors folders and GGUF v3 files (quantized types
+//!   dequantized at load), with their tokenizer ([`Tokenizer`]) and chat template;
+//! - [`generate`]: greedy or seeded temperature/top-p decoding with streaming.
+//!
+//! The architecture follows `transformers`' `modeling_llama.py`; GGUF conventions follow
+//! llama.cpp (`convert_hf_to_gguf.py`, `ggml-quants.c`).
+#![warn(missing_docs)]
+
+mod cache;
+mod chat;
+mod config;
+mod device;
+mod error;
+mod generate;
+mod linear;
+mod llama;
+mod load;
+mod rope;
+mod tokenizer;
+pub mod weights;
+
+pub use cache::KvCache;
+pub use chat::{ChatMessage, ChatRole, ChatTemplate, SMOLLM_DEFAULT_SYSTEM};
+pub use config::{LlamaConfig, TokenIds};
+pub use device::Backend;
+pub use error::{Error, Result};
+pub use generate::{
+    FinishReason, GenerationConfig, GenerationOutput, Sampler, TextStream, argmax, generate,
+    next_token_logits,
+};
+pub use linear::{LoraAdapter, LoraLinear};
+pub use llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};
+pub use load::{LoadedModel, load_gguf_bytes, load_hf_folder, load_model};
+pub use rope::RotaryEmbedding;
+pub use tokenizer::Tokenizer;
+
+/// Re-exported so downstream crates use the same burn.
+pub use burn;

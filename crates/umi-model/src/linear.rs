@@ -1,0 +1,90 @@
+//! `LoraLinear`: a bias-free projection with an optional low-rank adapter.
+
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Distribution, Tensor};
+
+/// A bias-free linear projection `y = x·W (+ s·(x·A)·B)`, the form of every Llama projection.
+///
+/// The weight is stored `[in, out]` (burn's row layout), i.e. transposed with respect to
+/// Hugging Face / PyTorch's `[out, in]`; loaders transpose once at load time.
+///
+/// The optional [`LoraAdapter`] is the slot fine-tuning fills (LoRA, Hu et al. 2021): it is
+/// computed as `(x·A)·B`, never as a dense `A·B` delta, so its cost is `O(r·(in + out))` per token.
+#[derive(Module, Debug)]
+pub struct LoraLinear {
+    /// Base weight, `[in, out]`.
+    pub weight: Param<Tensor<2>>,
+    /// Low-rank adapter, if one is attached.
+    pub lora: Option<LoraAdapter>,
+}
+
+/// Low-rank adapter: `A` is `[in, r]`, `B` is `[r, out]`, `scaling` is `alpha / r`.
+///
+/// Matches PEFT's `lora_A.weight` (`[r, in]` = `Aᵀ`) and `lora_B.weight` (`[out, r]` = `Bᵀ`).
+#[derive(Module, Debug)]
+pub struct LoraAdapter {
+    /// Down projection, `[in, r]`.
+    pub a: Param<Tensor<2>>,
+    /// Up projection, `[r, out]`.
+    pub b: Param<Tensor<2>>,
+    /// `alpha / r`.
+    #[module(skip)]
+    pub scaling: f64,
+}
+
+impl LoraLinear {
+    /// Wraps a `[in, out]` weight without an adapter.
+    pub fn new(weight: Tensor<2>) -> Self {
+        Self {
+            weight: Param::from_tensor(weight),
+            lora: None,
+        }
+    }
+
+    /// Input width.
+    pub fn d_input(&self) -> usize {
+        self.weight.shape().dims::<2>()[0]
+    }
+
+    /// Output width.
+    pub fn d_output(&self) -> usize {
+        self.weight.shape().dims::<2>()[1]
+    }
+
+    /// Attaches a fresh adapter of rank `rank`: `A ~ N(0, 1/rank)`, `B = 0`, so the layer's
+    /// output is unchanged until `B` is trained (as PEFT initialises LoRA).
+    ///
+    /// # Panics
+    ///
+    /// If `rank == 0`.
+    pub fn with_lora(mut self, rank: usize, alpha: f64, device: &Device) -> Self {
+        assert!(rank > 0, "LoRA rank must be positive");
+        let std = (1.0 / rank as f64).sqrt();
+        let a = Tensor::random([self.d_input(), rank], Distribution::Normal(0.0, std), device);
+        let b = Tensor::zeros([rank, self.d_output()], device);
+        self.lora = Some(LoraAdapter {
+            a: Param::from_tensor(a),
+            b: Param::from_tensor(b),
+            scaling: alpha / rank as f64,
+        });
+        self
+    }
+
+    /// Applies the projection to the last dimension.
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[batch_size, seq_len, in]`
+    /// - output: `[batch_size, seq_len, out]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch_size, seq_len, d_in] = x.dims();
+        let x = x.reshape([batch_size * seq_len, d_in]); // [tokens, in]
+        let mut y = x.clone().matmul(self.weight.val()); // [tokens, out]
+        if let Some(lora) = &self.lora {
+            let delta = x.matmul(lora.a.val()).matmul(lora.b.val()); // [tokens, out]
+            y = y + delta.mul_scalar(lora.scaling);
+        }
+        let d_out = y.dims()[1];
+        y.reshape([batch_size, seq_len, d_out])
+    }
+}

@@ -1,0 +1,273 @@
+//! The Llama decoder (Touvron et al. 2023) as Hugging Face's `LlamaForCausalLM` computes it:
+//! RMSNorm → grouped-query attention with RoPE → residual → RMSNorm → SwiGLU MLP → residual,
+//! then a final RMSNorm and the LM head (optionally tied to the token embedding).
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::cache::KvCache;
+use crate::config::LlamaConfig;
+use crate::linear::LoraLinear;
+use crate::rope::RotaryEmbedding;
+
+/// Root-mean-square layer norm: `x / sqrt(mean(x²) + eps) · weight`.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    /// `[hidden_size]`
+    pub weight: Param<Tensor<1>>,
+    /// ε added to the mean square.
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    /// Normalises the last dimension.
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[batch_size, seq_len, hidden_size]`
+    /// - output: same
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let mean_square = x.clone().square().mean_dim(2); // [batch_size, seq_len, 1]
+        let inv_rms = mean_square.add_scalar(self.eps).sqrt().recip();
+        x * inv_rms * self.weight.val().unsqueeze::<3>()
+    }
+}
+
+/// Grouped-query self-attention with rotate-half RoPE and a [`KvCache`].
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// `[hidden_size, num_heads·head_dim]`
+    pub q_proj: LoraLinear,
+    /// `[hidden_size, num_kv_heads·head_dim]`
+    pub k_proj: LoraLinear,
+    /// `[hidden_size, num_kv_heads·head_dim]`
+    pub v_proj: LoraLinear,
+    /// `[num_heads·head_dim, hidden_size]`
+    pub o_proj: LoraLinear,
+    /// Query heads.
+    #[module(skip)]
+    pub num_heads: usize,
+    /// Key/value heads.
+    #[module(skip)]
+    pub num_kv_heads: usize,
+    /// Width of one head.
+    #[module(skip)]
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// Attends from `x` to the cached positions and to `x` itself (causally).
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[batch_size, seq_len, hidden_size]`
+    /// - output: `[batch_size, seq_len, hidden_size]`
+    pub fn forward(&self, x: Tensor<3>, rope: &RotaryEmbedding, cache: &mut KvCache) -> Tensor<3> {
+        let [batch_size, seq_len, _] = x.dims();
+        let (num_heads, num_kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let start = cache.len();
+
+        let q = self.q_proj.forward(x.clone());
+        let k = self.k_proj.forward(x.clone());
+        let v = self.v_proj.forward(x);
+        let q = q.reshape([batch_size, seq_len, num_heads, head_dim]).swap_dims(1, 2); // [batch_size, num_heads, seq_len, head_dim]
+        let k = k.reshape([batch_size, seq_len, num_kv_heads, head_dim]).swap_dims(1, 2); // [batch_size, num_kv_heads, seq_len, head_dim]
+        let v = v.reshape([batch_size, seq_len, num_kv_heads, head_dim]).swap_dims(1, 2);
+        let q = rope.forward(q, start);
+        let k = rope.forward(k, start);
+        let (k, v) = cache.append(k, v); // [batch_size, num_kv_heads, total_len, head_dim]
+        let total_len = start + seq_len;
+
+        // Grouped-query attention without copying K/V: query head h uses KV head h / n_rep, so the
+        // n_rep query heads of one group are stacked along the sequence axis.
+        let n_rep = num_heads / num_kv_heads;
+        let q = q.reshape([batch_size, num_kv_heads, n_rep * seq_len, head_dim]);
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [batch_size, num_kv_heads, n_rep·seq_len, total_len]
+        if seq_len > 1 {
+            scores = scores + causal_mask(n_rep, seq_len, start, &scores.device()).unsqueeze::<4>();
+        }
+        let probs = softmax(scores, 3);
+        let out = probs.matmul(v); // [batch_size, num_kv_heads, n_rep·seq_len, head_dim]
+        let out = out
+            .reshape([batch_size, num_heads, seq_len, head_dim])
+            .swap_dims(1, 2) // [batch_size, seq_len, num_heads, head_dim]
+            .reshape([batch_size, seq_len, num_heads * head_dim]);
+        let _ = total_len;
+        self.o_proj.forward(out)
+    }
+}
+
+/// Additive causal mask for `seq_len` new positions after `start` cached ones, repeated for the
+/// `n_rep` stacked query heads of a KV group: `0` where attending is allowed, `-inf` elsewhere.
+///
+/// # Shapes
+///
+/// - output: `[n_rep·seq_len, start + seq_len]`
+fn causal_mask(n_rep: usize, seq_len: usize, start: usize, device: &burn::tensor::Device) -> Tensor<2> {
+    let total_len = start + seq_len;
+    let mut mask = Vec::with_capacity(n_rep * seq_len * total_len);
+    for _ in 0..n_rep {
+        for i in 0..seq_len {
+            mask.extend((0..total_len).map(|j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }));
+        }
+    }
+    Tensor::from_data(TensorData::new(mask, [n_rep * seq_len, total_len]), device)
+}
+
+/// SwiGLU feed-forward block: `down(silu(gate(x)) · up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// `[hidden_size, intermediate_size]`
+    pub gate_proj: LoraLinear,
+    /// `[hidden_size, intermediate_size]`
+    pub up_proj: LoraLinear,
+    /// `[intermediate_size, hidden_size]`
+    pub down_proj: LoraLinear,
+}
+
+impl Mlp {
+    /// # Shapes
+    ///
+    /// - x: `[batch_size, seq_len, hidden_size]`
+    /// - output: same
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone())); // [batch_size, seq_len, intermediate_size]
+        let up = self.up_proj.forward(x);
+        self.down_proj.forward(gate * up)
+    }
+}
+
+/// One pre-norm decoder layer.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm,
+    /// Self-attention.
+    pub self_attn: Attention,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: RmsNorm,
+    /// Feed-forward block.
+    pub mlp: Mlp,
+}
+
+impl DecoderLayer {
+    /// # Shapes
+    ///
+    /// - x: `[batch_size, seq_len, hidden_size]`
+    /// - output: same
+    pub fn forward(&self, x: Tensor<3>, rope: &RotaryEmbedding, cache: &mut KvCache) -> Tensor<3> {
+        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, cache);
+        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+    }
+}
+
+/// A Llama causal language model.
+///
+/// Parameter names follow Hugging Face (`embed_tokens`, `layers.N.self_attn.q_proj`, ...).
+/// Projection weights are stored `[in, out]` (see [`LoraLinear`]).
+#[derive(Module, Debug)]
+pub struct Llama {
+    /// Token embedding, `[vocab_size, hidden_size]`.
+    pub embed_tokens: Param<Tensor<2>>,
+    /// Decoder layers.
+    pub layers: Vec<DecoderLayer>,
+    /// Final norm.
+    pub norm: RmsNorm,
+    /// LM head `[hidden_size, vocab_size]`; `None` when tied to `embed_tokens`.
+    pub lm_head: Option<LoraLinear>,
+    /// RoPE tables.
+    pub rotary: RotaryEmbedding,
+    /// The hyperparameters the model was built from.
+    #[module(skip)]
+    pub config: LlamaConfig,
+}
+
+impl Llama {
+    /// Runs the decoder over `tokens`, appending their keys and values to `cache`, and returns
+    /// the logits of every position.
+    ///
+    /// The position of `tokens[.., 0]` is `cache[0].len()`; it offsets RoPE and the causal mask.
+    ///
+    /// # Shapes
+    ///
+    /// - tokens: `[batch_size, seq_len]`
+    /// - output (logits): `[batch_size, seq_len, vocab_size]`
+    ///
+    /// # Panics
+    ///
+    /// If `cache.len() != num_hidden_layers`, or if the cache would exceed
+    /// `max_position_embeddings` (callers check with [`Llama::max_positions`] first).
+    pub fn forward(&self, tokens: Tensor<2, Int>, cache: &mut [KvCache]) -> Tensor<3> {
+        self.logits(self.forward_hidden(tokens, cache))
+    }
+
+    /// The decoder without the LM head: final-norm hidden states.
+    ///
+    /// # Shapes
+    ///
+    /// - tokens: `[batch_size, seq_len]`
+    /// - output: `[batch_size, seq_len, hidden_size]`
+    ///
+    /// # Panics
+    ///
+    /// As [`Llama::forward`].
+    pub fn forward_hidden(&self, tokens: Tensor<2, Int>, cache: &mut [KvCache]) -> Tensor<3> {
+        assert_eq!(
+            cache.len(),
+            self.layers.len(),
+            "one KvCache per layer is needed ({} layers, {} caches)",
+            self.layers.len(),
+            cache.len()
+        );
+        let [batch_size, seq_len] = tokens.dims();
+        let start = cache[0].len();
+        assert!(
+            start + seq_len <= self.max_positions(),
+            "{start} cached + {seq_len} new positions exceed max_position_embeddings = {}",
+            self.max_positions()
+        );
+        let hidden_size = self.config.hidden_size;
+        let ids = tokens.reshape([batch_size * seq_len]);
+        let mut x = self
+            .embed_tokens
+            .val()
+            .select(0, ids)
+            .reshape([batch_size, seq_len, hidden_size]); // [batch_size, seq_len, hidden_size]
+        for (layer, layer_cache) in self.layers.iter().zip(cache.iter_mut()) {
+            x = layer.forward(x, &self.rotary, layer_cache);
+        }
+        self.norm.forward(x)
+    }
+
+    /// Projects hidden states to vocabulary logits with the LM head (or the tied embedding).
+    ///
+    /// # Shapes
+    ///
+    /// - hidden: `[batch_size, seq_len, hidden_size]`
+    /// - output: `[batch_size, seq_len, vocab_size]`
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let [batch_size, seq_len, hidden_size] = hidden.dims();
+                let logits = hidden
+                    .reshape([batch_size * seq_len, hidden_size])
+                    .matmul(self.embed_tokens.val().transpose()); // [tokens, vocab_size]
+                logits.reshape([batch_size, seq_len, self.config.vocab_size])
+            }
+        }
+    }
+
+    /// One empty [`KvCache`] per layer.
+    pub fn new_cache(&self) -> Vec<KvCache> {
+        KvCache::for_layers(self.layers.len())
+    }
+
+    /// The context window (`max_position_embeddings`).
+    pub fn max_positions(&self) -> usize {
+        self.rotary.max_positions()
+    }
+}

@@ -1,0 +1,265 @@
+//! `Tokenizer`: Hugging Face `tokenizers` behind one small interface, built from a
+//! `tokenizer.json` or from GGUF tokenizer metadata (`gpt2` byte-level BPE and `llama`
+//! SentencePiece kinds, following llama.cpp's `llama-vocab.cpp` definitions).
+
+use std::io::{Read, Seek};
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::weights::GgufFile;
+use crate::{Error, Result};
+
+/// Text ↔ token ids for one model.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    bos_id: Option<u32>,
+    eos_ids: Vec<u32>,
+    add_bos: bool,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("bos_id", &self.bos_id)
+            .field("eos_ids", &self.eos_ids)
+            .field("add_bos", &self.add_bos)
+            .finish()
+    }
+}
+
+fn tok_error(file: &str, message: impl ToString) -> Error {
+    Error::Tokenizer {
+        file: file.to_string(),
+        message: message.to_string(),
+    }
+}
+
+impl Tokenizer {
+    /// Wraps a Hugging Face tokenizer.
+    pub fn new(inner: tokenizers::Tokenizer, bos_id: Option<u32>, eos_ids: Vec<u32>, add_bos: bool) -> Self {
+        // One thread: rayon is unavailable in the browser, and prompts are short.
+        tokenizers::utils::parallelism::set_parallelism(false);
+        Self {
+            inner,
+            bos_id,
+            eos_ids,
+            add_bos,
+        }
+    }
+
+    /// Reads a Hugging Face `tokenizer.json`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] or [`Error::Tokenizer`] naming the file.
+    pub fn from_file(path: &Path, bos_id: Option<u32>, eos_ids: Vec<u32>, add_bos: bool) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| tok_error(&path.display().to_string(), e))?;
+        Ok(Self::new(inner, bos_id, eos_ids, add_bos))
+    }
+
+    /// Builds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
+    ///
+    /// Supported: `tokenizer.ggml.model = "gpt2"` (byte-level BPE; pre-tokenizers `default`,
+    /// `gpt2`, `smollm`) and `"llama"` (SentencePiece BPE with byte fallback; merges derived from
+    /// the scores when the file has none, as `transformers`' SentencePiece converter does).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tokenizer`] naming the file when the metadata is missing, inconsistent or of an
+    /// unsupported kind.
+    pub fn from_gguf<R: Read + Seek>(gguf: &GgufFile<R>) -> Result<Self> {
+        let file = gguf.name();
+        let kind = gguf.string("tokenizer.ggml.model").map_err(|_| tok_error(file, "tokenizer.ggml.model is missing"))?;
+        let tokens = gguf
+            .strings("tokenizer.ggml.tokens")?
+            .ok_or_else(|| tok_error(file, "tokenizer.ggml.tokens is missing"))?;
+        let types = gguf.numbers("tokenizer.ggml.token_type")?;
+        if let Some(types) = &types
+            && types.len() != tokens.len()
+        {
+            return Err(tok_error(
+                file,
+                format!("{} token types for {} tokens", types.len(), tokens.len()),
+            ));
+        }
+        let token_type = |i: usize| types.as_ref().map(|t| t[i] as i64).unwrap_or(1);
+        // control (3) and user-defined (4) tokens are matched verbatim in text
+        let added: Vec<Value> = (0..tokens.len())
+            .filter(|&i| matches!(token_type(i), 3 | 4))
+            .map(|i| {
+                json!({"id": i, "content": tokens[i], "single_word": false, "lstrip": false,
+                       "rstrip": false, "normalized": false, "special": token_type(i) == 3})
+            })
+            .collect();
+        let vocab: serde_json::Map<String, Value> =
+            tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+        if vocab.len() != tokens.len() {
+            return Err(tok_error(file, "tokenizer.ggml.tokens contains duplicate tokens"));
+        }
+        let merges = gguf.strings("tokenizer.ggml.merges")?;
+        let bos_id = gguf.token_id("tokenizer.ggml.bos_token_id")?;
+        let eos_id = gguf.token_id("tokenizer.ggml.eos_token_id")?;
+        let spec = match kind.as_str() {
+            "gpt2" => {
+                let pre = gguf.string_opt("tokenizer.ggml.pre").unwrap_or_else(|| "default".into());
+                let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+                let pre_tokenizer = match pre.as_str() {
+                    "default" | "gpt2" | "gpt-2" => byte_level.clone(),
+                    "smollm" => json!({"type": "Sequence", "pretokenizers": [
+                        {"type": "Digits", "individual_digits": true}, byte_level.clone()]}),
+                    other => {
+                        return Err(tok_error(
+                            file,
+                            format!("pre-tokenizer {other:?} is not supported (supported: default, gpt2, smollm)"),
+                        ));
+                    }
+                };
+                json!({
+                    "version": "1.0", "truncation": null, "padding": null,
+                    "added_tokens": added, "normalizer": null, "pre_tokenizer": pre_tokenizer,
+                    "post_processor": byte_level, "decoder": byte_level,
+                    "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                              "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                              "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                              "vocab": vocab, "merges": merges.unwrap_or_default()}
+                })
+            }
+            "llama" => {
+                let merges = match merges {
+                    Some(m) => m,
+                    None => {
+                        let scores = gguf.numbers("tokenizer.ggml.scores")?.ok_or_else(|| {
+                            tok_error(file, "a llama (SentencePiece) tokenizer needs tokenizer.ggml.scores or merges")
+                        })?;
+                        spm_merges(&tokens, &scores, &|i| token_type(i))
+                    }
+                };
+                let unk = gguf
+                    .token_id("tokenizer.ggml.unknown_token_id")?
+                    .and_then(|i| tokens.get(i as usize).cloned())
+                    .unwrap_or_else(|| "<unk>".into());
+                let prefix = gguf
+                    .metadata("tokenizer.ggml.add_space_prefix")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(true);
+                let mut normalizers = vec![];
+                if prefix {
+                    normalizers.push(json!({"type": "Prepend", "prepend": "▁"}));
+                }
+                normalizers.push(json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"}));
+                let mut decoders = vec![
+                    json!({"type": "Replace", "pattern": {"String": "▁"}, "content": " "}),
+                    json!({"type": "ByteFallback"}),
+                    json!({"type": "Fuse"}),
+                ];
+                if prefix {
+                    decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+                }
+                json!({
+                    "version": "1.0", "truncation": null, "padding": null,
+                    "added_tokens": added,
+                    "normalizer": {"type": "Sequence", "normalizers": normalizers},
+                    "pre_tokenizer": null, "post_processor": null,
+                    "decoder": {"type": "Sequence", "decoders": decoders},
+                    "model": {"type": "BPE", "dropout": null, "unk_token": unk,
+                              "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                              "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+                              "vocab": vocab, "merges": merges}
+                })
+            }
+            other => {
+                return Err(tok_error(
+                    file,
+                    format!("tokenizer.ggml.model = {other:?} is not supported (supported: gpt2, llama)"),
+                ));
+            }
+        };
+        let inner = tokenizers::Tokenizer::from_bytes(spec.to_string().as_bytes()).map_err(|e| tok_error(file, e))?;
+        let add_bos = gguf
+            .metadata("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(kind == "llama");
+        Ok(Self::new(inner, bos_id, eos_id.into_iter().collect(), add_bos))
+    }
+
+    /// Number of tokens, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Beginning-of-sequence id, if the model has one.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos_id
+    }
+
+    /// End-of-sequence ids (generation stops on any of them).
+    pub fn eos_ids(&self) -> &[u32] {
+        &self.eos_ids
+    }
+
+    /// The id of a token written out (`"<|im_end|>"`), if it is in the vocabulary.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Encodes `text`; special tokens written in the text (`<|im_start|>`) become their ids.
+    /// A BOS id is prepended when `add_bos` is set and the model asks for one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tokenizer`] if the tokenizer fails.
+    pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>> {
+        let encoding = self.inner.encode(text, false).map_err(|e| tok_error("tokenizer", e))?;
+        let mut ids = Vec::with_capacity(encoding.len() + 1);
+        if add_bos
+            && self.add_bos
+            && let Some(bos) = self.bos_id
+        {
+            ids.push(bos);
+        }
+        ids.extend_from_slice(encoding.get_ids());
+        Ok(ids)
+    }
+
+    /// Decodes ids to text, optionally dropping special tokens.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tokenizer`] if an id is out of range.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| tok_error("tokenizer", e))
+    }
+}
+
+/// Merges for a SentencePiece BPE vocabulary: every split of a normal token into two normal
+/// tokens, ranked by the merged token's score (highest first), then by the pieces' ids.
+fn spm_merges(tokens: &[String], scores: &[f64], token_type: &dyn Fn(usize) -> i64) -> Vec<String> {
+    use std::collections::HashMap;
+    let ids: HashMap<&str, usize> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| token_type(*i) == 1)
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    let mut merges: Vec<(f64, usize, usize, String)> = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        if token_type(i) != 1 {
+            continue;
+        }
+        for (split, _) in token.char_indices().skip(1) {
+            let (left, right) = token.split_at(split);
+            if let (Some(&l), Some(&r)) = (ids.get(left), ids.get(right)) {
+                merges.push((scores.get(i).copied().unwrap_or(0.0), l, r, format!("{left} {right}")));
+            }
+        }
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    merges.into_iter().map(|m| m.3).collect()
+}

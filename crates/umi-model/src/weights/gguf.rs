@@ -1,0 +1,360 @@
+//! GGUF v3 checkpoints (llama.cpp): header and metadata parsed by `gguf-rs-lib`, tensors
+//! dequantized to f32 at load, q/k rows un-permuted back to Hugging Face's rotate-half order.
+
+use std::fs::File;
+use std::io::{BufReader, Cursor, Read, Seek};
+use std::path::Path;
+
+use gguf_rs_lib::format::metadata::MetadataValue;
+use gguf_rs_lib::reader::file_reader::GGUFFileReader;
+
+use super::quant::{GgmlType, SUPPORTED_GGML_TYPES, dequantize};
+use super::{HostTensor, WeightSource};
+use crate::config::{LlamaConfig, TokenIds};
+use crate::{Error, Result};
+
+/// An open GGUF file: metadata in memory, tensor data read on request.
+pub struct GgufFile<R: Read + Seek> {
+    name: String,
+    reader: GGUFFileReader<R>,
+    num_heads: usize,
+    num_kv_heads: usize,
+}
+
+impl GgufFile<BufReader<File>> {
+    /// Opens a GGUF file from disk.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if it cannot be read; [`Error::Format`] naming the file when the magic,
+    /// version, metadata or tensor table is invalid or the file is truncated.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_reader(BufReader::new(file), path.display().to_string())
+    }
+}
+
+impl GgufFile<Cursor<Vec<u8>>> {
+    /// Parses a GGUF file held in memory (a browser download, a test fixture); `name` is used
+    /// in error messages.
+    ///
+    /// # Errors
+    ///
+    /// As [`GgufFile::open`].
+    pub fn from_bytes(bytes: Vec<u8>, name: &str) -> Result<Self> {
+        Self::from_reader(Cursor::new(bytes), name.to_string())
+    }
+}
+
+impl<R: Read + Seek> GgufFile<R> {
+    fn from_reader(reader: R, name: String) -> Result<Self> {
+        let reader = GGUFFileReader::new(reader).map_err(|e| Error::Format {
+            file: name.clone(),
+            format: "GGUF",
+            message: e.to_string(),
+        })?;
+        let mut file = Self {
+            name,
+            reader,
+            num_heads: 0,
+            num_kv_heads: 0,
+        };
+        let arch = file.string("general.architecture")?;
+        if arch != "llama" {
+            return Err(file.config_error(format!(
+                "general.architecture is {arch:?}; only \"llama\" is supported"
+            )));
+        }
+        file.num_heads = file.usize("llama.attention.head_count")?;
+        file.num_kv_heads = file.usize_or("llama.attention.head_count_kv", file.num_heads)?;
+        Ok(file)
+    }
+
+    /// The file name used in messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A metadata value by key.
+    pub fn metadata(&self, key: &str) -> Option<&MetadataValue> {
+        self.reader.metadata().get(key)
+    }
+
+    fn config_error(&self, message: String) -> Error {
+        Error::Config {
+            file: self.name.clone(),
+            message,
+        }
+    }
+
+    /// A string metadata value.
+    pub(crate) fn string(&self, key: &str) -> Result<String> {
+        match self.metadata(key) {
+            Some(MetadataValue::String(s)) => Ok(s.clone()),
+            Some(other) => Err(self.config_error(format!("{key} should be a string, found {other:?}"))),
+            None => Err(self.config_error(format!("metadata key {key} is missing"))),
+        }
+    }
+
+    /// An optional string metadata value.
+    pub(crate) fn string_opt(&self, key: &str) -> Option<String> {
+        match self.metadata(key) {
+            Some(MetadataValue::String(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn number(&self, key: &str) -> Result<Option<f64>> {
+        match self.metadata(key) {
+            None => Ok(None),
+            Some(value) => value
+                .as_f64()
+                .or_else(|| value.as_u64().map(|v| v as f64))
+                .or_else(|| value.as_i64().map(|v| v as f64))
+                .map(Some)
+                .ok_or_else(|| self.config_error(format!("{key} should be a number, found {value:?}"))),
+        }
+    }
+
+    fn usize(&self, key: &str) -> Result<usize> {
+        self.number(key)?
+            .map(|v| v as usize)
+            .ok_or_else(|| self.config_error(format!("metadata key {key} is missing")))
+    }
+
+    fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
+        Ok(self.number(key)?.map(|v| v as usize).unwrap_or(default))
+    }
+
+    /// An optional token id.
+    pub(crate) fn token_id(&self, key: &str) -> Result<Option<u32>> {
+        Ok(self.number(key)?.map(|v| v as u32))
+    }
+
+    /// A string-array metadata value (tokens, merges).
+    pub(crate) fn strings(&self, key: &str) -> Result<Option<Vec<String>>> {
+        match self.metadata(key) {
+            None => Ok(None),
+            Some(MetadataValue::Array(array)) => array
+                .values
+                .iter()
+                .map(|v| match v {
+                    MetadataValue::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(Some)
+                .ok_or_else(|| self.config_error(format!("{key} should be an array of strings"))),
+            Some(other) => Err(self.config_error(format!("{key} should be an array, found {:?}", other.value_type()))),
+        }
+    }
+
+    /// A numeric-array metadata value (scores, token types).
+    pub(crate) fn numbers(&self, key: &str) -> Result<Option<Vec<f64>>> {
+        match self.metadata(key) {
+            None => Ok(None),
+            Some(MetadataValue::Array(array)) => array
+                .values
+                .iter()
+                .map(|v| v.as_f64().or_else(|| v.as_i64().map(|x| x as f64)).or_else(|| v.as_u64().map(|x| x as f64)))
+                .collect::<Option<Vec<_>>>()
+                .map(Some)
+                .ok_or_else(|| self.config_error(format!("{key} should be an array of numbers"))),
+            Some(other) => Err(self.config_error(format!("{key} should be an array, found {:?}", other.value_type()))),
+        }
+    }
+
+    fn has_tensor(&self, name: &str) -> bool {
+        self.reader.get_tensor_info(name).is_some()
+    }
+
+    /// The model hyperparameters from the `llama.*` metadata, named as Hugging Face does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the file and the key when a required key is missing or the
+    /// values describe an unsupported model (RoPE scaling, odd head sizes).
+    pub fn config(&self) -> Result<LlamaConfig> {
+        let hidden_size = self.usize("llama.embedding_length")?;
+        let num_attention_heads = self.num_heads;
+        let head_dim = self.usize_or("llama.rope.dimension_count", hidden_size / num_attention_heads.max(1))?;
+        let vocab_size = match self.number("llama.vocab_size")? {
+            Some(v) => v as usize,
+            None => self
+                .strings("tokenizer.ggml.tokens")?
+                .map(|t| t.len())
+                .ok_or_else(|| self.config_error("neither llama.vocab_size nor tokenizer.ggml.tokens is present".into()))?,
+        };
+        if let Some(kind) = self.string_opt("llama.rope.scaling.type")
+            && kind != "none"
+        {
+            return Err(self.config_error(format!("llama.rope.scaling.type = {kind:?} is not supported yet")));
+        }
+        let config = LlamaConfig {
+            vocab_size,
+            hidden_size,
+            intermediate_size: self.usize("llama.feed_forward_length")?,
+            num_hidden_layers: self.usize("llama.block_count")?,
+            num_attention_heads,
+            num_key_value_heads: Some(self.num_kv_heads),
+            head_dim: Some(head_dim),
+            rms_norm_eps: self.number("llama.attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
+            rope_theta: self.number("llama.rope.freq_base")?.unwrap_or(10_000.0),
+            max_position_embeddings: self.usize_or("llama.context_length", 2048)?,
+            tie_word_embeddings: !self.has_tensor("output.weight"),
+            bos_token_id: self.token_id("tokenizer.ggml.bos_token_id")?,
+            eos_token_id: self.token_id("tokenizer.ggml.eos_token_id")?.map(TokenIds::One),
+            hidden_act: "silu".into(),
+            attention_bias: false,
+            mlp_bias: false,
+            rope_scaling: None,
+        };
+        config.validate(&self.name)?;
+        Ok(config)
+    }
+}
+
+/// Hugging Face tensor name → llama.cpp GGUF tensor name.
+fn gguf_name(hf: &str) -> Option<String> {
+    let fixed = match hf {
+        "model.embed_tokens.weight" => Some("token_embd.weight"),
+        "model.norm.weight" => Some("output_norm.weight"),
+        "lm_head.weight" => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(name) = fixed {
+        return Some(name.to_string());
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let part = match part {
+        "input_layernorm.weight" => "attn_norm.weight",
+        "self_attn.q_proj.weight" => "attn_q.weight",
+        "self_attn.k_proj.weight" => "attn_k.weight",
+        "self_attn.v_proj.weight" => "attn_v.weight",
+        "self_attn.o_proj.weight" => "attn_output.weight",
+        "post_attention_layernorm.weight" => "ffn_norm.weight",
+        "mlp.gate_proj.weight" => "ffn_gate.weight",
+        "mlp.up_proj.weight" => "ffn_up.weight",
+        "mlp.down_proj.weight" => "ffn_down.weight",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{part}"))
+}
+
+/// Undoes llama.cpp's q/k row permutation (`convert_hf_to_gguf.py`'s `permute`): within each
+/// head, GGUF row `2·i + j` is Hugging Face row `j·(head_dim/2) + i`.
+fn unpermute_rows(data: &[f32], rows: usize, cols: usize, num_heads: usize) -> Vec<f32> {
+    let head_dim = rows / num_heads;
+    let half = head_dim / 2;
+    let mut out = vec![0.0; data.len()];
+    for h in 0..num_heads {
+        for i in 0..half {
+            for j in 0..2 {
+                let src = (h * head_dim + 2 * i + j) * cols;
+                let dst = (h * head_dim + j * half + i) * cols;
+                out[dst..dst + cols].copy_from_slice(&data[src..src + cols]);
+            }
+        }
+    }
+    out
+}
+
+impl<R: Read + Seek> WeightSource for GgufFile<R> {
+    fn origin(&self) -> String {
+        self.name.clone()
+    }
+
+    fn display_name(&self, name: &str) -> String {
+        match gguf_name(name) {
+            Some(gguf) => format!("{gguf} (Hugging Face {name})"),
+            None => name.to_string(),
+        }
+    }
+
+    fn tensor(&mut self, name: &str) -> Result<Option<HostTensor>> {
+        let Some(gguf) = gguf_name(name) else {
+            return Ok(None);
+        };
+        let Some(info) = self.reader.get_tensor_info(&gguf) else {
+            return Ok(None);
+        };
+        let type_id = info.tensor_type() as u32;
+        let dims: Vec<usize> = info.shape().dims().iter().map(|&d| d as usize).collect();
+        let ty = GgmlType::from_id(type_id).ok_or_else(|| Error::UnsupportedDtype {
+            file: self.name.clone(),
+            tensor: gguf.clone(),
+            dtype: format!("{:?} (ggml type {type_id})", info.tensor_type()),
+            supported: SUPPORTED_GGML_TYPES,
+        })?;
+        let shape: Vec<usize> = dims.iter().rev().copied().collect(); // ne order is innermost first
+        let n: usize = shape.iter().product();
+        let bytes = self
+            .reader
+            .load_tensor_data(&gguf)
+            .map_err(|e| Error::Format {
+                file: self.name.clone(),
+                format: "GGUF",
+                message: format!("tensor `{gguf}`: {e}"),
+            })?
+            .map(|d| d.into_owned())
+            .unwrap_or_default();
+        let mut data = dequantize(ty, &bytes, n).map_err(|message| Error::Format {
+            file: self.name.clone(),
+            format: "GGUF",
+            message: format!("tensor `{gguf}`: {message}"),
+        })?;
+        let heads = if name.ends_with("q_proj.weight") {
+            Some(self.num_heads)
+        } else if name.ends_with("k_proj.weight") {
+            Some(self.num_kv_heads)
+        } else {
+            None
+        };
+        if let (Some(heads), [rows, cols]) = (heads, shape[..]) {
+            if heads == 0 || rows % (2 * heads) != 0 {
+                return Err(Error::ShapeMismatch {
+                    file: self.name.clone(),
+                    tensor: gguf,
+                    expected: vec![heads * (rows / heads.max(1)), cols],
+                    got: shape,
+                });
+            }
+            data = unpermute_rows(&data, rows, cols, heads);
+        }
+        Ok(Some(HostTensor { shape, data }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permute() {
+        // 2 heads of head_dim 4, one column: HF rows 0..8
+        let hf: Vec<f32> = (0..8).map(|v| v as f32).collect();
+        // llama.cpp permute: reshape(n_head, 2, half, cols).swapaxes(1, 2)
+        let (heads, half) = (2, 2);
+        let mut gguf = vec![0.0; 8];
+        for h in 0..heads {
+            for i in 0..half {
+                for j in 0..2 {
+                    gguf[h * 4 + 2 * i + j] = hf[h * 4 + j * half + i];
+                }
+            }
+        }
+        assert_eq!(gguf, vec![0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
+        assert_eq!(unpermute_rows(&gguf, 8, 1, 2), hf);
+    }
+
+    #[test]
+    fn names_map_to_llama_cpp() {
+        assert_eq!(gguf_name("model.layers.12.mlp.down_proj.weight").unwrap(), "blk.12.ffn_down.weight");
+        assert_eq!(gguf_name("lm_head.weight").unwrap(), "output.weight");
+        assert!(gguf_name("model.layers.0.unknown").is_none());
+    }
+}

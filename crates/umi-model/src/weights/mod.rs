@@ -1,0 +1,179 @@
+//! Weight loading: every checkpoint format becomes a [`WeightSource`] of Hugging Face-named,
+//! `[out, in]`-shaped f32 tensors, and [`build_llama`] turns one into a [`Llama`] on a device.
+//!
+//! Tensors are requested one at a time, so only one dequantized tensor lives on the host at
+//! once on top of the file itself (and, in the browser, uploads stay below binding limits).
+
+mod gguf;
+mod quant;
+mod safetensors;
+
+pub use gguf::GgufFile;
+pub use quant::{GgmlType, dequantize};
+pub use safetensors::SafetensorsFolder;
+
+use burn::module::Param;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::config::LlamaConfig;
+use crate::linear::LoraLinear;
+use crate::llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};
+use crate::rope::RotaryEmbedding;
+use crate::{Error, Result};
+
+/// A tensor on the host in row-major order with Hugging Face's shape convention
+/// (`[out, in]` for projections).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    /// Dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// `shape.iter().product()` values.
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    /// Transposes a 2-D tensor (`[rows, cols]` → `[cols, rows]`).
+    ///
+    /// # Panics
+    ///
+    /// If the tensor is not 2-D.
+    pub fn transposed(&self) -> HostTensor {
+        let [rows, cols] = self.shape[..] else {
+            panic!("transposed() needs a 2-D tensor, got shape {:?}", self.shape)
+        };
+        let mut data = vec![0.0; rows * cols];
+        for r in 0..rows {
+            for c in 0..cols {
+                data[c * rows + r] = self.data[r * cols + c];
+            }
+        }
+        HostTensor {
+            shape: vec![cols, rows],
+            data,
+        }
+    }
+}
+
+/// A checkpoint seen as Hugging Face-named f32 tensors.
+pub trait WeightSource {
+    /// The file (or folder) the weights come from, for error messages.
+    fn origin(&self) -> String;
+
+    /// The tensor called `name` in Hugging Face naming (`model.layers.0.self_attn.q_proj.weight`),
+    /// converted to f32 in `[out, in]` layout, or `None` when the checkpoint does not have it.
+    ///
+    /// # Errors
+    ///
+    /// When the tensor exists but cannot be read (bad data type, truncated data).
+    fn tensor(&mut self, name: &str) -> Result<Option<HostTensor>>;
+
+    /// How the tensor Hugging Face calls `name` is named in this checkpoint, for messages.
+    fn display_name(&self, name: &str) -> String {
+        name.to_string()
+    }
+}
+
+/// Builds a [`Llama`] on `device` from `source`, checking every tensor against `config`.
+///
+/// # Errors
+///
+/// [`Error::MissingTensor`] or [`Error::ShapeMismatch`] naming the file, the tensor and the
+/// expected shape; whatever `source` reports for unreadable tensors.
+pub fn build_llama(config: &LlamaConfig, source: &mut dyn WeightSource, device: &Device) -> Result<Llama> {
+    config.validate(&source.origin())?;
+    let hidden = config.hidden_size;
+    let head_dim = config.head_dim();
+    let q_out = config.num_attention_heads * head_dim;
+    let kv_out = config.num_kv_heads() * head_dim;
+    let inter = config.intermediate_size;
+
+    let mut loader = Loader { source, device };
+    let embed_tokens = loader.tensor("model.embed_tokens.weight", &[config.vocab_size, hidden])?;
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for i in 0..config.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        let norm = |loader: &mut Loader, name: &str| -> Result<RmsNorm> {
+            Ok(RmsNorm {
+                weight: Param::from_tensor(loader.tensor(&format!("{p}.{name}.weight"), &[hidden])?),
+                eps: config.rms_norm_eps,
+            })
+        };
+        let input_layernorm = norm(&mut loader, "input_layernorm")?;
+        let post_attention_layernorm = norm(&mut loader, "post_attention_layernorm")?;
+        let self_attn = Attention {
+            q_proj: loader.linear(&format!("{p}.self_attn.q_proj.weight"), q_out, hidden)?,
+            k_proj: loader.linear(&format!("{p}.self_attn.k_proj.weight"), kv_out, hidden)?,
+            v_proj: loader.linear(&format!("{p}.self_attn.v_proj.weight"), kv_out, hidden)?,
+            o_proj: loader.linear(&format!("{p}.self_attn.o_proj.weight"), hidden, q_out)?,
+            num_heads: config.num_attention_heads,
+            num_kv_heads: config.num_kv_heads(),
+            head_dim,
+        };
+        let mlp = Mlp {
+            gate_proj: loader.linear(&format!("{p}.mlp.gate_proj.weight"), inter, hidden)?,
+            up_proj: loader.linear(&format!("{p}.mlp.up_proj.weight"), inter, hidden)?,
+            down_proj: loader.linear(&format!("{p}.mlp.down_proj.weight"), hidden, inter)?,
+        };
+        layers.push(DecoderLayer {
+            input_layernorm,
+            self_attn,
+            post_attention_layernorm,
+            mlp,
+        });
+    }
+    let norm = RmsNorm {
+        weight: Param::from_tensor(loader.tensor("model.norm.weight", &[hidden])?),
+        eps: config.rms_norm_eps,
+    };
+    let lm_head = if config.tie_word_embeddings {
+        None
+    } else {
+        Some(loader.linear("lm_head.weight", config.vocab_size, hidden)?)
+    };
+    Ok(Llama {
+        embed_tokens: Param::from_tensor(embed_tokens),
+        layers,
+        norm,
+        lm_head,
+        rotary: RotaryEmbedding::new(head_dim, config.max_position_embeddings, config.rope_theta, device),
+        config: config.clone(),
+    })
+}
+
+struct Loader<'a> {
+    source: &'a mut dyn WeightSource,
+    device: &'a Device,
+}
+
+impl Loader<'_> {
+    fn host(&mut self, name: &str, expected: &[usize]) -> Result<HostTensor> {
+        let tensor = self.source.tensor(name)?.ok_or_else(|| Error::MissingTensor {
+            file: self.source.origin(),
+            tensor: self.source.display_name(name),
+        })?;
+        if tensor.shape != expected {
+            return Err(Error::ShapeMismatch {
+                file: self.source.origin(),
+                tensor: self.source.display_name(name),
+                expected: expected.to_vec(),
+                got: tensor.shape,
+            });
+        }
+        Ok(tensor)
+    }
+
+    fn tensor<const D: usize>(&mut self, name: &str, expected: &[usize]) -> Result<Tensor<D>> {
+        let host = self.host(name, expected)?;
+        Ok(Tensor::from_data(TensorData::new(host.data, host.shape), self.device))
+    }
+
+    /// Loads an HF `[out, in]` projection and stores it `[in, out]`.
+    fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<LoraLinear> {
+        let host = self.host(name, &[out, inp])?.transposed();
+        Ok(LoraLinear::new(Tensor::from_data(
+            TensorData::new(host.data, host.shape),
+            self.device,
+        )))
+    }
+}
+

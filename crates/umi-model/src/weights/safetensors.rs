@@ -1,0 +1,138 @@
+//! Hugging Face safetensors checkpoints: one `model.safetensors`, or shards listed in
+//! `model.safetensors.index.json`; f32, f16 and bf16 tensors.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ::safetensors::{Dtype, SafeTensors};
+
+use super::{HostTensor, WeightSource};
+use crate::{Error, Result};
+
+/// The safetensors files of a Hugging Face model folder, read into memory.
+pub struct SafetensorsFolder {
+    folder: PathBuf,
+    /// (file name, bytes)
+    files: Vec<(String, Vec<u8>)>,
+    /// tensor name → index in `files`
+    index: HashMap<String, usize>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn format_error(file: &Path, message: impl ToString) -> Error {
+    Error::Format {
+        file: file.display().to_string(),
+        format: "safetensors",
+        message: message.to_string(),
+    }
+}
+
+impl SafetensorsFolder {
+    /// Opens `folder/model.safetensors`, or the shards named by
+    /// `folder/model.safetensors.index.json`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when a file is missing, [`Error::Format`] naming the file when a header or
+    /// the index is malformed.
+    pub fn open(folder: &Path) -> Result<Self> {
+        let single = folder.join("model.safetensors");
+        let index_path = folder.join("model.safetensors.index.json");
+        let file_names: Vec<String> = if single.exists() {
+            vec!["model.safetensors".to_string()]
+        } else if index_path.exists() {
+            let json: serde_json::Value = serde_json::from_slice(&read(&index_path)?)
+                .map_err(|e| format_error(&index_path, e))?;
+            let map = json
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| format_error(&index_path, "no \"weight_map\" object"))?;
+            let mut names: Vec<String> = map
+                .values()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<_>>()
+                .ok_or_else(|| format_error(&index_path, "weight_map values must be file names"))?;
+            names.sort();
+            names.dedup();
+            names
+        } else {
+            return Err(Error::Io {
+                path: single,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "neither model.safetensors nor model.safetensors.index.json is in the folder",
+                ),
+            });
+        };
+
+        let mut files = Vec::new();
+        let mut index = HashMap::new();
+        for (i, name) in file_names.into_iter().enumerate() {
+            let path = folder.join(&name);
+            let bytes = read(&path)?;
+            let tensors = SafeTensors::deserialize(&bytes).map_err(|e| format_error(&path, e))?;
+            for tensor_name in tensors.names() {
+                index.insert(tensor_name.to_string(), i);
+            }
+            drop(tensors);
+            files.push((name, bytes));
+        }
+        Ok(Self {
+            folder: folder.to_path_buf(),
+            files,
+            index,
+        })
+    }
+}
+
+impl WeightSource for SafetensorsFolder {
+    fn origin(&self) -> String {
+        match &self.files[..] {
+            [(name, _)] => self.folder.join(name).display().to_string(),
+            _ => self.folder.display().to_string(),
+        }
+    }
+
+    fn tensor(&mut self, name: &str) -> Result<Option<HostTensor>> {
+        let Some(&i) = self.index.get(name) else {
+            return Ok(None);
+        };
+        let (file, bytes) = &self.files[i];
+        let path = self.folder.join(file);
+        let tensors = SafeTensors::deserialize(bytes).map_err(|e| format_error(&path, e))?;
+        let view = tensors.tensor(name).map_err(|e| format_error(&path, e))?;
+        let raw = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::UnsupportedDtype {
+                    file: path.display().to_string(),
+                    tensor: name.to_string(),
+                    dtype: format!("{other:?}"),
+                    supported: "F32, F16, BF16",
+                });
+            }
+        };
+        Ok(Some(HostTensor {
+            shape: view.shape().to_vec(),
+            data,
+        }))
+    }
+}
