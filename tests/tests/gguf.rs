@@ -68,7 +68,7 @@ fn f32_gguf_gives_the_same_logits_as_the_hf_checkpoint_it_was_converted_from() {
         let tokens: Vec<i64> = seq.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
         let n = tokens.len();
         let input = Tensor::<2, Int>::from_data(TensorData::new(tokens, [1, n]), &device);
-        let got = loaded.model.forward(input, &mut loaded.model.new_cache()).into_data().convert::<f32>().into_vec::<f32>().unwrap();
+        let got = loaded.model.forward(input, &mut loaded.model.new_cache()).into_data().try_into_vec_as::<f32>().unwrap();
         let want: Vec<f64> = want.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap())).collect();
         assert_close(&got, &want, 1e-4, 1e-5, "tiny-f32.gguf logits");
     }

@@ -74,7 +74,7 @@ fn perplexity(loaded: &LoadedModel, ids: &[u32]) -> f64 {
     let device = loaded.model.embed_tokens.val().device();
     let n = ids.len();
     let input = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, n]), &device);
-    let logits = loaded.model.forward(input, &mut loaded.model.new_cache()).into_data().convert::<f32>().into_vec::<f32>().unwrap();
+    let logits = loaded.model.forward(input, &mut loaded.model.new_cache()).into_data().try_into_vec_as::<f32>().unwrap();
     let vocab = loaded.model.config.vocab_size;
     let mut nll = 0.0;
     for pos in 0..n - 1 {

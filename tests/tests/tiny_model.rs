@@ -42,7 +42,7 @@ fn logits(model: &Llama, tokens: &[u32], cache: &mut [KvCache]) -> Vec<f32> {
     let device = model.embed_tokens.val().device();
     let data: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
     let input = Tensor::<2, Int>::from_data(TensorData::new(data, [1, tokens.len()]), &device);
-    model.forward(input, cache).into_data().convert::<f32>().into_vec::<f32>().unwrap()
+    model.forward(input, cache).into_data().try_into_vec_as::<f32>().unwrap()
 }
 
 /// Checks every reference folder's logits on `device`.

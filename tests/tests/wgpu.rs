@@ -31,9 +31,9 @@ fn tiny_llama_on_wgpu_matches_the_reference() {
         // prefill all but the last token, then decode it: exercises the cache on the GPU too
         let mut cache = model.new_cache();
         let head = Tensor::<2, Int>::from_data(TensorData::new(tokens[..n - 1].to_vec(), [1, n - 1]), &device);
-        let mut got = model.forward(head, &mut cache).into_data().convert::<f32>().into_vec::<f32>().unwrap();
+        let mut got = model.forward(head, &mut cache).into_data().try_into_vec_as::<f32>().unwrap();
         let last = Tensor::<2, Int>::from_data(TensorData::new(vec![tokens[n - 1]], [1, 1]), &device);
-        got.extend(model.forward(last, &mut cache).into_data().convert::<f32>().into_vec::<f32>().unwrap());
+        got.extend(model.forward(last, &mut cache).into_data().try_into_vec_as::<f32>().unwrap());
         let want: Vec<f64> = want.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap())).collect();
         assert_close(&got, &want, 1e-3, 1e-4, "wgpu logits");
     }

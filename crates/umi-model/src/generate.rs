@@ -5,7 +5,7 @@
 //! stop checks, text streaming) are split so that an async driver (the browser, where reads
 //! from the GPU must be awaited) reuses everything but the read.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::rngs::SmallRng;
@@ -168,9 +168,8 @@ fn last_logits(logits: Tensor<3>) -> Vec<f32> {
     let [_, seq_len, vocab_size] = logits.dims();
     let last = logits.narrow(1, seq_len - 1, 1).reshape([vocab_size]);
     last.into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .expect("logits are f32 after convert")
+        .try_into_vec_as::<f32>()
+        .expect("float logits convert to f32")
 }
 
 /// Feeds `tokens` (one sequence) through the model, extending `cache`, and returns the logits of
@@ -185,27 +184,61 @@ pub fn next_token_logits(model: &Llama, tokens: &[u32], cache: &mut [KvCache]) -
     last_logits(model.logits(last))
 }
 
-/// Incremental detokenisation: turns the growing list of generated ids into text deltas,
-/// holding back incomplete UTF-8 sequences (decoded as U+FFFD) until they complete.
+/// Incremental detokenisation for streaming: turns the growing decoded text into deltas.
+///
+/// Holds back an incomplete UTF-8 sequence (decoded as U+FFFD) and any tail that could be the
+/// start of a stop string, so that the streamed deltas always add up to the final text.
 #[derive(Debug, Default)]
 pub struct TextStream {
     emitted: String,
+    stop_strings: Vec<String>,
 }
 
 impl TextStream {
+    /// A stream that holds back possible beginnings of `stop_strings`.
+    pub fn new(stop_strings: &[String]) -> Self {
+        Self {
+            emitted: String::new(),
+            stop_strings: stop_strings.iter().filter(|s| !s.is_empty()).cloned().collect(),
+        }
+    }
+
     /// The text emitted so far.
     pub fn text(&self) -> &str {
         &self.emitted
     }
 
-    /// Returns the text added since the last call, given the full decoded text.
+    /// Returns the text that can be shown now, given the full decoded text so far.
     pub fn push(&mut self, full: &str) -> String {
         if full.ends_with('\u{FFFD}') || !full.starts_with(&self.emitted) {
             return String::new();
         }
-        let delta = full[self.emitted.len()..].to_string();
-        self.emitted = full.to_string();
+        let mut safe = full.len();
+        for stop in &self.stop_strings {
+            for (k, _) in stop.char_indices().skip(1) {
+                if full.ends_with(&stop[..k]) {
+                    safe = safe.min(full.len() - k);
+                }
+            }
+        }
+        if safe <= self.emitted.len() || !full.is_char_boundary(safe) {
+            return String::new();
+        }
+        let delta = full[self.emitted.len()..safe].to_string();
+        self.emitted.push_str(&delta);
         delta
+    }
+
+    /// Returns whatever of `final_text` has not been emitted yet.
+    pub fn finish(&mut self, final_text: &str) -> String {
+        match final_text.strip_prefix(self.emitted.as_str()) {
+            Some(rest) => {
+                let rest = rest.to_string();
+                self.emitted = final_text.to_string();
+                rest
+            }
+            None => String::new(),
+        }
     }
 }
 
@@ -240,13 +273,13 @@ pub fn generate(
     let eos = tokenizer.eos_ids();
     let mut cache = model.new_cache();
     let mut tokens: Vec<u32> = Vec::new();
-    let mut stream = TextStream::default();
+    let mut stream = TextStream::new(&config.stop_strings);
     let mut finish_reason = FinishReason::Length;
 
-    let start = web_time_now();
+    let start = Instant::now();
     let mut logits = next_token_logits(model, prompt, &mut cache);
     let prefill_time = start.elapsed();
-    let decode_start = web_time_now();
+    let decode_start = Instant::now();
     let mut text = String::new();
     for step in 0..config.max_new_tokens {
         let next = sampler.sample(&logits);
@@ -255,14 +288,19 @@ pub fn generate(
             finish_reason = FinishReason::Eos;
             break;
         }
-        let full = tokenizer.decode(&tokens, true)?;
-        let delta = stream.push(&full);
-        text = stream.text().to_string();
-        if let Some(stop) = config.stop_strings.iter().find(|s| !s.is_empty() && full.contains(s.as_str())) {
-            text = full[..full.find(stop.as_str()).unwrap_or(full.len())].to_string();
+        text = tokenizer.decode(&tokens, true)?;
+        if let Some((stop, at)) = config
+            .stop_strings
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| text.find(s.as_str()).map(|at| (s, at)))
+            .min_by_key(|(_, at)| *at)
+        {
+            text.truncate(at);
             finish_reason = FinishReason::StopString(stop.clone());
             break;
         }
+        let delta = stream.push(&text);
         if !on_token(next, &delta) {
             finish_reason = FinishReason::Cancelled;
             break;
@@ -271,15 +309,9 @@ pub fn generate(
             logits = next_token_logits(model, &[next], &mut cache);
         }
     }
-    if matches!(finish_reason, FinishReason::Length | FinishReason::Eos | FinishReason::Cancelled) {
-        text = tokenizer.decode(
-            &tokens
-                .iter()
-                .copied()
-                .filter(|t| !eos.contains(t))
-                .collect::<Vec<_>>(),
-            true,
-        )?;
+    let rest = stream.finish(&text);
+    if !rest.is_empty() {
+        on_token(*tokens.last().unwrap_or(&0), &rest);
     }
     Ok(GenerationOutput {
         text,
@@ -289,10 +321,6 @@ pub fn generate(
         decode_time: decode_start.elapsed(),
         finish_reason,
     })
-}
-
-fn web_time_now() -> std::time::Instant {
-    std::time::Instant::now()
 }
 
 #[cfg(test)]
@@ -336,10 +364,15 @@ mod tests {
     }
 
     #[test]
-    fn text_stream_holds_back_incomplete_characters() {
-        let mut s = TextStream::default();
+    fn text_stream_holds_back_incomplete_characters_and_stop_prefixes() {
+        let mut s = TextStream::new(&["Next:".to_string()]);
         assert_eq!(s.push("Hel"), "Hel");
         assert_eq!(s.push("Hello \u{FFFD}"), "");
         assert_eq!(s.push("Hello 🙂"), "lo 🙂");
+        assert_eq!(s.push("Hello 🙂 Ne"), " ");
+        assert_eq!(s.push("Hello 🙂 New"), "New");
+        assert_eq!(s.push("Hello 🙂 New Nex"), " ");
+        assert_eq!(s.finish("Hello 🙂 New "), "");
+        assert_eq!(s.text(), "Hello 🙂 New ");
     }
 }

@@ -78,7 +78,6 @@ impl Attention {
         let q = rope.forward(q, start);
         let k = rope.forward(k, start);
         let (k, v) = cache.append(k, v); // [batch_size, num_kv_heads, total_len, head_dim]
-        let total_len = start + seq_len;
 
         // Grouped-query attention without copying K/V: query head h uses KV head h / n_rep, so the
         // n_rep query heads of one group are stacked along the sequence axis.
@@ -87,7 +86,8 @@ impl Attention {
         let scale = 1.0 / (head_dim as f64).sqrt();
         let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [batch_size, num_kv_heads, n_rep·seq_len, total_len]
         if seq_len > 1 {
-            scores = scores + causal_mask(n_rep, seq_len, start, &scores.device()).unsqueeze::<4>();
+            let mask = causal_mask(n_rep, seq_len, start, &scores.device());
+            scores = scores + mask.unsqueeze::<4>();
         }
         let probs = softmax(scores, 3);
         let out = probs.matmul(v); // [batch_size, num_kv_heads, n_rep·seq_len, head_dim]
@@ -95,7 +95,6 @@ impl Attention {
             .reshape([batch_size, num_heads, seq_len, head_dim])
             .swap_dims(1, 2) // [batch_size, seq_len, num_heads, head_dim]
             .reshape([batch_size, seq_len, num_heads * head_dim]);
-        let _ = total_len;
         self.o_proj.forward(out)
     }
 }

@@ -314,7 +314,7 @@ impl<R: Read + Seek> WeightSource for GgufFile<R> {
         } else {
             None
         };
-        if let (Some(heads), [rows, cols]) = (heads, shape[..]) {
+        if let (Some(heads), &[rows, cols]) = (heads, &shape[..]) {
             if heads == 0 || rows % (2 * heads) != 0 {
                 return Err(Error::ShapeMismatch {
                     file: self.name.clone(),

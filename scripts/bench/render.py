@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Collect benchmark JSON lines into results.json, and render results.json as BENCHMARKS.md.
+
+  render.py --collect LINES.jsonl [--umi PATH] [--venv DIR] > results.json
+  render.py results.json > BENCHMARKS.md
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def sh(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+    except Exception:
+        return ""
+
+
+def machine():
+    cpu, flags = "?", ""
+    try:
+        for l in open("/proc/cpuinfo"):
+            if l.startswith("model name") and cpu == "?":
+                cpu = l.split(":", 1)[1].strip()
+            if l.startswith("flags") and not flags:
+                flags = l
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        for l in open("/proc/meminfo"):
+            if l.startswith("MemTotal"):
+                mem = f"{int(l.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    simd = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile") if f" {f}" in flags]
+    return {"nproc": os.cpu_count(), "cpu": cpu, "simd": simd, "memory": mem,
+            "kernel": platform.release(), "loadavg_at_start": (float(os.environ["BENCH_LOADAVG_START"])
+                                                         if os.environ.get("BENCH_LOADAVG_START") else None),
+            "loadavg_at_end": os.getloadavg()[0]}
+
+
+def versions(umi, venv):
+    v = {"python": platform.python_version()}
+    pkgs = ["numpy", "safetensors", "gguf", "torch", "transformers", "llama_cpp_python"]
+    try:
+        import importlib.metadata as md
+        for p in pkgs:
+            try:
+                v[p] = md.version(p.replace("_", "-"))
+            except md.PackageNotFoundError:
+                pass
+    except Exception:
+        pass
+    rev = sh("git", "-C", ROOT, "rev-parse", "--short", "HEAD")
+    dirty = sh("git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no")
+    v["umi_git"] = rev + ("+dirty" if dirty else "") if rev else "?"
+    if umi and os.path.exists(umi):
+        v["umi_version"] = sh(umi, "--version") or "?"
+    return v
+
+
+def collect(lines_path, umi, venv):
+    results = []
+    for l in open(lines_path):
+        l = l.strip()
+        if l:
+            results.append(json.loads(l))
+    meta = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "machine": machine(), "versions": versions(umi, venv),
+            "shape": {"batch": 1, "prompt_tokens": 512, "new_tokens": 128, "threads": 2, "runs": 3,
+                      "stat": "median"}}
+    json.dump({"meta": meta, "results": results}, sys.stdout, indent=2)
+    print()
+
+
+def fmt(x, nd=1):
+    return "—" if x is None else f"{x:,.{nd}f}"
+
+
+def ratio(a, b):
+    return "—" if not a or not b else f"{a / b:.2f}×"
+
+
+def is_umi(r):
+    return r["system"].lower().startswith("umi")
+
+
+def render(path):
+    d = json.load(open(path))
+    meta, results = d["meta"], d["results"]
+    m, v = meta["machine"], meta["versions"]
+    out = []
+    w = out.append
+    w("# CPU benchmarks: umi vs peers\n")
+    w(f"Measured {meta['date']} by `scripts/bench/run.sh`: batch 1, a {meta['shape']['prompt_tokens']}-token prompt "
+      f"(prefill) then {meta['shape']['new_tokens']} greedy new tokens (decode, no EOS stop), "
+      f"{meta['shape']['threads']} threads, median of {meta['shape']['runs']} runs; prompt token i = "
+      f"(i·7919 + 13) mod vocab. Same shapes as `shared/docs/performance-anchors.md`. Peak RSS is the whole process "
+      f"(ru_maxrss), model loading included. Ratios are umi ÷ peer (above 1 means umi is faster).\n")
+    w(f"**Machine:** {m['nproc']} CPUs, {m['cpu']} ({', '.join(m.get('simd', [])) or 'no AVX flags seen'}), "
+      f"{m['memory']} RAM, Linux {m['kernel']}; load average {fmt(m.get('loadavg_at_start'), 2)} at the "
+      f"start, {m.get('loadavg_at_end', 0):.2f} at the end.\n")
+    if (m.get("loadavg_at_start") or 0) > 0.5:
+        w(f"**Warning:** the machine was not idle when this run started (load average "
+          f"{m['loadavg_at_start']:.2f} on {m['nproc']} CPUs): other processes competed for the cores, so every "
+          f"figure below is low and noisy. Re-run on an idle machine before quoting them.\n")
+    vs = ", ".join(f"{k} {val}" for k, val in v.items())
+    w(f"**Versions:** {vs}.\n")
+    groups = []
+    for r in results:
+        if r.get("group", r.get("model")) not in groups:
+            groups.append(r.get("group", r.get("model")))
+    for g in groups:
+        rows = [r for r in results if r.get("group", r.get("model")) == g]
+        umi = next((r for r in rows if is_umi(r)), None)
+        w(f"## {g}\n")
+        w("| system | precision | prefill tok/s | decode tok/s | peak RSS MiB | umi/peer prefill | umi/peer decode |")
+        w("|---|---|---:|---:|---:|---:|---:|")
+        for r in rows:
+            if umi is None or r is umi:
+                rp = rd = "—"
+            else:
+                rp, rd = ratio(umi["prefill_tok_s"], r["prefill_tok_s"]), ratio(umi["decode_tok_s"], r["decode_tok_s"])
+            name = f"**{r['system']}**" if r is umi else r["system"]
+            w(f"| {name} | {r.get('precision', '?')} | {fmt(r['prefill_tok_s'])} | {fmt(r['decode_tok_s'], 2)} | "
+              f"{fmt(r.get('peak_rss_mib'), 0)} | {rp} | {rd} |")
+        models = sorted({f"`{os.path.relpath(r['model'], ROOT) if os.path.isabs(r['model']) else r['model']}`"
+                         for r in rows})
+        w(f"\nModel files: {', '.join(models)}.")
+        if umi is None:
+            w("\numi: no result in this run (binary missing or failed).")
+        w("")
+    w("## Targets (from performance-anchors.md)\n")
+    w("Decode ≥ 1.0× llama.cpp at equal precision and ≥ 2× transformers; prefill ≥ 1.0× llama.cpp at f32; peak RSS "
+      "within 1.2× of the weights plus the KV cache.\n")
+    w("## How to reproduce\n")
+    w("`cargo build --release -p umi-cli && scripts/bench/setup_peers.sh && scripts/bench/run.sh` "
+      "(peers in a venv at /work/venv-bench; models under models/bench/, made by the scripts; "
+      "`scripts/bench/render.py scripts/bench/results.json > BENCHMARKS.md` re-renders).")
+    print("\n".join(out))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("results", nargs="?")
+    p.add_argument("--collect")
+    p.add_argument("--umi")
+    p.add_argument("--venv")
+    a = p.parse_args()
+    if a.collect:
+        collect(a.collect, a.umi, a.venv)
+    elif a.results:
+        render(a.results)
+    else:
+        p.error("give results.json or --collect LINES")
+
+
+if __name__ == "__main__":
+    main()

