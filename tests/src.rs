@@ -25,13 +25,22 @@ pub fn default_model() -> Option<PathBuf> {
         "UMI_REQUIRE_WEIGHTS is set but {} is missing: run scripts/setup.sh",
         path.display()
     );
-    eprintln!("skipping: {} is missing (run scripts/setup.sh)", path.display());
+    eprintln!(
+        "skipping: {} is missing (run scripts/setup.sh)",
+        path.display()
+    );
     None
 }
 
 /// Asserts `|got - want| <= atol + rtol·|want|` elementwise, reporting the worst element.
 pub fn assert_close(got: &[f32], want: &[f64], rtol: f64, atol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length {} vs {}", got.len(), want.len());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: length {} vs {}",
+        got.len(),
+        want.len()
+    );
     let mut worst = (0usize, 0.0f64);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let excess = (g as f64 - w).abs() - (atol + rtol * w.abs());

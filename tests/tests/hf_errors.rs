@@ -17,8 +17,9 @@ fn scratch(name: &str, vocab: usize) -> PathBuf {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
     }
-    let words: serde_json::Map<String, serde_json::Value> =
-        (0..vocab).map(|i| (format!("w{i}"), serde_json::json!(i))).collect();
+    let words: serde_json::Map<String, serde_json::Value> = (0..vocab)
+        .map(|i| (format!("w{i}"), serde_json::json!(i)))
+        .collect();
     let tokenizer = serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
         "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
@@ -29,12 +30,20 @@ fn scratch(name: &str, vocab: usize) -> PathBuf {
 }
 
 /// Rewrites `model.safetensors` in `dir`, letting `edit` drop or replace tensors.
-fn rewrite(dir: &Path, edit: impl Fn(&str, Dtype, Vec<usize>, Vec<u8>) -> Option<(Dtype, Vec<usize>, Vec<u8>)>) {
+fn rewrite(
+    dir: &Path,
+    edit: impl Fn(&str, Dtype, Vec<usize>, Vec<u8>) -> Option<(Dtype, Vec<usize>, Vec<u8>)>,
+) {
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let mut kept = Vec::new();
     for (name, view) in st.tensors() {
-        if let Some(t) = edit(&name, view.dtype(), view.shape().to_vec(), view.data().to_vec()) {
+        if let Some(t) = edit(
+            &name,
+            view.dtype(),
+            view.shape().to_vec(),
+            view.data().to_vec(),
+        ) {
             kept.push((name, t));
         }
     }
@@ -67,15 +76,23 @@ fn truncated_safetensors() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let e = error(&dir);
-    assert!(e.contains("model.safetensors") && e.contains("invalid safetensors"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("invalid safetensors"),
+        "{e}"
+    );
 }
 
 #[test]
 fn missing_tensor() {
     let dir = scratch("missing", 256);
-    rewrite(&dir, |name, d, s, b| (name != "lm_head.weight").then_some((d, s, b)));
+    rewrite(&dir, |name, d, s, b| {
+        (name != "lm_head.weight").then_some((d, s, b))
+    });
     let e = error(&dir);
-    assert!(e.contains("model.safetensors") && e.contains("missing tensor `lm_head.weight`"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("missing tensor `lm_head.weight`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -89,7 +106,10 @@ fn unsupported_dtype() {
         }
     });
     let e = error(&dir);
-    assert!(e.contains("`model.norm.weight`") && e.contains("I32") && e.contains("F32, F16, BF16"), "{e}");
+    assert!(
+        e.contains("`model.norm.weight`") && e.contains("I32") && e.contains("F32, F16, BF16"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -97,17 +117,28 @@ fn shape_not_matching_the_config() {
     let dir = scratch("shape", 256);
     let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
     let config = config.replace("\"intermediate_size\": 128", "\"intermediate_size\": 96");
-    assert!(config.contains("\"intermediate_size\": 96"), "fixture config format changed");
+    assert!(
+        config.contains("\"intermediate_size\": 96"),
+        "fixture config format changed"
+    );
     std::fs::write(dir.join("config.json"), config).unwrap();
     let e = error(&dir);
-    assert!(e.contains("model.layers.0.mlp.gate_proj.weight") && e.contains("[128, 64]") && e.contains("[96, 64]"), "{e}");
+    assert!(
+        e.contains("model.layers.0.mlp.gate_proj.weight")
+            && e.contains("[128, 64]")
+            && e.contains("[96, 64]"),
+        "{e}"
+    );
 }
 
 #[test]
 fn tokenizer_larger_than_the_vocabulary() {
     let dir = scratch("vocab", 300);
     let e = error(&dir);
-    assert!(e.contains("tokenizer.json") && e.contains("300 tokens") && e.contains("vocab_size is 256"), "{e}");
+    assert!(
+        e.contains("tokenizer.json") && e.contains("300 tokens") && e.contains("vocab_size is 256"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -115,5 +146,8 @@ fn malformed_config() {
     let dir = scratch("config", 256);
     std::fs::write(dir.join("config.json"), "{\"hidden_size\": 64,").unwrap();
     let e = error(&dir);
-    assert!(e.contains("config.json") && e.contains("invalid model config"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("invalid model config"),
+        "{e}"
+    );
 }

@@ -8,11 +8,16 @@ use umi_model::{ChatTemplate, GenerationConfig, LoadedModel, generate, load_mode
 use umi_tests::{assets, default_model};
 
 fn reference() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(assets().join("reference/smollm2.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(assets().join("reference/smollm2.json")).unwrap())
+        .unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn load() -> Option<LoadedModel> {
@@ -26,7 +31,13 @@ fn smollm2_real_weights() {
     let reference = reference();
     let config = &loaded.model.config;
     assert_eq!(
-        (config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.num_kv_heads(), config.vocab_size),
+        (
+            config.num_hidden_layers,
+            config.hidden_size,
+            config.num_attention_heads,
+            config.num_kv_heads(),
+            config.vocab_size
+        ),
         (30, 576, 9, 3, 49152)
     );
     assert!(config.tie_word_embeddings && loaded.model.lm_head.is_none());
@@ -37,23 +48,43 @@ fn smollm2_real_weights() {
         let text = case["text"].as_str().unwrap();
         let got = loaded.tokenizer.encode(text, true).unwrap();
         assert_eq!(got, ids(&case["ids"]), "ids of {text:?}");
-        assert_eq!(loaded.tokenizer.decode(&got, false).unwrap(), text, "round trip of {text:?}");
+        assert_eq!(
+            loaded.tokenizer.decode(&got, false).unwrap(),
+            text,
+            "round trip of {text:?}"
+        );
     }
 
     // Chat template: SmolLM2's ChatML with its default system prompt.
-    assert!(matches!(loaded.chat_template, ChatTemplate::ChatMl { default_system: Some(_) }));
-    let prompt = loaded.chat_template.user_prompt("What is the capital of France?");
+    assert!(matches!(
+        loaded.chat_template,
+        ChatTemplate::ChatMl {
+            default_system: Some(_)
+        }
+    ));
+    let prompt = loaded
+        .chat_template
+        .user_prompt("What is the capital of France?");
     assert_eq!(prompt, reference["greedy"]["prompt"].as_str().unwrap());
     let prompt_ids = loaded.tokenizer.encode(&prompt, true).unwrap();
     assert_eq!(prompt_ids, ids(&reference["greedy"]["prompt_ids"]));
 
     // Greedy answer: contains "Paris", and the tokens equal the numpy reference's.
     let mut streamed = String::new();
-    let config = GenerationConfig { max_new_tokens: 12, ..Default::default() };
-    let out = generate(&loaded.model, &loaded.tokenizer, &prompt_ids, &config, |_, delta| {
-        streamed.push_str(delta);
-        true
-    })
+    let config = GenerationConfig {
+        max_new_tokens: 12,
+        ..Default::default()
+    };
+    let out = generate(
+        &loaded.model,
+        &loaded.tokenizer,
+        &prompt_ids,
+        &config,
+        |_, delta| {
+            streamed.push_str(delta);
+            true
+        },
+    )
     .unwrap();
     assert!(out.text.contains("Paris"), "greedy answer: {:?}", out.text);
     assert_eq!(out.tokens, ids(&reference["greedy"]["new_ids"]));
@@ -62,25 +93,47 @@ fn smollm2_real_weights() {
     // Perplexity of a fixed paragraph: the reference's value (a missing q/k un-permute gives
     // about 2.6x more), within 2%.
     let p = &reference["perplexity"];
-    let text_ids = loaded.tokenizer.encode(p["text"].as_str().unwrap(), false).unwrap();
+    let text_ids = loaded
+        .tokenizer
+        .encode(p["text"].as_str().unwrap(), false)
+        .unwrap();
     assert_eq!(text_ids, ids(&p["ids"]));
     let ppl = perplexity(&loaded, &text_ids);
-    let (want, unpermuted) = (p["with_unpermute"].as_f64().unwrap(), p["without_unpermute"].as_f64().unwrap());
+    let (want, unpermuted) = (
+        p["with_unpermute"].as_f64().unwrap(),
+        p["without_unpermute"].as_f64().unwrap(),
+    );
     assert!(want < unpermuted);
-    assert!((ppl - want).abs() / want < 0.02, "perplexity {ppl}, reference {want} (without un-permute {unpermuted})");
+    assert!(
+        (ppl - want).abs() / want < 0.02,
+        "perplexity {ppl}, reference {want} (without un-permute {unpermuted})"
+    );
 }
 
 fn perplexity(loaded: &LoadedModel, ids: &[u32]) -> f64 {
     let device = loaded.model.embed_tokens.val().device();
     let n = ids.len();
-    let input = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, n]), &device);
-    let logits = loaded.model.forward(input, &mut loaded.model.new_cache()).into_data().try_into_vec_as::<f32>().unwrap();
+    let input = Tensor::<2, Int>::from_data(
+        TensorData::new(ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, n]),
+        &device,
+    );
+    let logits = loaded
+        .model
+        .forward(input, &mut loaded.model.new_cache())
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .unwrap();
     let vocab = loaded.model.config.vocab_size;
     let mut nll = 0.0;
     for pos in 0..n - 1 {
         let row = &logits[pos * vocab..(pos + 1) * vocab];
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let log_z = max + row.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+        let log_z = max
+            + row
+                .iter()
+                .map(|&l| (l as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
         nll += log_z - row[ids[pos + 1] as usize] as f64;
     }
     (nll / (n - 1) as f64).exp()

@@ -22,11 +22,16 @@ fn load_folder(folder: &Path, device: &Device) -> Llama {
 }
 
 fn reference() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(assets().join("tiny/reference.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(assets().join("tiny/reference.json")).unwrap())
+        .unwrap()
 }
 
 fn ids(seq: &Value) -> Vec<u32> {
-    seq.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+    seq.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn flat(logits: &Value) -> Vec<f64> {
@@ -42,7 +47,11 @@ fn logits(model: &Llama, tokens: &[u32], cache: &mut [KvCache]) -> Vec<f32> {
     let device = model.embed_tokens.val().device();
     let data: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
     let input = Tensor::<2, Int>::from_data(TensorData::new(data, [1, tokens.len()]), &device);
-    model.forward(input, cache).into_data().try_into_vec_as::<f32>().unwrap()
+    model
+        .forward(input, cache)
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .unwrap()
 }
 
 /// Checks every reference folder's logits on `device`.
@@ -50,10 +59,21 @@ pub fn check_parity(device: &Device, rtol: f64, atol: f64) {
     let reference = reference();
     for (folder, case) in reference.as_object().unwrap() {
         let model = load_folder(&assets().join("tiny").join(folder), device);
-        for (seq, want) in case["sequences"].as_array().unwrap().iter().zip(case["logits"].as_array().unwrap()) {
+        for (seq, want) in case["sequences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(case["logits"].as_array().unwrap())
+        {
             let tokens = ids(seq);
             let got = logits(&model, &tokens, &mut model.new_cache());
-            assert_close(&got, &flat(want), rtol, atol, &format!("{folder} logits for {tokens:?}"));
+            assert_close(
+                &got,
+                &flat(want),
+                rtol,
+                atol,
+                &format!("{folder} logits for {tokens:?}"),
+            );
         }
     }
 }
@@ -81,7 +101,13 @@ fn kv_cache_decoding_equals_full_recomputation() {
     incremental.extend(logits(&model, &tokens[8..], &mut cache));
     assert_eq!(cache[0].len(), tokens.len());
     let want: Vec<f64> = full.iter().map(|&v| v as f64).collect();
-    assert_close(&incremental, &want, 1e-5, 1e-5, "incremental vs full logits");
+    assert_close(
+        &incremental,
+        &want,
+        1e-5,
+        1e-5,
+        "incremental vs full logits",
+    );
     assert_eq!(incremental.len(), tokens.len() * vocab);
 }
 
@@ -92,7 +118,10 @@ fn a_fresh_lora_adapter_leaves_the_model_unchanged_and_a_trained_one_does_not() 
     let tokens = [1u32, 17, 42, 99];
     let base = logits(&model, &tokens, &mut model.new_cache());
     for layer in &mut model.layers {
-        let q = std::mem::replace(&mut layer.self_attn.q_proj, umi_model::LoraLinear::new(Tensor::zeros([1, 1], &device)));
+        let q = std::mem::replace(
+            &mut layer.self_attn.q_proj,
+            umi_model::LoraLinear::new(Tensor::zeros([1, 1], &device)),
+        );
         layer.self_attn.q_proj = q.with_lora(4, 8.0, &device);
     }
     let fresh = logits(&model, &tokens, &mut model.new_cache());
@@ -100,8 +129,13 @@ fn a_fresh_lora_adapter_leaves_the_model_unchanged_and_a_trained_one_does_not() 
     assert_close(&fresh, &want, 1e-6, 1e-6, "fresh adapter (B = 0)");
     // a non-zero B must change the output
     let lora = model.layers[0].self_attn.q_proj.lora.as_mut().unwrap();
-    lora.b = umi_model::burn::module::Param::from_tensor(Tensor::ones([4, 64], &device).mul_scalar(0.1));
+    lora.b =
+        umi_model::burn::module::Param::from_tensor(Tensor::ones([4, 64], &device).mul_scalar(0.1));
     let changed = logits(&model, &tokens, &mut model.new_cache());
-    let max_diff = changed.iter().zip(&base).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let max_diff = changed
+        .iter()
+        .zip(&base)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     assert!(max_diff > 1e-3, "adapter had no effect ({max_diff})");
 }

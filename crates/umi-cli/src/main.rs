@@ -3,7 +3,7 @@
 //! Run with: `cargo run --release -- generate --prompt "What is the capital of France?"`
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -14,7 +14,11 @@ use umi_model::{Backend, GenerationConfig, argmax, generate, load_model, next_to
 const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 #[derive(Parser)]
-#[command(name = "umi", version, about = "α-UMi multi-LLM tool agent: native command line")]
+#[command(
+    name = "umi",
+    version,
+    about = "α-UMi multi-LLM tool agent: native command line"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -87,7 +91,7 @@ fn main() -> Result<()> {
 }
 
 fn run_generate(args: GenerateArgs) -> Result<()> {
-    if !args.model.exists() && args.model == PathBuf::from(DEFAULT_MODEL) {
+    if !args.model.exists() && args.model == Path::new(DEFAULT_MODEL) {
         bail!(
             "the default model {DEFAULT_MODEL} is not installed; run `scripts/setup.sh` first \
              (or pass --model PATH)"
@@ -96,7 +100,8 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
     let device = args.backend.device()?;
     let load_start = Instant::now();
     eprint!("loading {} on {} ... ", args.model.display(), args.backend);
-    let loaded = load_model(&args.model, &device).with_context(|| format!("loading {}", args.model.display()))?;
+    let loaded = load_model(&args.model, &device)
+        .with_context(|| format!("loading {}", args.model.display()))?;
     eprintln!("done in {:.1} s", load_start.elapsed().as_secs_f64());
 
     let prompt = if args.raw {
@@ -113,11 +118,17 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         stop_strings: args.stop_strings,
     };
     let mut stdout = std::io::stdout();
-    let output = generate(&loaded.model, &loaded.tokenizer, &ids, &config, |_, delta| {
-        let _ = write!(stdout, "{delta}");
-        let _ = stdout.flush();
-        true
-    })?;
+    let output = generate(
+        &loaded.model,
+        &loaded.tokenizer,
+        &ids,
+        &config,
+        |_, delta| {
+            let _ = write!(stdout, "{delta}");
+            let _ = stdout.flush();
+            true
+        },
+    )?;
     println!();
     eprintln!(
         "[{} prompt tokens at {:.1} tok/s, {} new tokens at {:.1} tok/s, stop: {:?}]",
@@ -148,7 +159,8 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         bail!("--runs and --prompt-tokens must be positive");
     }
     let device = args.backend.device()?;
-    let loaded = load_model(&args.model, &device).with_context(|| format!("loading {}", args.model.display()))?;
+    let loaded = load_model(&args.model, &device)
+        .with_context(|| format!("loading {}", args.model.display()))?;
     let model = &loaded.model;
     let vocab = model.config.vocab_size;
     if args.prompt_tokens + args.new_tokens > model.max_positions() {
@@ -159,7 +171,9 @@ fn run_bench(args: BenchArgs) -> Result<()> {
             model.max_positions()
         );
     }
-    let prompt: Vec<u32> = (0..args.prompt_tokens).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
+    let prompt: Vec<u32> = (0..args.prompt_tokens)
+        .map(|i| ((i * 7919 + 13) % vocab) as u32)
+        .collect();
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     for run in 0..args.runs {
         let mut cache = model.new_cache();
@@ -172,7 +186,12 @@ fn run_bench(args: BenchArgs) -> Result<()> {
             logits = next_token_logits(model, &[next], &mut cache);
         }
         decode.push(args.new_tokens as f64 / t.elapsed().as_secs_f64());
-        eprintln!("run {}: prefill {:.1} tok/s, decode {:.1} tok/s", run + 1, prefill[run], decode[run]);
+        eprintln!(
+            "run {}: prefill {:.1} tok/s, decode {:.1} tok/s",
+            run + 1,
+            prefill[run],
+            decode[run]
+        );
     }
     let line = serde_json::json!({
         "system": format!("umi {} (burn {} {})", env!("CARGO_PKG_VERSION"), "0.22.1", if args.backend == Backend::Cpu { "flex CPU" } else { "wgpu" }),

@@ -58,7 +58,8 @@ pub enum ChatTemplate {
 }
 
 /// SmolLM2's default system prompt (from its `tokenizer.chat_template`).
-pub const SMOLLM_DEFAULT_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+pub const SMOLLM_DEFAULT_SYSTEM: &str =
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
 impl ChatTemplate {
     /// Recognises a Jinja chat template (GGUF `tokenizer.chat_template`, or `chat_template` in
@@ -91,7 +92,11 @@ impl ChatTemplate {
                     out.push_str(&format!("<|im_start|>system\n{system}<|im_end|>\n"));
                 }
                 for m in messages {
-                    out.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", m.role.as_str(), m.content));
+                    out.push_str(&format!(
+                        "<|im_start|>{}\n{}<|im_end|>\n",
+                        m.role.as_str(),
+                        m.content
+                    ));
                 }
                 if add_generation_prompt {
                     out.push_str("<|im_start|>assistant\n");
@@ -132,7 +137,10 @@ mod tests {
             t.user_prompt("Hi"),
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
-        let with_system = [ChatMessage::new(ChatRole::System, "S"), ChatMessage::new(ChatRole::User, "U")];
+        let with_system = [
+            ChatMessage::new(ChatRole::System, "S"),
+            ChatMessage::new(ChatRole::User, "U"),
+        ];
         assert_eq!(
             t.render(&with_system, false),
             "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n"
@@ -144,13 +152,22 @@ mod tests {
         let jinja = "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}";
         let t = ChatTemplate::detect(Some(jinja));
         assert_eq!(t, ChatTemplate::Zephyr);
-        let msgs = [ChatMessage::new(ChatRole::System, "Be brief."), ChatMessage::new(ChatRole::User, "Hi")];
-        assert_eq!(t.render(&msgs, true), "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n");
+        let msgs = [
+            ChatMessage::new(ChatRole::System, "Be brief."),
+            ChatMessage::new(ChatRole::User, "Hi"),
+        ];
+        assert_eq!(
+            t.render(&msgs, true),
+            "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n"
+        );
     }
 
     #[test]
     fn unknown_templates_are_raw() {
         assert_eq!(ChatTemplate::detect(None), ChatTemplate::Raw);
-        assert_eq!(ChatTemplate::detect(Some("{{ bos_token }}")).user_prompt("x"), "x");
+        assert_eq!(
+            ChatTemplate::detect(Some("{{ bos_token }}")).user_prompt("x"),
+            "x"
+        );
     }
 }

@@ -170,7 +170,10 @@ impl LlamaConfig {
 
     /// End-of-sequence ids (empty when the config names none).
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        self.eos_token_id.as_ref().map(TokenIds::to_vec).unwrap_or_default()
+        self.eos_token_id
+            .as_ref()
+            .map(TokenIds::to_vec)
+            .unwrap_or_default()
     }
 
     /// Checks that the configuration describes a model umi can build.
@@ -198,35 +201,50 @@ impl LlamaConfig {
                 return fail(format!("{name} must be positive"));
             }
         }
-        if self.num_attention_heads % self.num_kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_kv_heads()) {
             return fail(format!(
                 "num_attention_heads = {} is not a multiple of num_key_value_heads = {}",
                 self.num_attention_heads,
                 self.num_kv_heads()
             ));
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return fail(format!(
                 "hidden_size = {} is not a multiple of num_attention_heads = {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.head_dim() % 2 != 0 {
-            return fail(format!("head_dim = {} must be even for RoPE", self.head_dim()));
+        if !self.head_dim().is_multiple_of(2) {
+            return fail(format!(
+                "head_dim = {} must be even for RoPE",
+                self.head_dim()
+            ));
         }
         if self.hidden_act != "silu" {
-            return fail(format!("hidden_act = {:?} is not supported (only \"silu\")", self.hidden_act));
+            return fail(format!(
+                "hidden_act = {:?} is not supported (only \"silu\")",
+                self.hidden_act
+            ));
         }
         if self.attention_bias || self.mlp_bias {
-            return fail("attention_bias / mlp_bias are not supported (Llama has no biases)".into());
+            return fail(
+                "attention_bias / mlp_bias are not supported (Llama has no biases)".into(),
+            );
         }
         if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
             return fail(format!(
                 "rope_scaling = {} is not supported yet (only plain RoPE)",
-                self.rope_scaling.as_ref().map(|v| v.to_string()).unwrap_or_default()
+                self.rope_scaling
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
             ));
         }
-        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+        if self.rms_norm_eps.is_nan()
+            || self.rms_norm_eps <= 0.0
+            || self.rope_theta.is_nan()
+            || self.rope_theta <= 0.0
+        {
             return fail("rms_norm_eps and rope_theta must be positive".into());
         }
         Ok(())
@@ -257,12 +275,18 @@ mod tests {
         let mut config = LlamaConfig::smollm2_135m();
         config.num_key_value_heads = Some(4);
         let err = config.validate("x/config.json").unwrap_err().to_string();
-        assert!(err.contains("x/config.json") && err.contains("num_key_value_heads = 4"), "{err}");
+        assert!(
+            err.contains("x/config.json") && err.contains("num_key_value_heads = 4"),
+            "{err}"
+        );
 
         let err = LlamaConfig::from_json(r#"{"vocab_size": 10}"#, "c.json")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("c.json") && err.contains("hidden_size"), "{err}");
+        assert!(
+            err.contains("c.json") && err.contains("hidden_size"),
+            "{err}"
+        );
 
         let mut config = LlamaConfig::smollm2_135m();
         config.rope_scaling = Some(serde_json::json!({"rope_type": "llama3"}));

@@ -32,7 +32,9 @@ impl FromStr for Backend {
         match s {
             "cpu" | "flex" => Ok(Backend::Cpu),
             "wgpu" | "gpu" => Ok(Backend::Wgpu),
-            other => Err(Error::Device(format!("unknown backend {other:?} (expected cpu or wgpu)"))),
+            other => Err(Error::Device(format!(
+                "unknown backend {other:?} (expected cpu or wgpu)"
+            ))),
         }
     }
 }
@@ -55,7 +57,11 @@ impl Backend {
             #[allow(unreachable_patterns)]
             other => Err(Error::Device(format!(
                 "backend {other} is not compiled into this build (enable the `{}` feature)",
-                if other == Backend::Cpu { "flex" } else { "wgpu" }
+                if other == Backend::Cpu {
+                    "flex"
+                } else {
+                    "wgpu"
+                }
             ))),
         }
     }

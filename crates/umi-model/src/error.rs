@@ -36,15 +36,15 @@ pub enum Error {
         message: String,
     },
     /// A tensor the architecture needs is not in the checkpoint.
-    #[error("{file}: missing tensor `{tensor}`")]
+    #[error("{file}: missing tensor {tensor}")]
     MissingTensor {
         /// The checkpoint file.
         file: String,
-        /// The tensor's name in the checkpoint's own naming.
+        /// The tensor's name in the checkpoint's own naming, quoted (`` `name` ``).
         tensor: String,
     },
     /// A tensor's shape does not match the configuration.
-    #[error("{file}: tensor `{tensor}` has shape {got:?}, expected {expected:?} from the config")]
+    #[error("{file}: tensor {tensor} has shape {got:?}, expected {expected:?} from the config")]
     ShapeMismatch {
         /// The checkpoint file.
         file: String,
@@ -56,7 +56,7 @@ pub enum Error {
         got: Vec<usize>,
     },
     /// A tensor is stored in a data type umi cannot read.
-    #[error("{file}: tensor `{tensor}` has unsupported data type {dtype} (supported: {supported})")]
+    #[error("{file}: tensor {tensor} has unsupported data type {dtype} (supported: {supported})")]
     UnsupportedDtype {
         /// The checkpoint file.
         file: String,

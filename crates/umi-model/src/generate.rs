@@ -100,11 +100,17 @@ impl Sampler {
     ///
     /// [`Error::Generation`] if the temperature is negative or `top_p` is outside `(0, 1]`.
     pub fn new(config: &GenerationConfig) -> Result<Self> {
-        if !(config.temperature >= 0.0) || !config.temperature.is_finite() {
-            return Err(Error::Generation(format!("temperature must be >= 0, got {}", config.temperature)));
+        if !config.temperature.is_finite() || config.temperature < 0.0 {
+            return Err(Error::Generation(format!(
+                "temperature must be >= 0, got {}",
+                config.temperature
+            )));
         }
-        if !(config.top_p > 0.0 && config.top_p <= 1.0) {
-            return Err(Error::Generation(format!("top_p must be in (0, 1], got {}", config.top_p)));
+        if config.top_p.is_nan() || config.top_p <= 0.0 || config.top_p > 1.0 {
+            return Err(Error::Generation(format!(
+                "top_p must be in (0, 1], got {}",
+                config.top_p
+            )));
         }
         Ok(Self {
             temperature: config.temperature,
@@ -180,7 +186,9 @@ pub fn next_token_logits(model: &Llama, tokens: &[u32], cache: &mut [KvCache]) -
     let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &device);
     let hidden = model.forward_hidden(input, cache);
     let [_, seq_len, hidden_size] = hidden.dims();
-    let last = hidden.narrow(1, seq_len - 1, 1).reshape([1, 1, hidden_size]);
+    let last = hidden
+        .narrow(1, seq_len - 1, 1)
+        .reshape([1, 1, hidden_size]);
     last_logits(model.logits(last))
 }
 
@@ -199,7 +207,11 @@ impl TextStream {
     pub fn new(stop_strings: &[String]) -> Self {
         Self {
             emitted: String::new(),
-            stop_strings: stop_strings.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            stop_strings: stop_strings
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect(),
         }
     }
 
@@ -355,12 +367,22 @@ mod tests {
             top_p: 0.0,
             ..Default::default()
         };
-        assert!(Sampler::new(&bad).unwrap_err().to_string().contains("top_p"));
+        assert!(
+            Sampler::new(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("top_p")
+        );
         let bad = GenerationConfig {
             temperature: -1.0,
             ..Default::default()
         };
-        assert!(Sampler::new(&bad).unwrap_err().to_string().contains("temperature"));
+        assert!(
+            Sampler::new(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("temperature")
+        );
     }
 
     #[test]

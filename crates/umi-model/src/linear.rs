@@ -60,7 +60,11 @@ impl LoraLinear {
     pub fn with_lora(mut self, rank: usize, alpha: f64, device: &Device) -> Self {
         assert!(rank > 0, "LoRA rank must be positive");
         let std = (1.0 / rank as f64).sqrt();
-        let a = Tensor::random([self.d_input(), rank], Distribution::Normal(0.0, std), device);
+        let a = Tensor::random(
+            [self.d_input(), rank],
+            Distribution::Normal(0.0, std),
+            device,
+        );
         let b = Tensor::zeros([rank, self.d_output()], device);
         self.lora = Some(LoraAdapter {
             a: Param::from_tensor(a),

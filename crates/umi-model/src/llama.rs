@@ -66,15 +66,22 @@ impl Attention {
     /// - output: `[batch_size, seq_len, hidden_size]`
     pub fn forward(&self, x: Tensor<3>, rope: &RotaryEmbedding, cache: &mut KvCache) -> Tensor<3> {
         let [batch_size, seq_len, _] = x.dims();
-        let (num_heads, num_kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let (num_heads, num_kv_heads, head_dim) =
+            (self.num_heads, self.num_kv_heads, self.head_dim);
         let start = cache.len();
 
         let q = self.q_proj.forward(x.clone());
         let k = self.k_proj.forward(x.clone());
         let v = self.v_proj.forward(x);
-        let q = q.reshape([batch_size, seq_len, num_heads, head_dim]).swap_dims(1, 2); // [batch_size, num_heads, seq_len, head_dim]
-        let k = k.reshape([batch_size, seq_len, num_kv_heads, head_dim]).swap_dims(1, 2); // [batch_size, num_kv_heads, seq_len, head_dim]
-        let v = v.reshape([batch_size, seq_len, num_kv_heads, head_dim]).swap_dims(1, 2);
+        let q = q
+            .reshape([batch_size, seq_len, num_heads, head_dim])
+            .swap_dims(1, 2); // [batch_size, num_heads, seq_len, head_dim]
+        let k = k
+            .reshape([batch_size, seq_len, num_kv_heads, head_dim])
+            .swap_dims(1, 2); // [batch_size, num_kv_heads, seq_len, head_dim]
+        let v = v
+            .reshape([batch_size, seq_len, num_kv_heads, head_dim])
+            .swap_dims(1, 2);
         let q = rope.forward(q, start);
         let k = rope.forward(k, start);
         let (k, v) = cache.append(k, v); // [batch_size, num_kv_heads, total_len, head_dim]
@@ -105,12 +112,23 @@ impl Attention {
 /// # Shapes
 ///
 /// - output: `[n_rep·seq_len, start + seq_len]`
-fn causal_mask(n_rep: usize, seq_len: usize, start: usize, device: &burn::tensor::Device) -> Tensor<2> {
+fn causal_mask(
+    n_rep: usize,
+    seq_len: usize,
+    start: usize,
+    device: &burn::tensor::Device,
+) -> Tensor<2> {
     let total_len = start + seq_len;
     let mut mask = Vec::with_capacity(n_rep * seq_len * total_len);
     for _ in 0..n_rep {
         for i in 0..seq_len {
-            mask.extend((0..total_len).map(|j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }));
+            mask.extend((0..total_len).map(|j| {
+                if j > start + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            }));
         }
     }
     Tensor::from_data(TensorData::new(mask, [n_rep * seq_len, total_len]), device)
@@ -158,7 +176,10 @@ impl DecoderLayer {
     /// - x: `[batch_size, seq_len, hidden_size]`
     /// - output: same
     pub fn forward(&self, x: Tensor<3>, rope: &RotaryEmbedding, cache: &mut KvCache) -> Tensor<3> {
-        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, cache);
+        let h = x.clone()
+            + self
+                .self_attn
+                .forward(self.input_layernorm.forward(x), rope, cache);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 }
@@ -230,11 +251,11 @@ impl Llama {
         );
         let hidden_size = self.config.hidden_size;
         let ids = tokens.reshape([batch_size * seq_len]);
-        let mut x = self
-            .embed_tokens
-            .val()
-            .select(0, ids)
-            .reshape([batch_size, seq_len, hidden_size]); // [batch_size, seq_len, hidden_size]
+        let mut x =
+            self.embed_tokens
+                .val()
+                .select(0, ids)
+                .reshape([batch_size, seq_len, hidden_size]); // [batch_size, seq_len, hidden_size]
         for (layer, layer_cache) in self.layers.iter().zip(cache.iter_mut()) {
             x = layer.forward(x, &self.rotary, layer_cache);
         }

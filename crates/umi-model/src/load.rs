@@ -36,7 +36,9 @@ pub struct LoadedModel {
 ///
 /// An [`Error`] naming the file, the tensor and what was expected when anything does not fit.
 pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
-    let is_gguf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    let is_gguf = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
     if is_gguf {
         let mut gguf = GgufFile::open(path)?;
         return from_gguf(&mut gguf, device);
@@ -70,7 +72,10 @@ pub fn load_gguf_bytes(bytes: Vec<u8>, name: &str, device: &Device) -> Result<Lo
     from_gguf(&mut gguf, device)
 }
 
-fn from_gguf<R: std::io::Read + std::io::Seek>(gguf: &mut GgufFile<R>, device: &Device) -> Result<LoadedModel> {
+fn from_gguf<R: std::io::Read + std::io::Seek>(
+    gguf: &mut GgufFile<R>,
+    device: &Device,
+) -> Result<LoadedModel> {
     let config = gguf.config()?;
     let tokenizer = Tokenizer::from_gguf(gguf)?;
     check_vocab(&tokenizer, &config, gguf.name(), true)?;
@@ -89,7 +94,9 @@ fn check_vocab(tokenizer: &Tokenizer, config: &LlamaConfig, file: &str, exact: b
     if tok > model || (exact && tok != model) {
         return Err(Error::Tokenizer {
             file: file.to_string(),
-            message: format!("the tokenizer has {tok} tokens but the model's vocab_size is {model}"),
+            message: format!(
+                "the tokenizer has {tok} tokens but the model's vocab_size is {model}"
+            ),
         });
     }
     Ok(())
@@ -103,11 +110,13 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
         path: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Format {
-        file: path.display().to_string(),
-        format: "JSON",
-        message: e.to_string(),
-    })
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Format {
+            file: path.display().to_string(),
+            format: "JSON",
+            message: e.to_string(),
+        })
 }
 
 /// Loads a Hugging Face model folder (see [`load_model`]).
@@ -129,8 +138,18 @@ pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<LoadedModel> {
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
     let tokenizer_path = folder.join("tokenizer.json");
-    let tokenizer = Tokenizer::from_file(&tokenizer_path, config.bos_token_id, config.eos_token_ids(), add_bos)?;
-    check_vocab(&tokenizer, &config, &tokenizer_path.display().to_string(), false)?;
+    let tokenizer = Tokenizer::from_file(
+        &tokenizer_path,
+        config.bos_token_id,
+        config.eos_token_ids(),
+        add_bos,
+    )?;
+    check_vocab(
+        &tokenizer,
+        &config,
+        &tokenizer_path.display().to_string(),
+        false,
+    )?;
     let chat_template = ChatTemplate::detect(
         tokenizer_config
             .as_ref()

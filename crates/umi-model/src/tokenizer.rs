@@ -39,7 +39,12 @@ fn tok_error(file: &str, message: impl ToString) -> Error {
 
 impl Tokenizer {
     /// Wraps a Hugging Face tokenizer.
-    pub fn new(inner: tokenizers::Tokenizer, bos_id: Option<u32>, eos_ids: Vec<u32>, add_bos: bool) -> Self {
+    pub fn new(
+        inner: tokenizers::Tokenizer,
+        bos_id: Option<u32>,
+        eos_ids: Vec<u32>,
+        add_bos: bool,
+    ) -> Self {
         // One thread: rayon is unavailable in the browser, and prompts are short.
         tokenizers::utils::parallelism::set_parallelism(false);
         Self {
@@ -55,12 +60,18 @@ impl Tokenizer {
     /// # Errors
     ///
     /// [`Error::Io`] or [`Error::Tokenizer`] naming the file.
-    pub fn from_file(path: &Path, bos_id: Option<u32>, eos_ids: Vec<u32>, add_bos: bool) -> Result<Self> {
+    pub fn from_file(
+        path: &Path,
+        bos_id: Option<u32>,
+        eos_ids: Vec<u32>,
+        add_bos: bool,
+    ) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| tok_error(&path.display().to_string(), e))?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| tok_error(&path.display().to_string(), e))?;
         Ok(Self::new(inner, bos_id, eos_ids, add_bos))
     }
 
@@ -76,7 +87,9 @@ impl Tokenizer {
     /// unsupported kind.
     pub fn from_gguf<R: Read + Seek>(gguf: &GgufFile<R>) -> Result<Self> {
         let file = gguf.name();
-        let kind = gguf.string("tokenizer.ggml.model").map_err(|_| tok_error(file, "tokenizer.ggml.model is missing"))?;
+        let kind = gguf
+            .string("tokenizer.ggml.model")
+            .map_err(|_| tok_error(file, "tokenizer.ggml.model is missing"))?;
         let tokens = gguf
             .strings("tokenizer.ggml.tokens")?
             .ok_or_else(|| tok_error(file, "tokenizer.ggml.tokens is missing"))?;
@@ -98,17 +111,25 @@ impl Tokenizer {
                        "rstrip": false, "normalized": false, "special": token_type(i) == 3})
             })
             .collect();
-        let vocab: serde_json::Map<String, Value> =
-            tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+        let vocab: serde_json::Map<String, Value> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), json!(i)))
+            .collect();
         if vocab.len() != tokens.len() {
-            return Err(tok_error(file, "tokenizer.ggml.tokens contains duplicate tokens"));
+            return Err(tok_error(
+                file,
+                "tokenizer.ggml.tokens contains duplicate tokens",
+            ));
         }
         let merges = gguf.strings("tokenizer.ggml.merges")?;
         let bos_id = gguf.token_id("tokenizer.ggml.bos_token_id")?;
         let eos_id = gguf.token_id("tokenizer.ggml.eos_token_id")?;
         let spec = match kind.as_str() {
             "gpt2" => {
-                let pre = gguf.string_opt("tokenizer.ggml.pre").unwrap_or_else(|| "default".into());
+                let pre = gguf
+                    .string_opt("tokenizer.ggml.pre")
+                    .unwrap_or_else(|| "default".into());
                 let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
                 let pre_tokenizer = match pre.as_str() {
                     "default" | "gpt2" | "gpt-2" => byte_level.clone(),
@@ -117,7 +138,9 @@ impl Tokenizer {
                     other => {
                         return Err(tok_error(
                             file,
-                            format!("pre-tokenizer {other:?} is not supported (supported: default, gpt2, smollm)"),
+                            format!(
+                                "pre-tokenizer {other:?} is not supported (supported: default, gpt2, smollm)"
+                            ),
                         ));
                     }
                 };
@@ -153,7 +176,8 @@ impl Tokenizer {
                 if prefix {
                     normalizers.push(json!({"type": "Prepend", "prepend": "▁"}));
                 }
-                normalizers.push(json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"}));
+                normalizers
+                    .push(json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"}));
                 let mut decoders = vec![
                     json!({"type": "Replace", "pattern": {"String": "▁"}, "content": " "}),
                     json!({"type": "ByteFallback"}),
@@ -177,16 +201,24 @@ impl Tokenizer {
             other => {
                 return Err(tok_error(
                     file,
-                    format!("tokenizer.ggml.model = {other:?} is not supported (supported: gpt2, llama)"),
+                    format!(
+                        "tokenizer.ggml.model = {other:?} is not supported (supported: gpt2, llama)"
+                    ),
                 ));
             }
         };
-        let inner = tokenizers::Tokenizer::from_bytes(spec.to_string().as_bytes()).map_err(|e| tok_error(file, e))?;
+        let inner = tokenizers::Tokenizer::from_bytes(spec.to_string().as_bytes())
+            .map_err(|e| tok_error(file, e))?;
         let add_bos = gguf
             .metadata("tokenizer.ggml.add_bos_token")
             .and_then(|v| v.as_bool())
             .unwrap_or(kind == "llama");
-        Ok(Self::new(inner, bos_id, eos_id.into_iter().collect(), add_bos))
+        Ok(Self::new(
+            inner,
+            bos_id,
+            eos_id.into_iter().collect(),
+            add_bos,
+        ))
     }
 
     /// Number of tokens, added tokens included.
@@ -216,7 +248,10 @@ impl Tokenizer {
     ///
     /// [`Error::Tokenizer`] if the tokenizer fails.
     pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>> {
-        let encoding = self.inner.encode(text, false).map_err(|e| tok_error("tokenizer", e))?;
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| tok_error("tokenizer", e))?;
         let mut ids = Vec::with_capacity(encoding.len() + 1);
         if add_bos
             && self.add_bos
@@ -234,7 +269,9 @@ impl Tokenizer {
     ///
     /// [`Error::Tokenizer`] if an id is out of range.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special_tokens).map_err(|e| tok_error("tokenizer", e))
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| tok_error("tokenizer", e))
     }
 }
 
@@ -256,7 +293,12 @@ fn spm_merges(tokens: &[String], scores: &[f64], token_type: &dyn Fn(usize) -> i
         for (split, _) in token.char_indices().skip(1) {
             let (left, right) = token.split_at(split);
             if let (Some(&l), Some(&r)) = (ids.get(left), ids.get(right)) {
-                merges.push((scores.get(i).copied().unwrap_or(0.0), l, r, format!("{left} {right}")));
+                merges.push((
+                    scores.get(i).copied().unwrap_or(0.0),
+                    l,
+                    r,
+                    format!("{left} {right}"),
+                ));
             }
         }
     }

@@ -94,7 +94,9 @@ impl<R: Read + Seek> GgufFile<R> {
     pub(crate) fn string(&self, key: &str) -> Result<String> {
         match self.metadata(key) {
             Some(MetadataValue::String(s)) => Ok(s.clone()),
-            Some(other) => Err(self.config_error(format!("{key} should be a string, found {other:?}"))),
+            Some(other) => {
+                Err(self.config_error(format!("{key} should be a string, found {other:?}")))
+            }
             None => Err(self.config_error(format!("metadata key {key} is missing"))),
         }
     }
@@ -115,7 +117,9 @@ impl<R: Read + Seek> GgufFile<R> {
                 .or_else(|| value.as_u64().map(|v| v as f64))
                 .or_else(|| value.as_i64().map(|v| v as f64))
                 .map(Some)
-                .ok_or_else(|| self.config_error(format!("{key} should be a number, found {value:?}"))),
+                .ok_or_else(|| {
+                    self.config_error(format!("{key} should be a number, found {value:?}"))
+                }),
         }
     }
 
@@ -148,7 +152,10 @@ impl<R: Read + Seek> GgufFile<R> {
                 .collect::<Option<Vec<_>>>()
                 .map(Some)
                 .ok_or_else(|| self.config_error(format!("{key} should be an array of strings"))),
-            Some(other) => Err(self.config_error(format!("{key} should be an array, found {:?}", other.value_type()))),
+            Some(other) => Err(self.config_error(format!(
+                "{key} should be an array, found {:?}",
+                other.value_type()
+            ))),
         }
     }
 
@@ -159,11 +166,18 @@ impl<R: Read + Seek> GgufFile<R> {
             Some(MetadataValue::Array(array)) => array
                 .values
                 .iter()
-                .map(|v| v.as_f64().or_else(|| v.as_i64().map(|x| x as f64)).or_else(|| v.as_u64().map(|x| x as f64)))
+                .map(|v| {
+                    v.as_f64()
+                        .or_else(|| v.as_i64().map(|x| x as f64))
+                        .or_else(|| v.as_u64().map(|x| x as f64))
+                })
                 .collect::<Option<Vec<_>>>()
                 .map(Some)
                 .ok_or_else(|| self.config_error(format!("{key} should be an array of numbers"))),
-            Some(other) => Err(self.config_error(format!("{key} should be an array, found {:?}", other.value_type()))),
+            Some(other) => Err(self.config_error(format!(
+                "{key} should be an array, found {:?}",
+                other.value_type()
+            ))),
         }
     }
 
@@ -180,18 +194,27 @@ impl<R: Read + Seek> GgufFile<R> {
     pub fn config(&self) -> Result<LlamaConfig> {
         let hidden_size = self.usize("llama.embedding_length")?;
         let num_attention_heads = self.num_heads;
-        let head_dim = self.usize_or("llama.rope.dimension_count", hidden_size / num_attention_heads.max(1))?;
+        let head_dim = self.usize_or(
+            "llama.rope.dimension_count",
+            hidden_size / num_attention_heads.max(1),
+        )?;
         let vocab_size = match self.number("llama.vocab_size")? {
             Some(v) => v as usize,
             None => self
                 .strings("tokenizer.ggml.tokens")?
                 .map(|t| t.len())
-                .ok_or_else(|| self.config_error("neither llama.vocab_size nor tokenizer.ggml.tokens is present".into()))?,
+                .ok_or_else(|| {
+                    self.config_error(
+                        "neither llama.vocab_size nor tokenizer.ggml.tokens is present".into(),
+                    )
+                })?,
         };
         if let Some(kind) = self.string_opt("llama.rope.scaling.type")
             && kind != "none"
         {
-            return Err(self.config_error(format!("llama.rope.scaling.type = {kind:?} is not supported yet")));
+            return Err(self.config_error(format!(
+                "llama.rope.scaling.type = {kind:?} is not supported yet"
+            )));
         }
         let config = LlamaConfig {
             vocab_size,
@@ -201,12 +224,16 @@ impl<R: Read + Seek> GgufFile<R> {
             num_attention_heads,
             num_key_value_heads: Some(self.num_kv_heads),
             head_dim: Some(head_dim),
-            rms_norm_eps: self.number("llama.attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
+            rms_norm_eps: self
+                .number("llama.attention.layer_norm_rms_epsilon")?
+                .unwrap_or(1e-5),
             rope_theta: self.number("llama.rope.freq_base")?.unwrap_or(10_000.0),
             max_position_embeddings: self.usize_or("llama.context_length", 2048)?,
             tie_word_embeddings: !self.has_tensor("output.weight"),
             bos_token_id: self.token_id("tokenizer.ggml.bos_token_id")?,
-            eos_token_id: self.token_id("tokenizer.ggml.eos_token_id")?.map(TokenIds::One),
+            eos_token_id: self
+                .token_id("tokenizer.ggml.eos_token_id")?
+                .map(TokenIds::One),
             hidden_act: "silu".into(),
             attention_bias: false,
             mlp_bias: false,
@@ -270,8 +297,8 @@ impl<R: Read + Seek> WeightSource for GgufFile<R> {
 
     fn display_name(&self, name: &str) -> String {
         match gguf_name(name) {
-            Some(gguf) => format!("{gguf} (Hugging Face {name})"),
-            None => name.to_string(),
+            Some(gguf) => format!("`{gguf}` (Hugging Face `{name}`)"),
+            None => format!("`{name}`"),
         }
     }
 
@@ -286,7 +313,7 @@ impl<R: Read + Seek> WeightSource for GgufFile<R> {
         let dims: Vec<usize> = info.shape().dims().iter().map(|&d| d as usize).collect();
         let ty = GgmlType::from_id(type_id).ok_or_else(|| Error::UnsupportedDtype {
             file: self.name.clone(),
-            tensor: gguf.clone(),
+            tensor: format!("`{gguf}`"),
             dtype: format!("{:?} (ggml type {type_id})", info.tensor_type()),
             supported: SUPPORTED_GGML_TYPES,
         })?;
@@ -318,7 +345,7 @@ impl<R: Read + Seek> WeightSource for GgufFile<R> {
             if heads == 0 || rows % (2 * heads) != 0 {
                 return Err(Error::ShapeMismatch {
                     file: self.name.clone(),
-                    tensor: gguf,
+                    tensor: format!("`{gguf}`"),
                     expected: vec![heads * (rows / heads.max(1)), cols],
                     got: shape,
                 });
@@ -353,7 +380,10 @@ mod tests {
 
     #[test]
     fn names_map_to_llama_cpp() {
-        assert_eq!(gguf_name("model.layers.12.mlp.down_proj.weight").unwrap(), "blk.12.ffn_down.weight");
+        assert_eq!(
+            gguf_name("model.layers.12.mlp.down_proj.weight").unwrap(),
+            "blk.12.ffn_down.weight"
+        );
         assert_eq!(gguf_name("lm_head.weight").unwrap(), "output.weight");
         assert!(gguf_name("model.layers.0.unknown").is_none());
     }

@@ -39,7 +39,10 @@ impl HostTensor {
     /// If the tensor is not 2-D.
     pub fn transposed(&self) -> HostTensor {
         let [rows, cols] = self.shape[..] else {
-            panic!("transposed() needs a 2-D tensor, got shape {:?}", self.shape)
+            panic!(
+                "transposed() needs a 2-D tensor, got shape {:?}",
+                self.shape
+            )
         };
         let mut data = vec![0.0; rows * cols];
         for r in 0..rows {
@@ -67,9 +70,9 @@ pub trait WeightSource {
     /// When the tensor exists but cannot be read (bad data type, truncated data).
     fn tensor(&mut self, name: &str) -> Result<Option<HostTensor>>;
 
-    /// How the tensor Hugging Face calls `name` is named in this checkpoint, for messages.
+    /// How the tensor Hugging Face calls `name` is named in this checkpoint, quoted, for messages.
     fn display_name(&self, name: &str) -> String {
-        name.to_string()
+        format!("`{name}`")
     }
 }
 
@@ -79,7 +82,11 @@ pub trait WeightSource {
 ///
 /// [`Error::MissingTensor`] or [`Error::ShapeMismatch`] naming the file, the tensor and the
 /// expected shape; whatever `source` reports for unreadable tensors.
-pub fn build_llama(config: &LlamaConfig, source: &mut dyn WeightSource, device: &Device) -> Result<Llama> {
+pub fn build_llama(
+    config: &LlamaConfig,
+    source: &mut dyn WeightSource,
+    device: &Device,
+) -> Result<Llama> {
     config.validate(&source.origin())?;
     let hidden = config.hidden_size;
     let head_dim = config.head_dim();
@@ -94,7 +101,9 @@ pub fn build_llama(config: &LlamaConfig, source: &mut dyn WeightSource, device: 
         let p = format!("model.layers.{i}");
         let norm = |loader: &mut Loader, name: &str| -> Result<RmsNorm> {
             Ok(RmsNorm {
-                weight: Param::from_tensor(loader.tensor(&format!("{p}.{name}.weight"), &[hidden])?),
+                weight: Param::from_tensor(
+                    loader.tensor(&format!("{p}.{name}.weight"), &[hidden])?,
+                ),
                 eps: config.rms_norm_eps,
             })
         };
@@ -135,7 +144,12 @@ pub fn build_llama(config: &LlamaConfig, source: &mut dyn WeightSource, device: 
         layers,
         norm,
         lm_head,
-        rotary: RotaryEmbedding::new(head_dim, config.max_position_embeddings, config.rope_theta, device),
+        rotary: RotaryEmbedding::new(
+            head_dim,
+            config.max_position_embeddings,
+            config.rope_theta,
+            device,
+        ),
         config: config.clone(),
     })
 }
@@ -147,10 +161,13 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn host(&mut self, name: &str, expected: &[usize]) -> Result<HostTensor> {
-        let tensor = self.source.tensor(name)?.ok_or_else(|| Error::MissingTensor {
-            file: self.source.origin(),
-            tensor: self.source.display_name(name),
-        })?;
+        let tensor = self
+            .source
+            .tensor(name)?
+            .ok_or_else(|| Error::MissingTensor {
+                file: self.source.origin(),
+                tensor: self.source.display_name(name),
+            })?;
         if tensor.shape != expected {
             return Err(Error::ShapeMismatch {
                 file: self.source.origin(),
@@ -164,7 +181,10 @@ impl Loader<'_> {
 
     fn tensor<const D: usize>(&mut self, name: &str, expected: &[usize]) -> Result<Tensor<D>> {
         let host = self.host(name, expected)?;
-        Ok(Tensor::from_data(TensorData::new(host.data, host.shape), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(host.data, host.shape),
+            self.device,
+        ))
     }
 
     /// Loads an HF `[out, in]` projection and stores it `[in, out]`.
@@ -176,4 +196,3 @@ impl Loader<'_> {
         )))
     }
 }
-

@@ -59,7 +59,7 @@ impl GgmlType {
     /// Bytes needed for `n` weights, or `None` when `n` is not a whole number of blocks.
     pub fn bytes_for(self, n: usize) -> Option<usize> {
         let (per_block, bytes) = self.block();
-        (n % per_block == 0).then(|| n / per_block * bytes)
+        n.is_multiple_of(per_block).then(|| n / per_block * bytes)
     }
 }
 
@@ -73,20 +73,36 @@ fn f16_at(bytes: &[u8], at: usize) -> f32 {
 ///
 /// A message when `n` is not a whole number of blocks or `bytes` has the wrong length.
 pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Result<Vec<f32>, String> {
-    let expected = ty
-        .bytes_for(n)
-        .ok_or_else(|| format!("{n} weights are not a whole number of {ty:?} blocks of {}", ty.block().0))?;
+    let expected = ty.bytes_for(n).ok_or_else(|| {
+        format!(
+            "{n} weights are not a whole number of {ty:?} blocks of {}",
+            ty.block().0
+        )
+    })?;
     if bytes.len() != expected {
-        return Err(format!("{ty:?} data for {n} weights needs {expected} bytes, found {}", bytes.len()));
+        return Err(format!(
+            "{ty:?} data for {n} weights needs {expected} bytes, found {}",
+            bytes.len()
+        ));
     }
     let (_, block_bytes) = ty.block();
     let mut out = Vec::with_capacity(n);
     match ty {
-        GgmlType::F32 => out.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-        GgmlType::F16 => out.extend(bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())),
-        GgmlType::BF16 => {
-            out.extend(bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()))
-        }
+        GgmlType::F32 => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        ),
+        GgmlType::F16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        ),
+        GgmlType::BF16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+        ),
         GgmlType::Q4_0 => {
             for block in bytes.chunks_exact(block_bytes) {
                 let d = f16_at(block, 0);
@@ -197,7 +213,15 @@ mod tests {
 
     #[test]
     fn wrong_lengths_are_errors() {
-        assert!(dequantize(GgmlType::Q4_0, &[0; 17], 32).unwrap_err().contains("needs 18 bytes"));
-        assert!(dequantize(GgmlType::Q4K, &[0; 144], 100).unwrap_err().contains("whole number"));
+        assert!(
+            dequantize(GgmlType::Q4_0, &[0; 17], 32)
+                .unwrap_err()
+                .contains("needs 18 bytes")
+        );
+        assert!(
+            dequantize(GgmlType::Q4K, &[0; 144], 100)
+                .unwrap_err()
+                .contains("whole number")
+        );
     }
 }

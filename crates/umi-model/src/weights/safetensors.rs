@@ -124,7 +124,7 @@ impl WeightSource for SafetensorsFolder {
             other => {
                 return Err(Error::UnsupportedDtype {
                     file: path.display().to_string(),
-                    tensor: name.to_string(),
+                    tensor: format!("`{name}`"),
                     dtype: format!("{other:?}"),
                     supported: "F32, F16, BF16",
                 });
