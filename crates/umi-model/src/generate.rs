@@ -5,7 +5,7 @@
 //! stop checks, text streaming) are split so that an async driver (the browser, where reads
 //! from the GPU must be awaited) reuses everything but the read.
 
-use std::time::{Duration, Instant};
+use web_time::{Duration, Instant}; // std::time::Instant panics on wasm32
 
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::rngs::SmallRng;
