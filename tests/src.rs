@@ -56,3 +56,8 @@ pub fn assert_close(got: &[f32], want: &[f64], rtol: f64, atol: f64, what: &str)
         want[worst.0]
     );
 }
+
+/// `../shared/data` beside the repository (CI places it there).
+pub fn shared_data() -> PathBuf {
+    repo_root().join("../shared/data")
+}

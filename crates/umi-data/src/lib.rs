@@ -1,0 +1,25 @@
+//! The shared vocabulary of umi's agent, data pipeline, training and evaluation, and the one
+//! prompt library they all format prompts with.
+//!
+//! - [`conversation`]: α-UMi's conversation format (`{tools, instruction, conversations}`) and
+//!   the roles, markers and actions a trajectory is made of;
+//! - [`prompt`]: the exact `GLPFT/utils/prompt_lib.py` templates (typos kept), the tool-doc,
+//!   tool-name and history serialisation, and the role cues;
+//! - [`parse`]: planner and caller outputs parsed as the reference pipelines do.
+//!
+//! Facts follow X-PLUG/Multi-LLM-Agent at commit f9eeef7 (`GLPFT/utils/prompt_lib.py`,
+//! `GLPFT/process_data/toolbench/prepro_*.py`, `GLPFT/inference_utils/toolbench/*`).
+#![warn(missing_docs)]
+
+pub mod conversation;
+pub mod parse;
+pub mod prompt;
+mod pyjson;
+
+pub use conversation::{
+    Action, Conversation, FinalAnswer, Next, Observation, Rationale, Role, Speaker, Step,
+    Trajectory, Turn,
+};
+pub use parse::{NoMarkerDefault, PlannerOutput, parse_action, parse_planner_output};
+pub use prompt::{PromptSet, history, tool_doc, tool_names};
+pub use pyjson::python_json_dumps;
