@@ -1,0 +1,79 @@
+//! Where the agent's text comes from.
+
+use std::collections::VecDeque;
+
+use umi_data::Role;
+
+/// A generation failure (the model could not run); distinct from bad output, which the agent
+/// records as a step.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{role:?} generation failed: {message}")]
+pub struct GeneratorError {
+    /// The role that was generating.
+    pub role: Role,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Produces a role's completion for a prompt.
+///
+/// Implementations: a model per role or one model for all (`umi-model`), and
+/// [`ScriptedGenerator`] for tests.
+#[allow(async_fn_in_trait)] // used with concrete types; the browser's futures are not Send
+pub trait Generator {
+    /// Completes `prompt` as `role`; generation stops at any of `stop` (not included).
+    ///
+    /// # Errors
+    ///
+    /// [`GeneratorError`] when the model cannot run.
+    async fn generate(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        stop: &[String],
+    ) -> Result<String, GeneratorError>;
+}
+
+/// Replays fixed outputs in order, recording the prompts it was given: tests assert whole
+/// trajectories with it.
+#[derive(Debug, Default, Clone)]
+pub struct ScriptedGenerator {
+    outputs: VecDeque<(Role, String)>,
+    /// Every `(role, prompt)` received, in order.
+    pub prompts: Vec<(Role, String)>,
+}
+
+impl ScriptedGenerator {
+    /// Outputs to replay, each tagged with the role expected to ask for it.
+    pub fn new(outputs: impl IntoIterator<Item = (Role, &'static str)>) -> Self {
+        Self {
+            outputs: outputs
+                .into_iter()
+                .map(|(r, s)| (r, s.to_string()))
+                .collect(),
+            prompts: Vec::new(),
+        }
+    }
+}
+
+impl Generator for ScriptedGenerator {
+    async fn generate(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        _stop: &[String],
+    ) -> Result<String, GeneratorError> {
+        self.prompts.push((role, prompt.to_string()));
+        match self.outputs.pop_front() {
+            Some((expected, text)) if expected == role => Ok(text),
+            Some((expected, _)) => Err(GeneratorError {
+                role,
+                message: format!("the script expected the {expected:?} next"),
+            }),
+            None => Err(GeneratorError {
+                role,
+                message: "the script is exhausted".into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The α-UMi agent (Shen et al. 2024, §3): a planner writes a rationale and decides
+//! `Next: caller.` / `Next: conclusion.` / `Next: give up.`; the caller turns the rationale into
+//! `Action:` / `Action Input:`, which a tool executes; the summarizer writes the final answer.
+//! The single-LLM (backbone) mode runs one model with the backbone prompt instead.
+//!
+//! The loop is async and generic over where text comes from ([`Generator`]) and how tools run
+//! ([`ToolExecutor`]), so the same code drives native runs, the browser (awaiting GPU reads and
+//! `fetch`) and scripted tests. Prompts come from `umi-data`, the library training uses too.
+#![warn(missing_docs)]
+
+mod agent;
+mod generator;
+mod tools;
+
+pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, AgentMode, StopReason};
+pub use generator::{Generator, GeneratorError, ScriptedGenerator};
+pub use tools::{ToolExecutor, hallucination_observation, truncate_observation};
