@@ -6,7 +6,7 @@ use umi_data::prompt::{PromptSet, backbone_turns, history};
 use umi_data::{Action, FinalAnswer, Next, Observation, Rationale, Role, Step, Trajectory, Turn};
 
 use crate::generator::{Generator, GeneratorError};
-use crate::tools::{ToolExecutor, hallucination_observation, truncate_observation};
+use umi_tools::{ToolExecutor, hallucination_observation, truncate_observation};
 
 /// Three models (planner, caller, summarizer) or one (backbone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

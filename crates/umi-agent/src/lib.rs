@@ -10,8 +10,9 @@
 
 mod agent;
 mod generator;
-mod tools;
+mod model;
 
 pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, AgentMode, StopReason};
 pub use generator::{Generator, GeneratorError, ScriptedGenerator};
-pub use tools::{ToolExecutor, hallucination_observation, truncate_observation};
+pub use model::LlamaGenerator;
+pub use umi_tools::{ToolExecutor, hallucination_observation, truncate_observation};

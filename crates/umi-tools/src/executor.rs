@@ -1,4 +1,4 @@
-//! How actions reach tools. Failures of tools are observations, never errors: the planner sees
+//! How actions reach tools (the trait the agent calls). Failures of tools are observations, never errors: the planner sees
 //! them and can retry, call something else or give up.
 
 use umi_data::{Action, Observation};

@@ -1,0 +1,747 @@
+//! A demo tool server with real behaviour and state, for the agent's demos and tests:
+//! arithmetic, unit and currency conversion (bundled rates), date arithmetic, a to-do list, a
+//! calendar and alarms persisted to a JSON file, and a small country knowledge base.
+//!
+//! Routes (CORS open, so the web app can call it):
+//! - `GET /tools`: the tool docs in ToolBench format, each with its `http` endpoint;
+//! - `GET /openapi.json`: the same tools as an OpenAPI 3 document;
+//! - `GET /tools/{name}?arg=…` or `POST /tools/{name}` with a JSON object: runs the tool and
+//!   answers `{"error": "", "response": …}` (status 400 with `error` set for bad arguments,
+//!   404 for unknown tools).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tiny_http::{Header, Method, Response, Server};
+
+/// Persistent state of the stateful tools.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct State {
+    todos: Vec<Value>,
+    events: Vec<Value>,
+    alarms: Vec<Value>,
+    next_id: u64,
+}
+
+struct Tools {
+    state: Mutex<State>,
+    state_path: PathBuf,
+}
+
+type ToolResult = Result<Value, String>;
+
+struct ToolDef {
+    name: &'static str,
+    description: &'static str,
+    input: &'static [(&'static str, &'static str)],
+}
+
+const TOOLS: &[ToolDef] = &[
+    ToolDef {
+        name: "calculator",
+        description: "Computes a op b for op in add, subtract, multiply, divide, power.",
+        input: &[
+            ("a", "number, first operand"),
+            (
+                "op",
+                "string, one of add, subtract, multiply, divide, power",
+            ),
+            ("b", "number, second operand"),
+        ],
+    },
+    ToolDef {
+        name: "convert_units",
+        description: "Converts a value between units of length (mm, cm, m, km, in, ft, yd, mi), mass (g, kg, lb, oz) or temperature (C, F, K).",
+        input: &[
+            ("value", "number, the amount"),
+            ("from", "string, unit to convert from"),
+            ("to", "string, unit to convert to"),
+        ],
+    },
+    ToolDef {
+        name: "convert_currency",
+        description: "Converts an amount between currencies (EUR, USD, GBP, JPY, CHF, CNY, INR, CAD, AUD) with a bundled rate table (ECB reference rates of 2026-11-20).",
+        input: &[
+            ("amount", "number, the amount"),
+            ("from", "string, ISO currency code"),
+            ("to", "string, ISO currency code"),
+        ],
+    },
+    ToolDef {
+        name: "date_difference",
+        description: "Number of days from start_date to end_date (YYYY-MM-DD).",
+        input: &[
+            ("start_date", "string, YYYY-MM-DD"),
+            ("end_date", "string, YYYY-MM-DD"),
+        ],
+    },
+    ToolDef {
+        name: "add_days",
+        description: "The date that is `days` days after (or before, if negative) `date`, with its weekday.",
+        input: &[
+            ("date", "string, YYYY-MM-DD"),
+            ("days", "integer, days to add"),
+        ],
+    },
+    ToolDef {
+        name: "weekday",
+        description: "The day of the week of a date (YYYY-MM-DD).",
+        input: &[("date", "string, YYYY-MM-DD")],
+    },
+    ToolDef {
+        name: "add_todo",
+        description: "Adds an item to the to-do list and returns it with its id.",
+        input: &[
+            ("title", "string, what to do"),
+            ("due_date", "string, optional YYYY-MM-DD"),
+        ],
+    },
+    ToolDef {
+        name: "list_todos",
+        description: "Lists to-do items; set include_done to true to include completed ones.",
+        input: &[("include_done", "boolean, optional")],
+    },
+    ToolDef {
+        name: "complete_todo",
+        description: "Marks the to-do item with this id as done.",
+        input: &[("id", "integer, the item's id")],
+    },
+    ToolDef {
+        name: "add_calendar_event",
+        description: "Adds an event to the calendar.",
+        input: &[
+            ("title", "string, event name"),
+            ("date", "string, YYYY-MM-DD"),
+            ("time", "string, optional HH:MM"),
+        ],
+    },
+    ToolDef {
+        name: "list_calendar_events",
+        description: "Lists calendar events, optionally only those on one date.",
+        input: &[("date", "string, optional YYYY-MM-DD")],
+    },
+    ToolDef {
+        name: "set_alarm",
+        description: "Sets an alarm at a time (HH:MM) with an optional label.",
+        input: &[("time", "string, HH:MM"), ("label", "string, optional")],
+    },
+    ToolDef {
+        name: "list_alarms",
+        description: "Lists the alarms that are set.",
+        input: &[],
+    },
+    ToolDef {
+        name: "country_info",
+        description: "Facts about a country from a small bundled knowledge base: capital, population, currency, languages.",
+        input: &[("country", "string, country name in English")],
+    },
+];
+
+/// ECB-style reference rates: units of currency per 1 EUR.
+const RATES: &[(&str, f64)] = &[
+    ("EUR", 1.0),
+    ("USD", 1.0845),
+    ("GBP", 0.8342),
+    ("JPY", 166.87),
+    ("CHF", 0.9361),
+    ("CNY", 7.8410),
+    ("INR", 91.52),
+    ("CAD", 1.5176),
+    ("AUD", 1.6698),
+];
+
+const COUNTRIES: &[(&str, &str, u64, &str, &str)] = &[
+    ("France", "Paris", 68_400_000, "EUR", "French"),
+    ("Germany", "Berlin", 84_500_000, "EUR", "German"),
+    ("Italy", "Rome", 58_900_000, "EUR", "Italian"),
+    ("Spain", "Madrid", 48_600_000, "EUR", "Spanish"),
+    ("United Kingdom", "London", 68_300_000, "GBP", "English"),
+    (
+        "United States",
+        "Washington, D.C.",
+        335_000_000,
+        "USD",
+        "English",
+    ),
+    ("Canada", "Ottawa", 40_100_000, "CAD", "English, French"),
+    ("Japan", "Tokyo", 124_500_000, "JPY", "Japanese"),
+    ("China", "Beijing", 1_410_000_000, "CNY", "Mandarin Chinese"),
+    ("India", "New Delhi", 1_430_000_000, "INR", "Hindi, English"),
+    (
+        "Switzerland",
+        "Bern",
+        8_900_000,
+        "CHF",
+        "German, French, Italian, Romansh",
+    ),
+    ("Australia", "Canberra", 26_600_000, "AUD", "English"),
+];
+
+fn num(args: &Map<String, Value>, key: &str) -> Result<f64, String> {
+    match args.get(key) {
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .ok_or_else(|| format!("{key} is not a finite number")),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{key} must be a number, got {s:?}")),
+        _ => Err(format!("missing number argument {key}")),
+    }
+}
+
+fn text<'a>(args: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
+    args.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(str::trim)
+        .ok_or_else(|| format!("missing string argument {key}"))
+}
+
+fn opt_text<'a>(args: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    args.get(key)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Inverse of [`days_from_civil`].
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn parse_date(s: &str) -> Result<i64, String> {
+    let parts: Vec<&str> = s.split('-').collect();
+    let bad = || format!("date {s:?} is not YYYY-MM-DD");
+    let [y, m, d] = parts[..] else {
+        return Err(bad());
+    };
+    let (y, m, d): (i64, i64, i64) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    let days = days_from_civil(y, m, d);
+    if !(1..=12).contains(&m) || civil_from_days(days) != (y, m, d) {
+        return Err(format!("date {s:?} does not exist"));
+    }
+    Ok(days)
+}
+
+fn format_date(days: i64) -> String {
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn weekday_name(days: i64) -> &'static str {
+    [
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+    ][days.rem_euclid(7) as usize]
+}
+
+fn check_time(s: &str) -> Result<(), String> {
+    let ok = s.split_once(':').is_some_and(|(h, m)| {
+        h.parse::<u32>().is_ok_and(|h| h < 24)
+            && m.len() == 2
+            && m.parse::<u32>().is_ok_and(|m| m < 60)
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("time {s:?} is not HH:MM"))
+    }
+}
+
+fn unit_factor(unit: &str) -> Option<(&'static str, f64)> {
+    Some(match unit {
+        "mm" => ("length", 0.001),
+        "cm" => ("length", 0.01),
+        "m" => ("length", 1.0),
+        "km" => ("length", 1000.0),
+        "in" => ("length", 0.0254),
+        "ft" => ("length", 0.3048),
+        "yd" => ("length", 0.9144),
+        "mi" => ("length", 1609.344),
+        "g" => ("mass", 0.001),
+        "kg" => ("mass", 1.0),
+        "lb" => ("mass", 0.453_592_37),
+        "oz" => ("mass", 0.028_349_523_125),
+        _ => return None,
+    })
+}
+
+fn to_kelvin(v: f64, unit: &str) -> Option<f64> {
+    Some(match unit {
+        "C" => v + 273.15,
+        "F" => (v - 32.0) * 5.0 / 9.0 + 273.15,
+        "K" => v,
+        _ => return None,
+    })
+}
+
+fn from_kelvin(k: f64, unit: &str) -> Option<f64> {
+    Some(match unit {
+        "C" => k - 273.15,
+        "F" => (k - 273.15) * 9.0 / 5.0 + 32.0,
+        "K" => k,
+        _ => return None,
+    })
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
+impl Tools {
+    fn load(state_path: &Path) -> Result<Self, String> {
+        let state = match std::fs::read_to_string(state_path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("{}: corrupt tool state: {e}", state_path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(format!("{}: {e}", state_path.display())),
+        };
+        Ok(Self {
+            state: Mutex::new(state),
+            state_path: state_path.to_path_buf(),
+        })
+    }
+
+    /// Writes the state atomically (temporary file + rename), so a crash never leaves half a file.
+    fn save(&self, state: &State) -> Result<(), String> {
+        if let Some(dir) = self.state_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        let tmp = self.state_path.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, &self.state_path).map_err(|e| e.to_string())
+    }
+
+    fn mutate(&self, f: impl FnOnce(&mut State) -> ToolResult) -> ToolResult {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| "tool state is poisoned".to_string())?;
+        let out = f(&mut state)?;
+        self.save(&state)?;
+        Ok(out)
+    }
+
+    fn run(&self, name: &str, args: &Map<String, Value>) -> ToolResult {
+        match name {
+            "calculator" => {
+                let (a, b) = (num(args, "a")?, num(args, "b")?);
+                let r = match text(args, "op")? {
+                    "add" | "+" => a + b,
+                    "subtract" | "-" => a - b,
+                    "multiply" | "*" => a * b,
+                    "divide" | "/" if b == 0.0 => return Err("division by zero".into()),
+                    "divide" | "/" => a / b,
+                    "power" | "^" => a.powf(b),
+                    op => {
+                        return Err(format!(
+                            "unknown op {op:?} (add, subtract, multiply, divide, power)"
+                        ));
+                    }
+                };
+                Ok(json!({"result": r}))
+            }
+            "convert_units" => {
+                let (v, from, to) = (num(args, "value")?, text(args, "from")?, text(args, "to")?);
+                let result = if let (Some(k), true) =
+                    (to_kelvin(v, from), to_kelvin(0.0, to).is_some())
+                {
+                    from_kelvin(k, to).unwrap_or(f64::NAN)
+                } else {
+                    let (kf, f) =
+                        unit_factor(from).ok_or_else(|| format!("unknown unit {from:?}"))?;
+                    let (kt, t) = unit_factor(to).ok_or_else(|| format!("unknown unit {to:?}"))?;
+                    if kf != kt {
+                        return Err(format!("cannot convert {kf} ({from}) to {kt} ({to})"));
+                    }
+                    v * f / t
+                };
+                Ok(json!({"value": round(result, 6), "unit": to}))
+            }
+            "convert_currency" => {
+                let (amount, from, to) = (
+                    num(args, "amount")?,
+                    text(args, "from")?.to_uppercase(),
+                    text(args, "to")?.to_uppercase(),
+                );
+                let rate = |c: &str| {
+                    RATES
+                        .iter()
+                        .find(|r| r.0 == c)
+                        .map(|r| r.1)
+                        .ok_or_else(|| format!("unknown currency {c:?}"))
+                };
+                let (rf, rt) = (rate(&from)?, rate(&to)?);
+                Ok(
+                    json!({"amount": round(amount / rf * rt, 2), "currency": to, "rate": round(rt / rf, 6), "rates_date": "2026-11-20"}),
+                )
+            }
+            "date_difference" => {
+                let (a, b) = (
+                    parse_date(text(args, "start_date")?)?,
+                    parse_date(text(args, "end_date")?)?,
+                );
+                Ok(json!({"days": b - a}))
+            }
+            "add_days" => {
+                let date = parse_date(text(args, "date")?)?;
+                let days = num(args, "days")?;
+                if days.fract() != 0.0 || days.abs() > 1e7 {
+                    return Err("days must be a whole number of reasonable size".into());
+                }
+                let out = date + days as i64;
+                Ok(json!({"date": format_date(out), "weekday": weekday_name(out)}))
+            }
+            "weekday" => {
+                let date = parse_date(text(args, "date")?)?;
+                Ok(json!({"weekday": weekday_name(date)}))
+            }
+            "add_todo" => {
+                let title = text(args, "title")?.to_string();
+                let due = opt_text(args, "due_date")
+                    .map(|d| parse_date(d).map(format_date))
+                    .transpose()?;
+                self.mutate(|s| {
+                    s.next_id += 1;
+                    let item =
+                        json!({"id": s.next_id, "title": title, "due_date": due, "done": false});
+                    s.todos.push(item.clone());
+                    Ok(item)
+                })
+            }
+            "list_todos" => {
+                let all = args
+                    .get("include_done")
+                    .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
+                let s = self
+                    .state
+                    .lock()
+                    .map_err(|_| "tool state is poisoned".to_string())?;
+                Ok(
+                    json!({"todos": s.todos.iter().filter(|t| all || t["done"] == false).collect::<Vec<_>>()}),
+                )
+            }
+            "complete_todo" => {
+                let id = num(args, "id")? as u64;
+                self.mutate(|s| {
+                    let item = s
+                        .todos
+                        .iter_mut()
+                        .find(|t| t["id"] == id)
+                        .ok_or_else(|| format!("no to-do item with id {id}"))?;
+                    item["done"] = json!(true);
+                    Ok(item.clone())
+                })
+            }
+            "add_calendar_event" => {
+                let title = text(args, "title")?.to_string();
+                let date = format_date(parse_date(text(args, "date")?)?);
+                let time = opt_text(args, "time")
+                    .map(|t| check_time(t).map(|_| t.to_string()))
+                    .transpose()?;
+                self.mutate(|s| {
+                    s.next_id += 1;
+                    let event =
+                        json!({"id": s.next_id, "title": title, "date": date, "time": time});
+                    s.events.push(event.clone());
+                    Ok(event)
+                })
+            }
+            "list_calendar_events" => {
+                let date = opt_text(args, "date")
+                    .map(|d| parse_date(d).map(format_date))
+                    .transpose()?;
+                let s = self
+                    .state
+                    .lock()
+                    .map_err(|_| "tool state is poisoned".to_string())?;
+                let events: Vec<&Value> = s
+                    .events
+                    .iter()
+                    .filter(|e| date.as_ref().is_none_or(|d| e["date"] == *d))
+                    .collect();
+                Ok(json!({"events": events}))
+            }
+            "set_alarm" => {
+                let time = text(args, "time")?.to_string();
+                check_time(&time)?;
+                let label = opt_text(args, "label").map(str::to_string);
+                self.mutate(|s| {
+                    s.next_id += 1;
+                    let alarm = json!({"id": s.next_id, "time": time, "label": label});
+                    s.alarms.push(alarm.clone());
+                    Ok(alarm)
+                })
+            }
+            "list_alarms" => {
+                let s = self
+                    .state
+                    .lock()
+                    .map_err(|_| "tool state is poisoned".to_string())?;
+                Ok(json!({"alarms": s.alarms}))
+            }
+            "country_info" => {
+                let q = text(args, "country")?.to_lowercase();
+                let c = COUNTRIES
+                    .iter()
+                    .find(|c| c.0.to_lowercase() == q)
+                    .ok_or_else(|| {
+                        format!(
+                            "no entry for {q:?}; known: {}",
+                            COUNTRIES.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")
+                        )
+                    })?;
+                Ok(
+                    json!({"country": c.0, "capital": c.1, "population": c.2, "currency": c.3, "languages": c.4}),
+                )
+            }
+            other => Err(format!("unknown tool {other:?}")),
+        }
+    }
+}
+
+/// The tool docs (ToolBench format + `http`) for a server reachable at `base_url`.
+pub fn tool_docs(base_url: &str) -> Value {
+    let tools: Vec<Value> = TOOLS
+        .iter()
+        .map(|t| {
+            let input: Map<String, Value> = t
+                .input
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            json!({"Name": t.name, "function": t.description, "input": input,
+                   "http": {"method": "GET", "url": format!("{base_url}/tools/{}", t.name)}})
+        })
+        .collect();
+    json!({ "tools": tools })
+}
+
+/// The tools as an OpenAPI 3 document (ToolAlpaca's `Documentation` format).
+pub fn openapi(base_url: &str) -> Value {
+    let mut paths = Map::new();
+    for t in TOOLS {
+        let params: Vec<Value> = t
+            .input
+            .iter()
+            .map(|(k, v)| {
+                let (ty, desc) = v.split_once(", ").unwrap_or((v, ""));
+                let ty = match ty { "number" => "number", "integer" => "integer", "boolean" => "boolean", _ => "string" };
+                json!({"name": k, "in": "query", "required": !desc.starts_with("optional"), "description": desc, "schema": {"type": ty}})
+            })
+            .collect();
+        paths.insert(format!("/tools/{}", t.name), json!({"get": {"operationId": t.name, "summary": t.description, "parameters": params,
+            "responses": {"200": {"description": "{\"error\": \"\", \"response\": …}"}, "400": {"description": "bad arguments"}}}}));
+    }
+    json!({"openapi": "3.0.3", "info": {"title": "umi demo tools", "version": env!("CARGO_PKG_VERSION")},
+           "servers": [{"url": base_url}], "paths": paths})
+}
+
+/// A running tool server.
+pub struct ServerHandle {
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    server: Arc<Server>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// Stops the server and waits for it.
+    pub fn stop(mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Blocks until the server stops.
+    pub fn wait(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the tool server on `addr` (`127.0.0.1:0` picks a free port), keeping state in
+/// `state_path` (created when first written).
+///
+/// # Errors
+///
+/// A message when the address cannot be bound or the state file is unreadable.
+pub fn serve(addr: &str, state_path: &Path) -> Result<ServerHandle, String> {
+    let tools = Arc::new(Tools::load(state_path)?);
+    let server = Arc::new(Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
+    let url = match server.server_addr().to_ip() {
+        Some(ip) => format!("http://{ip}"),
+        None => return Err("the server is not on an IP address".into()),
+    };
+    let (srv, base) = (server.clone(), url.clone());
+    let thread = std::thread::spawn(move || {
+        for request in srv.incoming_requests() {
+            let tools = tools.clone();
+            handle(request, &tools, &base);
+        }
+    });
+    Ok(ServerHandle {
+        url,
+        server,
+        thread: Some(thread),
+    })
+}
+
+fn handle(mut request: tiny_http::Request, tools: &Tools, base: &str) {
+    let cors = [
+        Header::from_bytes("Access-Control-Allow-Origin", "*").expect("static header"),
+        Header::from_bytes("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+            .expect("static header"),
+        Header::from_bytes("Access-Control-Allow-Headers", "content-type").expect("static header"),
+        Header::from_bytes("Content-Type", "application/json").expect("static header"),
+    ];
+    let url = request.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let (status, body) = if request.method() == &Method::Options {
+        (204, Value::Null)
+    } else if path == "/tools" || path == "/tools/" {
+        (200, tool_docs(base))
+    } else if path == "/openapi.json" {
+        (200, openapi(base))
+    } else if let Some(name) = path.strip_prefix("/tools/") {
+        let args = if request.method() == &Method::Post {
+            let mut text = String::new();
+            let _ = request.as_reader().take(1 << 20).read_to_string(&mut text);
+            match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(o)) => Ok(o),
+                _ => Err(format!(
+                    "the body must be a JSON object, got {:?}",
+                    text.chars().take(100).collect::<String>()
+                )),
+            }
+        } else {
+            Ok(parse_query(query))
+        };
+        if !TOOLS.iter().any(|t| t.name == name) {
+            (
+                404,
+                json!({"error": format!("no tool named {name:?}"), "response": ""}),
+            )
+        } else {
+            match args.and_then(|a| tools.run(name, &a)) {
+                Ok(v) => (200, json!({"error": "", "response": v})),
+                Err(e) => (400, json!({"error": e, "response": ""})),
+            }
+        }
+    } else {
+        (
+            404,
+            json!({"error": format!("no route {path}; try /tools"), "response": ""}),
+        )
+    };
+    let text = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let mut response = Response::from_string(text).with_status_code(status);
+    for h in cors {
+        response.add_header(h);
+    }
+    let _ = request.respond(response);
+}
+
+/// `a=1&b=x%20y` → `{"a": "1", "b": "x y"}` (values stay strings; tools parse numbers).
+fn parse_query(query: &str) -> Map<String, Value> {
+    let decode = |s: &str| -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push(h * 16 + l);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let mut map = BTreeMap::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        map.insert(decode(k), Value::String(decode(v)));
+    }
+    map.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip_and_know_weekdays() {
+        assert_eq!(parse_date("1970-01-01").unwrap(), 0);
+        assert_eq!(weekday_name(parse_date("2026-11-23").unwrap()), "Monday");
+        assert_eq!(
+            format_date(parse_date("2024-02-28").unwrap() + 1),
+            "2024-02-29"
+        );
+        assert!(
+            parse_date("2023-02-29")
+                .unwrap_err()
+                .contains("does not exist")
+        );
+        assert_eq!(
+            parse_query("a=1&b=x%20y+z&c=%C3%A9%zz%"),
+            serde_json::from_value::<Map<String, Value>>(
+                json!({"a": "1", "b": "x y z", "c": "é%zz%"})
+            )
+            .unwrap()
+        );
+    }
+}
