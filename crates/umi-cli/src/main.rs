@@ -31,6 +31,64 @@ enum Command {
     /// Measure prefill and decode speed and peak memory; prints one JSON line
     /// (scripts/bench/run.sh compares it with peers in BENCHMARKS.md).
     Bench(BenchArgs),
+    /// Run the α-UMi agent on a query against HTTP tools, printing the trajectory as it happens.
+    Run(RunArgs),
+    /// Tool server commands.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Serve the demo tools over HTTP (docs at /tools, OpenAPI at /openapi.json).
+    Serve {
+        /// Port on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Where the to-do list, calendar and alarms are kept.
+        #[arg(long, default_value = ".umi/tool-state.json")]
+        state: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The user's query.
+    #[arg(long)]
+    query: String,
+    /// Model for every role (a .gguf file or a Hugging Face folder).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Planner model (default: --model).
+    #[arg(long)]
+    planner: Option<PathBuf>,
+    /// Caller model (default: --model).
+    #[arg(long)]
+    caller: Option<PathBuf>,
+    /// Summarizer model (default: --model).
+    #[arg(long)]
+    summarizer: Option<PathBuf>,
+    /// Tool docs: a tool server URL (its /tools is read) or a JSON file.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    tools: String,
+    /// multi (planner, caller, summarizer) or single (one backbone model).
+    #[arg(long, default_value = "multi")]
+    mode: String,
+    /// Planner decisions before giving up.
+    #[arg(long, default_value_t = 10)]
+    max_steps: usize,
+    /// Upper bound on tokens per generation.
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    /// Send α-UMi prompts raw instead of as a chat-template user turn (for GLPFT-trained models).
+    #[arg(long)]
+    raw_prompts: bool,
+    /// Write the trajectory here in α-UMi conversation format (usable as training data).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Compute backend: cpu or wgpu.
+    #[arg(long, default_value = "cpu")]
+    backend: Backend,
 }
 
 #[derive(clap::Args)]
@@ -87,6 +145,18 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Generate(args) => run_generate(args),
         Command::Bench(args) => run_bench(args),
+        Command::Run(args) => run_agent(args),
+        Command::Tools(ToolsCommand::Serve { port, state }) => {
+            let server = umi_tools::server::serve(&format!("127.0.0.1:{port}"), &state)
+                .map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "umi tools: serving at {} (docs: {0}/tools, OpenAPI: {0}/openapi.json; state: {})",
+                server.url,
+                state.display()
+            );
+            server.wait();
+            Ok(())
+        }
     }
 }
 
@@ -204,5 +274,125 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         "peak_rss_mib": peak_rss_mib(),
     });
     println!("{line}");
+    Ok(())
+}
+
+fn load_tools(source: &str) -> Result<Vec<umi_tools::ToolSpec>> {
+    let (text, origin) = if source.starts_with("http://") || source.starts_with("https://") {
+        let url = if source.trim_end_matches('/').ends_with("/tools") {
+            source.to_string()
+        } else {
+            format!("{}/tools", source.trim_end_matches('/'))
+        };
+        let text = ureq::get(&url)
+            .call()
+            .and_then(|mut r| r.body_mut().read_to_string())
+            .with_context(|| {
+                format!("reading tool docs from {url} (is `umi tools serve` running?)")
+            })?;
+        (text, url)
+    } else {
+        (
+            std::fs::read_to_string(source)
+                .with_context(|| format!("reading tool docs from {source}"))?,
+            source.to_string(),
+        )
+    };
+    Ok(umi_tools::load_tool_specs(&text, &origin)?)
+}
+
+fn run_agent(args: RunArgs) -> Result<()> {
+    use std::collections::HashMap;
+    use std::io::IsTerminal;
+    use std::rc::Rc;
+    use umi_agent::{Agent, AgentEvent, AgentMode, LlamaGenerator};
+
+    let mode = match args.mode.as_str() {
+        "multi" => AgentMode::Multi,
+        "single" => AgentMode::Single,
+        other => bail!("--mode must be multi or single, not {other:?}"),
+    };
+    let specs = load_tools(&args.tools)?;
+    if specs.is_empty() {
+        bail!("{} lists no tools", args.tools);
+    }
+    let device = args.backend.device()?;
+    let mut cache: HashMap<PathBuf, Rc<umi_model::LoadedModel>> = HashMap::new();
+    let mut load = |path: &Path| -> Result<Rc<umi_model::LoadedModel>> {
+        if let Some(m) = cache.get(path) {
+            return Ok(m.clone());
+        }
+        if !path.exists() && path == Path::new(DEFAULT_MODEL) {
+            bail!(
+                "the default model {DEFAULT_MODEL} is not installed; run `scripts/setup.sh` first (or pass --model PATH)"
+            );
+        }
+        eprintln!("loading {} ...", path.display());
+        let m = Rc::new(
+            load_model(path, &device).with_context(|| format!("loading {}", path.display()))?,
+        );
+        cache.insert(path.to_path_buf(), m.clone());
+        Ok(m)
+    };
+    let planner = load(args.planner.as_deref().unwrap_or(&args.model))?;
+    let caller = load(args.caller.as_deref().unwrap_or(&args.model))?;
+    let summarizer = load(args.summarizer.as_deref().unwrap_or(&args.model))?;
+    let config = GenerationConfig {
+        max_new_tokens: args.max_new_tokens,
+        ..Default::default()
+    };
+    let mut generator = LlamaGenerator::per_role(planner, caller, summarizer, config);
+    generator.use_chat_template = !args.raw_prompts;
+
+    let color = std::io::stdout().is_terminal();
+    let paint = move |code: &str, text: &str| {
+        if color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    };
+    let docs = specs.iter().map(|s| s.doc()).collect();
+    let tools = umi_tools::HttpTools::new(specs, std::time::Duration::from_secs(20));
+    let mut agent = Agent::new(generator, tools, docs);
+    agent.config.mode = mode;
+    agent.config.max_steps = args.max_steps;
+    println!("{} {}", paint("1", "user:"), args.query);
+    let (trajectory, stop) = pollster::block_on(agent.run(&args.query, |event| match event {
+        AgentEvent::Rationale { step, text, next } => {
+            println!(
+                "{} {text} [{}]",
+                paint("32", &format!("planner #{step}:")),
+                next.marker()
+            )
+        }
+        AgentEvent::Action {
+            action: Some(a), ..
+        } => {
+            println!(
+                "{} Action: {} | Action Input: {}",
+                paint("34", "caller:"),
+                a.name,
+                a.input
+            )
+        }
+        AgentEvent::Action { action: None, .. } => {
+            println!("{} (no action could be parsed)", paint("34", "caller:"))
+        }
+        AgentEvent::Observation { text, .. } => println!("{} {text}", paint("2", "observation:")),
+        AgentEvent::Answer(text) => println!("{} {text}", paint("33", "summarizer:")),
+        AgentEvent::Done(reason) => println!("{} {reason:?}", paint("1", "stop:")),
+    }))?;
+    if let Some(path) = args.json {
+        let record = serde_json::json!({
+            "tools": agent.tool_docs,
+            "instruction": trajectory.query,
+            "conversations": trajectory.to_turns(),
+            "stop_reason": stop,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&record)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("trajectory written to {}", path.display());
+    }
     Ok(())
 }

@@ -1,0 +1,115 @@
+//! The α-UMi loop end to end against the real demo tool server on loopback: a scripted
+//! generator asserts a whole multi-step trajectory, and the real SmolLM2 weights run one full
+//! loop (the plumbing, not the answer quality).
+
+use std::time::Duration;
+
+use umi_agent::{Agent, AgentEvent, LlamaGenerator, ScriptedGenerator, StopReason};
+use umi_data::Role;
+use umi_model::burn::tensor::Device;
+use umi_model::{GenerationConfig, load_model};
+use umi_tests::default_model;
+use umi_tools::server::serve;
+use umi_tools::{HttpTools, load_tool_specs};
+
+fn tools_at(url: &str) -> (HttpTools, Vec<serde_json::Map<String, serde_json::Value>>) {
+    let docs = umi_tools::server::tool_docs(url).to_string();
+    let specs = load_tool_specs(&docs, url).unwrap();
+    let docs = specs.iter().map(|s| s.doc()).collect();
+    (HttpTools::new(specs, Duration::from_secs(10)), docs)
+}
+
+#[test]
+fn scripted_trajectory_against_the_tool_server() {
+    let state = std::env::temp_dir().join(format!("umi-e2e-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&state);
+    let server = serve("127.0.0.1:0", &state).unwrap();
+    let (tools, docs) = tools_at(&server.url);
+    let generator = ScriptedGenerator::new(vec![
+        (
+            Role::Planner,
+            "I need the number of days first.\n Next: caller.",
+        ),
+        (
+            Role::Caller,
+            "Action: date_difference\nAction Input: {\"start_date\": \"2026-11-23\", \"end_date\": \"2026-12-25\"}",
+        ),
+        (Role::Planner, "Now convert the money.\n Next: caller."),
+        (
+            Role::Caller,
+            "Action: convert_currency\nAction Input: {\"amount\": 100, \"from\": \"USD\", \"to\": \"EUR\"}",
+        ),
+        (Role::Planner, "Then note it.\n Next: caller."),
+        (
+            Role::Caller,
+            "Action: add_todo\nAction Input: {\"title\": \"Christmas budget: 92.21 EUR\", \"due_date\": \"2026-12-25\"}",
+        ),
+        (Role::Planner, "I have everything. Next: conclusion."),
+        (
+            Role::Summarizer,
+            "There are 32 days until 2026-12-25, 100 USD is 92.21 EUR, and I added a to-do.",
+        ),
+    ]);
+    let mut agent = Agent::new(generator, tools, docs);
+    let mut observations = Vec::new();
+    let (t, stop) = pollster::block_on(agent.run(
+        "Days until Christmas, 100 USD in EUR, and note it",
+        |e| {
+            if let AgentEvent::Observation { text, .. } = e {
+                observations.push(text.clone());
+            }
+        },
+    ))
+    .unwrap();
+    server.stop();
+    assert_eq!(stop, StopReason::Conclusion);
+    assert_eq!(t.steps.len(), 4);
+    assert_eq!(observations[0], r#"{"error":"","response":{"days":32}}"#);
+    assert!(
+        observations[1].contains(r#""amount":92.21"#),
+        "{}",
+        observations[1]
+    );
+    assert!(
+        observations[2].contains(r#""title":"Christmas budget: 92.21 EUR""#),
+        "{}",
+        observations[2]
+    );
+    // the to-do reached the server's persisted state
+    let saved = std::fs::read_to_string(&state).unwrap();
+    assert!(saved.contains("Christmas budget"), "{saved}");
+    let _ = std::fs::remove_file(state);
+}
+
+#[test]
+fn smollm2_runs_one_full_loop_against_the_tool_server() {
+    let Some(path) = default_model() else { return };
+    let state = std::env::temp_dir().join(format!("umi-e2e-real-{}.json", std::process::id()));
+    let server = serve("127.0.0.1:0", &state).unwrap();
+    let (tools, docs) = tools_at(&server.url);
+    let loaded = load_model(&path, &Device::flex()).unwrap();
+    let config = GenerationConfig {
+        max_new_tokens: 24,
+        ..Default::default()
+    };
+    let mut agent = Agent::new(LlamaGenerator::shared(loaded, config), tools, docs);
+    agent.config.max_steps = 1;
+    let mut events = Vec::new();
+    let (t, stop) =
+        pollster::block_on(agent.run("What is 12 times 7?", |e| events.push(e.clone()))).unwrap();
+    server.stop();
+    let _ = std::fs::remove_file(state);
+    // one planner decision was made and the run ended cleanly, whatever the model wrote
+    assert_eq!(t.steps.len(), 1);
+    assert!(matches!(
+        events.first(),
+        Some(AgentEvent::Rationale { step: 0, .. })
+    ));
+    assert_eq!(events.last(), Some(&AgentEvent::Done(stop)));
+    if t.steps[0].next == umi_data::Next::Caller {
+        assert!(
+            t.steps[0].observation.is_some(),
+            "a caller step always records an observation"
+        );
+    }
+}
