@@ -14,5 +14,5 @@ mod model;
 
 pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, AgentMode, StopReason};
 pub use generator::{Generator, GeneratorError, ScriptedGenerator};
-pub use model::LlamaGenerator;
+pub use model::{LlamaGenerator, TextCallback};
 pub use umi_tools::{ToolExecutor, hallucination_observation, truncate_observation};

@@ -8,6 +8,9 @@ use umi_model::{GenerationConfig, LoadedModel, generate};
 
 use crate::generator::{Generator, GeneratorError};
 
+/// A callback receiving each piece of generated text with the role generating it.
+pub type TextCallback = Box<dyn FnMut(Role, &str)>;
+
 /// Generates each role's text with a loaded model.
 pub struct LlamaGenerator {
     planner: Rc<LoadedModel>,
@@ -19,7 +22,7 @@ pub struct LlamaGenerator {
     /// instruct models; GLPFT-trained models expect the raw prompt (set `false`).
     pub use_chat_template: bool,
     /// Called with each piece of generated text (for live display).
-    pub on_text: Option<Box<dyn FnMut(Role, &str)>>,
+    pub on_text: Option<TextCallback>,
 }
 
 impl LlamaGenerator {

@@ -38,9 +38,9 @@ fn call(tools: &HttpTools, name: &str, input: &str) -> String {
 fn tools_work_and_state_persists_across_restarts() {
     let state = state_file("persist");
     let server = serve("127.0.0.1:0", &state).unwrap();
-    let specs = specs(&server.url);
-    assert!(specs.len() >= 12, "{} tools", specs.len());
-    let tools = HttpTools::new(specs, Duration::from_secs(5));
+    let tool_specs = specs(&server.url);
+    assert!(tool_specs.len() >= 12, "{} tools", tool_specs.len());
+    let tools = HttpTools::new(tool_specs, Duration::from_secs(5));
     assert_eq!(
         call(
             &tools,
