@@ -181,7 +181,7 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
             text: planned.rationale.0.clone(),
             next: planned.next,
         });
-        let mut current = Step {
+        let current = Step {
             rationale: planned.rationale.clone(),
             next: planned.next,
             planner_text: planned.text.clone(),
@@ -221,21 +221,8 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
                     .generate(Role::Caller, &prompt, &stop)
                     .await?;
                 let action = parse_action(&raw);
-                on_event(&AgentEvent::Action {
-                    step,
-                    action: action.clone(),
-                });
-                let observation = self.execute(action.as_ref(), &raw).await;
-                on_event(&AgentEvent::Observation {
-                    step,
-                    text: observation.0.clone(),
-                });
-                current.action = Some(action.unwrap_or_else(|| Action {
-                    name: "none".into(),
-                    input: "{}".into(),
-                }));
-                current.observation = Some(observation);
-                trajectory.steps.push(current);
+                let done = self.act(step, current, action, &raw, on_event).await;
+                trajectory.steps.push(done);
                 Ok((None, None))
             }
         }
@@ -283,7 +270,7 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
             text: thought.clone(),
             next,
         });
-        let mut current = Step {
+        let current = Step {
             rationale: Rationale(thought.clone()),
             next,
             planner_text: format!("{thought}\n {}", next.marker()),
@@ -302,24 +289,38 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
                 Ok((Some(StopReason::Conclusion), Some(answer)))
             }
             Next::Caller => {
-                on_event(&AgentEvent::Action {
-                    step,
-                    action: action.clone(),
-                });
-                let observation = self.execute(action.as_ref(), &raw).await;
-                on_event(&AgentEvent::Observation {
-                    step,
-                    text: observation.0.clone(),
-                });
-                current.action = Some(action.unwrap_or_else(|| Action {
-                    name: "none".into(),
-                    input: "{}".into(),
-                }));
-                current.observation = Some(observation);
-                trajectory.steps.push(current);
+                let done = self.act(step, current, action, &raw, on_event).await;
+                trajectory.steps.push(done);
                 Ok((None, None))
             }
         }
+    }
+
+    /// Reports `action`, runs it and records both in `step` (an unparseable action is recorded
+    /// as `none` with an observation saying why).
+    async fn act(
+        &self,
+        step: usize,
+        mut current: Step,
+        action: Option<Action>,
+        raw: &str,
+        on_event: &mut impl FnMut(&AgentEvent),
+    ) -> Step {
+        on_event(&AgentEvent::Action {
+            step,
+            action: action.clone(),
+        });
+        let observation = self.execute(action.as_ref(), raw).await;
+        on_event(&AgentEvent::Observation {
+            step,
+            text: observation.0.clone(),
+        });
+        current.action = Some(action.unwrap_or_else(|| Action {
+            name: "none".into(),
+            input: "{}".into(),
+        }));
+        current.observation = Some(observation);
+        current
     }
 
     /// Runs an action, or explains in an observation why it cannot run.

@@ -65,9 +65,27 @@ impl HttpTools {
                 ));
             }
         }
+        // `{name}` placeholders in the URL (OpenAPI path parameters) take their arguments.
+        let mut url = http.url.clone();
+        let mut args = args.clone();
+        while let Some(start) = url.find('{') {
+            let Some(len) = url[start..].find('}') else {
+                break;
+            };
+            let key = url[start + 1..start + len].to_string();
+            let Some(value) = args.remove(&key) else {
+                return error(format!("missing path argument {key} for {}", spec.name));
+            };
+            let value = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            url.replace_range(start..start + len + 1, &percent_encode(&value));
+        }
+        let args = &args;
         let result = match http.method {
             HttpMethod::Get => {
-                let mut request = self.agent.get(&http.url);
+                let mut request = self.agent.get(&url);
                 for (k, v) in args {
                     let v = match v {
                         Value::String(s) => s.clone(),
@@ -79,7 +97,7 @@ impl HttpTools {
             }
             HttpMethod::Post => self
                 .agent
-                .post(&http.url)
+                .post(&url)
                 .header("content-type", "application/json")
                 .send(Value::Object(args.clone()).to_string()),
         };
@@ -105,6 +123,18 @@ impl HttpTools {
             }
         }
     }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (for URL path segments).
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 impl ToolExecutor for HttpTools {

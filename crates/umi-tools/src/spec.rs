@@ -63,9 +63,17 @@ impl ToolSpec {
     }
 }
 
-/// Reads tool docs: a JSON list of ToolBench docs (`{"Name", "function", "input"}`, plus
-/// `"http": {"method", "url"}` for HTTP tools), or an object with such a list under `"tools"`
-/// (α-UMi conversation records, the tool server's `/tools`).
+/// Reads tool docs in any of the formats tool-use data comes in, recognised by shape:
+///
+/// - ToolBench / α-UMi docs: a list of `{"Name", "function", "input"}` (plus
+///   `"http": {"method", "url"}` for HTTP tools), or an object with such a list under `"tools"`
+///   (α-UMi conversation records, the tool server's `/tools`);
+/// - function schemas: a list of `{"name", "description", "parameters"}` (ToolBench's raw
+///   `function` lists, OpenAI function calling), optionally wrapped as
+///   `{"type": "function", "function": …}`; converted as α-UMi's `prepro_raw_stage_1.py` does
+///   (name cut to its last 64 characters, description to 256, `Finish` dropped);
+/// - an OpenAPI 3 document (ToolAlpaca's `Documentation`): one tool per operation, with its
+///   HTTP endpoint.
 ///
 /// # Errors
 ///
@@ -76,6 +84,18 @@ pub fn load_tool_specs(json: &str, origin: &str) -> Result<Vec<ToolSpec>, ToolEr
         message,
     };
     let value: Value = serde_json::from_str(json).map_err(|e| fail(format!("not JSON: {e}")))?;
+    if value.get("openapi").is_some() {
+        return from_openapi(&value, origin);
+    }
+    let is_function = |v: &Value| {
+        v.get("function").is_some_and(Value::is_object)
+            || (v.get("name").is_some() && v.get("Name").is_none())
+    };
+    if let Value::Array(list) = &value
+        && list.first().is_some_and(is_function)
+    {
+        return from_function_schemas(list, origin);
+    }
     let list = match &value {
         Value::Array(list) => list,
         Value::Object(o) => o.get("tools").and_then(Value::as_array).ok_or_else(|| {
@@ -117,6 +137,142 @@ pub fn load_tool_specs(json: &str, origin: &str) -> Result<Vec<ToolSpec>, ToolEr
         .collect()
 }
 
+fn last_chars(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    s.chars().skip(count.saturating_sub(n)).collect()
+}
+
+fn first_chars(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// `"type, description"` as α-UMi writes an argument (just the type without a description).
+fn describe_argument(schema: &Value) -> String {
+    let ty = schema
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("string");
+    match schema
+        .get("description")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty())
+    {
+        Some(d) => format!("{ty}, {}", last_chars(d, 256)),
+        None => ty.to_string(),
+    }
+}
+
+fn from_function_schemas(list: &[Value], origin: &str) -> Result<Vec<ToolSpec>, ToolError> {
+    let mut specs = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        let f = item
+            .get("function")
+            .filter(|f| f.is_object())
+            .unwrap_or(item);
+        let name = f
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ToolError {
+                origin: origin.to_string(),
+                message: format!("function #{i} has no \"name\""),
+            })?;
+        if name == "Finish" {
+            continue; // ToolBench's answer pseudo-function; α-UMi's planner/summarizer replace it
+        }
+        let mut input = Map::new();
+        if let Some(props) = f
+            .pointer("/parameters/properties")
+            .and_then(Value::as_object)
+        {
+            for (arg, schema) in props {
+                input.insert(arg.clone(), Value::String(describe_argument(schema)));
+            }
+        }
+        specs.push(ToolSpec {
+            name: last_chars(name, 64),
+            description: first_chars(
+                f.get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                256,
+            ),
+            input,
+            http: None,
+        });
+    }
+    Ok(specs)
+}
+
+fn from_openapi(doc: &Value, origin: &str) -> Result<Vec<ToolSpec>, ToolError> {
+    let fail = |message: String| ToolError {
+        origin: origin.to_string(),
+        message,
+    };
+    let server = doc
+        .pointer("/servers/0/url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail("OpenAPI document has no servers[0].url".into()))?
+        .trim_end_matches('/')
+        .to_string();
+    let paths = doc
+        .get("paths")
+        .and_then(Value::as_object)
+        .ok_or_else(|| fail("OpenAPI document has no paths".into()))?;
+    let mut specs = Vec::new();
+    for (path, item) in paths {
+        for (method_name, method) in [("get", HttpMethod::Get), ("post", HttpMethod::Post)] {
+            let Some(op) = item.get(method_name) else {
+                continue;
+            };
+            let name = op
+                .get("operationId")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{method_name}{}", path.replace(['/', '{', '}'], "_")));
+            let description = ["summary", "description"]
+                .iter()
+                .find_map(|k| op.get(*k).and_then(Value::as_str))
+                .unwrap_or_default();
+            let mut input = Map::new();
+            for p in op
+                .get("parameters")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(pname) = p.get("name").and_then(Value::as_str) {
+                    let mut schema = p.get("schema").cloned().unwrap_or(Value::Null);
+                    if let (Value::Object(o), Some(d)) = (&mut schema, p.get("description")) {
+                        o.insert("description".into(), d.clone());
+                    }
+                    input.insert(pname.to_string(), Value::String(describe_argument(&schema)));
+                }
+            }
+            let body = op
+                .pointer("/requestBody/content/application~1json/schema/properties")
+                .and_then(Value::as_object);
+            for (arg, schema) in body.into_iter().flatten() {
+                input.insert(arg.clone(), Value::String(describe_argument(schema)));
+            }
+            specs.push(ToolSpec {
+                name,
+                description: first_chars(description, 256),
+                input,
+                http: Some(HttpBinding {
+                    method,
+                    url: format!("{server}{path}"),
+                }),
+            });
+        }
+    }
+    if specs.is_empty() {
+        return Err(fail(
+            "OpenAPI document has no GET or POST operations".into(),
+        ));
+    }
+    Ok(specs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +293,46 @@ mod tests {
             r#"{"Name":"add","function":"Adds.","input":{"a":"number, first"}}"#
         );
         assert!(specs[1].http.is_none());
+    }
+
+    #[test]
+    fn function_schemas_convert_like_alpha_umi_stage_1() {
+        let specs = load_tool_specs(
+            r#"[{"name": "video_for_seo_api", "description": "Search videos.", "parameters": {"type": "object",
+                 "properties": {"query": {"type": "string", "description": "the query"}, "n": {"type": "integer"}}}},
+                {"name": "Finish", "description": "", "parameters": {}}]"#,
+            "functions.json",
+        )
+        .unwrap();
+        assert_eq!(specs.len(), 1, "Finish is dropped");
+        assert_eq!(
+            serde_json::to_string(&specs[0].doc()).unwrap(),
+            r#"{"Name":"video_for_seo_api","function":"Search videos.","input":{"query":"string, the query","n":"integer"}}"#
+        );
+        let wrapped = load_tool_specs(
+            r#"[{"type": "function", "function": {"name": "f", "parameters": {}}}]"#,
+            "openai.json",
+        )
+        .unwrap();
+        assert_eq!(wrapped[0].name, "f");
+    }
+
+    #[test]
+    fn openapi_operations_become_http_tools() {
+        let specs = load_tool_specs(
+            r#"{"openapi": "3.0.1", "servers": [{"url": "https://date.nager.at/"}], "paths": {
+                "/api/v3/CountryInfo/{countryCode}": {"get": {"summary": "Country info", "operationId": "CountryCountryInfo",
+                    "parameters": [{"name": "countryCode", "in": "path", "description": "Two letters", "schema": {"type": "string"}}]}}}}"#,
+            "doc.json",
+        )
+        .unwrap();
+        assert_eq!(specs[0].name, "CountryCountryInfo");
+        assert_eq!(
+            specs[0].http.as_ref().unwrap().url,
+            "https://date.nager.at/api/v3/CountryInfo/{countryCode}"
+        );
+        assert_eq!(specs[0].input["countryCode"], "string, Two letters");
+        assert_eq!(specs[0].host().as_deref(), Some("date.nager.at"));
     }
 
     #[test]

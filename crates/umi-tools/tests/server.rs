@@ -178,3 +178,36 @@ fn misbehaving_servers_become_observations() {
     );
     assert!(o.contains("invalid_hallucination_function_name"), "{o}");
 }
+
+#[test]
+fn path_parameters_are_substituted_and_encoded() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut stream = listener.incoming().next().unwrap().unwrap();
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap();
+        let line = String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{line}",
+            line.len()
+        );
+    });
+    let specs = load_tool_specs(
+        &format!(r#"[{{"Name": "item", "function": "", "input": {{}}, "http": {{"method": "GET", "url": "{url}/items/{{id}}"}}}}]"#),
+        "test",
+    )
+    .unwrap();
+    let tools = HttpTools::new(specs, Duration::from_secs(5));
+    assert_eq!(
+        call(&tools, "item", r#"{"id": "a b/c", "q": 1}"#),
+        "GET /items/a%20b%2Fc?q=1 HTTP/1.1"
+    );
+    let missing = call(&tools, "item", r#"{"q": 1}"#);
+    assert!(missing.contains("missing path argument id"), "{missing}");
+}
