@@ -113,3 +113,100 @@ fn smollm2_runs_one_full_loop_against_the_tool_server() {
         );
     }
 }
+
+/// A loopback endpoint that answers every request with `response`, or never answers.
+fn fake_endpoint(response: Option<&'static str>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let mut stream = stream.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            match response {
+                Some(r) => {
+                    let _ = stream.write_all(r.as_bytes());
+                }
+                None => std::thread::sleep(Duration::from_secs(3)),
+            }
+        }
+    });
+    url
+}
+
+#[test]
+fn error_paths_through_http_make_a_whole_trajectory() {
+    let state = std::env::temp_dir().join(format!("umi-e2e-errors-{}.json", std::process::id()));
+    let server = serve("127.0.0.1:0", &state).unwrap();
+    let broken = fake_endpoint(Some(
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 5\r\nconnection: close\r\n\r\nboom!",
+    ));
+    let silent = fake_endpoint(None);
+    let mut docs = umi_tools::server::tool_docs(&server.url);
+    let extra = serde_json::json!([
+        {"Name": "weather", "function": "Weather now.", "input": {"city": "string, "}, "http": {"method": "GET", "url": format!("{broken}/weather")}},
+        {"Name": "stocks", "function": "Stock price.", "input": {"symbol": "string, "}, "http": {"method": "GET", "url": format!("{silent}/stocks")}}
+    ]);
+    docs["tools"]
+        .as_array_mut()
+        .unwrap()
+        .extend(extra.as_array().unwrap().iter().cloned());
+    let specs = load_tool_specs(&docs.to_string(), "test").unwrap();
+    let tool_docs = specs.iter().map(|s| s.doc()).collect();
+    let tools = HttpTools::new(specs, Duration::from_millis(500));
+    let generator = ScriptedGenerator::new(vec![
+        (Role::Planner, "Check the weather. Next: caller."),
+        (
+            Role::Caller,
+            "Action: weather\nAction Input: {\"city\": \"Paris\"}",
+        ),
+        (Role::Planner, "Check stocks. Next: caller."),
+        (
+            Role::Caller,
+            "Action: stocks\nAction Input: {\"symbol\": \"ACME\"}",
+        ),
+        (Role::Planner, "Try a made-up tool. Next: caller."),
+        (Role::Caller, "Action: teleport\nAction Input: {}"),
+        (Role::Planner, "Use the calculator."), // no marker: caller
+        (Role::Caller, "Action: calculator\nAction Input: {a: 1}"),
+        (Role::Planner, "Compute properly. Next: caller."),
+        (
+            Role::Caller,
+            "Action: calculator\nAction Input: {\"a\": 6, \"op\": \"divide\", \"b\": 0}",
+        ),
+    ]);
+    let mut agent = Agent::new(generator, tools, tool_docs);
+    agent.config.max_steps = 5;
+    let (t, stop) = pollster::block_on(agent.run("Weather, stocks, and 6/0", |_| {})).unwrap();
+    server.stop();
+    let _ = std::fs::remove_file(state);
+    assert_eq!(stop, StopReason::MaxSteps);
+    let obs: Vec<String> = t
+        .steps
+        .iter()
+        .map(|s| s.observation.clone().unwrap().0)
+        .collect();
+    assert!(
+        obs[0].contains("HTTP 500") && obs[0].contains("boom!"),
+        "{}",
+        obs[0]
+    );
+    assert!(obs[1].contains("timeout calling stocks"), "{}", obs[1]);
+    assert!(
+        obs[2].contains("invalid_hallucination_function_name"),
+        "{}",
+        obs[2]
+    );
+    assert!(
+        obs[3].contains("Action Input is not a JSON object"),
+        "{}",
+        obs[3]
+    );
+    assert!(
+        obs[4].contains("HTTP 400") && obs[4].contains("division by zero"),
+        "{}",
+        obs[4]
+    );
+    assert_eq!(t.steps[3].planner_text, "Use the calculator.Next: caller.");
+}
