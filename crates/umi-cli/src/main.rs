@@ -86,6 +86,15 @@ struct RunArgs {
     /// Write the trajectory here in α-UMi conversation format (usable as training data).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Hosts (`host` or `host:port`) tools may call; default: the hosts named in the tool docs.
+    #[arg(long = "allow-host")]
+    allow_hosts: Vec<String>,
+    /// Observations are truncated to this many characters (ToolBench's default).
+    #[arg(long, default_value_t = 1024)]
+    max_observation_chars: usize,
+    /// Seconds a tool call may take.
+    #[arg(long, default_value_t = 20)]
+    tool_timeout: u64,
     /// Compute backend: cpu or wgpu.
     #[arg(long, default_value = "cpu")]
     backend: Backend,
@@ -353,10 +362,15 @@ fn run_agent(args: RunArgs) -> Result<()> {
         }
     };
     let docs = specs.iter().map(|s| s.doc()).collect();
-    let tools = umi_tools::HttpTools::new(specs, std::time::Duration::from_secs(20));
+    let mut tools =
+        umi_tools::HttpTools::new(specs, std::time::Duration::from_secs(args.tool_timeout));
+    if !args.allow_hosts.is_empty() {
+        tools = tools.with_allowed_hosts(args.allow_hosts.clone());
+    }
     let mut agent = Agent::new(generator, tools, docs);
     agent.config.mode = mode;
     agent.config.max_steps = args.max_steps;
+    agent.config.max_observation_chars = args.max_observation_chars;
     println!("{} {}", paint("1", "user:"), args.query);
     let (trajectory, stop) = pollster::block_on(agent.run(&args.query, |event| match event {
         AgentEvent::Rationale { step, text, next } => {
