@@ -85,3 +85,47 @@ fn backbone_inputs_are_byte_exact_except_the_reference_give_up_bug() {
     }
     assert!(give_ups > 0, "the fixture has give-up samples");
 }
+
+/// The role splitter, run on `raw_data_stage_2.json`, reproduces the reference role files:
+/// same samples in the same order, same tools, history, input and target.
+fn check_split(role: Role, file: &str) {
+    let path =
+        shared_data().join("alpha-umi-toolbench/train-example/raw_data/raw_data_stage_2.json");
+    let records: Vec<umi_data::Conversation> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ours: Vec<umi_data::RoleSample> = records
+        .iter()
+        .flat_map(|c| umi_data::role_samples(c, role, PromptSet::ToolBench))
+        .collect();
+    let reference = samples(file);
+    assert_eq!(ours.len(), reference.len(), "{file}: sample count");
+    for (i, (o, r)) in ours.iter().zip(&reference).enumerate() {
+        let give_up_bug = role == Role::Backbone && o.target.ends_with("conclusion: give up.");
+        assert_eq!(
+            o.target,
+            r["target"].as_str().unwrap(),
+            "{file} #{i}: target"
+        );
+        assert_eq!(
+            serde_json::to_value(&o.history).unwrap(),
+            r["history"],
+            "{file} #{i}: history"
+        );
+        assert_eq!(
+            serde_json::to_value(&o.tools).unwrap(),
+            r["tools"],
+            "{file} #{i}: tools"
+        );
+        if !give_up_bug {
+            assert_eq!(o.input, r["input"].as_str().unwrap(), "{file} #{i}: input");
+        }
+    }
+}
+
+#[test]
+fn role_splitting_reproduces_the_reference_files() {
+    check_split(Role::Planner, "planner");
+    check_split(Role::Caller, "caller");
+    check_split(Role::Summarizer, "summarizer");
+    check_split(Role::Backbone, "backbone");
+}

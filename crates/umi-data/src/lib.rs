@@ -5,7 +5,8 @@
 //!   the roles, markers and actions a trajectory is made of;
 //! - [`prompt`]: the exact `GLPFT/utils/prompt_lib.py` templates (typos kept), the tool-doc,
 //!   tool-name and history serialisation, and the role cues;
-//! - [`parse`]: planner and caller outputs parsed as the reference pipelines do.
+//! - [`parse`]: planner and caller outputs parsed as the reference pipelines do;
+//! - [`samples`]: conversations split into the four roles' training samples.
 //!
 //! Facts follow X-PLUG/Multi-LLM-Agent at commit f9eeef7 (`GLPFT/utils/prompt_lib.py`,
 //! `GLPFT/process_data/toolbench/prepro_*.py`, `GLPFT/inference_utils/toolbench/*`).
@@ -15,6 +16,7 @@ pub mod conversation;
 pub mod parse;
 pub mod prompt;
 mod pyjson;
+pub mod samples;
 
 pub use conversation::{
     Action, Conversation, FinalAnswer, Next, Observation, Rationale, Role, Speaker, Step,
@@ -23,3 +25,4 @@ pub use conversation::{
 pub use parse::{NoMarkerDefault, PlannerOutput, parse_action, parse_planner_output};
 pub use prompt::{PromptSet, history, tool_doc, tool_names};
 pub use pyjson::python_json_dumps;
+pub use samples::{RoleSample, role_samples};
