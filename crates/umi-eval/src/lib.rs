@@ -1,0 +1,293 @@
+//! Static evaluation of α-UMi as `GLPFT/inference_utils/toolbench/evaluate-multi_agent.py` does
+//! it: every planner decision point of a reference trajectory, with the gold history, is a test
+//! sample; predictions and references are parsed by the same [`parse_output`]; the metrics are
+//! Plan ACC (`plan_em`), Act. EM (`action_em`), Hallu. (`hallucination_rate`) and Arg. F1
+//! (`argument_f1`, with its easy/hard split). ROUGE-L of final answers comes next.
+#![warn(missing_docs)]
+
+use serde::Serialize;
+use serde_json::Value;
+use umi_data::{Conversation, Next, Speaker, Turn};
+
+/// What a decision did, as the evaluator labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Plan {
+    /// A tool call.
+    Call,
+    /// A final answer.
+    Finish,
+    /// Giving up.
+    GiveUp,
+}
+
+/// A parsed prediction or reference string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// The decision.
+    pub plan: Plan,
+    /// Tool name (`"none"` when absent), for calls.
+    pub action: String,
+    /// Raw arguments (`"{}"` when absent), for calls.
+    pub action_input: String,
+    /// Final answer, for finishes.
+    pub answer: String,
+}
+
+/// Parses `"assistant: …</s>caller: Action: …\nAction Input: …</s>"` (or `…conclusion: …`)
+/// exactly as the reference's `parse_output`: give up if `Next: give up` appears, finish if
+/// `Next: conclusion` appears (answer after the last `conclusion: `, `</s>` removed), otherwise a
+/// call read from the second `</s>`-separated part (after the last `Action Input:`, and between
+/// the last `Action:` and `Action Input:`).
+pub fn parse_output(text: &str) -> Parsed {
+    let mut parsed = Parsed {
+        plan: Plan::Call,
+        action: "none".into(),
+        action_input: "{}".into(),
+        answer: String::new(),
+    };
+    if text.contains("Next: give up") {
+        parsed.plan = Plan::GiveUp;
+    } else if text.contains("Next: conclusion") {
+        parsed.plan = Plan::Finish;
+        let answer = text
+            .rfind("conclusion: ")
+            .map(|at| &text[at + "conclusion: ".len()..])
+            .unwrap_or_default();
+        parsed.answer = answer.replace("</s>", "");
+    } else {
+        let call = text.split("</s>").nth(1).unwrap_or_default();
+        let head = match call.rfind("Action Input:") {
+            Some(at) => {
+                parsed.action_input = call[at + "Action Input:".len()..].trim().to_string();
+                &call[..at]
+            }
+            None => call,
+        };
+        if let Some(at) = head.rfind("Action:") {
+            parsed.action = head[at + "Action:".len()..].trim().to_string();
+        }
+    }
+    parsed
+}
+
+/// One decision point: the gold history, the tools and the reference string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionPoint {
+    /// Turns before the planner's decision.
+    pub history: Vec<Turn>,
+    /// Tool names of the trajectory.
+    pub tool_names: Vec<String>,
+    /// `"assistant: " + value + "</s>" + next_role + ": " + next_value + "</s>"`, or the planner
+    /// value alone for a give-up.
+    pub reference: String,
+}
+
+/// Every planner turn with a `Next:` marker, with its gold history (teacher forcing).
+pub fn decision_points(conversation: &Conversation) -> Vec<DecisionPoint> {
+    let turns = &conversation.conversations;
+    let tool_names: Vec<String> = conversation
+        .tools
+        .iter()
+        .filter_map(|t| t.get("Name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let mut points = Vec::new();
+    for (i, turn) in turns.iter().enumerate() {
+        if turn.from != Speaker::Assistant {
+            continue;
+        }
+        let marker = [Next::GiveUp, Next::Conclusion, Next::Caller]
+            .into_iter()
+            .find(|n| turn.value.contains(n.marker()));
+        let Some(next) = marker else { continue };
+        let reference = match (next, turns.get(i + 1)) {
+            (Next::GiveUp, _) => turn.value.clone(),
+            (_, Some(follower)) => format!(
+                "assistant: {}</s>{}: {}</s>",
+                turn.value,
+                follower.from.as_str(),
+                follower.value
+            ),
+            (_, None) => format!("assistant: {}</s>", turn.value),
+        };
+        points.push(DecisionPoint {
+            history: turns[..i].to_vec(),
+            tool_names: tool_names.clone(),
+            reference,
+        });
+    }
+    points
+}
+
+/// Arg. F1 of one call (the reference's `evaluate_action_input_f1`): `None` when the reference
+/// arguments do not parse (the sample is dropped); 0 when the prediction does not parse; for an
+/// empty reference, 1 iff the prediction is empty; otherwise a key present with the same value
+/// counts 1, with another value 0.5, and F1 combines recall (over reference keys) and precision
+/// (over predicted keys).
+pub fn argument_f1(reference: &str, prediction: &str) -> Option<f64> {
+    let Ok(Value::Object(r)) = serde_json::from_str::<Value>(reference) else {
+        return serde_json::from_str::<Value>(reference)
+            .is_ok()
+            .then_some(0.0);
+    };
+    let Ok(Value::Object(p)) = serde_json::from_str::<Value>(prediction) else {
+        return Some(0.0);
+    };
+    if r.is_empty() {
+        return Some(if p.is_empty() { 1.0 } else { 0.0 });
+    }
+    let matched: f64 = r
+        .iter()
+        .map(|(k, v)| match p.get(k) {
+            Some(pv) if pv == v => 1.0,
+            Some(_) => 0.5,
+            None => 0.0,
+        })
+        .sum();
+    let recall = matched / r.len() as f64;
+    let precision = if p.is_empty() {
+        0.0
+    } else {
+        matched / p.len() as f64
+    };
+    Some(if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    })
+}
+
+/// The paper's static metrics (fractions in `[0, 1]`; the paper prints them ×100).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalReport {
+    /// Decision points scored.
+    pub samples: usize,
+    /// Plan ACC: predicted plan equals the reference plan, over all samples.
+    pub plan_em: f64,
+    /// Act. EM: same tool name, over reference calls.
+    pub action_em: f64,
+    /// Hallu.: predicted tool names not in the tool list, over all samples.
+    pub hallucination_rate: f64,
+    /// Arg. F1 over reference calls (0 when names differ).
+    pub argument_f1: f64,
+    /// Arg. F1 over reference calls with `{}` arguments.
+    pub easy_f1: f64,
+    /// Arg. F1 over reference calls with non-empty arguments.
+    pub hard_f1: f64,
+}
+
+/// Scores `(point, prediction)` pairs.
+pub fn evaluate<'a>(pairs: impl IntoIterator<Item = (&'a DecisionPoint, &'a str)>) -> EvalReport {
+    let (mut n, mut plan_ok, mut calls, mut action_ok, mut hallucinated) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
+    let (mut f1, mut easy, mut hard) = (Vec::new(), Vec::new(), Vec::new());
+    for (point, prediction) in pairs {
+        let (r, p) = (parse_output(&point.reference), parse_output(prediction));
+        n += 1;
+        plan_ok += usize::from(r.plan == p.plan);
+        if p.plan == Plan::Call && p.action != "none" && !point.tool_names.contains(&p.action) {
+            hallucinated += 1;
+        }
+        if r.plan == Plan::Call {
+            calls += 1;
+            let same = r.action == p.action && p.plan == Plan::Call;
+            action_ok += usize::from(same);
+            let score = if same {
+                argument_f1(&r.action_input, &p.action_input)
+            } else {
+                Some(0.0)
+            };
+            if let Some(score) = score {
+                f1.push(score);
+                let empty = matches!(serde_json::from_str::<Value>(&r.action_input), Ok(Value::Object(o)) if o.is_empty());
+                if empty {
+                    easy.push(score)
+                } else {
+                    hard.push(score)
+                }
+            }
+        }
+    }
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let frac = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    EvalReport {
+        samples: n,
+        plan_em: frac(plan_ok, n),
+        action_em: frac(action_ok, calls),
+        hallucination_rate: frac(hallucinated, n),
+        argument_f1: mean(&f1),
+        easy_f1: mean(&easy),
+        hard_f1: mean(&hard),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_parse_like_the_evaluator() {
+        let p = parse_output(
+            "assistant: Call it. Next: caller.</s>caller: Action: get_x\nAction Input: {\"a\": 1}</s>",
+        );
+        assert_eq!(
+            (p.plan, p.action.as_str(), p.action_input.as_str()),
+            (Plan::Call, "get_x", "{\"a\": 1}")
+        );
+        let p = parse_output("assistant: Done. Next: conclusion.</s>conclusion: It is 5.</s>");
+        assert_eq!((p.plan, p.answer.as_str()), (Plan::Finish, "It is 5."));
+        assert_eq!(parse_output("Hopeless. Next: give up.").plan, Plan::GiveUp);
+        let p = parse_output("assistant: hmm</s>caller: nothing useful</s>");
+        assert_eq!(
+            (p.plan, p.action.as_str(), p.action_input.as_str()),
+            (Plan::Call, "none", "{}")
+        );
+    }
+
+    #[test]
+    fn argument_f1_hand_worked() {
+        assert_eq!(argument_f1("{}", "{}"), Some(1.0));
+        assert_eq!(argument_f1("{}", "{\"a\": 1}"), Some(0.0));
+        assert_eq!(argument_f1("{\"a\": 1}", "not json"), Some(0.0));
+        assert_eq!(argument_f1("not json", "{}"), None);
+        // a matches (1), b half-matches (0.5): recall 1.5/2, precision 1.5/3 → F1 = 0.6
+        let f = argument_f1("{\"a\": 1, \"b\": 2}", "{\"a\": 1, \"b\": 3, \"c\": 4}").unwrap();
+        assert!((f - 0.6).abs() < 1e-12, "{f}");
+    }
+
+    #[test]
+    fn metrics_hand_worked() {
+        let point = |reference: &str| DecisionPoint {
+            history: vec![],
+            tool_names: vec!["get_x".into()],
+            reference: reference.into(),
+        };
+        let a = point(
+            "assistant: t Next: caller.</s>caller: Action: get_x\nAction Input: {\"q\": 1}</s>",
+        );
+        let b = point("assistant: t Next: conclusion.</s>conclusion: yes</s>");
+        let preds = [
+            (
+                &a,
+                "assistant: t Next: caller.</s>caller: Action: get_y\nAction Input: {\"q\": 1}</s>",
+            ), // wrong + hallucinated
+            (&b, "assistant: t Next: conclusion.</s>conclusion: yes</s>"),
+        ];
+        let r = evaluate(preds);
+        assert_eq!(
+            (
+                r.samples,
+                r.plan_em,
+                r.action_em,
+                r.hallucination_rate,
+                r.argument_f1
+            ),
+            (2, 1.0, 0.0, 0.5, 0.0)
+        );
+    }
+}
