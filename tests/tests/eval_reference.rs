@@ -38,4 +38,9 @@ fn references_scored_as_predictions_are_perfect() {
         (1.0, 1.0, 1.0, 0.0)
     );
     assert_eq!((report.easy_f1, report.hard_f1), (1.0, 1.0));
+    assert!(
+        (report.rouge_l - 1.0).abs() < 1e-6,
+        "R-L {}",
+        report.rouge_l
+    );
 }

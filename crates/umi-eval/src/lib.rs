@@ -2,8 +2,12 @@
 //! it: every planner decision point of a reference trajectory, with the gold history, is a test
 //! sample; predictions and references are parsed by the same [`parse_output`]; the metrics are
 //! Plan ACC (`plan_em`), Act. EM (`action_em`), Hallu. (`hallucination_rate`) and Arg. F1
-//! (`argument_f1`, with its easy/hard split). ROUGE-L of final answers comes next.
+//! (`argument_f1`, with its easy/hard split) and R-L ([`rouge_l_f`] over final answers).
 #![warn(missing_docs)]
+
+mod rouge;
+
+pub use rouge::rouge_l_f;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -173,19 +177,30 @@ pub struct EvalReport {
     pub easy_f1: f64,
     /// Arg. F1 over reference calls with non-empty arguments.
     pub hard_f1: f64,
+    /// R-L: mean ROUGE-L F of final answers over reference finishes (prediction `"none"` when
+    /// the model did not conclude).
+    pub rouge_l: f64,
 }
 
 /// Scores `(point, prediction)` pairs.
 pub fn evaluate<'a>(pairs: impl IntoIterator<Item = (&'a DecisionPoint, &'a str)>) -> EvalReport {
     let (mut n, mut plan_ok, mut calls, mut action_ok, mut hallucinated) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
-    let (mut f1, mut easy, mut hard) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut f1, mut easy, mut hard, mut rouge) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (point, prediction) in pairs {
         let (r, p) = (parse_output(&point.reference), parse_output(prediction));
         n += 1;
         plan_ok += usize::from(r.plan == p.plan);
         if p.plan == Plan::Call && p.action != "none" && !point.tool_names.contains(&p.action) {
             hallucinated += 1;
+        }
+        if r.plan == Plan::Finish {
+            let answer = if p.plan == Plan::Finish {
+                p.answer.as_str()
+            } else {
+                "none"
+            };
+            rouge.push(rouge_l_f(answer, &r.answer).unwrap_or(0.0));
         }
         if r.plan == Plan::Call {
             calls += 1;
@@ -223,6 +238,7 @@ pub fn evaluate<'a>(pairs: impl IntoIterator<Item = (&'a DecisionPoint, &'a str)
         argument_f1: mean(&f1),
         easy_f1: mean(&easy),
         hard_f1: mean(&hard),
+        rouge_l: mean(&rouge),
     }
 }
 
