@@ -6,12 +6,14 @@
 //! - [`prompt`]: the exact `GLPFT/utils/prompt_lib.py` templates (typos kept), the tool-doc,
 //!   tool-name and history serialisation, and the role cues;
 //! - [`parse`]: planner and caller outputs parsed as the reference pipelines do;
-//! - [`samples`]: conversations split into the four roles' training samples.
+//! - [`samples`]: conversations split into the four roles' training samples;
+//! - [`batch`]: samples as masked, truncated, length-bucketed training batches (and TRL records).
 //!
 //! Facts follow X-PLUG/Multi-LLM-Agent at commit f9eeef7 (`GLPFT/utils/prompt_lib.py`,
 //! `GLPFT/process_data/toolbench/prepro_*.py`, `GLPFT/inference_utils/toolbench/*`).
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod conversation;
 pub mod parse;
 pub mod prompt;
