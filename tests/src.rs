@@ -1,7 +1,11 @@
 //! Shared helpers for umi's end-to-end tests: where the repository's assets, the installed
 //! default model and `../shared/data` are, and float comparison with tolerances.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use umi_model::burn::tensor::{Device, Int, Tensor, TensorData};
+use umi_model::weights::{SafetensorsFolder, build_llama};
+use umi_model::{KvCache, Llama, LlamaConfig};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -60,4 +64,78 @@ pub fn assert_close(got: &[f32], want: &[f64], rtol: f64, atol: f64, what: &str)
 /// `../shared/data` beside the repository (CI places it there).
 pub fn shared_data() -> PathBuf {
     repo_root().join("../shared/data")
+}
+
+/// Loads a Hugging Face folder (config.json + safetensors) without a tokenizer.
+pub fn load_folder(folder: &Path, device: &Device) -> Llama {
+    let config_path = folder.join("config.json");
+    let config = LlamaConfig::from_json(
+        &std::fs::read_to_string(&config_path).unwrap(),
+        &config_path.display().to_string(),
+    )
+    .unwrap();
+    let mut source = SafetensorsFolder::open(folder).unwrap();
+    build_llama(&config, &mut source, device).unwrap()
+}
+
+/// One sequence of `assets/tiny/reference.json` and its reference logits, flattened
+/// (`[seq_len · vocab_size]`).
+pub struct ReferenceCase {
+    /// Token ids.
+    pub tokens: Vec<u32>,
+    /// Reference logits of every position.
+    pub logits: Vec<f64>,
+}
+
+/// The reference cases per tiny model folder (`llama-gqa`, `llama-tied`, ...), from the numpy
+/// reference written by `assets/tiny/make_tiny.py`.
+pub fn reference_cases() -> Vec<(String, Vec<ReferenceCase>)> {
+    let text = std::fs::read_to_string(assets().join("tiny/reference.json")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let as_f64s = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    reference
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(folder, case)| {
+            let cases = case["sequences"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(case["logits"].as_array().unwrap())
+                .map(|(seq, rows)| ReferenceCase {
+                    tokens: as_f64s(seq).into_iter().map(|t| t as u32).collect(),
+                    logits: rows.as_array().unwrap().iter().flat_map(as_f64s).collect(),
+                })
+                .collect();
+            (folder.clone(), cases)
+        })
+        .collect()
+}
+
+/// The reference cases of one folder.
+pub fn reference_cases_of(folder: &str) -> Vec<ReferenceCase> {
+    reference_cases()
+        .into_iter()
+        .find(|(f, _)| f == folder)
+        .unwrap_or_else(|| panic!("no reference for {folder}"))
+        .1
+}
+
+/// Logits of every position of `tokens` (one sequence), continuing `cache`, read to the host.
+pub fn logits(model: &Llama, tokens: &[u32], cache: &mut [KvCache]) -> Vec<f32> {
+    let device = model.embed_tokens.val().device();
+    let data: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+    let input = Tensor::<2, Int>::from_data(TensorData::new(data, [1, tokens.len()]), &device);
+    model
+        .forward(input, cache)
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .unwrap()
 }

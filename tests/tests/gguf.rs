@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use umi_model::burn::tensor::{Device, Int, Tensor, TensorData};
+use umi_model::burn::tensor::Device;
 use umi_model::weights::{GgmlType, GgufFile, WeightSource, dequantize};
 use umi_model::{Tokenizer, load_model};
-use umi_tests::{assert_close, assets};
+use umi_tests::{assert_close, assets, logits, reference_cases_of};
 
 fn json(path: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(assets().join(path)).unwrap()).unwrap()
@@ -111,35 +111,9 @@ fn f32_gguf_gives_the_same_logits_as_the_hf_checkpoint_it_was_converted_from() {
     let device = Device::flex();
     let loaded = load_model(&gguf_dir().join("tiny-f32.gguf"), &device).unwrap();
     assert!(!loaded.model.config.tie_word_embeddings);
-    let reference = json("tiny/reference.json");
-    let case = &reference["llama-gqa"];
-    for (seq, want) in case["sequences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(case["logits"].as_array().unwrap())
-    {
-        let tokens: Vec<i64> = seq
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_i64().unwrap())
-            .collect();
-        let n = tokens.len();
-        let input = Tensor::<2, Int>::from_data(TensorData::new(tokens, [1, n]), &device);
-        let got = loaded
-            .model
-            .forward(input, &mut loaded.model.new_cache())
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .unwrap();
-        let want: Vec<f64> = want
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
-            .collect();
-        assert_close(&got, &want, 1e-4, 1e-5, "tiny-f32.gguf logits");
+    for case in reference_cases_of("llama-gqa") {
+        let got = logits(&loaded.model, &case.tokens, &mut loaded.model.new_cache());
+        assert_close(&got, &case.logits, 1e-4, 1e-5, "tiny-f32.gguf logits");
     }
 }
 

@@ -2,86 +2,24 @@
 //! tiny random Llamas (GQA, untied head; tied; f16, bf16, sharded) as Hugging Face safetensors
 //! and their logits from a float64 numpy implementation of `transformers`' Llama.
 
-use std::path::Path;
-
-use serde_json::Value;
-use umi_model::burn::tensor::{Device, Int, Tensor, TensorData};
-use umi_model::weights::{SafetensorsFolder, build_llama};
-use umi_model::{KvCache, Llama, LlamaConfig};
-use umi_tests::{assert_close, assets};
-
-fn load_folder(folder: &Path, device: &Device) -> Llama {
-    let config_path = folder.join("config.json");
-    let config = LlamaConfig::from_json(
-        &std::fs::read_to_string(&config_path).unwrap(),
-        &config_path.display().to_string(),
-    )
-    .unwrap();
-    let mut source = SafetensorsFolder::open(folder).unwrap();
-    build_llama(&config, &mut source, device).unwrap()
-}
-
-fn reference() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(assets().join("tiny/reference.json")).unwrap())
-        .unwrap()
-}
-
-fn ids(seq: &Value) -> Vec<u32> {
-    seq.as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn flat(logits: &Value) -> Vec<f64> {
-    logits
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
-        .collect()
-}
-
-fn logits(model: &Llama, tokens: &[u32], cache: &mut [KvCache]) -> Vec<f32> {
-    let device = model.embed_tokens.val().device();
-    let data: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-    let input = Tensor::<2, Int>::from_data(TensorData::new(data, [1, tokens.len()]), &device);
-    model
-        .forward(input, cache)
-        .into_data()
-        .try_into_vec_as::<f32>()
-        .unwrap()
-}
+use umi_model::burn::tensor::{Device, Tensor};
+use umi_tests::{assert_close, assets, load_folder, logits, reference_cases};
 
 /// Checks every reference folder's logits on `device`.
-pub fn check_parity(device: &Device, rtol: f64, atol: f64) {
-    let reference = reference();
-    for (folder, case) in reference.as_object().unwrap() {
-        let model = load_folder(&assets().join("tiny").join(folder), device);
-        for (seq, want) in case["sequences"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(case["logits"].as_array().unwrap())
-        {
-            let tokens = ids(seq);
-            let got = logits(&model, &tokens, &mut model.new_cache());
-            assert_close(
-                &got,
-                &flat(want),
-                rtol,
-                atol,
-                &format!("{folder} logits for {tokens:?}"),
-            );
+fn check_parity(device: &Device, rtol: f64, atol: f64) {
+    for (folder, cases) in reference_cases() {
+        let model = load_folder(&assets().join("tiny").join(&folder), device);
+        for case in cases {
+            let got = logits(&model, &case.tokens, &mut model.new_cache());
+            let what = format!("{folder} logits for {:?}", case.tokens);
+            assert_close(&got, &case.logits, rtol, atol, &what);
         }
     }
 }
 
 #[test]
 fn logits_match_the_numpy_reference_for_every_layout_and_dtype() {
-    let folders = reference().as_object().unwrap().len();
-    assert_eq!(folders, 5, "gqa, f16, bf16, sharded, tied");
+    assert_eq!(reference_cases().len(), 5, "gqa, f16, bf16, sharded, tied");
     check_parity(&Device::flex(), 1e-4, 1e-5);
 }
 
