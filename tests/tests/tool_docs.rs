@@ -2,7 +2,7 @@
 //! OpenAPI `Documentation`, ToolBench's raw `function` lists, and α-UMi conversation records.
 
 use serde_json::Value;
-use umi_tests::shared_data;
+use umi_tests::{assets, shared_data};
 use umi_tools::load_tool_specs;
 
 fn read(path: &str) -> Value {
@@ -35,11 +35,25 @@ fn toolalpaca_openapi_documentation_loads() {
 
 #[test]
 fn toolbench_function_lists_convert_as_alpha_umi_stage_1() {
+    // The docs are compared with the tools of the stage-1 records the Python port wrote
+    // (assets/reference/toolbench_stage12.py): counts and lengths alone did not notice that an
+    // empty argument description lost its ", " ("string" where the reference writes
+    // "string, ").
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(assets().join("reference/toolbench_stage1_expected.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut expected = expected.as_array().unwrap().iter();
     let dir = shared_data().join("toolbench-data-example/answer");
     let mut files = 0;
-    for group in std::fs::read_dir(&dir).unwrap() {
-        for entry in std::fs::read_dir(group.unwrap().path()).unwrap() {
-            let path = entry.unwrap().path();
+    for group in ["G1_answer", "G2_answer", "G3_answer"] {
+        let mut paths: Vec<_> = std::fs::read_dir(dir.join(group))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.sort(); // the order of the expected records
+        for path in paths {
             let answer: Value =
                 serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             let functions = &answer["answer_generation"]["function"];
@@ -57,10 +71,22 @@ fn toolbench_function_lists_convert_as_alpha_umi_stage_1() {
                     .iter()
                     .all(|s| s.name.chars().count() <= 64 && s.description.chars().count() <= 256)
             );
+            // the two files without train_messages have no stage-1 record
+            if answer["answer_generation"].get("train_messages").is_some() {
+                let docs: Vec<Value> = specs.iter().map(|s| Value::Object(s.doc())).collect();
+                let want = &expected.next().unwrap()["tools"];
+                assert_eq!(
+                    Value::Array(docs).to_string(),
+                    want.to_string(),
+                    "{}",
+                    path.display()
+                );
+            }
             files += 1;
         }
     }
     assert_eq!(files, 15);
+    assert!(expected.next().is_none());
 }
 
 #[test]

@@ -1,10 +1,11 @@
 //! The α-UMi loop.
 
 use serde_json::{Map, Value};
-use umi_data::parse::{NoMarkerDefault, parse_action, parse_planner_output};
-use umi_data::prompt::{PromptSet, backbone_turns, history};
-use umi_data::{Action, FinalAnswer, Next, Observation, Rationale, Role, Step, Trajectory, Turn};
+use umi_data::parse::NoMarkerDefault;
+use umi_data::prompt::PromptSet;
+use umi_data::{Action, FinalAnswer, Next, Observation, Step, Trajectory};
 
+use crate::decide::{decide_multi, decide_single};
 use crate::generator::{Generator, GeneratorError};
 use umi_tools::{ToolExecutor, hallucination_observation, truncate_observation};
 
@@ -109,8 +110,6 @@ pub struct Agent<G, T> {
     pub config: AgentConfig,
 }
 
-const STOP: &str = "</s>";
-
 impl<G: Generator, T: ToolExecutor> Agent<G, T> {
     /// An agent with default settings.
     pub fn new(generator: G, tools: T, tool_docs: Vec<Map<String, Value>>) -> Self {
@@ -139,16 +138,7 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
             final_answer: None,
         };
         for step in 0..self.config.max_steps {
-            let (stop, event_answer) = match self.config.mode {
-                AgentMode::Multi => {
-                    self.multi_step(step, &mut trajectory, &mut on_event)
-                        .await?
-                }
-                AgentMode::Single => {
-                    self.single_step(step, &mut trajectory, &mut on_event)
-                        .await?
-                }
-            };
+            let (stop, event_answer) = self.step(step, &mut trajectory, &mut on_event).await?;
             if let Some(answer) = event_answer {
                 on_event(&AgentEvent::Answer(answer));
             }
@@ -161,21 +151,37 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
         Ok((trajectory, StopReason::MaxSteps))
     }
 
-    async fn multi_step(
+    async fn step(
         &mut self,
         step: usize,
         trajectory: &mut Trajectory,
         on_event: &mut impl FnMut(&AgentEvent),
     ) -> Result<(Option<StopReason>, Option<String>), AgentError> {
-        let set = self.config.prompt_set;
-        let stop = [STOP.to_string()];
         let turns = trajectory.to_turns();
-        let prompt = set.input(Role::Planner, &self.tool_docs, &history(&turns), "");
-        let raw = self
-            .generator
-            .generate(Role::Planner, &prompt, &stop)
-            .await?;
-        let planned = parse_planner_output(&raw, self.config.no_marker);
+        let c = &self.config;
+        let decision = match c.mode {
+            AgentMode::Multi => {
+                decide_multi(
+                    &mut self.generator,
+                    c.prompt_set,
+                    c.no_marker,
+                    &self.tool_docs,
+                    &turns,
+                )
+                .await?
+            }
+            AgentMode::Single => {
+                decide_single(
+                    &mut self.generator,
+                    c.prompt_set,
+                    c.no_marker,
+                    &self.tool_docs,
+                    &turns,
+                )
+                .await?
+            }
+        };
+        let planned = &decision.planned;
         on_event(&AgentEvent::Rationale {
             step,
             text: planned.rationale.0.clone(),
@@ -188,11 +194,6 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
             action: None,
             observation: None,
         };
-        let mut turns_now = turns;
-        turns_now.push(Turn::new(
-            umi_data::Speaker::Assistant,
-            planned.text.clone(),
-        ));
         match planned.next {
             Next::GiveUp => {
                 trajectory.steps.push(current);
@@ -200,96 +201,15 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
             }
             Next::Conclusion => {
                 trajectory.steps.push(current);
-                let prompt = set.input(Role::Summarizer, &self.tool_docs, &history(&turns_now), "");
-                let answer = self
-                    .generator
-                    .generate(Role::Summarizer, &prompt, &stop)
-                    .await?;
-                let answer = answer.trim().to_string();
+                let answer = decision.answer.unwrap_or_default();
                 trajectory.final_answer = Some(FinalAnswer(answer.clone()));
                 Ok((Some(StopReason::Conclusion), Some(answer)))
             }
             Next::Caller => {
-                let prompt = set.input(
-                    Role::Caller,
-                    &self.tool_docs,
-                    &history(&turns_now),
-                    &planned.text,
-                );
-                let raw = self
-                    .generator
-                    .generate(Role::Caller, &prompt, &stop)
-                    .await?;
-                let action = parse_action(&raw);
-                let done = self.act(step, current, action, &raw, on_event).await;
-                trajectory.steps.push(done);
-                Ok((None, None))
-            }
-        }
-    }
-
-    async fn single_step(
-        &mut self,
-        step: usize,
-        trajectory: &mut Trajectory,
-        on_event: &mut impl FnMut(&AgentEvent),
-    ) -> Result<(Option<StopReason>, Option<String>), AgentError> {
-        let set = self.config.prompt_set;
-        let turns = backbone_turns(&trajectory.to_turns());
-        let prompt = set.input(Role::Backbone, &self.tool_docs, &history(&turns), "");
-        let raw = self
-            .generator
-            .generate(Role::Backbone, &prompt, &[STOP.to_string()])
-            .await?;
-        let raw = raw.strip_prefix(": ").unwrap_or(&raw).to_string();
-        // backbone targets: thought + "\nAction: …\nAction Input: …" | thought + "\nconclusion: …"
-        let (thought, next, answer, action) = if let Some(at) = raw.rfind("conclusion:") {
-            let answer = raw[at + "conclusion:".len()..].trim().to_string();
-            let thought = raw[..at].trim().to_string();
-            if answer.trim_end_matches('.') == "give up" {
-                (thought, Next::GiveUp, None, None)
-            } else {
-                (thought, Next::Conclusion, Some(answer), None)
-            }
-        } else if let Some(action) = parse_action(&raw) {
-            let thought = raw[..raw.find("Action:").unwrap_or(0)].trim().to_string();
-            (thought, Next::Caller, None, Some(action))
-        } else {
-            match self.config.no_marker {
-                NoMarkerDefault::Caller => (raw.trim().to_string(), Next::Caller, None, None),
-                NoMarkerDefault::Summarizer => (
-                    String::new(),
-                    Next::Conclusion,
-                    Some(raw.trim().to_string()),
-                    None,
-                ),
-            }
-        };
-        on_event(&AgentEvent::Rationale {
-            step,
-            text: thought.clone(),
-            next,
-        });
-        let current = Step {
-            rationale: Rationale(thought.clone()),
-            next,
-            planner_text: format!("{thought}\n {}", next.marker()),
-            action: None,
-            observation: None,
-        };
-        match next {
-            Next::GiveUp => {
-                trajectory.steps.push(current);
-                Ok((Some(StopReason::GiveUp), None))
-            }
-            Next::Conclusion => {
-                trajectory.steps.push(current);
-                let answer = answer.unwrap_or_default();
-                trajectory.final_answer = Some(FinalAnswer(answer.clone()));
-                Ok((Some(StopReason::Conclusion), Some(answer)))
-            }
-            Next::Caller => {
-                let done = self.act(step, current, action, &raw, on_event).await;
+                let raw = decision.call_text.unwrap_or_default();
+                let done = self
+                    .act(step, current, decision.action, &raw, on_event)
+                    .await;
                 trajectory.steps.push(done);
                 Ok((None, None))
             }

@@ -9,10 +9,12 @@
 #![warn(missing_docs)]
 
 mod agent;
+pub mod decide;
 mod generator;
 mod model;
 
 pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, AgentMode, StopReason};
+pub use decide::{Decision, decide_multi, decide_single};
 pub use generator::{Generator, GeneratorError, ScriptedGenerator};
 pub use model::{LlamaGenerator, TextCallback};
 pub use umi_tools::{ToolExecutor, hallucination_observation, truncate_observation};

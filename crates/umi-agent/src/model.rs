@@ -23,6 +23,10 @@ pub struct LlamaGenerator {
     pub use_chat_template: bool,
     /// Called with each piece of generated text (for live display).
     pub on_text: Option<TextCallback>,
+    /// Prompts longer than this many tokens keep only their last ones (the reference's
+    /// `max_input_length`, 3750 in GLPFT's README); `None`: the model's context minus
+    /// `max_new_tokens`, which always applies.
+    pub max_input_tokens: Option<usize>,
 }
 
 impl LlamaGenerator {
@@ -46,6 +50,7 @@ impl LlamaGenerator {
             config,
             use_chat_template: true,
             on_text: None,
+            max_input_tokens: None,
         }
     }
 
@@ -88,6 +93,9 @@ impl Generator for LlamaGenerator {
                 loaded.model.max_positions()
             )));
         }
+        let budget = self
+            .max_input_tokens
+            .map_or(budget, |m| budget.min(m.max(1)));
         if ids.len() > budget {
             ids.drain(..ids.len() - budget);
         }

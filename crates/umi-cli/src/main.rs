@@ -8,10 +8,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+
+mod data;
+mod eval;
 use umi_model::{Backend, GenerationConfig, argmax, generate, load_model, next_token_logits};
 
 /// The default model, placed by `scripts/setup.sh`.
-const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +39,41 @@ enum Command {
     /// Tool server commands.
     #[command(subcommand)]
     Tools(ToolsCommand),
+    /// Score a model set-up on reference trajectories with the paper's static metrics.
+    Eval(eval::EvalArgs),
+    /// Data commands: read datasets, write role training sets and TRL JSONL.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+}
+
+/// Loaded models by path: a path named for several roles is loaded once and shared.
+#[derive(Default)]
+pub struct ModelCache {
+    models: std::collections::HashMap<PathBuf, std::rc::Rc<umi_model::LoadedModel>>,
+}
+
+impl ModelCache {
+    /// The model at `path`, loading it on first use.
+    pub fn load(
+        &mut self,
+        path: &Path,
+        device: &umi_model::Device,
+    ) -> Result<std::rc::Rc<umi_model::LoadedModel>> {
+        if let Some(m) = self.models.get(path) {
+            return Ok(m.clone());
+        }
+        if !path.exists() && path == Path::new(DEFAULT_MODEL) {
+            bail!(
+                "the default model {DEFAULT_MODEL} is not installed; run `scripts/setup.sh` first (or pass --model PATH)"
+            );
+        }
+        eprintln!("loading {} ...", path.display());
+        let m = std::rc::Rc::new(
+            load_model(path, device).with_context(|| format!("loading {}", path.display()))?,
+        );
+        self.models.insert(path.to_path_buf(), m.clone());
+        Ok(m)
+    }
 }
 
 #[derive(Subcommand)]
@@ -155,6 +193,8 @@ fn main() -> Result<()> {
         Command::Generate(args) => run_generate(args),
         Command::Bench(args) => run_bench(args),
         Command::Run(args) => run_agent(args),
+        Command::Eval(args) => eval::run_eval(args, &mut ModelCache::default()),
+        Command::Data(command) => data::run(command),
         Command::Tools(ToolsCommand::Serve { port, state }) => {
             let server = umi_tools::server::serve(&format!("127.0.0.1:{port}"), &state)
                 .map_err(anyhow::Error::msg)?;
@@ -311,9 +351,7 @@ fn load_tools(source: &str) -> Result<Vec<umi_tools::ToolSpec>> {
 }
 
 fn run_agent(args: RunArgs) -> Result<()> {
-    use std::collections::HashMap;
     use std::io::IsTerminal;
-    use std::rc::Rc;
     use umi_agent::{Agent, AgentEvent, AgentMode, LlamaGenerator};
 
     let mode = match args.mode.as_str() {
@@ -326,26 +364,10 @@ fn run_agent(args: RunArgs) -> Result<()> {
         bail!("{} lists no tools", args.tools);
     }
     let device = args.backend.device()?;
-    let mut cache: HashMap<PathBuf, Rc<umi_model::LoadedModel>> = HashMap::new();
-    let mut load = |path: &Path| -> Result<Rc<umi_model::LoadedModel>> {
-        if let Some(m) = cache.get(path) {
-            return Ok(m.clone());
-        }
-        if !path.exists() && path == Path::new(DEFAULT_MODEL) {
-            bail!(
-                "the default model {DEFAULT_MODEL} is not installed; run `scripts/setup.sh` first (or pass --model PATH)"
-            );
-        }
-        eprintln!("loading {} ...", path.display());
-        let m = Rc::new(
-            load_model(path, &device).with_context(|| format!("loading {}", path.display()))?,
-        );
-        cache.insert(path.to_path_buf(), m.clone());
-        Ok(m)
-    };
-    let planner = load(args.planner.as_deref().unwrap_or(&args.model))?;
-    let caller = load(args.caller.as_deref().unwrap_or(&args.model))?;
-    let summarizer = load(args.summarizer.as_deref().unwrap_or(&args.model))?;
+    let mut models = ModelCache::default();
+    let planner = models.load(args.planner.as_deref().unwrap_or(&args.model), &device)?;
+    let caller = models.load(args.caller.as_deref().unwrap_or(&args.model), &device)?;
+    let summarizer = models.load(args.summarizer.as_deref().unwrap_or(&args.model), &device)?;
     let config = GenerationConfig {
         max_new_tokens: args.max_new_tokens,
         ..Default::default()

@@ -7,6 +7,8 @@
 //!   tool-name and history serialisation, and the role cues;
 //! - [`parse`]: planner and caller outputs parsed as the reference pipelines do;
 //! - [`samples`]: conversations split into the four roles' training samples;
+//! - [`readers`]: where data enters: dataset files read into conversations, bad records
+//!   skipped and counted;
 //! - [`batch`]: samples as masked, truncated, length-bucketed training batches (and TRL records).
 //!
 //! Facts follow X-PLUG/Multi-LLM-Agent at commit f9eeef7 (`GLPFT/utils/prompt_lib.py`,
@@ -18,6 +20,7 @@ pub mod conversation;
 pub mod parse;
 pub mod prompt;
 mod pyjson;
+pub mod readers;
 pub mod samples;
 
 pub use conversation::{

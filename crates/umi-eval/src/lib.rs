@@ -5,12 +5,16 @@
 //! (`argument_f1`, with its easy/hard split) and R-L ([`rouge_l_f`] over final answers).
 #![warn(missing_docs)]
 
+mod paper;
+mod predict;
 mod rouge;
 
+pub use paper::{PAPER_OOD_ROWS, PaperRow, markdown_table};
+pub use predict::{EvalMode, predict};
 pub use rouge::rouge_l_f;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use umi_data::{Conversation, Next, Speaker, Turn};
 
 /// What a decision did, as the evaluator labels it.
@@ -79,6 +83,8 @@ pub fn parse_output(text: &str) -> Parsed {
 pub struct DecisionPoint {
     /// Turns before the planner's decision.
     pub history: Vec<Turn>,
+    /// Tool docs of the trajectory, as the prompts show them.
+    pub tools: Vec<Map<String, Value>>,
     /// Tool names of the trajectory.
     pub tool_names: Vec<String>,
     /// `"assistant: " + value + "</s>" + next_role + ": " + next_value + "</s>"`, or the planner
@@ -115,6 +121,7 @@ pub fn decision_points(conversation: &Conversation) -> Vec<DecisionPoint> {
         };
         points.push(DecisionPoint {
             history: turns[..i].to_vec(),
+            tools: conversation.tools.clone(),
             tool_names: tool_names.clone(),
             reference,
         });
@@ -161,7 +168,7 @@ pub fn argument_f1(reference: &str, prediction: &str) -> Option<f64> {
 }
 
 /// The paper's static metrics (fractions in `[0, 1]`; the paper prints them ×100).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct EvalReport {
     /// Decision points scored.
     pub samples: usize,
@@ -280,6 +287,7 @@ mod tests {
     fn metrics_hand_worked() {
         let point = |reference: &str| DecisionPoint {
             history: vec![],
+            tools: vec![],
             tool_names: vec!["get_x".into()],
             reference: reference.into(),
         };

@@ -20,10 +20,12 @@ mod generate;
 mod linear;
 mod llama;
 mod load;
+mod lora;
 mod rope;
 mod tokenizer;
 pub mod weights;
 
+pub use burn::tensor::Device;
 pub use cache::KvCache;
 pub use chat::{ChatMessage, ChatRole, ChatTemplate, SMOLLM_DEFAULT_SYSTEM};
 pub use config::{LlamaConfig, TokenIds};
@@ -36,6 +38,10 @@ pub use generate::{
 pub use linear::{LoraAdapter, LoraLinear};
 pub use llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};
 pub use load::{LoadedModel, load_gguf_bytes, load_hf_folder, load_model};
+pub use lora::{
+    LoraConfig, attach_lora, hf_state_dict, load_peft, merge_lora, peft_state_dict, save_hf,
+    save_peft,
+};
 pub use rope::RotaryEmbedding;
 pub use tokenizer::Tokenizer;
 

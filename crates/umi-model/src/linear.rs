@@ -30,6 +30,12 @@ pub struct LoraAdapter {
     /// `alpha / r`.
     #[module(skip)]
     pub scaling: f64,
+    /// Dropout probability on the adapter's input, applied only while `training`.
+    #[module(skip)]
+    pub dropout: f64,
+    /// Whether dropout is active (set by the trainer; off for inference).
+    #[module(skip)]
+    pub training: bool,
 }
 
 impl LoraLinear {
@@ -70,6 +76,8 @@ impl LoraLinear {
             a: Param::from_tensor(a),
             b: Param::from_tensor(b),
             scaling: alpha / rank as f64,
+            dropout: 0.0,
+            training: false,
         });
         self
     }
@@ -85,6 +93,14 @@ impl LoraLinear {
         let x = x.reshape([batch_size * seq_len, d_in]); // [tokens, in]
         let mut y = x.clone().matmul(self.weight.val()); // [tokens, out]
         if let Some(lora) = &self.lora {
+            let x = if lora.training && lora.dropout > 0.0 {
+                let keep = 1.0 - lora.dropout;
+                let mask =
+                    Tensor::<2>::random(x.dims(), Distribution::Bernoulli(keep), &x.device());
+                x * mask.div_scalar(keep)
+            } else {
+                x
+            };
             let delta = x.matmul(lora.a.val()).matmul(lora.b.val()); // [tokens, out]
             y = y + delta.mul_scalar(lora.scaling);
         }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use umi_data::readers::toolbench;
 
 /// Bad tool docs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,7 +72,10 @@ impl ToolSpec {
 /// - function schemas: a list of `{"name", "description", "parameters"}` (ToolBench's raw
 ///   `function` lists, OpenAI function calling), optionally wrapped as
 ///   `{"type": "function", "function": …}`; converted as α-UMi's `prepro_raw_stage_1.py` does
-///   (name cut to its last 64 characters, description to 256, `Finish` dropped);
+///   (name cut to its last 64 characters, description to 256, `Finish` dropped, arguments as
+///   `"type, description"`), by the ToolBench reader's
+///   [`tool_doc`](umi_data::readers::toolbench::tool_doc), with defaults for what other
+///   function schemas may leave out (description, parameters, argument types);
 /// - an OpenAPI 3 document (ToolAlpaca's `Documentation`): one tool per operation, with its
 ///   HTTP endpoint.
 ///
@@ -137,65 +141,102 @@ pub fn load_tool_specs(json: &str, origin: &str) -> Result<Vec<ToolSpec>, ToolEr
         .collect()
 }
 
-fn last_chars(s: &str, n: usize) -> String {
-    let count = s.chars().count();
-    s.chars().skip(count.saturating_sub(n)).collect()
-}
-
 fn first_chars(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
-/// `"type, description"` as α-UMi writes an argument (just the type without a description).
-fn describe_argument(schema: &Value) -> String {
-    let ty = schema
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("string");
-    match schema
-        .get("description")
-        .and_then(Value::as_str)
-        .filter(|d| !d.is_empty())
-    {
-        Some(d) => format!("{ty}, {}", last_chars(d, 256)),
-        None => ty.to_string(),
+/// An argument schema with what ToolBench's function lists always have and other schemas
+/// (OpenAPI parameters, OpenAI function calling) may lack: `"type": "string"` when the type is
+/// missing or not a string, and no `description` when it is not a string.
+fn argument_with_defaults(schema: &Value) -> Value {
+    let mut out = Map::new();
+    let ty = schema.get("type").filter(|t| t.is_string());
+    out.insert(
+        "type".into(),
+        ty.cloned().unwrap_or_else(|| "string".into()),
+    );
+    if let Some(d) = schema.get("description").filter(|d| d.is_string()) {
+        out.insert("description".into(), d.clone());
     }
+    Value::Object(out)
 }
 
+/// `"type, description"` as α-UMi writes an argument (the type alone without a description;
+/// `"string, "` for an empty one), by the stage-1 conversion of
+/// [`umi_data::readers::toolbench::describe_argument`].
+fn describe_argument(schema: &Value) -> Value {
+    // With the defaults filled in, type and description are strings and the conversion
+    // cannot fail.
+    toolbench::describe_argument(&argument_with_defaults(schema))
+        .unwrap_or_else(|_| Value::String("string".into()))
+}
+
+/// A function schema with the defaults ToolBench's function lists never need: an empty
+/// `description` when it is missing or not a string, empty `parameters.properties` when they
+/// are missing or not an object, and [`argument_with_defaults`] for each argument.
+fn function_with_defaults(f: &Map<String, Value>) -> Value {
+    let mut f = f.clone();
+    if !f.get("description").is_some_and(Value::is_string) {
+        f.insert("description".into(), Value::String(String::new()));
+    }
+    let properties: Map<String, Value> = f
+        .get("parameters")
+        .and_then(|p| p.get("properties"))
+        .and_then(Value::as_object)
+        .map(|props| {
+            props
+                .iter()
+                .map(|(arg, schema)| (arg.clone(), argument_with_defaults(schema)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut parameters = match f.remove("parameters") {
+        Some(Value::Object(p)) => p,
+        _ => Map::new(),
+    };
+    parameters.insert("properties".into(), Value::Object(properties));
+    f.insert("parameters".into(), Value::Object(parameters));
+    Value::Object(f)
+}
+
+/// Function schemas converted by α-UMi's stage-1 conversion,
+/// [`umi_data::readers::toolbench::tool_doc`] (the one implementation, shared with the
+/// ToolBench reader), after [`function_with_defaults`].
 fn from_function_schemas(list: &[Value], origin: &str) -> Result<Vec<ToolSpec>, ToolError> {
+    let fail = |message: String| ToolError {
+        origin: origin.to_string(),
+        message,
+    };
     let mut specs = Vec::new();
     for (i, item) in list.iter().enumerate() {
         let f = item
             .get("function")
             .filter(|f| f.is_object())
             .unwrap_or(item);
-        let name = f
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ToolError {
-                origin: origin.to_string(),
-                message: format!("function #{i} has no \"name\""),
-            })?;
-        if name == "Finish" {
-            continue; // ToolBench's answer pseudo-function; α-UMi's planner/summarizer replace it
-        }
-        let mut input = Map::new();
-        if let Some(props) = f
-            .pointer("/parameters/properties")
-            .and_then(Value::as_object)
-        {
-            for (arg, schema) in props {
-                input.insert(arg.clone(), Value::String(describe_argument(schema)));
-            }
-        }
+        let Some(f) = f
+            .as_object()
+            .filter(|f| f.get("name").is_some_and(Value::is_string))
+        else {
+            return Err(fail(format!("function #{i} has no \"name\"")));
+        };
+        // Finish: ToolBench's answer pseudo-function; α-UMi's planner/summarizer replace it
+        let Some(mut doc) = toolbench::tool_doc(&function_with_defaults(f))
+            .map_err(|e| fail(format!("function #{i}: {e}")))?
+        else {
+            continue;
+        };
+        let mut text = |key: &str| match doc.remove(key) {
+            Some(Value::String(s)) => s,
+            _ => String::new(),
+        };
+        let (name, description) = (text("Name"), text("function"));
+        let input = match doc.remove("input") {
+            Some(Value::Object(input)) => input,
+            _ => Map::new(),
+        };
         specs.push(ToolSpec {
-            name: last_chars(name, 64),
-            description: first_chars(
-                f.get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
-                256,
-            ),
+            name,
+            description,
             input,
             http: None,
         });
@@ -245,14 +286,14 @@ fn from_openapi(doc: &Value, origin: &str) -> Result<Vec<ToolSpec>, ToolError> {
                     if let (Value::Object(o), Some(d)) = (&mut schema, p.get("description")) {
                         o.insert("description".into(), d.clone());
                     }
-                    input.insert(pname.to_string(), Value::String(describe_argument(&schema)));
+                    input.insert(pname.to_string(), describe_argument(&schema));
                 }
             }
             let body = op
                 .pointer("/requestBody/content/application~1json/schema/properties")
                 .and_then(Value::as_object);
             for (arg, schema) in body.into_iter().flatten() {
-                input.insert(arg.clone(), Value::String(describe_argument(schema)));
+                input.insert(arg.clone(), describe_argument(schema));
             }
             specs.push(ToolSpec {
                 name,
@@ -299,15 +340,17 @@ mod tests {
     fn function_schemas_convert_like_alpha_umi_stage_1() {
         let specs = load_tool_specs(
             r#"[{"name": "video_for_seo_api", "description": "Search videos.", "parameters": {"type": "object",
-                 "properties": {"query": {"type": "string", "description": "the query"}, "n": {"type": "integer"}}}},
+                 "properties": {"query": {"type": "string", "description": "the query"}, "n": {"type": "integer"},
+                                "lang": {"type": "string", "description": ""}}}},
                 {"name": "Finish", "description": "", "parameters": {}}]"#,
             "functions.json",
         )
         .unwrap();
         assert_eq!(specs.len(), 1, "Finish is dropped");
+        // an empty description still gets ", " (the reference writes `type + ', ' + description`)
         assert_eq!(
             serde_json::to_string(&specs[0].doc()).unwrap(),
-            r#"{"Name":"video_for_seo_api","function":"Search videos.","input":{"query":"string, the query","n":"integer"}}"#
+            r#"{"Name":"video_for_seo_api","function":"Search videos.","input":{"query":"string, the query","n":"integer","lang":"string, "}}"#
         );
         let wrapped = load_tool_specs(
             r#"[{"type": "function", "function": {"name": "f", "parameters": {}}}]"#,

@@ -6,7 +6,7 @@
 
 mod gguf;
 mod quant;
-mod safetensors;
+pub(crate) mod safetensors;
 
 pub use gguf::GgufFile;
 pub use quant::{GgmlType, dequantize};

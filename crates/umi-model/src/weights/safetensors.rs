@@ -107,32 +107,45 @@ impl WeightSource for SafetensorsFolder {
         let path = self.folder.join(file);
         let tensors = SafeTensors::deserialize(bytes).map_err(|e| format_error(&path, e))?;
         let view = tensors.tensor(name).map_err(|e| format_error(&path, e))?;
-        let raw = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(Error::UnsupportedDtype {
-                    file: path.display().to_string(),
-                    tensor: format!("`{name}`"),
-                    dtype: format!("{other:?}"),
-                    supported: "F32, F16, BF16",
-                });
-            }
-        };
-        Ok(Some(HostTensor {
-            shape: view.shape().to_vec(),
-            data,
-        }))
+        host_tensor(&view, name, &path.display().to_string()).map(Some)
     }
+}
+
+/// A safetensors tensor (F32, F16 or BF16) as f32 on the host.
+///
+/// # Errors
+///
+/// [`Error::UnsupportedDtype`] naming `file` and `name` for other types.
+pub(crate) fn host_tensor(
+    view: &safetensors::tensor::TensorView<'_>,
+    name: &str,
+    file: &str,
+) -> Result<HostTensor> {
+    let raw = view.data();
+    let data: Vec<f32> = match view.dtype() {
+        Dtype::F32 => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => raw
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => raw
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(Error::UnsupportedDtype {
+                file: file.to_string(),
+                tensor: format!("`{name}`"),
+                dtype: format!("{other:?}"),
+                supported: "F32, F16, BF16",
+            });
+        }
+    };
+    Ok(HostTensor {
+        shape: view.shape().to_vec(),
+        data,
+    })
 }

@@ -1,0 +1,282 @@
+//! Where data enters umi: readers from the public tool-use datasets into α-UMi
+//! [`Conversation`]s, the one form role samples, training and evaluation are built from.
+//!
+//! Every reader keeps going past a bad record: it is skipped and recorded in the
+//! [`ReadReport`] with its file and record index, so a whole set never fails silently and a
+//! single typo never loses the rest. Only an unreadable file (missing, not JSON at all) is an
+//! error.
+//!
+//! - [`read_alpha_umi`]: α-UMi conversation JSON (`{tools, instruction, conversations}`), as
+//!   `raw_data_stage_2.json` and the ToolBench test files.
+
+pub mod api_bank;
+pub mod toolalpaca;
+pub mod toolbench;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::conversation::{Conversation, Speaker};
+
+/// The dataset formats umi reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataFormat {
+    /// α-UMi conversation JSON.
+    AlphaUmi,
+    /// ToolBench raw DFSDT answer files (a file or a folder of them), converted as GLPFT's
+    /// `prepro_raw_stage_1.py` + `prepro_raw_stage_2.py` do, keeping every record.
+    ToolBench,
+    /// API-Bank dialogues (`lv1-lv2-samples` JSON-lines files or folders, `lv3-train.json`,
+    /// `test-data/level-*.json`).
+    ApiBank,
+    /// ToolAlpaca evaluation sets (`eval_simulated.json`, `eval_real.json`): the first gold step
+    /// of each instruction as a scorable decision point.
+    ToolAlpaca,
+}
+
+impl std::str::FromStr for DataFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "alpha-umi" | "alpha_umi" | "umi" => Ok(Self::AlphaUmi),
+            "toolbench" => Ok(Self::ToolBench),
+            "api-bank" | "apibank" => Ok(Self::ApiBank),
+            "toolalpaca" => Ok(Self::ToolAlpaca),
+            other => Err(format!(
+                "unknown data format {other:?} (expected alpha-umi, toolbench, api-bank or toolalpaca)"
+            )),
+        }
+    }
+}
+
+/// Reads `path` (a file, or a folder for formats made of many files) in `format`.
+///
+/// # Errors
+///
+/// [`ReadError`] when the input cannot be read at all; bad records are skipped and reported.
+pub fn read(format: DataFormat, path: &Path) -> Result<(Vec<Conversation>, ReadReport), ReadError> {
+    match format {
+        DataFormat::AlphaUmi => read_alpha_umi(path),
+        DataFormat::ToolBench => toolbench::read_toolbench(path),
+        DataFormat::ApiBank => api_bank::read_api_bank(path),
+        DataFormat::ToolAlpaca => toolalpaca::read_toolalpaca(path),
+    }
+}
+
+/// A file that could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not the JSON (or JSON-lines) document its format requires.
+    #[error("{path} is not a valid {format} file: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The expected format.
+        format: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// One skipped record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its index in the file (0-based; the line index for JSON lines).
+    pub index: usize,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} record {}: {}",
+            self.file.display(),
+            self.index,
+            self.reason
+        )
+    }
+}
+
+/// What a reader did: records seen, kept, and every skipped one with the reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReadReport {
+    /// Records looked at.
+    pub records: usize,
+    /// Conversations produced.
+    pub kept: usize,
+    /// Records skipped, in order.
+    pub skipped: Vec<Skipped>,
+}
+
+impl ReadReport {
+    /// Records one skipped record.
+    pub fn skip(&mut self, file: &Path, index: usize, reason: impl Into<String>) {
+        self.skipped.push(Skipped {
+            file: file.to_path_buf(),
+            index,
+            reason: reason.into(),
+        });
+    }
+
+    /// Adds another report's counts (for readers over several files).
+    pub fn merge(&mut self, other: ReadReport) {
+        self.records += other.records;
+        self.kept += other.kept;
+        self.skipped.extend(other.skipped);
+    }
+}
+
+impl fmt::Display for ReadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} records, {} kept, {} skipped",
+            self.records,
+            self.kept,
+            self.skipped.len()
+        )
+    }
+}
+
+pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
+    std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub(crate) fn read_json(path: &Path, format: &'static str) -> Result<Value, ReadError> {
+    serde_json::from_str(&read_text(path)?).map_err(|e| ReadError::Format {
+        path: path.to_path_buf(),
+        format,
+        message: e.to_string(),
+    })
+}
+
+/// Checks what role splitting and evaluation rely on: a user turn first and no empty tool list
+/// entry without a `Name`. Returns the reason a conversation is unusable.
+pub fn check_conversation(c: &Conversation) -> Result<(), String> {
+    match c.conversations.first() {
+        None => return Err("no turns".into()),
+        Some(t) if t.from != Speaker::User => {
+            return Err(format!(
+                "the first turn is from {:?}, not the user",
+                t.from.as_str()
+            ));
+        }
+        _ => {}
+    }
+    if let Some(i) = c
+        .tools
+        .iter()
+        .position(|t| !t.get("Name").is_some_and(Value::is_string))
+    {
+        return Err(format!("tool {i} has no string \"Name\""));
+    }
+    Ok(())
+}
+
+/// Reads an α-UMi conversation file: a JSON array of `{tools, instruction, conversations}`
+/// records (`raw_data_stage_2.json`, `GLPFT/dataset/toolbench/test/*.json`).
+///
+/// # Errors
+///
+/// [`ReadError`] when the file cannot be read or is not a JSON array; bad records are skipped
+/// and listed in the report instead.
+pub fn read_alpha_umi(path: &Path) -> Result<(Vec<Conversation>, ReadReport), ReadError> {
+    let Value::Array(records) = read_json(path, "α-UMi conversation JSON")? else {
+        return Err(ReadError::Format {
+            path: path.to_path_buf(),
+            format: "α-UMi conversation JSON",
+            message: "expected a JSON array of {tools, instruction, conversations} records".into(),
+        });
+    };
+    let mut report = ReadReport::default();
+    let mut out = Vec::new();
+    for (index, record) in records.into_iter().enumerate() {
+        report.records += 1;
+        match serde_json::from_value::<Conversation>(record)
+            .map_err(|e| e.to_string())
+            .and_then(|c| check_conversation(&c).map(|()| c))
+        {
+            Ok(c) => out.push(c),
+            Err(reason) => report.skip(path, index, reason),
+        }
+    }
+    report.kept = out.len();
+    Ok((out, report))
+}
+
+/// The deterministic train/dev split umi uses for a conversation file: record `i` is in dev when
+/// `i % every == 0` (every = 6 turns the 300 OOD trajectories into 250 train and 50 dev).
+pub fn is_dev(index: usize, every: usize) -> bool {
+    every > 0 && index.is_multiple_of(every)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_records_are_skipped_and_counted() {
+        let dir = std::env::temp_dir().join(format!("umi-readers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("conv.json");
+        std::fs::write(
+            &path,
+            r#"[
+              {"tools": [{"Name": "a"}], "instruction": "q", "conversations": [{"from": "user", "value": "q"}]},
+              {"tools": [], "instruction": "q", "conversations": [{"from": "robot", "value": "q"}]},
+              {"tools": [], "instruction": "q", "conversations": [{"from": "assistant", "value": "x"}]},
+              {"tools": [{"function": "f"}], "instruction": "q", "conversations": [{"from": "user", "value": "q"}]},
+              {"instruction": "q"}
+            ]"#,
+        )
+        .unwrap();
+        let (kept, report) = read_alpha_umi(&path).unwrap();
+        assert_eq!((kept.len(), report.records, report.kept), (1, 5, 1));
+        let indices: Vec<usize> = report.skipped.iter().map(|s| s.index).collect();
+        assert_eq!(indices, [1, 2, 3, 4]);
+        assert!(report.skipped[0].reason.contains("robot"), "{report:?}");
+        assert!(report.skipped[1].reason.contains("not the user"));
+        assert!(report.skipped[2].reason.contains("tool 0"));
+        assert!(report.skipped[3].reason.contains("tools"));
+        assert!(report.skipped[0].to_string().contains("conv.json record 1"));
+
+        std::fs::write(&path, "{\"not\": \"an array\"}").unwrap();
+        let err = read_alpha_umi(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("conv.json") && err.contains("JSON array"),
+            "{err}"
+        );
+        let err = read_alpha_umi(&dir.join("missing.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.json"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn dev_split_takes_every_sixth() {
+        let dev: Vec<usize> = (0..300).filter(|&i| is_dev(i, 6)).collect();
+        assert_eq!(dev.len(), 50);
+        assert_eq!(&dev[..3], &[0, 6, 12]);
+        assert!(!is_dev(3, 0));
+    }
+}

@@ -1,0 +1,527 @@
+//! LoRA adapters (Hu et al. 2021) on a [`Llama`], in PEFT's file layout, and Hugging Face
+//! checkpoints out of a model: the artifacts people use elsewhere.
+//!
+//! - [`LoraConfig`]: PEFT's `adapter_config.json` fields (`r`, `lora_alpha`, `lora_dropout`,
+//!   `target_modules`);
+//! - [`attach_lora`] puts fresh adapters (B = 0, so the model is unchanged) on the target
+//!   projections; [`save_peft`] / [`load_peft`] write and read `adapter_config.json` +
+//!   `adapter_model.safetensors` with PEFT's names (`base_model.model.<module>.lora_A.weight`,
+//!   `[r, in]` = Aᵀ; `lora_B.weight`, `[out, r]` = Bᵀ); [`merge_lora`] folds them into the base;
+//! - [`save_hf`] writes `config.json` + `model.safetensors` (f32) that `transformers` loads.
+//!
+//! Files are written to a temporary name and renamed, so a reader never sees half a file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Param;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::linear::{LoraAdapter, LoraLinear};
+use crate::llama::Llama;
+use crate::weights::HostTensor;
+use crate::{Error, Result};
+
+/// PEFT's LoRA settings (`adapter_config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    /// Rank.
+    pub r: usize,
+    /// Scale numerator: the update is `(lora_alpha / r)·x·A·B`.
+    pub lora_alpha: f64,
+    /// Dropout on the adapter's input while training.
+    #[serde(default)]
+    pub lora_dropout: f64,
+    /// Projection names the adapters go on (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`,
+    /// `up_proj`, `down_proj`, `lm_head`).
+    pub target_modules: Vec<String>,
+}
+
+impl Default for LoraConfig {
+    /// r 8, alpha 16, dropout 0.05, every attention and MLP projection.
+    fn default() -> Self {
+        Self {
+            r: 8,
+            lora_alpha: 16.0,
+            lora_dropout: 0.05,
+            target_modules: [
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+impl LoraConfig {
+    /// `lora_alpha / r`.
+    pub fn scaling(&self) -> f64 {
+        self.lora_alpha / self.r as f64
+    }
+
+    /// Checks the settings; `origin` names where they came from in the message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a zero rank, a dropout outside `[0, 1)`, or an unknown module name.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let bad = |message: String| {
+            Err(Error::Config {
+                file: origin.to_string(),
+                message,
+            })
+        };
+        if self.r == 0 {
+            return bad("LoRA rank r must be positive".into());
+        }
+        if !(0.0..1.0).contains(&self.lora_dropout) {
+            return bad(format!(
+                "lora_dropout must be in [0, 1), not {}",
+                self.lora_dropout
+            ));
+        }
+        const KNOWN: [&str; 8] = [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+            "lm_head",
+        ];
+        if let Some(m) = self
+            .target_modules
+            .iter()
+            .find(|m| !KNOWN.contains(&m.as_str()))
+        {
+            return bad(format!(
+                "unknown LoRA target module {m:?} (expected some of {KNOWN:?})"
+            ));
+        }
+        if self.target_modules.is_empty() {
+            return bad("target_modules is empty".into());
+        }
+        Ok(())
+    }
+}
+
+impl Llama {
+    /// Every projection with its Hugging Face module name (`model.layers.0.self_attn.q_proj`,
+    /// …, `lm_head` when untied), in a fixed order.
+    pub fn projections(&self) -> Vec<(String, &LoraLinear)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            let a = &l.self_attn;
+            let m = &l.mlp;
+            for (name, p) in [
+                ("self_attn.q_proj", &a.q_proj),
+                ("self_attn.k_proj", &a.k_proj),
+                ("self_attn.v_proj", &a.v_proj),
+                ("self_attn.o_proj", &a.o_proj),
+                ("mlp.gate_proj", &m.gate_proj),
+                ("mlp.up_proj", &m.up_proj),
+                ("mlp.down_proj", &m.down_proj),
+            ] {
+                out.push((format!("model.layers.{i}.{name}"), p));
+            }
+        }
+        if let Some(head) = &self.lm_head {
+            out.push(("lm_head".to_string(), head));
+        }
+        out
+    }
+
+    /// As [`Llama::projections`], mutable.
+    pub fn projections_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let a = &mut l.self_attn;
+            let m = &mut l.mlp;
+            for (name, p) in [
+                ("self_attn.q_proj", &mut a.q_proj),
+                ("self_attn.k_proj", &mut a.k_proj),
+                ("self_attn.v_proj", &mut a.v_proj),
+                ("self_attn.o_proj", &mut a.o_proj),
+                ("mlp.gate_proj", &mut m.gate_proj),
+                ("mlp.up_proj", &mut m.up_proj),
+                ("mlp.down_proj", &mut m.down_proj),
+            ] {
+                out.push((format!("model.layers.{i}.{name}"), p));
+            }
+        }
+        if let Some(head) = &mut self.lm_head {
+            out.push(("lm_head".to_string(), head));
+        }
+        out
+    }
+
+    /// Turns adapter dropout on (training) or off (inference).
+    pub fn set_lora_training(&mut self, training: bool) {
+        for (_, p) in self.projections_mut() {
+            if let Some(lora) = &mut p.lora {
+                lora.training = training;
+            }
+        }
+    }
+}
+
+fn targeted(config: &LoraConfig, module: &str) -> bool {
+    let leaf = module.rsplit('.').next().unwrap_or(module);
+    config.target_modules.iter().any(|t| t == leaf)
+}
+
+/// Attaches fresh adapters to the projections `config` targets: `A` random (PEFT's
+/// Kaiming-uniform, `U(±1/√in)`), `B = 0`, so the model's output is unchanged. Seed the device
+/// (`device.seed(..)`) first for repeatable `A`.
+///
+/// # Errors
+///
+/// [`Error::Config`] when `config` is invalid.
+pub fn attach_lora(model: &mut Llama, config: &LoraConfig, device: &Device) -> Result<()> {
+    config.validate("LoRA settings")?;
+    for (name, p) in model.projections_mut() {
+        if targeted(config, &name) {
+            let (d_in, d_out) = (p.d_input(), p.d_output());
+            let bound = 1.0 / (d_in as f64).sqrt();
+            let a = Tensor::random(
+                [d_in, config.r],
+                burn::tensor::Distribution::Uniform(-bound, bound),
+                device,
+            );
+            p.lora = Some(LoraAdapter {
+                a: Param::from_tensor(a),
+                b: Param::from_tensor(Tensor::zeros([config.r, d_out], device)),
+                scaling: config.scaling(),
+                dropout: config.lora_dropout,
+                training: false,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Folds every adapter into its base weight (`W ← W + s·A·B`) and removes it: the merged model
+/// computes the same function without adapter cost.
+pub fn merge_lora(model: &mut Llama) {
+    for (_, p) in model.projections_mut() {
+        if let Some(lora) = p.lora.take() {
+            let delta = lora.a.val().matmul(lora.b.val()).mul_scalar(lora.scaling);
+            let merged = p.weight.val() + delta;
+            p.weight = Param::from_tensor(merged);
+        }
+    }
+}
+
+fn host_of(tensor: Tensor<2>) -> Result<HostTensor> {
+    let shape = tensor.dims().to_vec();
+    let data = tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("reading a tensor back: {e:?}")))?;
+    Ok(HostTensor { shape, data })
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).map_err(|source| Error::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn safetensors_bytes(tensors: &BTreeMap<String, HostTensor>) -> Result<Vec<u8>> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                t.shape.clone(),
+            )
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, b, s)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::Device(format!("serialising {n}: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let mut metadata = std::collections::HashMap::new();
+    metadata.insert("format".to_string(), "pt".to_string());
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::Device(format!("serialising safetensors: {e}")))
+}
+
+/// The adapters of `model` as PEFT names them, in PEFT's layout (`lora_A.weight` `[r, in]`,
+/// `lora_B.weight` `[out, r]`).
+///
+/// # Errors
+///
+/// [`Error::Device`] if a tensor cannot be read back.
+pub fn peft_state_dict(model: &Llama) -> Result<BTreeMap<String, HostTensor>> {
+    let mut out = BTreeMap::new();
+    for (name, p) in model.projections() {
+        if let Some(lora) = &p.lora {
+            let prefix = format!("base_model.model.{name}");
+            out.insert(
+                format!("{prefix}.lora_A.weight"),
+                host_of(lora.a.val())?.transposed(),
+            );
+            out.insert(
+                format!("{prefix}.lora_B.weight"),
+                host_of(lora.b.val())?.transposed(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the adapters of `model` as a PEFT adapter folder (`adapter_config.json`,
+/// `adapter_model.safetensors`), loadable by `PeftModel.from_pretrained`.
+///
+/// # Errors
+///
+/// [`Error::Io`] when the folder cannot be written; [`Error::Config`] if the model has no
+/// adapters.
+pub fn save_peft(model: &Llama, config: &LoraConfig, dir: &Path) -> Result<()> {
+    let tensors = peft_state_dict(model)?;
+    if tensors.is_empty() {
+        return Err(Error::Config {
+            file: dir.display().to_string(),
+            message: "the model has no LoRA adapters to save".into(),
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let adapter_config = serde_json::json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": config.r,
+        "lora_alpha": config.lora_alpha,
+        "lora_dropout": config.lora_dropout,
+        "target_modules": config.target_modules,
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "inference_mode": true,
+        "base_model_name_or_path": null,
+    });
+    write_atomically(
+        &dir.join("adapter_model.safetensors"),
+        &safetensors_bytes(&tensors)?,
+    )?;
+    write_atomically(
+        &dir.join("adapter_config.json"),
+        serde_json::to_string_pretty(&adapter_config)
+            .expect("JSON values serialise")
+            .as_bytes(),
+    )
+}
+
+/// Reads a PEFT LoRA adapter folder and attaches it to `model` (replacing any adapters).
+///
+/// # Errors
+///
+/// [`Error::Io`] / [`Error::Config`] naming the file when it is missing or malformed, when the
+/// adapter is not LoRA, uses unsupported options (`use_dora`, `use_rslora`, bias), targets a
+/// module the model lacks, or a tensor has the wrong shape.
+pub fn load_peft(model: &mut Llama, dir: &Path, device: &Device) -> Result<LoraConfig> {
+    let config_path = dir.join("adapter_config.json");
+    let origin = config_path.display().to_string();
+    let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
+        path: config_path.clone(),
+        source,
+    })?;
+    let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
+        file: origin.clone(),
+        message: e.to_string(),
+    })?;
+    let bad = |message: String| Error::Config {
+        file: origin.clone(),
+        message,
+    };
+    if let Some(t) = raw.get("peft_type").and_then(|v| v.as_str())
+        && t != "LORA"
+    {
+        return Err(bad(format!("peft_type is {t:?}; only LORA is supported")));
+    }
+    for flag in ["use_dora", "use_rslora"] {
+        if raw.get(flag).and_then(|v| v.as_bool()) == Some(true) {
+            return Err(bad(format!("{flag} = true is not supported")));
+        }
+    }
+    if raw
+        .get("bias")
+        .and_then(|v| v.as_str())
+        .is_some_and(|b| b != "none")
+    {
+        return Err(bad("only bias = \"none\" is supported".into()));
+    }
+    let config: LoraConfig = serde_json::from_value(raw.clone()).map_err(|e| bad(e.to_string()))?;
+    config.validate(&origin)?;
+
+    let weights_path = dir.join("adapter_model.safetensors");
+    let wfile = weights_path.display().to_string();
+    let bytes = std::fs::read(&weights_path).map_err(|source| Error::Io {
+        path: weights_path.clone(),
+        source,
+    })?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Format {
+        file: wfile.clone(),
+        format: "safetensors",
+        message: e.to_string(),
+    })?;
+    let read = |name: &str| -> Result<Option<HostTensor>> {
+        let Ok(view) = st.tensor(name) else {
+            return Ok(None);
+        };
+        crate::weights::safetensors::host_tensor(&view, name, &wfile).map(Some)
+    };
+    let mut attached = 0;
+    let names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    for (name, p) in model.projections_mut() {
+        let prefix = format!("base_model.model.{name}");
+        let (a, b) = (
+            read(&format!("{prefix}.lora_A.weight"))?,
+            read(&format!("{prefix}.lora_B.weight"))?,
+        );
+        let (a, b) = match (a, b) {
+            (Some(a), Some(b)) => (a, b),
+            (None, None) => {
+                p.lora = None;
+                continue;
+            }
+            _ => {
+                return Err(Error::MissingTensor {
+                    file: wfile.clone(),
+                    tensor: format!("`{prefix}.lora_A/B.weight` (only one of the pair is present)"),
+                });
+            }
+        };
+        let (d_in, d_out) = (p.d_input(), p.d_output());
+        for (t, expected, which) in [(&a, [config.r, d_in], "A"), (&b, [d_out, config.r], "B")] {
+            if t.shape != expected {
+                return Err(Error::ShapeMismatch {
+                    file: wfile.clone(),
+                    tensor: format!("`{prefix}.lora_{which}.weight`"),
+                    expected: expected.to_vec(),
+                    got: t.shape.clone(),
+                });
+            }
+        }
+        let to_tensor = |t: HostTensor| {
+            let t = t.transposed();
+            Tensor::<2>::from_data(TensorData::new(t.data, t.shape), device)
+        };
+        p.lora = Some(LoraAdapter {
+            a: Param::from_tensor(to_tensor(a)),
+            b: Param::from_tensor(to_tensor(b)),
+            scaling: config.scaling(),
+            dropout: config.lora_dropout,
+            training: false,
+        });
+        attached += 2;
+    }
+    let lora_tensors = names.iter().filter(|n| n.contains(".lora_")).count();
+    if attached != lora_tensors {
+        return Err(bad(format!(
+            "{wfile} has {lora_tensors} LoRA tensors but only {attached} match this model's projections \
+             (a different architecture, or modules other than the Llama projections)"
+        )));
+    }
+    Ok(config)
+}
+
+/// The model's weights with Hugging Face names and layouts (`[out, in]` projections); adapters
+/// are not included (merge them first with [`merge_lora`] to export a fine-tuned model).
+///
+/// # Errors
+///
+/// [`Error::Device`] if a tensor cannot be read back.
+pub fn hf_state_dict(model: &Llama) -> Result<BTreeMap<String, HostTensor>> {
+    let mut out = BTreeMap::new();
+    let vec1 = |t: Tensor<1>| -> Result<HostTensor> {
+        let n = t.dims()[0];
+        host_of(t.reshape([1, n])).map(|h| HostTensor {
+            shape: vec![n],
+            data: h.data,
+        })
+    };
+    out.insert(
+        "model.embed_tokens.weight".into(),
+        host_of(model.embed_tokens.val())?,
+    );
+    for (i, l) in model.layers.iter().enumerate() {
+        out.insert(
+            format!("model.layers.{i}.input_layernorm.weight"),
+            vec1(l.input_layernorm.weight.val())?,
+        );
+        out.insert(
+            format!("model.layers.{i}.post_attention_layernorm.weight"),
+            vec1(l.post_attention_layernorm.weight.val())?,
+        );
+    }
+    out.insert("model.norm.weight".into(), vec1(model.norm.weight.val())?);
+    for (name, p) in model.projections() {
+        out.insert(
+            format!("{name}.weight"),
+            host_of(p.weight.val())?.transposed(),
+        );
+    }
+    Ok(out)
+}
+
+/// Writes `model` as a Hugging Face checkpoint folder (`config.json`, `model.safetensors`, f32)
+/// that `transformers.AutoModelForCausalLM.from_pretrained` and umi's own loader read.
+///
+/// # Errors
+///
+/// [`Error::Io`] when the folder cannot be written; [`Error::Config`] if adapters are attached
+/// (merge or remove them first: an unmerged checkpoint would silently drop them).
+pub fn save_hf(model: &Llama, dir: &Path) -> Result<()> {
+    if model.projections().iter().any(|(_, p)| p.lora.is_some()) {
+        return Err(Error::Config {
+            file: dir.display().to_string(),
+            message: "the model has LoRA adapters attached; merge them (merge_lora) or save them with save_peft".into(),
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut config = serde_json::to_value(&model.config).expect("config serialises");
+    if let Some(map) = config.as_object_mut() {
+        map.insert(
+            "architectures".into(),
+            serde_json::json!(["LlamaForCausalLM"]),
+        );
+        map.insert("model_type".into(), "llama".into());
+        map.insert("torch_dtype".into(), "float32".into());
+    }
+    write_atomically(
+        &dir.join("model.safetensors"),
+        &safetensors_bytes(&hf_state_dict(model)?)?,
+    )?;
+    write_atomically(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(&config)
+            .expect("JSON values serialise")
+            .as_bytes(),
+    )
+}
