@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use umi_agent::LlamaGenerator;
 use umi_data::PromptSet;
-use umi_data::readers::{is_dev, read_alpha_umi};
+use umi_data::readers::{DataFormat, is_dev, read};
 use umi_eval::{DecisionPoint, EvalMode, EvalReport, decision_points, evaluate, predict};
 use umi_model::{Backend, GenerationConfig};
 
@@ -25,6 +25,12 @@ pub struct EvalArgs {
     /// α-UMi conversation JSON with reference trajectories.
     #[arg(long, default_value = DEFAULT_EVAL_DATA)]
     data: PathBuf,
+    /// Data format: alpha-umi, toolbench (raw answers), api-bank or toolalpaca.
+    #[arg(long, default_value = "alpha-umi")]
+    format: DataFormat,
+    /// Prompt family: toolbench, or toolalpaca (default for --format toolalpaca).
+    #[arg(long)]
+    prompt_set: Option<String>,
     /// Which trajectories: dev (every `--dev-every`-th, from the first), train (the others) or all.
     #[arg(long, default_value = "dev")]
     split: String,
@@ -113,7 +119,7 @@ pub struct RunReport {
 }
 
 fn points_of(args: &EvalArgs) -> Result<(Vec<(usize, DecisionPoint)>, usize)> {
-    let (conversations, report) = read_alpha_umi(&args.data)?;
+    let (conversations, report) = read(args.format, &args.data)?;
     for s in &report.skipped {
         eprintln!("warning: skipped {s}");
     }
@@ -190,6 +196,11 @@ pub fn run_eval(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
         "multi" => EvalMode::Multi,
         "single" => EvalMode::Single,
         other => bail!("--mode must be multi or single, not {other:?}"),
+    };
+    let set = match (args.prompt_set.as_deref(), args.format) {
+        (Some("toolalpaca"), _) | (None, DataFormat::ToolAlpaca) => PromptSet::ToolAlpaca,
+        (Some("toolbench") | None, _) => PromptSet::ToolBench,
+        (Some(other), _) => bail!("--prompt-set must be toolbench or toolalpaca, not {other:?}"),
     };
     let (points, trajectories) = points_of(&args)?;
     let role_path = |p: &Option<PathBuf>| p.clone().unwrap_or_else(|| args.model.clone());
@@ -274,7 +285,7 @@ pub fn run_eval(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
         for (index, (trajectory, point)) in points.iter().enumerate().skip(done.len()) {
             let t = Instant::now();
             let prediction =
-                pollster::block_on(predict(&mut generator, mode, PromptSet::ToolBench, point))?;
+                pollster::block_on(predict(&mut generator, mode, set, point))?;
             let record = PredictionRecord {
                 index,
                 trajectory: *trajectory,

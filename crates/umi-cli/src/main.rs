@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod data;
 mod eval;
+mod train;
 use umi_model::{Backend, GenerationConfig, argmax, generate, load_model, next_token_logits};
 
 /// The default model, placed by `scripts/setup.sh`.
@@ -44,6 +45,9 @@ enum Command {
     /// Data commands: read datasets, write role training sets and TRL JSONL.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// GLPFT training: `global` (backbone) then `local --role R` (full or LoRA).
+    #[command(subcommand)]
+    Train(train::TrainCommand),
 }
 
 /// Loaded models by path: a path named for several roles is loaded once and shared.
@@ -195,6 +199,7 @@ fn main() -> Result<()> {
         Command::Run(args) => run_agent(args),
         Command::Eval(args) => eval::run_eval(args, &mut ModelCache::default()),
         Command::Data(command) => data::run(command),
+        Command::Train(command) => train::run(command),
         Command::Tools(ToolsCommand::Serve { port, state }) => {
             let server = umi_tools::server::serve(&format!("127.0.0.1:{port}"), &state)
                 .map_err(anyhow::Error::msg)?;

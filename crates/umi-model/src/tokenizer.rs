@@ -55,6 +55,17 @@ impl Tokenizer {
         }
     }
 
+    /// The tokenizer as Hugging Face `tokenizer.json` text (saved beside exported checkpoints).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tokenizer`] if it cannot be serialised.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner
+            .to_string(true)
+            .map_err(|e| tok_error("tokenizer", e))
+    }
+
     /// Reads a Hugging Face `tokenizer.json`.
     ///
     /// # Errors

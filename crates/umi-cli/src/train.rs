@@ -1,0 +1,393 @@
+//! `umi train global|local`: GLPFT (`umi-train`) from α-UMi conversations, with a progress bar,
+//! checkpoints that `--resume` continues, and the loss curve as CSV and SVG.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use umi_data::batch::{length_bucketed_batches, tokenize_sample};
+use umi_data::readers::{DataFormat, is_dev, read};
+use umi_data::{PromptSet, Role, role_samples};
+use umi_model::{Backend, LoraConfig, load_model, load_peft, merge_lora, save_hf, save_peft};
+use umi_train::{StepStats, TrainConfig, Trainer, TrainerState, latest_checkpoint};
+
+use crate::eval::write_atomically;
+
+#[derive(clap::Subcommand)]
+pub enum TrainCommand {
+    /// Stage 1: fine-tune one backbone on whole trajectories (backbone samples).
+    Global(TrainArgs),
+    /// Stage 2: specialise the stage-1 model into one role (planner, caller or summarizer).
+    Local {
+        /// planner, caller or summarizer.
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        args: TrainArgs,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Training data (α-UMi conversation JSON, or another --format).
+    #[arg(long, default_value = crate::eval::DEFAULT_EVAL_DATA)]
+    data: PathBuf,
+    /// Data format: alpha-umi, toolbench, api-bank.
+    #[arg(long, default_value = "alpha-umi")]
+    format: DataFormat,
+    /// Records used: train (all but every --dev-every-th), dev or all.
+    #[arg(long, default_value = "train")]
+    split: String,
+    /// Split period (record i is dev when i % dev_every == 0).
+    #[arg(long, default_value_t = 6)]
+    dev_every: usize,
+    /// Base model (.gguf or Hugging Face folder).
+    #[arg(long, default_value = crate::DEFAULT_MODEL)]
+    model: PathBuf,
+    /// A PEFT adapter (e.g. the global stage's `final/adapter`) merged into the base first.
+    #[arg(long)]
+    init_adapter: Option<PathBuf>,
+    /// Output folder: checkpoint-N/, final/, loss.csv, loss.svg.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue from the newest checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Train LoRA adapters instead of every weight.
+    #[arg(long)]
+    lora: bool,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    lora_r: usize,
+    /// LoRA alpha (scaling = alpha / r).
+    #[arg(long, default_value_t = 16.0)]
+    lora_alpha: f64,
+    /// LoRA dropout.
+    #[arg(long, default_value_t = 0.05)]
+    lora_dropout: f64,
+    /// LoRA target projections, comma-separated.
+    #[arg(
+        long,
+        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    )]
+    lora_targets: String,
+    /// Peak learning rate (default: GLPFT's 5e-5 global, 1e-5 local).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Epochs (default: 2 global; local 1, summarizer 2).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Warm-up ratio (default: 0.4 global; local 0.2, summarizer 0.4).
+    #[arg(long)]
+    warmup_ratio: Option<f64>,
+    /// Weight decay (default: 0 global, 0.01 local).
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Examples per micro-batch.
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
+    /// Global gradient-norm clip (0: off).
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    /// Tokens per example (longer ones keep their end).
+    #[arg(long, default_value_t = 1024)]
+    max_len: usize,
+    /// Seed (batch order, adapter init, dropout).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Save a checkpoint every N optimizer steps (and at the end).
+    #[arg(long, default_value_t = 50)]
+    save_every: usize,
+    /// Stop after this many optimizer steps (a bounded run; the schedule still spans the epochs).
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Compute backend: cpu or wgpu.
+    #[arg(long, default_value = "cpu")]
+    backend: Backend,
+}
+
+pub fn run(command: TrainCommand) -> Result<()> {
+    match command {
+        TrainCommand::Global(args) => train(Role::Backbone, args),
+        TrainCommand::Local { role, args } => {
+            let role = match role.as_str() {
+                "planner" => Role::Planner,
+                "caller" => Role::Caller,
+                "summarizer" => Role::Summarizer,
+                other => bail!("--role must be planner, caller or summarizer, not {other:?}"),
+            };
+            train(role, args)
+        }
+    }
+}
+
+fn config_of(role: Role, a: &TrainArgs) -> TrainConfig {
+    let mut c = if role == Role::Backbone {
+        TrainConfig::global()
+    } else {
+        TrainConfig::local(role)
+    };
+    c.learning_rate = a.lr.unwrap_or(c.learning_rate);
+    c.epochs = a.epochs.unwrap_or(c.epochs);
+    c.warmup_ratio = a.warmup_ratio.unwrap_or(c.warmup_ratio);
+    c.weight_decay = a.weight_decay.unwrap_or(c.weight_decay);
+    c.batch_size = a.batch_size;
+    c.gradient_accumulation_steps = a.grad_accum;
+    c.max_grad_norm = a.max_grad_norm;
+    c.max_len = a.max_len;
+    c.seed = a.seed;
+    c.lora = a.lora.then(|| LoraConfig {
+        r: a.lora_r,
+        lora_alpha: a.lora_alpha,
+        lora_dropout: a.lora_dropout,
+        target_modules: a
+            .lora_targets
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect(),
+    });
+    c
+}
+
+fn train(role: Role, args: TrainArgs) -> Result<()> {
+    let config = config_of(role, &args);
+    config.validate()?;
+    let (conversations, report) = read(args.format, &args.data)?;
+    for s in &report.skipped {
+        eprintln!("warning: skipped {s}");
+    }
+    let conversations: Vec<_> = conversations
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| match args.split.as_str() {
+            "dev" => is_dev(*i, args.dev_every),
+            "train" => !is_dev(*i, args.dev_every),
+            _ => true,
+        })
+        .map(|(_, c)| c)
+        .collect();
+    let samples: Vec<_> = conversations
+        .iter()
+        .flat_map(|c| role_samples(c, role, PromptSet::ToolBench))
+        .collect();
+    if samples.is_empty() {
+        bail!("{} gives no {role:?} samples", args.data.display());
+    }
+
+    let device = args.backend.device()?;
+    let mut loaded = load_model(&args.model, &device)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    if let Some(adapter) = &args.init_adapter {
+        load_peft(&mut loaded.model, adapter, &device)
+            .with_context(|| format!("loading the adapter {}", adapter.display()))?;
+        merge_lora(&mut loaded.model);
+    }
+    let tokenizer = &loaded.tokenizer;
+    let eos = *tokenizer
+        .eos_ids()
+        .first()
+        .context("the tokenizer has no EOS token")?;
+    let max_len = config.max_len.min(loaded.model.max_positions());
+    let mut examples = Vec::with_capacity(samples.len());
+    let mut failed = None;
+    let mut encode = |text: &str, bos: bool| -> Vec<u32> {
+        tokenizer.encode(text, bos).unwrap_or_else(|e| {
+            failed = Some(e.to_string());
+            Vec::new()
+        })
+    };
+    for s in &samples {
+        examples.push(tokenize_sample(s, &mut encode, eos, max_len));
+    }
+    if let Some(e) = failed {
+        bail!("tokenizing the samples failed: {e}");
+    }
+    let pad = eos;
+    let batches_per_epoch = examples.len().div_ceil(config.batch_size);
+    let steps_per_epoch = batches_per_epoch.div_ceil(config.gradient_accumulation_steps);
+    let total_steps = steps_per_epoch * config.epochs;
+    std::fs::create_dir_all(&args.out)?;
+
+    // Resume: the checkpoint's weights replace the base's, then the optimizer state.
+    let resume = if args.resume {
+        latest_checkpoint(&args.out)
+    } else {
+        None
+    };
+    if !args.resume && latest_checkpoint(&args.out).is_some() {
+        bail!(
+            "{} already holds checkpoints; pass --resume to continue them or choose another --out",
+            args.out.display()
+        );
+    }
+    let mut model = loaded.model;
+    if let Some(ck) = &resume {
+        if ck.state.config != config {
+            bail!(
+                "{} was trained with other settings; resume with the same flags",
+                ck.dir.display()
+            );
+        }
+        if config.lora.is_some() {
+            load_peft(&mut model, &ck.adapter_dir(), &device)?;
+        } else {
+            model = load_model(&ck.model_dir(), &device)?.model;
+        }
+    }
+    let mut trainer = Trainer::with_adapters(
+        model,
+        config.clone(),
+        total_steps,
+        &device,
+        resume.is_none() || config.lora.is_none(),
+    )?;
+    let mut state = TrainerState {
+        step: 0,
+        total_steps,
+        epoch: 0,
+        steps_in_epoch: 0,
+        config: config.clone(),
+        history: Vec::new(),
+    };
+    if let Some(ck) = &resume {
+        trainer.resume_from(ck)?;
+        state = ck.state.clone();
+        eprintln!(
+            "resuming from {} (step {}/{})",
+            ck.dir.display(),
+            state.step,
+            total_steps
+        );
+    }
+    let stop_at = args.max_steps.unwrap_or(total_steps).min(total_steps);
+    eprintln!(
+        "{} {role:?} samples from {} conversations → {} steps ({} epochs × {} steps of {}×{} examples); {}",
+        examples.len(),
+        conversations.len(),
+        total_steps,
+        config.epochs,
+        steps_per_epoch,
+        config.batch_size,
+        config.gradient_accumulation_steps,
+        if config.lora.is_some() {
+            "LoRA"
+        } else {
+            "full fine-tuning"
+        }
+    );
+    let bar = ProgressBar::new(stop_at as u64).with_position(state.step as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{bar:30}] step {pos}/{len}  {elapsed} elapsed, ETA {eta}  {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let mut tokens_since = 0usize;
+    while state.step < stop_at {
+        let batches =
+            length_bucketed_batches(&examples, config.batch_size, pad, config.seed + state.epoch as u64);
+        let groups: Vec<_> = batches.chunks(config.gradient_accumulation_steps).collect();
+        for group in groups.iter().skip(state.steps_in_epoch) {
+            if state.step >= stop_at {
+                break;
+            }
+            let stats: StepStats = trainer.train_step(group)?;
+            tokens_since += stats.tokens;
+            state.step = stats.step;
+            state.steps_in_epoch += 1;
+            state.history.push(stats);
+            bar.set_position(state.step as u64);
+            bar.set_message(format!(
+                "loss {:.4}  lr {:.2e}  {:.0} tok/s",
+                stats.loss,
+                stats.learning_rate,
+                tokens_since as f64 / started.elapsed().as_secs_f64()
+            ));
+            if state.step.is_multiple_of(args.save_every.max(1)) {
+                let ck = trainer.save_checkpoint(&args.out, &state)?;
+                bar.println(format!("saved {}", ck.dir.display()));
+            }
+        }
+        if state.steps_in_epoch >= groups.len() {
+            state.epoch += 1;
+            state.steps_in_epoch = 0;
+        }
+    }
+    bar.finish();
+    trainer.save_checkpoint(&args.out, &state)?;
+    // Final artifacts: the adapter (PEFT) or the model (HF) with the tokenizer, and the curve.
+    let final_dir = args.out.join("final");
+    let model = trainer.inference_model();
+    match &config.lora {
+        Some(lora) => save_peft(&model, lora, &final_dir.join("adapter"))?,
+        None => {
+            save_hf(&model, &final_dir.join("model"))?;
+            write_atomically(
+                &final_dir.join("model/tokenizer.json"),
+                &loaded.tokenizer.to_json()?,
+            )?;
+        }
+    }
+    write_curve(&args.out, &state.history)?;
+    eprintln!(
+        "done: {} steps; final {} in {}; loss curve in {}/loss.csv and loss.svg",
+        state.step,
+        if config.lora.is_some() {
+            "adapter"
+        } else {
+            "model"
+        },
+        final_dir.display(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn write_curve(out: &Path, history: &[StepStats]) -> Result<()> {
+    let mut csv = Vec::new();
+    writeln!(csv, "step,loss,grad_norm,learning_rate,target_tokens,tokens")?;
+    for s in history {
+        writeln!(
+            csv,
+            "{},{},{},{},{},{}",
+            s.step, s.loss, s.grad_norm, s.learning_rate, s.target_tokens, s.tokens
+        )?;
+    }
+    write_atomically(&out.join("loss.csv"), std::str::from_utf8(&csv)?)?;
+    if history.is_empty() {
+        return Ok(());
+    }
+    use plotters::prelude::*;
+    let path = out.join("loss.svg");
+    let max_loss = history.iter().map(|s| s.loss).fold(0.0, f64::max) * 1.05;
+    let last = history.last().map_or(1, |s| s.step);
+    let root = SVGBackend::new(&path, (800, 480)).into_drawing_area();
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("training loss", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0..last.max(1), 0.0..max_loss.max(1e-6))?;
+        chart
+            .configure_mesh()
+            .x_desc("optimizer step")
+            .y_desc("loss (target tokens)")
+            .draw()?;
+        chart.draw_series(LineSeries::new(
+            history.iter().map(|s| (s.step, s.loss)),
+            &BLUE,
+        ))?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+}
