@@ -284,8 +284,7 @@ pub fn run_eval(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
         }
         for (index, (trajectory, point)) in points.iter().enumerate().skip(done.len()) {
             let t = Instant::now();
-            let prediction =
-                pollster::block_on(predict(&mut generator, mode, set, point))?;
+            let prediction = pollster::block_on(predict(&mut generator, mode, set, point))?;
             let record = PredictionRecord {
                 index,
                 trajectory: *trajectory,

@@ -291,8 +291,12 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     let started = Instant::now();
     let mut tokens_since = 0usize;
     while state.step < stop_at {
-        let batches =
-            length_bucketed_batches(&examples, config.batch_size, pad, config.seed + state.epoch as u64);
+        let batches = length_bucketed_batches(
+            &examples,
+            config.batch_size,
+            pad,
+            config.seed + state.epoch as u64,
+        );
         let groups: Vec<_> = batches.chunks(config.gradient_accumulation_steps).collect();
         for group in groups.iter().skip(state.steps_in_epoch) {
             if state.step >= stop_at {
@@ -352,7 +356,10 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
 
 fn write_curve(out: &Path, history: &[StepStats]) -> Result<()> {
     let mut csv = Vec::new();
-    writeln!(csv, "step,loss,grad_norm,learning_rate,target_tokens,tokens")?;
+    writeln!(
+        csv,
+        "step,loss,grad_norm,learning_rate,target_tokens,tokens"
+    )?;
     for s in history {
         writeln!(
             csv,
