@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use umi_data::readers::{self, DataFormat, ReadReport, is_dev};
+use umi_data::readers::{self, DataFormat, ReadReport, Split};
 use umi_data::{PromptSet, Role, role_samples};
 
 use crate::eval::write_atomically;
@@ -27,7 +27,7 @@ pub struct PrepareArgs {
     format: DataFormat,
     /// Which records: all, train or dev (dev: record i with i % dev_every == 0).
     #[arg(long, default_value = "all")]
-    split: String,
+    split: Split,
     /// Split period (6 turns the 300 OOD trajectories into 250 train + 50 dev).
     #[arg(long, default_value_t = 6)]
     dev_every: usize,
@@ -67,16 +67,9 @@ fn prepare(args: PrepareArgs) -> Result<()> {
     let conversations: Vec<_> = conversations
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| match args.split.as_str() {
-            "dev" => is_dev(*i, args.dev_every),
-            "train" => !is_dev(*i, args.dev_every),
-            _ => true,
-        })
+        .filter(|(i, _)| args.split.keeps(*i, args.dev_every))
         .map(|(_, c)| c)
         .collect();
-    if !matches!(args.split.as_str(), "all" | "train" | "dev") {
-        bail!("--split must be all, train or dev, not {:?}", args.split);
-    }
     if conversations.is_empty() {
         bail!("no usable records ({report})");
     }

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use umi_agent::LlamaGenerator;
 use umi_data::PromptSet;
-use umi_data::readers::{DataFormat, is_dev, read};
+use umi_data::readers::{DataFormat, Split, read};
 use umi_eval::{DecisionPoint, EvalMode, EvalReport, decision_points, evaluate, predict};
 use umi_model::{Backend, GenerationConfig};
 
@@ -33,7 +33,7 @@ pub struct EvalArgs {
     prompt_set: Option<String>,
     /// Which trajectories: dev (every `--dev-every`-th, from the first), train (the others) or all.
     #[arg(long, default_value = "dev")]
-    split: String,
+    split: Split,
     /// Split period: record i is in dev when i % dev_every == 0 (6 → 50 of 300).
     #[arg(long, default_value_t = 6)]
     dev_every: usize,
@@ -123,16 +123,10 @@ fn points_of(args: &EvalArgs) -> Result<(Vec<(usize, DecisionPoint)>, usize)> {
     for s in &report.skipped {
         eprintln!("warning: skipped {s}");
     }
-    let keep = |i: usize| match args.split.as_str() {
-        "dev" => Ok(is_dev(i, args.dev_every)),
-        "train" => Ok(!is_dev(i, args.dev_every)),
-        "all" => Ok(true),
-        other => bail!("--split must be dev, train or all, not {other:?}"),
-    };
     let mut points = Vec::new();
     let mut trajectories = 0;
     for (i, c) in conversations.iter().enumerate() {
-        if keep(i)? {
+        if args.split.keeps(i, args.dev_every) {
             trajectories += 1;
             points.extend(decision_points(c).into_iter().map(|p| (i, p)));
         }
@@ -142,7 +136,7 @@ fn points_of(args: &EvalArgs) -> Result<(Vec<(usize, DecisionPoint)>, usize)> {
     }
     if points.is_empty() {
         bail!(
-            "{} has no decision points in split {:?}",
+            "{} has no decision points in split {}",
             args.data.display(),
             args.split
         );
@@ -211,7 +205,7 @@ pub fn run_eval(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
     );
     let settings = RunSettings {
         data: args.data.display().to_string(),
-        split: args.split.clone(),
+        split: args.split.to_string(),
         dev_every: args.dev_every,
         mode,
         planner: planner.display().to_string(),

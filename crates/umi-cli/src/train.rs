@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use umi_data::batch::{length_bucketed_batches, tokenize_sample};
-use umi_data::readers::{DataFormat, is_dev, read};
+use umi_data::readers::{DataFormat, Split, read};
 use umi_data::{PromptSet, Role, role_samples};
 use umi_model::{Backend, LoraConfig, load_model, load_peft, merge_lora, save_hf, save_peft};
 use umi_train::{StepStats, TrainConfig, Trainer, TrainerState, latest_checkpoint};
@@ -39,7 +39,7 @@ pub struct TrainArgs {
     format: DataFormat,
     /// Records used: train (all but every --dev-every-th), dev or all.
     #[arg(long, default_value = "train")]
-    split: String,
+    split: Split,
     /// Split period (record i is dev when i % dev_every == 0).
     #[arg(long, default_value_t = 6)]
     dev_every: usize,
@@ -164,11 +164,7 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     let conversations: Vec<_> = conversations
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| match args.split.as_str() {
-            "dev" => is_dev(*i, args.dev_every),
-            "train" => !is_dev(*i, args.dev_every),
-            _ => true,
-        })
+        .filter(|(i, _)| args.split.keeps(*i, args.dev_every))
         .map(|(_, c)| c)
         .collect();
     let samples: Vec<_> = conversations

@@ -223,6 +223,53 @@ pub fn read_alpha_umi(path: &Path) -> Result<(Vec<Conversation>, ReadReport), Re
     Ok((out, report))
 }
 
+/// Which records of a file a command uses: all, the train split or the dev split (see [`is_dev`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Every record.
+    All,
+    /// Records not in dev.
+    Train,
+    /// Every `every`-th record, from the first.
+    Dev,
+}
+
+impl Split {
+    /// Whether record `index` belongs to this split for period `every`.
+    pub fn keeps(self, index: usize, every: usize) -> bool {
+        match self {
+            Split::All => true,
+            Split::Train => !is_dev(index, every),
+            Split::Dev => is_dev(index, every),
+        }
+    }
+}
+
+impl std::str::FromStr for Split {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(Split::All),
+            "train" => Ok(Split::Train),
+            "dev" => Ok(Split::Dev),
+            other => Err(format!(
+                "unknown split {other:?} (expected all, train or dev)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Split::All => "all",
+            Split::Train => "train",
+            Split::Dev => "dev",
+        })
+    }
+}
+
 /// The deterministic train/dev split umi uses for a conversation file: record `i` is in dev when
 /// `i % every == 0` (every = 6 turns the 300 OOD trajectories into 250 train and 50 dev).
 pub fn is_dev(index: usize, every: usize) -> bool {
@@ -278,5 +325,8 @@ mod tests {
         assert_eq!(dev.len(), 50);
         assert_eq!(&dev[..3], &[0, 6, 12]);
         assert!(!is_dev(3, 0));
+        let train: Split = "train".parse().unwrap();
+        assert_eq!((0..300).filter(|&i| train.keeps(i, 6)).count(), 250);
+        assert!("test".parse::<Split>().unwrap_err().contains("test"));
     }
 }
