@@ -75,7 +75,7 @@ fn smollm2_real_weights() {
         max_new_tokens: 12,
         ..Default::default()
     };
-    let out = generate(
+    let out = pollster::block_on(generate(
         &loaded.model,
         &loaded.tokenizer,
         &prompt_ids,
@@ -84,7 +84,7 @@ fn smollm2_real_weights() {
             streamed.push_str(delta);
             true
         },
-    )
+    ))
     .unwrap();
     assert!(out.text.contains("Paris"), "greedy answer: {:?}", out.text);
     assert_eq!(out.tokens, ids(&reference["greedy"]["new_ids"]));

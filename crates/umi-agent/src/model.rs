@@ -114,6 +114,7 @@ impl Generator for LlamaGenerator {
                 true
             },
         )
+        .await
         .map_err(|e| fail(e.to_string()))?;
         Ok(output.text)
     }

@@ -242,7 +242,7 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         stop_strings: args.stop_strings,
     };
     let mut stdout = std::io::stdout();
-    let output = generate(
+    let output = pollster::block_on(generate(
         &loaded.model,
         &loaded.tokenizer,
         &ids,
@@ -252,7 +252,7 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
             let _ = stdout.flush();
             true
         },
-    )?;
+    ))?;
     println!();
     eprintln!(
         "[{} prompt tokens at {:.1} tok/s, {} new tokens at {:.1} tok/s, stop: {:?}]",
@@ -302,12 +302,12 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     for run in 0..args.runs {
         let mut cache = model.new_cache();
         let t = Instant::now();
-        let mut logits = next_token_logits(model, &prompt, &mut cache);
+        let mut logits = pollster::block_on(next_token_logits(model, &prompt, &mut cache))?;
         prefill.push(args.prompt_tokens as f64 / t.elapsed().as_secs_f64());
         let t = Instant::now();
         for _ in 0..args.new_tokens {
             let next = argmax(&logits);
-            logits = next_token_logits(model, &[next], &mut cache);
+            logits = pollster::block_on(next_token_logits(model, &[next], &mut cache))?;
         }
         decode.push(args.new_tokens as f64 / t.elapsed().as_secs_f64());
         eprintln!(

@@ -66,3 +66,74 @@ impl Backend {
         }
     }
 }
+
+/// What the WebGPU / wgpu adapter offers, for the user and for fit checks.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GpuInfo {
+    /// Adapter name (e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`; often empty in browsers).
+    pub name: String,
+    /// Vendor / architecture as the adapter reports them (browsers: e.g. `google swiftshader`).
+    pub vendor: String,
+    /// Graphics API behind it (`Vulkan`, `BrowserWebGpu`, ...).
+    pub backend: String,
+    /// Device type (`DiscreteGpu`, `IntegratedGpu`, `Cpu`, ...).
+    pub device_type: String,
+    /// Largest storage-buffer binding in bytes: no single weight tensor may exceed it.
+    pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer in bytes.
+    pub max_buffer_size: u64,
+    /// Whether `shader-f16` is available.
+    pub shader_f16: bool,
+}
+
+impl GpuInfo {
+    /// A one-line summary for status bars.
+    pub fn summary(&self) -> String {
+        let name = [self.name.as_str(), self.vendor.as_str()]
+            .into_iter()
+            .filter(|s| !s.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(" / ");
+        format!(
+            "{} ({}, {}; largest binding {} MiB; f16 {})",
+            if name.is_empty() { "unnamed adapter" } else { &name },
+            self.backend,
+            self.device_type,
+            self.max_storage_buffer_binding_size >> 20,
+            if self.shader_f16 { "available" } else { "unavailable" }
+        )
+    }
+}
+
+/// Initialises wgpu asynchronously — the only way in a browser, where it is WebGPU — and
+/// reports the adapter. burn (cubecl) requests the adapter's own limits and features, so
+/// buffers up to [`GpuInfo::max_storage_buffer_binding_size`] can be bound.
+///
+/// # Errors
+///
+/// [`Error::Device`] when there is no adapter (in a browser: WebGPU missing or disabled) or the
+/// device cannot be created.
+#[cfg(feature = "wgpu")]
+pub async fn wgpu_device_async() -> Result<(Device, GpuInfo)> {
+    let (device, setup) = Device::wgpu_options()
+        .init_with_setup_async()
+        .await
+        .map_err(|e| Error::Device(format!("WebGPU/wgpu initialisation failed: {e}")))?;
+    let info = setup.adapter.get_info();
+    let limits = setup.device.limits();
+    let features = setup.device.features();
+    let gpu = GpuInfo {
+        name: info.name.clone(),
+        vendor: [info.driver.as_str(), info.driver_info.as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+        max_buffer_size: limits.max_buffer_size,
+        shader_f16: features.contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16),
+    };
+    Ok((device, gpu))
+}

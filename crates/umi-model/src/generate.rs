@@ -170,17 +170,38 @@ pub fn argmax(values: &[f32]) -> u32 {
 /// # Shapes
 ///
 /// - logits: `[1, seq_len, vocab_size]`
-fn last_logits(logits: Tensor<3>) -> Vec<f32> {
+///
+/// The read is awaited (`into_data_async`): in the browser a synchronous read from the GPU is
+/// impossible, and awaiting it hands the event loop back to the page between tokens.
+///
+/// # Errors
+///
+/// [`Error::Generation`] when the device cannot read the logits back.
+async fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>> {
     let [_, seq_len, vocab_size] = logits.dims();
     let last = logits.narrow(1, seq_len - 1, 1).reshape([vocab_size]);
-    last.into_data()
+    last.into_data_async()
+        .await
+        .map_err(|e| Error::Generation(format!("reading the logits back failed: {e:?}")))?
         .try_into_vec_as::<f32>()
-        .expect("float logits convert to f32")
+        .map_err(|e| Error::Generation(format!("the logits are not floats: {e:?}")))
 }
 
 /// Feeds `tokens` (one sequence) through the model, extending `cache`, and returns the logits of
 /// the last position on the host. Only the last position goes through the LM head.
-pub fn next_token_logits(model: &Llama, tokens: &[u32], cache: &mut [KvCache]) -> Vec<f32> {
+///
+/// # Shapes
+///
+/// - returns `[vocab_size]` logits
+///
+/// # Errors
+///
+/// [`Error::Generation`] when the device cannot read the logits back.
+pub async fn next_token_logits(
+    model: &Llama,
+    tokens: &[u32],
+    cache: &mut [KvCache],
+) -> Result<Vec<f32>> {
     let device = model.embed_tokens.val().device();
     let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
     let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &device);
@@ -189,7 +210,7 @@ pub fn next_token_logits(model: &Llama, tokens: &[u32], cache: &mut [KvCache]) -
     let last = hidden
         .narrow(1, seq_len - 1, 1)
         .reshape([1, 1, hidden_size]);
-    last_logits(model.logits(last))
+    last_logits(model.logits(last)).await
 }
 
 /// Incremental detokenisation for streaming: turns the growing decoded text into deltas.
@@ -256,6 +277,9 @@ impl TextStream {
 
 /// Generates a continuation of `prompt` (token ids, BOS already included if wanted).
 ///
+/// Async because every read from the device is awaited (the browser cannot block on the GPU);
+/// native callers drive it with `pollster::block_on`.
+///
 /// `on_token(id, text_delta)` is called after every generated token with the new text (empty
 /// while a multi-byte character is incomplete); returning `false` stops generation.
 ///
@@ -264,7 +288,7 @@ impl TextStream {
 /// [`Error::ContextOverflow`] if the prompt plus `max_new_tokens` do not fit the model's
 /// context; [`Error::Generation`] for an empty prompt or bad sampling settings;
 /// [`Error::Tokenizer`] if decoding fails.
-pub fn generate(
+pub async fn generate(
     model: &Llama,
     tokenizer: &Tokenizer,
     prompt: &[u32],
@@ -289,7 +313,7 @@ pub fn generate(
     let mut finish_reason = FinishReason::Length;
 
     let start = Instant::now();
-    let mut logits = next_token_logits(model, prompt, &mut cache);
+    let mut logits = next_token_logits(model, prompt, &mut cache).await?;
     let prefill_time = start.elapsed();
     let decode_start = Instant::now();
     let mut text = String::new();
@@ -318,7 +342,7 @@ pub fn generate(
             break;
         }
         if step + 1 < config.max_new_tokens {
-            logits = next_token_logits(model, &[next], &mut cache);
+            logits = next_token_logits(model, &[next], &mut cache).await?;
         }
     }
     let rest = stream.finish(&text);

@@ -130,33 +130,116 @@ pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<LoadedModel> {
         path: config_path.clone(),
         source,
     })?;
-    let config = LlamaConfig::from_json(&config_json, &config_path.display().to_string())?;
     let tokenizer_config = read_json(&folder.join("tokenizer_config.json"))?;
+    let tokenizer_path = folder.join("tokenizer.json");
+    let tokenizer_json = std::fs::read(&tokenizer_path).map_err(|source| Error::Io {
+        path: tokenizer_path.clone(),
+        source,
+    })?;
+    let source = SafetensorsFolder::open(folder)?;
+    from_hf_parts(
+        &config_json,
+        &tokenizer_json,
+        tokenizer_config,
+        source,
+        folder,
+        device,
+    )
+}
+
+/// Loads a Hugging Face model from its files already in memory (browser uploads), given as
+/// `(file name, bytes)`: `config.json`, `tokenizer.json`, optionally `tokenizer_config.json`,
+/// and every `*.safetensors` shard (other files are ignored). `name` labels the model in errors.
+///
+/// # Errors
+///
+/// As [`load_model`]; [`Error::Format`] naming the missing file when `config.json`,
+/// `tokenizer.json` or any `.safetensors` file is absent.
+pub fn load_hf_files(
+    files: Vec<(String, Vec<u8>)>,
+    name: &str,
+    device: &Device,
+) -> Result<LoadedModel> {
+    let folder = Path::new(name);
+    let missing = |file: &str| Error::Format {
+        file: folder.join(file).display().to_string(),
+        format: "Hugging Face model",
+        message: format!("{file} is missing (pick config.json, tokenizer.json and the .safetensors files together)"),
+    };
+    let mut config_json = None;
+    let mut tokenizer_json = None;
+    let mut tokenizer_config = None;
+    let mut shards = Vec::new();
+    for (file, bytes) in files {
+        // a picked folder may prefix names with sub-folders
+        let base = file.rsplit('/').next().unwrap_or(&file).to_string();
+        match base.as_str() {
+            "config.json" => config_json = Some(bytes),
+            "tokenizer.json" => tokenizer_json = Some(bytes),
+            "tokenizer_config.json" => {
+                let value = serde_json::from_slice(&bytes).map_err(|e| Error::Format {
+                    file: folder.join(&base).display().to_string(),
+                    format: "JSON",
+                    message: e.to_string(),
+                })?;
+                tokenizer_config = Some(value);
+            }
+            b if b.ends_with(".safetensors") => shards.push((base, bytes)),
+            _ => {}
+        }
+    }
+    let config_json = config_json.ok_or_else(|| missing("config.json"))?;
+    let config_json = String::from_utf8(config_json).map_err(|e| Error::Format {
+        file: folder.join("config.json").display().to_string(),
+        format: "JSON",
+        message: e.to_string(),
+    })?;
+    let tokenizer_json = tokenizer_json.ok_or_else(|| missing("tokenizer.json"))?;
+    if shards.is_empty() {
+        return Err(missing("model.safetensors"));
+    }
+    shards.sort_by(|a, b| a.0.cmp(&b.0));
+    let source = SafetensorsFolder::from_files(folder, shards)?;
+    from_hf_parts(
+        &config_json,
+        &tokenizer_json,
+        tokenizer_config,
+        source,
+        folder,
+        device,
+    )
+}
+
+fn from_hf_parts(
+    config_json: &str,
+    tokenizer_json: &[u8],
+    tokenizer_config: Option<serde_json::Value>,
+    mut source: SafetensorsFolder,
+    folder: &Path,
+    device: &Device,
+) -> Result<LoadedModel> {
+    let config_path = folder.join("config.json");
+    let config = LlamaConfig::from_json(config_json, &config_path.display().to_string())?;
     let add_bos = tokenizer_config
         .as_ref()
         .and_then(|c| c.get("add_bos_token"))
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
-    let tokenizer_path = folder.join("tokenizer.json");
-    let tokenizer = Tokenizer::from_file(
+    let tokenizer_path = folder.join("tokenizer.json").display().to_string();
+    let tokenizer = Tokenizer::from_bytes(
+        tokenizer_json,
         &tokenizer_path,
         config.bos_token_id,
         config.eos_token_ids(),
         add_bos,
     )?;
-    check_vocab(
-        &tokenizer,
-        &config,
-        &tokenizer_path.display().to_string(),
-        false,
-    )?;
+    check_vocab(&tokenizer, &config, &tokenizer_path, false)?;
     let chat_template = ChatTemplate::detect(
         tokenizer_config
             .as_ref()
             .and_then(|c| c.get("chat_template"))
             .and_then(|v| v.as_str()),
     );
-    let mut source = SafetensorsFolder::open(folder)?;
     let model = build_llama(&config, &mut source, device)?;
     Ok(LoadedModel {
         model,

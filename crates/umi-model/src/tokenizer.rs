@@ -81,8 +81,23 @@ impl Tokenizer {
             path: path.to_path_buf(),
             source,
         })?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| tok_error(&path.display().to_string(), e))?;
+        Self::from_bytes(&bytes, &path.display().to_string(), bos_id, eos_ids, add_bos)
+    }
+
+    /// Reads a Hugging Face `tokenizer.json` already in memory (browser uploads); `file` names it
+    /// in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tokenizer`] naming `file`.
+    pub fn from_bytes(
+        bytes: &[u8],
+        file: &str,
+        bos_id: Option<u32>,
+        eos_ids: Vec<u32>,
+        add_bos: bool,
+    ) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| tok_error(file, e))?;
         Ok(Self::new(inner, bos_id, eos_ids, add_bos))
     }
 

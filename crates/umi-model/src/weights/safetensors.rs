@@ -71,17 +71,30 @@ impl SafetensorsFolder {
             });
         };
 
-        let mut files = Vec::new();
+        let files = file_names
+            .into_iter()
+            .map(|name| {
+                let bytes = read(&folder.join(&name))?;
+                Ok((name, bytes))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_files(folder, files)
+    }
+
+    /// The safetensors files of a model already in memory (browser uploads), as
+    /// `(file name, bytes)`; `folder` only names them in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Format`] naming the file when a header is malformed.
+    pub fn from_files(folder: &Path, files: Vec<(String, Vec<u8>)>) -> Result<Self> {
         let mut index = HashMap::new();
-        for (i, name) in file_names.into_iter().enumerate() {
-            let path = folder.join(&name);
-            let bytes = read(&path)?;
-            let tensors = SafeTensors::deserialize(&bytes).map_err(|e| format_error(&path, e))?;
+        for (i, (name, bytes)) in files.iter().enumerate() {
+            let path = folder.join(name);
+            let tensors = SafeTensors::deserialize(bytes).map_err(|e| format_error(&path, e))?;
             for tensor_name in tensors.names() {
                 index.insert(tensor_name.to_string(), i);
             }
-            drop(tensors);
-            files.push((name, bytes));
         }
         Ok(Self {
             folder: folder.to_path_buf(),
