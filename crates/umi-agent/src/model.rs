@@ -1,21 +1,38 @@
-//! Llama models (`umi-model`) as the agent's [`Generator`]: one model shared by every role, or
-//! one per role (the paper's set-up).
+//! Llama models (`umi-model`) as the agent's [`Generator`]: one model shared by every role, one
+//! per role (the paper's set-up), or one backbone with a LoRA adapter set per role (GLPFT's
+//! local stage as adapters: about one model's memory instead of three).
 
 use std::rc::Rc;
 
 use umi_data::Role;
-use umi_model::{GenerationConfig, LoadedModel, generate};
+use umi_model::{AdapterSet, GenerationConfig, LoadedModel, generate};
 
 use crate::generator::{Generator, GeneratorError};
 
 /// A callback receiving each piece of generated text with the role generating it.
 pub type TextCallback = Box<dyn FnMut(Role, &str)>;
 
+/// Which weights serve which role.
+enum RoleModels {
+    /// A model per role (the same `Rc` when shared).
+    Models {
+        planner: Rc<LoadedModel>,
+        caller: Rc<LoadedModel>,
+        summarizer: Rc<LoadedModel>,
+    },
+    /// One backbone; before a role generates, its adapters are swapped in.
+    Adapters {
+        backbone: Box<LoadedModel>,
+        /// Planner (and backbone in single-LLM mode), caller, summarizer.
+        sets: [AdapterSet; 3],
+        /// Index into `sets` of the adapters installed now.
+        active: Option<usize>,
+    },
+}
+
 /// Generates each role's text with a loaded model.
 pub struct LlamaGenerator {
-    planner: Rc<LoadedModel>,
-    caller: Rc<LoadedModel>,
-    summarizer: Rc<LoadedModel>,
+    models: RoleModels,
     /// Decoding settings (greedy by default, as α-UMi evaluates).
     pub config: GenerationConfig,
     /// Wrap α-UMi prompts as a user turn of the model's chat template: right for zero-shot
@@ -43,10 +60,40 @@ impl LlamaGenerator {
         summarizer: Rc<LoadedModel>,
         config: GenerationConfig,
     ) -> Self {
+        Self::new(
+            RoleModels::Models {
+                planner,
+                caller,
+                summarizer,
+            },
+            config,
+        )
+    }
+
+    /// One backbone for every role, each role with its own LoRA adapters (e.g. GLPFT's local
+    /// stage trained with `--lora`; an empty [`AdapterSet`] runs the backbone as it is). The
+    /// planner's adapters also serve as the backbone in single-LLM mode. Swapping shares the
+    /// adapters' tensors: nothing is copied.
+    pub fn with_adapters(
+        backbone: LoadedModel,
+        planner: AdapterSet,
+        caller: AdapterSet,
+        summarizer: AdapterSet,
+        config: GenerationConfig,
+    ) -> Self {
+        Self::new(
+            RoleModels::Adapters {
+                backbone: Box::new(backbone),
+                sets: [planner, caller, summarizer],
+                active: None,
+            },
+            config,
+        )
+    }
+
+    fn new(models: RoleModels, config: GenerationConfig) -> Self {
         Self {
-            planner,
-            caller,
-            summarizer,
+            models,
             config,
             use_chat_template: true,
             on_text: None,
@@ -54,11 +101,33 @@ impl LlamaGenerator {
         }
     }
 
-    fn model(&self, role: Role) -> Rc<LoadedModel> {
-        match role {
-            Role::Planner | Role::Backbone => self.planner.clone(),
-            Role::Caller => self.caller.clone(),
-            Role::Summarizer => self.summarizer.clone(),
+}
+
+impl RoleModels {
+    /// The model that generates as `role`, with that role's adapters installed.
+    fn for_role(&mut self, role: Role) -> &LoadedModel {
+        let slot = match role {
+            Role::Planner | Role::Backbone => 0,
+            Role::Caller => 1,
+            Role::Summarizer => 2,
+        };
+        match self {
+            RoleModels::Models {
+                planner,
+                caller,
+                summarizer,
+            } => [&**planner, &**caller, &**summarizer][slot],
+            RoleModels::Adapters {
+                backbone,
+                sets,
+                active,
+            } => {
+                if *active != Some(slot) {
+                    backbone.model.set_adapters(&sets[slot]);
+                    *active = Some(slot);
+                }
+                backbone
+            }
         }
     }
 }
@@ -70,7 +139,7 @@ impl Generator for LlamaGenerator {
         prompt: &str,
         stop: &[String],
     ) -> Result<String, GeneratorError> {
-        let loaded = self.model(role);
+        let loaded = self.models.for_role(role);
         let fail = |message: String| GeneratorError { role, message };
         let text = if self.use_chat_template {
             loaded.chat_template.user_prompt(prompt)

@@ -8,13 +8,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use umi_agent::LlamaGenerator;
 use umi_data::PromptSet;
 use umi_data::readers::{DataFormat, Split, read};
 use umi_eval::{DecisionPoint, EvalMode, EvalReport, decision_points, evaluate, predict};
 use umi_model::{Backend, GenerationConfig};
 
-use crate::{DEFAULT_MODEL, ModelCache};
+use crate::models::{ModelCache, RoleModelArgs};
 
 /// The OOD trajectories shipped beside the project (`../shared/data`).
 pub const DEFAULT_EVAL_DATA: &str =
@@ -44,28 +43,14 @@ pub struct EvalArgs {
     /// multi (planner, caller, summarizer) or single (backbone).
     #[arg(long, default_value = "multi")]
     mode: String,
-    /// Model for every role (a .gguf file or a Hugging Face folder).
-    #[arg(long, default_value = DEFAULT_MODEL)]
-    model: PathBuf,
-    /// Planner (or, in single mode, backbone) model; default --model.
-    #[arg(long)]
-    planner: Option<PathBuf>,
-    /// Caller model; default --model.
-    #[arg(long)]
-    caller: Option<PathBuf>,
-    /// Summarizer model; default --model.
-    #[arg(long)]
-    summarizer: Option<PathBuf>,
+    #[command(flatten)]
+    models: RoleModelArgs,
     /// Upper bound on tokens per generation (the reference uses 512).
     #[arg(long, default_value_t = 512)]
     max_new_tokens: usize,
     /// Prompts are left-truncated to this many tokens (the reference's max_input_length).
     #[arg(long, default_value_t = 3750)]
     max_input_tokens: usize,
-    /// Send α-UMi prompts raw (GLPFT-trained models) instead of in the chat template
-    /// (zero-shot instruct models).
-    #[arg(long)]
-    raw_prompts: bool,
     /// Label of this run in the tables.
     #[arg(long)]
     label: Option<String>,
@@ -197,23 +182,18 @@ pub fn run_eval(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
         (Some(other), _) => bail!("--prompt-set must be toolbench or toolalpaca, not {other:?}"),
     };
     let (points, trajectories) = points_of(&args)?;
-    let role_path = |p: &Option<PathBuf>| p.clone().unwrap_or_else(|| args.model.clone());
-    let (planner, caller, summarizer) = (
-        role_path(&args.planner),
-        role_path(&args.caller),
-        role_path(&args.summarizer),
-    );
+    let [planner, caller, summarizer] = args.models.describe();
     let settings = RunSettings {
         data: args.data.display().to_string(),
         split: args.split.to_string(),
         dev_every: args.dev_every,
         mode,
-        planner: planner.display().to_string(),
-        caller: caller.display().to_string(),
-        summarizer: summarizer.display().to_string(),
+        planner,
+        caller,
+        summarizer,
         max_new_tokens: args.max_new_tokens,
         max_input_tokens: args.max_input_tokens,
-        raw_prompts: args.raw_prompts,
+        raw_prompts: args.models.raw_prompts,
         decoding: "greedy".into(),
     };
     std::fs::create_dir_all(&args.out)
@@ -250,16 +230,14 @@ pub fn run_eval(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
 
     if done.len() < points.len() {
         let device = args.backend.device()?;
-        let mut generator = LlamaGenerator::per_role(
-            models.load(&planner, &device)?,
-            models.load(&caller, &device)?,
-            models.load(&summarizer, &device)?,
+        let mut generator = args.models.generator(
+            models,
+            &device,
             GenerationConfig {
                 max_new_tokens: args.max_new_tokens,
                 ..Default::default()
             },
-        );
-        generator.use_chat_template = !args.raw_prompts;
+        )?;
         generator.max_input_tokens = Some(args.max_input_tokens);
         let bar = ProgressBar::new(points.len() as u64).with_position(done.len() as u64);
         bar.set_style(
@@ -311,12 +289,19 @@ pub fn run_eval(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
             .zip(done.iter().map(|r| r.prediction.as_str())),
     );
     let label = args.label.clone().unwrap_or_else(|| {
-        format!(
-            "{} ({})",
-            Path::new(&settings.planner)
-                .file_stem()
+        let m = &args.models;
+        let stem = |p: &Path| {
+            p.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+                .unwrap_or_default()
+        };
+        let adapted = [&m.planner_adapter, &m.caller_adapter, &m.summarizer_adapter]
+            .iter()
+            .any(|a| a.is_some());
+        format!(
+            "{}{} ({})",
+            stem(m.planner.as_deref().unwrap_or(&m.model)),
+            if adapted { " + LoRA" } else { "" },
             args.mode
         )
     });

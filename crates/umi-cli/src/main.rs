@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand};
 
 mod data;
 mod eval;
+mod models;
 mod train;
+use models::{ModelCache, RoleModelArgs};
 use umi_model::{Backend, GenerationConfig, argmax, generate, load_model, next_token_logits};
 
 /// The default model, placed by `scripts/setup.sh`.
@@ -50,36 +52,6 @@ enum Command {
     Train(train::TrainCommand),
 }
 
-/// Loaded models by path: a path named for several roles is loaded once and shared.
-#[derive(Default)]
-pub struct ModelCache {
-    models: std::collections::HashMap<PathBuf, std::rc::Rc<umi_model::LoadedModel>>,
-}
-
-impl ModelCache {
-    /// The model at `path`, loading it on first use.
-    pub fn load(
-        &mut self,
-        path: &Path,
-        device: &umi_model::Device,
-    ) -> Result<std::rc::Rc<umi_model::LoadedModel>> {
-        if let Some(m) = self.models.get(path) {
-            return Ok(m.clone());
-        }
-        if !path.exists() && path == Path::new(DEFAULT_MODEL) {
-            bail!(
-                "the default model {DEFAULT_MODEL} is not installed; run `scripts/setup.sh` first (or pass --model PATH)"
-            );
-        }
-        eprintln!("loading {} ...", path.display());
-        let m = std::rc::Rc::new(
-            load_model(path, device).with_context(|| format!("loading {}", path.display()))?,
-        );
-        self.models.insert(path.to_path_buf(), m.clone());
-        Ok(m)
-    }
-}
-
 #[derive(Subcommand)]
 enum ToolsCommand {
     /// Serve the demo tools over HTTP (docs at /tools, OpenAPI at /openapi.json).
@@ -98,18 +70,8 @@ struct RunArgs {
     /// The user's query.
     #[arg(long)]
     query: String,
-    /// Model for every role (a .gguf file or a Hugging Face folder).
-    #[arg(long, default_value = DEFAULT_MODEL)]
-    model: PathBuf,
-    /// Planner model (default: --model).
-    #[arg(long)]
-    planner: Option<PathBuf>,
-    /// Caller model (default: --model).
-    #[arg(long)]
-    caller: Option<PathBuf>,
-    /// Summarizer model (default: --model).
-    #[arg(long)]
-    summarizer: Option<PathBuf>,
+    #[command(flatten)]
+    models: RoleModelArgs,
     /// Tool docs: a tool server URL (its /tools is read) or a JSON file.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     tools: String,
@@ -122,9 +84,6 @@ struct RunArgs {
     /// Upper bound on tokens per generation.
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
-    /// Send α-UMi prompts raw instead of as a chat-template user turn (for GLPFT-trained models).
-    #[arg(long)]
-    raw_prompts: bool,
     /// Write the trajectory here in α-UMi conversation format (usable as training data).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -357,7 +316,7 @@ fn load_tools(source: &str) -> Result<Vec<umi_tools::ToolSpec>> {
 
 fn run_agent(args: RunArgs) -> Result<()> {
     use std::io::IsTerminal;
-    use umi_agent::{Agent, AgentEvent, AgentMode, LlamaGenerator};
+    use umi_agent::{Agent, AgentEvent, AgentMode};
 
     let mode = match args.mode.as_str() {
         "multi" => AgentMode::Multi,
@@ -369,16 +328,13 @@ fn run_agent(args: RunArgs) -> Result<()> {
         bail!("{} lists no tools", args.tools);
     }
     let device = args.backend.device()?;
-    let mut models = ModelCache::default();
-    let planner = models.load(args.planner.as_deref().unwrap_or(&args.model), &device)?;
-    let caller = models.load(args.caller.as_deref().unwrap_or(&args.model), &device)?;
-    let summarizer = models.load(args.summarizer.as_deref().unwrap_or(&args.model), &device)?;
     let config = GenerationConfig {
         max_new_tokens: args.max_new_tokens,
         ..Default::default()
     };
-    let mut generator = LlamaGenerator::per_role(planner, caller, summarizer, config);
-    generator.use_chat_template = !args.raw_prompts;
+    let generator = args
+        .models
+        .generator(&mut ModelCache::default(), &device, config)?;
 
     let color = std::io::stdout().is_terminal();
     let paint = move |code: &str, text: &str| {

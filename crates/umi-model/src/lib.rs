@@ -41,7 +41,7 @@ pub use linear::{LoraAdapter, LoraLinear};
 pub use llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};
 pub use load::{LoadedModel, load_gguf_bytes, load_hf_files, load_hf_folder, load_model};
 pub use lora::{
-    LoraConfig, attach_lora, hf_state_dict, load_peft, merge_lora, peft_state_dict, save_hf,
+    AdapterSet, LoraConfig, attach_lora, hf_state_dict, load_peft, merge_lora, peft_state_dict, read_peft, save_hf,
     save_peft,
 };
 pub use rope::RotaryEmbedding;

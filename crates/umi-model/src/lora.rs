@@ -173,6 +173,70 @@ impl Llama {
     }
 }
 
+/// The LoRA adapters of one model, by Hugging Face module name: one role's specialisation of a
+/// shared backbone (α-UMi's planner, caller or summarizer after GLPFT's local stage), swapped in
+/// and out without copying the backbone — three roles cost one model's memory plus three
+/// adapters (α-UMi §3.3 runs three full models; adapters are umi's cheaper equivalent).
+#[derive(Debug, Clone, Default)]
+pub struct AdapterSet {
+    /// `(module name, adapter)` pairs, in [`Llama::projections`] order.
+    pub adapters: Vec<(String, LoraAdapter)>,
+}
+
+impl AdapterSet {
+    /// Number of adapted projections.
+    pub fn len(&self) -> usize {
+        self.adapters.len()
+    }
+
+    /// Whether no projection is adapted (the base model).
+    pub fn is_empty(&self) -> bool {
+        self.adapters.is_empty()
+    }
+}
+
+impl Llama {
+    /// Detaches every adapter and returns them; the model is its base model again.
+    pub fn take_adapters(&mut self) -> AdapterSet {
+        let adapters = self
+            .projections_mut()
+            .into_iter()
+            .filter_map(|(name, p)| p.lora.take().map(|a| (name, a)))
+            .collect();
+        AdapterSet { adapters }
+    }
+
+    /// Installs `set` (the tensors are shared, not copied), replacing whatever adapters the
+    /// model had; projections `set` does not name run without one.
+    pub fn set_adapters(&mut self, set: &AdapterSet) {
+        for (name, p) in self.projections_mut() {
+            p.lora = set
+                .adapters
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, a)| a.clone());
+        }
+    }
+}
+
+/// Reads a PEFT LoRA adapter folder as an [`AdapterSet`] for `model`, leaving `model`'s own
+/// adapters as they were (see [`load_peft`] for what is checked).
+///
+/// # Errors
+///
+/// As [`load_peft`].
+pub fn read_peft(model: &mut Llama, dir: &Path, device: &Device) -> Result<(LoraConfig, AdapterSet)> {
+    let previous = model.take_adapters();
+    let loaded = load_peft(model, dir, device);
+    let mut set = model.take_adapters();
+    model.set_adapters(&previous);
+    let config = loaded?;
+    for (_, adapter) in &mut set.adapters {
+        adapter.training = false;
+    }
+    Ok((config, set))
+}
+
 fn targeted(config: &LoraConfig, module: &str) -> bool {
     let leaf = module.rsplit('.').next().unwrap_or(module);
     config.target_modules.iter().any(|t| t == leaf)

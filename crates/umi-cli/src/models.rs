@@ -1,0 +1,150 @@
+//! Which weights play planner, caller and summarizer: the model flags `umi run` and `umi eval`
+//! share, and the cache that loads a path named for several roles once.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use anyhow::{Context, Result, bail};
+use umi_agent::LlamaGenerator;
+use umi_model::{AdapterSet, Device, GenerationConfig, LoadedModel, load_model, read_peft};
+
+use crate::DEFAULT_MODEL;
+
+/// The role models: one model for all, one per role (the paper's set-up), or one backbone with
+/// a PEFT LoRA adapter per role (GLPFT's local stage trained with `umi train local --lora`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RoleModelArgs {
+    /// Model for every role, or the backbone the --*-adapter flags adapt (a .gguf file or a
+    /// Hugging Face folder).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Planner (or, in single mode, backbone) model; default --model.
+    #[arg(long)]
+    pub planner: Option<PathBuf>,
+    /// Caller model; default --model.
+    #[arg(long)]
+    pub caller: Option<PathBuf>,
+    /// Summarizer model; default --model.
+    #[arg(long)]
+    pub summarizer: Option<PathBuf>,
+    /// PEFT LoRA adapter folder for the planner, on --model (e.g. runs/planner/final/adapter).
+    #[arg(long)]
+    pub planner_adapter: Option<PathBuf>,
+    /// PEFT LoRA adapter folder for the caller, on --model.
+    #[arg(long)]
+    pub caller_adapter: Option<PathBuf>,
+    /// PEFT LoRA adapter folder for the summarizer, on --model.
+    #[arg(long)]
+    pub summarizer_adapter: Option<PathBuf>,
+    /// Send α-UMi prompts raw (GLPFT-trained models) instead of as a chat-template user turn
+    /// (zero-shot instruct models).
+    #[arg(long)]
+    pub raw_prompts: bool,
+}
+
+impl RoleModelArgs {
+    fn adapters(&self) -> [&Option<PathBuf>; 3] {
+        [
+            &self.planner_adapter,
+            &self.caller_adapter,
+            &self.summarizer_adapter,
+        ]
+    }
+
+    fn models(&self) -> [&Option<PathBuf>; 3] {
+        [&self.planner, &self.caller, &self.summarizer]
+    }
+
+    /// Planner, caller and summarizer as `path` or `path + adapter` (run settings, labels).
+    pub fn describe(&self) -> [String; 3] {
+        let mut out: [String; 3] = Default::default();
+        for (i, (model, adapter)) in self.models().into_iter().zip(self.adapters()).enumerate() {
+            let model = model.as_ref().unwrap_or(&self.model).display().to_string();
+            out[i] = match adapter {
+                Some(a) => format!("{model} + {}", a.display()),
+                None => model,
+            };
+        }
+        out
+    }
+
+    /// Loads the role models and returns the agent's generator for them.
+    ///
+    /// # Errors
+    ///
+    /// When a model or adapter cannot be loaded, or adapters are combined with per-role models
+    /// (adapters always sit on --model).
+    pub fn generator(
+        &self,
+        cache: &mut ModelCache,
+        device: &Device,
+        config: GenerationConfig,
+    ) -> Result<LlamaGenerator> {
+        let mut generator = if self.adapters().iter().any(|a| a.is_some()) {
+            if let Some(flag) = self
+                .models()
+                .iter()
+                .zip(["--planner", "--caller", "--summarizer"])
+                .find_map(|(m, flag)| m.is_some().then_some(flag))
+            {
+                bail!(
+                    "{flag} cannot be combined with --*-adapter flags: adapters sit on the one backbone given by --model"
+                );
+            }
+            let mut backbone = cache.load_owned(&self.model, device)?;
+            let mut sets: [AdapterSet; 3] = Default::default();
+            for (set, adapter) in sets.iter_mut().zip(self.adapters()) {
+                if let Some(dir) = adapter {
+                    let (config, adapters) = read_peft(&mut backbone.model, dir, device)
+                        .with_context(|| format!("loading the adapter {}", dir.display()))?;
+                    eprintln!(
+                        "adapter {}: LoRA r={} alpha={} on {} projections",
+                        dir.display(),
+                        config.r,
+                        config.lora_alpha,
+                        adapters.len()
+                    );
+                    *set = adapters;
+                }
+            }
+            let [planner, caller, summarizer] = sets;
+            LlamaGenerator::with_adapters(backbone, planner, caller, summarizer, config)
+        } else {
+            let [planner, caller, summarizer] = self
+                .models()
+                .map(|m| cache.load(m.as_ref().unwrap_or(&self.model), device));
+            LlamaGenerator::per_role(planner?, caller?, summarizer?, config)
+        };
+        generator.use_chat_template = !self.raw_prompts;
+        Ok(generator)
+    }
+}
+
+/// Loaded models by path: a path named for several roles is loaded once and shared.
+#[derive(Default)]
+pub struct ModelCache {
+    models: std::collections::HashMap<PathBuf, Rc<LoadedModel>>,
+}
+
+impl ModelCache {
+    /// The model at `path`, loading it on first use.
+    pub fn load(&mut self, path: &Path, device: &Device) -> Result<Rc<LoadedModel>> {
+        if let Some(m) = self.models.get(path) {
+            return Ok(m.clone());
+        }
+        let m = Rc::new(Self::load_owned(self, path, device)?);
+        self.models.insert(path.to_path_buf(), m.clone());
+        Ok(m)
+    }
+
+    /// The model at `path`, loaded afresh (a backbone whose adapters will be swapped).
+    pub fn load_owned(&mut self, path: &Path, device: &Device) -> Result<LoadedModel> {
+        if !path.exists() && path == Path::new(DEFAULT_MODEL) {
+            bail!(
+                "the default model {DEFAULT_MODEL} is not installed; run `scripts/setup.sh` first (or pass --model PATH)"
+            );
+        }
+        eprintln!("loading {} ...", path.display());
+        load_model(path, device).with_context(|| format!("loading {}", path.display()))
+    }
+}
