@@ -312,6 +312,7 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
             ));
             if state.step.is_multiple_of(args.save_every.max(1)) {
                 let ck = trainer.save_checkpoint(&args.out, &state)?;
+                write_curve(&args.out, &state.history)?;
                 bar.println(format!("saved {}", ck.dir.display()));
             }
         }
