@@ -103,7 +103,9 @@ pub struct TrainArgs {
     /// Save a checkpoint every N optimizer steps (and at the end).
     #[arg(long, default_value_t = 50)]
     save_every: usize,
-    /// Stop after this many optimizer steps (a bounded run; the schedule still spans the epochs).
+    /// Train for this many optimizer steps instead of --epochs (as Hugging Face's `max_steps`:
+    /// the warm-up and cosine schedule span these steps; batches come in the epochs' shuffled
+    /// order, so fewer steps than an epoch train on a random subset).
     #[arg(long)]
     max_steps: Option<usize>,
     /// Compute backend: cpu or wgpu.
@@ -206,7 +208,12 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     let pad = eos;
     let batches_per_epoch = examples.len().div_ceil(config.batch_size);
     let steps_per_epoch = batches_per_epoch.div_ceil(config.gradient_accumulation_steps);
-    let total_steps = steps_per_epoch * config.epochs;
+    let total_steps = args
+        .max_steps
+        .unwrap_or(steps_per_epoch * config.epochs);
+    if total_steps == 0 {
+        bail!("--max-steps must be positive");
+    }
     std::fs::create_dir_all(&args.out)?;
 
     // Resume: the checkpoint's weights replace the base's, then the optimizer state.
@@ -227,6 +234,13 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
             bail!(
                 "{} was trained with other settings; resume with the same flags",
                 ck.dir.display()
+            );
+        }
+        if ck.state.total_steps != total_steps {
+            bail!(
+                "{} belongs to a run of {} steps, not {total_steps}; resume with the same --max-steps",
+                ck.dir.display(),
+                ck.state.total_steps
             );
         }
         if config.lora.is_some() {
@@ -260,14 +274,15 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
             total_steps
         );
     }
-    let stop_at = args.max_steps.unwrap_or(total_steps).min(total_steps);
+    let stop_at = total_steps;
     eprintln!(
-        "{} {role:?} samples from {} conversations → {} steps ({} epochs × {} steps of {}×{} examples); {}",
+        "{} {role:?} samples from {} conversations → {total_steps} steps ({}; an epoch is {steps_per_epoch} steps of {}×{} examples); {}",
         examples.len(),
         conversations.len(),
-        total_steps,
-        config.epochs,
-        steps_per_epoch,
+        match args.max_steps {
+            Some(_) => "--max-steps".to_string(),
+            None => format!("{} epochs", config.epochs),
+        },
         config.batch_size,
         config.gradient_accumulation_steps,
         if config.lora.is_some() {
