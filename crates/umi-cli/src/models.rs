@@ -6,7 +6,9 @@ use std::rc::Rc;
 
 use anyhow::{Context, Result, bail};
 use umi_agent::LlamaGenerator;
-use umi_model::{AdapterSet, Device, GenerationConfig, LoadedModel, load_model, read_peft};
+use umi_model::{
+    AdapterSet, Device, GenerationConfig, LoadedModel, load_model, load_peft, merge_lora, read_peft,
+};
 
 use crate::DEFAULT_MODEL;
 
@@ -27,6 +29,10 @@ pub struct RoleModelArgs {
     /// Summarizer model; default --model.
     #[arg(long)]
     pub summarizer: Option<PathBuf>,
+    /// A PEFT adapter merged into --model first: GLPFT's global stage, when the role adapters
+    /// were trained on top of it (`umi train local --init-adapter`).
+    #[arg(long)]
+    pub init_adapter: Option<PathBuf>,
     /// PEFT LoRA adapter folder for the planner, on --model (e.g. runs/planner/final/adapter).
     #[arg(long)]
     pub planner_adapter: Option<PathBuf>,
@@ -55,11 +61,33 @@ impl RoleModelArgs {
         [&self.planner, &self.caller, &self.summarizer]
     }
 
+    /// --model, with --init-adapter if any, as text.
+    fn backbone_name(&self) -> String {
+        match &self.init_adapter {
+            Some(a) => format!("{} + {}", self.model.display(), a.display()),
+            None => self.model.display().to_string(),
+        }
+    }
+
+    /// --model loaded afresh, with --init-adapter merged into it.
+    fn load_backbone(&self, cache: &mut ModelCache, device: &Device) -> Result<LoadedModel> {
+        let mut backbone = cache.load_owned(&self.model, device)?;
+        if let Some(dir) = &self.init_adapter {
+            load_peft(&mut backbone.model, dir, device)
+                .with_context(|| format!("loading the adapter {}", dir.display()))?;
+            merge_lora(&mut backbone.model);
+        }
+        Ok(backbone)
+    }
+
     /// Planner, caller and summarizer as `path` or `path + adapter` (run settings, labels).
     pub fn describe(&self) -> [String; 3] {
         let mut out: [String; 3] = Default::default();
         for (i, (model, adapter)) in self.models().into_iter().zip(self.adapters()).enumerate() {
-            let model = model.as_ref().unwrap_or(&self.model).display().to_string();
+            let model = match model {
+                Some(m) => m.display().to_string(),
+                None => self.backbone_name(),
+            };
             out[i] = match adapter {
                 Some(a) => format!("{model} + {}", a.display()),
                 None => model,
@@ -91,7 +119,7 @@ impl RoleModelArgs {
                     "{flag} cannot be combined with --*-adapter flags: adapters sit on the one backbone given by --model"
                 );
             }
-            let mut backbone = cache.load_owned(&self.model, device)?;
+            let mut backbone = self.load_backbone(cache, device)?;
             let mut sets: [AdapterSet; 3] = Default::default();
             for (set, adapter) in sets.iter_mut().zip(self.adapters()) {
                 if let Some(dir) = adapter {
@@ -110,9 +138,14 @@ impl RoleModelArgs {
             let [planner, caller, summarizer] = sets;
             LlamaGenerator::with_adapters(backbone, planner, caller, summarizer, config)
         } else {
-            let [planner, caller, summarizer] = self
-                .models()
-                .map(|m| cache.load(m.as_ref().unwrap_or(&self.model), device));
+            let backbone = match &self.init_adapter {
+                Some(_) => Rc::new(self.load_backbone(cache, device)?),
+                None => cache.load(&self.model, device)?,
+            };
+            let [planner, caller, summarizer] = self.models().map(|m| match m {
+                Some(path) => cache.load(path, device),
+                None => Ok(backbone.clone()),
+            });
             LlamaGenerator::per_role(planner?, caller?, summarizer?, config)
         };
         generator.use_chat_template = !self.raw_prompts;
