@@ -79,7 +79,11 @@ fn one_backbone_with_role_adapters_equals_three_adapted_models() {
         .map(|d| read_peft(&mut backbone.model, d, &device).unwrap().1)
         .collect();
     assert!(
-        backbone.model.projections().iter().all(|(_, p)| p.lora.is_none()),
+        backbone
+            .model
+            .projections()
+            .iter()
+            .all(|(_, p)| p.lora.is_none()),
         "read_peft leaves the backbone without adapters"
     );
     assert_eq!(sets[0].len(), 2 * 3, "2 layers × 3 targeted projections");

@@ -100,7 +100,6 @@ impl LlamaGenerator {
             max_input_tokens: None,
         }
     }
-
 }
 
 impl RoleModels {

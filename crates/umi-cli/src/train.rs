@@ -208,9 +208,7 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     let pad = eos;
     let batches_per_epoch = examples.len().div_ceil(config.batch_size);
     let steps_per_epoch = batches_per_epoch.div_ceil(config.gradient_accumulation_steps);
-    let total_steps = args
-        .max_steps
-        .unwrap_or(steps_per_epoch * config.epochs);
+    let total_steps = args.max_steps.unwrap_or(steps_per_epoch * config.epochs);
     if total_steps == 0 {
         bail!("--max-steps must be positive");
     }

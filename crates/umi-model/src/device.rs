@@ -96,11 +96,19 @@ impl GpuInfo {
             .join(" / ");
         format!(
             "{} ({}, {}; largest binding {} MiB; f16 {})",
-            if name.is_empty() { "unnamed adapter" } else { &name },
+            if name.is_empty() {
+                "unnamed adapter"
+            } else {
+                &name
+            },
             self.backend,
             self.device_type,
             self.max_storage_buffer_binding_size >> 20,
-            if self.shader_f16 { "available" } else { "unavailable" }
+            if self.shader_f16 {
+                "available"
+            } else {
+                "unavailable"
+            }
         )
     }
 }

@@ -29,9 +29,9 @@ pub use burn::tensor::Device;
 pub use cache::KvCache;
 pub use chat::{ChatMessage, ChatRole, ChatTemplate, SMOLLM_DEFAULT_SYSTEM};
 pub use config::{LlamaConfig, TokenIds};
-pub use device::{Backend, GpuInfo};
 #[cfg(feature = "wgpu")]
 pub use device::wgpu_device_async;
+pub use device::{Backend, GpuInfo};
 pub use error::{Error, Result};
 pub use generate::{
     FinishReason, GenerationConfig, GenerationOutput, Sampler, TextStream, argmax, generate,
@@ -41,8 +41,8 @@ pub use linear::{LoraAdapter, LoraLinear};
 pub use llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};
 pub use load::{LoadedModel, load_gguf_bytes, load_hf_files, load_hf_folder, load_model};
 pub use lora::{
-    AdapterSet, LoraConfig, attach_lora, hf_state_dict, load_peft, merge_lora, peft_state_dict, read_peft, save_hf,
-    save_peft,
+    AdapterSet, LoraConfig, attach_lora, hf_state_dict, load_peft, merge_lora, peft_state_dict,
+    read_peft, save_hf, save_peft,
 };
 pub use rope::RotaryEmbedding;
 pub use tokenizer::Tokenizer;

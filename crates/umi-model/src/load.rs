@@ -164,7 +164,9 @@ pub fn load_hf_files(
     let missing = |file: &str| Error::Format {
         file: folder.join(file).display().to_string(),
         format: "Hugging Face model",
-        message: format!("{file} is missing (pick config.json, tokenizer.json and the .safetensors files together)"),
+        message: format!(
+            "{file} is missing (pick config.json, tokenizer.json and the .safetensors files together)"
+        ),
     };
     let mut config_json = None;
     let mut tokenizer_json = None;

@@ -225,7 +225,11 @@ impl Llama {
 /// # Errors
 ///
 /// As [`load_peft`].
-pub fn read_peft(model: &mut Llama, dir: &Path, device: &Device) -> Result<(LoraConfig, AdapterSet)> {
+pub fn read_peft(
+    model: &mut Llama,
+    dir: &Path,
+    device: &Device,
+) -> Result<(LoraConfig, AdapterSet)> {
     let previous = model.take_adapters();
     let loaded = load_peft(model, dir, device);
     let mut set = model.take_adapters();

@@ -81,7 +81,13 @@ impl Tokenizer {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_bytes(&bytes, &path.display().to_string(), bos_id, eos_ids, add_bos)
+        Self::from_bytes(
+            &bytes,
+            &path.display().to_string(),
+            bos_id,
+            eos_ids,
+            add_bos,
+        )
     }
 
     /// Reads a Hugging Face `tokenizer.json` already in memory (browser uploads); `file` names it
