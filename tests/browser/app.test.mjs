@@ -1,0 +1,255 @@
+// The web app in headless Chromium (WebGPU on SwiftShader): load a model, run the agent, check
+// the rendered trace against a scenario, check the page stayed responsive.
+//
+//   APP_URL=http://127.0.0.1:PORT/ MODEL_URL=... TOOLS_URL=http://127.0.0.1:PORT2 \
+//   SCENARIO=fixture/scenario.json SHOT=mid.png SHOT_END=end.png node tests/browser/app.test.mjs
+//
+// Environment:
+//   APP_URL (required)   the served dist/
+//   MODEL_URL            model URL typed into #model-url (default: the page's default)
+//   TOOLS_URL            tool server typed into #tools-url (default: the page's default)
+//   QUERY                the query (default: SCENARIO's "query")
+//   SCENARIO             scenario.json of tests/browser/make_fixture.rs; without it only the run
+//                        itself is checked (it ends with `done:`, trace and JSON are well formed)
+//   UNTIL                done (default) | first-token (press #stop after the first streamed
+//                        token, expect `stopped`) | started (press #stop STOP_AFTER_MS, default
+//                        20000, after #run: for models too slow for SwiftShader) | loaded
+//   MODE, MAX_STEPS, MAX_NEW_TOKENS, RAW_PROMPTS=1   agent settings
+//   TIMEOUT_MS           run timeout (default 600000); LOAD_TIMEOUT_MS (default 600000)
+//   MAX_GAP_MS           largest allowed main-thread gap during the run (default 1000)
+//   CHECK_CACHE=1        reload after loading and expect the model "from cache" (Cache API)
+//   SHOT, SHOT_END       screenshots: mid-run (first observation, or first token) and at the end
+//   CHROMIUM             browser binary (default /usr/bin/chromium)
+import { chromium } from 'playwright-core';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const env = process.env;
+const appUrl = env.APP_URL;
+const until = env.UNTIL || 'done';
+const runTimeout = Number(env.TIMEOUT_MS || 600000);
+const loadTimeout = Number(env.LOAD_TIMEOUT_MS || 600000);
+const maxGapAllowed = Number(env.MAX_GAP_MS || 1000);
+const stopAfter = Number(env.STOP_AFTER_MS || 20000);
+const scenario = env.SCENARIO ? JSON.parse(readFileSync(env.SCENARIO, 'utf8')) : null;
+const query = env.QUERY || scenario?.query || 'What day of the week is 2026-12-25?';
+
+const failures = [];
+const fail = (msg) => { failures.push(msg); console.log('FAIL: ' + msg); };
+const t0 = Date.now();
+const log = (msg) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+if (!appUrl) { console.log('FAIL: APP_URL is not set'); process.exit(1); }
+
+const udd = mkdtempSync(join(tmpdir(), 'umi-browser-'));
+const args = ['--no-sandbox', '--disable-gpu-sandbox', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
+  '--enable-unsafe-webgpu'];
+const ctx = await chromium.launchPersistentContext(udd, {
+  executablePath: env.CHROMIUM || '/usr/bin/chromium', headless: true, args,
+  viewport: { width: 1100, height: 1000 },
+});
+const page = ctx.pages()[0] || await ctx.newPage();
+const problems = [];
+page.on('console', (m) => {
+  if (m.type() === 'error' || m.type() === 'warning') {
+    problems.push(`[console.${m.type()}] ${m.text()}`);
+    console.log(`[console.${m.type()}] ${m.text()}`);
+  }
+});
+page.on('pageerror', (e) => { problems.push(`[pageerror] ${e}`); console.log(`[pageerror] ${e}`); });
+// the model worker's console (WebGPU, models and the agent run there)
+page.on('worker', (w) => w.on('console', (m) => {
+  if (m.type() === 'error' || m.type() === 'warning') {
+    problems.push(`[worker console.${m.type()}] ${m.text()}`);
+    console.log(`[worker console.${m.type()}] ${m.text()}`);
+  }
+}));
+
+const text = (sel) => page.$eval(sel, (e) => e.textContent).catch(() => '');
+const steps = () => page.$$eval('#trace .step', (els) => els.map((e) => ({
+  role: e.dataset.role,
+  title: e.querySelector('.who')?.textContent ?? '',
+  text: e.querySelector('.text')?.textContent ?? '',
+})));
+const installHeartbeat = () => page.evaluate(() => {
+  clearInterval(window.__umiBeat);
+  window.__umiHb = { last: performance.now(), maxGap: 0, beats: 0 };
+  window.__umiBeat = setInterval(() => {
+    const now = performance.now();
+    window.__umiHb.maxGap = Math.max(window.__umiHb.maxGap, now - window.__umiHb.last);
+    window.__umiHb.last = now;
+    window.__umiHb.beats += 1;
+  }, 50);
+});
+const heartbeat = () => page.evaluate(() => {
+  // a gap still open counts too
+  const hb = window.__umiHb;
+  return { maxGap: Math.max(hb.maxGap, performance.now() - hb.last), beats: hb.beats };
+});
+
+let exitCode = 0;
+try {
+  // 1. the page and the GPU
+  await page.goto(appUrl);
+  await page.waitForFunction(() => {
+    const t = document.querySelector('#gpu-info')?.textContent ?? '';
+    return t.startsWith('GPU: ') && !t.includes('starting') || t.includes('missing');
+  }, null, { timeout: 60000, polling: 100 });
+  const gpuInfo = await text('#gpu-info');
+  log(`gpu-info: ${gpuInfo}`);
+  if (gpuInfo.includes('missing')) throw new Error(`WebGPU is not available: ${gpuInfo}`);
+
+  // 2. the model
+  const loadModel = async () => {
+    if (env.MODEL_URL) await page.fill('#model-url', env.MODEL_URL);
+    await installHeartbeat();
+    const loadStart = Date.now();
+    await page.click('#load-model');
+    let lastProgress = '';
+    let status;
+    for (;;) {
+      status = await text('#model-status');
+      if (status.startsWith('ready')) { log(`model-status: ${status}`); break; }
+      if (status.startsWith('error')) throw new Error(`loading the model failed: ${status}`);
+      if (Date.now() - loadStart > loadTimeout) throw new Error(`the model did not load in ${loadTimeout} ms (${status})`);
+      const p = (await text('#load-progress')).trim();
+      const stage = p.replace(/[\d.]+/g, '#'); // log each stage / file once, not every MiB
+      if (p && stage !== lastProgress) log(`load-progress: ${p}`);
+      lastProgress = stage;
+      await sleep(200);
+    }
+    const loadHb = await heartbeat();
+    log(`model loaded in ${((Date.now() - loadStart) / 1000).toFixed(1)} s; largest main-thread gap while loading: ${loadHb.maxGap.toFixed(0)} ms (informational)`);
+    return status;
+  };
+  const first = await loadModel();
+  if (env.CHECK_CACHE === '1') {
+    // a second visit reads the model from the Cache API
+    if (first.includes('from cache')) fail('the first load already says "from cache" (stale browser profile?)');
+    await page.reload();
+    await page.waitForFunction(() => (document.querySelector('#gpu-info')?.textContent ?? '').includes('largest'), null, { timeout: 60000 });
+    const second = await loadModel();
+    if (!second.includes('from cache')) fail(`after a reload the model did not come from the cache: ${second}`);
+  }
+  if (until === 'loaded') throw 'done';
+
+  // 3. the run
+  if (env.TOOLS_URL) await page.fill('#tools-url', env.TOOLS_URL);
+  await page.fill('#query', query);
+  if (env.MODE) await page.selectOption('#mode', env.MODE);
+  if (env.MAX_STEPS) await page.fill('#max-steps', env.MAX_STEPS);
+  if (env.MAX_NEW_TOKENS) await page.fill('#max-new-tokens', env.MAX_NEW_TOKENS);
+  if (env.RAW_PROMPTS === '1') await page.check('#raw-prompts');
+  await installHeartbeat();
+  const runStart = Date.now();
+  await page.click('#run');
+  let midShot = false;
+  let status = '';
+  let lastLogged = '';
+  for (;;) {
+    status = await text('#run-status');
+    const s = await steps();
+    const summary = s.map((x) => x.role).join(',');
+    if (summary !== lastLogged) { log(`trace: ${summary || '(empty)'} | ${status} | ${await text('#tok-s')}`); lastLogged = summary; }
+    const firstToken = s.length > 0 && s[0].text.length > 0;
+    const shotNow = until === 'first-token' ? firstToken
+      : until === 'started' ? Date.now() - runStart > stopAfter
+        : s.some((x) => x.role === 'observation');
+    if (shotNow && !midShot) {
+      midShot = true;
+      if (env.SHOT) { await page.screenshot({ path: env.SHOT, fullPage: true }); log(`mid-run screenshot: ${env.SHOT}`); }
+      if (until !== 'done') {
+        if (!status.startsWith('running')) fail(`expected the run to be running, #run-status is "${status}"`);
+        await page.click('#stop');
+        log(`clicked #stop (status was "${status}")`);
+      }
+    }
+    if (/^(done:|error:|stopped)/.test(status)) break;
+    if (Date.now() - runStart > runTimeout) throw new Error(`the run did not finish in ${runTimeout} ms (status: ${status})`);
+    await sleep(250);
+  }
+  const runHb = await heartbeat();
+  const runSecs = (Date.now() - runStart) / 1000;
+  log(`run ended after ${runSecs.toFixed(1)} s: ${status}; ${await text('#tok-s')}`);
+  log(`largest main-thread gap during the run: ${runHb.maxGap.toFixed(0)} ms over ${runHb.beats} beats of 50 ms (limit ${maxGapAllowed} ms)`);
+  if (runHb.maxGap > maxGapAllowed) fail(`the page froze: a ${runHb.maxGap.toFixed(0)} ms gap between 50 ms timer beats during the run`);
+  if (env.SHOT && !midShot) { await page.screenshot({ path: env.SHOT, fullPage: true }); log(`mid-run screenshot taken at the end (no observation appeared): ${env.SHOT}`); }
+
+  const trace = await steps();
+  console.log('---- trace ----');
+  for (const s of trace) console.log(`[${s.role}] ${s.title.trim()}: ${s.text.replace(/\n/g, ' | ').slice(0, 300)}`);
+  console.log('---------------');
+
+  // 4. checks
+  if (until !== 'done') {
+    if (status !== 'stopped') fail(`expected #run-status "stopped" after #stop, got "${status}"`);
+  } else if (!status.startsWith('done:')) {
+    fail(`the run did not finish: #run-status is "${status}"`);
+  } else {
+    const json = await text('#trajectory-json');
+    let record = null;
+    try { record = JSON.parse(json); } catch (e) { fail(`#trajectory-json is not JSON: ${e.message}`); }
+    if (record) {
+      if (!Array.isArray(record.tools) || record.tools.length === 0) fail('trajectory JSON: "tools" is empty');
+      if (record.instruction !== query) fail(`trajectory JSON: instruction is ${JSON.stringify(record.instruction)}, expected the query`);
+      if (!Array.isArray(record.conversations) || record.conversations[0]?.from !== 'user') fail('trajectory JSON: conversations do not start with the user turn');
+      if (`done: ${record.stop_reason}` !== status) fail(`trajectory JSON: stop_reason ${record.stop_reason} does not match ${status}`);
+      log(`trajectory JSON: ${record.conversations?.length} turns, stop_reason ${record.stop_reason}`);
+    }
+    if (trace.length === 0) fail('the trace is empty');
+    if (scenario) checkScenario(trace, status, scenario);
+  }
+} catch (e) {
+  if (e !== 'done') fail(e instanceof Error ? e.message : String(e));
+}
+
+if (env.SHOT_END) { await page.screenshot({ path: env.SHOT_END, fullPage: true }).catch(() => {}); log(`end screenshot: ${env.SHOT_END}`); }
+if (failures.length > 0) {
+  console.log('---- page text ----\n' + await page.evaluate(() => document.body.innerText).catch(() => ''));
+}
+if (problems.length > 0) console.log(`---- ${problems.length} console errors / warnings / page errors (above) ----`);
+await ctx.close();
+rmSync(udd, { recursive: true, force: true });
+if (failures.length > 0) {
+  console.log(`\nbrowser test FAILED (${failures.length}):\n - ${failures.join('\n - ')}`);
+  exitCode = 1;
+} else {
+  console.log(`\nbrowser test passed (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+}
+process.exit(exitCode);
+
+/** JSON-equal when both parse, else whitespace-insensitive containment. */
+function sameJsonOrContains(haystack, needle) {
+  const norm = (s) => String(s).replace(/\s+/g, ' ').trim();
+  try { if (JSON.stringify(JSON.parse(haystack)) === JSON.stringify(JSON.parse(needle))) return true; } catch {}
+  return norm(haystack).includes(norm(needle));
+}
+
+function checkScenario(trace, status, sc) {
+  const need = (cond, msg) => { if (!cond) fail(msg); };
+  const of = (role) => trace.filter((s) => s.role === role);
+  const planners = of('planner');
+  need(planners.some((s) => sameJsonOrContains(s.text, sc.planner_rationale_1)),
+    `no planner step contains rationale 1 ${JSON.stringify(sc.planner_rationale_1)}`);
+  need(planners.some((s) => sameJsonOrContains(s.text, sc.planner_rationale_2)),
+    `no planner step contains rationale 2 ${JSON.stringify(sc.planner_rationale_2)}`);
+  const name = sc.action?.name;
+  const input = typeof sc.action?.input === 'string' ? sc.action.input : JSON.stringify(sc.action?.input);
+  need(of('caller').some((s) => {
+    const m = /Action:\s*(.*)\nAction Input:\s*([\s\S]*)/.exec(s.text);
+    return m && m[1].trim() === name && sameJsonOrContains(m[2], input);
+  }), `no caller step with Action: ${name} and Action Input: ${input}`);
+  need(of('observation').some((s) => sameJsonOrContains(s.text, sc.observation)),
+    `no observation step with ${JSON.stringify(sc.observation)}`);
+  need(of('summarizer').some((s) => sameJsonOrContains(s.text, sc.answer)),
+    `no summarizer step with the answer ${JSON.stringify(sc.answer)}`);
+  need(!trace.some((s) => s.role === 'error'), 'the trace has an error step');
+  need(status === 'done: Conclusion', `#run-status is "${status}", expected "done: Conclusion"`);
+  // the order of a two-step α-UMi run
+  const order = trace.map((s) => s.role).join(',');
+  need(order === 'planner,caller,observation,planner,summarizer',
+    `trace roles are ${order}, expected planner,caller,observation,planner,summarizer`);
+}

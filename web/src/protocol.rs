@@ -1,0 +1,216 @@
+//! Messages between the page and the model worker, as JSON strings over `postMessage`.
+//!
+//! The page only renders; the worker owns the GPU device, the models and the agent, so that
+//! compiling GPU kernels and building forward passes (CPU work in wasm, up to seconds on a
+//! software adapter) never blocks the page.
+
+use serde::{Deserialize, Serialize};
+use umi_data::Role;
+use wasm_bindgen::{JsCast, JsValue};
+
+/// What the worker loads a model from, per role (planner, caller, summarizer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ModelChoice {
+    /// A `.gguf` URL, or a Hugging Face folder's base URL, per role (equal URLs load once).
+    Urls([String; 3]),
+    /// The files sent along with the message (`files`), for every role.
+    Files,
+}
+
+/// The page's settings for one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// The user's query.
+    pub query: String,
+    /// Tool server (its `/tools` is read), used when `tools_json` is empty.
+    pub tools_url: String,
+    /// Pasted tool docs (any format `load_tool_specs` reads).
+    pub tools_json: String,
+    /// Single-LLM (backbone) instead of planner / caller / summarizer.
+    pub single: bool,
+    /// Planner decisions before giving up.
+    pub max_steps: usize,
+    /// Upper bound on tokens per generation.
+    pub max_new_tokens: usize,
+    /// Send α-UMi prompts raw (GLPFT-trained models) instead of as a chat-template user turn.
+    pub raw_prompts: bool,
+}
+
+/// Page → worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// Start WebGPU; `max_binding_mib` pretends a GPU that binds at most that much (testing).
+    Init {
+        /// Cap on the storage-buffer binding size, in MiB.
+        max_binding_mib: Option<u64>,
+    },
+    /// Load models.
+    Load(ModelChoice),
+    /// Run the agent with the loaded models.
+    Run(RunSettings),
+    /// Abort the run.
+    Stop,
+}
+
+/// What the model loader is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    /// Bytes are arriving (from the network or the cache).
+    Download,
+    /// The header / config is read and checked against the GPU.
+    Parse,
+    /// Tensors are dequantized and uploaded to the GPU.
+    Upload,
+    /// A first forward pass compiles the GPU kernels.
+    WarmUp,
+}
+
+impl Stage {
+    /// A word for the progress line.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Download => "download",
+            Stage::Parse => "parse",
+            Stage::Upload => "upload to GPU",
+            Stage::WarmUp => "warm-up (compiling GPU kernels)",
+        }
+    }
+}
+
+/// One progress report of the model loader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The stage.
+    pub stage: Stage,
+    /// The file being read.
+    pub file: String,
+    /// Bytes done.
+    pub done: u64,
+    /// Bytes expected, when known.
+    pub total: Option<u64>,
+    /// Whether the bytes come from the browser's cache.
+    pub from_cache: bool,
+}
+
+/// Generation speed so far in the run: tokens, and token-to-token intervals within one
+/// generation (prefill and tool calls excluded) with their total in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Speed {
+    /// Tokens generated.
+    pub tokens: usize,
+    /// Intervals measured.
+    pub intervals: usize,
+    /// Their total, in seconds.
+    pub seconds: f64,
+}
+
+impl Speed {
+    /// `#tok-s`: decode tokens per second.
+    pub fn text(&self) -> String {
+        if self.intervals == 0 {
+            format!("– tok/s ({} tokens)", self.tokens)
+        } else {
+            format!(
+                "{:.2} tok/s ({} tokens)",
+                self.intervals as f64 / self.seconds.max(1e-9),
+                self.tokens
+            )
+        }
+    }
+}
+
+/// An agent event, as the trace shows it (`umi_agent::AgentEvent` made serialisable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TraceEvent {
+    /// The planner decided: its rationale and `Next: …` marker.
+    Rationale {
+        /// Step index.
+        step: usize,
+        /// The rationale.
+        text: String,
+        /// `Next: caller.` / `Next: conclusion.` / `Next: give up.`
+        next: String,
+    },
+    /// The caller's action (`None`: nothing could be parsed).
+    Action {
+        /// Step index.
+        step: usize,
+        /// `(name, input)`.
+        action: Option<(String, String)>,
+    },
+    /// A tool's answer.
+    Observation {
+        /// Step index.
+        step: usize,
+        /// The (truncated) observation.
+        text: String,
+    },
+    /// The final answer.
+    Answer(String),
+}
+
+/// Worker → page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// The worker listens (messages sent before this are lost, so the page waits for it).
+    Ready,
+    /// WebGPU is up (the adapter's one-line summary) or missing (why).
+    Gpu(Result<String, String>),
+    /// Model loading progress.
+    Progress(Progress),
+    /// Models loaded (their description) or not (why).
+    Loaded(Result<String, String>),
+    /// What the run is doing.
+    Status(String),
+    /// Generated text of `role`, and the speed so far.
+    Text {
+        /// Who generates.
+        role: Role,
+        /// The new text.
+        delta: String,
+        /// Speed so far.
+        speed: Speed,
+    },
+    /// The agent reported an event.
+    Event(TraceEvent),
+    /// The run ended by itself: the stop reason (`Conclusion`, `GiveUp`, `MaxSteps`) and the
+    /// trajectory as `umi run --json` writes it.
+    Finished {
+        /// Why.
+        stop: String,
+        /// `{tools, instruction, conversations, stop_reason}`, pretty-printed.
+        record: String,
+    },
+    /// The user stopped the run.
+    Stopped,
+    /// The run failed.
+    Failed(String),
+}
+
+/// Encodes a message with optional transferable attachments as `{json, files}`.
+pub fn encode<T: Serialize>(message: &T, files: Option<&js_sys::Array>) -> JsValue {
+    let object = js_sys::Object::new();
+    let json = serde_json::to_string(message).expect("protocol messages serialise");
+    let _ = js_sys::Reflect::set(&object, &"json".into(), &json.into());
+    if let Some(files) = files {
+        let _ = js_sys::Reflect::set(&object, &"files".into(), files);
+    }
+    object.into()
+}
+
+/// Decodes a message made by [`encode`], with its attached files (empty when none).
+pub fn decode<T: for<'de> Deserialize<'de>>(
+    data: &JsValue,
+) -> Result<(T, Vec<web_sys::File>), String> {
+    let json = js_sys::Reflect::get(data, &"json".into())
+        .ok()
+        .and_then(|j| j.as_string())
+        .ok_or("a message without json")?;
+    let message = serde_json::from_str(&json).map_err(|e| format!("bad message {json}: {e}"))?;
+    let files = js_sys::Reflect::get(data, &"files".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Array>().ok())
+        .map(|a| a.iter().filter_map(|f| f.dyn_into().ok()).collect())
+        .unwrap_or_default();
+    Ok((message, files))
+}

@@ -1,0 +1,172 @@
+//! One agent run in the worker: tool docs from a tool server (or pasted), `umi_agent::Agent`
+//! over `LlamaGenerator` and `HttpTools` (`fetch`), streamed text and events posted to the page.
+//! This is the browser twin of `umi run` (`umi-cli`'s `run_agent`); the loop itself is shared.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::future::{AbortRegistration, Abortable};
+use umi_agent::{Agent, AgentEvent, AgentMode, LlamaGenerator};
+use umi_data::Role;
+use umi_model::{GenerationConfig, LoadedModel};
+use umi_tools::{HttpTools, ToolSpec, load_tool_specs};
+
+use crate::protocol::{FromWorker, RunSettings, Speed, TraceEvent};
+use crate::scope::now_ms;
+
+/// The URL of a tool server's docs (`<server>/tools`), as `umi run --tools URL` reads them.
+fn tools_url(server: &str) -> String {
+    let server = server.trim().trim_end_matches('/');
+    if server.ends_with("/tools") {
+        server.to_string()
+    } else {
+        format!("{server}/tools")
+    }
+}
+
+/// The tool specs: pasted JSON when there is some, else the tool server's `/tools`.
+///
+/// # Errors
+///
+/// A message naming the source when it cannot be read, is malformed or lists no tools.
+pub async fn load_tools(settings: &RunSettings) -> Result<Vec<ToolSpec>, String> {
+    let (text, origin) = if settings.tools_json.trim().is_empty() {
+        let url = tools_url(&settings.tools_url);
+        let fail = |e: String| {
+            format!("reading tool docs from {url} failed: {e} (is `umi tools serve` running?)")
+        };
+        let response = gloo_net::http::Request::get(&url)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !response.ok() {
+            return Err(fail(format!("HTTP {}", response.status())));
+        }
+        (response.text().await.map_err(|e| fail(e.to_string()))?, url)
+    } else {
+        (settings.tools_json.clone(), "pasted tool docs".to_string())
+    };
+    let specs = load_tool_specs(&text, &origin).map_err(|e| e.to_string())?;
+    if specs.is_empty() {
+        return Err(format!("{origin} lists no tools"));
+    }
+    Ok(specs)
+}
+
+/// The trace's form of an agent event (`None` for `Done`, which the run's end reports).
+fn trace_event(event: &AgentEvent) -> Option<TraceEvent> {
+    Some(match event {
+        AgentEvent::Rationale { step, text, next } => TraceEvent::Rationale {
+            step: *step,
+            text: text.clone(),
+            next: next.marker().to_string(),
+        },
+        AgentEvent::Action { step, action } => TraceEvent::Action {
+            step: *step,
+            action: action.as_ref().map(|a| (a.name.clone(), a.input.clone())),
+        },
+        AgentEvent::Observation { step, text } => TraceEvent::Observation {
+            step: *step,
+            text: text.clone(),
+        },
+        AgentEvent::Answer(text) => TraceEvent::Answer(text.clone()),
+        AgentEvent::Done(_) => return None,
+    })
+}
+
+/// Runs the agent on `settings.query` with `planner`, `caller` and `summarizer` (the same model
+/// when shared), posting text, events and status through `post`; `abort` stops it (at once:
+/// the run is always awaiting a GPU read or a tool).
+///
+/// Returns the message that ends the run: [`FromWorker::Finished`], [`FromWorker::Stopped`] or
+/// [`FromWorker::Failed`].
+pub async fn run_agent(
+    settings: RunSettings,
+    [planner, caller, summarizer]: [Rc<LoadedModel>; 3],
+    post: Rc<dyn Fn(FromWorker)>,
+    abort: AbortRegistration,
+) -> FromWorker {
+    let status = |s: &str| post(FromWorker::Status(s.to_string()));
+    status("running: loading tools");
+    let specs = match load_tools(&settings).await {
+        Ok(specs) => specs,
+        Err(e) => return FromWorker::Failed(e),
+    };
+    let config = GenerationConfig {
+        max_new_tokens: settings.max_new_tokens,
+        ..Default::default()
+    };
+    let mut generator = LlamaGenerator::per_role(planner, caller, summarizer, config);
+    generator.use_chat_template = !settings.raw_prompts;
+    // the last token's role and time: intervals within one generation give the decode speed
+    let last: Rc<Cell<Option<(Role, f64)>>> = Rc::new(Cell::new(None));
+    let speed = Rc::new(Cell::new(Speed::default()));
+    let (last_text, speed_text, post_text) = (last.clone(), speed.clone(), post.clone());
+    generator.on_text = Some(Box::new(move |role, delta| {
+        let now = now_ms();
+        let mut s = speed_text.get();
+        match last_text.get() {
+            Some((r, t)) if r == role => {
+                s.seconds += (now - t) / 1000.0;
+                s.intervals += 1;
+            }
+            _ => post_text(FromWorker::Status(format!(
+                "running: {} generating",
+                format!("{role:?}").to_lowercase()
+            ))),
+        }
+        s.tokens += 1;
+        speed_text.set(s);
+        last_text.set(Some((role, now)));
+        post_text(FromWorker::Text {
+            role,
+            delta: delta.to_string(),
+            speed: s,
+        });
+    }));
+    let docs = specs.iter().map(ToolSpec::doc).collect();
+    let tools = HttpTools::new(specs, Duration::from_secs(20));
+    let mut agent = Agent::new(generator, tools, docs);
+    agent.config.mode = if settings.single {
+        AgentMode::Single
+    } else {
+        AgentMode::Multi
+    };
+    agent.config.max_steps = settings.max_steps;
+    status("running: planner prefill");
+    let run = agent.run(&settings.query, |event| {
+        last.set(None);
+        match event {
+            AgentEvent::Action {
+                action: Some(action),
+                ..
+            } => status(&format!("running: calling {}", action.name)),
+            AgentEvent::Observation { .. } => status("running: reading the observation (prefill)"),
+            _ => {}
+        }
+        if let Some(e) = trace_event(event) {
+            post(FromWorker::Event(e));
+        }
+    });
+    let Ok(result) = Abortable::new(run, abort).await else {
+        return FromWorker::Stopped;
+    };
+    let (trajectory, stop) = match result {
+        Ok(done) => done,
+        Err(e) => return FromWorker::Failed(e.to_string()),
+    };
+    let record = serde_json::json!({
+        "tools": agent.tool_docs,
+        "instruction": trajectory.query,
+        "conversations": trajectory.to_turns(),
+        "stop_reason": stop,
+    });
+    match serde_json::to_string_pretty(&record) {
+        Ok(record) => FromWorker::Finished {
+            stop: format!("{stop:?}"),
+            record,
+        },
+        Err(e) => FromWorker::Failed(e.to_string()),
+    }
+}
