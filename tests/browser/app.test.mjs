@@ -20,6 +20,13 @@
 //   CHECK_CACHE=1        reload after loading and expect the model "from cache" (Cache API)
 //   SHOT, SHOT_END       screenshots: mid-run (first observation, or first token) and at the end
 //   CHROMIUM             browser binary (default /usr/bin/chromium)
+//   TRAIN=1              instead of an agent run, fine-tune with the "Fine-tune" panel: load the
+//                        model, pick TRAIN_DATA (α-UMi JSON), type the settings of TRAIN_REFERENCE
+//                        (train_reference.json of make_fixture.rs), train, stop after step
+//                        STOP_AT_STEP (default 2) and resume, then check the losses fall and
+//                        match the native ones (relative LOSS_RTOL, default 1e-3), that the
+//                        adapter is in the Cache API in PEFT layout and downloads, and that the
+//                        page stayed responsive; SHOT_TRAIN: the panel mid-training
 import { chromium } from 'playwright-core';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -135,6 +142,7 @@ try {
     if (!second.includes('from cache')) fail(`after a reload the model did not come from the cache: ${second}`);
   }
   if (until === 'loaded') throw 'done';
+  if (env.TRAIN === '1') { await fineTune(); throw 'done'; }
 
   // 3. the run
   if (env.TOOLS_URL) await page.fill('#tools-url', env.TOOLS_URL);
@@ -220,6 +228,111 @@ if (failures.length > 0) {
   console.log(`\nbrowser test passed (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 }
 process.exit(exitCode);
+
+/** The TRAIN=1 check (see the header). */
+async function fineTune() {
+  const ref = JSON.parse(readFileSync(env.TRAIN_REFERENCE, 'utf8'));
+  const rtol = Number(env.LOSS_RTOL || 1e-3);
+  const stopAt = Number(env.STOP_AT_STEP || 2);
+  const trainTimeout = Number(env.TRAIN_TIMEOUT_MS || 600000);
+  await page.selectOption('#train-role', ref.role);
+  await page.selectOption('#train-source', 'file');
+  await page.setInputFiles('#train-file', env.TRAIN_DATA);
+  await page.fill('#train-rank', String(ref.rank));
+  await page.fill('#train-alpha', String(ref.alpha));
+  await page.fill('#train-dropout', String(ref.dropout));
+  await page.fill('#train-lr', String(ref.learning_rate));
+  await page.fill('#train-steps', String(ref.steps));
+  await page.fill('#train-max-len', String(ref.max_len));
+  await installHeartbeat();
+  const start = Date.now();
+  await page.click('#train-start');
+  const losses = () => page.$$eval('#train-losses li', (els) => els.map((e) => Number(e.dataset.loss)));
+  const status = () => text('#train-status');
+  let stopped = false;
+  let resumed = false;
+  let shot = false;
+  let last = '';
+  let sawSpeed = false;
+  for (;;) {
+    const s = await status();
+    if (/\d tok\/s/.test(s)) sawSpeed = true;
+    const l = await losses();
+    if (s !== last) { log(`train-status: ${s}`); last = s; }
+    if (s.startsWith('error')) throw new Error(`fine-tuning failed: ${s}`);
+    if (!shot && l.length >= 1 && env.SHOT_TRAIN) {
+      shot = true;
+      await page.locator('#finetune').screenshot({ path: env.SHOT_TRAIN });
+      log(`panel screenshot mid-training: ${env.SHOT_TRAIN}`);
+    }
+    if (!stopped && l.length >= stopAt) {
+      stopped = true;
+      await page.click('#train-stop');
+      log(`clicked #train-stop after step ${l.length}`);
+    }
+    if (stopped && !resumed && s.startsWith('paused')) {
+      const pausedAt = (await losses()).length;
+      if (pausedAt >= ref.steps) fail(`the run did not pause before its end (paused at step ${pausedAt})`);
+      const adapter = await text('#train-adapter');
+      if (!adapter.includes('now runs with this adapter')) fail(`pausing did not install the adapter: ${adapter}`);
+      await sleep(500);
+      if ((await losses()).length !== pausedAt) fail('steps went on after the pause');
+      if (await page.isDisabled('#train-resume')) fail('#train-resume is disabled while paused');
+      resumed = true;
+      await page.click('#train-resume');
+      log(`paused at step ${pausedAt}; clicked #train-resume`);
+    }
+    if (s.startsWith('done')) break;
+    if (Date.now() - start > trainTimeout) throw new Error(`fine-tuning did not finish in ${trainTimeout} ms (${s})`);
+    await sleep(250);
+  }
+  const secs = (Date.now() - start) / 1000;
+  const hb = await heartbeat();
+  log(`fine-tuning done in ${secs.toFixed(1)} s; largest main-thread gap ${hb.maxGap.toFixed(0)} ms (limit ${maxGapAllowed} ms)`);
+  if (hb.maxGap > maxGapAllowed) fail(`the page froze: a ${hb.maxGap.toFixed(0)} ms gap during fine-tuning`);
+  if (!resumed) fail('the run was never paused and resumed');
+
+  // the losses: falling, and those of the native run
+  const got = await losses();
+  const want = ref.losses;
+  console.log('---- losses (step: browser / native / relative difference) ----');
+  let worst = 0;
+  for (let i = 0; i < Math.max(got.length, want.length); i++) {
+    const rel = Math.abs(got[i] - want[i]) / Math.abs(want[i]);
+    worst = Math.max(worst, rel);
+    console.log(`${i + 1}: ${got[i]} / ${want[i]} / ${rel.toExponential(2)}`);
+  }
+  if (got.length !== want.length) fail(`${got.length} losses in #train-losses, expected ${want.length}`);
+  else if (!(worst <= rtol)) fail(`browser and native losses differ by up to ${worst.toExponential(2)} (relative), more than ${rtol}`);
+  if (!(got[got.length - 1] < got[0])) fail(`the loss did not go down: ${got[0]} → ${got[got.length - 1]}`);
+  log(`losses ${got[0].toFixed(4)} → ${got[got.length - 1].toFixed(4)}; largest relative difference to native ${worst.toExponential(2)} (tolerance ${rtol})`);
+  if (!sawSpeed) fail('the status never showed tokens/s');
+
+  // the adapter: in the Cache API in PEFT layout, and downloadable
+  const stored = await page.evaluate(async (role) => {
+    const cache = await caches.open('umi-adapters');
+    const cfg = await cache.match(`adapters/${role}/adapter_config.json`);
+    const model = await cache.match(`adapters/${role}/adapter_model.safetensors`);
+    if (!cfg || !model) return null;
+    const bytes = new Uint8Array(await model.arrayBuffer());
+    const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(bytes.slice(8, 8 + n)));
+    return { config: await cfg.json(), names: Object.keys(header), size: bytes.length };
+  }, ref.role);
+  if (!stored) fail('the adapter files are not in the Cache API (umi-adapters)');
+  else {
+    if (stored.config.peft_type !== 'LORA' || stored.config.r !== ref.rank || stored.config.lora_alpha !== ref.alpha) {
+      fail(`adapter_config.json is not the run's: ${JSON.stringify(stored.config)}`);
+    }
+    const a = 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight';
+    if (!stored.names.includes(a)) fail(`adapter_model.safetensors lacks ${a}: ${stored.names.slice(0, 4)}`);
+    log(`cached adapter: ${stored.names.length - 1} tensors, ${stored.size} bytes, r=${stored.config.r}`);
+  }
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: 10000 }), page.click('#adapter-model-link')]);
+  const name = download.suggestedFilename();
+  if (name !== 'adapter_model.safetensors') fail(`the download is named ${name}`);
+  log(`download: ${name}`);
+}
 
 /** JSON-equal when both parse, else whitespace-insensitive containment. */
 function sameJsonOrContains(haystack, needle) {

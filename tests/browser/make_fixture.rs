@@ -23,7 +23,13 @@
 //!    nothing is written;
 //! 5. `--out` receives `config.json`, `model.safetensors`, `tokenizer.json` (a Hugging Face
 //!    folder) and `scenario.json` (query, tool, rationales, action, observation, answer, prompt
-//!    lengths).
+//!    lengths);
+//! 6. for the fine-tuning check, `train.json`, one α-UMi record the model has *not* memorised
+//!    (the scenario with another date and weekday), and `train_reference.json`: the settings of
+//!    a short LoRA run of the planner on it and the per-step losses umi-train gives natively
+//!    (CPU, flex) from the saved folder — the same data path, batches, adapter initialisation
+//!    (seeded on the host) and schedule as the web app's worker, so the browser must reproduce
+//!    them up to f32 rounding on another backend.
 //!
 //! The browser test loads the folder into the web app, starts `umi tools serve`, asks the query
 //! and compares the rendered trace with `scenario.json`. The prompts do not contain the server's
@@ -44,14 +50,15 @@ use serde_json::{Value, json};
 use umi_agent::decide::STOP;
 use umi_agent::{Agent, LlamaGenerator, ScriptedGenerator, StopReason};
 use umi_data::batch::{Batch, IGNORE_INDEX};
-use umi_data::{Role, Trajectory};
+use umi_data::readers::parse_alpha_umi;
+use umi_data::{PromptSet, Role, Trajectory, role_samples};
 use umi_model::burn::tensor::{Int, Tensor, TensorData};
 use umi_model::weights::{GgufFile, HostTensor, WeightSource, build_llama};
 use umi_model::{
-    Backend, ChatTemplate, GenerationConfig, Llama, LlamaConfig, TokenIds, Tokenizer, load_model,
-    save_hf,
+    Backend, ChatTemplate, GenerationConfig, Llama, LlamaConfig, LoraConfig, TokenIds, Tokenizer,
+    load_model, save_hf,
 };
-use umi_train::{TrainConfig, Trainer};
+use umi_train::{TrainConfig, Trainer, TrainerState, tokenize_examples};
 
 /// The tool the scenario calls: deterministic and stateless.
 const TOOL: &str = "weekday";
@@ -61,6 +68,17 @@ const DATE: &str = "2026-12-25";
 const MAX_NEW_TOKENS: usize = 256;
 /// The model's context window.
 const MAX_POSITIONS: usize = 4096;
+/// The date and weekday of the fine-tuning record (`train.json`), which the model has not seen.
+const TRAIN_DATE: &str = "2027-03-14";
+const TRAIN_WEEKDAY: &str = "Sunday";
+/// The short LoRA run the browser repeats (`train_reference.json`): planner, few steps, short
+/// examples (SwiftShader runs ~1 GFLOP/s), dropout 0 (no randomness beyond the seeded
+/// adapter initialisation), a learning rate high enough to move the loss in a few steps.
+const TRAIN_STEPS: usize = 6;
+const TRAIN_MAX_LEN: usize = 48;
+const TRAIN_RANK: usize = 4;
+const TRAIN_ALPHA: f64 = 8.0;
+const TRAIN_LR: f64 = 1e-2;
 
 #[derive(Parser)]
 #[command(
@@ -250,7 +268,7 @@ fn main() -> Result<()> {
     let train_start = Instant::now();
     let mut last = None;
     while trainer.step < args.max_steps {
-        let stats = trainer.train_step(&batches)?;
+        let stats = pollster::block_on(trainer.train_step(&batches))?;
         let reached = stats.loss < args.target_loss;
         if stats.step == 1 || stats.step.is_multiple_of(25) || reached {
             println!(
@@ -353,6 +371,9 @@ fn main() -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&tmp);
 
+    // h. the fine-tuning record and the native LoRA losses on it
+    let reference = write_train_reference(&args.out, &scenario, &docs)?;
+
     let bytes = |f: &str| {
         std::fs::metadata(args.out.join(f))
             .map(|m| m.len())
@@ -375,8 +396,102 @@ fn main() -> Result<()> {
         "  training:     {} steps in {train_seconds:.1} s, final loss {:.5} ({full_loss:.5} over the whole vocabulary); smallest logit margin on the targets {margin:.2}",
         last.step, last.loss
     );
+    println!(
+        "  fine-tuning:  {TRAIN_STEPS} LoRA steps of the planner on train.json: losses {:?}",
+        reference
+    );
     println!("  total:        {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Writes `train.json` (the scenario's trajectory as an α-UMi record, with [`TRAIN_DATE`] and
+/// [`TRAIN_WEEKDAY`] instead of its own) and `train_reference.json` (a short LoRA run of the
+/// planner on it, from the fixture folder in `out`, on the CPU) into `out`; returns the losses.
+///
+/// The run is set up as the web app's worker sets up one from its panel (`web/src/train.rs`):
+/// the record parsed with `parse_alpha_umi`, `role_samples` with the ToolBench prompts,
+/// `tokenize_examples`, `TrainConfig::local(planner)` with the panel's fields, fresh adapters
+/// (seed 42), `TrainerState::next_step_batches`.
+fn write_train_reference(
+    out: &Path,
+    scenario: &Scenario,
+    docs: &[serde_json::Map<String, Value>],
+) -> Result<Vec<f64>> {
+    let weekday = scenario
+        .answer
+        .trim_end_matches('.')
+        .rsplit(' ')
+        .next()
+        .context("the answer names no weekday")?;
+    let swap = |s: &str| s.replace(DATE, TRAIN_DATE).replace(weekday, TRAIN_WEEKDAY);
+    // the turns as `umi run --json` writes them, dates and weekdays swapped
+    let turns: Value = serde_json::from_str(&swap(&serde_json::to_string(
+        &scenario.trajectory.to_turns(),
+    )?))?;
+    let record = json!([{
+        "tools": docs,
+        "instruction": swap(&scenario.query),
+        "conversations": turns,
+    }]);
+    let text = serde_json::to_string_pretty(&record)? + "\n";
+    std::fs::write(out.join("train.json"), &text)?;
+
+    let device = Backend::Cpu.device()?;
+    let loaded = load_model(out, &device)?;
+    let (conversations, _) = parse_alpha_umi(&text, Path::new("train.json"))?;
+    let samples: Vec<_> = conversations
+        .iter()
+        .flat_map(|c| role_samples(c, Role::Planner, PromptSet::ToolBench))
+        .collect();
+    ensure!(!samples.is_empty(), "train.json gives no planner samples");
+    let lora = LoraConfig {
+        r: TRAIN_RANK,
+        lora_alpha: TRAIN_ALPHA,
+        lora_dropout: 0.0,
+        ..LoraConfig::default()
+    };
+    let config = TrainConfig {
+        learning_rate: TRAIN_LR,
+        max_len: TRAIN_MAX_LEN,
+        lora: Some(lora),
+        ..TrainConfig::local(Role::Planner)
+    };
+    let max_len = config.max_len.min(loaded.model.max_positions());
+    let examples = tokenize_examples(&samples, &loaded.tokenizer, max_len)?;
+    let pad = loaded.tokenizer.eos_ids()[0];
+    let mut trainer = Trainer::new(loaded.model, config.clone(), TRAIN_STEPS, &device)?;
+    let mut state = TrainerState::new(config, TRAIN_STEPS);
+    while !state.is_done() {
+        let group = state.next_step_batches(&examples, pad);
+        let stats = pollster::block_on(trainer.train_step(&group))?;
+        state.record(stats);
+    }
+    let losses: Vec<f64> = state.history.iter().map(|s| s.loss).collect();
+    ensure!(
+        losses.last() < losses.first(),
+        "the reference LoRA run does not lower the loss: {losses:?}"
+    );
+    let reference = json!({
+        "role": "planner",
+        "data": "train.json",
+        "samples": samples.len(),
+        "rank": TRAIN_RANK,
+        "alpha": TRAIN_ALPHA,
+        "dropout": 0.0,
+        "learning_rate": TRAIN_LR,
+        "steps": TRAIN_STEPS,
+        "max_len": TRAIN_MAX_LEN,
+        "seed": 42,
+        "backend": "flex (CPU), f32",
+        "losses": losses,
+        "grad_norms": state.history.iter().map(|s| s.grad_norm).collect::<Vec<_>>(),
+        "learning_rates": state.history.iter().map(|s| s.learning_rate).collect::<Vec<_>>(),
+    });
+    std::fs::write(
+        out.join("train_reference.json"),
+        serde_json::to_string_pretty(&reference)? + "\n",
+    )?;
+    Ok(losses)
 }
 
 /// Runs the agent on the scenario with scripted outputs and the real tools: a first pass reads

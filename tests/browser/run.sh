@@ -3,7 +3,8 @@
 # (tests/browser/make_fixture.rs), serves both and the demo tool server on loopback, and drives
 # headless Chromium (WebGPU on its software adapter): load the model, reload and load it again
 # from the Cache API, then a whole α-UMi run with
-# tests/browser/app.test.mjs. Screenshots land in $UMI_BROWSER_OUT (default
+# tests/browser/app.test.mjs; then a second page fine-tunes the planner with LoRA through the
+# "Fine-tune" panel and compares its losses with the native ones make_fixture.rs wrote. Screenshots land in $UMI_BROWSER_OUT (default
 # $CARGO_TARGET_DIR/browser-test).
 #
 # Needs: chromium, node + npm, trunk 0.21.14 and wasm-bindgen-cli 0.2.130 on PATH (.ci/run
@@ -74,6 +75,16 @@ QUERY="$query" \
 SCENARIO="$out/fixture/scenario.json" \
 CHECK_CACHE=1 \
 SHOT="$out/app-mid-run.png" SHOT_END="$out/app-done.png" \
+TIMEOUT_MS="${UMI_BROWSER_TIMEOUT_MS:-900000}" \
+  node tests/browser/app.test.mjs
+
+echo "== headless Chromium: LoRA fine-tuning of the planner in the page, against native losses"
+APP_URL="http://127.0.0.1:$app_port/" \
+MODEL_URL="http://127.0.0.1:$app_port/fixture" \
+TRAIN=1 \
+TRAIN_DATA="$out/fixture/train.json" \
+TRAIN_REFERENCE="$out/fixture/train_reference.json" \
+SHOT_TRAIN="$out/app-fine-tuning.png" SHOT_END="$out/app-fine-tuned.png" \
 TIMEOUT_MS="${UMI_BROWSER_TIMEOUT_MS:-900000}" \
   node tests/browser/app.test.mjs
 echo "browser test: passed (screenshots in $out)"

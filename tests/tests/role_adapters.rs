@@ -28,7 +28,7 @@ fn random_adapter(dir: &std::path::Path, seed: u64, device: &Device) {
         target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
     };
     device.seed(seed);
-    attach_lora(&mut model, &config, device).unwrap();
+    attach_lora(&mut model, &config, seed, device).unwrap();
     for (_, p) in model.projections_mut() {
         if let Some(lora) = &mut p.lora {
             let shape = lora.b.val().shape();

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use pollster::block_on;
 use umi_data::batch::Batch;
 use umi_model::{Llama, LoraConfig, attach_lora, burn, load_peft, merge_lora, save_hf, save_peft};
 use umi_tests::{assert_close, assets, load_folder};
@@ -169,7 +170,7 @@ fn peft_adapter_logits_gradients_and_adamw_steps_match_peft() {
         assert_close(&g.data, data, 1e-3, 1e-6, name);
     }
 
-    let step1 = trainer.train_step(std::slice::from_ref(&b)).unwrap();
+    let step1 = block_on(trainer.train_step(std::slice::from_ref(&b))).unwrap();
     let want_norm = reference["grad_norm"].as_f64().unwrap();
     assert!(
         (step1.grad_norm - want_norm).abs() < 1e-4 * want_norm,
@@ -187,7 +188,7 @@ fn peft_adapter_logits_gradients_and_adamw_steps_match_peft() {
             &format!("step 1 {name}"),
         );
     }
-    let step2 = trainer.train_step(std::slice::from_ref(&b)).unwrap();
+    let step2 = block_on(trainer.train_step(std::slice::from_ref(&b))).unwrap();
     assert!((step2.loss - reference["loss_step2"].as_f64().unwrap()).abs() < 1e-4);
     let after = umi_model::peft_state_dict(&trainer.inference_model()).unwrap();
     let want = tensors("lora_after_adamw2.safetensors");
@@ -208,8 +209,7 @@ fn fresh_adapters_equal_base_merged_equals_unmerged_and_files_round_trip() {
     let b = batch();
     let mut model = base(&device);
     let base_logits = batch_logits(&model, &b);
-    device.seed(7);
-    attach_lora(&mut model, &peft_config(), &device).unwrap();
+    attach_lora(&mut model, &peft_config(), 7, &device).unwrap();
     let fresh = batch_logits(&model, &b);
     assert_eq!(fresh, base_logits, "B = 0: a fresh adapter changes nothing");
 
@@ -248,11 +248,13 @@ fn lora_training_resumes_from_a_checkpoint_on_the_same_curve() {
     };
     let steps = 300;
     let mut trainer = Trainer::new(base(&device), cfg.clone(), steps, &device).unwrap();
-    let first = trainer.train_step(std::slice::from_ref(&b)).unwrap().loss;
+    let first = block_on(trainer.train_step(std::slice::from_ref(&b)))
+        .unwrap()
+        .loss;
     let out = std::env::temp_dir().join(format!("umi-train-ck-{}", std::process::id()));
     let mut history = Vec::new();
     for _ in 1..60 {
-        history.push(trainer.train_step(std::slice::from_ref(&b)).unwrap());
+        history.push(block_on(trainer.train_step(std::slice::from_ref(&b))).unwrap());
     }
     let state = umi_train::TrainerState {
         step: trainer.step,
@@ -266,7 +268,11 @@ fn lora_training_resumes_from_a_checkpoint_on_the_same_curve() {
     assert!(ck.adapter_dir().join("adapter_model.safetensors").exists());
     let mut continued = Vec::new();
     for _ in 60..steps {
-        continued.push(trainer.train_step(std::slice::from_ref(&b)).unwrap().loss);
+        continued.push(
+            block_on(trainer.train_step(std::slice::from_ref(&b)))
+                .unwrap()
+                .loss,
+        );
     }
     let last = *continued.last().unwrap();
     // LoRA cannot go to 0 here: the frozen final norm and LM head bound the logits of a
@@ -281,7 +287,11 @@ fn lora_training_resumes_from_a_checkpoint_on_the_same_curve() {
     let mut resumed = Trainer::with_adapters(model, cfg, steps, &device, false).unwrap();
     resumed.resume_from(&found).unwrap();
     let again: Vec<f64> = (60..steps)
-        .map(|_| resumed.train_step(std::slice::from_ref(&b)).unwrap().loss)
+        .map(|_| {
+            block_on(resumed.train_step(std::slice::from_ref(&b)))
+                .unwrap()
+                .loss
+        })
         .collect();
     let again32: Vec<f32> = again.iter().map(|&x| x as f32).collect();
     assert_close(&again32, &continued, 1e-3, 1e-5, "resumed loss curve");
@@ -300,11 +310,17 @@ fn full_fine_tuning_memorises_a_tiny_batch() {
     let steps = 200;
     let mut trainer = Trainer::new(base(&device), cfg, steps, &device).unwrap();
     let losses: Vec<f64> = (0..steps)
-        .map(|_| trainer.train_step(std::slice::from_ref(&b)).unwrap().loss)
+        .map(|_| {
+            block_on(trainer.train_step(std::slice::from_ref(&b)))
+                .unwrap()
+                .loss
+        })
         .collect();
     let (first, last) = (losses[0], losses[steps - 1]);
     assert!(last < 0.02, "loss {first} → {last}");
     // the inference copy agrees with the last training loss (weights really updated)
-    let eval = trainer.eval_loss(std::slice::from_ref(&b)).unwrap();
+    let eval = block_on(trainer.eval_loss(std::slice::from_ref(&b)))
+        .unwrap()
+        .unwrap();
     assert!(eval < 0.02, "{eval}");
 }

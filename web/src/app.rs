@@ -1,4 +1,5 @@
-//! The page: GPU line, model store, agent form, live trace, trajectory JSON. It only renders:
+//! The page: GPU line, model store, agent form, live trace, fine-tuning panel, trajectory JSON.
+//! It only renders:
 //! the models and the agent run in the model worker (`engine.rs`), which it talks to with
 //! [`protocol`](crate::protocol) messages.
 //!
@@ -15,6 +16,7 @@ use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{HtmlInputElement, MessageEvent, Worker};
 
+use crate::finetune::{FineTune, TrainPanel};
 use crate::protocol::{
     FromWorker, ModelChoice, Progress, RunSettings, Speed, Stage, ToWorker, decode, encode,
 };
@@ -58,7 +60,26 @@ fn query_param(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn js_error(e: wasm_bindgen::JsValue) -> String {
+/// The model worker, once started.
+pub(crate) type WorkerHandle = StoredValue<Option<Worker>, LocalStorage>;
+
+/// Sends `message` (with transferable `files`) to the model worker.
+///
+/// # Errors
+///
+/// When the worker is not running or `postMessage` fails.
+pub(crate) fn post(
+    worker: WorkerHandle,
+    message: &ToWorker,
+    files: Option<&js_sys::Array>,
+) -> Result<(), String> {
+    worker.with_value(|w| match w {
+        Some(w) => w.post_message(&encode(message, files)).map_err(js_error),
+        None => Err("the model worker is not running".into()),
+    })
+}
+
+pub(crate) fn js_error(e: wasm_bindgen::JsValue) -> String {
     e.as_string()
         .or_else(|| Reflect::get(&e, &"message".into()).ok()?.as_string())
         .unwrap_or_else(|| format!("{e:?}"))
@@ -164,13 +185,12 @@ pub fn App() -> impl IntoView {
     let record = RwSignal::new(String::new());
     let copy_status = RwSignal::new(String::new());
 
-    let worker: StoredValue<Option<Worker>, LocalStorage> = StoredValue::new_local(None);
-    let send = move |message: &ToWorker, files: Option<&js_sys::Array>| {
-        worker.with_value(|w| match w {
-            Some(w) => w.post_message(&encode(message, files)).map_err(js_error),
-            None => Err("the model worker is not running".into()),
-        })
-    };
+    // fine-tuning (in the worker)
+    let panel = TrainPanel::new();
+
+    let worker: WorkerHandle = StoredValue::new_local(None);
+    let send =
+        move |message: &ToWorker, files: Option<&js_sys::Array>| post(worker, message, files);
     let on_message = move |message: FromWorker| match message {
         FromWorker::Ready => {
             let max_binding_mib = query_param("max_binding_mib").and_then(|v| v.parse().ok());
@@ -186,6 +206,7 @@ pub fn App() -> impl IntoView {
                 Ok(summary) => {
                     model_status.set(format!("ready: {summary}"));
                     model_ready.set(true);
+                    panel.reset();
                 }
                 Err(e) => model_status.set(format!("error: {e}")),
             }
@@ -208,6 +229,7 @@ pub fn App() -> impl IntoView {
         FromWorker::Event(event) => trace.event(&event),
         FromWorker::Finished { stop, record: r } => {
             trace.settle();
+            panel.recorded.update(|n| *n += 1); // the worker keeps the trajectory for training
             record.set(r);
             run_status.set(format!("done: {stop}"));
             running.set(false);
@@ -222,6 +244,9 @@ pub fn App() -> impl IntoView {
             trace.push("error", "error".into(), e.clone());
             run_status.set(format!("error: {e}"));
             running.set(false);
+        }
+        other => {
+            panel.on_message(&other);
         }
     };
     match Worker::new(WORKER_URL) {
@@ -252,7 +277,7 @@ pub fn App() -> impl IntoView {
         ))),
     }
     let load = move |choice: ModelChoice, files: Option<js_sys::Array>| {
-        if loading.get_untracked() || running.get_untracked() {
+        if loading.get_untracked() || running.get_untracked() || panel.training.get_untracked() {
             return;
         }
         if !matches!(gpu.get_untracked(), GpuStatus::Ready(_)) {
@@ -292,7 +317,7 @@ pub fn App() -> impl IntoView {
     };
 
     let start = move |_| {
-        if running.get_untracked() || loading.get_untracked() {
+        if running.get_untracked() || loading.get_untracked() || panel.training.get_untracked() {
             return;
         }
         if !model_ready.get_untracked() {
@@ -358,7 +383,8 @@ pub fn App() -> impl IntoView {
         GpuStatus::Ready(_) => "gpu ok",
         GpuStatus::Missing(_) => "gpu missing",
     };
-    let busy = move || loading.get() || running.get();
+    let busy = move || loading.get() || running.get() || panel.training.get();
+    let run_or_load = Signal::derive(move || loading.get() || running.get());
 
     view! {
         <header>
@@ -505,6 +531,7 @@ pub fn App() -> impl IntoView {
                     <pre id="trajectory-json">{move || record.get()}</pre>
                 </details>
             </section>
+            <FineTune panel=panel worker=worker ready=model_ready busy=run_or_load />
         </main>
     }
 }

@@ -1,21 +1,24 @@
 //! The model worker: owns the WebGPU device, the model store and the agent; answers the page's
 //! [`ToWorker`] messages with [`FromWorker`] ones.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use futures::future::AbortHandle;
-use umi_model::{Device, GpuInfo, LoadedModel};
+use umi_model::{AdapterSet, Device, GpuInfo, LoadedModel};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::gpu;
-use crate::protocol::{FromWorker, ModelChoice, Progress, ToWorker, decode, encode};
+use crate::protocol::{
+    FromWorker, ModelChoice, Progress, ToWorker, TrainData, TrainSettings, decode, encode,
+};
 use crate::run::run_agent;
-use crate::scope::now_ms;
+use crate::scope::{js_error, now_ms};
 use crate::store::{self, ModelSource, ModelStore, StoredModel};
+use crate::train::{TrainJob, role_model, role_samples_of, slot, store_adapter};
 
 /// What the worker holds between messages.
 #[derive(Default)]
@@ -25,7 +28,13 @@ struct State {
     store: ModelStore,
     /// Planner, caller, summarizer.
     roles: Option<[Rc<LoadedModel>; 3]>,
-    /// A load or a run is in progress.
+    /// Fine-tuned adapters per role (planner, caller, summarizer), used by the next runs.
+    adapters: [Option<AdapterSet>; 3],
+    /// The fine-tuning run (paused, done, or taken out while it steps).
+    job: Option<TrainJob>,
+    /// Trajectories of the finished runs, as α-UMi records (training data).
+    recorded: Vec<serde_json::Value>,
+    /// A load, a run or fine-tuning is in progress.
     busy: bool,
     /// Aborts the run in progress.
     abort: Option<AbortHandle>,
@@ -34,6 +43,8 @@ struct State {
 struct Engine {
     post: Rc<dyn Fn(FromWorker)>,
     state: RefCell<State>,
+    /// Set to pause fine-tuning after the step in progress.
+    pause: Cell<bool>,
 }
 
 /// Starts answering the page's messages (the worker's `main`).
@@ -49,6 +60,7 @@ pub fn start() {
     let engine = Rc::new(Engine {
         post: post.clone(),
         state: RefCell::new(State::default()),
+        pause: Cell::new(false),
     });
     let on_message =
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
@@ -92,12 +104,23 @@ impl Engine {
                     return;
                 }
                 let (handle, registration) = AbortHandle::new_pair();
-                self.state.borrow_mut().abort = Some(handle);
+                let adapters = {
+                    let mut state = self.state.borrow_mut();
+                    state.abort = Some(handle);
+                    state.adapters.clone().map(Option::unwrap_or_default)
+                };
                 spawn_local(async move {
-                    let end = run_agent(settings, models, self.post.clone(), registration).await;
+                    let end =
+                        run_agent(settings, models, adapters, self.post.clone(), registration)
+                            .await;
                     let mut state = self.state.borrow_mut();
                     state.abort = None;
                     state.busy = false;
+                    if let FromWorker::Finished { record, .. } = &end
+                        && let Ok(value) = serde_json::from_str(record)
+                    {
+                        state.recorded.push(value);
+                    }
                     drop(state);
                     (self.post)(end);
                 });
@@ -107,7 +130,142 @@ impl Engine {
                     handle.abort();
                 }
             }
+            ToWorker::Train(settings) => {
+                if !self.claim() {
+                    (self.post)(FromWorker::TrainFailed(
+                        "busy: wait for the load, run or fine-tuning".into(),
+                    ));
+                    return;
+                }
+                spawn_local(async move {
+                    match self.prepare_training(&settings, files).await {
+                        Ok((job, data)) => {
+                            (self.post)(FromWorker::TrainStarted {
+                                role: job.role,
+                                samples: job.samples(),
+                                total_steps: job.total_steps(),
+                                data,
+                            });
+                            self.state.borrow_mut().job = Some(job);
+                            self.train().await;
+                        }
+                        Err(e) => {
+                            self.state.borrow_mut().busy = false;
+                            (self.post)(FromWorker::TrainFailed(e));
+                        }
+                    }
+                });
+            }
+            ToWorker::PauseTraining => self.pause.set(true),
+            ToWorker::ResumeTraining => {
+                let resumable = self
+                    .state
+                    .borrow()
+                    .job
+                    .as_ref()
+                    .is_some_and(|j| !j.is_done());
+                if !resumable {
+                    (self.post)(FromWorker::TrainFailed(
+                        "there is no paused fine-tuning run to resume".into(),
+                    ));
+                } else if !self.claim() {
+                    (self.post)(FromWorker::TrainFailed(
+                        "busy: wait for the load, run or fine-tuning".into(),
+                    ));
+                } else {
+                    spawn_local(self.train());
+                }
+            }
         }
+    }
+
+    /// The fine-tuning run of `settings`: its samples (from the attached file or the recorded
+    /// runs) and a fresh trainer on the role's model. Returns it with a description of the data.
+    async fn prepare_training(
+        &self,
+        settings: &TrainSettings,
+        files: Vec<web_sys::File>,
+    ) -> Result<(TrainJob, String), String> {
+        let (device, models) = {
+            let state = self.state.borrow();
+            match (&state.device, &state.roles) {
+                (Some(d), Some(m)) => (d.clone(), m.clone()),
+                (None, _) => return Err("WebGPU is not ready".into()),
+                _ => return Err("load a model first".into()),
+            }
+        };
+        let (text, origin) = match settings.data {
+            TrainData::File => {
+                let file = files.first().ok_or("pick an α-UMi JSON file to train on")?;
+                let text = wasm_bindgen_futures::JsFuture::from(file.text())
+                    .await
+                    .map_err(|e| format!("reading {}: {}", file.name(), js_error(e)))?
+                    .as_string()
+                    .ok_or_else(|| format!("{} is not text", file.name()))?;
+                (text, file.name())
+            }
+            TrainData::Recorded => {
+                let records = self.state.borrow().recorded.clone();
+                if records.is_empty() {
+                    return Err("no run has finished in this session yet: run the agent first, or pick a file".into());
+                }
+                (
+                    serde_json::Value::Array(records).to_string(),
+                    "the runs recorded in this session".to_string(),
+                )
+            }
+        };
+        let (samples, data) = role_samples_of(&text, &origin, settings.role)?;
+        let model = role_model(&models, settings.role)
+            .ok_or("fine-tuning trains the planner, the caller or the summarizer")?;
+        let job = TrainJob::new(settings, &samples, &model, &device)?;
+        Ok((job, data))
+    }
+
+    /// Steps the fine-tuning run until it is done or paused, then saves its adapter (Cache API,
+    /// PEFT files) and installs it for the agent's role.
+    async fn train(self: Rc<Self>) {
+        let Some(mut job) = self.state.borrow_mut().job.take() else {
+            self.state.borrow_mut().busy = false;
+            (self.post)(FromWorker::TrainFailed("no fine-tuning run".into()));
+            return;
+        };
+        self.pause.set(false);
+        let mut failed = None;
+        while !job.is_done() && !self.pause.get() {
+            match job.step_once().await {
+                Ok(progress) => (self.post)(FromWorker::TrainStep(progress)),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let message = match failed {
+            Some(e) => FromWorker::TrainFailed(format!("step {} failed: {e}", job.step() + 1)),
+            None => match job.adapter().await {
+                Ok((set, files)) => {
+                    let (stored, urls) = store_adapter(job.role, &files).await;
+                    if let Some(i) = slot(job.role) {
+                        self.state.borrow_mut().adapters[i] = Some(set);
+                    }
+                    FromWorker::TrainSaved {
+                        role: job.role,
+                        step: job.step(),
+                        total_steps: job.total_steps(),
+                        files: urls,
+                        bytes: files.adapter_model.len(),
+                        stored,
+                    }
+                }
+                Err(e) => FromWorker::TrainFailed(format!("saving the adapter failed: {e}")),
+            },
+        };
+        let mut state = self.state.borrow_mut();
+        state.job = Some(job);
+        state.busy = false;
+        drop(state);
+        (self.post)(message);
     }
 
     /// Marks the worker busy; `false` when it already was.
@@ -200,7 +358,11 @@ impl Engine {
                 cached(&s)
             )
         };
-        self.state.borrow_mut().roles = Some([p.model.clone(), c.model.clone(), s.model.clone()]);
+        let mut state = self.state.borrow_mut();
+        state.roles = Some([p.model.clone(), c.model.clone(), s.model.clone()]);
+        // adapters and a paused fine-tuning run belong to the models they were trained on
+        state.adapters = Default::default();
+        state.job = None;
         Ok(summary)
     }
 }

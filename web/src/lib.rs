@@ -12,6 +12,7 @@
 
 // the page
 mod app;
+mod finetune;
 mod trace;
 // the model worker
 mod engine;
@@ -19,6 +20,7 @@ mod gpu;
 mod run;
 mod scope;
 mod store;
+mod train;
 // both
 mod protocol;
 

@@ -36,6 +36,71 @@ pub struct RunSettings {
     pub raw_prompts: bool,
 }
 
+/// What a fine-tuning run learns from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrainData {
+    /// The α-UMi conversation JSON file sent along with the message (`files`).
+    File,
+    /// The trajectories the agent recorded in this page session (each finished run).
+    Recorded,
+}
+
+/// The page's settings for fine-tuning one role with LoRA. Defaults are GLPFT's local stage
+/// (`umi train local --lora`; see [`TrainSettings::default`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    /// Planner, caller or summarizer.
+    pub role: Role,
+    /// The data.
+    pub data: TrainData,
+    /// LoRA rank.
+    pub rank: usize,
+    /// LoRA alpha (scaling `alpha / rank`).
+    pub alpha: f64,
+    /// LoRA dropout on the adapters' input.
+    pub dropout: f64,
+    /// Peak learning rate (cosine schedule after the role's warm-up ratio).
+    pub learning_rate: f64,
+    /// Optimizer steps; `None`: the role's epochs (1, summarizer 2) over the data.
+    pub steps: Option<usize>,
+    /// Tokens per example (longer ones keep their end).
+    pub max_len: usize,
+}
+
+impl Default for TrainSettings {
+    /// Planner; rank 8, alpha 16, dropout 0.05 (`umi train --lora`'s defaults); lr 1e-5 and
+    /// max length 1024 (`TrainConfig::local`); steps from the role's epochs.
+    fn default() -> Self {
+        Self {
+            role: Role::Planner,
+            data: TrainData::File,
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.05,
+            learning_rate: 1e-5,
+            steps: None,
+            max_len: 1024,
+        }
+    }
+}
+
+/// One finished optimizer step, as the fine-tuning panel shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrainProgress {
+    /// Steps done (from 1).
+    pub step: usize,
+    /// Steps planned.
+    pub total_steps: usize,
+    /// Mean target-token loss of the step (before its update).
+    pub loss: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Learning rate the step used.
+    pub learning_rate: f64,
+    /// Tokens (prompt, target and padding) per second over the steps run so far.
+    pub tokens_per_second: f64,
+}
+
 /// Page → worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToWorker {
@@ -50,6 +115,12 @@ pub enum ToWorker {
     Run(RunSettings),
     /// Abort the run.
     Stop,
+    /// Fine-tune a role with LoRA (replacing any paused fine-tuning run).
+    Train(TrainSettings),
+    /// Pause fine-tuning after the step in progress; the adapter so far is saved and used.
+    PauseTraining,
+    /// Continue the paused fine-tuning run (same trainer, optimizer state and data order).
+    ResumeTraining,
 }
 
 /// What the model loader is doing.
@@ -185,6 +256,46 @@ pub enum FromWorker {
     Stopped,
     /// The run failed.
     Failed(String),
+    /// Fine-tuning started: the role, its samples and the steps planned.
+    TrainStarted {
+        /// The role.
+        role: Role,
+        /// Training examples.
+        samples: usize,
+        /// Optimizer steps planned.
+        total_steps: usize,
+        /// Where the data came from, in words.
+        data: String,
+    },
+    /// Fine-tuning did one step.
+    TrainStep(TrainProgress),
+    /// Fine-tuning stopped (paused or done) and the adapter was saved to browser storage and
+    /// installed for the agent's role.
+    TrainSaved {
+        /// The role.
+        role: Role,
+        /// Steps done.
+        step: usize,
+        /// Steps planned.
+        total_steps: usize,
+        /// Cache API URLs of `adapter_config.json` and `adapter_model.safetensors` (in
+        /// [`ADAPTER_CACHE`]).
+        files: [String; 2],
+        /// Bytes of `adapter_model.safetensors`.
+        bytes: usize,
+        /// Where it was saved, or why it could not be (the agent uses it either way).
+        stored: Result<(), String>,
+    },
+    /// Fine-tuning failed (the adapter is not changed).
+    TrainFailed(String),
+}
+
+/// The Cache API cache fine-tuned adapters are kept in.
+pub const ADAPTER_CACHE: &str = "umi-adapters";
+
+/// The URL, relative to the app, under which `role`'s adapter file `file` is cached.
+pub fn adapter_url(role: Role, file: &str) -> String {
+    format!("adapters/{}/{file}", format!("{role:?}").to_lowercase())
 }
 
 /// Encodes a message with optional transferable attachments as `{json, files}`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::{AbortRegistration, Abortable};
 use umi_agent::{Agent, AgentEvent, AgentMode, LlamaGenerator};
 use umi_data::Role;
-use umi_model::{GenerationConfig, LoadedModel};
+use umi_model::{AdapterSet, GenerationConfig, LoadedModel};
 use umi_tools::{HttpTools, ToolSpec, load_tool_specs};
 
 use crate::protocol::{FromWorker, RunSettings, Speed, TraceEvent};
@@ -75,15 +75,65 @@ fn trace_event(event: &AgentEvent) -> Option<TraceEvent> {
     })
 }
 
+/// A copy of `model` sharing its weights (burn tensors are reference-counted).
+fn share(model: &LoadedModel) -> LoadedModel {
+    LoadedModel {
+        model: model.model.clone(),
+        tokenizer: model.tokenizer.clone(),
+        chat_template: model.chat_template.clone(),
+        origin: model.origin.clone(),
+    }
+}
+
+/// The agent's generator: each role's model with that role's fine-tuned adapters (an empty set:
+/// none). One model for every role runs as one backbone whose adapters are swapped per role
+/// (`LlamaGenerator::with_adapters`); distinct models each get their own role's adapters.
+fn role_generator(
+    [planner, caller, summarizer]: [Rc<LoadedModel>; 3],
+    adapters: [AdapterSet; 3],
+    config: GenerationConfig,
+) -> LlamaGenerator {
+    if adapters.iter().all(AdapterSet::is_empty) {
+        return LlamaGenerator::per_role(planner, caller, summarizer, config);
+    }
+    let [a_planner, a_caller, a_summarizer] = adapters;
+    if Rc::ptr_eq(&planner, &caller) && Rc::ptr_eq(&planner, &summarizer) {
+        return LlamaGenerator::with_adapters(
+            share(&planner),
+            a_planner,
+            a_caller,
+            a_summarizer,
+            config,
+        );
+    }
+    let adapted = |model: Rc<LoadedModel>, set: AdapterSet| {
+        if set.is_empty() {
+            model
+        } else {
+            let mut copy = share(&model);
+            copy.model.set_adapters(&set);
+            Rc::new(copy)
+        }
+    };
+    LlamaGenerator::per_role(
+        adapted(planner, a_planner),
+        adapted(caller, a_caller),
+        adapted(summarizer, a_summarizer),
+        config,
+    )
+}
+
 /// Runs the agent on `settings.query` with `planner`, `caller` and `summarizer` (the same model
-/// when shared), posting text, events and status through `post`; `abort` stops it (at once:
-/// the run is always awaiting a GPU read or a tool).
+/// when shared) and each role's fine-tuned `adapters` (planner, caller, summarizer; empty when
+/// none), posting text, events and status through `post`; `abort` stops it (at once: the run
+/// is always awaiting a GPU read or a tool).
 ///
 /// Returns the message that ends the run: [`FromWorker::Finished`], [`FromWorker::Stopped`] or
 /// [`FromWorker::Failed`].
 pub async fn run_agent(
     settings: RunSettings,
-    [planner, caller, summarizer]: [Rc<LoadedModel>; 3],
+    models: [Rc<LoadedModel>; 3],
+    adapters: [AdapterSet; 3],
     post: Rc<dyn Fn(FromWorker)>,
     abort: AbortRegistration,
 ) -> FromWorker {
@@ -97,7 +147,7 @@ pub async fn run_agent(
         max_new_tokens: settings.max_new_tokens,
         ..Default::default()
     };
-    let mut generator = LlamaGenerator::per_role(planner, caller, summarizer, config);
+    let mut generator = role_generator(models, adapters, config);
     generator.use_chat_template = !settings.raw_prompts;
     // the last token's role and time: intervals within one generation give the decode speed
     let last: Rc<Cell<Option<(Role, f64)>>> = Rc::new(Cell::new(None));

@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use umi_data::batch::{length_bucketed_batches, tokenize_sample};
 use umi_data::readers::{DataFormat, Split, read};
 use umi_data::{PromptSet, Role, role_samples};
 use umi_model::{Backend, LoraConfig, load_model, load_peft, merge_lora, save_hf, save_peft};
-use umi_train::{StepStats, TrainConfig, Trainer, TrainerState, latest_checkpoint};
+use umi_train::{
+    StepStats, TrainConfig, Trainer, TrainerState, latest_checkpoint, steps_per_epoch,
+    tokenize_examples,
+};
 
 use crate::eval::write_atomically;
 
@@ -186,28 +188,11 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
         merge_lora(&mut loaded.model);
     }
     let tokenizer = &loaded.tokenizer;
-    let eos = *tokenizer
-        .eos_ids()
-        .first()
-        .context("the tokenizer has no EOS token")?;
     let max_len = config.max_len.min(loaded.model.max_positions());
-    let mut examples = Vec::with_capacity(samples.len());
-    let mut failed = None;
-    let mut encode = |text: &str, bos: bool| -> Vec<u32> {
-        tokenizer.encode(text, bos).unwrap_or_else(|e| {
-            failed = Some(e.to_string());
-            Vec::new()
-        })
-    };
-    for s in &samples {
-        examples.push(tokenize_sample(s, &mut encode, eos, max_len));
-    }
-    if let Some(e) = failed {
-        bail!("tokenizing the samples failed: {e}");
-    }
-    let pad = eos;
-    let batches_per_epoch = examples.len().div_ceil(config.batch_size);
-    let steps_per_epoch = batches_per_epoch.div_ceil(config.gradient_accumulation_steps);
+    let examples = tokenize_examples(&samples, tokenizer, max_len)?;
+    // the pad id is EOS (`tokenize_examples` checked there is one); padding is masked out
+    let pad = tokenizer.eos_ids()[0];
+    let steps_per_epoch = steps_per_epoch(examples.len(), &config);
     let total_steps = args.max_steps.unwrap_or(steps_per_epoch * config.epochs);
     if total_steps == 0 {
         bail!("--max-steps must be positive");
@@ -254,14 +239,7 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
         &device,
         resume.is_none() || config.lora.is_none(),
     )?;
-    let mut state = TrainerState {
-        step: 0,
-        total_steps,
-        epoch: 0,
-        steps_in_epoch: 0,
-        config: config.clone(),
-        history: Vec::new(),
-    };
+    let mut state = TrainerState::new(config.clone(), total_steps);
     if let Some(ck) = &resume {
         trainer.resume_from(ck)?;
         state = ck.state.clone();
@@ -300,38 +278,21 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     let started = Instant::now();
     let mut tokens_since = 0usize;
     while state.step < stop_at {
-        let batches = length_bucketed_batches(
-            &examples,
-            config.batch_size,
-            pad,
-            config.seed + state.epoch as u64,
-        );
-        let groups: Vec<_> = batches.chunks(config.gradient_accumulation_steps).collect();
-        for group in groups.iter().skip(state.steps_in_epoch) {
-            if state.step >= stop_at {
-                break;
-            }
-            let stats: StepStats = trainer.train_step(group)?;
-            tokens_since += stats.tokens;
-            state.step = stats.step;
-            state.steps_in_epoch += 1;
-            state.history.push(stats);
-            bar.set_position(state.step as u64);
-            bar.set_message(format!(
-                "loss {:.4}  lr {:.2e}  {:.0} tok/s",
-                stats.loss,
-                stats.learning_rate,
-                tokens_since as f64 / started.elapsed().as_secs_f64()
-            ));
-            if state.step.is_multiple_of(args.save_every.max(1)) {
-                let ck = trainer.save_checkpoint(&args.out, &state)?;
-                write_curve(&args.out, &state.history)?;
-                bar.println(format!("saved {}", ck.dir.display()));
-            }
-        }
-        if state.steps_in_epoch >= groups.len() {
-            state.epoch += 1;
-            state.steps_in_epoch = 0;
+        let group = state.next_step_batches(&examples, pad);
+        let stats: StepStats = pollster::block_on(trainer.train_step(&group))?;
+        tokens_since += stats.tokens;
+        state.record(stats);
+        bar.set_position(state.step as u64);
+        bar.set_message(format!(
+            "loss {:.4}  lr {:.2e}  {:.0} tok/s",
+            stats.loss,
+            stats.learning_rate,
+            tokens_since as f64 / started.elapsed().as_secs_f64()
+        ));
+        if state.step.is_multiple_of(args.save_every.max(1)) {
+            let ck = trainer.save_checkpoint(&args.out, &state)?;
+            write_curve(&args.out, &state.history)?;
+            bar.println(format!("saved {}", ck.dir.display()));
         }
     }
     bar.finish();

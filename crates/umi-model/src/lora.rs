@@ -247,23 +247,32 @@ fn targeted(config: &LoraConfig, module: &str) -> bool {
 }
 
 /// Attaches fresh adapters to the projections `config` targets: `A` random (PEFT's
-/// Kaiming-uniform, `U(±1/√in)`), `B = 0`, so the model's output is unchanged. Seed the device
-/// (`device.seed(..)`) first for repeatable `A`.
+/// Kaiming-uniform, `U(±1/√in)`), `B = 0`, so the model's output is unchanged.
+///
+/// `A` is drawn on the host from `seed` (a splitmix64 stream per projection, started from the
+/// seed and the module's name) and uploaded, not with the device's generator: the same seed
+/// gives bit-identical adapters on every backend (CPU, Vulkan, WebGPU in a browser), so a
+/// browser run can be compared step by step with a native one.
 ///
 /// # Errors
 ///
 /// [`Error::Config`] when `config` is invalid.
-pub fn attach_lora(model: &mut Llama, config: &LoraConfig, device: &Device) -> Result<()> {
+pub fn attach_lora(
+    model: &mut Llama,
+    config: &LoraConfig,
+    seed: u64,
+    device: &Device,
+) -> Result<()> {
     config.validate("LoRA settings")?;
     for (name, p) in model.projections_mut() {
         if targeted(config, &name) {
             let (d_in, d_out) = (p.d_input(), p.d_output());
             let bound = 1.0 / (d_in as f64).sqrt();
-            let a = Tensor::random(
-                [d_in, config.r],
-                burn::tensor::Distribution::Uniform(-bound, bound),
-                device,
-            );
+            let mut stream = SplitMix64::new(seed, &name);
+            let data: Vec<f32> = (0..d_in * config.r)
+                .map(|_| ((2.0 * stream.unit() - 1.0) * bound) as f32)
+                .collect();
+            let a = Tensor::<2>::from_data(TensorData::new(data, [d_in, config.r]), device);
             p.lora = Some(LoraAdapter {
                 a: Param::from_tensor(a),
                 b: Param::from_tensor(Tensor::zeros([config.r, d_out], device)),
@@ -274,6 +283,33 @@ pub fn attach_lora(model: &mut Llama, config: &LoraConfig, device: &Device) -> R
         }
     }
     Ok(())
+}
+
+/// splitmix64 (Steele et al. 2014): a tiny seeded stream that gives the same numbers on every
+/// platform (unlike `rand`'s `SmallRng`, which differs between 32- and 64-bit targets).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A stream for `seed` and `name` (FNV-1a of the name mixed with the seed).
+    fn new(seed: u64, name: &str) -> Self {
+        let fnv = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |acc, b| {
+            (acc ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        Self(fnv ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`, 53 bits.
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 /// Folds every adapter into its base weight (`W ← W + s·A·B`) and removes it: the merged model
@@ -335,49 +371,94 @@ fn safetensors_bytes(tensors: &BTreeMap<String, HostTensor>) -> Result<Vec<u8>> 
         .map_err(|e| Error::Device(format!("serialising safetensors: {e}")))
 }
 
+/// `(PEFT name, tensor in umi's layout)` of every adapter matrix of `model`: `A` `[in, r]` as
+/// `…lora_A.weight`, `B` `[r, out]` as `…lora_B.weight` (both still to be transposed).
+fn adapter_tensors(model: &Llama) -> Vec<(String, Tensor<2>)> {
+    let mut out = Vec::new();
+    for (name, p) in model.projections() {
+        if let Some(lora) = &p.lora {
+            let prefix = format!("base_model.model.{name}");
+            out.push((format!("{prefix}.lora_A.weight"), lora.a.val()));
+            out.push((format!("{prefix}.lora_B.weight"), lora.b.val()));
+        }
+    }
+    out
+}
+
 /// The adapters of `model` as PEFT names them, in PEFT's layout (`lora_A.weight` `[r, in]`,
-/// `lora_B.weight` `[out, r]`).
+/// `lora_B.weight` `[out, r]`). Reads synchronously: native only (see
+/// [`peft_state_dict_async`]).
 ///
 /// # Errors
 ///
 /// [`Error::Device`] if a tensor cannot be read back.
 pub fn peft_state_dict(model: &Llama) -> Result<BTreeMap<String, HostTensor>> {
-    let mut out = BTreeMap::new();
-    for (name, p) in model.projections() {
-        if let Some(lora) = &p.lora {
-            let prefix = format!("base_model.model.{name}");
-            out.insert(
-                format!("{prefix}.lora_A.weight"),
-                host_of(lora.a.val())?.transposed(),
-            );
-            out.insert(
-                format!("{prefix}.lora_B.weight"),
-                host_of(lora.b.val())?.transposed(),
-            );
-        }
-    }
-    Ok(out)
+    adapter_tensors(model)
+        .into_iter()
+        .map(|(name, t)| Ok((name, host_of(t)?.transposed())))
+        .collect()
 }
 
-/// Writes the adapters of `model` as a PEFT adapter folder (`adapter_config.json`,
-/// `adapter_model.safetensors`), loadable by `PeftModel.from_pretrained`.
+/// As [`peft_state_dict`], read back asynchronously in one transaction: the form that works
+/// in a browser (WebGPU forbids synchronous reads).
 ///
 /// # Errors
 ///
-/// [`Error::Io`] when the folder cannot be written; [`Error::Config`] if the model has no
-/// adapters.
-pub fn save_peft(model: &Llama, config: &LoraConfig, dir: &Path) -> Result<()> {
-    let tensors = peft_state_dict(model)?;
+/// [`Error::Device`] if the tensors cannot be read back.
+pub async fn peft_state_dict_async(model: &Llama) -> Result<BTreeMap<String, HostTensor>> {
+    let tensors = adapter_tensors(model);
+    let shapes: Vec<Vec<usize>> = tensors.iter().map(|(_, t)| t.dims().to_vec()).collect();
+    let mut transaction = burn::tensor::Transaction::default();
+    for (_, t) in &tensors {
+        transaction = transaction.register(t.clone());
+    }
+    let data = transaction
+        .execute_async()
+        .await
+        .map_err(|e| Error::Device(format!("reading the adapters back: {e:?}")))?;
+    tensors
+        .into_iter()
+        .zip(shapes)
+        .zip(data)
+        .map(|(((name, _), shape), data)| {
+            let data = data
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| Error::Device(format!("reading {name} back: {e:?}")))?;
+            Ok((name, HostTensor { shape, data }.transposed()))
+        })
+        .collect()
+}
+
+/// A PEFT adapter folder's two files, in memory (for storage that is not a file system, such
+/// as a browser's Cache API or a download).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeftFiles {
+    /// `adapter_config.json`: `peft_type` LORA, `r`, `lora_alpha`, `lora_dropout`,
+    /// `target_modules`, `bias` none.
+    pub adapter_config: String,
+    /// `adapter_model.safetensors`: f32 tensors named as [`peft_state_dict`] names them.
+    pub adapter_model: Vec<u8>,
+}
+
+/// The files of a PEFT adapter folder from `tensors` (as [`peft_state_dict`] or
+/// [`peft_state_dict_async`] give them) and `config`; `origin` names the adapter in errors.
+///
+/// # Errors
+///
+/// [`Error::Config`] when `tensors` is empty (no adapters); [`Error::Device`] if serialising
+/// fails.
+pub fn peft_files(
+    tensors: &BTreeMap<String, HostTensor>,
+    config: &LoraConfig,
+    origin: &str,
+) -> Result<PeftFiles> {
     if tensors.is_empty() {
         return Err(Error::Config {
-            file: dir.display().to_string(),
+            file: origin.to_string(),
             message: "the model has no LoRA adapters to save".into(),
         });
     }
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
     let adapter_config = serde_json::json!({
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
@@ -390,15 +471,30 @@ pub fn save_peft(model: &Llama, config: &LoraConfig, dir: &Path) -> Result<()> {
         "inference_mode": true,
         "base_model_name_or_path": null,
     });
-    write_atomically(
-        &dir.join("adapter_model.safetensors"),
-        &safetensors_bytes(&tensors)?,
-    )?;
+    Ok(PeftFiles {
+        adapter_config: serde_json::to_string_pretty(&adapter_config)
+            .expect("JSON values serialise"),
+        adapter_model: safetensors_bytes(tensors)?,
+    })
+}
+
+/// Writes the adapters of `model` as a PEFT adapter folder (`adapter_config.json`,
+/// `adapter_model.safetensors`), loadable by `PeftModel.from_pretrained`.
+///
+/// # Errors
+///
+/// [`Error::Io`] when the folder cannot be written; [`Error::Config`] if the model has no
+/// adapters.
+pub fn save_peft(model: &Llama, config: &LoraConfig, dir: &Path) -> Result<()> {
+    let files = peft_files(&peft_state_dict(model)?, config, &dir.display().to_string())?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write_atomically(&dir.join("adapter_model.safetensors"), &files.adapter_model)?;
     write_atomically(
         &dir.join("adapter_config.json"),
-        serde_json::to_string_pretty(&adapter_config)
-            .expect("JSON values serialise")
-            .as_bytes(),
+        files.adapter_config.as_bytes(),
     )
 }
 

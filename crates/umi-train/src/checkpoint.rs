@@ -4,12 +4,15 @@
 //! temporary name and renamed when complete, so a kill never leaves a half checkpoint that a
 //! resume would load.
 
-use std::path::{Path, PathBuf};
+#[cfg(not(target_family = "wasm"))]
+use std::path::Path;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::trainer::{StepStats, TrainConfig, Trainer};
-use crate::{Result, TrainError};
+use crate::trainer::{StepStats, TrainConfig};
+#[cfg(not(target_family = "wasm"))]
+use crate::{Result, TrainError, trainer::Trainer};
 
 /// Progress saved with a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +53,7 @@ impl Checkpoint {
     }
 }
 
+#[cfg(not(target_family = "wasm"))]
 fn err(path: &Path, message: impl ToString) -> TrainError {
     TrainError::Checkpoint {
         path: path.display().to_string(),
@@ -59,6 +63,7 @@ fn err(path: &Path, message: impl ToString) -> TrainError {
 
 /// The newest complete checkpoint in `out_dir` (highest step), if any. Folders without a
 /// readable `trainer_state.json` are ignored (with a warning on stderr): they are not complete.
+#[cfg(not(target_family = "wasm"))]
 pub fn latest_checkpoint(out_dir: &Path) -> Option<Checkpoint> {
     let mut best: Option<Checkpoint> = None;
     for entry in std::fs::read_dir(out_dir).ok()?.flatten() {
@@ -87,6 +92,7 @@ pub fn latest_checkpoint(out_dir: &Path) -> Option<Checkpoint> {
     best
 }
 
+#[cfg(not(target_family = "wasm"))]
 impl Trainer {
     /// Writes `checkpoint-{step:06}/` under `out_dir` atomically and returns it.
     ///

@@ -8,15 +8,25 @@
 //!   Hugging Face's `ForCausalLMLoss`);
 //! - [`cosine_lr`]: linear warm-up then cosine decay to 0 (`get_cosine_schedule_with_warmup`);
 //! - [`Trainer`]: AdamW (burn-optim, same update as `torch.optim.AdamW`), global-norm gradient
-//!   clipping (`clip_grad_norm_`), accumulation, and checkpoints (PEFT adapter or HF folder +
-//!   optimizer state + progress) written atomically and resumed after a kill.
+//!   clipping (`clip_grad_norm_`), accumulation, and (natively) checkpoints (PEFT adapter or HF
+//!   folder + optimizer state + progress) written atomically and resumed after a kill;
+//! - [`tokenize_examples`], [`epoch_steps`], [`TrainerState::next_step_batches`]: the batches
+//!   of each step, shared by `umi train` and the web app.
+//!
+//! A step is `async` ([`Trainer::train_step`]): it reads the loss back from the device, which
+//! WebGPU in a browser only allows asynchronously. Native callers use `pollster::block_on`; the
+//! web app awaits it in its worker. Checkpoint files (`std::fs`) are native-only.
 #![warn(missing_docs)]
 
 mod checkpoint;
+mod data;
 mod loss;
 mod trainer;
 
-pub use checkpoint::{Checkpoint, TrainerState, latest_checkpoint};
+#[cfg(not(target_family = "wasm"))]
+pub use checkpoint::latest_checkpoint;
+pub use checkpoint::{Checkpoint, TrainerState};
+pub use data::{epoch_steps, steps_per_epoch, tokenize_examples};
 pub use loss::causal_lm_loss;
 pub use trainer::{StepStats, TrainConfig, Trainer, cosine_lr};
 pub use umi_model::LoraConfig;
@@ -38,6 +48,9 @@ pub enum TrainError {
     /// The settings or the data cannot train.
     #[error("{0}")]
     Invalid(String),
+    /// A value could not be read back from the device.
+    #[error("reading back from the device failed: {0}")]
+    Read(String),
 }
 
 /// Result of this crate.

@@ -2,7 +2,7 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData, Transaction};
 use serde::{Deserialize, Serialize};
 use umi_data::Role;
 use umi_data::batch::Batch;
@@ -190,6 +190,28 @@ impl ModuleVisitor for GradNorm<'_> {
     }
 }
 
+/// Reads two `[1]` tensors back (one transaction, asynchronously).
+async fn read_scalars(a: Tensor<1>, b: Tensor<1>) -> Result<(f64, f64)> {
+    let data = Transaction::default()
+        .register(a)
+        .register(b)
+        .execute_async()
+        .await
+        .map_err(|e| TrainError::Read(format!("{e:?}")))?;
+    let scalar = |d: &TensorData| -> Result<f64> {
+        d.iter::<f64>()
+            .next()
+            .ok_or_else(|| TrainError::Read("an empty tensor was read back".into()))
+    };
+    match data.as_slice() {
+        [a, b] => Ok((scalar(a)?, scalar(b)?)),
+        _ => Err(TrainError::Read(format!(
+            "expected 2 tensors back, got {}",
+            data.len()
+        ))),
+    }
+}
+
 /// Trains a [`Llama`] with AdamW; see the crate docs.
 pub struct Trainer {
     model: Option<Llama>,
@@ -241,7 +263,7 @@ impl Trainer {
             // Freeze the base (as tensors are re-created by fork, do it on the autodiff copy).
             model = model.no_grad();
             if fresh_adapters {
-                attach_lora(&mut model, lora, &ad)?;
+                attach_lora(&mut model, lora, config.seed, &ad)?;
             } else {
                 let mut any = false;
                 for (_, p) in model.projections_mut() {
@@ -303,6 +325,7 @@ impl Trainer {
         &self.optim
     }
 
+    #[cfg(not(target_family = "wasm"))]
     pub(crate) fn optimizer_mut(&mut self) -> &mut ModuleOptimizer {
         &mut self.optim
     }
@@ -369,7 +392,7 @@ impl Trainer {
     }
 
     /// Loss and gradients of `micro_batches` by parameter name, without updating (for checks
-    /// against other frameworks): Hugging Face names and `[out, in]` layouts for base weights,
+    /// against other frameworks; it reads synchronously, so native only): Hugging Face names and `[out, in]` layouts for base weights,
     /// PEFT names and layouts (`lora_A.weight` `[r, in]`, `lora_B.weight` `[out, r]`) for
     /// adapters; parameters without a gradient are left out.
     ///
@@ -454,17 +477,44 @@ impl Trainer {
     /// One optimizer step over `micro_batches` (gradient accumulation): loss, global-norm
     /// clipping, AdamW with the scheduled learning rate.
     ///
+    /// Asynchronous because the loss and the gradient norm are read back from the device, which
+    /// a browser (WebGPU) only allows asynchronously; natively, drive it with
+    /// `pollster::block_on`. The graph is built and the update applied on the caller's thread,
+    /// so the future never needs to be `Send`.
+    ///
     /// # Errors
     ///
     /// [`TrainError::Invalid`] when no micro-batch has a target token, or the loss is not finite
-    /// (the step is then not applied).
-    pub fn train_step(&mut self, micro_batches: &[Batch]) -> Result<StepStats> {
-        let Some((loss, mut grads, target_tokens, tokens)) = self.loss_and_grads(micro_batches)
-        else {
+    /// (the step is then not applied); [`TrainError::Read`] if the device fails.
+    pub async fn train_step(&mut self, micro_batches: &[Batch]) -> Result<StepStats> {
+        let Some((loss, grads, target_tokens, tokens)) = self.loss_and_grads(micro_batches) else {
             return Err(TrainError::Invalid(
                 "the step's batches have no target tokens (all labels are -100)".into(),
             ));
         };
+        self.apply_gradients(loss, grads, target_tokens, tokens)
+            .await
+    }
+
+    /// The second half of an optimizer step, for any objective: `loss` (`[1]`, already
+    /// backpropagated into `grads`, the gradients of [`Trainer::model`]'s parameters) is read
+    /// back with the global gradient norm, the gradients are clipped to
+    /// [`TrainConfig::max_grad_norm`] and AdamW applies them with the scheduled learning rate.
+    /// [`Trainer::train_step`] calls it with the causal-LM loss; another objective (e.g.
+    /// step-level DPO on preference pairs) builds its own loss and gradients on
+    /// [`Trainer::model`] and calls it too. `target_tokens` and `tokens` are only reported.
+    ///
+    /// # Errors
+    ///
+    /// [`TrainError::Invalid`] when no parameter has a gradient or the loss is not finite (the
+    /// update is then not applied); [`TrainError::Read`] if the device fails.
+    pub async fn apply_gradients(
+        &mut self,
+        loss: Tensor<1>,
+        mut grads: GradientsParams,
+        target_tokens: usize,
+        tokens: usize,
+    ) -> Result<StepStats> {
         let norm = self
             .grad_norm(&mut grads)
             .ok_or_else(|| TrainError::Invalid("no parameter received a gradient".into()))?;
@@ -482,9 +532,8 @@ impl Trainer {
             };
             self.model().visit(&mut v);
         }
-        // Native read back of two scalars; the browser build reads them with `into_data_async`.
-        let loss_value = loss.into_scalar::<f64>();
-        let norm_value = norm.into_scalar::<f64>();
+        // One asynchronous read of both scalars: synchronous reads panic in a browser.
+        let (loss_value, norm_value) = read_scalars(loss, norm).await?;
         if !loss_value.is_finite() {
             return Err(TrainError::Invalid(format!(
                 "the loss is {loss_value} at step {}; the update was not applied (lower the learning rate?)",
@@ -510,8 +559,14 @@ impl Trainer {
         })
     }
 
-    /// Mean target-token loss of `batches` under the current weights, without gradients.
-    pub fn eval_loss(&self, batches: &[Batch]) -> Option<f64> {
+    /// Mean target-token loss of `batches` under the current weights, without gradients;
+    /// `Ok(None)` when no batch has a target token. Asynchronous for the same reason as
+    /// [`Trainer::train_step`].
+    ///
+    /// # Errors
+    ///
+    /// [`TrainError::Read`] if the device fails.
+    pub async fn eval_loss(&self, batches: &[Batch]) -> Result<Option<f64>> {
         let model = self.inference_model();
         let device = self.device.clone().inner();
         let (mut sum, mut count) = (0.0, 0usize);
@@ -526,10 +581,14 @@ impl Trainer {
             let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, cols]), &device);
             let logits = model.forward(input, &mut model.new_cache());
             if let Some((loss, n)) = causal_lm_loss(logits, &batch.labels) {
-                sum += loss.into_scalar::<f64>() * n as f64;
+                let loss = loss
+                    .into_scalar_async::<f64>()
+                    .await
+                    .map_err(|e| TrainError::Read(format!("{e:?}")))?;
+                sum += loss * n as f64;
                 count += n;
             }
         }
-        (count > 0).then(|| sum / count as f64)
+        Ok((count > 0).then(|| sum / count as f64))
     }
 }

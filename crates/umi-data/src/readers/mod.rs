@@ -200,10 +200,30 @@ pub fn check_conversation(c: &Conversation) -> Result<(), String> {
 /// [`ReadError`] when the file cannot be read or is not a JSON array; bad records are skipped
 /// and listed in the report instead.
 pub fn read_alpha_umi(path: &Path) -> Result<(Vec<Conversation>, ReadReport), ReadError> {
-    let Value::Array(records) = read_json(path, "α-UMi conversation JSON")? else {
+    parse_alpha_umi(&read_text(path)?, path)
+}
+
+/// As [`read_alpha_umi`], from the file's text (`origin` names it in messages and the report):
+/// for files that are not on a disk, such as one picked in a browser.
+///
+/// # Errors
+///
+/// [`ReadError::Format`] when the text is not a JSON array; bad records are skipped and listed
+/// in the report instead.
+pub fn parse_alpha_umi(
+    text: &str,
+    origin: &Path,
+) -> Result<(Vec<Conversation>, ReadReport), ReadError> {
+    const FORMAT: &str = "α-UMi conversation JSON";
+    let value: Value = serde_json::from_str(text).map_err(|e| ReadError::Format {
+        path: origin.to_path_buf(),
+        format: FORMAT,
+        message: e.to_string(),
+    })?;
+    let Value::Array(records) = value else {
         return Err(ReadError::Format {
-            path: path.to_path_buf(),
-            format: "α-UMi conversation JSON",
+            path: origin.to_path_buf(),
+            format: FORMAT,
             message: "expected a JSON array of {tools, instruction, conversations} records".into(),
         });
     };
@@ -216,7 +236,7 @@ pub fn read_alpha_umi(path: &Path) -> Result<(Vec<Conversation>, ReadReport), Re
             .and_then(|c| check_conversation(&c).map(|()| c))
         {
             Ok(c) => out.push(c),
-            Err(reason) => report.skip(path, index, reason),
+            Err(reason) => report.skip(origin, index, reason),
         }
     }
     report.kept = out.len();

@@ -1,0 +1,490 @@
+//! The "Fine-tune" panel: LoRA fine-tuning of one role on WebGPU, run by the model worker
+//! (`train.rs` there). The page only collects the settings, renders the progress (step, loss,
+//! tokens/s, a live loss plot) and offers the saved adapter for download.
+//!
+//! DOM hooks for the browser test: `#train-role`, `#train-source`, `#train-file`, `#train-rank`,
+//! `#train-alpha`, `#train-dropout`, `#train-lr`, `#train-steps`, `#train-max-len`,
+//! `#train-start`, `#train-stop`, `#train-resume`, `#train-status`, `#train-progress`,
+//! `#train-plot`, `#train-losses` (one `li` per step with `data-step` and `data-loss`, the
+//! loss in full precision), `#train-adapter`, `#adapter-config-link`, `#adapter-model-link`.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use umi_data::Role;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Cache, HtmlInputElement, Response};
+
+use crate::app::{WorkerHandle, js_error, post};
+use crate::protocol::{ADAPTER_CACHE, FromWorker, ToWorker, TrainData, TrainSettings};
+
+/// A downloadable file: its name and an object URL.
+#[derive(Debug, Clone, PartialEq)]
+struct Download {
+    name: &'static str,
+    href: String,
+}
+
+/// The panel's state (signals, so it can be shared by the page and the panel).
+#[derive(Clone, Copy)]
+pub struct TrainPanel {
+    role: RwSignal<String>,
+    source: RwSignal<String>,
+    rank: RwSignal<String>,
+    alpha: RwSignal<String>,
+    dropout: RwSignal<String>,
+    lr: RwSignal<String>,
+    steps: RwSignal<String>,
+    max_len: RwSignal<String>,
+    file: StoredValue<Option<web_sys::File>, LocalStorage>,
+    /// Trajectories recorded by finished runs in this session.
+    pub recorded: RwSignal<usize>,
+    /// A fine-tuning run is stepping.
+    pub training: RwSignal<bool>,
+    /// A paused run can resume.
+    resumable: RwSignal<bool>,
+    status: RwSignal<String>,
+    step: RwSignal<(usize, usize)>,
+    /// `(step, loss)` of every step of the run.
+    history: RwSignal<Vec<(usize, f64)>>,
+    tokens_per_second: RwSignal<f64>,
+    adapter: RwSignal<String>,
+    downloads: RwSignal<Vec<Download>>,
+}
+
+impl TrainPanel {
+    /// The panel with the reference defaults ([`TrainSettings::default`]).
+    pub fn new() -> Self {
+        let d = TrainSettings::default();
+        Self {
+            role: RwSignal::new("planner".into()),
+            source: RwSignal::new("file".into()),
+            rank: RwSignal::new(d.rank.to_string()),
+            alpha: RwSignal::new(d.alpha.to_string()),
+            dropout: RwSignal::new(d.dropout.to_string()),
+            lr: RwSignal::new(format!("{:e}", d.learning_rate)),
+            steps: RwSignal::new(String::new()),
+            max_len: RwSignal::new(d.max_len.to_string()),
+            file: StoredValue::new_local(None),
+            recorded: RwSignal::new(0),
+            training: RwSignal::new(false),
+            resumable: RwSignal::new(false),
+            status: RwSignal::new("idle".into()),
+            step: RwSignal::new((0, 0)),
+            history: RwSignal::new(Vec::new()),
+            tokens_per_second: RwSignal::new(0.0),
+            adapter: RwSignal::new(String::new()),
+            downloads: RwSignal::new(Vec::new()),
+        }
+    }
+
+    /// The settings in the form.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the field that does not parse.
+    fn settings(&self) -> Result<TrainSettings, String> {
+        fn field<T: std::str::FromStr>(s: RwSignal<String>, name: &str) -> Result<T, String> {
+            let text = s.get_untracked();
+            text.trim()
+                .parse()
+                .map_err(|_| format!("{name} must be a number, not {text:?}"))
+        }
+        let role = match self.role.get_untracked().as_str() {
+            "planner" => Role::Planner,
+            "caller" => Role::Caller,
+            "summarizer" => Role::Summarizer,
+            other => return Err(format!("unknown role {other:?}")),
+        };
+        let steps = match self.steps.get_untracked().trim() {
+            "" => None,
+            _ => Some(field(self.steps, "steps")?),
+        };
+        Ok(TrainSettings {
+            role,
+            data: if self.source.get_untracked() == "recorded" {
+                TrainData::Recorded
+            } else {
+                TrainData::File
+            },
+            rank: field(self.rank, "rank")?,
+            alpha: field(self.alpha, "alpha")?,
+            dropout: field(self.dropout, "dropout")?,
+            learning_rate: field(self.lr, "learning rate")?,
+            steps,
+            max_len: field(self.max_len, "max length")?,
+        })
+    }
+
+    /// Forgets the run and the adapter (new models were loaded: the worker dropped both).
+    pub fn reset(&self) {
+        self.resumable.set(false);
+        if !self.history.with_untracked(Vec::is_empty) {
+            self.status
+                .set("idle (new models: the fine-tuned adapter was dropped)".into());
+        }
+        self.history.set(Vec::new());
+        self.step.set((0, 0));
+        self.adapter.set(String::new());
+        self.set_downloads(Vec::new());
+    }
+
+    fn set_downloads(&self, downloads: Vec<Download>) {
+        for old in self.downloads.get_untracked() {
+            let _ = web_sys::Url::revoke_object_url(&old.href);
+        }
+        self.downloads.set(downloads);
+    }
+
+    /// Renders a worker message about fine-tuning; `false` for other messages.
+    pub fn on_message(&self, message: &FromWorker) -> bool {
+        match message {
+            FromWorker::TrainStarted {
+                role,
+                samples,
+                total_steps,
+                data,
+            } => {
+                self.history.set(Vec::new());
+                self.step.set((0, *total_steps));
+                self.tokens_per_second.set(0.0);
+                self.status.set(format!(
+                    "training {}: {data}; {samples} examples, {total_steps} steps (step 1 compiles the GPU kernels)",
+                    role_name(*role)
+                ));
+            }
+            FromWorker::TrainStep(p) => {
+                self.history.update(|h| h.push((p.step, p.loss)));
+                self.step.set((p.step, p.total_steps));
+                self.tokens_per_second.set(p.tokens_per_second);
+                self.status.set(format!(
+                    "training: step {}/{}, loss {:.4}, lr {:.2e}, {:.0} tok/s",
+                    p.step, p.total_steps, p.loss, p.learning_rate, p.tokens_per_second
+                ));
+            }
+            FromWorker::TrainSaved {
+                role,
+                step,
+                total_steps,
+                files,
+                bytes,
+                stored,
+            } => {
+                let done = step >= total_steps;
+                self.training.set(false);
+                self.resumable.set(!done);
+                self.status.set(format!(
+                    "{} at step {step}/{total_steps}",
+                    if done { "done" } else { "paused" }
+                ));
+                let name = role_name(*role);
+                self.adapter.set(match stored {
+                    Ok(()) => format!(
+                        "the {name} now runs with this adapter (step {step}, {:.1} KiB, PEFT layout, saved in browser storage)",
+                        *bytes as f64 / 1024.0
+                    ),
+                    Err(e) => format!(
+                        "the {name} now runs with this adapter (step {step}); saving it in browser storage failed: {e}"
+                    ),
+                });
+                if stored.is_ok() {
+                    let panel = *self;
+                    let files = files.clone();
+                    spawn_local(async move {
+                        match downloads(&files).await {
+                            Ok(d) => panel.set_downloads(d),
+                            Err(e) => panel
+                                .adapter
+                                .update(|a| a.push_str(&format!("; download links failed: {e}"))),
+                        }
+                    });
+                }
+            }
+            FromWorker::TrainFailed(e) => {
+                self.training.set(false);
+                self.status.set(format!("error: {e}"));
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+fn role_name(role: Role) -> String {
+    format!("{role:?}").to_lowercase()
+}
+
+/// Object URLs for the cached adapter files.
+async fn downloads(urls: &[String; 2]) -> Result<Vec<Download>, String> {
+    let caches = window().caches().map_err(js_error)?;
+    let cache: Cache = JsFuture::from(caches.open(ADAPTER_CACHE))
+        .await
+        .map_err(js_error)?
+        .dyn_into()
+        .map_err(|_| "caches.open gave no cache".to_string())?;
+    let mut out = Vec::new();
+    for (url, name) in urls
+        .iter()
+        .zip(["adapter_config.json", "adapter_model.safetensors"])
+    {
+        let response: Response = JsFuture::from(cache.match_with_str(url))
+            .await
+            .map_err(js_error)?
+            .dyn_into()
+            .map_err(|_| format!("{url} is not in the cache"))?;
+        let blob: web_sys::Blob = JsFuture::from(response.blob().map_err(js_error)?)
+            .await
+            .map_err(js_error)?
+            .dyn_into()
+            .map_err(|_| "not a blob".to_string())?;
+        let href = web_sys::Url::create_object_url_with_blob(&blob).map_err(js_error)?;
+        out.push(Download { name, href });
+    }
+    Ok(out)
+}
+
+/// The loss curve as an inline SVG polyline (x: step, y: loss from 0 to the largest).
+fn plot_points(history: &[(usize, f64)], total: usize, w: f64, h: f64) -> String {
+    let max = history.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-9);
+    let total = total.max(history.last().map_or(1, |p| p.0)).max(1) as f64;
+    history
+        .iter()
+        .map(|&(step, loss)| {
+            format!(
+                "{:.1},{:.1}",
+                w * step as f64 / total,
+                h - h * (loss / max).clamp(0.0, 1.0)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A labelled text field.
+#[component]
+fn Field(
+    /// The element id.
+    id: &'static str,
+    /// The label.
+    label: &'static str,
+    /// The value.
+    value: RwSignal<String>,
+    /// Shown when empty.
+    #[prop(optional)]
+    placeholder: &'static str,
+) -> impl IntoView {
+    view! {
+        <label>
+            {label}
+            " "
+            <input
+                id=id
+                type="text"
+                class="short"
+                placeholder=placeholder
+                prop:value=value
+                on:input=move |ev| value.set(event_target_value(&ev))
+            />
+        </label>
+    }
+}
+
+/// The "Fine-tune" section. `ready`: models are loaded; `busy`: a load or an agent run is in
+/// progress (the GPU is taken).
+#[component]
+pub fn FineTune(
+    /// The panel's state.
+    panel: TrainPanel,
+    /// The model worker.
+    worker: WorkerHandle,
+    /// Models are loaded.
+    #[prop(into)]
+    ready: Signal<bool>,
+    /// A load or a run is in progress.
+    #[prop(into)]
+    busy: Signal<bool>,
+) -> impl IntoView {
+    let p = panel;
+    let pick = move |ev: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&ev);
+        let file = input.files().and_then(|l| l.get(0));
+        p.file.set_value(file);
+    };
+    let start = move |_| {
+        if p.training.get_untracked() || busy.get_untracked() {
+            return;
+        }
+        if !ready.get_untracked() {
+            p.status.set("error: load a model first".into());
+            return;
+        }
+        let settings = match p.settings() {
+            Ok(s) => s,
+            Err(e) => {
+                p.status.set(format!("error: {e}"));
+                return;
+            }
+        };
+        let files = match settings.data {
+            TrainData::File => match p.file.get_value() {
+                Some(f) => Some(js_sys::Array::of1(&f)),
+                None => {
+                    p.status
+                        .set("error: pick an α-UMi JSON file (or use the recorded runs)".into());
+                    return;
+                }
+            },
+            TrainData::Recorded => None,
+        };
+        p.training.set(true);
+        p.resumable.set(false);
+        p.status.set("preparing the data…".into());
+        if let Err(e) = post(worker, &ToWorker::Train(settings), files.as_ref()) {
+            p.training.set(false);
+            p.status.set(format!("error: {e}"));
+        }
+    };
+    let stop = move |_| {
+        if p.training.get_untracked() {
+            p.status.set("pausing after this step…".into());
+            let _ = post(worker, &ToWorker::PauseTraining, None);
+        }
+    };
+    let resume = move |_| {
+        if p.training.get_untracked() || busy.get_untracked() || !p.resumable.get_untracked() {
+            return;
+        }
+        p.training.set(true);
+        p.status.set("resuming…".into());
+        if let Err(e) = post(worker, &ToWorker::ResumeTraining, None) {
+            p.training.set(false);
+            p.status.set(format!("error: {e}"));
+        }
+    };
+    let (w, h) = (480.0, 140.0);
+    let locked = move || p.training.get() || busy.get();
+    view! {
+        <section id="finetune">
+            <h2>"Fine-tune (LoRA on WebGPU)"</h2>
+            <div class="row settings">
+                <label>
+                    "role "
+                    <select
+                        id="train-role"
+                        prop:value=p.role
+                        on:change=move |ev| p.role.set(event_target_value(&ev))
+                    >
+                        <option value="planner">"planner"</option>
+                        <option value="caller">"caller"</option>
+                        <option value="summarizer">"summarizer"</option>
+                    </select>
+                </label>
+                <label>
+                    "data "
+                    <select
+                        id="train-source"
+                        prop:value=p.source
+                        on:change=move |ev| p.source.set(event_target_value(&ev))
+                    >
+                        <option value="file">"α-UMi JSON file"</option>
+                        <option value="recorded">"runs recorded in this session"</option>
+                    </select>
+                </label>
+                <input id="train-file" type="file" accept=".json,application/json" on:change=pick />
+                <span id="train-recorded" class="hint">
+                    {move || format!("{} runs recorded", p.recorded.get())}
+                </span>
+            </div>
+            <div class="row settings">
+                <Field id="train-rank" label="rank" value=p.rank />
+                <Field id="train-alpha" label="alpha" value=p.alpha />
+                <Field id="train-dropout" label="dropout" value=p.dropout />
+                <Field id="train-lr" label="learning rate" value=p.lr />
+                <Field id="train-steps" label="steps" value=p.steps placeholder="role's epochs" />
+                <Field id="train-max-len" label="max length" value=p.max_len />
+            </div>
+            <p class="hint">
+                "Defaults are GLPFT's local stage (lr 1e-5; planner and caller 1 epoch with warm-up 0.2, summarizer 2 epochs with warm-up 0.4; weight decay 0.01) with umi train --lora's adapters (rank 8, alpha 16, dropout 0.05, every attention and MLP projection); seed 42."
+            </p>
+            <div class="row">
+                <button id="train-start" on:click=start disabled=locked>"Train"</button>
+                <button id="train-stop" on:click=stop disabled=move || !p.training.get()>
+                    "Stop"
+                </button>
+                <button
+                    id="train-resume"
+                    on:click=resume
+                    disabled=move || locked() || !p.resumable.get()
+                >
+                    "Resume"
+                </button>
+                <progress
+                    id="train-progress"
+                    max=move || p.step.get().1.max(1)
+                    value=move || p.step.get().0
+                ></progress>
+                <span id="train-status">{move || p.status.get()}</span>
+            </div>
+            <svg
+                id="train-plot"
+                viewBox=format!("-4 -4 {} {}", w + 8.0, h + 8.0)
+                width=w
+                height=h
+            >
+                <rect x="0" y="0" width=w height=h class="frame"></rect>
+                <polyline
+                    class="loss"
+                    points=move || p.history.with(|hist| plot_points(hist, p.step.get().1, w, h))
+                ></polyline>
+                <text x="4" y="12" class="label">
+                    {move || {
+                        p.history
+                            .with(|hist| {
+                                let max = hist.iter().map(|x| x.1).fold(0.0, f64::max);
+                                if hist.is_empty() {
+                                    "loss".to_string()
+                                } else {
+                                    format!(
+                                        "loss (max {max:.3}, last {:.4})",
+                                        hist.last().map_or(0.0, |x| x.1),
+                                    )
+                                }
+                            })
+                    }}
+                </text>
+            </svg>
+            <ol id="train-losses">
+                <For
+                    each=move || p.history.get()
+                    key=|(step, _)| *step
+                    children=|(step, loss)| {
+                        view! {
+                            <li data-step=step.to_string() data-loss=loss.to_string()>
+                                {format!("{loss:.4}")}
+                            </li>
+                        }
+                    }
+                />
+            </ol>
+            <div id="train-adapter">{move || p.adapter.get()}</div>
+            <div class="row">
+                <For
+                    each=move || p.downloads.get()
+                    key=|d| d.href.clone()
+                    children=|d| {
+                        let id = if d.name.ends_with(".json") {
+                            "adapter-config-link"
+                        } else {
+                            "adapter-model-link"
+                        };
+                        view! {
+                            <a id=id href=d.href.clone() download=d.name>
+                                {format!("download {}", d.name)}
+                            </a>
+                        }
+                    }
+                />
+            </div>
+        </section>
+    }
+}

@@ -1,0 +1,246 @@
+//! LoRA fine-tuning of one role in the worker, on WebGPU: the browser twin of
+//! `umi train local --lora` (`umi-cli`'s `train`). The data, the batches, the step and the
+//! adapter files are umi-train's and umi-model's; only the storage (Cache API) and the
+//! messages are the browser's.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use js_sys::{Reflect, Uint8Array};
+use umi_data::batch::TrainingExample;
+use umi_data::readers::parse_alpha_umi;
+use umi_data::{PromptSet, Role, role_samples};
+use umi_model::{AdapterSet, Device, LoadedModel, LoraConfig, peft_files, peft_state_dict_async};
+use umi_train::{TrainConfig, Trainer, TrainerState, steps_per_epoch, tokenize_examples};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Cache, Response, ResponseInit};
+
+use crate::protocol::{ADAPTER_CACHE, TrainProgress, TrainSettings, adapter_url};
+use crate::scope::{js_error, now_ms, scope};
+
+/// A fine-tuning run in the worker: kept between messages, so that a paused run resumes with
+/// the same weights, optimizer state and batch order.
+pub struct TrainJob {
+    /// The role being trained.
+    pub role: Role,
+    trainer: Trainer,
+    state: TrainerState,
+    examples: Vec<TrainingExample>,
+    pad: u32,
+    lora: LoraConfig,
+    /// Tokens processed and milliseconds spent in steps (for tokens/s).
+    tokens: usize,
+    millis: f64,
+}
+
+/// The slot of `role` in the worker's `[planner, caller, summarizer]` arrays.
+pub fn slot(role: Role) -> Option<usize> {
+    match role {
+        Role::Planner => Some(0),
+        Role::Caller => Some(1),
+        Role::Summarizer => Some(2),
+        Role::Backbone => None,
+    }
+}
+
+/// The α-UMi records `text` holds (`origin` names it) as `role`'s training samples, exactly as
+/// `umi train local` makes them (`umi_data::role_samples` with the ToolBench prompts).
+///
+/// # Errors
+///
+/// A message when the text is not α-UMi JSON or gives no sample of `role`.
+pub fn role_samples_of(
+    text: &str,
+    origin: &str,
+    role: Role,
+) -> Result<(Vec<umi_data::RoleSample>, String), String> {
+    let (conversations, report) =
+        parse_alpha_umi(text, Path::new(origin)).map_err(|e| e.to_string())?;
+    let samples: Vec<_> = conversations
+        .iter()
+        .flat_map(|c| role_samples(c, role, PromptSet::ToolBench))
+        .collect();
+    let skipped = if report.skipped.is_empty() {
+        String::new()
+    } else {
+        format!(", {} records skipped", report.skipped.len())
+    };
+    if samples.is_empty() {
+        return Err(format!(
+            "{origin}: {} conversations give no {} samples{skipped}",
+            conversations.len(),
+            format!("{role:?}").to_lowercase()
+        ));
+    }
+    let summary = format!(
+        "{origin}: {} {} samples from {} conversations{skipped}",
+        samples.len(),
+        format!("{role:?}").to_lowercase(),
+        conversations.len()
+    );
+    Ok((samples, summary))
+}
+
+impl TrainJob {
+    /// Prepares LoRA fine-tuning of `settings.role` on `samples` from `model` (fresh adapters,
+    /// seed 42, GLPFT's local-stage schedule for the role).
+    ///
+    /// # Errors
+    ///
+    /// A message for bad settings or samples that do not tokenize.
+    pub fn new(
+        settings: &TrainSettings,
+        samples: &[umi_data::RoleSample],
+        model: &LoadedModel,
+        device: &Device,
+    ) -> Result<Self, String> {
+        let lora = LoraConfig {
+            r: settings.rank,
+            lora_alpha: settings.alpha,
+            lora_dropout: settings.dropout,
+            ..LoraConfig::default()
+        };
+        let config = TrainConfig {
+            learning_rate: settings.learning_rate,
+            max_len: settings.max_len,
+            lora: Some(lora.clone()),
+            ..TrainConfig::local(settings.role)
+        };
+        config.validate().map_err(|e| e.to_string())?;
+        if settings.steps == Some(0) {
+            return Err("steps must be positive (or empty for the role's epochs)".into());
+        }
+        let max_len = config.max_len.min(model.model.max_positions());
+        let examples =
+            tokenize_examples(samples, &model.tokenizer, max_len).map_err(|e| e.to_string())?;
+        let pad = model.tokenizer.eos_ids()[0]; // tokenize_examples checked there is one
+        let total_steps = settings
+            .steps
+            .unwrap_or(steps_per_epoch(examples.len(), &config) * config.epochs);
+        let trainer = Trainer::new(model.model.clone(), config.clone(), total_steps, device)
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            role: settings.role,
+            trainer,
+            state: TrainerState::new(config, total_steps),
+            examples,
+            pad,
+            lora,
+            tokens: 0,
+            millis: 0.0,
+        })
+    }
+
+    /// Training examples.
+    pub fn samples(&self) -> usize {
+        self.examples.len()
+    }
+
+    /// Steps planned.
+    pub fn total_steps(&self) -> usize {
+        self.state.total_steps
+    }
+
+    /// Steps done.
+    pub fn step(&self) -> usize {
+        self.state.step
+    }
+
+    /// Whether every planned step is done.
+    pub fn is_done(&self) -> bool {
+        self.state.is_done()
+    }
+
+    /// Runs the next optimizer step (awaiting the GPU, so the worker keeps answering
+    /// messages meanwhile).
+    ///
+    /// # Errors
+    ///
+    /// The trainer's message (no target token, a non-finite loss, a device failure).
+    pub async fn step_once(&mut self) -> Result<TrainProgress, String> {
+        let group = self.state.next_step_batches(&self.examples, self.pad);
+        let start = now_ms();
+        let stats = self
+            .trainer
+            .train_step(&group)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.millis += now_ms() - start;
+        self.tokens += stats.tokens;
+        self.state.record(stats);
+        Ok(TrainProgress {
+            step: stats.step,
+            total_steps: self.state.total_steps,
+            loss: stats.loss,
+            grad_norm: stats.grad_norm,
+            learning_rate: stats.learning_rate,
+            tokens_per_second: self.tokens as f64 / (self.millis / 1e3).max(1e-9),
+        })
+    }
+
+    /// The adapters trained so far, for the agent (off the autodiff graph, dropout off), and
+    /// their PEFT files.
+    ///
+    /// # Errors
+    ///
+    /// A message if the adapters cannot be read back or serialised.
+    pub async fn adapter(&self) -> Result<(AdapterSet, umi_model::PeftFiles), String> {
+        let mut model = self.trainer.inference_model();
+        let tensors = peft_state_dict_async(&model)
+            .await
+            .map_err(|e| e.to_string())?;
+        let origin = format!("the {} adapter", format!("{:?}", self.role).to_lowercase());
+        let files = peft_files(&tensors, &self.lora, &origin).map_err(|e| e.to_string())?;
+        Ok((model.take_adapters(), files))
+    }
+}
+
+/// Stores `role`'s PEFT files in the Cache API ([`ADAPTER_CACHE`], under [`adapter_url`]) and
+/// returns their URLs.
+///
+/// # Errors
+///
+/// A message when there is no Cache API (not a secure context) or a write fails (quota).
+pub async fn store_adapter(
+    role: Role,
+    files: &umi_model::PeftFiles,
+) -> (Result<(), String>, [String; 2]) {
+    let urls = [
+        adapter_url(role, "adapter_config.json"),
+        adapter_url(role, "adapter_model.safetensors"),
+    ];
+    let stored = async {
+        let caches = scope()
+            .caches()
+            .map_err(|_| "no Cache API here (the page is not a secure context)".to_string())?;
+        let cache: Cache = JsFuture::from(caches.open(ADAPTER_CACHE))
+            .await
+            .map_err(js_error)?
+            .dyn_into()
+            .map_err(|_| "caches.open gave no cache".to_string())?;
+        for (url, (bytes, kind)) in urls.iter().zip([
+            (files.adapter_config.as_bytes(), "application/json"),
+            (files.adapter_model.as_slice(), "application/octet-stream"),
+        ]) {
+            let init = ResponseInit::new();
+            let headers = js_sys::Object::new();
+            let _ = Reflect::set(&headers, &"content-type".into(), &kind.into());
+            init.set_headers(&headers);
+            let body = Uint8Array::from(bytes);
+            let response = Response::new_with_opt_buffer_source_and_init(Some(&body), &init)
+                .map_err(js_error)?;
+            JsFuture::from(cache.put_with_str(url, &response))
+                .await
+                .map_err(|e| format!("storing {url}: {}", js_error(e)))?;
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    (stored, urls)
+}
+
+/// The model `role` runs on, shared with the agent.
+pub fn role_model(models: &[Rc<LoadedModel>; 3], role: Role) -> Option<Rc<LoadedModel>> {
+    slot(role).map(|i| models[i].clone())
+}
