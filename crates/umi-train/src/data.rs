@@ -162,6 +162,10 @@ mod tests {
         assert_eq!(got, expected);
         assert!(state.is_done());
         assert_eq!(state.epoch, 2);
-        assert!(TrainerState::new(config, 1).next_step_batches(&[], 0).is_empty());
+        assert!(
+            TrainerState::new(config, 1)
+                .next_step_batches(&[], 0)
+                .is_empty()
+        );
     }
 }
