@@ -2,7 +2,8 @@
 //! PEFT adapter in `adapter/`, or a Hugging Face folder in `model/`), the optimizer state
 //! (`optimizer.bpk`, burn-pack) and the progress (`trainer_state.json`). Each is written under a
 //! temporary name and renamed when complete, so a kill never leaves a half checkpoint that a
-//! resume would load.
+//! resume would load. Files are native-only (`std::fs`); the progress ([`TrainerState`]) is
+//! shared with the browser, which keeps a run in memory and its adapter in the Cache API.
 
 #[cfg(not(target_family = "wasm"))]
 use std::path::Path;
