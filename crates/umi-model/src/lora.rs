@@ -410,7 +410,8 @@ pub async fn peft_state_dict_async(model: &Llama) -> Result<BTreeMap<String, Hos
     let shapes: Vec<Vec<usize>> = tensors.iter().map(|(_, t)| t.dims().to_vec()).collect();
     let mut transaction = burn::tensor::Transaction::default();
     for (_, t) in &tensors {
-        transaction = transaction.register(t.clone());
+        // out of autodiff: a transaction reads tensors of one kind only
+        transaction = transaction.register(t.clone().inner());
     }
     let data = transaction
         .execute_async()

@@ -190,11 +190,12 @@ impl ModuleVisitor for GradNorm<'_> {
     }
 }
 
-/// Reads two `[1]` tensors back (one transaction, asynchronously).
+/// Reads two `[1]` tensors back (one transaction, asynchronously). Both leave autodiff first:
+/// a transaction reads tensors of one kind only, and the loss is tracked while the norm is not.
 async fn read_scalars(a: Tensor<1>, b: Tensor<1>) -> Result<(f64, f64)> {
     let data = Transaction::default()
-        .register(a)
-        .register(b)
+        .register(a.inner())
+        .register(b.inner())
         .execute_async()
         .await
         .map_err(|e| TrainError::Read(format!("{e:?}")))?;
@@ -392,9 +393,9 @@ impl Trainer {
     }
 
     /// Loss and gradients of `micro_batches` by parameter name, without updating (for checks
-    /// against other frameworks; it reads synchronously, so native only): Hugging Face names and `[out, in]` layouts for base weights,
-    /// PEFT names and layouts (`lora_A.weight` `[r, in]`, `lora_B.weight` `[out, r]`) for
-    /// adapters; parameters without a gradient are left out.
+    /// against other frameworks; it reads synchronously, so native only): Hugging Face names and
+    /// `[out, in]` layouts for base weights, PEFT names and layouts (`lora_A.weight` `[r, in]`,
+    /// `lora_B.weight` `[out, r]`) for adapters; parameters without a gradient are left out.
     ///
     /// # Errors
     ///
