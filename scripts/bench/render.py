@@ -2,7 +2,11 @@
 """Collect benchmark JSON lines into results.json, and render results.json as BENCHMARKS.md.
 
   render.py --collect LINES.jsonl [--umi PATH] [--venv DIR] > results.json
-  render.py results.json > BENCHMARKS.md
+  render.py results.json [--train train_results.json] > BENCHMARKS.md
+
+results.json holds generation runs (`umi bench`, peer_transformers.py, peer_llamacpp.py);
+train_results.json LoRA training runs (`umi bench --train`, peer_peft_train.py), each with its own
+date, machine and versions, as run.sh measures them separately (TASKS).
 """
 import argparse
 import datetime
@@ -48,7 +52,7 @@ def machine():
 
 def versions(umi, venv):
     v = {"python": platform.python_version()}
-    pkgs = ["numpy", "safetensors", "gguf", "torch", "transformers", "llama_cpp_python"]
+    pkgs = ["numpy", "safetensors", "gguf", "torch", "transformers", "peft", "llama_cpp_python"]
     try:
         import importlib.metadata as md
         for p in pkgs:
@@ -92,18 +96,8 @@ def is_umi(r):
     return r["system"].lower().startswith("umi")
 
 
-def render(path):
-    d = json.load(open(path))
-    meta, results = d["meta"], d["results"]
+def machine_lines(w, meta):
     m, v = meta["machine"], meta["versions"]
-    out = []
-    w = out.append
-    w("# CPU benchmarks: umi vs peers\n")
-    w(f"Measured {meta['date']} by `scripts/bench/run.sh`: batch 1, a {meta['shape']['prompt_tokens']}-token prompt "
-      f"(prefill) then {meta['shape']['new_tokens']} greedy new tokens (decode, no EOS stop), "
-      f"{meta['shape']['threads']} threads, median of {meta['shape']['runs']} runs; prompt token i = "
-      f"(i·7919 + 13) mod vocab. Same shapes as `shared/docs/performance-anchors.md`. Peak RSS is the whole process "
-      f"(ru_maxrss), model loading included. Ratios are umi ÷ peer (above 1 means umi is faster).\n")
     w(f"**Machine:** {m['nproc']} CPUs, {m['cpu']} ({', '.join(m.get('simd', [])) or 'no AVX flags seen'}), "
       f"{m['memory']} RAM, Linux {m['kernel']}; load average {fmt(m.get('loadavg_at_start'), 2)} at the "
       f"start, {m.get('loadavg_at_end', 0):.2f} at the end.\n")
@@ -113,6 +107,62 @@ def render(path):
           f"figure below is low and noisy. Re-run on an idle machine before quoting them.\n")
     vs = ", ".join(f"{k} {val}" for k, val in v.items())
     w(f"**Versions:** {vs}.\n")
+
+
+def model_files(rows):
+    return ", ".join(sorted({f"`{os.path.relpath(r['model'], ROOT) if os.path.isabs(r['model']) else r['model']}`"
+                             for r in rows}))
+
+
+def render_train(w, path):
+    d = json.load(open(path))
+    meta, results = d["meta"], d["results"]
+    w("## LoRA training\n")
+    w(f"Measured {meta['date']} by `TASKS=train scripts/bench/run.sh`: one optimizer step = forward, backward, "
+      "gradient clipping at 1.0 and AdamW (lr 1e-4) over one batch whose every position is a label (row r, token "
+      "i = ((i + r)·7919 + 13) mod vocab); LoRA r 8, α 16, dropout 0 on q/k/v/o/gate/up/down projections; f32 "
+      "weights; 2 threads; one warm-up step, then the median of 3 steps. train tok/s = batch × sequence length ÷ "
+      "step time. umi loads the Q4_1 GGUF dequantised to f32, the peer the f32 Hugging Face folder made from it (the "
+      "same values: both report the same first loss). Peak RSS is the whole process, model loading included. The ratio is umi ÷ peer (above 1 means "
+      "umi is faster or, for memory, uses more).\n")
+    machine_lines(w, meta)
+    groups = []
+    for r in results:
+        if r.get("group") not in groups:
+            groups.append(r.get("group"))
+    for g in groups:
+        rows = [r for r in results if r.get("group") == g]
+        umi = next((r for r in rows if is_umi(r)), None)
+        w(f"### {g}\n")
+        w("| system | precision | batch × seq | train tok/s | peak RSS MiB | umi/peer tok/s | umi/peer RSS |")
+        w("|---|---|---:|---:|---:|---:|---:|")
+        for r in rows:
+            if umi is None or r is umi:
+                rt = rm = "—"
+            else:
+                rt = ratio(umi["train_tok_s"], r["train_tok_s"])
+                rm = ratio(umi.get("peak_rss_mib"), r.get("peak_rss_mib"))
+            name = f"**{r['system']}**" if r is umi else r["system"]
+            w(f"| {name} | {r.get('precision', '?')} | {r['batch_size']} × {r['seq_len']} | "
+              f"{fmt(r['train_tok_s'])} | {fmt(r.get('peak_rss_mib'), 0)} | {rt} | {rm} |")
+        w(f"\nModel files: {model_files(rows)}.")
+        if umi is None:
+            w("\numi: no result in this run (binary missing or failed).")
+        w("")
+
+
+def render(path, train_path=None):
+    d = json.load(open(path))
+    meta, results = d["meta"], d["results"]
+    out = []
+    w = out.append
+    w("# CPU benchmarks: umi vs peers\n")
+    w(f"Measured {meta['date']} by `scripts/bench/run.sh`: batch 1, a {meta['shape']['prompt_tokens']}-token prompt "
+      f"(prefill) then {meta['shape']['new_tokens']} greedy new tokens (decode, no EOS stop), "
+      f"{meta['shape']['threads']} threads, median of {meta['shape']['runs']} runs; prompt token i = "
+      f"(i·7919 + 13) mod vocab. Same shapes as `shared/docs/performance-anchors.md`. Peak RSS is the whole process "
+      f"(ru_maxrss), model loading included. Ratios are umi ÷ peer (above 1 means umi is faster).\n")
+    machine_lines(w, meta)
     groups = []
     for r in results:
         if r.get("group", r.get("model")) not in groups:
@@ -131,19 +181,21 @@ def render(path):
             name = f"**{r['system']}**" if r is umi else r["system"]
             w(f"| {name} | {r.get('precision', '?')} | {fmt(r['prefill_tok_s'])} | {fmt(r['decode_tok_s'], 2)} | "
               f"{fmt(r.get('peak_rss_mib'), 0)} | {rp} | {rd} |")
-        models = sorted({f"`{os.path.relpath(r['model'], ROOT) if os.path.isabs(r['model']) else r['model']}`"
-                         for r in rows})
-        w(f"\nModel files: {', '.join(models)}.")
+        w(f"\nModel files: {model_files(rows)}.")
         if umi is None:
             w("\numi: no result in this run (binary missing or failed).")
         w("")
+    if train_path and os.path.exists(train_path):
+        render_train(w, train_path)
     w("## Targets (from performance-anchors.md)\n")
     w("Decode ≥ 1.0× llama.cpp at equal precision and ≥ 2× transformers; prefill ≥ 1.0× llama.cpp at f32; peak RSS "
       "within 1.2× of the weights plus the KV cache.\n")
     w("## How to reproduce\n")
     w("`cargo build --release -p umi-cli && scripts/bench/setup_peers.sh && scripts/bench/run.sh` "
       "(peers in a venv at /work/venv-bench; models under models/bench/, made by the scripts; "
-      "`scripts/bench/render.py scripts/bench/results.json > BENCHMARKS.md` re-renders).")
+      "`TASKS=train` measures only LoRA training, `TASKS=generate` only generation; "
+      "`scripts/bench/render.py scripts/bench/results.json --train scripts/bench/train_results.json > BENCHMARKS.md` "
+      "re-renders).")
     print("\n".join(out))
 
 
@@ -153,11 +205,12 @@ def main():
     p.add_argument("--collect")
     p.add_argument("--umi")
     p.add_argument("--venv")
+    p.add_argument("--train", help="train_results.json (LoRA training runs) to render too")
     a = p.parse_args()
     if a.collect:
         collect(a.collect, a.umi, a.venv)
     elif a.results:
-        render(a.results)
+        render(a.results, a.train)
     else:
         p.error("give results.json or --collect LINES")
 

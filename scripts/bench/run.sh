@@ -4,8 +4,11 @@
 #   scripts/bench/setup_peers.sh && scripts/bench/run.sh
 # Env: VENV (/work/venv-bench), UMI (${CARGO_TARGET_DIR:-/work/target}/release/umi), MODELS (models/bench),
 #      ONLY="umi transformers llamacpp" (subset of systems), SKIP_TINY=1 (skip the TinyLlama-shaped model),
-#      LLAMACPP_EXTRA=1 (also f16 GGUF and flash attention runs).
-# Writes scripts/bench/results.json and BENCHMARKS.md. Run it on an otherwise idle machine.
+#      LLAMACPP_EXTRA=1 (also f16 GGUF and flash attention runs),
+#      TASKS="generate train" (generate: prefill/decode vs transformers and llama.cpp; train: LoRA
+#      training steps on SmolLM2-135M vs PyTorch + PEFT, peer_peft_train.py; peft in the venv).
+# Writes scripts/bench/results.json (generate), scripts/bench/train_results.json (train) and
+# BENCHMARKS.md (from both). Run it on an otherwise idle machine.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -22,12 +25,16 @@ SMOL_F32_GGUF=$MODELS/smollm2-135m-f32.gguf
 SMOL_F16_GGUF=$MODELS/smollm2-135m-f16.gguf
 TINY=$MODELS/tinyllama-random
 UMI_TINY_MODEL=${UMI_TINY_MODEL:-$TINY}
+TASKS=${TASKS:-"generate train"}
 OUT="$HERE/results.json"
+TRAIN_OUT="$HERE/train_results.json"
 LINES=$(mktemp)
-trap 'rm -f "$LINES"' EXIT
+TRAIN_LINES=$(mktemp)
+trap 'rm -f "$LINES" "$TRAIN_LINES"' EXIT
 
 [ -x "$PY" ] || { echo "no venv at $VENV: run scripts/bench/setup_peers.sh first" >&2; exit 1; }
 want() { case " $ONLY " in *" $1 "*) return 0;; esac; return 1; }
+task() { case " $TASKS " in *" $1 "*) return 0;; esac; return 1; }
 has() { "$PY" -c "import $1" 2>/dev/null; }
 mkdir -p "$MODELS"
 echo "load average at start: $BENCH_LOADAVG_START (numbers are only meaningful on an idle machine)" >&2
@@ -41,26 +48,28 @@ if [ ! -f "$SMOL_GGUF" ]; then   # shared/docs/weights.md section 2: the GGUF sh
   rm -rf "$tmp"
 fi
 [ -f "$SMOL_HF/model.safetensors" ] || nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" "$SMOL_HF" >&2
-if want llamacpp && has llama_cpp; then
+if task generate && want llamacpp && has llama_cpp; then
   [ -f "$SMOL_F32_GGUF" ] || nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" --gguf-out "$SMOL_F32_GGUF" --type f32 >&2
   if [ "${LLAMACPP_EXTRA:-0}" = 1 ] && [ ! -f "$SMOL_F16_GGUF" ]; then
     nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" --gguf-out "$SMOL_F16_GGUF" --type f16 >&2
   fi
 fi
-if [ "${SKIP_TINY:-0}" != 1 ] && [ ! -f "$TINY/model.safetensors" ]; then
+if task generate && [ "${SKIP_TINY:-0}" != 1 ] && [ ! -f "$TINY/model.safetensors" ]; then
   nice -n 19 "$PY" "$HERE/make_random_llama.py" "$TINY" >&2
 fi
 
 # --- runs ----------------------------------------------------------------------------------------
-# bench GROUP CMD...: runs CMD, keeps its last stdout line (the JSON), tags it with GROUP.
+# bench GROUP CMD...: runs CMD, keeps its last stdout line (the JSON), tags it with GROUP;
+# lines go to $SINK (generation or training results).
+SINK=$LINES
 bench() {
   local group=$1; shift
   echo "== [$group] $*" >&2
   local line
   line=$("$@" | tail -n 1)
   if [ -n "$line" ] && "$PY" -c "import json,sys; d=json.loads(sys.argv[1]); d['group']=sys.argv[2]; print(json.dumps(d))" \
-       "$line" "$group" >> "$LINES" 2>/dev/null; then
-    tail -n 1 "$LINES" >&2
+       "$line" "$group" >> "$SINK" 2>/dev/null; then
+    tail -n 1 "$SINK" >&2
   else
     echo "   (failed or no JSON line; skipped)" >&2
   fi
@@ -78,6 +87,7 @@ if want umi; then
 fi
 
 G1="SmolLM2-135M-Instruct"
+if task generate; then
 [ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs 3
 if want transformers && has transformers; then
   bench "$G1" "$PY" "$HERE/peer_transformers.py" "$SMOL_HF"
@@ -96,8 +106,27 @@ if [ "${SKIP_TINY:-0}" != 1 ]; then
     bench "$G2" "$PY" "$HERE/peer_transformers.py" "$TINY"
   fi
 fi
+fi
+
+if task train; then
+  SINK=$TRAIN_LINES
+  GT="SmolLM2-135M-Instruct, batch 1 × 512 tokens"
+  # umi reads the Q4_1 GGUF dequantised to f32: the same values as the f32 folder the peer reads
+  [ $UMI_OK = 1 ] && bench "$GT" "$UMI" bench --train --model "$SMOL_GGUF" --prompt-tokens 512 --batch-size 1 --runs 3
+  if want transformers && has peft; then
+    bench "$GT" "$PY" "$HERE/peer_peft_train.py" "$SMOL_HF" --seq-len 512 --batch-size 1
+  fi
+  SINK=$LINES
+fi
 
 # --- collect and render --------------------------------------------------------------------------
-"$PY" "$HERE/render.py" --collect "$LINES" --umi "$UMI" --venv "$VENV" > "$OUT" || exit 1
-echo "wrote $OUT" >&2
-"$PY" "$HERE/render.py" "$OUT" > "$ROOT/BENCHMARKS.md" && echo "wrote $ROOT/BENCHMARKS.md" >&2
+# each task rewrites only its own results file; BENCHMARKS.md shows both
+if task generate; then
+  "$PY" "$HERE/render.py" --collect "$LINES" --umi "$UMI" --venv "$VENV" > "$OUT" || exit 1
+  echo "wrote $OUT" >&2
+fi
+if task train; then
+  "$PY" "$HERE/render.py" --collect "$TRAIN_LINES" --umi "$UMI" --venv "$VENV" > "$TRAIN_OUT" || exit 1
+  echo "wrote $TRAIN_OUT" >&2
+fi
+"$PY" "$HERE/render.py" "$OUT" --train "$TRAIN_OUT" > "$ROOT/BENCHMARKS.md" && echo "wrote $ROOT/BENCHMARKS.md" >&2

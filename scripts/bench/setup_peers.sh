@@ -10,7 +10,7 @@ NICE="nice -n 19"
 
 # Pinned versions (the ones behind shared/docs/performance-anchors.md).
 NUMPY=2.4.6; SAFETENSORS=0.8.0; GGUF=0.19.0; TOKENIZERS=0.23.3; PSUTIL=7.2.2
-TORCH=2.15.0; TRANSFORMERS=5.23.0
+TORCH=2.15.0; TRANSFORMERS=5.23.0; PEFT=0.21.2
 LLAMA_CPP_PYTHON=0.3.36; CMAKE=4.4.4; NINJA=1.13.2
 
 mkdir -p "$VENV"
@@ -41,10 +41,10 @@ install_torch() {
   elif timeout 1200 $PIP install "torch==$TORCH" >"$LOGS/torch-pypi.log" 2>&1; then
     how="PyPI (with nvidia wheels)"
   fi
-  if [ -n "$how" ] && $PIP install "transformers==$TRANSFORMERS" >"$LOGS/transformers.log" 2>&1 \
-     && "$VENV/bin/python" -c "import torch, transformers" 2>>"$LOGS/transformers.log"; then
+  if [ -n "$how" ] && $PIP install "transformers==$TRANSFORMERS" "peft==$PEFT" >"$LOGS/transformers.log" 2>&1 \
+     && "$VENV/bin/python" -c "import torch, transformers, peft" 2>>"$LOGS/transformers.log"; then
     local sz; sz=$(du -sh "$VENV"/lib/python3*/site-packages/{torch,nvidia,triton} 2>/dev/null | awk '{printf "%s %s; ", $1, $2}')
-    note "transformers: ok torch==$TORCH via $how, transformers==$TRANSFORMERS ($(( $(date +%s)-s ))s; sizes: $sz)"
+    note "transformers: ok torch==$TORCH via $how, transformers==$TRANSFORMERS, peft==$PEFT ($(( $(date +%s)-s ))s; sizes: $sz)"
   else
     note "transformers: FAILED (torch via '${how:-none}'; see $LOGS/torch-*.log, $LOGS/transformers.log)"
   fi

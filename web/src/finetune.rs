@@ -243,9 +243,13 @@ async fn downloads(urls: &[String; 2]) -> Result<Vec<Download>, String> {
     Ok(out)
 }
 
-/// The loss curve as an inline SVG polyline (x: step, y: loss from 0 to the largest).
+/// The loss curve as an inline SVG polyline (x: step from 0 to `total`; y: the losses' range
+/// with a margin, the top fifth left free for the label).
 fn plot_points(history: &[(usize, f64)], total: usize, w: f64, h: f64) -> String {
-    let max = history.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-9);
+    let max = history.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+    let min = history.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+    let span = (max - min).max(1e-6 * max.abs()).max(1e-9);
+    let (lo, hi) = (min - 0.05 * span, max + 0.25 * span);
     let total = total.max(history.last().map_or(1, |p| p.0)).max(1) as f64;
     history
         .iter()
@@ -253,7 +257,7 @@ fn plot_points(history: &[(usize, f64)], total: usize, w: f64, h: f64) -> String
             format!(
                 "{:.1},{:.1}",
                 w * step as f64 / total,
-                h - h * (loss / max).clamp(0.0, 1.0)
+                h - h * ((loss - lo) / (hi - lo)).clamp(0.0, 1.0)
             )
         })
         .collect::<Vec<_>>()
@@ -440,12 +444,13 @@ pub fn FineTune(
                     {move || {
                         p.history
                             .with(|hist| {
-                                let max = hist.iter().map(|x| x.1).fold(0.0, f64::max);
+                                let max = hist.iter().map(|x| x.1).fold(f64::MIN, f64::max);
+                                let min = hist.iter().map(|x| x.1).fold(f64::MAX, f64::min);
                                 if hist.is_empty() {
                                     "loss".to_string()
                                 } else {
                                     format!(
-                                        "loss (max {max:.3}, last {:.4})",
+                                        "loss (range {min:.3} to {max:.3}, last {:.4})",
                                         hist.last().map_or(0.0, |x| x.1),
                                     )
                                 }
