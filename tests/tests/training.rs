@@ -105,6 +105,31 @@ fn peft_config() -> LoraConfig {
 }
 
 #[test]
+fn loss_from_hidden_states_equals_the_loss_from_full_logits() {
+    let device = Device::default();
+    let model = base(&device);
+    let b = batch(); // rows with 7 and 4 target labels of 12: the masked positions matter
+    let (rows, cols) = (b.input_ids.len(), b.input_ids[0].len());
+    let ids: Vec<i64> = b.input_ids.iter().flatten().map(|&t| t as i64).collect();
+    let input = || Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [rows, cols]), &device);
+    let (full, n_full) =
+        umi_train::causal_lm_loss(model.forward(input(), &mut model.new_cache()), &b.labels)
+            .unwrap();
+    let hidden = model.forward_hidden(input(), &mut model.new_cache());
+    let (head_at_targets, n) =
+        umi_train::causal_lm_loss_from_hidden(&model, hidden, &b.labels).unwrap();
+    assert_eq!((n, n_full), (11, 11), "every target label is predicted");
+    let (full, at) = (
+        full.into_scalar::<f64>(),
+        head_at_targets.into_scalar::<f64>(),
+    );
+    assert!((full - at).abs() < 1e-6 * full.abs(), "{full} vs {at}");
+    let unlabelled = vec![vec![umi_data::batch::IGNORE_INDEX; cols]; rows];
+    let hidden = model.forward_hidden(input(), &mut model.new_cache());
+    assert!(umi_train::causal_lm_loss_from_hidden(&model, hidden, &unlabelled).is_none());
+}
+
+#[test]
 fn full_fine_tuning_gradients_match_pytorch() {
     let device = Device::flex();
     let trainer = Trainer::new(base(&device), config(None), 10, &device).unwrap();

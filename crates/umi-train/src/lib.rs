@@ -5,7 +5,8 @@
 //! - [`TrainConfig`]: learning rate, epochs, warm-up ratio, weight decay, batch size, gradient
 //!   accumulation, clipping, seed, optional [`LoraConfig`]; presets from GLPFT's README;
 //! - [`causal_lm_loss`]: mean token cross-entropy over unmasked target tokens (shifted by one, as
-//!   Hugging Face's `ForCausalLMLoss`);
+//!   Hugging Face's `ForCausalLMLoss`); [`causal_lm_loss_from_hidden`], the same from hidden
+//!   states with the LM head run only where a target is predicted (what the [`Trainer`] uses);
 //! - [`cosine_lr`]: linear warm-up then cosine decay to 0 (`get_cosine_schedule_with_warmup`);
 //! - [`Trainer`]: AdamW (burn-optim, same update as `torch.optim.AdamW`), global-norm gradient
 //!   clipping (`clip_grad_norm_`), accumulation, and (natively) checkpoints (PEFT adapter or HF
@@ -27,7 +28,7 @@ mod trainer;
 pub use checkpoint::latest_checkpoint;
 pub use checkpoint::{Checkpoint, TrainerState};
 pub use data::{epoch_steps, steps_per_epoch, tokenize_examples};
-pub use loss::causal_lm_loss;
+pub use loss::{causal_lm_loss, causal_lm_loss_from_hidden};
 pub use trainer::{StepStats, TrainConfig, Trainer, cosine_lr};
 pub use umi_model::LoraConfig;
 

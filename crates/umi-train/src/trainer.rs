@@ -8,7 +8,7 @@ use umi_data::Role;
 use umi_data::batch::Batch;
 use umi_model::{Llama, LoraConfig, attach_lora};
 
-use crate::loss::causal_lm_loss;
+use crate::loss::causal_lm_loss_from_hidden;
 use crate::{Result, TrainError};
 
 /// Training settings. Defaults are GLPFT's global stage (README: lr 5e-5, 2 epochs, warm-up
@@ -376,8 +376,8 @@ impl Trainer {
                 .collect();
             let input =
                 Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, cols]), &self.device);
-            let logits = model.forward(input, &mut model.new_cache());
-            let Some((loss, n)) = causal_lm_loss(logits, &batch.labels) else {
+            let hidden = model.forward_hidden(input, &mut model.new_cache());
+            let Some((loss, n)) = causal_lm_loss_from_hidden(model, hidden, &batch.labels) else {
                 continue;
             };
             let weighted = loss.mul_scalar(n as f64 / total as f64);
@@ -580,8 +580,8 @@ impl Trainer {
                 .map(|&t| t as i64)
                 .collect();
             let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, cols]), &device);
-            let logits = model.forward(input, &mut model.new_cache());
-            if let Some((loss, n)) = causal_lm_loss(logits, &batch.labels) {
+            let hidden = model.forward_hidden(input, &mut model.new_cache());
+            if let Some((loss, n)) = causal_lm_loss_from_hidden(&model, hidden, &batch.labels) {
                 let loss = loss
                     .into_scalar_async::<f64>()
                     .await
