@@ -114,6 +114,29 @@ def model_files(rows):
                              for r in rows}))
 
 
+def tables(w, results, group_of, level, columns, row):
+    """One table per group of `results` (in order of first appearance): a header of `columns` after
+    `system`, one row per result (`row(result, umi_result_or_None)` gives the cells after the system, umi in
+    bold), the model files, and a line when umi has no result."""
+    groups = []
+    for r in results:
+        if group_of(r) not in groups:
+            groups.append(group_of(r))
+    for g in groups:
+        rows = [r for r in results if group_of(r) == g]
+        umi = next((r for r in rows if is_umi(r)), None)
+        w(f"{level} {g}\n")
+        w(f"| system | {columns} |")
+        w("|---|---|" + "---:|" * (columns.count("|")))
+        for r in rows:
+            name = f"**{r['system']}**" if r is umi else r["system"]
+            w(f"| {name} | {row(r, umi)} |")
+        w(f"\nModel files: {model_files(rows)}.")
+        if umi is None:
+            w("\numi: no result in this run (binary missing or failed).")
+        w("")
+
+
 def render_train(w, path):
     d = json.load(open(path))
     meta, results = d["meta"], d["results"]
@@ -126,29 +149,17 @@ def render_train(w, path):
       "same values: both report the same first loss). Peak RSS is the whole process, model loading included. The ratio is umi ÷ peer (above 1 means "
       "umi is faster or, for memory, uses more).\n")
     machine_lines(w, meta)
-    groups = []
-    for r in results:
-        if r.get("group") not in groups:
-            groups.append(r.get("group"))
-    for g in groups:
-        rows = [r for r in results if r.get("group") == g]
-        umi = next((r for r in rows if is_umi(r)), None)
-        w(f"### {g}\n")
-        w("| system | precision | batch × seq | train tok/s | peak RSS MiB | umi/peer tok/s | umi/peer RSS |")
-        w("|---|---|---:|---:|---:|---:|---:|")
-        for r in rows:
-            if umi is None or r is umi:
-                rt = rm = "—"
-            else:
-                rt = ratio(umi["train_tok_s"], r["train_tok_s"])
-                rm = ratio(umi.get("peak_rss_mib"), r.get("peak_rss_mib"))
-            name = f"**{r['system']}**" if r is umi else r["system"]
-            w(f"| {name} | {r.get('precision', '?')} | {r['batch_size']} × {r['seq_len']} | "
-              f"{fmt(r['train_tok_s'])} | {fmt(r.get('peak_rss_mib'), 0)} | {rt} | {rm} |")
-        w(f"\nModel files: {model_files(rows)}.")
-        if umi is None:
-            w("\numi: no result in this run (binary missing or failed).")
-        w("")
+
+    def train_row(r, umi):
+        rt = rm = "—"
+        if umi is not None and r is not umi:
+            rt = ratio(umi["train_tok_s"], r["train_tok_s"])
+            rm = ratio(umi.get("peak_rss_mib"), r.get("peak_rss_mib"))
+        return (f"{r.get('precision', '?')} | {r['batch_size']} × {r['seq_len']} | {fmt(r['train_tok_s'])} | "
+                f"{fmt(r.get('peak_rss_mib'), 0)} | {rt} | {rm}")
+
+    tables(w, results, lambda r: r.get("group"), "###",
+           "precision | batch × seq | train tok/s | peak RSS MiB | umi/peer tok/s | umi/peer RSS", train_row)
 
 
 def render(path, train_path=None):
@@ -163,28 +174,17 @@ def render(path, train_path=None):
       f"(i·7919 + 13) mod vocab. Same shapes as `shared/docs/performance-anchors.md`. Peak RSS is the whole process "
       f"(ru_maxrss), model loading included. Ratios are umi ÷ peer (above 1 means umi is faster).\n")
     machine_lines(w, meta)
-    groups = []
-    for r in results:
-        if r.get("group", r.get("model")) not in groups:
-            groups.append(r.get("group", r.get("model")))
-    for g in groups:
-        rows = [r for r in results if r.get("group", r.get("model")) == g]
-        umi = next((r for r in rows if is_umi(r)), None)
-        w(f"## {g}\n")
-        w("| system | precision | prefill tok/s | decode tok/s | peak RSS MiB | umi/peer prefill | umi/peer decode |")
-        w("|---|---|---:|---:|---:|---:|---:|")
-        for r in rows:
-            if umi is None or r is umi:
-                rp = rd = "—"
-            else:
-                rp, rd = ratio(umi["prefill_tok_s"], r["prefill_tok_s"]), ratio(umi["decode_tok_s"], r["decode_tok_s"])
-            name = f"**{r['system']}**" if r is umi else r["system"]
-            w(f"| {name} | {r.get('precision', '?')} | {fmt(r['prefill_tok_s'])} | {fmt(r['decode_tok_s'], 2)} | "
-              f"{fmt(r.get('peak_rss_mib'), 0)} | {rp} | {rd} |")
-        w(f"\nModel files: {model_files(rows)}.")
-        if umi is None:
-            w("\numi: no result in this run (binary missing or failed).")
-        w("")
+
+    def generate_row(r, umi):
+        rp = rd = "—"
+        if umi is not None and r is not umi:
+            rp, rd = ratio(umi["prefill_tok_s"], r["prefill_tok_s"]), ratio(umi["decode_tok_s"], r["decode_tok_s"])
+        return (f"{r.get('precision', '?')} | {fmt(r['prefill_tok_s'])} | {fmt(r['decode_tok_s'], 2)} | "
+                f"{fmt(r.get('peak_rss_mib'), 0)} | {rp} | {rd}")
+
+    tables(w, results, lambda r: r.get("group", r.get("model")), "##",
+           "precision | prefill tok/s | decode tok/s | peak RSS MiB | umi/peer prefill | umi/peer decode", generate_row)
+
     if train_path and os.path.exists(train_path):
         render_train(w, train_path)
     w("## Targets (from performance-anchors.md)\n")
