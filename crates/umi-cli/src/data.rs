@@ -15,6 +15,52 @@ pub enum DataCommand {
     /// (train_{backbone,planner,caller,summarizer}.json, as GLPFT's prepro_*.py) and TRL
     /// prompt/completion JSONL ({role}.jsonl).
     Prepare(PrepareArgs),
+    /// Play synthetic tasks against a fresh demo tool server and write α-UMi training
+    /// trajectories (train.json), held-apart test tasks with expected facts (test.jsonl, for
+    /// `umi eval live`) and their reference trajectories (test.json).
+    Synth(SynthArgs),
+    /// Token lengths of the reference role outputs (planner steps by decision, caller actions,
+    /// summarizer answers) with the model's tokenizer: how many fit a --max-new-tokens budget.
+    Lengths(LengthsArgs),
+}
+
+#[derive(clap::Args)]
+pub struct LengthsArgs {
+    /// α-UMi conversation JSON (or another --format).
+    #[arg(long, default_value = crate::eval::DEFAULT_EVAL_DATA)]
+    input: PathBuf,
+    /// Input format: alpha-umi, toolbench, api-bank or toolalpaca.
+    #[arg(long, default_value = "alpha-umi")]
+    format: DataFormat,
+    /// Which records: all, train or dev.
+    #[arg(long, default_value = "all")]
+    split: Split,
+    /// Split period.
+    #[arg(long, default_value_t = 6)]
+    dev_every: usize,
+    /// Model whose tokenizer counts (.gguf or Hugging Face folder).
+    #[arg(long, default_value = crate::DEFAULT_MODEL)]
+    model: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct SynthArgs {
+    /// Seed of every random choice (the output is the same for the same seed).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Training trajectories.
+    #[arg(long, default_value_t = 3000)]
+    train: usize,
+    /// Test tasks (phrasings and values held apart from training).
+    #[arg(long, default_value_t = 200)]
+    test: usize,
+    /// Share of training prompts listing all 14 tools (the rest list the needed ones plus 2-6
+    /// others); test prompts always list all of them.
+    #[arg(long, default_value_t = 0.5)]
+    all_tools_share: f64,
+    /// Output folder.
+    #[arg(long, default_value = "data/synth")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -45,7 +91,84 @@ pub struct PrepareArgs {
 pub fn run(command: DataCommand) -> Result<()> {
     match command {
         DataCommand::Prepare(args) => prepare(args),
+        DataCommand::Synth(args) => synth(args),
+        DataCommand::Lengths(args) => lengths(args),
     }
+}
+
+fn synth(args: SynthArgs) -> Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use umi_tools::synth::{SynthConfig, TaskKind, synthesize};
+    if !(0.0..=1.0).contains(&args.all_tools_share) {
+        bail!(
+            "--all-tools-share must be between 0 and 1, not {}",
+            args.all_tools_share
+        );
+    }
+    if args.train + args.test == 0 {
+        bail!("nothing to do: --train and --test are both 0");
+    }
+    let config = SynthConfig {
+        seed: args.seed,
+        train: args.train,
+        test: args.test,
+        all_tools_share: args.all_tools_share,
+    };
+    let bar = ProgressBar::new((args.train + args.test) as u64).with_style(
+        ProgressStyle::with_template("synth {bar:30} {pos}/{len} tasks [{elapsed} < {eta}]")
+            .expect("static template"),
+    );
+    let out = synthesize(&config, |done, _| bar.set_position(done as u64))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    bar.finish_and_clear();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    write_atomically(
+        &args.out.join("train.json"),
+        &serde_json::to_string_pretty(&out.train)?,
+    )?;
+    write_atomically(
+        &args.out.join("test.json"),
+        &serde_json::to_string_pretty(&out.test_gold)?,
+    )?;
+    let mut jsonl = Vec::new();
+    for task in &out.test {
+        writeln!(jsonl, "{}", serde_json::to_string(task)?)?;
+    }
+    write_atomically(&args.out.join("test.jsonl"), std::str::from_utf8(&jsonl)?)?;
+    let count = |kinds: Vec<TaskKind>| {
+        TaskKind::ALL
+            .iter()
+            .map(|k| {
+                format!(
+                    "{} {}",
+                    kinds.iter().filter(|x| *x == k).count(),
+                    k.as_str()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (train_counts, test_counts) = (
+        count(out.train_kinds.clone()),
+        count(out.test.iter().map(|t| t.kind).collect()),
+    );
+    let report = serde_json::json!({
+        "seed": args.seed, "all_tools_share": args.all_tools_share,
+        "train": {"trajectories": out.train.len(), "kinds": train_counts},
+        "test": {"tasks": out.test.len(), "kinds": test_counts},
+    });
+    write_atomically(
+        &args.out.join("synth_report.json"),
+        &serde_json::to_string_pretty(&report)?,
+    )?;
+    let dir = args.out.display();
+    eprintln!(
+        "wrote {} training trajectories ({train_counts}) to {dir}/train.json and {} test tasks ({test_counts}) to {dir}/test.jsonl",
+        out.train.len(),
+        out.test.len(),
+    );
+    Ok(())
 }
 
 fn prepare(args: PrepareArgs) -> Result<()> {
@@ -115,5 +238,79 @@ fn prepare(args: PrepareArgs) -> Result<()> {
         counts.join(", "),
         args.out.display()
     );
+    Ok(())
+}
+
+fn lengths(args: LengthsArgs) -> Result<()> {
+    use umi_data::Next;
+    let (conversations, report) = readers::read(args.format, &args.input)?;
+    let conversations: Vec<_> = conversations
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| args.split.keeps(*i, args.dev_every))
+        .map(|(_, c)| c)
+        .collect();
+    if conversations.is_empty() {
+        bail!("no usable records in {} ({report})", args.input.display());
+    }
+    let device = umi_model::Backend::Cpu.device()?;
+    let loaded = umi_model::load_model(&args.model, &device)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let count = |text: &str| -> Result<usize> { Ok(loaded.tokenizer.encode(text, false)?.len()) };
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut push = |name: &str, n: usize| match groups.iter_mut().find(|g| g.0 == name) {
+        Some(g) => g.1.push(n),
+        None => groups.push((name.to_string(), vec![n])),
+    };
+    for role in [Role::Planner, Role::Caller, Role::Summarizer] {
+        for sample in conversations
+            .iter()
+            .flat_map(|c| role_samples(c, role, PromptSet::ToolBench))
+        {
+            let n = count(&sample.target)?;
+            let name = match role {
+                Role::Planner => {
+                    let next = [Next::GiveUp, Next::Conclusion, Next::Caller]
+                        .into_iter()
+                        .find(|m| sample.target.contains(m.marker()));
+                    push("planner (all)", n);
+                    match next {
+                        Some(Next::Caller) => "planner → Next: caller.",
+                        Some(Next::Conclusion) => "planner → Next: conclusion.",
+                        Some(Next::GiveUp) => "planner → Next: give up.",
+                        None => "planner (no marker)",
+                    }
+                }
+                Role::Caller => "caller",
+                _ => "summarizer",
+            };
+            push(name, n);
+        }
+    }
+    println!(
+        "Target token lengths ({} records of {}, split {:?}, tokenizer of {}; the end-of-turn token not counted):\n",
+        conversations.len(),
+        args.input.display(),
+        args.split,
+        args.model.display()
+    );
+    println!("| output | n | median | p90 | p99 | max | > 128 | > 256 | > 512 |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (name, mut v) in groups {
+        v.sort_unstable();
+        let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        let over = |t: usize| 100.0 * v.iter().filter(|&&x| x > t).count() as f64 / v.len() as f64;
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {:.1}% | {:.1}% | {:.1}% |",
+            v.len(),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            v[v.len() - 1],
+            over(128),
+            over(256),
+            over(512)
+        );
+    }
     Ok(())
 }

@@ -42,7 +42,8 @@ enum Command {
     /// Tool server commands.
     #[command(subcommand)]
     Tools(ToolsCommand),
-    /// Score a model set-up on reference trajectories with the paper's static metrics.
+    /// Score a model set-up on reference trajectories with the paper's static metrics, or
+    /// (`umi eval live`) on live tools by pass rate.
     Eval(eval::EvalArgs),
     /// Data commands: read datasets, write role training sets and TRL JSONL.
     #[command(subcommand)]
@@ -81,8 +82,8 @@ struct RunArgs {
     /// Planner decisions before giving up.
     #[arg(long, default_value_t = 10)]
     max_steps: usize,
-    /// Upper bound on tokens per generation.
-    #[arg(long, default_value_t = 256)]
+    /// Upper bound on tokens per generation (the α-UMi reference's 512).
+    #[arg(long, default_value_t = 512)]
     max_new_tokens: usize,
     /// Write the trajectory here in α-UMi conversation format (usable as training data).
     #[arg(long)]
@@ -165,7 +166,7 @@ fn main() -> Result<()> {
         Command::Generate(args) => run_generate(args),
         Command::Bench(args) => run_bench(args),
         Command::Run(args) => run_agent(args),
-        Command::Eval(args) => eval::run_eval(args, &mut ModelCache::default()),
+        Command::Eval(args) => eval::run(args, &mut ModelCache::default()),
         Command::Data(command) => data::run(command),
         Command::Train(command) => train::run(command),
         Command::Tools(ToolsCommand::Serve { port, state }) => {
@@ -424,9 +425,11 @@ fn run_agent(args: RunArgs) -> Result<()> {
         max_new_tokens: args.max_new_tokens,
         ..Default::default()
     };
-    let generator = args
-        .models
-        .generator(&mut ModelCache::default(), &device, config)?;
+    let generator = args.models.clone().or_shipped_agent().generator(
+        &mut ModelCache::default(),
+        &device,
+        config,
+    )?;
 
     let color = std::io::stdout().is_terminal();
     let paint = move |code: &str, text: &str| {

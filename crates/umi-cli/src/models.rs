@@ -46,9 +46,47 @@ pub struct RoleModelArgs {
     /// (zero-shot instruct models).
     #[arg(long)]
     pub raw_prompts: bool,
+    /// Run --model as it is (zero-shot, chat template) instead of the α-UMi agent umi ships
+    /// for the default model (`assets/agent/`), which is used when no model or adapter flag is
+    /// given.
+    #[arg(long)]
+    pub zero_shot: bool,
 }
 
+/// Where the shipped α-UMi agent for the default model lives: one PEFT LoRA adapter per role
+/// (see its README, the model card).
+pub const SHIPPED_AGENT: &str = "assets/agent/smollm2-135m-instruct";
+
 impl RoleModelArgs {
+    /// These flags with the shipped agent filled in: when nothing but the default model is
+    /// asked for (no per-role model, no adapter, no `--zero-shot`) and `assets/agent/` holds
+    /// the three role adapters, they are used, with raw α-UMi prompts as they were trained.
+    pub fn or_shipped_agent(mut self) -> Self {
+        let untouched = self.model == Path::new(DEFAULT_MODEL)
+            && self.init_adapter.is_none()
+            && self.models().iter().all(|m| m.is_none())
+            && self.adapters().iter().all(|a| a.is_none());
+        if self.zero_shot || !untouched {
+            return self;
+        }
+        let dir = Path::new(SHIPPED_AGENT);
+        let role = |name: &str| dir.join(name);
+        if !["planner", "caller", "summarizer"]
+            .iter()
+            .all(|r| role(r).join("adapter_config.json").is_file())
+        {
+            return self;
+        }
+        eprintln!(
+            "using the α-UMi agent shipped in {SHIPPED_AGENT} (planner, caller and summarizer adapters on {DEFAULT_MODEL}; --zero-shot runs the base model alone)"
+        );
+        self.planner_adapter = Some(role("planner"));
+        self.caller_adapter = Some(role("caller"));
+        self.summarizer_adapter = Some(role("summarizer"));
+        self.raw_prompts = true;
+        self
+    }
+
     fn adapters(&self) -> [&Option<PathBuf>; 3] {
         [
             &self.planner_adapter,

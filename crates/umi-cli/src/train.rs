@@ -29,6 +29,16 @@ pub enum TrainCommand {
         #[command(flatten)]
         args: TrainArgs,
     },
+    /// Copy a trained PEFT adapter with its tensors stored as f16 (half the size; how umi
+    /// ships its adapters in assets/agent/).
+    Export {
+        /// The adapter folder (e.g. runs/planner/final/adapter).
+        #[arg(long)]
+        adapter: PathBuf,
+        /// Where the f16 copy goes.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -117,6 +127,11 @@ pub struct TrainArgs {
 
 pub fn run(command: TrainCommand) -> Result<()> {
     match command {
+        TrainCommand::Export { adapter, out } => {
+            umi_model::convert_peft_f16(&adapter, &out)?;
+            eprintln!("wrote {} (f16)", out.display());
+            Ok(())
+        }
         TrainCommand::Global(args) => train(Role::Backbone, args),
         TrainCommand::Local { role, args } => {
             let role = match role.as_str() {
@@ -277,6 +292,10 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     );
     let started = Instant::now();
     let mut tokens_since = 0usize;
+    // Without a terminal (a run in the background, output to a log) the bar is hidden: print
+    // the same line once a minute instead.
+    let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_line = Instant::now();
     while state.step < stop_at {
         let group = state.next_step_batches(&examples, pad);
         let stats: StepStats = pollster::block_on(trainer.train_step(&group))?;
@@ -289,6 +308,18 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
             stats.learning_rate,
             tokens_since as f64 / started.elapsed().as_secs_f64()
         ));
+        if plain && (last_line.elapsed().as_secs() >= 60 || state.step == stop_at) {
+            last_line = Instant::now();
+            let elapsed = started.elapsed().as_secs_f64();
+            eprintln!(
+                "step {}/{stop_at}  loss {:.4}  lr {:.2e}  {:.0} tok/s  {:.0} s elapsed",
+                state.step,
+                stats.loss,
+                stats.learning_rate,
+                tokens_since as f64 / elapsed,
+                elapsed
+            );
+        }
         if state.step.is_multiple_of(args.save_every.max(1)) {
             let ck = trainer.save_checkpoint(&args.out, &state)?;
             write_curve(&args.out, &state.history)?;

@@ -1,6 +1,7 @@
 //! Tools for the α-UMi agent: [`ToolSpec`]s read from tool docs, the [`ToolExecutor`] trait the
 //! agent calls, [`HttpTools`] (native HTTP with `ureq`, the browser's `fetch` on wasm32), and a
-//! demo tool server (feature `server`, native).
+//! demo tool server and the synthetic trajectories played against it ([`synth`]; feature
+//! `server`, native).
 //!
 //! Tool failures are observations, never errors: the planner sees them (ToolBench's
 //! convention of `{"error": …, "response": …}` bodies).
@@ -11,6 +12,8 @@ mod http;
 #[cfg(all(feature = "server", not(target_family = "wasm")))]
 pub mod server;
 mod spec;
+#[cfg(all(feature = "server", not(target_family = "wasm")))]
+pub mod synth;
 
 pub use executor::{ToolExecutor, hallucination_observation, truncate_observation};
 pub use http::HttpTools;

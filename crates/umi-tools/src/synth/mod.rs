@@ -1,0 +1,408 @@
+//! Synthetic α-UMi trajectories over the demo tool server (`umi data synth`).
+//!
+//! Every task is played against a real, freshly started demo server ([`crate::server`]): the
+//! caller's actions go through [`HttpTools`] exactly as the agent's do, and the observations in
+//! the trajectories are what the server answered (truncated as the agent truncates them). The
+//! planner's rationales, the caller's actions and the summarizer's answers are written in the
+//! α-UMi format (`../shared/docs/alpha-umi-reference.md` §1: `… Next: caller.`,
+//! `Action: …\nAction Input: {…}`, a conclusion turn), from many phrasings, and state the values
+//! read from the observations, so a model trained on them has to read the query and the
+//! observation rather than memorise a template.
+//!
+//! Tasks come in four kinds ([`TaskKind`]): one tool, multi-tool chains where one observation
+//! feeds the next call, requests no tool can serve (the right step is `Next: give up.`), and
+//! tool errors followed by a corrected call. Test tasks ([`LiveTask`]) carry machine-checkable
+//! expected facts and are drawn from phrasings and values held apart from training
+//! ([`values::Split`]).
+//!
+//! Output is deterministic for a seed (`rand`'s `SmallRng`, pinned by `Cargo.lock`).
+
+mod tasks;
+pub mod values;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use umi_data::{
+    Action, Conversation, FinalAnswer, Next, Observation, Rationale, Step, Trajectory,
+    python_json_dumps,
+};
+
+use crate::executor::{ToolExecutor, truncate_observation};
+use crate::http::HttpTools;
+use crate::server::{ServerHandle, serve, tool_docs};
+use crate::spec::{ToolSpec, load_tool_specs};
+pub use values::Split;
+
+/// What a task asks of the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskKind {
+    /// One tool call answers it.
+    OneTool,
+    /// Several calls, often one observation feeding the next call.
+    MultiTool,
+    /// No tool can serve it: the right step is `Next: give up.`.
+    GiveUp,
+    /// The first call fails (the tool explains why) and a corrected call follows.
+    ErrorRecovery,
+}
+
+impl TaskKind {
+    /// Every kind, in report order.
+    pub const ALL: [TaskKind; 4] = [
+        TaskKind::OneTool,
+        TaskKind::MultiTool,
+        TaskKind::ErrorRecovery,
+        TaskKind::GiveUp,
+    ];
+
+    /// The kind's name in files (`one-tool`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::OneTool => "one-tool",
+            TaskKind::MultiTool => "multi-tool",
+            TaskKind::GiveUp => "give-up",
+            TaskKind::ErrorRecovery => "error-recovery",
+        }
+    }
+}
+
+/// A test task for live evaluation (one line of `test.jsonl`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveTask {
+    /// Stable id (`test-0001`, …).
+    pub id: String,
+    /// What the task asks of the agent.
+    pub kind: TaskKind,
+    /// The user's query.
+    pub query: String,
+    /// Facts the final answer must contain (numbers, dates, names); empty for give-up tasks.
+    pub expected: Vec<String>,
+    /// Whether the right outcome is giving up (no tool can serve the request).
+    pub give_up: bool,
+    /// The tools the reference trajectory called, in order (informational).
+    pub tools: Vec<String>,
+}
+
+/// Settings of a synthesis run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthConfig {
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Training trajectories to write.
+    pub train: usize,
+    /// Test tasks to write.
+    pub test: usize,
+    /// Share of training trajectories whose prompt lists all 14 tools (the others list the
+    /// tools the task needs plus 2–6 others, in the server's order), as a cheaper way to teach
+    /// tool choice; test tasks always list all tools, as `umi run` does.
+    pub all_tools_share: f64,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            train: 3000,
+            test: 200,
+            all_tools_share: 0.5,
+        }
+    }
+}
+
+/// The result of a synthesis run.
+#[derive(Debug, Clone)]
+pub struct SynthOutput {
+    /// Training trajectories as α-UMi conversations.
+    pub train: Vec<Conversation>,
+    /// Kind of each training trajectory (same order as `train`).
+    pub train_kinds: Vec<TaskKind>,
+    /// Test tasks with their expected facts.
+    pub test: Vec<LiveTask>,
+    /// The reference trajectory of each test task (same order), for static evaluation.
+    pub test_gold: Vec<Conversation>,
+}
+
+/// What a task family produced besides the trajectory's steps.
+pub(crate) struct TaskOutcome {
+    pub query: String,
+    pub kind: TaskKind,
+    pub expected: Vec<String>,
+}
+
+/// A task being played against a live demo server: its steps so far and the tools it used.
+pub(crate) struct Session {
+    pub rng: SmallRng,
+    pub split: Split,
+    tools: HttpTools,
+    steps: Vec<Step>,
+    used: Vec<String>,
+    final_answer: Option<String>,
+}
+
+/// A tool's answer: the `response` object on success, the tool's error message otherwise.
+pub(crate) type ToolAnswer = Result<Value, String>;
+
+impl Session {
+    /// A planner step `thought … Next: caller.`, the caller's action and the live observation.
+    ///
+    /// # Errors
+    ///
+    /// The tool's error message (the step is still recorded, as the agent records it).
+    pub fn call(&mut self, thought: &str, name: &str, args: Value) -> ToolAnswer {
+        let action = Action {
+            name: name.to_string(),
+            input: python_json_dumps(&args),
+        };
+        let raw = pollster::block_on(self.tools.call(&action)).0;
+        let observation = truncate_observation(&raw, crate::synth::MAX_OBSERVATION_CHARS);
+        self.steps.push(Step {
+            rationale: Rationale(thought.to_string()),
+            next: Next::Caller,
+            planner_text: format!("{thought} {}", Next::Caller.marker()),
+            action: Some(action),
+            observation: Some(Observation(observation)),
+        });
+        self.used.push(name.to_string());
+        read_answer(&raw)
+    }
+
+    /// A planner step `thought … Next: conclusion.` and the summarizer's answer.
+    pub fn conclude(&mut self, thought: &str, answer: &str) {
+        self.steps.push(Step {
+            rationale: Rationale(thought.to_string()),
+            next: Next::Conclusion,
+            planner_text: format!("{thought} {}", Next::Conclusion.marker()),
+            action: None,
+            observation: None,
+        });
+        self.final_answer = Some(answer.to_string());
+    }
+
+    /// A planner step `thought … Next: give up.`.
+    pub fn give_up(&mut self, thought: &str) {
+        self.steps.push(Step {
+            rationale: Rationale(thought.to_string()),
+            next: Next::GiveUp,
+            planner_text: format!("{thought} {}", Next::GiveUp.marker()),
+            action: None,
+            observation: None,
+        });
+    }
+
+    /// One of `items`, among those the split owns (see [`values::pick`]).
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        values::pick(&mut self.rng, self.split, items)
+    }
+
+    /// One of `items`, whatever the split (for rationale and answer wording).
+    pub fn any<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.rng.random_range(0..items.len())]
+    }
+}
+
+/// Observations are truncated to this many characters, as the agent's default
+/// (`AgentConfig::max_observation_chars`, ToolBench's 1024).
+pub const MAX_OBSERVATION_CHARS: usize = 1024;
+
+/// Reads what [`HttpTools`] returned from the demo server: `{"error": "", "response": …}` on
+/// success, `{"error": "HTTP 400", "response": "<the server's body>"}` on a failure.
+fn read_answer(raw: &str) -> ToolAnswer {
+    let outer: Value = serde_json::from_str(raw)
+        .map_err(|_| format!("not JSON: {}", truncate_observation(raw, 200)))?;
+    let error = outer.get("error").and_then(Value::as_str).unwrap_or("");
+    if error.is_empty() {
+        return Ok(outer.get("response").cloned().unwrap_or(Value::Null));
+    }
+    let inner = outer
+        .get("response")
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str::<Value>(s).ok());
+    let message = inner
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .and_then(Value::as_str)
+        .unwrap_or(error);
+    Err(message.to_string())
+}
+
+/// A demo server started for one task, with fresh state, stopped (and its state removed) on drop.
+struct FreshServer {
+    handle: Option<ServerHandle>,
+    state: PathBuf,
+    specs: Vec<ToolSpec>,
+}
+
+impl FreshServer {
+    fn start(index: usize) -> Result<Self, String> {
+        let state = std::env::temp_dir().join(format!(
+            "umi-synth-{}-{index}-{}.json",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let _ = std::fs::remove_file(&state);
+        let handle = serve("127.0.0.1:0", &state)?;
+        let docs = tool_docs(&handle.url).to_string();
+        let specs = load_tool_specs(&docs, &handle.url).map_err(|e| e.to_string())?;
+        Ok(Self {
+            handle: Some(handle),
+            state,
+            specs,
+        })
+    }
+}
+
+impl Drop for FreshServer {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.stop();
+        }
+        let _ = std::fs::remove_file(&self.state);
+    }
+}
+
+/// Plays one task of `kind` (or a random kind) for `split` with a generator seeded by `seed`.
+fn play(
+    seed: u64,
+    index: usize,
+    split: Split,
+    kind: TaskKind,
+) -> Result<(TaskOutcome, Trajectory, Vec<String>, Vec<ToolSpec>), String> {
+    let server = FreshServer::start(index)?;
+    let mut session = Session {
+        rng: SmallRng::seed_from_u64(seed),
+        split,
+        tools: HttpTools::new(server.specs.clone(), Duration::from_secs(10)),
+        steps: Vec::new(),
+        used: Vec::new(),
+        final_answer: None,
+    };
+    let outcome = tasks::play(&mut session, kind)?;
+    let trajectory = Trajectory {
+        query: outcome.query.clone(),
+        steps: std::mem::take(&mut session.steps),
+        final_answer: session.final_answer.take().map(FinalAnswer),
+    };
+    let ends_right = match (kind, trajectory.steps.last().map(|s| s.next)) {
+        (TaskKind::GiveUp, Some(Next::GiveUp)) => true,
+        (TaskKind::GiveUp, _) => false,
+        (_, Some(Next::Conclusion)) => trajectory.final_answer.is_some(),
+        _ => false,
+    };
+    if !ends_right {
+        return Err(format!(
+            "task {index} ({}) did not end as its kind requires",
+            kind.as_str()
+        ));
+    }
+    Ok((outcome, trajectory, session.used, server.specs.clone()))
+}
+
+/// The tool docs a prompt lists: all of them, or the `used` ones plus 2–6 others, in the
+/// server's order.
+fn prompt_tools(
+    rng: &mut SmallRng,
+    specs: &[ToolSpec],
+    used: &[String],
+    all: bool,
+) -> Vec<Map<String, Value>> {
+    if all {
+        return specs.iter().map(ToolSpec::doc).collect();
+    }
+    let mut others: Vec<&ToolSpec> = specs.iter().filter(|s| !used.contains(&s.name)).collect();
+    others.shuffle(rng);
+    let extra = rng.random_range(2..=6).min(others.len());
+    let keep: Vec<&str> = others[..extra].iter().map(|s| s.name.as_str()).collect();
+    specs
+        .iter()
+        .filter(|s| used.contains(&s.name) || keep.contains(&s.name.as_str()))
+        .map(ToolSpec::doc)
+        .collect()
+}
+
+/// Writes `config.train` trajectories and `config.test` test tasks, calling `progress(done,
+/// total)` after each.
+///
+/// Kinds are mixed 40 % one-tool, 30 % multi-tool, 15 % error-recovery and 15 % give-up, in
+/// both parts.
+///
+/// # Errors
+///
+/// A message when the demo server cannot start or a task family produced a trajectory that
+/// does not end as its kind requires (a bug in the generator, never silently skipped).
+pub fn synthesize(
+    config: &SynthConfig,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<SynthOutput, String> {
+    let total = config.train + config.test;
+    // Deterministic proportions: of every 20 tasks, 8 one-tool, 6 multi-tool, 3
+    // error-recovery and 3 give-up.
+    let kind_of = |j: usize| match j % 20 {
+        0..=7 => TaskKind::OneTool,
+        8..=13 => TaskKind::MultiTool,
+        14..=16 => TaskKind::ErrorRecovery,
+        _ => TaskKind::GiveUp,
+    };
+    let mut rng = SmallRng::seed_from_u64(config.seed);
+    let mut out = SynthOutput {
+        train: Vec::with_capacity(config.train),
+        train_kinds: Vec::with_capacity(config.train),
+        test: Vec::with_capacity(config.test),
+        test_gold: Vec::with_capacity(config.test),
+    };
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..total {
+        let (split, j) = if i < config.train {
+            (Split::Train, i)
+        } else {
+            (Split::Test, i - config.train)
+        };
+        let kind = kind_of(j);
+        let all = split == Split::Test || rng.random_bool(config.all_tools_share);
+        // A query asked before is drawn again (small value pools repeat), so no two tasks
+        // and no test and training task share a query.
+        let mut tries = 0;
+        let (outcome, trajectory, used, specs) = loop {
+            let seed: u64 = rng.random();
+            let played = play(seed, i, split, kind)?;
+            tries += 1;
+            if seen.insert(played.0.query.clone()) || tries >= 50 {
+                break played;
+            }
+        };
+        let tools = prompt_tools(&mut rng, &specs, &used, all);
+        let conversation = Conversation {
+            tools,
+            instruction: trajectory.query.clone(),
+            conversations: trajectory.to_turns(),
+        };
+        match split {
+            Split::Train => {
+                out.train.push(conversation);
+                out.train_kinds.push(outcome.kind);
+            }
+            Split::Test => {
+                out.test.push(LiveTask {
+                    id: format!("test-{:04}", j + 1),
+                    kind: outcome.kind,
+                    query: outcome.query,
+                    expected: outcome.expected,
+                    give_up: outcome.kind == TaskKind::GiveUp,
+                    tools: used,
+                });
+                out.test_gold.push(conversation);
+            }
+        }
+        progress(i + 1, total);
+    }
+    Ok(out)
+}

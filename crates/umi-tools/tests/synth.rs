@@ -1,0 +1,185 @@
+//! `umi_tools::synth`: deterministic for a seed, observations that a fresh demo server gives
+//! again, answers that state the expected facts, and test tasks held apart from training.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use umi_data::{Next, PromptSet, Role, Speaker, parse_action, role_samples};
+use umi_tools::synth::{SynthConfig, TaskKind, synthesize};
+use umi_tools::{HttpTools, ToolExecutor, load_tool_specs, server, truncate_observation};
+
+fn small() -> SynthConfig {
+    SynthConfig {
+        seed: 7,
+        train: 60,
+        test: 40,
+        all_tools_share: 0.5,
+    }
+}
+
+#[test]
+fn same_seed_same_output_other_seed_other_output() {
+    let a = synthesize(&small(), |_, _| {}).unwrap();
+    let b = synthesize(&small(), |_, _| {}).unwrap();
+    assert_eq!(a.train, b.train);
+    assert_eq!(a.test, b.test);
+    let c = synthesize(&SynthConfig { seed: 8, ..small() }, |_, _| {}).unwrap();
+    assert_ne!(a.train, c.train);
+}
+
+#[test]
+fn recorded_observations_are_what_a_fresh_server_answers() {
+    let out = synthesize(&small(), |_, _| {}).unwrap();
+    for (k, conversation) in out.train.iter().chain(&out.test_gold).enumerate() {
+        let state =
+            std::env::temp_dir().join(format!("umi-synth-replay-{}-{k}.json", std::process::id()));
+        let _ = std::fs::remove_file(&state);
+        let handle = server::serve("127.0.0.1:0", &state).unwrap();
+        let docs = server::tool_docs(&handle.url).to_string();
+        let tools = HttpTools::new(
+            load_tool_specs(&docs, "test").unwrap(),
+            Duration::from_secs(10),
+        );
+        let turns = &conversation.conversations;
+        for (i, turn) in turns.iter().enumerate() {
+            if turn.from != Speaker::Caller {
+                continue;
+            }
+            let action = parse_action(&turn.value).expect("caller turns parse");
+            let replayed = pollster::block_on(tools.call(&action)).0;
+            let recorded = &turns[i + 1];
+            assert_eq!(recorded.from, Speaker::Observation);
+            // Ports differ between runs; the demo server's answers do not mention them.
+            assert_eq!(
+                recorded.value,
+                truncate_observation(&replayed, 1024),
+                "trajectory {k}, turn {i}: {}",
+                conversation.instruction
+            );
+        }
+        handle.stop();
+        let _ = std::fs::remove_file(&state);
+    }
+}
+
+#[test]
+fn trajectories_are_well_formed_alpha_umi() {
+    let out = synthesize(&small(), |_, _| {}).unwrap();
+    assert_eq!(out.train.len(), 60);
+    assert_eq!(out.test.len(), 40);
+    for c in out.train.iter().chain(&out.test_gold) {
+        let names: Vec<&str> = c.tools.iter().filter_map(|t| t["Name"].as_str()).collect();
+        let turns = &c.conversations;
+        assert_eq!(turns[0].from, Speaker::User);
+        assert_eq!(turns[0].value, c.instruction);
+        let planner = role_samples(c, Role::Planner, PromptSet::ToolBench);
+        assert!(!planner.is_empty());
+        for s in &planner {
+            let markers = [Next::Caller, Next::Conclusion, Next::GiveUp]
+                .iter()
+                .filter(|n| s.target.ends_with(n.marker()))
+                .count();
+            assert_eq!(markers, 1, "planner target {:?}", s.target);
+        }
+        for s in role_samples(c, Role::Caller, PromptSet::ToolBench) {
+            let action = parse_action(&s.target).unwrap();
+            assert!(
+                names.contains(&action.name.as_str()),
+                "{} not in {names:?}",
+                action.name
+            );
+            assert!(action.input_json().is_some_and(|v| v.is_object()));
+        }
+        let last = turns.last().unwrap();
+        match last.from {
+            Speaker::Conclusion => {
+                assert!(turns[turns.len() - 2].value.ends_with("Next: conclusion."))
+            }
+            Speaker::Assistant => assert!(last.value.ends_with("Next: give up.")),
+            other => panic!("trajectory ends with {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn test_answers_state_the_expected_facts_and_kinds_are_mixed() {
+    let out = synthesize(&small(), |_, _| {}).unwrap();
+    for (task, gold) in out.test.iter().zip(&out.test_gold) {
+        let last = gold.conversations.last().unwrap();
+        if task.give_up {
+            assert_eq!(task.kind, TaskKind::GiveUp);
+            assert!(task.expected.is_empty());
+            assert!(last.value.ends_with("Next: give up."));
+        } else {
+            assert!(!task.expected.is_empty(), "{task:?}");
+            assert_eq!(last.from, Speaker::Conclusion);
+            for fact in &task.expected {
+                assert!(
+                    last.value.contains(fact.as_str()),
+                    "{fact:?} not in {:?}",
+                    last.value
+                );
+            }
+        }
+        // Test prompts list every demo tool, as `umi run` does.
+        assert_eq!(
+            gold.tools.len(),
+            server::tool_docs("x")["tools"].as_array().unwrap().len()
+        );
+    }
+    for kind in TaskKind::ALL {
+        assert!(out.test.iter().any(|t| t.kind == kind), "no {kind:?} task");
+    }
+    let multi = out.test.iter().filter(|t| t.kind == TaskKind::MultiTool);
+    assert!(multi.clone().all(|t| t.tools.len() >= 2));
+    let recovery = out
+        .test_gold
+        .iter()
+        .zip(&out.test)
+        .filter(|(_, t)| t.kind == TaskKind::ErrorRecovery);
+    for (gold, _) in recovery {
+        assert!(
+            gold.conversations
+                .iter()
+                .any(|t| t.from == Speaker::Observation && t.value.contains("HTTP 400")),
+            "error-recovery task without a failed call: {}",
+            gold.instruction
+        );
+    }
+}
+
+#[test]
+fn test_queries_are_held_apart_from_training() {
+    let out = synthesize(
+        &SynthConfig {
+            seed: 3,
+            train: 400,
+            test: 100,
+            all_tools_share: 0.5,
+        },
+        |_, _| {},
+    )
+    .unwrap();
+    let train: HashSet<&str> = out.train.iter().map(|c| c.instruction.as_str()).collect();
+    let test_queries: Vec<&str> = out.test.iter().map(|t| t.query.as_str()).collect();
+    for q in &test_queries {
+        assert!(!train.contains(q), "test query also in training: {q}");
+    }
+    // Phrasings are held apart too: strip the values (digits) and compare the shapes of
+    // non-give-up queries.
+    let shape = |q: &str| {
+        q.chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect::<String>()
+    };
+    let train_shapes: HashSet<String> = train.iter().map(|q| shape(q)).collect();
+    let overlap = out
+        .test
+        .iter()
+        .filter(|t| t.kind != TaskKind::GiveUp && train_shapes.contains(&shape(&t.query)))
+        .count();
+    assert!(
+        overlap * 10 <= out.test.len(),
+        "{overlap} test queries have a training shape"
+    );
+}
