@@ -1,15 +1,23 @@
 //! `umi eval`: static evaluation with the paper's metrics (`umi-eval`), resumable, with a
-//! progress bar, a JSON report and a markdown table beside the paper's numbers.
+//! progress bar, a JSON report and a markdown table beside the paper's numbers; and
+//! `umi eval live`, the agent on live tools scored by pass rate (`umi_eval::live`).
 
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use umi_agent::{AgentConfig, AgentMode};
 use umi_data::PromptSet;
 use umi_data::readers::{DataFormat, Split, read};
+use umi_eval::live::{
+    LiveConfig, LiveEvent, LiveRecord, LiveReport, LiveTask, ToolSource, read_results, read_tasks,
+    run_tasks,
+};
 use umi_eval::{DecisionPoint, EvalMode, EvalReport, decision_points, evaluate, predict};
 use umi_model::{Backend, GenerationConfig};
 
@@ -19,8 +27,12 @@ use crate::models::{ModelCache, RoleModelArgs};
 pub const DEFAULT_EVAL_DATA: &str =
     "../shared/data/alpha-umi-toolbench/ood-train/out_of_domain_train300.json";
 
+/// `umi eval` without a subcommand is the static evaluation; `umi eval live` the live one.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct EvalArgs {
+    #[command(subcommand)]
+    command: Option<EvalCommand>,
     /// α-UMi conversation JSON with reference trajectories.
     #[arg(long, default_value = DEFAULT_EVAL_DATA)]
     data: PathBuf,
@@ -56,8 +68,8 @@ pub struct EvalArgs {
     label: Option<String>,
     /// Output folder: predictions.jsonl (appended as it goes; a rerun resumes), report.json,
     /// report.md.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
     /// Other runs' folders whose rows join the markdown table.
     #[arg(long = "compare")]
     compare: Vec<PathBuf>,
@@ -170,12 +182,76 @@ fn read_done(
     Ok((done, beyond, false))
 }
 
-pub fn run_eval(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
-    let mode = match args.mode.as_str() {
+/// Runs `umi eval`: the static evaluation, or the subcommand given.
+pub fn run(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
+    match args.command {
+        Some(EvalCommand::Live(live)) => run_live(*live, models),
+        None => run_eval(args, models),
+    }
+}
+
+fn parse_mode(mode: &str) -> Result<EvalMode> {
+    Ok(match mode {
         "multi" => EvalMode::Multi,
         "single" => EvalMode::Single,
         other => bail!("--mode must be multi or single, not {other:?}"),
-    };
+    })
+}
+
+/// Creates `out` and records `settings` in its settings.json, or checks that the run already
+/// there has the same settings (a rerun resumes it).
+fn claim_out_dir<S: Serialize + DeserializeOwned + PartialEq>(
+    out: &Path,
+    settings: &S,
+) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let settings_path = out.join("settings.json");
+    if let Ok(text) = std::fs::read_to_string(&settings_path) {
+        let previous: S = serde_json::from_str(&text)
+            .with_context(|| format!("reading {}", settings_path.display()))?;
+        if previous != *settings {
+            bail!(
+                "{} holds a run with other settings ({}); use another --out",
+                out.display(),
+                text.trim()
+            );
+        }
+    } else {
+        std::fs::write(&settings_path, serde_json::to_string_pretty(settings)?)?;
+    }
+    Ok(())
+}
+
+/// `--label`, or the planner's file stem, `+ LoRA` when adapters are used, and the mode.
+fn default_label(label: &Option<String>, models: &RoleModelArgs, mode: &str) -> String {
+    label.clone().unwrap_or_else(|| {
+        let stem = |p: &Path| {
+            p.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let adapted = [
+            &models.planner_adapter,
+            &models.caller_adapter,
+            &models.summarizer_adapter,
+        ]
+        .iter()
+        .any(|a| a.is_some());
+        format!(
+            "{}{} ({mode})",
+            stem(models.planner.as_deref().unwrap_or(&models.model)),
+            if adapted { " + LoRA" } else { "" },
+        )
+    })
+}
+
+fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
+    args.models = args.models.clone().or_shipped_agent();
+    let out = args
+        .out
+        .clone()
+        .expect("clap requires --out when no subcommand is given");
+    let mode = parse_mode(&args.mode)?;
     let set = match (args.prompt_set.as_deref(), args.format) {
         (Some("toolalpaca"), _) | (None, DataFormat::ToolAlpaca) => PromptSet::ToolAlpaca,
         (Some("toolbench") | None, _) => PromptSet::ToolBench,
@@ -196,23 +272,8 @@ pub fn run_eval(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
         raw_prompts: args.models.raw_prompts,
         decoding: "greedy".into(),
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let settings_path = args.out.join("settings.json");
-    if let Ok(text) = std::fs::read_to_string(&settings_path) {
-        let previous: RunSettings = serde_json::from_str(&text)
-            .with_context(|| format!("reading {}", settings_path.display()))?;
-        if previous != settings {
-            bail!(
-                "{} holds a run with other settings ({}); use another --out",
-                args.out.display(),
-                text.trim()
-            );
-        }
-    } else {
-        std::fs::write(&settings_path, serde_json::to_string_pretty(&settings)?)?;
-    }
-    let predictions_path = args.out.join("predictions.jsonl");
+    claim_out_dir(&out, &settings)?;
+    let predictions_path = out.join("predictions.jsonl");
     let (mut done, beyond, torn) = read_done(&predictions_path, &points)?;
     if torn {
         let mut text = String::new();
@@ -288,23 +349,7 @@ pub fn run_eval(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
             .map(|(_, p)| p)
             .zip(done.iter().map(|r| r.prediction.as_str())),
     );
-    let label = args.label.clone().unwrap_or_else(|| {
-        let m = &args.models;
-        let stem = |p: &Path| {
-            p.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        };
-        let adapted = [&m.planner_adapter, &m.caller_adapter, &m.summarizer_adapter]
-            .iter()
-            .any(|a| a.is_some());
-        format!(
-            "{}{} ({})",
-            stem(m.planner.as_deref().unwrap_or(&m.model)),
-            if adapted { " + LoRA" } else { "" },
-            args.mode
-        )
-    });
+    let label = default_label(&args.label, &args.models, &args.mode);
     let report = RunReport {
         label: label.clone(),
         settings,
@@ -313,7 +358,7 @@ pub fn run_eval(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
         seconds: done.iter().map(|r| r.seconds).sum(),
     };
     write_atomically(
-        &args.out.join("report.json"),
+        &out.join("report.json"),
         &serde_json::to_string_pretty(&report)?,
     )?;
     let mut rows = vec![(label, metrics)];
@@ -327,12 +372,319 @@ pub fn run_eval(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
         rows.push((other.label, other.metrics));
     }
     let table = umi_eval::markdown_table(&rows);
-    write_atomically(&args.out.join("report.md"), &table)?;
+    write_atomically(&out.join("report.md"), &table)?;
     println!("{table}");
     eprintln!(
         "{} decisions from {} trajectories; report in {}",
         report.metrics.samples,
         trajectories,
+        out.display()
+    );
+    Ok(())
+}
+
+/// Subcommands of `umi eval`.
+#[derive(clap::Subcommand)]
+pub enum EvalCommand {
+    /// Real-time evaluation: the agent answers each task on live tools (a fresh demo tool server
+    /// per task) and passes when it concludes with every expected fact, or gives up on a task
+    /// no tool can do. Writes results.jsonl (resumable), report.json and report.md in --out.
+    Live(Box<LiveArgs>),
+}
+
+#[derive(clap::Args)]
+pub struct LiveArgs {
+    /// Tasks, one JSON object per line as `umi data synth` writes them: {"id", "kind",
+    /// "query", "expected", "give_up", "tools"}.
+    #[arg(long)]
+    tasks: PathBuf,
+    /// Output folder: results.jsonl (a record per task, appended as each finishes; a rerun
+    /// skips the tasks already there), report.json, report.md.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    models: RoleModelArgs,
+    /// multi (planner, caller, summarizer) or single (backbone).
+    #[arg(long, default_value = "multi")]
+    mode: String,
+    /// Planner decisions per task before the run stops unanswered.
+    #[arg(long, default_value_t = 6)]
+    max_steps: usize,
+    /// Upper bound on tokens per generation (at least 1).
+    #[arg(long, default_value_t = 512)]
+    max_new_tokens: usize,
+    /// Prompts are left-truncated to this many tokens (the reference's max_input_length).
+    #[arg(long, default_value_t = 3750)]
+    max_input_tokens: usize,
+    /// Observations are truncated to this many characters (ToolBench's default).
+    #[arg(long, default_value_t = 1024)]
+    max_observation_chars: usize,
+    /// Run only the first N tasks of the file (a later run without it in the same --out goes
+    /// on from there).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// A running tool server (URL; its /tools is read) or a tool-docs JSON file to use instead
+    /// of a fresh in-process demo server per task. Its state (to-dos, calendar, alarms) is then
+    /// shared by all tasks, so results depend on their order and on earlier runs.
+    #[arg(long)]
+    tools: Option<String>,
+    /// Seconds a tool call may take.
+    #[arg(long, default_value_t = 20)]
+    tool_timeout: u64,
+    /// Label of this run in the report.
+    #[arg(long)]
+    label: Option<String>,
+    /// Compute backend: cpu or wgpu.
+    #[arg(long, default_value = "cpu")]
+    backend: Backend,
+}
+
+/// What identifies a live run: a rerun with the same settings resumes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct LiveSettings {
+    tasks: String,
+    mode: EvalMode,
+    planner: String,
+    caller: String,
+    summarizer: String,
+    max_steps: usize,
+    max_new_tokens: usize,
+    max_input_tokens: usize,
+    max_observation_chars: usize,
+    raw_prompts: bool,
+    /// `"fresh demo server per task"` or the --tools source.
+    tools: String,
+    decoding: String,
+}
+
+/// The file `report.json` of a live run holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LiveRunReport {
+    label: String,
+    settings: LiveSettings,
+    report: LiveReport,
+    /// Agent wall time over the reported tasks, in seconds.
+    seconds: f64,
+}
+
+/// The records of `results` (a resumed run) checked against `tasks`: each must be a task of the
+/// file, with the same query.
+fn check_done(path: &Path, done: &[LiveRecord], tasks: &[LiveTask]) -> Result<()> {
+    for record in done {
+        match tasks.iter().find(|t| t.id == record.id) {
+            Some(task) if task.query == record.query => {}
+            Some(_) => bail!(
+                "{} holds task {} with another query than the task file; use another --out",
+                path.display(),
+                record.id
+            ),
+            None => bail!(
+                "{} holds task {}, which the task file does not have; use another --out",
+                path.display(),
+                record.id
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn run_live(mut args: LiveArgs, models: &mut ModelCache) -> Result<()> {
+    // as `umi run`: the shipped α-UMi agent unless models, adapters or --zero-shot are given
+    args.models = args.models.clone().or_shipped_agent();
+    let mode = parse_mode(&args.mode)?;
+    if args.max_new_tokens < 1 {
+        bail!("--max-new-tokens must be at least 1");
+    }
+    if args.max_steps < 1 {
+        bail!("--max-steps must be at least 1");
+    }
+    let tasks = read_tasks(&args.tasks)?;
+    let selected = &tasks[..args.limit.unwrap_or(tasks.len()).min(tasks.len())];
+    let [planner, caller, summarizer] = args.models.describe();
+    let settings = LiveSettings {
+        tasks: args.tasks.display().to_string(),
+        mode,
+        planner,
+        caller,
+        summarizer,
+        max_steps: args.max_steps,
+        max_new_tokens: args.max_new_tokens,
+        max_input_tokens: args.max_input_tokens,
+        max_observation_chars: args.max_observation_chars,
+        raw_prompts: args.models.raw_prompts,
+        tools: args
+            .tools
+            .clone()
+            .unwrap_or_else(|| "fresh demo server per task".into()),
+        decoding: "greedy".into(),
+    };
+    claim_out_dir(&args.out, &settings)?;
+    let results_path = args.out.join("results.jsonl");
+    let (done, torn) = read_results(&results_path)?;
+    check_done(&results_path, &done, &tasks)?;
+    if torn {
+        eprintln!(
+            "warning: the last line of {} is incomplete (a killed run); resuming before it",
+            results_path.display()
+        );
+        let mut text = String::new();
+        for r in &done {
+            text += &serde_json::to_string(r)?;
+            text.push('\n');
+        }
+        write_atomically(&results_path, &text)?;
+    }
+    let done_ids: HashSet<&str> = done.iter().map(|r| r.id.as_str()).collect();
+    let todo: Vec<_> = selected
+        .iter()
+        .filter(|t| !done_ids.contains(t.id.as_str()))
+        .cloned()
+        .collect();
+    let mut records: HashMap<String, LiveRecord> =
+        done.into_iter().map(|r| (r.id.clone(), r)).collect();
+
+    if !todo.is_empty() {
+        let tools = match &args.tools {
+            None => ToolSource::Fresh {
+                state_dir: std::env::temp_dir(),
+            },
+            Some(source) => {
+                let specs = crate::load_tools(source)?;
+                if specs.is_empty() {
+                    bail!("{source} lists no tools");
+                }
+                ToolSource::External(specs)
+            }
+        };
+        let config = LiveConfig {
+            agent: AgentConfig {
+                mode: match mode {
+                    EvalMode::Multi => AgentMode::Multi,
+                    EvalMode::Single => AgentMode::Single,
+                },
+                max_steps: args.max_steps,
+                max_observation_chars: args.max_observation_chars,
+                ..AgentConfig::default()
+            },
+            tools,
+            tool_timeout: std::time::Duration::from_secs(args.tool_timeout),
+        };
+        let device = args.backend.device()?;
+        let mut generator = args.models.generator(
+            models,
+            &device,
+            GenerationConfig {
+                max_new_tokens: args.max_new_tokens,
+                ..Default::default()
+            },
+        )?;
+        generator.max_input_tokens = Some(args.max_input_tokens);
+        let mut sink = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&results_path)
+            .with_context(|| format!("opening {}", results_path.display()))?;
+        let already = selected.len() - todo.len();
+        let bar = ProgressBar::new(selected.len() as u64).with_position(already as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{bar:30}] {pos}/{len} tasks  {elapsed} elapsed, ETA {eta}  {msg}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        // Without a terminal (a run in the background, output to a log) the bar and its
+        // println are hidden: the per-task lines go to stderr instead.
+        let say = |line: String| {
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        };
+        if already > 0 {
+            say(format!(
+                "resuming after {already} tasks already in {}",
+                results_path.display()
+            ));
+        }
+        let (mut finished, mut passed) = (
+            already,
+            selected
+                .iter()
+                .filter(|t| records.get(&t.id).is_some_and(|r| r.pass))
+                .count(),
+        );
+        let pass_message = |passed: usize, finished: usize| {
+            format!(
+                "pass {passed}/{finished} ({:.1}%)",
+                100.0 * passed as f64 / finished.max(1) as f64
+            )
+        };
+        bar.set_message(pass_message(passed, finished));
+        let new = pollster::block_on(run_tasks(
+            &mut generator,
+            &todo,
+            &config,
+            &mut sink,
+            |event| match event {
+                LiveEvent::Started { task, .. } => bar.set_message(format!(
+                    "{}  now {} [{}]",
+                    pass_message(passed, finished),
+                    task.id,
+                    task.kind
+                )),
+                LiveEvent::Agent(_) => bar.tick(),
+                LiveEvent::Finished(r) => {
+                    finished += 1;
+                    passed += usize::from(r.pass);
+                    say(format!(
+                        "{} [{}] {} ({:?}, {} steps, {}/{} tool errors, {:.1} s)",
+                        r.id,
+                        r.kind,
+                        if r.pass { "pass" } else { "FAIL" },
+                        r.stop_reason,
+                        r.steps,
+                        r.tool_errors,
+                        r.tool_calls,
+                        r.seconds
+                    ));
+                    bar.set_message(pass_message(passed, finished));
+                    bar.inc(1);
+                }
+            },
+        ))?;
+        bar.finish();
+        records.extend(new.into_iter().map(|r| (r.id.clone(), r)));
+    }
+    let reported: Vec<LiveRecord> = selected
+        .iter()
+        .filter_map(|t| records.remove(&t.id))
+        .collect();
+    let report = LiveReport::new(&reported);
+    let label = default_label(&args.label, &args.models, &args.mode);
+    let run_report = LiveRunReport {
+        label: label.clone(),
+        settings,
+        report: report.clone(),
+        seconds: reported.iter().map(|r| r.seconds).sum(),
+    };
+    write_atomically(
+        &args.out.join("report.json"),
+        &serde_json::to_string_pretty(&run_report)?,
+    )?;
+    let table = format!(
+        "Live evaluation of **{label}** on {} ({} tasks):\n\n{}",
+        args.tasks.display(),
+        report.overall.tasks,
+        report.to_markdown()
+    );
+    write_atomically(&args.out.join("report.md"), &table)?;
+    println!("{table}");
+    eprintln!(
+        "pass rate {:.1}% over {} tasks; report in {}",
+        100.0 * report.overall.pass_rate,
+        report.overall.tasks,
         args.out.display()
     );
     Ok(())
@@ -344,4 +696,74 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Top,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Top {
+        Eval(EvalArgs),
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<EvalArgs, clap::Error> {
+        let Top::Eval(eval) = Cli::try_parse_from(["umi", "eval"].iter().chain(args))?.command;
+        Ok(eval)
+    }
+
+    #[test]
+    fn static_eval_parses_as_before() {
+        let args = parse(&["--mode", "single", "--out", "eval/x", "--limit", "3"]).unwrap();
+        assert!(args.command.is_none());
+        assert_eq!(args.out.as_deref(), Some(Path::new("eval/x")));
+        assert_eq!((args.mode.as_str(), args.limit), ("single", Some(3)));
+        let Err(e) = parse(&["--mode", "multi"]) else {
+            panic!("--out is required without a subcommand");
+        };
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(e.to_string().contains("--out"), "{e}");
+    }
+
+    #[test]
+    fn live_parses_with_the_model_flags_and_defaults() {
+        let args = parse(&[
+            "live",
+            "--tasks",
+            "data/synth/test.jsonl",
+            "--out",
+            "eval/live-x",
+            "--planner-adapter",
+            "runs/planner/final/adapter",
+            "--raw-prompts",
+        ])
+        .unwrap();
+        let Some(EvalCommand::Live(live)) = args.command else {
+            panic!("not the live subcommand");
+        };
+        assert_eq!(live.tasks, Path::new("data/synth/test.jsonl"));
+        assert_eq!(live.out, Path::new("eval/live-x"));
+        assert!(live.models.raw_prompts && live.models.planner_adapter.is_some());
+        assert_eq!(
+            (
+                live.mode.as_str(),
+                live.max_steps,
+                live.max_new_tokens,
+                live.max_observation_chars,
+                live.limit,
+                live.tools
+            ),
+            ("multi", 6, 512, 1024, None, None)
+        );
+        // static flags do not mix with the subcommand, and live needs its own
+        assert!(parse(&["--out", "eval/x", "live", "--tasks", "t", "--out", "o"]).is_err());
+        assert!(parse(&["live", "--out", "o"]).is_err());
+    }
 }

@@ -3,8 +3,11 @@
 //! sample; predictions and references are parsed by the same [`parse_output`]; the metrics are
 //! Plan ACC (`plan_em`), Act. EM (`action_em`), Hallu. (`hallucination_rate`) and Arg. F1
 //! (`argument_f1`, with its easy/hard split) and R-L ([`rouge_l_f`] over final answers).
+//!
+//! [`live`] is the real-time evaluation: the whole agent on live tools, scored by pass rate.
 #![warn(missing_docs)]
 
+pub mod live;
 mod paper;
 mod predict;
 mod rouge;
