@@ -22,6 +22,7 @@ pub mod prompt;
 mod pyjson;
 pub mod readers;
 pub mod samples;
+pub mod task;
 
 pub use conversation::{
     Action, Conversation, FinalAnswer, Next, Observation, Rationale, Role, Speaker, Step,

@@ -105,6 +105,7 @@ fn trajectories_are_well_formed_alpha_umi() {
 fn test_answers_state_the_expected_facts_and_kinds_are_mixed() {
     let out = synthesize(&small(), |_, _| {}).unwrap();
     for (task, gold) in out.test.iter().zip(&out.test_gold) {
+        assert_eq!(task.inconsistency(), None, "{task:?}");
         let last = gold.conversations.last().unwrap();
         if task.give_up {
             assert_eq!(task.kind, TaskKind::GiveUp);

@@ -9,16 +9,21 @@
 //! default every task gets a fresh in-process demo tool server whose state file is new and
 //! deleted afterwards ([`ToolSource::Fresh`]), so the stateful tools (to-dos, calendar, alarms)
 //! start empty and runs are reproducible. [`ToolSource::External`] runs against tools served
-//! elsewhere instead; the tasks then share that server's state.
+//! elsewhere instead; the tasks then share that server's state. The runner and its reports
+//! are native only; tasks and scoring build everywhere.
 
 mod error;
+#[cfg(not(target_family = "wasm"))]
 mod report;
+#[cfg(not(target_family = "wasm"))]
 mod run;
 mod score;
 mod task;
 
 pub use error::{Error, Result};
+#[cfg(not(target_family = "wasm"))]
 pub use report::{LiveReport, LiveStats};
+#[cfg(not(target_family = "wasm"))]
 pub use run::{LiveConfig, LiveEvent, LiveRecord, ToolSource, read_results, run_task, run_tasks};
 pub use score::{Outcome, answer_contains, is_tool_error, score};
 pub use task::{LiveTask, TaskKind, read_tasks};

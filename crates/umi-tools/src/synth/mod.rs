@@ -26,8 +26,8 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+pub use umi_data::task::{LiveTask, TaskKind};
 use umi_data::{
     Action, Conversation, FinalAnswer, Next, Observation, Rationale, Step, Trajectory,
     python_json_dumps,
@@ -38,57 +38,6 @@ use crate::http::HttpTools;
 use crate::server::{ServerHandle, serve, tool_docs};
 use crate::spec::{ToolSpec, load_tool_specs};
 pub use values::Split;
-
-/// What a task asks of the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TaskKind {
-    /// One tool call answers it.
-    OneTool,
-    /// Several calls, often one observation feeding the next call.
-    MultiTool,
-    /// No tool can serve it: the right step is `Next: give up.`.
-    GiveUp,
-    /// The first call fails (the tool explains why) and a corrected call follows.
-    ErrorRecovery,
-}
-
-impl TaskKind {
-    /// Every kind, in report order.
-    pub const ALL: [TaskKind; 4] = [
-        TaskKind::OneTool,
-        TaskKind::MultiTool,
-        TaskKind::ErrorRecovery,
-        TaskKind::GiveUp,
-    ];
-
-    /// The kind's name in files (`one-tool`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskKind::OneTool => "one-tool",
-            TaskKind::MultiTool => "multi-tool",
-            TaskKind::GiveUp => "give-up",
-            TaskKind::ErrorRecovery => "error-recovery",
-        }
-    }
-}
-
-/// A test task for live evaluation (one line of `test.jsonl`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LiveTask {
-    /// Stable id (`test-0001`, …).
-    pub id: String,
-    /// What the task asks of the agent.
-    pub kind: TaskKind,
-    /// The user's query.
-    pub query: String,
-    /// Facts the final answer must contain (numbers, dates, names); empty for give-up tasks.
-    pub expected: Vec<String>,
-    /// Whether the right outcome is giving up (no tool can serve the request).
-    pub give_up: bool,
-    /// The tools the reference trajectory called, in order (informational).
-    pub tools: Vec<String>,
-}
 
 /// Settings of a synthesis run.
 #[derive(Debug, Clone, PartialEq)]
