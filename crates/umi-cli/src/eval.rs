@@ -423,6 +423,11 @@ pub struct LiveArgs {
     /// on from there).
     #[arg(long)]
     limit: Option<usize>,
+    /// Run only shard I of N (`I/N`, from 0): the tasks whose position in the file is I mod N.
+    /// Shards of one run go to separate --out folders (the same settings); concatenating their
+    /// results.jsonl into one folder and rerunning without --shard writes the whole report.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
     /// A running tool server (URL; its /tools is read) or a tool-docs JSON file to use instead
     /// of a fresh in-process demo server per task. Its state (to-dos, calendar, alarms) is then
     /// shared by all tasks, so results depend on their order and on earlier runs.
@@ -437,6 +442,20 @@ pub struct LiveArgs {
     /// Compute backend: cpu or wgpu.
     #[arg(long, default_value = "cpu")]
     backend: Backend,
+}
+
+/// `I/N` with I < N.
+fn parse_shard(text: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("--shard must be I/N with 0 <= I < N, not {text:?}");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 /// What identifies a live run: a rerun with the same settings resumes it.
@@ -499,7 +518,17 @@ fn run_live(mut args: LiveArgs, models: &mut ModelCache) -> Result<()> {
         bail!("--max-steps must be at least 1");
     }
     let tasks = read_tasks(&args.tasks)?;
-    let selected = &tasks[..args.limit.unwrap_or(tasks.len()).min(tasks.len())];
+    let limited = &tasks[..args.limit.unwrap_or(tasks.len()).min(tasks.len())];
+    let selected: Vec<LiveTask> = match args.shard {
+        Some((i, n)) => limited
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i)
+            .map(|(_, t)| t.clone())
+            .collect(),
+        None => limited.to_vec(),
+    };
+    let selected = &selected[..];
     let [planner, caller, summarizer] = args.models.describe();
     let settings = LiveSettings {
         tasks: args.tasks.display().to_string(),
@@ -765,5 +794,16 @@ mod tests {
         // static flags do not mix with the subcommand, and live needs its own
         assert!(parse(&["--out", "eval/x", "live", "--tasks", "t", "--out", "o"]).is_err());
         assert!(parse(&["live", "--out", "o"]).is_err());
+        let sharded = parse(&["live", "--tasks", "t", "--out", "o", "--shard", "1/2"]).unwrap();
+        let Some(EvalCommand::Live(live)) = sharded.command else {
+            panic!("live expected")
+        };
+        assert_eq!(live.shard, Some((1, 2)));
+        for bad in ["2/2", "1/0", "1", "a/b"] {
+            assert!(
+                parse(&["live", "--tasks", "t", "--out", "o", "--shard", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }
