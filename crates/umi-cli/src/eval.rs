@@ -246,7 +246,7 @@ fn default_label(label: &Option<String>, models: &RoleModelArgs, mode: &str) -> 
 }
 
 fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
-    args.models = args.models.clone().or_shipped_agent();
+    args.models = args.models.clone().or_shipped_agent(args.mode == "multi");
     let out = args
         .out
         .clone()
@@ -509,7 +509,7 @@ fn check_done(path: &Path, done: &[LiveRecord], tasks: &[LiveTask]) -> Result<()
 
 fn run_live(mut args: LiveArgs, models: &mut ModelCache) -> Result<()> {
     // as `umi run`: the shipped α-UMi agent unless models, adapters or --zero-shot are given
-    args.models = args.models.clone().or_shipped_agent();
+    args.models = args.models.clone().or_shipped_agent(args.mode == "multi");
     let mode = parse_mode(&args.mode)?;
     if args.max_new_tokens < 1 {
         bail!("--max-new-tokens must be at least 1");

@@ -425,11 +425,11 @@ fn run_agent(args: RunArgs) -> Result<()> {
         max_new_tokens: args.max_new_tokens,
         ..Default::default()
     };
-    let generator = args.models.clone().or_shipped_agent().generator(
-        &mut ModelCache::default(),
-        &device,
-        config,
-    )?;
+    let generator = args
+        .models
+        .clone()
+        .or_shipped_agent(mode == AgentMode::Multi)
+        .generator(&mut ModelCache::default(), &device, config)?;
 
     let color = std::io::stdout().is_terminal();
     let paint = move |code: &str, text: &str| {

@@ -58,15 +58,16 @@ pub struct RoleModelArgs {
 pub const SHIPPED_AGENT: &str = "assets/agent/smollm2-135m-instruct";
 
 impl RoleModelArgs {
-    /// These flags with the shipped agent filled in: when nothing but the default model is
-    /// asked for (no per-role model, no adapter, no `--zero-shot`) and `assets/agent/` holds
-    /// the three role adapters, they are used, with raw α-UMi prompts as they were trained.
-    pub fn or_shipped_agent(mut self) -> Self {
+    /// These flags with the shipped agent filled in: when the multi-LLM agent (`multi`) runs
+    /// on nothing but the default model (no per-role model, no adapter, no `--zero-shot`) and
+    /// `assets/agent/` holds the three role adapters, they are used, with raw α-UMi prompts as
+    /// they were trained. umi ships no single-LLM model, so single mode keeps the base model.
+    pub fn or_shipped_agent(mut self, multi: bool) -> Self {
         let untouched = self.model == Path::new(DEFAULT_MODEL)
             && self.init_adapter.is_none()
             && self.models().iter().all(|m| m.is_none())
             && self.adapters().iter().all(|a| a.is_none());
-        if self.zero_shot || !untouched {
+        if self.zero_shot || !untouched || !multi {
             return self;
         }
         let dir = Path::new(SHIPPED_AGENT);
