@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job in one command: installs the default model if needed, builds umi, starts the demo
 # tool server on 127.0.0.1:8080 (unless one is already running there), and runs the α-UMi agent
-# (SmolLM2-135M-Instruct as planner, caller and summarizer) on a query, printing the trajectory.
+# umi ships (SmolLM2-135M-Instruct with the planner, caller and summarizer LoRA adapters of
+# assets/agent/; add --zero-shot for the bare model) on a query, printing the trajectory.
 #
 # Usage: scripts/demo.sh ["your query"] [extra `umi run` flags...]
 set -euo pipefail
