@@ -506,8 +506,8 @@ pub fn save_peft(model: &Llama, config: &LoraConfig, dir: &Path) -> Result<()> {
 /// # Errors
 ///
 /// [`Error::Io`] when a file cannot be read or written; [`Error::Config`] naming the file when
-/// `adapter_model.safetensors` is not safetensors or holds a tensor that is not F32, F16 or
-/// BF16, or a value too large for f16.
+/// `adapter_model.safetensors` is not safetensors or holds a value too large for f16;
+/// [`Error::UnsupportedDtype`] for a tensor that is not F32, F16 or BF16.
 pub fn convert_peft_f16(src: &Path, dst: &Path) -> Result<()> {
     use safetensors::{Dtype, SafeTensors, tensor::TensorView};
     let read = |path: &Path| {
@@ -526,22 +526,7 @@ pub fn convert_peft_f16(src: &Path, dst: &Path) -> Result<()> {
     let file = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
     let mut converted: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, view) in file.tensors() {
-        let data = view.data();
-        let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => return Err(bad(format!("tensor {name} is {other:?}, not F32/F16/BF16"))),
-        };
+        let values = crate::weights::safetensors::host_tensor(&view, &name, &origin)?.data;
         if let Some(v) = values.iter().find(|v| !v.is_finite() || v.abs() > 65504.0) {
             return Err(bad(format!(
                 "tensor {name} holds {v}, which f16 cannot store"
