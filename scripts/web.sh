@@ -31,7 +31,8 @@ cargo build --release --locked -p umi-cli
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 if ! python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/tools', timeout=1)" 2>/dev/null; then
-  "$CARGO_TARGET_DIR/release/umi" tools serve --port 8080 &
+  "$CARGO_TARGET_DIR/release/umi" tools serve --port 8080 \
+    --cors-origin "http://127.0.0.1:$port" --cors-origin "http://localhost:$port" &
   pids+=($!)
 fi
 echo "web: serving http://127.0.0.1:$port/ (tools at http://127.0.0.1:8080/tools); Ctrl-C stops"

@@ -47,7 +47,9 @@ wait_http() {
 }
 
 tools_port="$(free_port)"
-"$CARGO_TARGET_DIR/release/umi" tools serve --port "$tools_port" --state "$out/tool-state.json" >"$out/tools.log" 2>&1 &
+app_port="$(free_port)"
+"$CARGO_TARGET_DIR/release/umi" tools serve --port "$tools_port" --state "$out/tool-state.json" \
+  --cors-origin "http://127.0.0.1:$app_port" >"$out/tools.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$tools_port/tools"
 
@@ -61,7 +63,6 @@ cargo fetch --locked --target wasm32-unknown-unknown >/dev/null
 CARGO_TARGET_DIR="${UMI_WASM_TARGET_DIR:-$CARGO_TARGET_DIR}" trunk build --release --offline --dist "$out/dist"
 cp -r "$out/fixture" "$out/dist/fixture"
 
-app_port="$(free_port)"
 python3 -m http.server "$app_port" --bind 127.0.0.1 --directory "$out/dist" >"$out/http.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$app_port/"

@@ -433,6 +433,14 @@ fn shard_names(index: &[u8], base: &str) -> Result<Vec<String>, String> {
                 .collect()
         })
         .unwrap_or_default();
+    // a shard name is a file beside the index: never another folder, host or query
+    if let Some(bad) = shards.iter().find(|s| {
+        !umi_model::weights::is_plain_relative(s) || s.contains([':', '?', '#', '\\', '%'])
+    }) {
+        return Err(format!(
+            "{base}/model.safetensors.index.json: weight_map names the shard {bad:?}, which is not a file name inside the model folder"
+        ));
+    }
     shards.sort();
     shards.dedup();
     if shards.is_empty() {

@@ -3,7 +3,7 @@
 //! `umi eval live`, the agent on live tools scored by pass rate (`umi_eval::live`).
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -141,45 +141,71 @@ fn points_of(args: &EvalArgs) -> Result<(Vec<(usize, DecisionPoint)>, usize)> {
     Ok((points, trajectories))
 }
 
-/// Predictions already in `path` (a resumed run): the valid lines in order, and whether a torn
-/// last line (a killed run) was dropped. Lines past `points` (a run with a larger `--limit`) are
-/// kept in the file but not returned.
+/// Predictions already in `path` (a resumed run), by decision index (`None` where there is none
+/// yet), and the records past `points` (a run with a larger `--limit`: kept in the file, not
+/// returned with the others). Lines that are not a prediction record (a torn last line from a
+/// killed run, a damaged line) are skipped with one warning giving their count and the first
+/// one's line number; their decisions are predicted again. The flag says the file must be
+/// rewritten (without those lines, or with its last line terminated) before appending.
+///
+/// # Errors
+///
+/// When the file exists but cannot be read, or a record does not belong to this evaluation
+/// (another reference at its index, or its index twice), naming the line.
 fn read_done(
     path: &Path,
     points: &[(usize, DecisionPoint)],
-) -> Result<(Vec<PredictionRecord>, Vec<PredictionRecord>, bool)> {
-    let (mut done, mut beyond) = (Vec::new(), Vec::new());
-    let Ok(file) = std::fs::File::open(path) else {
-        return Ok((done, beyond, false));
+) -> Result<(Vec<Option<PredictionRecord>>, Vec<PredictionRecord>, bool)> {
+    let mut done: Vec<Option<PredictionRecord>> = points.iter().map(|_| None).collect();
+    let mut beyond = Vec::new();
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((done, beyond, false)),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
+    let (mut bad, mut first_bad) = (0usize, None);
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let Ok(record) = serde_json::from_str::<PredictionRecord>(&line) else {
-            eprintln!(
-                "warning: {} line {} is incomplete (a killed run); resuming before it",
-                path.display(),
-                n + 1
-            );
-            return Ok((done, beyond, true));
+        let Ok(record) = serde_json::from_slice::<PredictionRecord>(line) else {
+            bad += 1;
+            first_bad.get_or_insert(n + 1);
+            continue;
         };
-        if record.index >= points.len() {
+        let Some(slot) = done.get_mut(record.index) else {
             beyond.push(record);
             continue;
-        }
-        let expected = &points[record.index].1.reference;
-        if record.index != done.len() || *expected != record.reference {
+        };
+        if slot.is_some() || points[record.index].1.reference != record.reference {
             bail!(
-                "{} line {} does not belong to this evaluation (different data or split); use another --out",
+                "{} line {} does not belong to this evaluation (different data or split, or decision {} twice); use another --out",
                 path.display(),
-                n + 1
+                n + 1,
+                record.index
             );
         }
-        done.push(record);
+        *slot = Some(record);
     }
-    Ok((done, beyond, false))
+    if let Some(first) = first_bad {
+        eprintln!(
+            "warning: {}: skipped {bad} line(s) that are not a prediction record (the first is line {first}; a killed run leaves its last line torn); their decisions are predicted again",
+            path.display()
+        );
+    }
+    let unterminated = bytes.last().is_some_and(|&b| b != b'\n');
+    Ok((done, beyond, bad > 0 || unterminated))
+}
+
+/// The (decision point, prediction) pairs of the decisions predicted so far.
+fn scored<'a>(
+    points: &'a [(usize, DecisionPoint)],
+    done: &'a [Option<PredictionRecord>],
+) -> impl Iterator<Item = (&'a DecisionPoint, &'a str)> {
+    points
+        .iter()
+        .zip(done)
+        .filter_map(|((_, p), r)| Some((p, r.as_ref()?.prediction.as_str())))
 }
 
 /// Runs `umi eval`: the static evaluation, or the subcommand given.
@@ -274,10 +300,10 @@ fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
     };
     claim_out_dir(&out, &settings)?;
     let predictions_path = out.join("predictions.jsonl");
-    let (mut done, beyond, torn) = read_done(&predictions_path, &points)?;
-    if torn {
+    let (mut done, beyond, rewrite) = read_done(&predictions_path, &points)?;
+    if rewrite {
         let mut text = String::new();
-        for r in done.iter().chain(&beyond) {
+        for r in done.iter().flatten().chain(&beyond) {
             text += &serde_json::to_string(r)?;
             text.push('\n');
         }
@@ -289,7 +315,8 @@ fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
         .open(&predictions_path)
         .with_context(|| format!("opening {}", predictions_path.display()))?;
 
-    if done.len() < points.len() {
+    let finished = done.iter().flatten().count();
+    if finished < points.len() {
         let device = args.backend.device()?;
         let mut generator = args.models.generator(
             models,
@@ -300,7 +327,7 @@ fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
             },
         )?;
         generator.max_input_tokens = Some(args.max_input_tokens);
-        let bar = ProgressBar::new(points.len() as u64).with_position(done.len() as u64);
+        let bar = ProgressBar::new(points.len() as u64).with_position(finished as u64);
         bar.set_style(
             ProgressStyle::with_template(
                 "{spinner} [{bar:30}] {pos}/{len} decisions  {elapsed} elapsed, ETA {eta}  {msg}",
@@ -308,14 +335,16 @@ fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
             .expect("static template")
             .progress_chars("=> "),
         );
-        if !done.is_empty() {
+        if finished > 0 {
             bar.println(format!(
-                "resuming after {} decisions already in {}",
-                done.len(),
+                "resuming after {finished} decisions already in {}",
                 predictions_path.display()
             ));
         }
-        for (index, (trajectory, point)) in points.iter().enumerate().skip(done.len()) {
+        for (index, (trajectory, point)) in points.iter().enumerate() {
+            if done[index].is_some() {
+                continue;
+            }
             let t = Instant::now();
             let prediction = pollster::block_on(predict(&mut generator, mode, set, point))?;
             let record = PredictionRecord {
@@ -327,13 +356,8 @@ fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
             };
             writeln!(sink, "{}", serde_json::to_string(&record)?)?;
             sink.flush()?;
-            done.push(record);
-            let so_far = evaluate(
-                points
-                    .iter()
-                    .map(|(_, p)| p)
-                    .zip(done.iter().map(|r| r.prediction.as_str())),
-            );
+            done[index] = Some(record);
+            let so_far = evaluate(scored(&points, &done));
             bar.set_message(format!(
                 "Plan ACC {:.1}  Act. EM {:.1}",
                 100.0 * so_far.plan_em,
@@ -343,19 +367,14 @@ fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
         }
         bar.finish();
     }
-    let metrics = evaluate(
-        points
-            .iter()
-            .map(|(_, p)| p)
-            .zip(done.iter().map(|r| r.prediction.as_str())),
-    );
+    let metrics = evaluate(scored(&points, &done));
     let label = default_label(&args.label, &args.models, &args.mode);
     let report = RunReport {
         label: label.clone(),
         settings,
         metrics: metrics.clone(),
         trajectories,
-        seconds: done.iter().map(|r| r.seconds).sum(),
+        seconds: done.iter().flatten().map(|r| r.seconds).sum(),
     };
     write_atomically(
         &out.join("report.json"),
@@ -433,8 +452,8 @@ pub struct LiveArgs {
     /// shared by all tasks, so results depend on their order and on earlier runs.
     #[arg(long)]
     tools: Option<String>,
-    /// Seconds a tool call may take.
-    #[arg(long, default_value_t = 20)]
+    /// Seconds a tool call (and reading tool docs from a URL) may take, at least 1.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     tool_timeout: u64,
     /// Label of this run in the report.
     #[arg(long)]
@@ -578,7 +597,7 @@ fn run_live(mut args: LiveArgs, models: &mut ModelCache) -> Result<()> {
                 state_dir: std::env::temp_dir(),
             },
             Some(source) => {
-                let specs = crate::load_tools(source)?;
+                let specs = crate::load_tools(source, args.tool_timeout)?;
                 if specs.is_empty() {
                     bail!("{source} lists no tools");
                 }
@@ -746,6 +765,59 @@ mod tests {
     fn parse(args: &[&str]) -> std::result::Result<EvalArgs, clap::Error> {
         let Top::Eval(eval) = Cli::try_parse_from(["umi", "eval"].iter().chain(args))?.command;
         Ok(eval)
+    }
+
+    #[test]
+    fn a_bad_prediction_line_is_skipped_and_the_rest_kept() {
+        let points: Vec<(usize, DecisionPoint)> = (0..4)
+            .map(|i| {
+                let point = DecisionPoint {
+                    history: Vec::new(),
+                    tools: Vec::new(),
+                    tool_names: Vec::new(),
+                    reference: format!("r{i}"),
+                };
+                (0, point)
+            })
+            .collect();
+        let line = |index: usize, reference: &str| {
+            serde_json::to_string(&PredictionRecord {
+                index,
+                trajectory: 0,
+                reference: reference.into(),
+                prediction: format!("p{index}"),
+                seconds: 1.0,
+            })
+            .unwrap()
+        };
+        let dir = std::env::temp_dir().join(format!("umi-eval-done-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("predictions.jsonl");
+        let torn = &line(3, "r3")[..20];
+        let text = [
+            line(0, "r0"),
+            "{\"index\": 1, oops".into(),
+            line(2, "r2"),
+            line(9, "r9"),
+        ];
+        std::fs::write(&path, format!("{}\n{torn}", text.join("\n"))).unwrap();
+        let (done, beyond, rewrite) = read_done(&path, &points).unwrap();
+        let kept: Vec<Option<&str>> = done
+            .iter()
+            .map(|r| r.as_ref().map(|r| r.prediction.as_str()))
+            .collect();
+        assert_eq!(kept, [Some("p0"), None, Some("p2"), None]);
+        assert_eq!(beyond.len(), 1);
+        assert!(rewrite, "the bad lines must go before appending");
+        assert_eq!(scored(&points, &done).count(), 2);
+
+        std::fs::write(&path, format!("{}\n", line(1, "r1"))).unwrap();
+        let (done, _, rewrite) = read_done(&path, &points).unwrap();
+        assert!(done[1].is_some() && !rewrite);
+        std::fs::write(&path, format!("{}\n{}\n", line(1, "r1"), line(2, "other"))).unwrap();
+        let e = read_done(&path, &points).unwrap_err().to_string();
+        assert!(e.contains("predictions.jsonl line 2"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -63,6 +63,11 @@ enum ToolsCommand {
         /// Where the to-do list, calendar and alarms are kept.
         #[arg(long, default_value = ".umi/tool-state.json")]
         state: PathBuf,
+        /// Origin (`http://host:port`) of a web page allowed to call the tools; repeat for
+        /// more, `*` for any page. Default: the web app as scripts/web.sh serves it
+        /// (http://127.0.0.1:8000 and http://localhost:8000).
+        #[arg(long = "cors-origin")]
+        cors_origins: Vec<String>,
     },
 }
 
@@ -94,8 +99,8 @@ struct RunArgs {
     /// Observations are truncated to this many characters (ToolBench's default).
     #[arg(long, default_value_t = 1024)]
     max_observation_chars: usize,
-    /// Seconds a tool call may take.
-    #[arg(long, default_value_t = 20)]
+    /// Seconds a tool call (and reading tool docs from a URL) may take, at least 1.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     tool_timeout: u64,
     /// Compute backend: cpu or wgpu.
     #[arg(long, default_value = "cpu")]
@@ -169,13 +174,23 @@ fn main() -> Result<()> {
         Command::Eval(args) => eval::run(args, &mut ModelCache::default()),
         Command::Data(command) => data::run(command),
         Command::Train(command) => train::run(command),
-        Command::Tools(ToolsCommand::Serve { port, state }) => {
-            let server = umi_tools::server::serve(&format!("127.0.0.1:{port}"), &state)
-                .map_err(anyhow::Error::msg)?;
+        Command::Tools(ToolsCommand::Serve {
+            port,
+            state,
+            cors_origins,
+        }) => {
+            let mut options = umi_tools::server::ServeOptions::default();
+            if !cors_origins.is_empty() {
+                options.allowed_origins = cors_origins;
+            }
+            let server =
+                umi_tools::server::serve_with(&format!("127.0.0.1:{port}"), &state, &options)
+                    .map_err(anyhow::Error::msg)?;
             eprintln!(
-                "umi tools: serving at {} (docs: {0}/tools, OpenAPI: {0}/openapi.json; state: {})",
+                "umi tools: serving at {} (docs: {0}/tools, OpenAPI: {0}/openapi.json; state: {}; pages allowed from: {})",
                 server.url,
-                state.display()
+                state.display(),
+                options.allowed_origins.join(", ")
             );
             server.wait();
             Ok(())
@@ -383,28 +398,11 @@ fn run_train_bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn load_tools(source: &str) -> Result<Vec<umi_tools::ToolSpec>> {
-    let (text, origin) = if source.starts_with("http://") || source.starts_with("https://") {
-        let url = if source.trim_end_matches('/').ends_with("/tools") {
-            source.to_string()
-        } else {
-            format!("{}/tools", source.trim_end_matches('/'))
-        };
-        let text = ureq::get(&url)
-            .call()
-            .and_then(|mut r| r.body_mut().read_to_string())
-            .with_context(|| {
-                format!("reading tool docs from {url} (is `umi tools serve` running?)")
-            })?;
-        (text, url)
-    } else {
-        (
-            std::fs::read_to_string(source)
-                .with_context(|| format!("reading tool docs from {source}"))?,
-            source.to_string(),
-        )
-    };
-    Ok(umi_tools::load_tool_specs(&text, &origin)?)
+fn load_tools(source: &str, timeout_secs: u64) -> Result<Vec<umi_tools::ToolSpec>> {
+    Ok(umi_tools::load_tool_specs_from(
+        source,
+        std::time::Duration::from_secs(timeout_secs),
+    )?)
 }
 
 fn run_agent(args: RunArgs) -> Result<()> {
@@ -416,7 +414,7 @@ fn run_agent(args: RunArgs) -> Result<()> {
         "single" => AgentMode::Single,
         other => bail!("--mode must be multi or single, not {other:?}"),
     };
-    let specs = load_tools(&args.tools)?;
+    let specs = load_tools(&args.tools, args.tool_timeout)?;
     if specs.is_empty() {
         bail!("{} lists no tools", args.tools);
     }
@@ -443,7 +441,7 @@ fn run_agent(args: RunArgs) -> Result<()> {
     let mut tools =
         umi_tools::HttpTools::new(specs, std::time::Duration::from_secs(args.tool_timeout));
     if !args.allow_hosts.is_empty() {
-        tools = tools.with_allowed_hosts(args.allow_hosts.clone());
+        tools = tools.with_allowed_hosts(args.allow_hosts.clone())?;
     }
     let mut agent = Agent::new(generator, tools, docs);
     agent.config.mode = mode;

@@ -296,6 +296,8 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     // the same line once a minute instead.
     let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut last_line = Instant::now();
+    // The step of the newest checkpoint on disk: the end saves one only if it is not that step.
+    let mut saved = resume.as_ref().map(|ck| ck.state.step);
     while state.step < stop_at {
         let group = state.next_step_batches(&examples, pad);
         let stats: StepStats = pollster::block_on(trainer.train_step(&group))?;
@@ -322,12 +324,15 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
         }
         if state.step.is_multiple_of(args.save_every.max(1)) {
             let ck = trainer.save_checkpoint(&args.out, &state)?;
+            saved = Some(state.step);
             write_curve(&args.out, &state.history)?;
             bar.println(format!("saved {}", ck.dir.display()));
         }
     }
     bar.finish();
-    trainer.save_checkpoint(&args.out, &state)?;
+    if saved != Some(state.step) {
+        trainer.save_checkpoint(&args.out, &state)?;
+    }
     // Final artifacts: the adapter (PEFT) or the model (HF) with the tokenizer, and the curve.
     let final_dir = args.out.join("final");
     let model = trainer.inference_model();

@@ -2,16 +2,19 @@
 //! arithmetic, unit and currency conversion (bundled rates), date arithmetic, a to-do list, a
 //! calendar and alarms persisted to a JSON file, and a small country knowledge base.
 //!
-//! Routes (CORS open, so the web app can call it):
+//! Routes (CORS for the web app's origin only, see [`ServeOptions`]):
 //! - `GET /tools`: the tool docs in ToolBench format, each with its `http` endpoint;
 //! - `GET /openapi.json`: the same tools as an OpenAPI 3 document;
-//! - `GET /tools/{name}?arg=…` or `POST /tools/{name}` with a JSON object: runs the tool and
-//!   answers `{"error": "", "response": …}` (status 400 with `error` set for bad arguments,
-//!   404 for unknown tools).
+//! - `GET /tools/{name}?arg=…` (read-only tools) or `POST /tools/{name}` with a JSON object
+//!   (any tool; the only way to the ones that change state): runs the tool and answers
+//!   `{"error": "", "response": …}` (status 400 with `error` set for bad arguments, 404 for
+//!   unknown tools, 405 for a state-changing tool on GET or another method, 403 for a page
+//!   from an origin not allowed).
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -39,6 +42,19 @@ struct ToolDef {
     name: &'static str,
     description: &'static str,
     input: &'static [(&'static str, &'static str)],
+}
+
+/// Tools that change the state: served on POST only, so a page cannot trigger them with a
+/// plain link or image (and a cross-origin POST with a JSON body needs CORS approval first).
+const MUTATING: &[&str] = &[
+    "add_todo",
+    "complete_todo",
+    "add_calendar_event",
+    "set_alarm",
+];
+
+fn mutates(name: &str) -> bool {
+    MUTATING.contains(&name)
 }
 
 const TOOLS: &[ToolDef] = &[
@@ -548,31 +564,80 @@ pub fn tool_docs(base_url: &str) -> Value {
                 .iter()
                 .map(|(k, v)| (k.to_string(), json!(v)))
                 .collect();
+            let method = if mutates(t.name) { "POST" } else { "GET" };
             json!({"Name": t.name, "function": t.description, "input": input,
-                   "http": {"method": "GET", "url": format!("{base_url}/tools/{}", t.name)}})
+                   "http": {"method": method, "url": format!("{base_url}/tools/{}", t.name)}})
         })
         .collect();
     json!({ "tools": tools })
 }
 
-/// The tools as an OpenAPI 3 document (ToolAlpaca's `Documentation` format).
+/// The tools as an OpenAPI 3 document (ToolAlpaca's `Documentation` format): read-only tools
+/// as GET with query parameters, the ones that change state as POST with a JSON body.
 pub fn openapi(base_url: &str) -> Value {
     let mut paths = Map::new();
     for t in TOOLS {
-        let params: Vec<Value> = t
+        let args: Vec<(&str, &str, &str, bool)> = t
             .input
             .iter()
             .map(|(k, v)| {
                 let (ty, desc) = v.split_once(", ").unwrap_or((v, ""));
-                let ty = match ty { "number" => "number", "integer" => "integer", "boolean" => "boolean", _ => "string" };
-                json!({"name": k, "in": "query", "required": !desc.starts_with("optional"), "description": desc, "schema": {"type": ty}})
+                let ty = match ty {
+                    "number" => "number",
+                    "integer" => "integer",
+                    "boolean" => "boolean",
+                    _ => "string",
+                };
+                (*k, ty, desc, !desc.starts_with("optional"))
             })
             .collect();
-        paths.insert(format!("/tools/{}", t.name), json!({"get": {"operationId": t.name, "summary": t.description, "parameters": params,
-            "responses": {"200": {"description": "{\"error\": \"\", \"response\": …}"}, "400": {"description": "bad arguments"}}}}));
+        let responses = json!({"200": {"description": "{\"error\": \"\", \"response\": …}"}, "400": {"description": "bad arguments"}});
+        let operation = if mutates(t.name) {
+            let properties: Map<String, Value> = args
+                .iter()
+                .map(|(k, ty, desc, _)| (k.to_string(), json!({"type": ty, "description": desc})))
+                .collect();
+            let required: Vec<&str> = args.iter().filter(|a| a.3).map(|a| a.0).collect();
+            json!({"post": {"operationId": t.name, "summary": t.description,
+                "requestBody": {"required": true, "content": {"application/json": {"schema":
+                    {"type": "object", "properties": properties, "required": required}}}},
+                "responses": responses}})
+        } else {
+            let params: Vec<Value> = args
+                .iter()
+                .map(|(k, ty, desc, required)| json!({"name": k, "in": "query", "required": required, "description": desc, "schema": {"type": ty}}))
+                .collect();
+            json!({"get": {"operationId": t.name, "summary": t.description, "parameters": params,
+                "responses": responses}})
+        };
+        paths.insert(format!("/tools/{}", t.name), operation);
     }
     json!({"openapi": "3.0.3", "info": {"title": "umi demo tools", "version": env!("CARGO_PKG_VERSION")},
            "servers": [{"url": base_url}], "paths": paths})
+}
+
+/// How the server answers web pages, and how many requests it serves at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Origins (`scheme://host:port`) whose pages may call the tools (CORS); `"*"` for any.
+    /// A request from another origin (its `Origin` header) is refused with 403 before any tool
+    /// runs; requests without `Origin` (the CLI, scripts) are always served.
+    pub allowed_origins: Vec<String>,
+    /// Threads answering requests: a client that is slow to send its body holds one of them.
+    pub workers: usize,
+}
+
+impl Default for ServeOptions {
+    /// The web app as `scripts/web.sh` serves it (port 8000), 8 workers.
+    fn default() -> Self {
+        Self {
+            allowed_origins: vec![
+                "http://127.0.0.1:8000".into(),
+                "http://localhost:8000".into(),
+            ],
+            workers: 8,
+        }
+    }
 }
 
 /// A running tool server.
@@ -580,89 +645,151 @@ pub struct ServerHandle {
     /// Base URL, e.g. `http://127.0.0.1:8080`.
     pub url: String,
     server: Arc<Server>,
-    thread: Option<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl ServerHandle {
     /// Stops the server and waits for it.
     pub fn stop(mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
+        self.stopping.store(true, Ordering::SeqCst);
+        for _ in &self.threads {
+            self.server.unblock();
+        }
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
 
     /// Blocks until the server stops.
     pub fn wait(mut self) {
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
 }
 
-/// Starts the tool server on `addr` (`127.0.0.1:0` picks a free port), keeping state in
-/// `state_path` (created when first written).
+/// Starts the tool server on `addr` (`127.0.0.1:0` picks a free port) with the default
+/// [`ServeOptions`], keeping state in `state_path` (created when first written).
 ///
 /// # Errors
 ///
 /// A message when the address cannot be bound or the state file is unreadable.
 pub fn serve(addr: &str, state_path: &Path) -> Result<ServerHandle, String> {
+    serve_with(addr, state_path, &ServeOptions::default())
+}
+
+/// [`serve`] with explicit [`ServeOptions`].
+///
+/// # Errors
+///
+/// A message when the address cannot be bound, the state file is unreadable or `workers` is 0.
+pub fn serve_with(
+    addr: &str,
+    state_path: &Path,
+    options: &ServeOptions,
+) -> Result<ServerHandle, String> {
+    if options.workers == 0 {
+        return Err("the tool server needs at least one worker".into());
+    }
     let tools = Arc::new(Tools::load(state_path)?);
     let server = Arc::new(Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
     let url = match server.server_addr().to_ip() {
         Some(ip) => format!("http://{ip}"),
         None => return Err("the server is not on an IP address".into()),
     };
-    let (srv, base) = (server.clone(), url.clone());
-    let thread = std::thread::spawn(move || {
-        for request in srv.incoming_requests() {
-            let tools = tools.clone();
-            handle(request, &tools, &base);
-        }
-    });
+    let stopping = Arc::new(AtomicBool::new(false));
+    let origins = Arc::new(options.allowed_origins.clone());
+    let threads = (0..options.workers)
+        .map(|_| {
+            let (srv, tools, base, stopping, origins) = (
+                server.clone(),
+                tools.clone(),
+                url.clone(),
+                stopping.clone(),
+                origins.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stopping.load(Ordering::SeqCst) {
+                    // an error is one failed connection (or the unblock of `stop`), not the end
+                    if let Ok(request) = srv.recv() {
+                        handle(request, &tools, &base, &origins);
+                    }
+                }
+            })
+        })
+        .collect();
     Ok(ServerHandle {
         url,
         server,
-        thread: Some(thread),
+        stopping,
+        threads,
     })
 }
 
-fn handle(mut request: tiny_http::Request, tools: &Tools, base: &str) {
-    let cors = [
-        Header::from_bytes("Access-Control-Allow-Origin", "*").expect("static header"),
-        Header::from_bytes("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-            .expect("static header"),
-        Header::from_bytes("Access-Control-Allow-Headers", "content-type").expect("static header"),
-        Header::from_bytes("Content-Type", "application/json").expect("static header"),
-    ];
+/// A response header; `None` when `value` is not a valid header value (then it is left out).
+fn header(name: &str, value: &str) -> Option<Header> {
+    Header::from_bytes(name, value).ok()
+}
+
+fn handle(mut request: tiny_http::Request, tools: &Tools, base: &str, origins: &[String]) {
+    let origin = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Origin"))
+        .map(|h| h.value.as_str().to_string());
+    let allowed_origin = origin
+        .as_deref()
+        .filter(|o| origins.iter().any(|a| a == "*" || a == o));
+    let mut headers = vec![header("Content-Type", "application/json")];
+    if let Some(o) = allowed_origin {
+        headers.extend([
+            header("Access-Control-Allow-Origin", o),
+            header("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+            header("Access-Control-Allow-Headers", "content-type"),
+            header("Vary", "Origin"),
+        ]);
+    }
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let (status, body) = if request.method() == &Method::Options {
+    let method = request.method().clone();
+    let (status, body) = if let (Some(o), None) = (&origin, allowed_origin) {
+        let error = format!(
+            "pages from {o} may not call this tool server; start it with --cors-origin {o} to allow them"
+        );
+        (403, json!({"error": error, "response": ""}))
+    } else if !matches!(method, Method::Get | Method::Post | Method::Options) {
+        headers.push(header("Allow", "GET, POST, OPTIONS"));
+        let error = format!("method {method} is not supported (GET, POST, OPTIONS)");
+        (405, json!({"error": error, "response": ""}))
+    } else if method == Method::Options {
         (204, Value::Null)
     } else if path == "/tools" || path == "/tools/" {
         (200, tool_docs(base))
     } else if path == "/openapi.json" {
         (200, openapi(base))
     } else if let Some(name) = path.strip_prefix("/tools/") {
-        let args = if request.method() == &Method::Post {
-            let mut text = String::new();
-            let _ = request.as_reader().take(1 << 20).read_to_string(&mut text);
-            match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(o)) => Ok(o),
-                _ => Err(format!(
-                    "the body must be a JSON object, got {:?}",
-                    text.chars().take(100).collect::<String>()
-                )),
-            }
-        } else {
-            Ok(parse_query(query))
-        };
         if !TOOLS.iter().any(|t| t.name == name) {
-            (
-                404,
-                json!({"error": format!("no tool named {name:?}"), "response": ""}),
-            )
+            let error = format!("no tool named {name:?}");
+            (404, json!({"error": error, "response": ""}))
+        } else if mutates(name) && method != Method::Post {
+            headers.push(header("Allow", "POST"));
+            let error = format!("{name} changes state: call it with POST and a JSON object body");
+            (405, json!({"error": error, "response": ""}))
         } else {
+            let args = if method == Method::Post {
+                let mut text = String::new();
+                let _ = request.as_reader().take(1 << 20).read_to_string(&mut text);
+                match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(o)) => Ok(o),
+                    _ => Err(format!(
+                        "the body must be a JSON object, got {:?}",
+                        text.chars().take(100).collect::<String>()
+                    )),
+                }
+            } else {
+                Ok(parse_query(query))
+            };
             match args.and_then(|a| tools.run(name, &a)) {
                 Ok(v) => (200, json!({"error": "", "response": v})),
                 Err(e) => (400, json!({"error": e, "response": ""})),
@@ -680,7 +807,7 @@ fn handle(mut request: tiny_http::Request, tools: &Tools, base: &str) {
         body.to_string()
     };
     let mut response = Response::from_string(text).with_status_code(status);
-    for h in cors {
+    for h in headers.into_iter().flatten() {
         response.add_header(h);
     }
     let _ = request.respond(response);

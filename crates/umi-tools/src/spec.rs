@@ -141,6 +141,51 @@ pub fn load_tool_specs(json: &str, origin: &str) -> Result<Vec<ToolSpec>, ToolEr
         .collect()
 }
 
+/// Reads tool docs from `source`, as `umi run --tools` takes them: an `http(s)://` URL (a tool
+/// server's base URL, whose `/tools` is read, or the docs' own URL ending in `/tools`) fetched
+/// within `timeout`, or a path to a JSON file; then [`load_tool_specs`].
+///
+/// # Errors
+///
+/// [`ToolError`] naming the source when it cannot be read (unreachable server, HTTP error,
+/// timeout, missing file) or when the docs are malformed.
+#[cfg(not(target_family = "wasm"))]
+pub fn load_tool_specs_from(
+    source: &str,
+    timeout: std::time::Duration,
+) -> Result<Vec<ToolSpec>, ToolError> {
+    let fail = |origin: &str, message: String| ToolError {
+        origin: origin.to_string(),
+        message,
+    };
+    if source.starts_with("http://") || source.starts_with("https://") {
+        let url = if source.trim_end_matches('/').ends_with("/tools") {
+            source.to_string()
+        } else {
+            format!("{}/tools", source.trim_end_matches('/'))
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .build()
+            .into();
+        let text = agent
+            .get(&url)
+            .call()
+            .and_then(|mut r| r.body_mut().with_config().limit(64 << 20).read_to_string())
+            .map_err(|e| {
+                fail(
+                    &url,
+                    format!("cannot read the tool docs ({e}); is `umi tools serve` running?"),
+                )
+            })?;
+        load_tool_specs(&text, &url)
+    } else {
+        let text = std::fs::read_to_string(source)
+            .map_err(|e| fail(source, format!("cannot read the tool docs: {e}")))?;
+        load_tool_specs(&text, source)
+    }
+}
+
 fn first_chars(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }

@@ -165,7 +165,8 @@ fn misbehaving_servers_become_observations() {
 
     let o = call(
         &HttpTools::new(one_tool("http://example.com"), Duration::from_secs(1))
-            .with_allowed_hosts(vec!["127.0.0.1:1".into()]),
+            .with_allowed_hosts(vec!["127.0.0.1:1".into()])
+            .unwrap(),
         "t",
         "{}",
     );
@@ -210,4 +211,155 @@ fn path_parameters_are_substituted_and_encoded() {
     );
     let missing = call(&tools, "item", r#"{"q": 1}"#);
     assert!(missing.contains("missing path argument id"), "{missing}");
+}
+
+/// Sends `request` (a complete HTTP/1.1 request) to `url`'s host and returns the response.
+fn raw(url: &str, request: &str) -> String {
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
+}
+
+fn post(path: &str, origin: Option<&str>, body: &str) -> String {
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{origin}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn get(path: &str, origin: Option<&str>) -> String {
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\n{origin}Connection: close\r\n\r\n")
+}
+
+#[test]
+fn web_pages_from_other_origins_cannot_use_the_tools() {
+    let state = state_file("cors");
+    let server = serve("127.0.0.1:0", &state).unwrap();
+    let url = server.url.clone();
+    let todo = r#"{"title": "x"}"#;
+    // state-changing tools answer only POST
+    let r = raw(&url, &get("/tools/add_todo?title=x", None));
+    assert!(
+        r.starts_with("HTTP/1.1 405") && r.contains("call it with POST"),
+        "{r}"
+    );
+    // another page's origin is refused before anything runs, on GET and POST
+    for request in [
+        post("/tools/add_todo", Some("http://evil.example"), todo),
+        get("/tools/list_todos", Some("http://evil.example")),
+        get("/tools", Some("null")),
+    ] {
+        let r = raw(&url, &request);
+        assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+        assert!(!r.contains("Access-Control-Allow-Origin"), "{r}");
+    }
+    // other methods are refused
+    let r = raw(
+        &url,
+        "PUT /tools/add_todo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 405"), "{r}");
+    let listed = raw(&url, &get("/tools/list_todos", None));
+    assert!(listed.contains(r#""response":{"todos":[]}"#), "{listed}");
+    // the web app's origin (scripts/web.sh) and the CLI (no Origin) may
+    let app = "http://127.0.0.1:8000";
+    let preflight = raw(
+        &url,
+        &format!(
+            "OPTIONS /tools/add_todo HTTP/1.1\r\nHost: x\r\nOrigin: {app}\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(preflight.starts_with("HTTP/1.1 204"), "{preflight}");
+    assert!(
+        preflight.contains(&format!("Access-Control-Allow-Origin: {app}")),
+        "{preflight}"
+    );
+    let added = raw(&url, &post("/tools/add_todo", Some(app), todo));
+    assert!(added.starts_with("HTTP/1.1 200"), "{added}");
+    assert!(
+        added.contains(&format!("Access-Control-Allow-Origin: {app}")),
+        "{added}"
+    );
+    let added = raw(&url, &post("/tools/add_todo", None, todo));
+    assert!(added.starts_with("HTTP/1.1 200"), "{added}");
+    let listed = raw(&url, &get("/tools/list_todos", None));
+    assert_eq!(listed.matches(r#""title":"x""#).count(), 2, "{listed}");
+    // the docs say which tools need POST
+    let docs = raw(&url, &get("/tools", None));
+    assert!(
+        docs.contains(r#""method":"POST","url":""#) && docs.contains(r#""method":"GET","url":""#),
+        "{docs}"
+    );
+    server.stop();
+
+    // --cors-origin
+    let options = umi_tools::server::ServeOptions {
+        allowed_origins: vec!["http://127.0.0.1:5555".into()],
+        ..Default::default()
+    };
+    let server = umi_tools::server::serve_with("127.0.0.1:0", &state, &options).unwrap();
+    let r = raw(&server.url, &get("/tools", Some(app)));
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    let r = raw(&server.url, &get("/tools", Some("http://127.0.0.1:5555")));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    server.stop();
+}
+
+#[test]
+fn a_stalled_client_does_not_block_the_others() {
+    let state = state_file("stall");
+    let server = serve("127.0.0.1:0", &state).unwrap();
+    let addr = server.url.trim_start_matches("http://").to_string();
+    // three clients announce a body and never send it (the requests below would time out
+    // after 5 s behind them if one of them held the only worker)
+    let stalled: Vec<_> = (0..3)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(
+                b"POST /tools/add_todo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"title\"",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            let url = server.url.clone();
+            std::thread::spawn(move || {
+                raw(
+                    &url,
+                    &post("/tools/add_todo", None, &format!(r#"{{"title": "t{i}"}}"#)),
+                )
+            })
+        })
+        .collect();
+    for h in handles {
+        let r = h.join().unwrap();
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    }
+    let listed = raw(&server.url, &get("/tools/list_todos", None));
+    let ids: std::collections::BTreeSet<u64> =
+        serde_json::from_str::<serde_json::Value>(listed.split("\r\n\r\n").nth(1).unwrap())
+            .unwrap()["response"]["todos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_u64().unwrap())
+            .collect();
+    assert_eq!(
+        ids.len(),
+        20,
+        "every acknowledged write is there once: {listed}"
+    );
+    drop(stalled);
+    server.stop();
 }

@@ -24,9 +24,9 @@ mod data;
 mod loss;
 mod trainer;
 
-#[cfg(not(target_family = "wasm"))]
-pub use checkpoint::latest_checkpoint;
 pub use checkpoint::{Checkpoint, TrainerState};
+#[cfg(not(target_family = "wasm"))]
+pub use checkpoint::{latest_checkpoint, read_checkpoint};
 pub use data::{epoch_steps, steps_per_epoch, tokenize_examples};
 pub use loss::{causal_lm_loss, causal_lm_loss_from_hidden};
 pub use trainer::{StepStats, TrainConfig, Trainer, cosine_lr};

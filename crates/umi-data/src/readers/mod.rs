@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::conversation::{Conversation, Speaker};
+use toolbench::PyJson;
 
 /// The dataset formats umi reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,11 +155,21 @@ impl fmt::Display for ReadReport {
     }
 }
 
+/// The text of `path`, without a leading UTF-8 byte order mark.
 pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
-    std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+    let mut text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
+    Ok(text)
+}
+
+/// `text` without a leading UTF-8 byte order mark (as Python's `utf-8-sig` reads it).
+pub(crate) fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 pub(crate) fn read_json(path: &Path, format: &'static str) -> Result<Value, ReadError> {
@@ -193,12 +204,15 @@ pub fn check_conversation(c: &Conversation) -> Result<(), String> {
 }
 
 /// Reads an α-UMi conversation file: a JSON array of `{tools, instruction, conversations}`
-/// records (`raw_data_stage_2.json`, `GLPFT/dataset/toolbench/test/*.json`).
+/// records (`raw_data_stage_2.json`, `GLPFT/dataset/toolbench/test/*.json`). A leading UTF-8
+/// byte order mark is ignored. A record that Python's `json.load` reads but that cannot be
+/// represented here (`NaN`, `Infinity`, a lone surrogate escape such as `"\ud800"`) is skipped
+/// and reported like any other bad record.
 ///
 /// # Errors
 ///
-/// [`ReadError`] when the file cannot be read or is not a JSON array; bad records are skipped
-/// and listed in the report instead.
+/// [`ReadError`] when the file cannot be read or is not a JSON array (a syntax error Python
+/// rejects too); bad records are skipped and listed in the report instead.
 pub fn read_alpha_umi(path: &Path) -> Result<(Vec<Conversation>, ReadReport), ReadError> {
     parse_alpha_umi(&read_text(path)?, path)
 }
@@ -208,31 +222,36 @@ pub fn read_alpha_umi(path: &Path) -> Result<(Vec<Conversation>, ReadReport), Re
 ///
 /// # Errors
 ///
-/// [`ReadError::Format`] when the text is not a JSON array; bad records are skipped and listed
-/// in the report instead.
+/// [`ReadError::Format`] when the text is not a JSON array (a syntax error Python rejects too);
+/// bad records are skipped and listed in the report instead.
 pub fn parse_alpha_umi(
     text: &str,
     origin: &Path,
 ) -> Result<(Vec<Conversation>, ReadReport), ReadError> {
     const FORMAT: &str = "α-UMi conversation JSON";
-    let value: Value = serde_json::from_str(text).map_err(|e| ReadError::Format {
-        path: origin.to_path_buf(),
-        format: FORMAT,
-        message: e.to_string(),
-    })?;
-    let Value::Array(records) = value else {
-        return Err(ReadError::Format {
+    let text = strip_bom(text);
+    let records: Vec<Result<Value, String>> = match serde_json::from_str(text) {
+        Ok(Value::Array(records)) => records.into_iter().map(Ok).collect(),
+        Ok(_) => {
+            return Err(ReadError::Format {
+                path: origin.to_path_buf(),
+                format: FORMAT,
+                message: "expected a JSON array of {tools, instruction, conversations} records"
+                    .into(),
+            });
+        }
+        Err(e) => python_only_records(text).ok_or_else(|| ReadError::Format {
             path: origin.to_path_buf(),
             format: FORMAT,
-            message: "expected a JSON array of {tools, instruction, conversations} records".into(),
-        });
+            message: e.to_string(),
+        })?,
     };
     let mut report = ReadReport::default();
     let mut out = Vec::new();
     for (index, record) in records.into_iter().enumerate() {
         report.records += 1;
-        match serde_json::from_value::<Conversation>(record)
-            .map_err(|e| e.to_string())
+        match record
+            .and_then(|r| serde_json::from_value::<Conversation>(r).map_err(|e| e.to_string()))
             .and_then(|c| check_conversation(&c).map(|()| c))
         {
             Ok(c) => out.push(c),
@@ -241,6 +260,81 @@ pub fn parse_alpha_umi(
     }
     report.kept = out.len();
     Ok((out, report))
+}
+
+/// The records of a JSON array that Python's `json.load` reads but serde_json does not (`NaN`,
+/// `Infinity`, a lone surrogate escape such as `"\ud800"`): each record is parsed alone, and
+/// those only Python can read are `Err` with the reason, to be skipped like other bad records.
+/// `None` when `text` is not such an array (a syntax error Python rejects too).
+fn python_only_records(text: &str) -> Option<Vec<Result<Value, String>>> {
+    array_elements(text)?
+        .into_iter()
+        .map(
+            |range| match toolbench::py_json_loads(&text[range.clone()]) {
+                PyJson::Parsed(value) => Some(Ok(value)),
+                PyJson::Unrepresentable(why) => {
+                    let line = 1 + text[..range.start].matches('\n').count();
+                    Some(Err(format!(
+                        "{why} (the position is within the record, which starts on line {line})"
+                    )))
+                }
+                PyJson::Invalid(_) => None,
+            },
+        )
+        .collect()
+}
+
+/// The byte ranges of the elements of the JSON array `text`, found from its strings and
+/// brackets alone (the elements themselves are not checked), or `None` when `text` is not
+/// shaped as one array.
+fn array_elements(text: &str) -> Option<Vec<std::ops::Range<usize>>> {
+    let b = text.as_bytes();
+    let skip_space = |mut i: usize| {
+        while b.get(i).is_some_and(|c| b" \t\r\n".contains(c)) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = skip_space(0);
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = skip_space(i + 1);
+    let mut elements = Vec::new();
+    if b.get(i) == Some(&b']') {
+        return (skip_space(i + 1) == b.len()).then_some(elements);
+    }
+    loop {
+        let start = i;
+        let (mut depth, mut in_string) = (0usize, false);
+        // up to the `,` or `]` that ends the element
+        loop {
+            let c = *b.get(i)?;
+            match (in_string, c) {
+                (true, b'\\') => i += 1,
+                (true, b'"') | (false, b'"') => in_string = !in_string,
+                (true, _) => {}
+                (false, b'[' | b'{') => depth += 1,
+                (false, b']' | b'}') if depth > 0 => depth -= 1,
+                (false, b',' | b']') if depth == 0 => break,
+                (false, b'}') => return None,
+                (false, _) => {}
+            }
+            i += 1;
+        }
+        let end = start
+            + text[start..i]
+                .trim_end_matches([' ', '\t', '\r', '\n'])
+                .len();
+        if end == start {
+            return None;
+        }
+        elements.push(start..end);
+        if b[i] == b']' {
+            return (skip_space(i + 1) == b.len()).then_some(elements);
+        }
+        i = skip_space(i + 1);
+    }
 }
 
 /// Which records of a file a command uses: all, the train split or the dev split (see [`is_dev`]).
@@ -337,6 +431,37 @@ mod tests {
             .to_string();
         assert!(err.contains("missing.json"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bom_is_accepted_and_records_only_python_reads_are_skipped() {
+        let good = r#"{"tools": [], "instruction": "q", "conversations": [{"from": "user", "value": "q, [x] {y} \"z\""}]}"#;
+        let text = format!(
+            "\u{feff}[\n  {good},\n  {{\"tools\": [], \"instruction\": \"\\ud800\", \"conversations\": []}},\n  {{\"tools\": [{{\"Name\": \"a\", \"input\": NaN}}], \"instruction\": \"q\", \"conversations\": []}},\n  {good}\n]\n"
+        );
+        let origin = Path::new("conv.json");
+        let (kept, report) = parse_alpha_umi(&text, origin).unwrap();
+        assert_eq!((kept.len(), report.records, report.kept), (2, 4, 2));
+        assert_eq!(kept[0].conversations[0].value, "q, [x] {y} \"z\"");
+        let indices: Vec<usize> = report.skipped.iter().map(|s| s.index).collect();
+        assert_eq!(indices, [1, 2]);
+        assert!(report.skipped[0].reason.contains("surrogate"), "{report:?}");
+        assert!(report.skipped[0].reason.contains("line 3"), "{report:?}");
+        assert!(report.skipped[1].reason.contains("Python"), "{report:?}");
+        // a BOM alone changes nothing; a real syntax error still rejects the file, with its line
+        let (kept, report) = parse_alpha_umi(&format!("\u{feff}[{good}]"), origin).unwrap();
+        assert_eq!((kept.len(), report.skipped.len()), (1, 0));
+        for broken in [
+            format!("[{good},\n {{\"a\": NaN}}, {{\"b\": }}]"),
+            format!("[{good},]"),
+            format!("[{good}"),
+            format!("[{good}] x"),
+            "{\"a\": NaN}".to_string(),
+        ] {
+            let e = parse_alpha_umi(&broken, origin).unwrap_err().to_string();
+            assert!(e.contains("conv.json is not a valid"), "{broken}: {e}");
+        }
+        assert!(parse_alpha_umi("[]", origin).unwrap().0.is_empty());
     }
 
     #[test]

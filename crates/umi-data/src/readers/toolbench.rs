@@ -613,7 +613,7 @@ fn is_py_space(c: char) -> bool {
 
 /// What Python's `json.loads` makes of a text.
 #[derive(Debug)]
-enum PyJson {
+pub(super) enum PyJson {
     /// Parsed, with the same value Python gets.
     Parsed(Value),
     /// Python raises as well (the message is serde_json's).
@@ -622,7 +622,7 @@ enum PyJson {
     Unrepresentable(String),
 }
 
-fn py_json_loads(text: &str) -> PyJson {
+pub(super) fn py_json_loads(text: &str) -> PyJson {
     const WHY: &str = "Python's json.loads accepts it (NaN, Infinity, a number beyond the f64 \
                        range, a lone surrogate escape or deep nesting), but it cannot be \
                        represented exactly";
@@ -826,7 +826,7 @@ fn convert_file(file: &Path, test_ids: &HashSet<String>) -> Result<Conversation,
     }
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
     let text = String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
-    let answer = match py_json_loads(&text) {
+    let answer = match py_json_loads(super::strip_bom(&text)) {
         PyJson::Parsed(v) => v,
         PyJson::Invalid(e) => return Err(format!("not JSON: {e}")),
         PyJson::Unrepresentable(why) => return Err(why),

@@ -10,7 +10,7 @@ pub(crate) mod safetensors;
 
 pub use gguf::GgufFile;
 pub use quant::{GgmlType, dequantize};
-pub use safetensors::SafetensorsFolder;
+pub use safetensors::{SafetensorsFolder, is_plain_relative};
 
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};

@@ -2,7 +2,7 @@
 //! `model.safetensors.index.json`; f32, f16 and bf16 tensors.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use ::safetensors::{Dtype, SafeTensors};
 
@@ -33,6 +33,17 @@ fn format_error(file: &Path, message: impl ToString) -> Error {
     }
 }
 
+/// Whether the shard name `name` (a `weight_map` value of `model.safetensors.index.json`) stays
+/// inside the folder it is joined to: relative, without `..` or a root (symbolic links are not
+/// followed here).
+pub fn is_plain_relative(name: &str) -> bool {
+    let mut components = Path::new(name).components();
+    components
+        .clone()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && components.any(|c| matches!(c, Component::Normal(_)))
+}
+
 impl SafetensorsFolder {
     /// Opens `folder/model.safetensors`, or the shards named by
     /// `folder/model.safetensors.index.json`.
@@ -40,7 +51,8 @@ impl SafetensorsFolder {
     /// # Errors
     ///
     /// [`Error::Io`] when a file is missing, [`Error::Format`] naming the file when a header or
-    /// the index is malformed.
+    /// the index is malformed, or naming the index and the entry when a shard name leaves the
+    /// folder (an absolute path, `..`); such a file is never opened.
     pub fn open(folder: &Path) -> Result<Self> {
         let single = folder.join("model.safetensors");
         let index_path = folder.join("model.safetensors.index.json");
@@ -58,6 +70,15 @@ impl SafetensorsFolder {
                 .map(|v| v.as_str().map(str::to_string))
                 .collect::<Option<_>>()
                 .ok_or_else(|| format_error(&index_path, "weight_map values must be file names"))?;
+            if let Some(bad) = names.iter().find(|name| !is_plain_relative(name)) {
+                return Err(format_error(
+                    &index_path,
+                    format!(
+                        "weight_map names the shard {bad:?}, which is not a relative path inside \
+                         the model folder (no absolute paths, no `..`)"
+                    ),
+                ));
+            }
             names.sort();
             names.dedup();
             names
@@ -161,4 +182,58 @@ pub(crate) fn host_tensor(
         shape: view.shape().to_vec(),
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_names_cannot_leave_the_model_folder() {
+        let dir = std::env::temp_dir().join(format!("umi-shards-{}", std::process::id()));
+        let folder = dir.join("model");
+        std::fs::create_dir_all(&folder).unwrap();
+        // A valid safetensors file outside the folder: only a rejection keeps it from loading.
+        let shard = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../assets/tiny/llama-gqa/model.safetensors"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("outside.safetensors"), &shard).unwrap();
+        std::fs::write(folder.join("inside.safetensors"), &shard).unwrap();
+        for bad in [
+            "../outside.safetensors",
+            "sub/../../outside.safetensors",
+            "/dev/zero",
+            "",
+        ] {
+            let index = serde_json::json!({"weight_map": {
+                "model.norm.weight": "inside.safetensors",
+                "lm_head.weight": bad,
+            }});
+            std::fs::write(
+                folder.join("model.safetensors.index.json"),
+                index.to_string(),
+            )
+            .unwrap();
+            let Err(e) = SafetensorsFolder::open(&folder) else {
+                panic!("the shard {bad:?} was accepted");
+            };
+            let message = e.to_string();
+            assert!(
+                message.contains("model.safetensors.index.json")
+                    && message.contains(&format!("{bad:?}")),
+                "{message}"
+            );
+        }
+        let index =
+            serde_json::json!({"weight_map": {"model.norm.weight": "./inside.safetensors"}});
+        std::fs::write(
+            folder.join("model.safetensors.index.json"),
+            index.to_string(),
+        )
+        .unwrap();
+        assert!(SafetensorsFolder::open(&folder).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
