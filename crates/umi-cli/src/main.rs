@@ -407,7 +407,7 @@ fn load_tools(source: &str, timeout_secs: u64) -> Result<Vec<umi_tools::ToolSpec
 
 fn run_agent(args: RunArgs) -> Result<()> {
     use std::io::IsTerminal;
-    use umi_agent::{Agent, AgentEvent, AgentMode};
+    use umi_agent::{Agent, AgentMode};
 
     let mode = match args.mode.as_str() {
         "multi" => AgentMode::Multi,
@@ -423,11 +423,22 @@ fn run_agent(args: RunArgs) -> Result<()> {
         max_new_tokens: args.max_new_tokens,
         ..Default::default()
     };
-    let generator = args
+    let mut generator = args
         .models
         .clone()
         .or_shipped_agent(mode == AgentMode::Multi)
         .generator(&mut ModelCache::default(), &device, config)?;
+    // While a role writes, a live line on stderr (terminals only) says who, how far and how
+    // fast; each finished step is printed above it.
+    let live = indicatif::ProgressBar::new_spinner();
+    live.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("static template"),
+    );
+    let writing = std::rc::Rc::new(std::cell::RefCell::new(LiveStep::default()));
+    generator.on_text = Some(Box::new({
+        let (live, writing) = (live.clone(), writing.clone());
+        move |role, delta| live.set_message(writing.borrow_mut().push(role, delta))
+    }));
 
     let color = std::io::stdout().is_terminal();
     let paint = move |code: &str, text: &str| {
@@ -448,31 +459,12 @@ fn run_agent(args: RunArgs) -> Result<()> {
     agent.config.max_steps = args.max_steps;
     agent.config.max_observation_chars = args.max_observation_chars;
     println!("{} {}", paint("1", "user:"), args.query);
-    let (trajectory, stop) = pollster::block_on(agent.run(&args.query, |event| match event {
-        AgentEvent::Rationale { step, text, next } => {
-            println!(
-                "{} {text} [{}]",
-                paint("32", &format!("planner #{step}:")),
-                next.marker()
-            )
-        }
-        AgentEvent::Action {
-            action: Some(a), ..
-        } => {
-            println!(
-                "{} Action: {} | Action Input: {}",
-                paint("34", "caller:"),
-                a.name,
-                a.input
-            )
-        }
-        AgentEvent::Action { action: None, .. } => {
-            println!("{} (no action could be parsed)", paint("34", "caller:"))
-        }
-        AgentEvent::Observation { text, .. } => println!("{} {text}", paint("2", "observation:")),
-        AgentEvent::Answer(text) => println!("{} {text}", paint("33", "summarizer:")),
-        AgentEvent::Done(reason) => println!("{} {reason:?}", paint("1", "stop:")),
-    }))?;
+    let result = pollster::block_on(agent.run(&args.query, |event| {
+        *writing.borrow_mut() = LiveStep::default();
+        live.suspend(|| print_event(&event, &paint))
+    }));
+    live.finish_and_clear();
+    let (trajectory, stop) = result?;
     if let Some(path) = args.json {
         let record = serde_json::json!({
             "tools": agent.tool_docs,
@@ -485,4 +477,69 @@ fn run_agent(args: RunArgs) -> Result<()> {
         eprintln!("trajectory written to {}", path.display());
     }
     Ok(())
+}
+
+/// Prints one agent event as a line of the transcript (`paint(ansi_code, text)` colours it).
+fn print_event(event: &umi_agent::AgentEvent, paint: &dyn Fn(&str, &str) -> String) {
+    use umi_agent::AgentEvent;
+    match event {
+    AgentEvent::Rationale { step, text, next } => {
+        println!(
+            "{} {text} [{}]",
+            paint("32", &format!("planner #{step}:")),
+            next.marker()
+        )
+    }
+    AgentEvent::Action {
+        action: Some(a), ..
+    } => {
+        println!(
+            "{} Action: {} | Action Input: {}",
+            paint("34", "caller:"),
+            a.name,
+            a.input
+        )
+    }
+    AgentEvent::Action { action: None, .. } => {
+        println!("{} (no action could be parsed)", paint("34", "caller:"))
+    }
+    AgentEvent::Observation { text, .. } => println!("{} {text}", paint("2", "observation:")),
+    AgentEvent::Answer(text) => println!("{} {text}", paint("33", "summarizer:")),
+    AgentEvent::Done(reason) => println!("{} {reason:?}", paint("1", "stop:")),
+    }
+}
+
+/// What the live line of `umi run` shows while a role writes.
+#[derive(Default)]
+struct LiveStep {
+    role: Option<umi_data::Role>,
+    pieces: usize,
+    started: Option<Instant>,
+    text: String,
+}
+
+impl LiveStep {
+    /// Adds a piece of `role`'s output (one token's text) and returns the line to show.
+    fn push(&mut self, role: umi_data::Role, delta: &str) -> String {
+        if self.role != Some(role) {
+            *self = Self {
+                role: Some(role),
+                started: Some(Instant::now()),
+                ..Self::default()
+            };
+        }
+        self.pieces += 1;
+        self.text.push_str(delta);
+        let seconds = self.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let flat = self.text.replace('\n', " ");
+        let tail: String = flat
+            .chars()
+            .skip(flat.chars().count().saturating_sub(60))
+            .collect();
+        format!(
+            "{role:?} writing: {} tokens, {:.1} tok/s  …{tail}",
+            self.pieces,
+            self.pieces as f64 / seconds.max(1e-3)
+        )
+    }
 }

@@ -123,6 +123,13 @@ pub struct TrainArgs {
     /// Compute backend: cpu or wgpu.
     #[arg(long, default_value = "cpu")]
     backend: Backend,
+    /// Instead of training, write what this run would train on into this folder and stop, for
+    /// training elsewhere (scripts/gpu/train_peft.py, PyTorch + PEFT): `examples.jsonl` (one
+    /// `{"input_ids", "labels"}` per example, labels -100 outside the target, exactly as this
+    /// run tokenizes them), `run.json` (role, settings, steps) and `base/` (the base model with
+    /// --init-adapter merged, as a Hugging Face folder, f32).
+    #[arg(long)]
+    export_for: Option<PathBuf>,
 }
 
 pub fn run(command: TrainCommand) -> Result<()> {
@@ -211,6 +218,9 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     let total_steps = args.max_steps.unwrap_or(steps_per_epoch * config.epochs);
     if total_steps == 0 {
         bail!("--max-steps must be positive");
+    }
+    if let Some(dir) = &args.export_for {
+        return export_for(dir, role, &config, total_steps, &examples, &loaded.model);
     }
     std::fs::create_dir_all(&args.out)?;
 
@@ -404,4 +414,40 @@ fn write_curve(out: &Path, history: &[StepStats]) -> Result<()> {
         Ok(())
     };
     draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+}
+
+/// `--export-for`: the run's examples, settings and base model, for training with PyTorch.
+fn export_for(
+    dir: &Path,
+    role: Role,
+    config: &TrainConfig,
+    total_steps: usize,
+    examples: &[umi_data::batch::TrainingExample],
+    base: &umi_model::Llama,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut lines = String::new();
+    for e in examples {
+        lines.push_str(&serde_json::to_string(
+            &serde_json::json!({"input_ids": e.input_ids, "labels": e.labels}),
+        )?);
+        lines.push('\n');
+    }
+    write_atomically(&dir.join("examples.jsonl"), &lines)?;
+    let run = serde_json::json!({
+        "role": format!("{role:?}").to_lowercase(),
+        "config": config,
+        "total_steps": total_steps,
+        "examples": examples.len(),
+        "target_tokens": examples.iter().map(|e| e.labels.iter().filter(|&&l| l >= 0).count()).sum::<usize>(),
+        "tokens": examples.iter().map(|e| e.input_ids.len()).sum::<usize>(),
+    });
+    write_atomically(&dir.join("run.json"), &serde_json::to_string_pretty(&run)?)?;
+    save_hf(base, &dir.join("base"))?;
+    eprintln!(
+        "wrote {} examples, run.json and base/ to {} (train them with scripts/gpu/train_peft.py)",
+        examples.len(),
+        dir.display()
+    );
+    Ok(())
 }

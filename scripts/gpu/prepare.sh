@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Packs what scripts/gpu/device_train.sh needs on the GPU machine (the `device` tool, one H200,
+# at most 64 MiB per call with the working tree): a stripped, xz-compressed release `umi`, the
+# training data, and the default model (93 MB) cut into parts that fit beside the working tree,
+# one folder per call, all under the git-ignored .gpu/.
+#
+# Usage: scripts/gpu/prepare.sh [data/synth-all/train.json]
+# Then (scripts/gpu/README.md): one `run` per .gpu/partN (carry [".gpu/partN"], command
+# `mkdir -p /tmp/umi && cp .gpu/partN/* /tmp/umi/`), back to back (the machine stays warm 30 s),
+# then the last one carries .gpu/final and runs scripts/gpu/device_train.sh.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+data="${1:-data/synth-all/train.json}"
+[ -f "$data" ] || { echo "prepare: $data not found (umi data synth --all-tools-share 1.0 --out data/synth-all)" >&2; exit 1; }
+scripts/setup.sh >/dev/null
+target="${CARGO_TARGET_DIR:-$root/target}"
+cargo build --release --locked -p umi-cli
+rm -rf .gpu && mkdir -p .gpu/final
+strip -o .gpu/umi "$target/release/umi"
+xz -T2 -6 -c .gpu/umi > .gpu/final/umi.xz && rm .gpu/umi
+xz -T2 -9 -c "$data" > .gpu/final/train.json.xz
+gguf=models/SmolLM2-135M-Instruct.Q4_1.gguf
+sha256sum "$gguf" | cut -d' ' -f1 > .gpu/final/model.sha256
+# what travels besides a part: the tracked tree and untracked files git does not ignore
+tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+room=$(( 64 * 1024 * 1024 - tree - 2 * 1024 * 1024 ))
+[ "$room" -gt $(( 8 * 1024 * 1024 )) ] || { echo "prepare: the working tree ($tree bytes) leaves no room for parts" >&2; exit 1; }
+split -b "$room" -d -a 1 "$gguf" .gpu/gguf-part-
+n=0
+for f in .gpu/gguf-part-*; do
+  mkdir -p ".gpu/part$n" && mv "$f" ".gpu/part$n/"
+  n=$((n + 1))
+done
+final=$(du -cb .gpu/final/* | tail -1 | cut -f1)
+echo "prepare: working tree $tree bytes; $n model parts of at most $room bytes; final payload $final bytes"
+ls -la .gpu/*
