@@ -22,7 +22,7 @@ fn tools_at(url: &str) -> (HttpTools, Vec<serde_json::Map<String, serde_json::Va
 #[test]
 fn scripted_trajectory_against_the_tool_server() {
     let state = std::env::temp_dir().join(format!("umi-e2e-{}.json", std::process::id()));
-    let _ = std::fs::remove_file(&state);
+    umi_tools::server::remove_state(&state);
     let server = serve("127.0.0.1:0", &state).unwrap();
     let (tools, docs) = tools_at(&server.url);
     let generator = ScriptedGenerator::new(vec![
@@ -75,10 +75,17 @@ fn scripted_trajectory_against_the_tool_server() {
         "{}",
         observations[2]
     );
-    // the to-do reached the server's persisted state
-    let saved = std::fs::read_to_string(&state).unwrap();
-    assert!(saved.contains("Christmas budget"), "{saved}");
-    let _ = std::fs::remove_file(state);
+    // the to-do reached the server's persisted state: a new server on it lists the item
+    let again = serve("127.0.0.1:0", &state).unwrap();
+    let listed = ureq::get(&format!("{}/tools/list_todos", again.url))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    again.stop();
+    assert!(listed.contains("Christmas budget"), "{listed}");
+    umi_tools::server::remove_state(&state);
 }
 
 #[test]
@@ -112,6 +119,31 @@ fn smollm2_runs_one_full_loop_against_the_tool_server() {
             "a caller step always records an observation"
         );
     }
+}
+
+#[test]
+fn tool_docs_longer_than_the_model_input_are_an_error_not_cut() {
+    // the tiny GGUF model has a 128-token context; the 14 demo tools' docs take thousands
+    let loaded = load_model(
+        &umi_tests::assets().join("tiny/gguf/tiny-f32.gguf"),
+        &Device::flex(),
+    )
+    .unwrap();
+    let config = GenerationConfig {
+        max_new_tokens: 8,
+        ..Default::default()
+    };
+    let (tools, docs) = tools_at("http://127.0.0.1:9");
+    let mut agent = Agent::new(LlamaGenerator::shared(loaded, config), tools, docs);
+    agent.config.max_steps = 1;
+    let err = pollster::block_on(agent.run("What is 12 times 7?", |_| {}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the planner prompt with only its template and the tool docs (14 tools)")
+            && err.contains("more than the 120 the model keeps"),
+        "{err}"
+    );
 }
 
 /// A loopback endpoint that answers every request with `response`, or never answers.

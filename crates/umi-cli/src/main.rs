@@ -483,29 +483,29 @@ fn run_agent(args: RunArgs) -> Result<()> {
 fn print_event(event: &umi_agent::AgentEvent, paint: &dyn Fn(&str, &str) -> String) {
     use umi_agent::AgentEvent;
     match event {
-    AgentEvent::Rationale { step, text, next } => {
-        println!(
-            "{} {text} [{}]",
-            paint("32", &format!("planner #{step}:")),
-            next.marker()
-        )
-    }
-    AgentEvent::Action {
-        action: Some(a), ..
-    } => {
-        println!(
-            "{} Action: {} | Action Input: {}",
-            paint("34", "caller:"),
-            a.name,
-            a.input
-        )
-    }
-    AgentEvent::Action { action: None, .. } => {
-        println!("{} (no action could be parsed)", paint("34", "caller:"))
-    }
-    AgentEvent::Observation { text, .. } => println!("{} {text}", paint("2", "observation:")),
-    AgentEvent::Answer(text) => println!("{} {text}", paint("33", "summarizer:")),
-    AgentEvent::Done(reason) => println!("{} {reason:?}", paint("1", "stop:")),
+        AgentEvent::Rationale { step, text, next } => {
+            println!(
+                "{} {text} [{}]",
+                paint("32", &format!("planner #{step}:")),
+                next.marker()
+            )
+        }
+        AgentEvent::Action {
+            action: Some(a), ..
+        } => {
+            println!(
+                "{} Action: {} | Action Input: {}",
+                paint("34", "caller:"),
+                a.name,
+                a.input
+            )
+        }
+        AgentEvent::Action { action: None, .. } => {
+            println!("{} (no action could be parsed)", paint("34", "caller:"))
+        }
+        AgentEvent::Observation { text, .. } => println!("{} {text}", paint("2", "observation:")),
+        AgentEvent::Answer(text) => println!("{} {text}", paint("33", "summarizer:")),
+        AgentEvent::Done(reason) => println!("{} {reason:?}", paint("1", "stop:")),
     }
 }
 

@@ -31,9 +31,53 @@ struct State {
     next_id: u64,
 }
 
+impl State {
+    /// Puts `item` into `list`, replacing the item with its `id` if there is one.
+    fn upsert(&mut self, list: &str, item: Value) -> Result<(), String> {
+        let items = match list {
+            "todos" => &mut self.todos,
+            "events" => &mut self.events,
+            "alarms" => &mut self.alarms,
+            other => return Err(format!("unknown list {other:?}")),
+        };
+        match items.iter_mut().find(|i| i["id"] == item["id"]) {
+            Some(old) => *old = item,
+            None => items.push(item),
+        }
+        Ok(())
+    }
+
+    /// The list holding the item with this `id`.
+    fn list_of(&self, id: &Value) -> Option<&'static str> {
+        [
+            ("todos", &self.todos),
+            ("events", &self.events),
+            ("alarms", &self.alarms),
+        ]
+        .into_iter()
+        .find(|(_, items)| items.iter().any(|i| i["id"] == *id))
+        .map(|(name, _)| name)
+    }
+}
+
+/// Writes since the last snapshot after which the journal is folded into a new snapshot.
+const COMPACT_EVERY: usize = 1000;
+
+/// The state and where it lives: a snapshot (`state_path`, replaced atomically) and a journal
+/// beside it (`<state_path>.journal`, one JSON line per changed item, appended before a write
+/// is acknowledged), folded into the snapshot at start-up and every [`COMPACT_EVERY`] writes.
+/// A write costs one appended line, not a rewrite of the whole state; a kill at any moment
+/// loses no acknowledged write.
 struct Tools {
     state: Mutex<State>,
     state_path: PathBuf,
+    journal: Mutex<Journal>,
+}
+
+#[derive(Default)]
+struct Journal {
+    file: Option<std::fs::File>,
+    lines: usize,
 }
 
 type ToolResult = Result<Value, String>;
@@ -339,17 +383,57 @@ fn round(x: f64, digits: i32) -> f64 {
 }
 
 impl Tools {
+    fn journal_path(state_path: &Path) -> PathBuf {
+        let mut name = state_path.as_os_str().to_owned();
+        name.push(".journal");
+        PathBuf::from(name)
+    }
+
     fn load(state_path: &Path) -> Result<Self, String> {
-        let state = match std::fs::read_to_string(state_path) {
+        let mut state: State = match std::fs::read_to_string(state_path) {
             Ok(text) => serde_json::from_str(&text)
                 .map_err(|e| format!("{}: corrupt tool state: {e}", state_path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(format!("{}: {e}", state_path.display())),
         };
-        Ok(Self {
+        let journal_path = Self::journal_path(state_path);
+        let replayed = match std::fs::read(&journal_path) {
+            Ok(bytes) => {
+                let mut n = 0;
+                // a line cut short by a crash was never acknowledged: it and anything after
+                // it are dropped
+                for line in bytes.split(|&b| b == b'\n') {
+                    let Ok(entry) = serde_json::from_slice::<Value>(line) else {
+                        break;
+                    };
+                    let (Some(list), Some(item), Some(next_id)) = (
+                        entry["list"].as_str(),
+                        entry.get("item"),
+                        entry["next_id"].as_u64(),
+                    ) else {
+                        break;
+                    };
+                    state
+                        .upsert(list, item.clone())
+                        .map_err(|e| format!("{}: line {}: {e}", journal_path.display(), n + 1))?;
+                    state.next_id = state.next_id.max(next_id);
+                    n += 1;
+                }
+                n
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(format!("{}: {e}", journal_path.display())),
+        };
+        let tools = Self {
             state: Mutex::new(state),
             state_path: state_path.to_path_buf(),
-        })
+            journal: Mutex::new(Journal::default()),
+        };
+        if replayed > 0 {
+            let state = tools.state.lock().map_err(|_| "tool state is poisoned")?;
+            tools.compact(&state, &mut Journal::default())?;
+        }
+        Ok(tools)
     }
 
     /// Writes the state atomically (temporary file + rename), so a crash never leaves half a file.
@@ -366,14 +450,57 @@ impl Tools {
         std::fs::rename(&tmp, &self.state_path).map_err(|e| e.to_string())
     }
 
+    /// A new snapshot, then an empty journal (a crash in between replays the journal onto the
+    /// new snapshot: the same state, as replaying is idempotent).
+    fn compact(&self, state: &State, journal: &mut Journal) -> Result<(), String> {
+        self.save(state)?;
+        journal.file = None;
+        journal.lines = 0;
+        match std::fs::remove_file(Self::journal_path(&self.state_path)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs `f` on the state and journals the item it returns (which carries its `id`).
     fn mutate(&self, f: impl FnOnce(&mut State) -> ToolResult) -> ToolResult {
+        use std::io::Write as _;
         let mut state = self
             .state
             .lock()
             .map_err(|_| "tool state is poisoned".to_string())?;
-        let out = f(&mut state)?;
-        self.save(&state)?;
-        Ok(out)
+        let item = f(&mut state)?;
+        let list = state
+            .list_of(&item["id"])
+            .ok_or("the changed item has no id in any list")?;
+        let mut journal = self
+            .journal
+            .lock()
+            .map_err(|_| "tool journal is poisoned".to_string())?;
+        if journal.lines >= COMPACT_EVERY {
+            self.compact(&state, &mut journal)?;
+        }
+        if journal.file.is_none() {
+            if let Some(dir) = self.state_path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            }
+            let path = Self::journal_path(&self.state_path);
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            journal.file = Some(file);
+        }
+        let mut line =
+            serde_json::to_vec(&json!({"list": list, "item": item, "next_id": state.next_id}))
+                .map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        if let Some(file) = journal.file.as_mut() {
+            file.write_all(&line).map_err(|e| e.to_string())?;
+        }
+        journal.lines += 1;
+        Ok(item)
     }
 
     fn run(&self, name: &str, args: &Map<String, Value>) -> ToolResult {
@@ -667,6 +794,14 @@ impl ServerHandle {
             let _ = t.join();
         }
     }
+}
+
+/// Deletes the state kept at `state_path`: the snapshot, its temporary file and the journal
+/// beside it (missing files are fine).
+pub fn remove_state(state_path: &Path) {
+    let _ = std::fs::remove_file(state_path);
+    let _ = std::fs::remove_file(state_path.with_extension("json.tmp"));
+    let _ = std::fs::remove_file(Tools::journal_path(state_path));
 }
 
 /// Starts the tool server on `addr` (`127.0.0.1:0` picks a free port) with the default

@@ -12,7 +12,7 @@ use umi_tools::{HttpTools, ToolExecutor, ToolSpec, load_tool_specs};
 
 fn state_file(name: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("umi-tools-test-{}-{name}.json", std::process::id()));
-    let _ = std::fs::remove_file(&p);
+    umi_tools::server::remove_state(&p);
     p
 }
 
@@ -361,5 +361,69 @@ fn a_stalled_client_does_not_block_the_others() {
         "every acknowledged write is there once: {listed}"
     );
     drop(stalled);
+    server.stop();
+}
+
+#[test]
+fn writes_are_journaled_and_survive_restarts_and_torn_lines() {
+    let state = state_file("journal");
+    let journal = PathBuf::from(format!("{}.journal", state.display()));
+    let _ = std::fs::remove_file(&journal);
+    // every item: (id, done)
+    let todos = |url: &str| -> Vec<(u64, bool)> {
+        let listed = ureq::get(&format!("{url}/tools/list_todos?include_done=true"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&listed).unwrap()["response"]["todos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["id"].as_u64().unwrap(), t["done"] == true))
+            .collect()
+    };
+    let server = serve("127.0.0.1:0", &state).unwrap();
+    for i in 0..1005 {
+        let r = raw(
+            &server.url,
+            &post("/tools/add_todo", None, &format!(r#"{{"title": "t{i}"}}"#)),
+        );
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    }
+    let done = raw(
+        &server.url,
+        &post("/tools/complete_todo", None, r#"{"id": 3}"#),
+    );
+    assert!(done.contains(r#""done":true"#), "{done}");
+    // the snapshot was rewritten once (at the 1001st write, with it), the journal holds that
+    // write and the ones after it
+    let snapshot: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(snapshot["todos"].as_array().unwrap().len(), 1001);
+    let lines = std::fs::read_to_string(&journal).unwrap().lines().count();
+    assert_eq!(lines, 6);
+    server.stop();
+
+    // a write cut short by a crash (never acknowledged) is dropped; the rest is all there
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .unwrap()
+        .write_all(br#"{"list":"todos","item":{"id":99"#)
+        .unwrap();
+    let server = serve("127.0.0.1:0", &state).unwrap();
+    assert_eq!(
+        todos(&server.url),
+        (1..=1005).map(|id| (id, id == 3)).collect::<Vec<_>>()
+    );
+    // the journal was folded into the snapshot at start-up
+    assert!(!journal.exists());
+    let added = raw(
+        &server.url,
+        &post("/tools/add_todo", None, r#"{"title": "x"}"#),
+    );
+    assert!(added.contains(r#""id":1006"#), "{added}");
     server.stop();
 }

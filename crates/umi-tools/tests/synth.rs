@@ -33,7 +33,7 @@ fn recorded_observations_are_what_a_fresh_server_answers() {
     for (k, conversation) in out.train.iter().chain(&out.test_gold).enumerate() {
         let state =
             std::env::temp_dir().join(format!("umi-synth-replay-{}-{k}.json", std::process::id()));
-        let _ = std::fs::remove_file(&state);
+        server::remove_state(&state);
         let handle = server::serve("127.0.0.1:0", &state).unwrap();
         let docs = server::tool_docs(&handle.url).to_string();
         let tools = HttpTools::new(
@@ -58,7 +58,7 @@ fn recorded_observations_are_what_a_fresh_server_answers() {
             );
         }
         handle.stop();
-        let _ = std::fs::remove_file(&state);
+        server::remove_state(&state);
     }
 }
 

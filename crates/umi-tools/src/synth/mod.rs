@@ -35,7 +35,7 @@ use umi_data::{
 
 use crate::executor::{ToolExecutor, truncate_observation};
 use crate::http::HttpTools;
-use crate::server::{ServerHandle, serve, tool_docs};
+use crate::server::{ServerHandle, remove_state, serve, tool_docs};
 use crate::spec::{ToolSpec, load_tool_specs};
 pub use values::Split;
 
@@ -198,7 +198,7 @@ impl FreshServer {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         ));
-        let _ = std::fs::remove_file(&state);
+        remove_state(&state);
         let handle = serve("127.0.0.1:0", &state)?;
         let docs = tool_docs(&handle.url).to_string();
         let specs = load_tool_specs(&docs, &handle.url).map_err(|e| e.to_string())?;
@@ -215,7 +215,7 @@ impl Drop for FreshServer {
         if let Some(h) = self.handle.take() {
             h.stop();
         }
-        let _ = std::fs::remove_file(&self.state);
+        remove_state(&self.state);
     }
 }
 
