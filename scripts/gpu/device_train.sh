@@ -10,6 +10,7 @@ set -uo pipefail
 epochs="${1:-2}" batch="${2:-16}" limit="${3:-330}" lr="${4:-5e-4}"
 w=/tmp/umi out="${OUT:?OUT must be set}"
 mkdir -p "$w" "$out" "$w/logs"
+cp .gpu/final/gguf-part-* "$w/" 2>/dev/null || true
 cat "$w"/gguf-part-* > "$w/model.gguf"
 if [ "$(sha256sum "$w/model.gguf" | cut -d' ' -f1)" != "$(cat .gpu/final/model.sha256)" ]; then
   echo "device_train: the model parts in $w do not add up to the model (sha256); send them again" >&2

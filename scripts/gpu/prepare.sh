@@ -7,7 +7,8 @@
 # Usage: scripts/gpu/prepare.sh [data/synth-all/train.json]
 # Then (scripts/gpu/README.md): one `run` per .gpu/partN (carry [".gpu/partN"], command
 # `mkdir -p /tmp/umi && cp .gpu/partN/* /tmp/umi/`), back to back (the machine stays warm 30 s),
-# then the last one carries .gpu/final and runs scripts/gpu/device_train.sh.
+# then the last one carries .gpu/final (which may hold the last part too) and runs
+# scripts/gpu/device_train.sh.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -27,6 +28,11 @@ tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>
 room=$(( 64 * 1024 * 1024 - tree - 2 * 1024 * 1024 ))
 [ "$room" -gt $(( 8 * 1024 * 1024 )) ] || { echo "prepare: the working tree ($tree bytes) leaves no room for parts" >&2; exit 1; }
 split -b "$room" -d -a 1 "$gguf" .gpu/gguf-part-
+# the last part rides with the final call when both fit
+last=$(ls .gpu/gguf-part-* | tail -1)
+if [ $(( $(du -cb .gpu/final/* | tail -1 | cut -f1) + $(stat -c %s "$last") )) -le "$room" ]; then
+  mv "$last" .gpu/final/
+fi
 n=0
 for f in .gpu/gguf-part-*; do
   mkdir -p ".gpu/part$n" && mv "$f" ".gpu/part$n/"

@@ -78,7 +78,11 @@ def main():
     warmup = math.ceil(cfg["warmup_ratio"] * total)
 
     torch.manual_seed(cfg["seed"])
-    model = AutoModelForCausalLM.from_pretrained(os.path.join(a.dir, "base"), dtype=torch.float32)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(os.path.join(a.dir, "base"), dtype=torch.float32)
+    except TypeError:  # transformers < 4.56 names it torch_dtype
+        model = AutoModelForCausalLM.from_pretrained(os.path.join(a.dir, "base"),
+                                                     torch_dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(
         r=lora["r"], lora_alpha=lora["lora_alpha"], lora_dropout=lora["lora_dropout"], bias="none",
         task_type="CAUSAL_LM", target_modules=lora["target_modules"]))

@@ -151,3 +151,75 @@ fn malformed_config() {
         "{e}"
     );
 }
+
+/// Rewrites `config.json` in `dir` with `from` replaced by `to`.
+fn edit_config(dir: &Path, from: &str, to: &str) {
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    assert!(config.contains(from), "fixture config format changed");
+    std::fs::write(dir.join("config.json"), config.replace(from, to)).unwrap();
+}
+
+#[test]
+fn bos_or_eos_outside_the_vocabulary() {
+    // outside the model's vocabulary: the config is refused
+    let dir = scratch("bos-model", 256);
+    edit_config(&dir, "\"bos_token_id\": 1", "\"bos_token_id\": 4000000000");
+    let e = error(&dir);
+    assert!(
+        e.contains("config.json")
+            && e.contains("bos_token_id = 4000000000 is outside the vocabulary (vocab_size = 256)"),
+        "{e}"
+    );
+    // inside the model's 256 rows but not a token of the 200-token tokenizer
+    let dir = scratch("eos-tokenizer", 200);
+    edit_config(&dir, "\"eos_token_id\": 2", "\"eos_token_id\": [2, 250]");
+    let e = error(&dir);
+    assert!(
+        e.contains("tokenizer.json")
+            && e.contains("eos_token_id = 250 is not in the vocabulary (200 tokens)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sizes_beyond_the_limits() {
+    for (from, to, want) in [
+        (
+            "\"num_hidden_layers\": 2",
+            "\"num_hidden_layers\": 1000000",
+            "num_hidden_layers = 1000000 exceeds umi's limit of 1024",
+        ),
+        (
+            "\"head_dim\": 16",
+            "\"head_dim\": 0",
+            "head_dim must be positive",
+        ),
+        (
+            "\"num_attention_heads\": 4",
+            "\"num_attention_heads\": 4611686018427387904",
+            "num_attention_heads × head_dim = more than usize::MAX",
+        ),
+    ] {
+        let dir = scratch("limits", 256);
+        edit_config(&dir, from, to);
+        let e = error(&dir);
+        assert!(e.contains("config.json") && e.contains(want), "{e}");
+    }
+}
+
+/// A `tokenizer.json` may ask to pad every encoding to a fixed length (1e9 exhausted memory);
+/// umi encodes one text at a time and ignores padding (and truncation).
+#[test]
+fn tokenizer_padding_is_switched_off() {
+    let dir = scratch("padding", 256);
+    let path = dir.join("tokenizer.json");
+    let mut tokenizer: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    tokenizer["padding"] = serde_json::json!({
+        "strategy": {"Fixed": 100_000}, "direction": "Right", "pad_to_multiple_of": null,
+        "pad_id": 0, "pad_type_id": 0, "pad_token": "w0"
+    });
+    std::fs::write(&path, tokenizer.to_string()).unwrap();
+    let loaded = load_model(&dir, &Device::flex()).unwrap();
+    assert_eq!(loaded.tokenizer.encode("w5 w7", false).unwrap(), [5, 7]);
+}

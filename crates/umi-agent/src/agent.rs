@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 use umi_data::parse::NoMarkerDefault;
 use umi_data::prompt::PromptSet;
-use umi_data::{Action, FinalAnswer, Next, Observation, Step, Trajectory};
+use umi_data::{Action, FinalAnswer, Next, Observation, Role, Step, Trajectory};
 
 use crate::decide::{decide_multi, decide_single};
 use crate::generator::{Generator, GeneratorError};
@@ -95,6 +95,10 @@ pub enum AgentError {
     /// A generator failed.
     #[error(transparent)]
     Generator(#[from] GeneratorError),
+    /// The tool docs cannot go into a prompt whole: too many tools, too much text, or more
+    /// tokens than the model keeps (the run would otherwise cut them from the front unseen).
+    #[error("tool docs: {0}")]
+    ToolDocs(String),
 }
 
 /// The agent: a text source, tools, their docs (ToolBench `{Name, function, input}` objects,
@@ -125,13 +129,16 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
     ///
     /// # Errors
     ///
-    /// [`AgentError`] only when a generator fails; unparseable outputs, unknown tools and tool
-    /// failures are recorded in the trajectory and the run goes on.
+    /// [`AgentError::ToolDocs`] before anything is generated when the tool docs do not fit a
+    /// prompt (see [`Agent::check_tool_docs`]); otherwise [`AgentError`] only when a generator
+    /// fails: unparseable outputs, unknown tools and tool failures are recorded in the
+    /// trajectory and the run goes on.
     pub async fn run(
         &mut self,
         query: &str,
         mut on_event: impl FnMut(&AgentEvent),
     ) -> Result<(Trajectory, StopReason), AgentError> {
+        self.check_tool_docs()?;
         let mut trajectory = Trajectory {
             query: query.to_string(),
             steps: Vec::new(),
@@ -149,6 +156,41 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
         }
         on_event(&AgentEvent::Done(StopReason::MaxSteps));
         Ok((trajectory, StopReason::MaxSteps))
+    }
+
+    /// Checks that the tool docs fit every prompt whole: at most
+    /// [`MAX_TOOLS`](umi_data::prompt::MAX_TOOLS) tools and
+    /// [`MAX_TOOL_DOC_BYTES`](umi_data::prompt::MAX_TOOL_DOC_BYTES) of docs, and, for each role
+    /// whose prompt lists them, a prompt with an empty history (template and docs alone) shorter
+    /// than what the generator keeps ([`Generator::prompt_length`]).
+    ///
+    /// # Errors
+    ///
+    /// [`AgentError::ToolDocs`] saying which limit the docs exceed and by how much;
+    /// [`AgentError::Generator`] when a prompt cannot be measured.
+    pub fn check_tool_docs(&mut self) -> Result<(), AgentError> {
+        umi_data::prompt::check_tool_docs(&self.tool_docs).map_err(AgentError::ToolDocs)?;
+        let roles: &[Role] = match self.config.mode {
+            AgentMode::Multi => &[Role::Planner, Role::Caller],
+            AgentMode::Single => &[Role::Backbone],
+        };
+        for &role in roles {
+            let prompt = self.config.prompt_set.input(role, &self.tool_docs, "", "");
+            if let Some(length) = self.generator.prompt_length(role, &prompt)?
+                && length.tokens >= length.budget
+            {
+                let role = format!("{role:?}").to_lowercase();
+                return Err(AgentError::ToolDocs(format!(
+                    "the {role} prompt with only its template and the tool docs ({} tools) is {} \
+                     tokens long, more than the {} the model keeps (its context minus \
+                     max_new_tokens, or max_input_tokens): pass fewer tools, or shorter docs",
+                    self.tool_docs.len(),
+                    length.tokens,
+                    length.budget
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn step(

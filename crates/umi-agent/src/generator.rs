@@ -15,6 +15,15 @@ pub struct GeneratorError {
     pub message: String,
 }
 
+/// How long a prompt is for a model, and how much of it the model keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptLength {
+    /// Tokens in the prompt, as the model would receive it.
+    pub tokens: usize,
+    /// The most tokens a prompt keeps; a longer one loses its beginning.
+    pub budget: usize,
+}
+
 /// Produces a role's completion for a prompt.
 ///
 /// Implementations: a model per role or one model for all (`umi-model`), and
@@ -32,6 +41,21 @@ pub trait Generator {
         prompt: &str,
         stop: &[String],
     ) -> Result<String, GeneratorError>;
+
+    /// How long `prompt` is for `role`'s model and how many tokens that model keeps, or `None`
+    /// when this generator keeps every prompt whole (the default). The agent asks before a run
+    /// so that tool docs longer than the model's input are an error rather than silently cut.
+    ///
+    /// # Errors
+    ///
+    /// [`GeneratorError`] when the prompt cannot be measured (the tokenizer fails).
+    fn prompt_length(
+        &mut self,
+        _role: Role,
+        _prompt: &str,
+    ) -> Result<Option<PromptLength>, GeneratorError> {
+        Ok(None)
+    }
 }
 
 /// Replays fixed outputs in order, recording the prompts it was given: tests assert whole

@@ -15,6 +15,6 @@ mod model;
 
 pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, AgentMode, StopReason};
 pub use decide::{Decision, decide_multi, decide_single};
-pub use generator::{Generator, GeneratorError, ScriptedGenerator};
+pub use generator::{Generator, GeneratorError, PromptLength, ScriptedGenerator};
 pub use model::{LlamaGenerator, TextCallback};
 pub use umi_tools::{ToolExecutor, hallucination_observation, truncate_observation};

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use umi_data::Role;
 use umi_model::{AdapterSet, GenerationConfig, LoadedModel, generate};
 
-use crate::generator::{Generator, GeneratorError};
+use crate::generator::{Generator, GeneratorError, PromptLength};
 
 /// A callback receiving each piece of generated text with the role generating it.
 pub type TextCallback = Box<dyn FnMut(Role, &str)>;
@@ -100,6 +100,37 @@ impl LlamaGenerator {
             max_input_tokens: None,
         }
     }
+
+    /// The token ids of `prompt` as `role`'s model receives it (in its chat template when
+    /// [`LlamaGenerator::use_chat_template`] is set), and the most tokens it keeps.
+    fn encode(&mut self, role: Role, prompt: &str) -> Result<(Vec<u32>, usize), GeneratorError> {
+        let loaded = self.models.for_role(role);
+        let fail = |message: String| GeneratorError { role, message };
+        let text = if self.use_chat_template {
+            loaded.chat_template.user_prompt(prompt)
+        } else {
+            prompt.to_string()
+        };
+        let ids = loaded
+            .tokenizer
+            .encode(&text, true)
+            .map_err(|e| fail(e.to_string()))?;
+        let budget = loaded
+            .model
+            .max_positions()
+            .saturating_sub(self.config.max_new_tokens);
+        if budget == 0 {
+            return Err(fail(format!(
+                "max_new_tokens = {} leaves no room for a prompt in a context of {}",
+                self.config.max_new_tokens,
+                loaded.model.max_positions()
+            )));
+        }
+        let budget = self
+            .max_input_tokens
+            .map_or(budget, |m| budget.min(m.max(1)));
+        Ok((ids, budget))
+    }
 }
 
 impl RoleModels {
@@ -138,35 +169,13 @@ impl Generator for LlamaGenerator {
         prompt: &str,
         stop: &[String],
     ) -> Result<String, GeneratorError> {
-        let loaded = self.models.for_role(role);
-        let fail = |message: String| GeneratorError { role, message };
-        let text = if self.use_chat_template {
-            loaded.chat_template.user_prompt(prompt)
-        } else {
-            prompt.to_string()
-        };
-        let mut ids = loaded
-            .tokenizer
-            .encode(&text, true)
-            .map_err(|e| fail(e.to_string()))?;
+        let (mut ids, budget) = self.encode(role, prompt)?;
         // Left truncation keeps the end of the prompt, as the reference collator does.
-        let budget = loaded
-            .model
-            .max_positions()
-            .saturating_sub(self.config.max_new_tokens);
-        if budget == 0 {
-            return Err(fail(format!(
-                "max_new_tokens = {} leaves no room for a prompt in a context of {}",
-                self.config.max_new_tokens,
-                loaded.model.max_positions()
-            )));
-        }
-        let budget = self
-            .max_input_tokens
-            .map_or(budget, |m| budget.min(m.max(1)));
         if ids.len() > budget {
             ids.drain(..ids.len() - budget);
         }
+        let loaded = self.models.for_role(role);
+        let fail = |message: String| GeneratorError { role, message };
         let mut config = self.config.clone();
         config.stop_strings.extend(stop.iter().cloned());
         let on_text = &mut self.on_text;
@@ -185,5 +194,17 @@ impl Generator for LlamaGenerator {
         .await
         .map_err(|e| fail(e.to_string()))?;
         Ok(output.text)
+    }
+
+    fn prompt_length(
+        &mut self,
+        role: Role,
+        prompt: &str,
+    ) -> Result<Option<PromptLength>, GeneratorError> {
+        let (ids, budget) = self.encode(role, prompt)?;
+        Ok(Some(PromptLength {
+            tokens: ids.len(),
+            budget,
+        }))
     }
 }

@@ -3,7 +3,10 @@
 //! max_steps. (The HTTP tools and the tool server come with their own tests.)
 
 use serde_json::{Map, Value, json};
-use umi_agent::{Agent, AgentEvent, AgentMode, ScriptedGenerator, StopReason, ToolExecutor};
+use umi_agent::{
+    Agent, AgentError, AgentEvent, AgentMode, Generator, GeneratorError, PromptLength,
+    ScriptedGenerator, StopReason, ToolExecutor,
+};
 use umi_data::{Action, Next, Observation, Role};
 
 /// `add` sums `a` and `b`; anything else is a tool-side error.
@@ -178,6 +181,72 @@ fn single_llm_mode_uses_the_backbone_prompt_and_merged_history() {
     assert!(second.contains("user: What is 2 + 3?</s>assistant: I should add.\nAction: add\nAction Input: {\"a\": 2, \"b\": 3}</s>observation: "), "{second}");
     assert!(
         second.ends_with("or give up if you think you cannot answer this question.\n assistant: ")
+    );
+}
+
+/// Counts characters as tokens and keeps `budget` of them.
+struct Limited {
+    budget: usize,
+    inner: ScriptedGenerator,
+}
+
+impl Generator for Limited {
+    async fn generate(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        stop: &[String],
+    ) -> Result<String, GeneratorError> {
+        self.inner.generate(role, prompt, stop).await
+    }
+
+    fn prompt_length(
+        &mut self,
+        _role: Role,
+        prompt: &str,
+    ) -> Result<Option<PromptLength>, GeneratorError> {
+        Ok(Some(PromptLength {
+            tokens: prompt.chars().count(),
+            budget: self.budget,
+        }))
+    }
+}
+
+#[test]
+fn tool_docs_that_do_not_fit_a_prompt_are_an_error_before_any_generation() {
+    let give_up = || ScriptedGenerator::new(vec![(Role::Planner, "No. Next: give up.")]);
+    // the template and the one tool's docs take about 600 characters
+    let mut agent = Agent::new(
+        Limited {
+            budget: 300,
+            inner: give_up(),
+        },
+        Calculator,
+        docs(),
+    );
+    let err = pollster::block_on(agent.run("q", |_| {})).unwrap_err();
+    assert!(matches!(err, AgentError::ToolDocs(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("the planner prompt with only its template and the tool docs (1 tools)"),
+        "{err}"
+    );
+    assert!(agent.generator.inner.prompts.is_empty());
+    // with room for them the run goes on
+    agent.generator.budget = 4000;
+    let (_, stop) = pollster::block_on(agent.run("q", |_| {})).unwrap();
+    assert_eq!(stop, StopReason::GiveUp);
+
+    // too many tools, whatever the model
+    let many: Vec<_> = (0..=umi_data::prompt::MAX_TOOLS)
+        .map(|i| serde_json::from_value(json!({"Name": format!("t{i}")})).unwrap())
+        .collect();
+    let mut agent = Agent::new(give_up(), Calculator, many);
+    let err = pollster::block_on(agent.run("q", |_| {})).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("1001 tools are listed, more than the 1000 a prompt may hold"),
+        "{err}"
     );
 }
 

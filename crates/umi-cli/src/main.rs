@@ -461,7 +461,7 @@ fn run_agent(args: RunArgs) -> Result<()> {
     println!("{} {}", paint("1", "user:"), args.query);
     let result = pollster::block_on(agent.run(&args.query, |event| {
         *writing.borrow_mut() = LiveStep::default();
-        live.suspend(|| print_event(&event, &paint))
+        live.suspend(|| print_event(event, &paint))
     }));
     live.finish_and_clear();
     let (trajectory, stop) = result?;

@@ -65,6 +65,38 @@ impl PromptSet {
     }
 }
 
+/// Most tools a prompt may list: tool docs go into every planner and caller prompt, and real
+/// tool sets (ToolBench's, the demo server's 14) are far smaller.
+pub const MAX_TOOLS: usize = 1000;
+
+/// Most bytes of tool docs (`{doc}`) a prompt may hold: more than any model's context takes,
+/// and a bound on the text tokenized per prompt.
+pub const MAX_TOOL_DOC_BYTES: usize = 1 << 20;
+
+/// Checks that `tools` fit a prompt: at most [`MAX_TOOLS`] tools whose docs ([`tool_doc`]) take
+/// at most [`MAX_TOOL_DOC_BYTES`].
+///
+/// # Errors
+///
+/// Why they do not, with the count or size and the limit.
+pub fn check_tool_docs(tools: &[Map<String, Value>]) -> Result<(), String> {
+    if tools.len() > MAX_TOOLS {
+        return Err(format!(
+            "{} tools are listed, more than the {MAX_TOOLS} a prompt may hold",
+            tools.len()
+        ));
+    }
+    let bytes = tool_doc(tools).len();
+    if bytes > MAX_TOOL_DOC_BYTES {
+        return Err(format!(
+            "the docs of the {} tools take {bytes} bytes, more than the {MAX_TOOL_DOC_BYTES} a \
+             prompt may hold",
+            tools.len()
+        ));
+    }
+    Ok(())
+}
+
 /// `{doc}`: each tool as Python's `json.dumps(tool)` followed by a newline.
 pub fn tool_doc(tools: &[Map<String, Value>]) -> String {
     tools

@@ -94,6 +94,25 @@ fn default_hidden_act() -> String {
 }
 
 impl LlamaConfig {
+    /// Largest `vocab_size` umi loads (the largest Llama-family vocabularies have about 256k
+    /// tokens). These limits are generous for every Llama-family model and refuse a damaged or
+    /// hostile file before anything is allocated from its sizes.
+    pub const MAX_VOCAB_SIZE: usize = 1 << 22;
+    /// Largest `hidden_size`, and largest `num_attention_heads × head_dim` and
+    /// `num_key_value_heads × head_dim` (the widths of the attention projections).
+    pub const MAX_HIDDEN_SIZE: usize = 1 << 16;
+    /// Largest `intermediate_size`.
+    pub const MAX_INTERMEDIATE_SIZE: usize = 1 << 18;
+    /// Largest `num_hidden_layers`.
+    pub const MAX_LAYERS: usize = 1024;
+    /// Largest `head_dim`.
+    pub const MAX_HEAD_DIM: usize = 1024;
+    /// Largest context window (`max_position_embeddings`), in tokens.
+    pub const MAX_CONTEXT: usize = 1 << 20;
+    /// Largest `max_position_embeddings × head_dim`: the size of each RoPE table, in f32 values
+    /// (512 MiB; a 1M-token window with `head_dim` 128).
+    pub const MAX_ROPE_TABLE: usize = 1 << 27;
+
     /// TinyLlama-1.1B (`TinyLlama/TinyLlama-1.1B-Chat-v1.0`): 22 layers, hidden 2048, 32 heads
     /// with 4 KV heads, vocab 32000, untied head.
     pub fn tiny_llama_1_1b() -> Self {
@@ -176,19 +195,36 @@ impl LlamaConfig {
             .unwrap_or_default()
     }
 
-    /// Checks that the configuration describes a model umi can build.
+    /// Checks that the configuration describes a model umi can build, with sizes within umi's
+    /// limits ([`Self::MAX_VOCAB_SIZE`], [`Self::MAX_HIDDEN_SIZE`],
+    /// [`Self::MAX_INTERMEDIATE_SIZE`], [`Self::MAX_LAYERS`], [`Self::MAX_HEAD_DIM`],
+    /// [`Self::MAX_CONTEXT`], [`Self::MAX_ROPE_TABLE`]), so that a damaged or hostile file is
+    /// refused before anything is allocated from it. Every loader calls it (`config.json`, GGUF
+    /// metadata, [`build_llama`](crate::weights::build_llama)).
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming `file` and the offending field.
+    /// [`Error::Config`] naming `file` and the offending field: a size that is zero, above its
+    /// limit or whose product overflows; heads that do not divide; a BOS/EOS id outside the
+    /// vocabulary; an unsupported feature.
     pub fn validate(&self, file: &str) -> Result<()> {
+        self.validate_named(file, &|field| field.to_string())
+    }
+
+    /// [`LlamaConfig::validate`], naming each field `name(field)` in messages (GGUF files add
+    /// their own metadata keys).
+    pub(crate) fn validate_named(
+        &self,
+        file: &str,
+        name: &dyn Fn(&'static str) -> String,
+    ) -> Result<()> {
         let fail = |message: String| {
             Err(Error::Config {
                 file: file.to_string(),
                 message,
             })
         };
-        for (name, value) in [
+        for (field, value) in [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
             ("intermediate_size", self.intermediate_size),
@@ -196,29 +232,108 @@ impl LlamaConfig {
             ("num_attention_heads", self.num_attention_heads),
             ("num_key_value_heads", self.num_kv_heads()),
             ("max_position_embeddings", self.max_position_embeddings),
+            ("head_dim", self.head_dim.unwrap_or(1)),
         ] {
             if value == 0 {
-                return fail(format!("{name} must be positive"));
+                return fail(format!("{} must be positive", name(field)));
+            }
+        }
+        for (field, value, limit) in [
+            ("vocab_size", self.vocab_size, Self::MAX_VOCAB_SIZE),
+            ("hidden_size", self.hidden_size, Self::MAX_HIDDEN_SIZE),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                Self::MAX_INTERMEDIATE_SIZE,
+            ),
+            (
+                "num_hidden_layers",
+                self.num_hidden_layers,
+                Self::MAX_LAYERS,
+            ),
+            ("head_dim", self.head_dim(), Self::MAX_HEAD_DIM),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                Self::MAX_CONTEXT,
+            ),
+        ] {
+            if value > limit {
+                return fail(format!(
+                    "{} = {value} exceeds umi's limit of {limit}",
+                    name(field)
+                ));
+            }
+        }
+        for (field, value, limit) in [
+            (
+                "num_attention_heads",
+                self.num_attention_heads,
+                Self::MAX_HIDDEN_SIZE,
+            ),
+            (
+                "num_key_value_heads",
+                self.num_kv_heads(),
+                Self::MAX_HIDDEN_SIZE,
+            ),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                Self::MAX_ROPE_TABLE,
+            ),
+        ] {
+            match value.checked_mul(self.head_dim()) {
+                Some(product) if product <= limit => {}
+                product => {
+                    return fail(format!(
+                        "{} × {} = {} exceeds umi's limit of {limit}",
+                        name(field),
+                        name("head_dim"),
+                        product.map_or("more than usize::MAX".into(), |p| p.to_string())
+                    ));
+                }
             }
         }
         if !self.num_attention_heads.is_multiple_of(self.num_kv_heads()) {
             return fail(format!(
-                "num_attention_heads = {} is not a multiple of num_key_value_heads = {}",
+                "{} = {} is not a multiple of {} = {}",
+                name("num_attention_heads"),
                 self.num_attention_heads,
+                name("num_key_value_heads"),
                 self.num_kv_heads()
             ));
         }
         if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return fail(format!(
-                "hidden_size = {} is not a multiple of num_attention_heads = {}",
-                self.hidden_size, self.num_attention_heads
+                "{} = {} is not a multiple of {} = {}",
+                name("hidden_size"),
+                self.hidden_size,
+                name("num_attention_heads"),
+                self.num_attention_heads
             ));
         }
         if !self.head_dim().is_multiple_of(2) {
             return fail(format!(
-                "head_dim = {} must be even for RoPE",
+                "{} = {} must be even for RoPE",
+                name("head_dim"),
                 self.head_dim()
             ));
+        }
+        let ids = self.bos_token_id.iter().map(|&id| ("bos_token_id", id));
+        let ids = ids.chain(
+            self.eos_token_ids()
+                .into_iter()
+                .map(|id| ("eos_token_id", id)),
+        );
+        for (field, id) in ids {
+            if id as usize >= self.vocab_size {
+                return fail(format!(
+                    "{} = {id} is outside the vocabulary ({} = {})",
+                    name(field),
+                    name("vocab_size"),
+                    self.vocab_size
+                ));
+            }
         }
         if self.hidden_act != "silu" {
             return fail(format!(
@@ -245,7 +360,11 @@ impl LlamaConfig {
             || self.rope_theta.is_nan()
             || self.rope_theta <= 0.0
         {
-            return fail("rms_norm_eps and rope_theta must be positive".into());
+            return fail(format!(
+                "{} and {} must be positive",
+                name("rms_norm_eps"),
+                name("rope_theta")
+            ));
         }
         Ok(())
     }
@@ -292,5 +411,91 @@ mod tests {
         config.rope_scaling = Some(serde_json::json!({"rope_type": "llama3"}));
         let err = config.validate("c.json").unwrap_err().to_string();
         assert!(err.contains("rope_scaling"), "{err}");
+    }
+
+    #[test]
+    fn sizes_are_bounded_and_checked_before_anything_is_allocated() {
+        type Edit = fn(&mut LlamaConfig);
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                |c| c.max_position_embeddings = 1_000_000_000,
+                "max_position_embeddings = 1000000000 exceeds umi's limit of 1048576",
+            ),
+            (
+                |c| c.num_hidden_layers = 1 << 40,
+                "num_hidden_layers = 1099511627776 exceeds umi's limit of 1024",
+            ),
+            (
+                |c| c.vocab_size = 1 << 40,
+                "vocab_size = 1099511627776 exceeds",
+            ),
+            (|c| c.head_dim = Some(0), "head_dim must be positive"),
+            (
+                |c| c.num_key_value_heads = Some(0),
+                "num_key_value_heads must be positive",
+            ),
+            (
+                // 3 · 2^60 heads of 64: the product overflows usize
+                |c| {
+                    c.num_attention_heads = 3 << 60;
+                    c.head_dim = Some(64);
+                },
+                "num_attention_heads × head_dim = more than usize::MAX",
+            ),
+            (
+                |c| {
+                    (c.num_attention_heads, c.num_key_value_heads) = (1024, Some(1024));
+                    c.head_dim = Some(128);
+                },
+                "num_attention_heads × head_dim = 131072 exceeds umi's limit of 65536",
+            ),
+            (
+                |c| {
+                    c.max_position_embeddings = 1 << 20;
+                    c.head_dim = Some(256);
+                },
+                "max_position_embeddings × head_dim = 268435456 exceeds",
+            ),
+            (
+                |c| {
+                    c.num_attention_heads = 7;
+                    c.num_key_value_heads = Some(7);
+                },
+                "hidden_size = 576 is not a multiple of num_attention_heads = 7",
+            ),
+            (
+                |c| c.bos_token_id = Some(49_152),
+                "bos_token_id = 49152 is outside the vocabulary (vocab_size = 49152)",
+            ),
+            (
+                |c| c.eos_token_id = Some(TokenIds::Many(vec![2, u32::MAX])),
+                "eos_token_id = 4294967295 is outside the vocabulary",
+            ),
+        ];
+        for (edit, want) in cases {
+            let mut config = LlamaConfig::smollm2_135m();
+            edit(&mut config);
+            let err = config.validate("m/config.json").unwrap_err().to_string();
+            assert!(err.contains("m/config.json") && err.contains(want), "{err}");
+        }
+        // the same from the file itself
+        let json = r#"{"vocab_size": 256, "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 1e9}"#;
+        let err = LlamaConfig::from_json(json, "c.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.json"), "{err}");
+        let json = json.replace("1e9", "1000000000");
+        let err = LlamaConfig::from_json(&json, "c.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_position_embeddings = 1000000000"),
+            "{err}"
+        );
+        // a 1M-token window with head_dim 128 is still accepted
+        let mut config = LlamaConfig::tiny_llama_1_1b();
+        config.max_position_embeddings = 1 << 20;
+        config.validate("c.json").unwrap();
     }
 }

@@ -38,15 +38,28 @@ fn tok_error(file: &str, message: impl ToString) -> Error {
 }
 
 impl Tokenizer {
+    /// Longest token (in UTF-8 bytes) a GGUF vocabulary may hold: real vocabularies stay far
+    /// below it, and it bounds the work of deriving SentencePiece merges (quadratic in a
+    /// token's length).
+    pub const MAX_TOKEN_BYTES: usize = 1024;
+
     /// Wraps a Hugging Face tokenizer.
+    ///
+    /// Padding and truncation settings of the tokenizer are switched off: umi encodes one text
+    /// at a time and fits prompts to the context itself (a `tokenizer.json` asking for
+    /// `"padding": {"strategy": {"Fixed": 1000000000}}` would otherwise allocate a billion
+    /// tokens per call, and `truncation` would silently cut prompts).
     pub fn new(
-        inner: tokenizers::Tokenizer,
+        mut inner: tokenizers::Tokenizer,
         bos_id: Option<u32>,
         eos_ids: Vec<u32>,
         add_bos: bool,
     ) -> Self {
         // One thread: rayon is unavailable in the browser, and prompts are short.
         tokenizers::utils::parallelism::set_parallelism(false);
+        inner.with_padding(None);
+        // Only a new truncation setting can be refused; removing it cannot fail.
+        let _ = inner.with_truncation(None);
         Self {
             inner,
             bos_id,
@@ -95,7 +108,8 @@ impl Tokenizer {
     ///
     /// # Errors
     ///
-    /// [`Error::Tokenizer`] naming `file`.
+    /// [`Error::Tokenizer`] naming `file` when it cannot be parsed, or when `bos_id` or one of
+    /// `eos_ids` (the config's `bos_token_id` / `eos_token_id`) is not in its vocabulary.
     pub fn from_bytes(
         bytes: &[u8],
         file: &str,
@@ -104,7 +118,27 @@ impl Tokenizer {
         add_bos: bool,
     ) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| tok_error(file, e))?;
-        Ok(Self::new(inner, bos_id, eos_ids, add_bos))
+        let tokenizer = Self::new(inner, bos_id, eos_ids, add_bos);
+        tokenizer.check_special_ids(file, "bos_token_id", "eos_token_id")?;
+        Ok(tokenizer)
+    }
+
+    /// Checks that the BOS and EOS ids are tokens of the vocabulary (an id outside it would
+    /// fail at the first token instead of at load); `bos` and `eos` name their fields.
+    fn check_special_ids(&self, file: &str, bos: &str, eos: &str) -> Result<()> {
+        let ids = self.bos_id.iter().map(|&id| (bos, id));
+        for (field, id) in ids.chain(self.eos_ids.iter().map(|&id| (eos, id))) {
+            if self.inner.id_to_token(id).is_none() {
+                return Err(tok_error(
+                    file,
+                    format!(
+                        "{field} = {id} is not in the vocabulary ({} tokens)",
+                        self.vocab_size()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Builds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
@@ -116,7 +150,8 @@ impl Tokenizer {
     /// # Errors
     ///
     /// [`Error::Tokenizer`] naming the file when the metadata is missing, inconsistent or of an
-    /// unsupported kind.
+    /// unsupported kind, when a token is longer than [`Tokenizer::MAX_TOKEN_BYTES`] (naming its
+    /// index), or when the BOS/EOS id is not in the vocabulary.
     pub fn from_gguf<R: Read + Seek>(gguf: &GgufFile<R>) -> Result<Self> {
         let file = gguf.name();
         let kind = gguf
@@ -125,6 +160,20 @@ impl Tokenizer {
         let tokens = gguf
             .strings("tokenizer.ggml.tokens")?
             .ok_or_else(|| tok_error(file, "tokenizer.ggml.tokens is missing"))?;
+        if let Some((i, token)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.len() > Self::MAX_TOKEN_BYTES)
+        {
+            return Err(tok_error(
+                file,
+                format!(
+                    "tokenizer.ggml.tokens[{i}] is {} bytes long, more than the {} a token may have",
+                    token.len(),
+                    Self::MAX_TOKEN_BYTES
+                ),
+            ));
+        }
         let types = gguf.numbers("tokenizer.ggml.token_type")?;
         if let Some(types) = &types
             && types.len() != tokens.len()
@@ -245,12 +294,13 @@ impl Tokenizer {
             .metadata("tokenizer.ggml.add_bos_token")
             .and_then(|v| v.as_bool())
             .unwrap_or(kind == "llama");
-        Ok(Self::new(
-            inner,
-            bos_id,
-            eos_id.into_iter().collect(),
-            add_bos,
-        ))
+        let tokenizer = Self::new(inner, bos_id, eos_id.into_iter().collect(), add_bos);
+        tokenizer.check_special_ids(
+            file,
+            "tokenizer.ggml.bos_token_id",
+            "tokenizer.ggml.eos_token_id",
+        )?;
+        Ok(tokenizer)
     }
 
     /// Number of tokens, added tokens included.
@@ -336,4 +386,114 @@ fn spm_merges(tokens: &[String], scores: &[f64], token_type: &dyn Fn(usize) -> i
     }
     merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     merges.into_iter().map(|m| m.3).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::gguf::metadata_only;
+    use gguf_rs_lib::format::metadata::{MetadataArray, MetadataValue};
+    use gguf_rs_lib::format::types::GGUFValueType;
+
+    /// A word-level `tokenizer.json` over `w0 … w{n-1}` with `extra` fields set.
+    fn word_level(n: usize, extra: Value) -> Vec<u8> {
+        let vocab: serde_json::Map<String, Value> =
+            (0..n).map(|i| (format!("w{i}"), json!(i))).collect();
+        let mut spec = json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+            "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"}
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            spec[key] = value.clone();
+        }
+        spec.to_string().into_bytes()
+    }
+
+    #[test]
+    fn padding_and_truncation_of_tokenizer_json_are_switched_off() {
+        let bytes = word_level(
+            8,
+            json!({
+                "padding": {"strategy": {"Fixed": 1000}, "direction": "Right",
+                            "pad_to_multiple_of": null, "pad_id": 0, "pad_type_id": 0,
+                            "pad_token": "w0"},
+                "truncation": {"direction": "Right", "max_length": 1,
+                               "strategy": "LongestFirst", "stride": 0}
+            }),
+        );
+        let tokenizer = Tokenizer::from_bytes(&bytes, "t.json", None, vec![], false).unwrap();
+        assert_eq!(tokenizer.encode("w1 w2 w3", false).unwrap(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn bos_and_eos_ids_outside_the_vocabulary_are_load_errors() {
+        let bytes = word_level(8, json!({}));
+        let error = |bos, eos| {
+            Tokenizer::from_bytes(&bytes, "m/tokenizer.json", bos, eos, true)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = error(Some(8), vec![2]);
+        assert!(
+            e.contains("m/tokenizer.json")
+                && e.contains("bos_token_id = 8 is not in the vocabulary"),
+            "{e}"
+        );
+        let e = error(Some(1), vec![2, u32::MAX]);
+        assert!(e.contains("eos_token_id = 4294967295"), "{e}");
+        Tokenizer::from_bytes(&bytes, "t.json", Some(1), vec![7], true).unwrap();
+    }
+
+    fn strings(values: &[&str]) -> MetadataValue {
+        let values = values.iter().map(|s| MetadataValue::String(s.to_string()));
+        let array = MetadataArray::new(GGUFValueType::String, values.collect()).unwrap();
+        MetadataValue::Array(Box::new(array))
+    }
+
+    fn gguf_tokenizer(edits: Vec<(&str, MetadataValue)>) -> Result<Tokenizer> {
+        let gguf = GgufFile::from_bytes(metadata_only(edits), "t.gguf")?;
+        Tokenizer::from_gguf(&gguf)
+    }
+
+    #[test]
+    fn gguf_tokens_are_bounded_and_special_ids_checked() {
+        let long = "a".repeat(Tokenizer::MAX_TOKEN_BYTES + 1);
+        let scores = MetadataArray::new(
+            GGUFValueType::F32,
+            (0..5).map(|i| MetadataValue::F32(-i as f32)).collect(),
+        )
+        .unwrap();
+        let spm = |tokens: &[&str]| {
+            vec![
+                (
+                    "tokenizer.ggml.model",
+                    MetadataValue::String("llama".into()),
+                ),
+                ("tokenizer.ggml.tokens", strings(tokens)),
+                (
+                    "tokenizer.ggml.scores",
+                    MetadataValue::Array(Box::new(scores.clone())),
+                ),
+            ]
+        };
+        gguf_tokenizer(spm(&["<unk>", "<s>", "</s>", "a", "aa"])).unwrap();
+        let e = gguf_tokenizer(spm(&["<unk>", "<s>", "</s>", "a", &long]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.gguf") && e.contains("tokenizer.ggml.tokens[4] is 1025 bytes long"),
+            "{e}"
+        );
+        let mut edits = spm(&["<unk>", "<s>", "</s>", "a", "aa"]);
+        edits.push(("tokenizer.ggml.eos_token_id", MetadataValue::U32(5)));
+        let e = gguf_tokenizer(edits).unwrap_err().to_string();
+        assert!(
+            e.contains("t.gguf")
+                && e.contains(
+                    "tokenizer.ggml.eos_token_id = 5 is not in the vocabulary (5 tokens)"
+                ),
+            "{e}"
+        );
+    }
 }

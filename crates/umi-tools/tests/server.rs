@@ -427,3 +427,27 @@ fn writes_are_journaled_and_survive_restarts_and_torn_lines() {
     assert!(added.contains(r#""id":1006"#), "{added}");
     server.stop();
 }
+
+#[test]
+fn tool_docs_are_read_within_the_timeout() {
+    let silent = fake_server(None);
+    let started = std::time::Instant::now();
+    let err = umi_tools::load_tool_specs_from(&silent, Duration::from_millis(300)).unwrap_err();
+    assert!(
+        err.to_string().contains("/tools") && err.to_string().contains("umi tools serve"),
+        "{err}"
+    );
+    // the fake server answers nothing for 3 s: the timeout, not the server, ended the wait
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let missing =
+        umi_tools::load_tool_specs_from("/nonexistent/tools.json", Duration::from_secs(1))
+            .unwrap_err();
+    assert!(
+        missing.to_string().contains("/nonexistent/tools.json"),
+        "{missing}"
+    );
+}

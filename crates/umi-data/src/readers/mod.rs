@@ -56,16 +56,57 @@ impl std::str::FromStr for DataFormat {
 
 /// Reads `path` (a file, or a folder for formats made of many files) in `format`.
 ///
+/// Conversations larger than umi takes (more than [`MAX_TURNS`] turns or
+/// [`MAX_TOOLS`](crate::prompt::MAX_TOOLS) tools) are skipped and reported too; their index is
+/// their position among the conversations read from `path`.
+///
 /// # Errors
 ///
 /// [`ReadError`] when the input cannot be read at all; bad records are skipped and reported.
 pub fn read(format: DataFormat, path: &Path) -> Result<(Vec<Conversation>, ReadReport), ReadError> {
-    match format {
+    let (conversations, mut report) = match format {
         DataFormat::AlphaUmi => read_alpha_umi(path),
         DataFormat::ToolBench => toolbench::read_toolbench(path),
         DataFormat::ApiBank => api_bank::read_api_bank(path),
         DataFormat::ToolAlpaca => toolalpaca::read_toolalpaca(path),
+    }?;
+    let mut kept = Vec::with_capacity(conversations.len());
+    for (index, c) in conversations.into_iter().enumerate() {
+        match check_size(&c) {
+            Ok(()) => kept.push(c),
+            Err(reason) => report.skip(path, index, format!("conversation {index}: {reason}")),
+        }
     }
+    report.kept = kept.len();
+    Ok((kept, report))
+}
+
+/// Most turns a conversation may have. Role samples repeat the whole history before each turn
+/// (as the reference's do), so their size grows with the square of the turns; ToolBench's
+/// longest records have fewer than 100.
+pub const MAX_TURNS: usize = 512;
+
+/// Checks that a conversation is small enough to make role samples and prompts from: at most
+/// [`MAX_TURNS`] turns and [`MAX_TOOLS`](crate::prompt::MAX_TOOLS) tools.
+///
+/// # Errors
+///
+/// The reason, with the count and the limit.
+pub fn check_size(c: &Conversation) -> Result<(), String> {
+    let (turns, tools) = (c.conversations.len(), c.tools.len());
+    if turns > MAX_TURNS {
+        return Err(format!(
+            "{turns} turns, more than the {MAX_TURNS} umi takes (role samples repeat the history \
+             at every turn)"
+        ));
+    }
+    if tools > crate::prompt::MAX_TOOLS {
+        return Err(format!(
+            "{tools} tools, more than the {} a prompt may list",
+            crate::prompt::MAX_TOOLS
+        ));
+    }
+    Ok(())
 }
 
 /// A file that could not be read at all.
@@ -180,9 +221,11 @@ pub(crate) fn read_json(path: &Path, format: &'static str) -> Result<Value, Read
     })
 }
 
-/// Checks what role splitting and evaluation rely on: a user turn first and no empty tool list
-/// entry without a `Name`. Returns the reason a conversation is unusable.
+/// Checks what role splitting and evaluation rely on: a user turn first, no empty tool list
+/// entry without a `Name`, and a size within [`check_size`]. Returns the reason a conversation
+/// is unusable.
 pub fn check_conversation(c: &Conversation) -> Result<(), String> {
+    check_size(c)?;
     match c.conversations.first() {
         None => return Err("no turns".into()),
         Some(t) if t.from != Speaker::User => {
@@ -462,6 +505,49 @@ mod tests {
             assert!(e.contains("conv.json is not a valid"), "{broken}: {e}");
         }
         assert!(parse_alpha_umi("[]", origin).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn oversized_conversations_are_skipped_and_counted() {
+        let turn = |i: usize| match i % 2 {
+            0 => serde_json::json!({"from": "user", "value": "q"}),
+            _ => serde_json::json!({"from": "assistant", "value": "a Next: give up."}),
+        };
+        let record = |turns: usize, tools: usize| {
+            serde_json::json!({
+                "tools": (0..tools).map(|i| serde_json::json!({"Name": format!("t{i}")})).collect::<Vec<_>>(),
+                "instruction": "q",
+                "conversations": (0..turns).map(turn).collect::<Vec<_>>(),
+            })
+        };
+        let text = serde_json::json!([
+            record(MAX_TURNS, 1),
+            record(MAX_TURNS + 1, 1),
+            record(2, crate::prompt::MAX_TOOLS + 1),
+        ])
+        .to_string();
+        let dir = std::env::temp_dir().join(format!("umi-readers-size-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("conv.json");
+        std::fs::write(&path, &text).unwrap();
+        for (kept, report) in [
+            parse_alpha_umi(&text, &path).unwrap(),
+            read(DataFormat::AlphaUmi, &path).unwrap(),
+        ] {
+            assert_eq!((kept.len(), report.records, report.kept), (1, 3, 1));
+            assert_eq!(kept[0].conversations.len(), MAX_TURNS);
+            let skipped: Vec<String> = report.skipped.iter().map(|s| s.to_string()).collect();
+            assert_eq!(skipped.len(), 2);
+            assert!(
+                skipped[0].contains("conv.json record 1: 513 turns, more than the 512"),
+                "{skipped:?}"
+            );
+            assert!(
+                skipped[1].contains("record 2: 1001 tools, more than the 1000"),
+                "{skipped:?}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use umi_agent::{Agent, AgentConfig, AgentEvent, Generator, GeneratorError, StopReason};
+use umi_agent::{
+    Agent, AgentConfig, AgentEvent, Generator, GeneratorError, PromptLength, StopReason,
+};
 use umi_data::{Conversation, Role};
 use umi_tools::server::{ServerHandle, serve, tool_docs};
 use umi_tools::{HttpTools, ToolSpec, load_tool_specs};
@@ -131,6 +133,14 @@ impl<G: Generator> Generator for Lent<'_, G> {
     ) -> core::result::Result<String, GeneratorError> {
         self.0.generate(role, prompt, stop).await
     }
+
+    fn prompt_length(
+        &mut self,
+        role: Role,
+        prompt: &str,
+    ) -> core::result::Result<Option<PromptLength>, GeneratorError> {
+        self.0.prompt_length(role, prompt)
+    }
 }
 
 /// A demo tool server with a state file of its own; dropping it stops the server and deletes
@@ -149,7 +159,7 @@ impl FreshServer {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        Self::remove_state(&state);
+        umi_tools::server::remove_state(&state);
         let handle = serve("127.0.0.1:0", &state).map_err(Error::Tools)?;
         Ok(Self {
             url: handle.url.clone(),
@@ -162,11 +172,6 @@ impl FreshServer {
         load_tool_specs(&tool_docs(&self.url).to_string(), &self.url)
             .map_err(|e| Error::Tools(e.to_string()))
     }
-
-    fn remove_state(state: &Path) {
-        let _ = std::fs::remove_file(state);
-        let _ = std::fs::remove_file(state.with_extension("json.tmp"));
-    }
 }
 
 impl Drop for FreshServer {
@@ -174,7 +179,8 @@ impl Drop for FreshServer {
         if let Some(handle) = self.handle.take() {
             handle.stop();
         }
-        Self::remove_state(&self.state);
+        // snapshot, temporary file and write journal
+        umi_tools::server::remove_state(&self.state);
     }
 }
 

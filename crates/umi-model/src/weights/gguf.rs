@@ -123,19 +123,36 @@ impl<R: Read + Seek> GgufFile<R> {
         }
     }
 
+    /// An optional whole number in `0..=u32::MAX` (sizes and token ids; larger sizes are then
+    /// refused by [`LlamaConfig::validate`] with the key named).
+    fn whole(&self, key: &str) -> Result<Option<u32>> {
+        match self.number(key)? {
+            Some(v) if v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64 => Ok(Some(v as u32)),
+            Some(v) => Err(self.config_error(format!(
+                "{key} = {v} is not a whole number between 0 and {}",
+                u32::MAX
+            ))),
+            None => Ok(None),
+        }
+    }
+
     fn usize(&self, key: &str) -> Result<usize> {
-        self.number(key)?
+        self.whole(key)?
             .map(|v| v as usize)
             .ok_or_else(|| self.config_error(format!("metadata key {key} is missing")))
     }
 
     fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
-        Ok(self.number(key)?.map(|v| v as usize).unwrap_or(default))
+        Ok(self.whole(key)?.map_or(default, |v| v as usize))
     }
 
     /// An optional token id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the key when the value is not a whole number in `0..=u32::MAX`.
     pub(crate) fn token_id(&self, key: &str) -> Result<Option<u32>> {
-        Ok(self.number(key)?.map(|v| v as u32))
+        self.whole(key)
     }
 
     /// A string-array metadata value (tokens, merges).
@@ -198,7 +215,7 @@ impl<R: Read + Seek> GgufFile<R> {
             "llama.rope.dimension_count",
             hidden_size / num_attention_heads.max(1),
         )?;
-        let vocab_size = match self.number("llama.vocab_size")? {
+        let vocab_size = match self.whole("llama.vocab_size")? {
             Some(v) => v as usize,
             None => self
                 .strings("tokenizer.ggml.tokens")?
@@ -239,9 +256,31 @@ impl<R: Read + Seek> GgufFile<R> {
             mlp_bias: false,
             rope_scaling: None,
         };
-        config.validate(&self.name)?;
+        config.validate_named(&self.name, &|field| match gguf_key(field) {
+            Some(key) => format!("{key} ({field})"),
+            None => field.to_string(),
+        })?;
         Ok(config)
     }
+}
+
+/// The GGUF metadata key a [`LlamaConfig`] field comes from, for messages.
+fn gguf_key(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "vocab_size" => "llama.vocab_size",
+        "hidden_size" => "llama.embedding_length",
+        "intermediate_size" => "llama.feed_forward_length",
+        "num_hidden_layers" => "llama.block_count",
+        "num_attention_heads" => "llama.attention.head_count",
+        "num_key_value_heads" => "llama.attention.head_count_kv",
+        "head_dim" => "llama.rope.dimension_count",
+        "max_position_embeddings" => "llama.context_length",
+        "rms_norm_eps" => "llama.attention.layer_norm_rms_epsilon",
+        "rope_theta" => "llama.rope.freq_base",
+        "bos_token_id" => "tokenizer.ggml.bos_token_id",
+        "eos_token_id" => "tokenizer.ggml.eos_token_id",
+        _ => return None,
+    })
 }
 
 /// Hugging Face tensor name → llama.cpp GGUF tensor name.
@@ -318,7 +357,14 @@ impl<R: Read + Seek> WeightSource for GgufFile<R> {
             supported: SUPPORTED_GGML_TYPES,
         })?;
         let shape: Vec<usize> = dims.iter().rev().copied().collect(); // ne order is innermost first
-        let n: usize = shape.iter().product();
+        let n = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| Error::Format {
+                file: self.name.clone(),
+                format: "GGUF",
+                message: format!("tensor `{gguf}`: shape {shape:?} overflows"),
+            })?;
         let bytes = self
             .reader
             .load_tensor_data(&gguf)
@@ -342,7 +388,7 @@ impl<R: Read + Seek> WeightSource for GgufFile<R> {
             None
         };
         if let (Some(heads), &[rows, cols]) = (heads, &shape[..]) {
-            if heads == 0 || rows % (2 * heads) != 0 {
+            if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) {
                 return Err(Error::ShapeMismatch {
                     file: self.name.clone(),
                     tensor: format!("`{gguf}`"),
@@ -356,9 +402,88 @@ impl<R: Read + Seek> WeightSource for GgufFile<R> {
     }
 }
 
+/// The bytes of a GGUF file with metadata only: a valid tiny Llama config (vocab 256, hidden 64,
+/// 2 layers, 4 heads, 2 KV heads, context 128, BOS 1, EOS 2) with `edits` added or replacing
+/// keys.
+#[cfg(test)]
+pub(crate) fn metadata_only(edits: Vec<(&str, MetadataValue)>) -> Vec<u8> {
+    use MetadataValue::{String as S, U32};
+    let base = [
+        ("general.architecture", S("llama".into())),
+        ("llama.embedding_length", U32(64)),
+        ("llama.feed_forward_length", U32(128)),
+        ("llama.block_count", U32(2)),
+        ("llama.attention.head_count", U32(4)),
+        ("llama.attention.head_count_kv", U32(2)),
+        ("llama.context_length", U32(128)),
+        ("llama.vocab_size", U32(256)),
+        ("tokenizer.ggml.bos_token_id", U32(1)),
+        ("tokenizer.ggml.eos_token_id", U32(2)),
+    ];
+    let mut builder = gguf_rs_lib::builder::GGUFBuilder::new();
+    for (key, value) in base.into_iter().chain(edits) {
+        builder = builder.add_metadata(key, value);
+    }
+    builder.build_to_bytes().unwrap().0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use MetadataValue::{F64, I32, U32, U64};
+
+    #[test]
+    fn metadata_sizes_are_bounded_and_name_the_key() {
+        let config = |edits| {
+            GgufFile::from_bytes(metadata_only(edits), "m.gguf").and_then(|file| file.config())
+        };
+        config(vec![]).unwrap();
+        for (edits, want) in [
+            (
+                vec![("llama.context_length", U32(1_000_000_000))],
+                "llama.context_length (max_position_embeddings) = 1000000000 exceeds",
+            ),
+            (
+                vec![("llama.block_count", U32(100_000))],
+                "llama.block_count (num_hidden_layers) = 100000 exceeds",
+            ),
+            (
+                vec![("llama.rope.dimension_count", U32(0))],
+                "llama.rope.dimension_count (head_dim) must be positive",
+            ),
+            (
+                vec![("llama.attention.head_count_kv", U32(3))],
+                "llama.attention.head_count (num_attention_heads) = 4 is not a multiple of",
+            ),
+            (
+                vec![
+                    ("llama.attention.head_count", U32(1 << 30)),
+                    ("llama.rope.dimension_count", U32(16)),
+                ],
+                "llama.attention.head_count (num_attention_heads) × llama.rope.dimension_count \
+                 (head_dim) = 17179869184 exceeds",
+            ),
+            (
+                vec![("tokenizer.ggml.bos_token_id", U32(256))],
+                "tokenizer.ggml.bos_token_id (bos_token_id) = 256 is outside the vocabulary",
+            ),
+            (
+                vec![("tokenizer.ggml.eos_token_id", I32(-1))],
+                "tokenizer.ggml.eos_token_id = -1 is not a whole number",
+            ),
+            (
+                vec![("llama.attention.head_count", U64(1 << 40))],
+                "llama.attention.head_count = 1099511627776 is not a whole number",
+            ),
+            (
+                vec![("llama.embedding_length", F64(64.5))],
+                "llama.embedding_length = 64.5 is not a whole number",
+            ),
+        ] {
+            let err = config(edits).unwrap_err().to_string();
+            assert!(err.contains("m.gguf") && err.contains(want), "{err}");
+        }
+    }
 
     #[test]
     fn unpermute_inverts_llama_cpp_permute() {

@@ -4,7 +4,7 @@
 //! Tensors are requested one at a time, so only one dequantized tensor lives on the host at
 //! once on top of the file itself (and, in the browser, uploads stay below binding limits).
 
-mod gguf;
+pub(crate) mod gguf;
 mod quant;
 pub(crate) mod safetensors;
 

@@ -2,20 +2,47 @@
 //! `model.safetensors.index.json`; f32, f16 and bf16 tensors.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
+use ::safetensors::tensor::{Metadata, TensorView};
 use ::safetensors::{Dtype, SafeTensors};
 
 use super::{HostTensor, WeightSource};
 use crate::{Error, Result};
 
-/// The safetensors files of a Hugging Face model folder, read into memory.
+/// The safetensors files of a Hugging Face model folder, read into memory, with every file's
+/// header parsed once into a tensor index.
 pub struct SafetensorsFolder {
     folder: PathBuf,
     /// (file name, bytes)
     files: Vec<(String, Vec<u8>)>,
-    /// tensor name → index in `files`
-    index: HashMap<String, usize>,
+    /// tensor name → where it is
+    index: HashMap<String, Entry>,
+}
+
+/// Where one tensor is, from its file's header.
+struct Entry {
+    /// Index in `files`.
+    file: usize,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    /// Its bytes within the whole file.
+    bytes: Range<usize>,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Headers parsed by this thread (tests check that each is parsed once).
+    static HEADER_PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Parses and checks the header of the safetensors file `bytes` (offsets within the file,
+/// sizes against the data): the header's length and its metadata.
+fn read_header(bytes: &[u8], path: &Path) -> Result<(usize, Metadata)> {
+    #[cfg(test)]
+    HEADER_PARSES.with(|n| n.set(n.get() + 1));
+    SafeTensors::read_metadata(bytes).map_err(|e| format_error(path, e))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -105,16 +132,26 @@ impl SafetensorsFolder {
     /// The safetensors files of a model already in memory (browser uploads), as
     /// `(file name, bytes)`; `folder` only names them in errors.
     ///
+    /// Each header is parsed once here; tensors are then read through the index (re-parsing a
+    /// header per tensor made loading quadratic in the number of tensors).
+    ///
     /// # Errors
     ///
     /// [`Error::Format`] naming the file when a header is malformed.
     pub fn from_files(folder: &Path, files: Vec<(String, Vec<u8>)>) -> Result<Self> {
         let mut index = HashMap::new();
         for (i, (name, bytes)) in files.iter().enumerate() {
-            let path = folder.join(name);
-            let tensors = SafeTensors::deserialize(bytes).map_err(|e| format_error(&path, e))?;
-            for tensor_name in tensors.names() {
-                index.insert(tensor_name.to_string(), i);
+            let (header_len, metadata) = read_header(bytes, &folder.join(name))?;
+            let data_start = 8 + header_len; // u64 header length, header, data
+            for (tensor_name, info) in metadata.tensors() {
+                let (start, end) = info.data_offsets;
+                let entry = Entry {
+                    file: i,
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    bytes: data_start + start..data_start + end,
+                };
+                index.insert(tensor_name, entry);
             }
         }
         Ok(Self {
@@ -134,13 +171,17 @@ impl WeightSource for SafetensorsFolder {
     }
 
     fn tensor(&mut self, name: &str) -> Result<Option<HostTensor>> {
-        let Some(&i) = self.index.get(name) else {
+        let Some(entry) = self.index.get(name) else {
             return Ok(None);
         };
-        let (file, bytes) = &self.files[i];
+        let (file, bytes) = &self.files[entry.file];
         let path = self.folder.join(file);
-        let tensors = SafeTensors::deserialize(bytes).map_err(|e| format_error(&path, e))?;
-        let view = tensors.tensor(name).map_err(|e| format_error(&path, e))?;
+        // the header check guarantees the range is inside the file and fits the shape
+        let data = bytes
+            .get(entry.bytes.clone())
+            .ok_or_else(|| format_error(&path, format!("tensor `{name}` lies outside the file")))?;
+        let view = TensorView::new(entry.dtype, entry.shape.clone(), data)
+            .map_err(|e| format_error(&path, format!("tensor `{name}`: {e}")))?;
         host_tensor(&view, name, &path.display().to_string()).map(Some)
     }
 }
@@ -187,6 +228,26 @@ pub(crate) fn host_tensor(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_header_is_parsed_once_however_many_tensors_are_read() {
+        let folder =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/tiny/llama-gqa-sharded");
+        let parses = || HEADER_PARSES.with(|n| n.get());
+        let before = parses();
+        let mut source = SafetensorsFolder::open(&folder).unwrap();
+        let names: Vec<String> = source.index.keys().cloned().collect();
+        assert!(names.len() > 20, "{names:?}");
+        for name in &names {
+            let got = source.tensor(name).unwrap().unwrap();
+            // the same tensor as a full parse of its shard finds
+            let (file, bytes) = &source.files[source.index[name].file];
+            let shard = SafeTensors::deserialize(bytes).unwrap();
+            let want = host_tensor(&shard.tensor(name).unwrap(), name, file).unwrap();
+            assert_eq!(got, want, "{name}");
+        }
+        assert_eq!(parses() - before, 2, "one parse per shard");
+    }
 
     #[test]
     fn shard_names_cannot_leave_the_model_folder() {
