@@ -47,16 +47,23 @@ impl State {
         Ok(())
     }
 
-    /// The list holding the item with this `id`.
+    /// The list holding the item with this `id` (a new item is the last of its list: found
+    /// without a scan).
     fn list_of(&self, id: &Value) -> Option<&'static str> {
-        [
+        let lists = [
             ("todos", &self.todos),
             ("events", &self.events),
             ("alarms", &self.alarms),
-        ]
-        .into_iter()
-        .find(|(_, items)| items.iter().any(|i| i["id"] == *id))
-        .map(|(name, _)| name)
+        ];
+        lists
+            .iter()
+            .find(|(_, items)| items.last().is_some_and(|i| i["id"] == *id))
+            .or_else(|| {
+                lists
+                    .iter()
+                    .find(|(_, items)| items.iter().any(|i| i["id"] == *id))
+            })
+            .map(|(name, _)| *name)
     }
 }
 
