@@ -37,6 +37,36 @@ fn tok_error(file: &str, message: impl ToString) -> Error {
     }
 }
 
+/// Checks what tokenizers 0.23 assumes of a BPE model without checking it: with a
+/// `continuing_subword_prefix`, every merge's second token starts with it (tokenizers slices the
+/// prefix off by its length, which panicked, or cut a character, on a shorter or different
+/// token; found by fuzzing).
+fn check_bpe_merges(json: &Value) -> std::result::Result<(), String> {
+    let model = &json["model"];
+    let Some(prefix) = model["continuing_subword_prefix"].as_str() else {
+        return Ok(());
+    };
+    let Some(merges) = model["merges"].as_array() else {
+        return Ok(());
+    };
+    for (i, merge) in merges.iter().enumerate() {
+        let second = match merge {
+            Value::String(s) => s.split_once(' ').map(|(_, b)| b),
+            Value::Array(pair) => pair.get(1).and_then(Value::as_str),
+            _ => None,
+        };
+        if let Some(b) = second
+            && !b.starts_with(prefix)
+        {
+            return Err(format!(
+                "merge {i} ({merge}): its second token does not start with the \
+                 continuing_subword_prefix {prefix:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Tokenizer {
     /// Longest token (in UTF-8 bytes) a GGUF vocabulary may hold: real vocabularies stay far
     /// below it, and it bounds the work of deriving SentencePiece merges (quadratic in a
@@ -117,6 +147,10 @@ impl Tokenizer {
         eos_ids: Vec<u32>,
         add_bos: bool,
     ) -> Result<Self> {
+        // tokenizers 0.23 panics ("Helper") instead of failing when the JSON is malformed
+        // inside `"decoder"` (found by fuzzing): check the syntax, nesting limit included, first.
+        let json: Value = serde_json::from_slice(bytes).map_err(|e| tok_error(file, e))?;
+        check_bpe_merges(&json).map_err(|e| tok_error(file, e))?;
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| tok_error(file, e))?;
         let tokenizer = Self::new(inner, bos_id, eos_ids, add_bos);
         tokenizer.check_special_ids(file, "bos_token_id", "eos_token_id")?;
@@ -424,6 +458,57 @@ mod tests {
         );
         let tokenizer = Tokenizer::from_bytes(&bytes, "t.json", None, vec![], false).unwrap();
         assert_eq!(tokenizer.encode("w1 w2 w3", false).unwrap(), [1, 2, 3]);
+    }
+
+    /// Malformed JSON inside `"decoder"` made tokenizers 0.23 panic (found by
+    /// `tests/tests/fuzz.rs`); it is a load error naming the file.
+    #[test]
+    fn malformed_decoder_json_is_an_error_not_a_panic() {
+        let good = String::from_utf8(word_level(8, json!({"decoder": {"type": "Fuse"}}))).unwrap();
+        let at = good.find("\"decoder\"").unwrap() + "\"decoder\":".len();
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for bad in [
+            format!("{}{{\"type\": ", &good[..at]),
+            format!("{}{{\"type\" \"Fuse\"}}{}", &good[..at], &good[at + 15..]),
+            format!("{}{deep}{}", &good[..at], &good[at + 15..]),
+        ] {
+            let e = Tokenizer::from_bytes(bad.as_bytes(), "m/tokenizer.json", None, vec![], false)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("m/tokenizer.json"), "{e}");
+        }
+        Tokenizer::from_bytes(good.as_bytes(), "t.json", None, vec![], false).unwrap();
+    }
+
+    /// A BPE merge whose second token lacks the `continuing_subword_prefix` made tokenizers
+    /// 0.23 panic (found by `tests/tests/fuzz.rs`); it is a load error.
+    #[test]
+    fn bpe_merges_without_the_subword_prefix_are_an_error_not_a_panic() {
+        let bpe = |merges: Value| {
+            json!({
+                "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+                "normalizer": null, "pre_tokenizer": null, "post_processor": null,
+                "decoder": null, "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                "continuing_subword_prefix": "▁", "end_of_word_suffix": null,
+                "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                "vocab": {"a": 0, "b": 1, "▁b": 2, "ab": 3}, "merges": merges}
+            })
+            .to_string()
+        };
+        for merges in [json!([["a", "b"]]), json!(["a b"])] {
+            let e = Tokenizer::from_bytes(bpe(merges).as_bytes(), "m/t.json", None, vec![], false)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("continuing_subword_prefix"), "{e}");
+        }
+        Tokenizer::from_bytes(
+            bpe(json!([["a", "▁b"]])).as_bytes(),
+            "t.json",
+            None,
+            vec![],
+            false,
+        )
+        .unwrap();
     }
 
     #[test]

@@ -687,22 +687,25 @@ fn replace_python_only_json(text: &str) -> Option<String> {
                 _ => i += 1,
             }
         } else {
-            let rest = &text[i..];
+            // bytes, not `&text[i..]`: outside a string `i` may stop inside a multi-byte
+            // character of malformed JSON (found by fuzzing: "not a char boundary" panic)
+            let rest = &b[i..];
             if b[i] == b'"' {
                 in_string = true;
                 i += 1;
             } else if let Some(token) = ["-Infinity", "Infinity", "NaN"]
                 .into_iter()
-                .find(|t| rest.starts_with(t))
+                .find(|t| rest.starts_with(t.as_bytes()))
             {
                 replace(&mut out, &mut copied, i, i + token.len(), " 0 ");
                 i += token.len();
             } else if b[i] == b'-' || b[i].is_ascii_digit() {
                 let len = rest
-                    .bytes()
+                    .iter()
                     .take_while(|c| c.is_ascii_digit() || b"+-.eE".contains(c))
                     .count();
-                let number = &rest[..len];
+                // ASCII bytes from an ASCII byte: a whole number of characters
+                let number = &text[i..i + len];
                 if is_json_number(number) && number.parse::<f64>().is_ok_and(f64::is_infinite) {
                     replace(&mut out, &mut copied, i, i + len, " 0 ");
                 }
@@ -1133,6 +1136,21 @@ mod tests {
             r#"["NaN", "\\ud800", "\ud83d\ude00",  0 ]"#
         );
         assert!(is_json_number("-0.5e+3") && !is_json_number("01") && !is_json_number("1."));
+    }
+
+    /// Multi-byte characters outside strings (malformed JSON) once sliced `text` inside a
+    /// character and panicked (found by `tests/tests/fuzz.rs`); they are invalid JSON instead.
+    #[test]
+    fn multi_byte_characters_outside_strings_are_invalid_not_a_panic() {
+        for text in [
+            "[é NaN]",
+            "[\"a\\é\" é, 1e999]",
+            "{\"k\": Récupère}",
+            "[1, 日本, \"\\ud800\"]",
+        ] {
+            assert!(matches!(py_json_loads(text), PyJson::Invalid(_)), "{text}");
+        }
+        assert_eq!(replace_python_only_json("[é, NaN]").unwrap(), "[é,  0 ]");
     }
 
     #[test]
