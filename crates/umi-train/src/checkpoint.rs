@@ -66,9 +66,31 @@ fn err(path: &Path, message: impl ToString) -> TrainError {
 /// The newest complete checkpoint in `out_dir` (highest step), if any. A `checkpoint-N` folder
 /// that is not complete (see [`read_checkpoint`]) is skipped with a warning on stderr, and so
 /// are the temporary folders of an interrupted save (`.checkpoint-N.partial`, `.checkpoint-N.old`):
-/// the newest complete one is returned instead.
+/// the newest complete one is returned instead. A complete `.checkpoint-N.old` without its
+/// `checkpoint-N` (a kill between a save's two renames) is renamed back first.
 #[cfg(not(target_family = "wasm"))]
 pub fn latest_checkpoint(out_dir: &Path) -> Option<Checkpoint> {
+    // A kill between a save's two renames leaves the previous complete copy of a step as
+    // `.checkpoint-N.old` and no `checkpoint-N`: put it back.
+    for entry in std::fs::read_dir(out_dir).ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(step) = name
+            .strip_prefix(".checkpoint-")
+            .and_then(|n| n.strip_suffix(".old"))
+        else {
+            continue;
+        };
+        let target = out_dir.join(format!("checkpoint-{step}"));
+        if !target.exists()
+            && read_checkpoint(&entry.path()).is_ok()
+            && std::fs::rename(entry.path(), &target).is_ok()
+        {
+            eprintln!(
+                "warning: {} was restored from an interrupted save",
+                target.display()
+            );
+        }
+    }
     let mut best: Option<Checkpoint> = None;
     for entry in std::fs::read_dir(out_dir).ok()?.flatten() {
         let dir = entry.path();
@@ -270,11 +292,20 @@ mod tests {
         fake_checkpoint(&out.join("checkpoint-000012"), 12);
         std::fs::remove_file(out.join("checkpoint-000012/trainer_state.json")).unwrap();
         fake_checkpoint(&out.join(".checkpoint-000015.partial"), 15);
-        fake_checkpoint(&out.join(".checkpoint-000015.old"), 15);
+        // a stale copy beside its complete replacement stays ignored
+        fake_checkpoint(&out.join(".checkpoint-000005.old"), 4);
 
         let latest = latest_checkpoint(&out).expect("checkpoint-000005 is complete");
         assert_eq!(latest.state.step, 5);
         assert_eq!(latest.dir, out.join("checkpoint-000005"));
+
+        // killed between the two renames of a save: the old complete copy comes back
+        fake_checkpoint(&out.join(".checkpoint-000015.old"), 15);
+        let latest = latest_checkpoint(&out).expect("the .old copy is complete");
+        assert_eq!(latest.state.step, 15);
+        assert_eq!(latest.dir, out.join("checkpoint-000015"));
+        assert!(!out.join(".checkpoint-000015.old").exists());
+        assert!(out.join(".checkpoint-000015.partial").exists());
         let e = read_checkpoint(&out.join("checkpoint-000010"))
             .unwrap_err()
             .to_string();
