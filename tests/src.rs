@@ -61,6 +61,15 @@ pub fn assert_close(got: &[f32], want: &[f64], rtol: f64, atol: f64, what: &str)
     );
 }
 
+/// The SHA-256 of `bytes` as lower-case hex (fixtures name the files they were computed from).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// `../shared/data` beside the repository (CI places it there).
 pub fn shared_data() -> PathBuf {
     repo_root().join("../shared/data")

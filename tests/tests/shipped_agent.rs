@@ -4,17 +4,9 @@
 //! Llama, the adapter folded into the dequantized weights.
 
 use serde_json::Value;
-use umi_model::burn::tensor::{Device, Int, Tensor, TensorData};
+use umi_model::burn::tensor::Device;
 use umi_model::{load_model, load_peft};
-use umi_tests::{assets, default_model};
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use umi_tests::{assets, default_model, logits, sha256_hex};
 
 #[test]
 fn shipped_adapters_reproduce_their_reference_logits() {
@@ -52,16 +44,7 @@ fn shipped_adapters_reproduce_their_reference_logits() {
         assert_eq!(ids, want_ids, "{role}: prompt ids");
 
         let n = ids.len();
-        let input = Tensor::<2, Int>::from_data(
-            TensorData::new(ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, n]),
-            &device,
-        );
-        let logits = loaded
-            .model
-            .forward(input, &mut loaded.model.new_cache())
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .unwrap();
+        let logits = logits(&loaded.model, &ids, &mut loaded.model.new_cache());
         let last = &logits[(n - 1) * vocab..n * vocab];
         // f32 (umi) against float64 (numpy) through 30 layers: ~3e-5 seen, 2e-3 allowed.
         let mut worst = 0f32;

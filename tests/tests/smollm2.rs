@@ -3,7 +3,7 @@
 //! with llama.cpp's `gguf` package, HF `tokenizers` and a float64 numpy Llama).
 
 use serde_json::Value;
-use umi_model::burn::tensor::{Device, Int, Tensor, TensorData};
+use umi_model::burn::tensor::Device;
 use umi_model::{ChatTemplate, GenerationConfig, LoadedModel, generate, load_model};
 use umi_tests::{assets, default_model};
 
@@ -111,18 +111,8 @@ fn smollm2_real_weights() {
 }
 
 fn perplexity(loaded: &LoadedModel, ids: &[u32]) -> f64 {
-    let device = loaded.model.embed_tokens.val().device();
     let n = ids.len();
-    let input = Tensor::<2, Int>::from_data(
-        TensorData::new(ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, n]),
-        &device,
-    );
-    let logits = loaded
-        .model
-        .forward(input, &mut loaded.model.new_cache())
-        .into_data()
-        .try_into_vec_as::<f32>()
-        .unwrap();
+    let logits = umi_tests::logits(&loaded.model, ids, &mut loaded.model.new_cache());
     let vocab = loaded.model.config.vocab_size;
     let mut nll = 0.0;
     for pos in 0..n - 1 {
