@@ -349,3 +349,103 @@ fn full_fine_tuning_memorises_a_tiny_batch() {
         .unwrap();
     assert!(eval < 0.02, "{eval}");
 }
+
+/// A micro-batch whose rows share a 24-token prompt prefix (as α-UMi role samples share their
+/// tool documentation), suffixes of different lengths right-padded with 0, targets at the end.
+fn shared_prefix_batch() -> (Batch, Vec<Batch>) {
+    let prefix: Vec<u32> = (0..24).map(|i| (i * 37 + 11) % 256).collect();
+    let suffixes: [&[u32]; 3] = [
+        &[5, 9, 200, 17, 3, 88, 41],
+        &[6, 77, 4, 150, 2],
+        &[5, 9, 201, 30, 31, 32, 33, 34, 35],
+    ];
+    let targets = [3, 2, 4]; // the last n tokens of each row are labels
+    let rows: Vec<(Vec<u32>, Vec<i64>)> = suffixes
+        .iter()
+        .zip(targets)
+        .map(|(s, n)| {
+            let ids: Vec<u32> = prefix.iter().chain(s.iter()).copied().collect();
+            let labels = ids
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| {
+                    if i + n >= ids.len() {
+                        i64::from(t)
+                    } else {
+                        umi_data::batch::IGNORE_INDEX
+                    }
+                })
+                .collect();
+            (ids, labels)
+        })
+        .collect();
+    let one = |ids: &[u32], labels: &[i64], len: usize| {
+        let pad = len - ids.len();
+        Batch {
+            input_ids: vec![ids.iter().copied().chain(std::iter::repeat_n(0, pad)).collect()],
+            labels: vec![
+                labels
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(umi_data::batch::IGNORE_INDEX, pad))
+                    .collect(),
+            ],
+            attention_mask: vec![
+                std::iter::repeat_n(1, ids.len())
+                    .chain(std::iter::repeat_n(0, pad))
+                    .collect(),
+            ],
+        }
+    };
+    let len = rows.iter().map(|(ids, _)| ids.len()).max().unwrap();
+    let mut padded = one(&rows[0].0, &rows[0].1, len);
+    for (ids, labels) in &rows[1..] {
+        let b = one(ids, labels, len);
+        padded.input_ids.extend(b.input_ids);
+        padded.labels.extend(b.labels);
+        padded.attention_mask.extend(b.attention_mask);
+    }
+    let singles = rows
+        .iter()
+        .map(|(ids, labels)| one(ids, labels, ids.len()))
+        .collect();
+    (padded, singles)
+}
+
+#[test]
+fn a_shared_prompt_prefix_computed_once_gives_the_unshared_loss_and_gradients() {
+    let (batch, singles) = shared_prefix_batch();
+    let shared = umi_train::shared_prefix_len(&batch);
+    // rows 0 and 2 also share [5, 9] after the 24 tokens: the prefix is the common part of all
+    assert_eq!(shared, 24);
+    assert!(shared >= umi_train::MIN_SHARED_PREFIX, "the batch must take the shared path");
+    let device = Device::flex();
+    for with_lora in [false, true] {
+        let what = if with_lora { "LoRA" } else { "full" };
+        let mut model = base(&device);
+        // the PEFT reference adapter (B ≠ 0) shapes the forward pass too
+        let lora = with_lora
+            .then(|| load_peft(&mut model, &dir().join("peft_adapter"), &device).unwrap());
+        let trainer = match lora {
+            Some(cfg) => Trainer::with_adapters(model, config(Some(cfg)), 10, &device, false),
+            None => Trainer::new(model, config(None), 10, &device),
+        }
+        .unwrap();
+        // one micro-batch of three rows (shared prefix) against three one-row micro-batches
+        // accumulated (every row computed whole)
+        let (loss, grads) = trainer.named_gradients(std::slice::from_ref(&batch)).unwrap();
+        let (want_loss, want) = trainer.named_gradients(&singles).unwrap();
+        assert!(
+            (loss - want_loss).abs() < 1e-5 * want_loss.abs().max(1.0),
+            "{what}: loss {loss} vs {want_loss}"
+        );
+        assert_eq!(grads.len(), want.len(), "{what}");
+        let want: HashMap<_, _> = want.into_iter().collect();
+        for (name, g) in &grads {
+            let w = &want[name];
+            assert_eq!(g.shape, w.shape, "{what} {name}");
+            let w: Vec<f64> = w.data.iter().map(|&x| f64::from(x)).collect();
+            assert_close(&g.data, &w, 1e-4, 1e-6, &format!("{what} {name}"));
+        }
+    }
+}

@@ -62,4 +62,25 @@ impl KvCache {
         self.len += seq_len;
         (k_all, v_all)
     }
+
+    /// Repeats the cached positions for `times` sequences: a prompt prefix computed once as a
+    /// batch of one, then continued by `times` sequences that all attend to it. Under autodiff
+    /// the gradients of the copies flow back summed into the one prefix computation.
+    ///
+    /// # Shapes
+    ///
+    /// - before: `[1, num_kv_heads, len, head_dim]` (an empty cache stays empty)
+    /// - after: `[times, num_kv_heads, len, head_dim]`
+    ///
+    /// # Panics
+    ///
+    /// If the cache holds more than one sequence.
+    pub fn repeat_batch(&mut self, times: usize) {
+        for t in [&mut self.k, &mut self.v] {
+            if let Some(x) = t.take() {
+                assert_eq!(x.dims()[0], 1, "only a cache of one sequence can be repeated");
+                *t = Some(x.repeat_dim(0, times));
+            }
+        }
+    }
 }

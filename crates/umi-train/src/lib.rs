@@ -6,7 +6,9 @@
 //!   accumulation, clipping, seed, optional [`LoraConfig`]; presets from GLPFT's README;
 //! - [`causal_lm_loss`]: mean token cross-entropy over unmasked target tokens (shifted by one, as
 //!   Hugging Face's `ForCausalLMLoss`); [`causal_lm_loss_from_hidden`], the same from hidden
-//!   states with the LM head run only where a target is predicted (what the [`Trainer`] uses);
+//!   states with the LM head run only where a target is predicted; [`batch_loss`], the same
+//!   for a micro-batch whose rows share a prompt prefix (the tool documentation of α-UMi
+//!   prompts), computed once for all rows (what the [`Trainer`] uses);
 //! - [`cosine_lr`]: linear warm-up then cosine decay to 0 (`get_cosine_schedule_with_warmup`);
 //! - [`Trainer`]: AdamW (burn-optim, same update as `torch.optim.AdamW`), global-norm gradient
 //!   clipping (`clip_grad_norm_`), accumulation, and (natively) checkpoints (PEFT adapter or HF
@@ -28,7 +30,10 @@ pub use checkpoint::{Checkpoint, TrainerState};
 #[cfg(not(target_family = "wasm"))]
 pub use checkpoint::{latest_checkpoint, read_checkpoint};
 pub use data::{epoch_steps, steps_per_epoch, tokenize_examples};
-pub use loss::{causal_lm_loss, causal_lm_loss_from_hidden};
+pub use loss::{
+    MIN_SHARED_PREFIX, batch_hidden, batch_loss, causal_lm_loss, causal_lm_loss_from_hidden,
+    shared_prefix_len,
+};
 pub use trainer::{StepStats, TrainConfig, Trainer, cosine_lr};
 pub use umi_model::LoraConfig;
 

@@ -2,8 +2,98 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
-use umi_data::batch::IGNORE_INDEX;
+use umi_data::batch::{Batch, IGNORE_INDEX};
 use umi_model::Llama;
+
+/// Shortest shared prompt prefix worth computing once for a whole micro-batch, in tokens.
+pub const MIN_SHARED_PREFIX: usize = 16;
+
+/// Length of the token prefix that every row of `batch` shares and that lies wholly before
+/// each row's first target: the positions whose hidden states no loss term reads and whose
+/// keys and values are the same in every row. 0 for a batch of one row.
+///
+/// On α-UMi role samples this is the system prompt with the tool documentation, the same for
+/// every sample of a tool set (often most of the prompt).
+pub fn shared_prefix_len(batch: &Batch) -> usize {
+    let rows = &batch.input_ids;
+    if rows.len() < 2 {
+        return 0;
+    }
+    let first = &rows[0];
+    let mut len = first.len();
+    for (row, labels) in rows.iter().zip(&batch.labels) {
+        let common = first
+            .iter()
+            .zip(row)
+            .take_while(|(a, b)| a == b)
+            .count();
+        // the hidden state at t predicts labels[t + 1]: keep t < (first target) - 1 out of the
+        // prefix, so every position the loss reads is in the per-row part
+        let first_target = labels
+            .iter()
+            .skip(1)
+            .position(|&l| l != IGNORE_INDEX)
+            .map_or(row.len(), |i| i + 1);
+        len = len.min(common).min(first_target.saturating_sub(1));
+    }
+    len
+}
+
+/// Final hidden states of a micro-batch, with a prompt prefix shared by all its rows computed
+/// once ([`shared_prefix_len`], when at least [`MIN_SHARED_PREFIX`] tokens): the prefix runs
+/// as a batch of one, its keys and values are repeated for every row ([`umi_model::KvCache::repeat_batch`])
+/// and only the rows' remaining tokens run batched. The hidden states returned are those of
+/// positions `prefix..seq_len`, identical (up to float rounding) to the same positions of the
+/// unshared forward; under autodiff the prefix's gradients are the sum over rows, as unshared.
+/// LoRA dropout on the prefix positions draws one mask for all rows instead of one per row.
+///
+/// # Shapes
+///
+/// - batch: `batch_size` rows of `seq_len` tokens
+/// - output: (`[batch_size, seq_len - prefix, hidden_size]`, `prefix`)
+pub fn batch_hidden(
+    model: &Llama,
+    batch: &Batch,
+    device: &burn::tensor::Device,
+) -> (Tensor<3>, usize) {
+    let (rows, cols) = (batch.input_ids.len(), batch.input_ids[0].len());
+    let prefix = shared_prefix_len(batch);
+    let prefix = if prefix >= MIN_SHARED_PREFIX { prefix } else { 0 };
+    let mut cache = model.new_cache();
+    if prefix > 0 {
+        let ids: Vec<i64> = batch.input_ids[0][..prefix]
+            .iter()
+            .map(|&t| i64::from(t))
+            .collect();
+        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, prefix]), device);
+        let _ = model.forward_hidden(input, &mut cache);
+        for layer in &mut cache {
+            layer.repeat_batch(rows);
+        }
+    }
+    let ids: Vec<i64> = batch
+        .input_ids
+        .iter()
+        .flat_map(|row| row[prefix..].iter().map(|&t| i64::from(t)))
+        .collect();
+    let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, cols - prefix]), device);
+    (model.forward_hidden(input, &mut cache), prefix)
+}
+
+/// [`causal_lm_loss_from_hidden`] of one micro-batch through [`batch_hidden`] (a shared prompt
+/// prefix computed once). Same value and gradients as the unshared computation.
+pub fn batch_loss(
+    model: &Llama,
+    batch: &Batch,
+    device: &burn::tensor::Device,
+) -> Option<(Tensor<1>, usize)> {
+    let (hidden, prefix) = batch_hidden(model, batch, device);
+    if prefix == 0 {
+        return causal_lm_loss_from_hidden(model, hidden, &batch.labels);
+    }
+    let labels: Vec<Vec<i64>> = batch.labels.iter().map(|r| r[prefix..].to_vec()).collect();
+    causal_lm_loss_from_hidden(model, hidden, &labels)
+}
 
 /// Mean cross-entropy of predicting `labels[b][t + 1]` from position `t`, over every pair whose
 /// label is not [`IGNORE_INDEX`] (-100) in the whole batch — Hugging Face's `ForCausalLMLoss`

@@ -2,13 +2,13 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData, Transaction};
+use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use serde::{Deserialize, Serialize};
 use umi_data::Role;
 use umi_data::batch::Batch;
 use umi_model::{Llama, LoraConfig, attach_lora};
 
-use crate::loss::causal_lm_loss_from_hidden;
+use crate::loss::batch_loss;
 use crate::{Result, TrainError};
 
 /// Training settings. Defaults are GLPFT's global stage (README: lr 5e-5, 2 epochs, warm-up
@@ -368,16 +368,7 @@ impl Trainer {
         for batch in micro_batches {
             let (rows, cols) = (batch.input_ids.len(), batch.input_ids[0].len());
             tokens += rows * cols;
-            let ids: Vec<i64> = batch
-                .input_ids
-                .iter()
-                .flatten()
-                .map(|&t| t as i64)
-                .collect();
-            let input =
-                Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, cols]), &self.device);
-            let hidden = model.forward_hidden(input, &mut model.new_cache());
-            let Some((loss, n)) = causal_lm_loss_from_hidden(model, hidden, &batch.labels) else {
+            let Some((loss, n)) = batch_loss(model, batch, &self.device) else {
                 continue;
             };
             let weighted = loss.mul_scalar(n as f64 / total as f64);
@@ -572,16 +563,7 @@ impl Trainer {
         let device = self.device.clone().inner();
         let (mut sum, mut count) = (0.0, 0usize);
         for batch in batches {
-            let (rows, cols) = (batch.input_ids.len(), batch.input_ids[0].len());
-            let ids: Vec<i64> = batch
-                .input_ids
-                .iter()
-                .flatten()
-                .map(|&t| t as i64)
-                .collect();
-            let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, cols]), &device);
-            let hidden = model.forward_hidden(input, &mut model.new_cache());
-            if let Some((loss, n)) = causal_lm_loss_from_hidden(&model, hidden, &batch.labels) {
+            if let Some((loss, n)) = batch_loss(&model, batch, &device) {
                 let loss = loss
                     .into_scalar_async::<f64>()
                     .await
