@@ -119,3 +119,49 @@ fn one_backbone_with_role_adapters_equals_three_adapted_models() {
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn generation_with_a_prefix_cache_equals_generation_from_scratch() {
+    use umi_model::{PrefixCache, generate, generate_cached};
+    let device = Device::flex();
+    let loaded = tiny(&device);
+    let config = GenerationConfig {
+        max_new_tokens: 10,
+        ..Default::default()
+    };
+    let mut prefix = PrefixCache::new();
+    let prompts = [
+        "the quick brown fox jumps over the lazy dog",
+        "the quick brown fox jumps over the lazy cat and runs",
+        "the quick brown fox jumps over the lazy cat and runs",
+        "a different start",
+    ];
+    let mut reused = Vec::new();
+    for text in prompts {
+        let ids = loaded.tokenizer.encode(text, true).unwrap();
+        let fresh = pollster::block_on(generate(
+            &loaded.model,
+            &loaded.tokenizer,
+            &ids,
+            &config,
+            |_, _| true,
+        ))
+        .unwrap();
+        let cached = pollster::block_on(generate_cached(
+            &loaded.model,
+            &loaded.tokenizer,
+            &ids,
+            &config,
+            &mut prefix,
+            |_, _| true,
+        ))
+        .unwrap();
+        assert_eq!(cached.tokens, fresh.tokens, "{text:?}");
+        assert_eq!(fresh.cached_tokens, 0);
+        reused.push((cached.cached_tokens, ids.len()));
+    }
+    assert_eq!(reused[0].0, 0, "nothing cached before the first prompt");
+    assert!(reused[1].0 > 3, "the shared words are reused: {reused:?}");
+    assert_eq!(reused[2].0, reused[2].1 - 1, "an equal prompt reruns only its last token");
+    assert!(reused[3].0 <= 1, "an unrelated prompt shares at most BOS: {reused:?}");
+}

@@ -77,3 +77,42 @@ fn a_fresh_lora_adapter_leaves_the_model_unchanged_and_a_trained_one_does_not() 
         .fold(0.0f32, f32::max);
     assert!(max_diff > 1e-3, "adapter had no effect ({max_diff})");
 }
+
+#[test]
+fn a_prefix_cache_reuses_the_shared_tokens_and_gives_the_fresh_logits() {
+    use umi_model::PrefixCache;
+    let device = Device::flex();
+    let model = load_folder(&assets().join("tiny/llama-gqa"), &device);
+    let first = [1u32, 17, 42, 99, 3, 250, 7, 128];
+    // shares 5 tokens with `first`, then differs; then one equal to `second`; then unrelated
+    let second = [1u32, 17, 42, 99, 3, 11, 12, 13, 14];
+    let third = second;
+    let fourth = [2u32, 17, 42];
+    let mut prefix = PrefixCache::new();
+    for (prompt, reused) in [
+        (&first[..], 0),
+        (&second[..], 5),
+        (&third[..], 8),
+        (&fourth[..], 0),
+    ] {
+        assert_eq!(prefix.reusable(prompt), reused, "{prompt:?}");
+        let mut cache = prefix.take_prefix(reused, model.layers.len());
+        assert_eq!(cache[0].len(), reused);
+        let got = logits(&model, &prompt[reused..], &mut cache);
+        prefix.store(prompt, &cache);
+        assert_eq!(prefix.len(), prompt.len());
+        let vocab = model.config.vocab_size;
+        let fresh = logits(&model, prompt, &mut model.new_cache());
+        let want: Vec<f64> = fresh[fresh.len() - vocab..]
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        assert_close(
+            &got[got.len() - vocab..],
+            &want,
+            1e-5,
+            1e-5,
+            &format!("last-position logits of {prompt:?} after reusing {reused}"),
+        );
+    }
+}

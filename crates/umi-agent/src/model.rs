@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use umi_data::Role;
-use umi_model::{AdapterSet, GenerationConfig, LoadedModel, generate};
+use umi_model::{AdapterSet, GenerationConfig, LoadedModel, PrefixCache, generate_cached};
 
 use crate::generator::{Generator, GeneratorError, PromptLength};
 
@@ -44,6 +44,10 @@ pub struct LlamaGenerator {
     /// `max_input_length`, 3750 in GLPFT's README); `None`: the model's context minus
     /// `max_new_tokens`, which always applies.
     pub max_input_tokens: Option<usize>,
+    /// Per role slot (planner/backbone, caller, summarizer): the keys and values of the slot's
+    /// last prompt, so the next prompt prefills only what it adds (the shared tool
+    /// documentation and the conversation so far are computed once).
+    prefixes: [PrefixCache; 3],
 }
 
 impl LlamaGenerator {
@@ -98,7 +102,13 @@ impl LlamaGenerator {
             use_chat_template: true,
             on_text: None,
             max_input_tokens: None,
+            prefixes: Default::default(),
         }
+    }
+
+    /// Forgets the cached prompt prefixes; needed only if the weights behind a role change.
+    pub fn clear_prefix_caches(&mut self) {
+        self.prefixes = Default::default();
     }
 
     /// The token ids of `prompt` as `role`'s model receives it (in its chat template when
@@ -133,14 +143,19 @@ impl LlamaGenerator {
     }
 }
 
+/// The slot of `role`'s weights: planner (and backbone), caller, summarizer.
+fn slot(role: Role) -> usize {
+    match role {
+        Role::Planner | Role::Backbone => 0,
+        Role::Caller => 1,
+        Role::Summarizer => 2,
+    }
+}
+
 impl RoleModels {
     /// The model that generates as `role`, with that role's adapters installed.
     fn for_role(&mut self, role: Role) -> &LoadedModel {
-        let slot = match role {
-            Role::Planner | Role::Backbone => 0,
-            Role::Caller => 1,
-            Role::Summarizer => 2,
-        };
+        let slot = slot(role);
         match self {
             RoleModels::Models {
                 planner,
@@ -179,11 +194,12 @@ impl Generator for LlamaGenerator {
         let mut config = self.config.clone();
         config.stop_strings.extend(stop.iter().cloned());
         let on_text = &mut self.on_text;
-        let output = generate(
+        let output = generate_cached(
             &loaded.model,
             &loaded.tokenizer,
             &ids,
             &config,
+            &mut self.prefixes[slot(role)],
             |_, delta| {
                 if let Some(f) = on_text.as_mut() {
                     f(role, delta);

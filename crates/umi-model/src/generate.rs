@@ -11,7 +11,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::cache::KvCache;
+use crate::cache::{KvCache, PrefixCache};
 use crate::llama::Llama;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -65,7 +65,9 @@ pub struct GenerationOutput {
     pub tokens: Vec<u32>,
     /// Number of prompt tokens.
     pub prompt_tokens: usize,
-    /// Time spent on the prompt (prefill).
+    /// Of those, the leading tokens taken from a [`PrefixCache`] instead of being prefilled.
+    pub cached_tokens: usize,
+    /// Time spent on the prompt (prefill of its uncached tokens).
     pub prefill_time: Duration,
     /// Time spent generating after the prompt.
     pub decode_time: Duration,
@@ -74,9 +76,9 @@ pub struct GenerationOutput {
 }
 
 impl GenerationOutput {
-    /// Prompt tokens per second.
+    /// Prefilled (uncached) prompt tokens per second.
     pub fn prefill_tokens_per_second(&self) -> f64 {
-        self.prompt_tokens as f64 / self.prefill_time.as_secs_f64().max(1e-9)
+        (self.prompt_tokens - self.cached_tokens) as f64 / self.prefill_time.as_secs_f64().max(1e-9)
     }
 
     /// Generated tokens per second (the first token comes from the prefill, so it is not counted).
@@ -293,6 +295,32 @@ pub async fn generate(
     tokenizer: &Tokenizer,
     prompt: &[u32],
     config: &GenerationConfig,
+    on_token: impl FnMut(u32, &str) -> bool,
+) -> Result<GenerationOutput> {
+    generate_cached(
+        model,
+        tokenizer,
+        prompt,
+        config,
+        &mut PrefixCache::new(),
+        on_token,
+    )
+    .await
+}
+
+/// [`generate`] reusing the keys and values of the prompt in `prefix` for the tokens this
+/// prompt shares with it ([`PrefixCache::reusable`]), and leaving this prompt's there for the
+/// next call. `prefix` must have been filled by the same model with the same weights.
+///
+/// # Errors
+///
+/// As [`generate`].
+pub async fn generate_cached(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    config: &GenerationConfig,
+    prefix: &mut PrefixCache,
     mut on_token: impl FnMut(u32, &str) -> bool,
 ) -> Result<GenerationOutput> {
     if prompt.is_empty() {
@@ -307,13 +335,15 @@ pub async fn generate(
     }
     let mut sampler = Sampler::new(config)?;
     let eos = tokenizer.eos_ids();
-    let mut cache = model.new_cache();
+    let cached_tokens = prefix.reusable(prompt);
+    let mut cache = prefix.take_prefix(cached_tokens, model.layers.len());
     let mut tokens: Vec<u32> = Vec::new();
     let mut stream = TextStream::new(&config.stop_strings);
     let mut finish_reason = FinishReason::Length;
 
     let start = Instant::now();
-    let mut logits = next_token_logits(model, prompt, &mut cache).await?;
+    let mut logits = next_token_logits(model, &prompt[cached_tokens..], &mut cache).await?;
+    prefix.store(prompt, &cache);
     let prefill_time = start.elapsed();
     let decode_start = Instant::now();
     let mut text = String::new();
@@ -353,6 +383,7 @@ pub async fn generate(
         text,
         tokens,
         prompt_tokens: prompt.len(),
+        cached_tokens,
         prefill_time,
         decode_time: decode_start.elapsed(),
         finish_reason,

@@ -26,7 +26,7 @@ mod tokenizer;
 pub mod weights;
 
 pub use burn::tensor::Device;
-pub use cache::KvCache;
+pub use cache::{KvCache, PrefixCache};
 pub use chat::{ChatMessage, ChatRole, ChatTemplate, SMOLLM_DEFAULT_SYSTEM};
 pub use config::{LlamaConfig, TokenIds};
 #[cfg(feature = "wgpu")]
@@ -35,7 +35,7 @@ pub use device::{Backend, GpuInfo};
 pub use error::{Error, Result};
 pub use generate::{
     FinishReason, GenerationConfig, GenerationOutput, Sampler, TextStream, argmax, generate,
-    next_token_logits,
+    generate_cached, next_token_logits,
 };
 pub use linear::{LoraAdapter, LoraLinear};
 pub use llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};
