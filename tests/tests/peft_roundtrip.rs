@@ -42,3 +42,83 @@ fn a_peft_trained_adapter_gives_the_logits_of_transformers_and_peft() {
     // f32 against f32 in another summation order, two layers: 1e-4 allowed
     assert_close(&got, &want, 0.0, 1e-4, "logits with the PEFT adapter");
 }
+
+/// umi → PEFT: an adapter umi writes (`assets/tiny/peft-umi/adapter`, values from a formula, so the
+/// test writes the same bytes again) loads in transformers + PEFT onto the tiny Hugging Face model
+/// and gives the logits umi computes with it (`reference.json`, by `make_reference.py` beside it).
+#[test]
+fn an_adapter_umi_writes_gives_in_peft_the_logits_umi_computes() {
+    use umi_model::burn::module::Param;
+    use umi_model::burn::tensor::{Tensor, TensorData};
+    use umi_model::{LoraConfig, attach_lora, save_peft};
+    let dir = assets().join("tiny/peft-umi");
+    let device = Device::flex();
+    let mut model = umi_tests::load_folder(&assets().join("tiny/llama-gqa"), &device);
+    let config = LoraConfig {
+        r: 4,
+        lora_alpha: 8.0,
+        lora_dropout: 0.0,
+        target_modules: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ]
+        .map(String::from)
+        .to_vec(),
+    };
+    attach_lora(&mut model, &config, 0, &device).unwrap();
+    let value = |k: usize, i: usize| ((((k * 7 + i * 31) % 23) as f32) / 23.0 - 0.5) * 0.2;
+    let adapted = model
+        .projections_mut()
+        .into_iter()
+        .filter_map(|(_, p)| p.lora.as_mut());
+    for (k, lora) in adapted.enumerate() {
+        for (which, param) in [(0, &mut lora.a), (1, &mut lora.b)] {
+            let [rows, cols] = param.val().dims();
+            let data: Vec<f32> = (0..rows * cols).map(|i| value(2 * k + which, i)).collect();
+            *param = Param::from_tensor(Tensor::from_data(
+                TensorData::new(data, [rows, cols]),
+                &device,
+            ));
+        }
+    }
+    let out = std::env::temp_dir().join(format!("umi-peft-umi-{}", std::process::id()));
+    save_peft(&model, &config, Some("assets/tiny/llama-gqa"), &out).unwrap();
+    for name in ["adapter_model.safetensors", "adapter_config.json"] {
+        let got = std::fs::read(out.join(name)).unwrap();
+        if std::env::var_os("UMI_BLESS").is_some() {
+            std::fs::create_dir_all(dir.join("adapter")).unwrap();
+            std::fs::write(dir.join("adapter").join(name), &got).unwrap();
+        }
+        let want = std::fs::read(dir.join("adapter").join(name)).unwrap();
+        assert!(
+            got == want,
+            "{name}: umi now writes other bytes (UMI_BLESS=1, then the script)"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let bytes = std::fs::read(dir.join("adapter/adapter_model.safetensors")).unwrap();
+    assert_eq!(
+        sha256_hex(&bytes),
+        reference["adapter_sha256"].as_str().unwrap(),
+        "reference.json was computed for this adapter"
+    );
+    assert!(reference["max_adapter_effect"].as_f64().unwrap() > 0.1);
+    let ids: Vec<u32> = serde_json::from_value(reference["ids"].clone()).unwrap();
+    let got = logits(&model, &ids, &mut model.new_cache());
+    let want: Vec<f64> = reference["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+        .collect();
+    assert_close(&got, &want, 0.0, 1e-4, "umi's adapter in PEFT vs in umi");
+}

@@ -39,7 +39,7 @@ fn random_adapter(dir: &std::path::Path, seed: u64, device: &Device) {
             ));
         }
     }
-    save_peft(&model, &config, dir).unwrap();
+    save_peft(&model, &config, None, dir).unwrap();
 }
 
 #[test]
@@ -162,6 +162,13 @@ fn generation_with_a_prefix_cache_equals_generation_from_scratch() {
     }
     assert_eq!(reused[0].0, 0, "nothing cached before the first prompt");
     assert!(reused[1].0 > 3, "the shared words are reused: {reused:?}");
-    assert_eq!(reused[2].0, reused[2].1 - 1, "an equal prompt reruns only its last token");
-    assert!(reused[3].0 <= 1, "an unrelated prompt shares at most BOS: {reused:?}");
+    assert_eq!(
+        reused[2].0,
+        reused[2].1 - 1,
+        "an equal prompt reruns only its last token"
+    );
+    assert!(
+        reused[3].0 <= 1,
+        "an unrelated prompt shares at most BOS: {reused:?}"
+    );
 }

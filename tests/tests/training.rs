@@ -241,10 +241,21 @@ fn fresh_adapters_equal_base_merged_equals_unmerged_and_files_round_trip() {
     load_peft(&mut model, &dir().join("peft_adapter"), &device).unwrap();
     let adapted = batch_logits(&model, &b);
     let out = std::env::temp_dir().join(format!("umi-train-rt-{}", std::process::id()));
-    save_peft(&model, &peft_config(), &out.join("adapter")).unwrap();
+    save_peft(
+        &model,
+        &peft_config(),
+        Some("tiny/llama-gqa"),
+        &out.join("adapter"),
+    )
+    .unwrap();
     let mut reloaded = base(&device);
     load_peft(&mut reloaded, &out.join("adapter"), &device).unwrap();
     assert_eq!(batch_logits(&reloaded, &b), adapted, "PEFT save → load");
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("adapter/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["base_model_name_or_path"], "tiny/llama-gqa");
 
     merge_lora(&mut model);
     let merged = batch_logits(&model, &b);
@@ -382,7 +393,12 @@ fn shared_prefix_batch() -> (Batch, Vec<Batch>) {
     let one = |ids: &[u32], labels: &[i64], len: usize| {
         let pad = len - ids.len();
         Batch {
-            input_ids: vec![ids.iter().copied().chain(std::iter::repeat_n(0, pad)).collect()],
+            input_ids: vec![
+                ids.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(0, pad))
+                    .collect(),
+            ],
             labels: vec![
                 labels
                     .iter()
@@ -418,14 +434,17 @@ fn a_shared_prompt_prefix_computed_once_gives_the_unshared_loss_and_gradients() 
     let shared = umi_train::shared_prefix_len(&batch);
     // rows 0 and 2 also share [5, 9] after the 24 tokens: the prefix is the common part of all
     assert_eq!(shared, 24);
-    assert!(shared >= umi_train::MIN_SHARED_PREFIX, "the batch must take the shared path");
+    assert!(
+        shared >= umi_train::MIN_SHARED_PREFIX,
+        "the batch must take the shared path"
+    );
     let device = Device::flex();
     for with_lora in [false, true] {
         let what = if with_lora { "LoRA" } else { "full" };
         let mut model = base(&device);
         // the PEFT reference adapter (B ≠ 0) shapes the forward pass too
-        let lora = with_lora
-            .then(|| load_peft(&mut model, &dir().join("peft_adapter"), &device).unwrap());
+        let lora =
+            with_lora.then(|| load_peft(&mut model, &dir().join("peft_adapter"), &device).unwrap());
         let trainer = match lora {
             Some(cfg) => Trainer::with_adapters(model, config(Some(cfg)), 10, &device, false),
             None => Trainer::new(model, config(None), 10, &device),
@@ -433,7 +452,9 @@ fn a_shared_prompt_prefix_computed_once_gives_the_unshared_loss_and_gradients() 
         .unwrap();
         // one micro-batch of three rows (shared prefix) against three one-row micro-batches
         // accumulated (every row computed whole)
-        let (loss, grads) = trainer.named_gradients(std::slice::from_ref(&batch)).unwrap();
+        let (loss, grads) = trainer
+            .named_gradients(std::slice::from_ref(&batch))
+            .unwrap();
         let (want_loss, want) = trainer.named_gradients(&singles).unwrap();
         assert!(
             (loss - want_loss).abs() < 1e-5 * want_loss.abs().max(1.0),

@@ -191,7 +191,7 @@ impl TrainJob {
             .await
             .map_err(|e| e.to_string())?;
         let origin = format!("the {} adapter", format!("{:?}", self.role).to_lowercase());
-        let files = peft_files(&tensors, &self.lora, &origin).map_err(|e| e.to_string())?;
+        let files = peft_files(&tensors, &self.lora, None, &origin).map_err(|e| e.to_string())?;
         Ok((model.take_adapters(), files))
     }
 }

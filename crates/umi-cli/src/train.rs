@@ -9,7 +9,9 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use umi_data::readers::{DataFormat, Split, read};
 use umi_data::{PromptSet, Role, role_samples};
-use umi_model::{Backend, LoraConfig, load_model, load_peft, merge_lora, save_hf, save_peft};
+use umi_model::{
+    Backend, LoraConfig, load_model, load_peft, merge_lora, save_hf, save_hf_tokenizer, save_peft,
+};
 use umi_train::{
     StepStats, TrainConfig, Trainer, TrainerState, latest_checkpoint, steps_per_epoch,
     tokenize_examples,
@@ -220,7 +222,7 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
         bail!("--max-steps must be positive");
     }
     if let Some(dir) = &args.export_for {
-        return export_for(dir, role, &config, total_steps, &examples, &loaded.model);
+        return export_for(dir, role, &config, total_steps, &examples, &loaded);
     }
     std::fs::create_dir_all(&args.out)?;
 
@@ -347,12 +349,19 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     let final_dir = args.out.join("final");
     let model = trainer.inference_model();
     match &config.lora {
-        Some(lora) => save_peft(&model, lora, &final_dir.join("adapter"))?,
+        Some(lora) => save_peft(
+            &model,
+            lora,
+            Some(&loaded.origin),
+            &final_dir.join("adapter"),
+        )?,
         None => {
             save_hf(&model, &final_dir.join("model"))?;
-            write_atomically(
-                &final_dir.join("model/tokenizer.json"),
-                &loaded.tokenizer.to_json()?,
+            save_hf_tokenizer(
+                &loaded.tokenizer,
+                &loaded.chat_template,
+                model.max_positions(),
+                &final_dir.join("model"),
             )?;
         }
     }
@@ -423,7 +432,7 @@ fn export_for(
     config: &TrainConfig,
     total_steps: usize,
     examples: &[umi_data::batch::TrainingExample],
-    base: &umi_model::Llama,
+    base: &umi_model::LoadedModel,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut lines = String::new();
@@ -443,7 +452,13 @@ fn export_for(
         "tokens": examples.iter().map(|e| e.input_ids.len()).sum::<usize>(),
     });
     write_atomically(&dir.join("run.json"), &serde_json::to_string_pretty(&run)?)?;
-    save_hf(base, &dir.join("base"))?;
+    save_hf(&base.model, &dir.join("base"))?;
+    save_hf_tokenizer(
+        &base.tokenizer,
+        &base.chat_template,
+        base.model.max_positions(),
+        &dir.join("base"),
+    )?;
     eprintln!(
         "wrote {} examples, run.json and base/ to {} (train them with scripts/gpu/train_peft.py)",
         examples.len(),

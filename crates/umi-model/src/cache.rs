@@ -78,7 +78,11 @@ impl KvCache {
     pub fn repeat_batch(&mut self, times: usize) {
         for t in [&mut self.k, &mut self.v] {
             if let Some(x) = t.take() {
-                assert_eq!(x.dims()[0], 1, "only a cache of one sequence can be repeated");
+                assert_eq!(
+                    x.dims()[0],
+                    1,
+                    "only a cache of one sequence can be repeated"
+                );
                 *t = Some(x.repeat_dim(0, times));
             }
         }

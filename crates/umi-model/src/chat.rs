@@ -119,6 +119,46 @@ impl ChatTemplate {
         out
     }
 
+    /// A Jinja template (`chat_template` in `tokenizer_config.json`, as `transformers`'
+    /// `apply_chat_template` reads it) that renders exactly as [`ChatTemplate::render`] and that
+    /// [`ChatTemplate::detect`] recognises again; `None` for [`ChatTemplate::Raw`].
+    pub fn jinja(&self) -> Option<String> {
+        let turns = |open: &str, close: &str, generation: &str| {
+            format!(
+                "{{% for message in messages %}}{{{{ '{open}' }}}}{close}{{% endfor %}}\
+                 {{% if add_generation_prompt %}}{{{{ '{generation}' }}}}{{% endif %}}"
+            )
+        };
+        match self {
+            ChatTemplate::ChatMl { default_system } => {
+                let system = default_system.as_ref().map_or(String::new(), |s| {
+                    format!(
+                        "{{% if messages[0]['role'] != 'system' %}}\
+                         {{{{ '<|im_start|>system\\n{}<|im_end|>\\n' }}}}{{% endif %}}",
+                        s.replace('\\', "\\\\").replace('\'', "\\'")
+                    )
+                });
+                Some(
+                    system
+                        + &turns(
+                            "<|im_start|>",
+                            "{{ message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}",
+                            "<|im_start|>assistant\\n",
+                        ),
+                )
+            }
+            ChatTemplate::Zephyr => Some(
+                "{% for message in messages %}{% if message['role'] == 'user' %}\
+                 {{ '<|user|>\\n' }}{% elif message['role'] == 'system' %}{{ '<|system|>\\n' }}\
+                 {% else %}{{ '<|assistant|>\\n' }}{% endif %}\
+                 {{ message['content'] + '</s>\\n' }}{% endfor %}\
+                 {% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
+                    .to_string(),
+            ),
+            ChatTemplate::Raw => None,
+        }
+    }
+
     /// Renders a single user turn with the generation prompt.
     pub fn user_prompt(&self, text: &str) -> String {
         self.render(&[ChatMessage::new(ChatRole::User, text)], true)
@@ -160,6 +200,23 @@ mod tests {
             t.render(&msgs, true),
             "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n"
         );
+    }
+
+    #[test]
+    fn exported_jinja_is_recognised_again() {
+        for t in [
+            ChatTemplate::ChatMl {
+                default_system: Some(SMOLLM_DEFAULT_SYSTEM.into()),
+            },
+            ChatTemplate::ChatMl {
+                default_system: None,
+            },
+            ChatTemplate::Zephyr,
+        ] {
+            let jinja = t.jinja().unwrap();
+            assert_eq!(ChatTemplate::detect(Some(&jinja)), t, "{jinja}");
+        }
+        assert_eq!(ChatTemplate::Raw.jinja(), None);
     }
 
     #[test]

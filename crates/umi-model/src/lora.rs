@@ -443,7 +443,10 @@ pub struct PeftFiles {
 }
 
 /// The files of a PEFT adapter folder from `tensors` (as [`peft_state_dict`] or
-/// [`peft_state_dict_async`] give them) and `config`; `origin` names the adapter in errors.
+/// [`peft_state_dict_async`] give them) and `config`; `base_model` goes into
+/// `base_model_name_or_path` (the model the adapter was trained on: a Hugging Face folder, or a
+/// GGUF file, which transformers reads with `gguf_file=`; `null` when unknown); `origin` names
+/// the adapter in errors.
 ///
 /// # Errors
 ///
@@ -452,6 +455,7 @@ pub struct PeftFiles {
 pub fn peft_files(
     tensors: &BTreeMap<String, HostTensor>,
     config: &LoraConfig,
+    base_model: Option<&str>,
     origin: &str,
 ) -> Result<PeftFiles> {
     if tensors.is_empty() {
@@ -470,7 +474,7 @@ pub fn peft_files(
         "bias": "none",
         "fan_in_fan_out": false,
         "inference_mode": true,
-        "base_model_name_or_path": null,
+        "base_model_name_or_path": base_model,
     });
     Ok(PeftFiles {
         adapter_config: serde_json::to_string_pretty(&adapter_config)
@@ -480,14 +484,25 @@ pub fn peft_files(
 }
 
 /// Writes the adapters of `model` as a PEFT adapter folder (`adapter_config.json`,
-/// `adapter_model.safetensors`), loadable by `PeftModel.from_pretrained`.
+/// `adapter_model.safetensors`), loadable by `PeftModel.from_pretrained`; `base_model` as in
+/// [`peft_files`].
 ///
 /// # Errors
 ///
 /// [`Error::Io`] when the folder cannot be written; [`Error::Config`] if the model has no
 /// adapters.
-pub fn save_peft(model: &Llama, config: &LoraConfig, dir: &Path) -> Result<()> {
-    let files = peft_files(&peft_state_dict(model)?, config, &dir.display().to_string())?;
+pub fn save_peft(
+    model: &Llama,
+    config: &LoraConfig,
+    base_model: Option<&str>,
+    dir: &Path,
+) -> Result<()> {
+    let files = peft_files(
+        &peft_state_dict(model)?,
+        config,
+        base_model,
+        &dir.display().to_string(),
+    )?;
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
@@ -747,5 +762,33 @@ pub fn save_hf(model: &Llama, dir: &Path) -> Result<()> {
         serde_json::to_string_pretty(&config)
             .expect("JSON values serialise")
             .as_bytes(),
+    )
+}
+
+/// Writes `tokenizer.json` and `tokenizer_config.json` ([`Tokenizer::to_hf_files`]: BOS/EOS,
+/// `add_bos_token`, the chat template) into the model folder `dir`, so that the folder
+/// [`save_hf`] wrote reloads in umi and in `transformers` with the same tokenization and
+/// prompt format as the model it came from.
+///
+/// # Errors
+///
+/// [`Error::Io`] when the folder cannot be written; [`Error::Tokenizer`] if the tokenizer
+/// cannot be serialised.
+pub fn save_hf_tokenizer(
+    tokenizer: &crate::Tokenizer,
+    chat_template: &crate::ChatTemplate,
+    model_max_length: usize,
+    dir: &Path,
+) -> Result<()> {
+    let (tokenizer_json, tokenizer_config) =
+        tokenizer.to_hf_files(chat_template, model_max_length)?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write_atomically(&dir.join("tokenizer.json"), tokenizer_json.as_bytes())?;
+    write_atomically(
+        &dir.join("tokenizer_config.json"),
+        tokenizer_config.as_bytes(),
     )
 }

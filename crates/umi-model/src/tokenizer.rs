@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use crate::chat::ChatTemplate;
 use crate::weights::GgufFile;
 use crate::{Error, Result};
 
@@ -107,6 +108,66 @@ impl Tokenizer {
         self.inner
             .to_string(true)
             .map_err(|e| tok_error("tokenizer", e))
+    }
+
+    /// The tokenizer as Hugging Face files for a model folder: `tokenizer.json` and
+    /// `tokenizer_config.json`, such that both umi ([`crate::load_hf_folder`]) and
+    /// `transformers.AutoTokenizer` encode as this tokenizer does.
+    ///
+    /// `tokenizer_config.json` names the BOS/EOS tokens, `add_bos_token`, `model_max_length`
+    /// and the chat template ([`ChatTemplate::jinja`]; none for [`ChatTemplate::Raw`]). When this
+    /// tokenizer prepends BOS and `tokenizer.json` has no post-processor, one is added that
+    /// prepends it (transformers adds special tokens through the post-processor; umi encodes
+    /// without it and prepends BOS itself, so it is not added twice).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tokenizer`] if the tokenizer cannot be serialised.
+    pub fn to_hf_files(
+        &self,
+        chat_template: &ChatTemplate,
+        model_max_length: usize,
+    ) -> Result<(String, String)> {
+        let token = |id: Option<u32>| id.and_then(|i| self.inner.id_to_token(i));
+        let bos = token(self.bos_id);
+        let eos = token(self.eos_ids.first().copied());
+        let mut inner = self.inner.clone();
+        if self.add_bos
+            && inner.get_post_processor().is_none()
+            && let (Some(bos), Some(id)) = (&bos, self.bos_id)
+        {
+            let template = tokenizers::processors::template::TemplateProcessing::builder()
+                .try_single(format!("{bos}:0 $A:0"))
+                .and_then(|b| b.try_pair(format!("{bos}:0 $A:0 {bos}:1 $B:1")))
+                .map_err(|e| tok_error("tokenizer", e))?
+                .special_tokens(vec![(bos.clone(), id)])
+                .build()
+                .map_err(|e| tok_error("tokenizer", e))?;
+            inner.with_post_processor(Some(template));
+        }
+        let tokenizer_json = inner
+            .to_string(true)
+            .map_err(|e| tok_error("tokenizer", e))?;
+        let mut config = json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "add_bos_token": self.add_bos,
+            "add_eos_token": false,
+            "bos_token": bos,
+            "eos_token": eos,
+            "model_max_length": model_max_length,
+            "clean_up_tokenization_spaces": false,
+        });
+        if let Some(jinja) = chat_template.jinja() {
+            config["chat_template"] = Value::String(jinja);
+        }
+        let config = serde_json::to_string_pretty(&config).expect("JSON values serialise");
+        Ok((tokenizer_json, config))
+    }
+
+    /// Whether [`Tokenizer::encode`] with `add_bos` prepends the BOS id (the model's
+    /// `add_bos_token`).
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos && self.bos_id.is_some()
     }
 
     /// Reads a Hugging Face `tokenizer.json`.

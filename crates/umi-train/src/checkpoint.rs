@@ -193,7 +193,7 @@ impl Trainer {
         std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
         let model = self.inference_model();
         match &self.config.lora {
-            Some(lora) => umi_model::save_peft(&model, lora, &tmp.join("adapter"))?,
+            Some(lora) => umi_model::save_peft(&model, lora, None, &tmp.join("adapter"))?,
             None => umi_model::save_hf(&model, &tmp.join("model"))?,
         }
         self.optimizer()

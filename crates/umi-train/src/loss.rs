@@ -22,11 +22,7 @@ pub fn shared_prefix_len(batch: &Batch) -> usize {
     let first = &rows[0];
     let mut len = first.len();
     for (row, labels) in rows.iter().zip(&batch.labels) {
-        let common = first
-            .iter()
-            .zip(row)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let common = first.iter().zip(row).take_while(|(a, b)| a == b).count();
         // the hidden state at t predicts labels[t + 1]: keep t < (first target) - 1 out of the
         // prefix, so every position the loss reads is in the per-row part
         let first_target = labels
@@ -58,7 +54,11 @@ pub fn batch_hidden(
 ) -> (Tensor<3>, usize) {
     let (rows, cols) = (batch.input_ids.len(), batch.input_ids[0].len());
     let prefix = shared_prefix_len(batch);
-    let prefix = if prefix >= MIN_SHARED_PREFIX { prefix } else { 0 };
+    let prefix = if prefix >= MIN_SHARED_PREFIX {
+        prefix
+    } else {
+        0
+    };
     let mut cache = model.new_cache();
     if prefix > 0 {
         let ids: Vec<i64> = batch.input_ids[0][..prefix]
