@@ -14,7 +14,7 @@ mod eval;
 mod models;
 mod train;
 use models::{ModelCache, RoleModelArgs};
-use umi_model::{Backend, GenerationConfig, argmax, generate, load_model, next_token_logits};
+use umi_model::{Backend, GenerationConfig, argmax, generate, next_token_logits};
 
 /// The default model, placed by `scripts/setup.sh`.
 pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -206,11 +206,8 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         );
     }
     let device = args.backend.device()?;
-    let load_start = Instant::now();
-    eprint!("loading {} on {} ... ", args.model.display(), args.backend);
-    let loaded = load_model(&args.model, &device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    eprintln!("done in {:.1} s", load_start.elapsed().as_secs_f64());
+    eprintln!("backend: {}", args.backend);
+    let loaded = models::load_with_progress(&args.model, &device)?;
 
     let prompt = if args.raw {
         args.prompt.clone()
@@ -270,8 +267,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         return run_train_bench(args);
     }
     let device = args.backend.device()?;
-    let loaded = load_model(&args.model, &device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let loaded = models::load_with_progress(&args.model, &device)?;
     let model = &loaded.model;
     let vocab = model.config.vocab_size;
     if args.prompt_tokens + args.new_tokens > model.max_positions() {
@@ -328,8 +324,7 @@ fn run_train_bench(args: BenchArgs) -> Result<()> {
         bail!("--batch-size must be positive");
     }
     let device = args.backend.device()?;
-    let loaded = load_model(&args.model, &device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let loaded = models::load_with_progress(&args.model, &device)?;
     let vocab = loaded.model.config.vocab_size;
     if args.prompt_tokens > loaded.model.max_positions() {
         bail!(

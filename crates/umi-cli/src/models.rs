@@ -216,7 +216,41 @@ impl ModelCache {
                 "the default model {DEFAULT_MODEL} is not installed; run `scripts/setup.sh` first (or pass --model PATH)"
             );
         }
-        eprintln!("loading {} ...", path.display());
-        load_model(path, device).with_context(|| format!("loading {}", path.display()))
+        load_with_progress(path, device)
     }
+}
+
+/// Loads the model at `path`, showing on a terminal a spinner with the file size and the time
+/// so far (reading, dequantizing and uploading are one call), then one line with what loaded.
+pub fn load_with_progress(path: &Path, device: &Device) -> Result<LoadedModel> {
+    let size_mb = std::fs::metadata(path)
+        .map(|m| m.len() as f64 / 1e6)
+        .unwrap_or(0.0);
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} loading {msg} [{elapsed}]")
+            .expect("static template"),
+    );
+    let what = if path.is_file() {
+        format!("{} ({size_mb:.0} MB)", path.display())
+    } else {
+        path.display().to_string()
+    };
+    spinner.set_message(what);
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let start = std::time::Instant::now();
+    let loaded = load_model(path, device).with_context(|| format!("loading {}", path.display()));
+    spinner.finish_and_clear();
+    let loaded = loaded?;
+    let c = &loaded.model.config;
+    eprintln!(
+        "loaded {}: {} layers, hidden {}, vocab {}, context {} in {:.1} s",
+        path.display(),
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.vocab_size,
+        loaded.model.max_positions(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(loaded)
 }

@@ -204,8 +204,7 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     }
 
     let device = args.backend.device()?;
-    let mut loaded = load_model(&args.model, &device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let mut loaded = crate::models::load_with_progress(&args.model, &device)?;
     if let Some(adapter) = &args.init_adapter {
         load_peft(&mut loaded.model, adapter, &device)
             .with_context(|| format!("loading the adapter {}", adapter.display()))?;
