@@ -223,3 +223,75 @@ fn references_score_perfectly_against_themselves() {
         assert_eq!(report.argument_f1, 1.0, "{kind}: {report:?}");
     }
 }
+
+/// Issue 15, item 11: one record that only Python's `json.load` reads (here a `NaN`) is skipped
+/// with its reason; the rest of a ToolAlpaca or API-Bank file still converts.
+#[test]
+fn a_nan_in_one_record_skips_that_record_not_the_file() {
+    let dir = std::env::temp_dir().join(format!("umi-nan-records-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let options = ApiBankOptions::default();
+    for (input, bad) in [
+        ("toolalpaca-eval/eval_simulated.json", 1usize),
+        ("api-bank/training-data/lv3-train.json", 3),
+    ] {
+        let text = std::fs::read_to_string(shared_data().join(input)).unwrap();
+        let records: Vec<Value> = serde_json::from_str(&text).unwrap();
+        let write = |name: &str, items: Vec<String>| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("[\n{}\n]", items.join(",\n"))).unwrap();
+            path
+        };
+        let json = |v: &Value| serde_json::to_string(v).unwrap();
+        let read = |path: &std::path::Path| {
+            if input.starts_with("toolalpaca") {
+                read_toolalpaca(path)
+            } else {
+                read_api_bank_with(path, &options)
+            }
+            .unwrap_or_else(|e| panic!("{input}: {e}"))
+        };
+        let (whole, whole_report) = read(&shared_data().join(input));
+        // the bad record with one value replaced by NaN, which serde_json rejects
+        let mut broken = json(&records[bad]);
+        let at = broken.find("\":\"").unwrap() + 2;
+        broken.insert_str(at, "NaN, \"was\":");
+        assert!(serde_json::from_str::<Value>(&broken).is_err());
+        let items: Vec<String> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| if i == bad { broken.clone() } else { json(r) })
+            .collect();
+        let (got, report) = read(&write("with-nan.json", items));
+        let reason = report
+            .skipped
+            .iter()
+            .find(|s| s.reason.contains("NaN"))
+            .unwrap_or_else(|| panic!("{input}: no skip names the NaN: {report:?}"));
+        assert!(
+            reason.reason.contains(&bad.to_string()),
+            "{input}: {reason}"
+        );
+        assert!(!got.is_empty(), "{input}: the other records still convert");
+        if input.starts_with("toolalpaca") {
+            // APIs convert independently: exactly the bad API's conversations are missing
+            let (alone, _) = read(&write("alone.json", vec![json(&records[bad])]));
+            assert!(
+                !alone.is_empty(),
+                "pick an API with convertible instructions"
+            );
+            assert_eq!(got.len(), whole.len() - alone.len(), "{input}");
+        } else {
+            // lv3-train records are steps joined into conversations: one step fewer loses at
+            // most its own conversation
+            assert!(
+                got.len() <= whole.len() && got.len() + 1 >= whole.len(),
+                "{input}: {} of {}",
+                got.len(),
+                whole.len()
+            );
+            assert_eq!(report.records, whole_report.records, "{input}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use super::{ReadError, ReadReport, read_json, read_text};
+use super::{ReadError, ReadReport, read_json, read_json_array, read_text};
 use crate::conversation::{Conversation, Speaker, Turn};
 use crate::pyjson::python_json_dumps;
 
@@ -165,18 +165,17 @@ pub fn read_api_bank_with(
         }
         out
     } else {
-        let Value::Array(records) = read_json(path, FORMAT)? else {
-            return Err(format_error(path, "expected a JSON array"));
-        };
+        let (records, unreadable) = read_json_array(path, FORMAT, "expected a JSON array")?;
         let has = |key: &str| records.iter().any(|r| r.get(key).is_some());
-        if has("expected_output") {
+        let out = if has("expected_output") {
             let (root, catalog) = api_bank_root(path)?;
             read_test_api(path, &records, &root, &catalog, options, &mut report)
         } else if has("requirement") || has("apis") {
             read_level3(path, &records, options, &mut report)
         } else if has("instruction") && has("output") {
             read_lv3_train(path, &records, options, &mut report)
-        } else if records.is_empty() {
+        } else if records.iter().all(Value::is_null) {
+            report.records += records.len();
             Vec::new()
         } else {
             return Err(format_error(
@@ -184,7 +183,10 @@ pub fn read_api_bank_with(
                 "neither lv3-train step samples, level-1/2-api decision points nor level-3 \
                  requirements",
             ));
-        }
+        };
+        // records only Python reads were skipped as non-objects: say why
+        report.explain(path, unreadable);
+        out
     };
     report.kept = out.len();
     Ok((out, report))

@@ -167,6 +167,22 @@ pub struct ReadReport {
 }
 
 impl ReadReport {
+    /// Replaces the reason given for skipping record `index` of `file` with `why` (for each
+    /// pair), e.g. the record [`read_json_array`] could not represent; a record not skipped
+    /// is recorded as skipped.
+    pub(crate) fn explain(&mut self, file: &Path, unreadable: Vec<(usize, String)>) {
+        for (index, why) in unreadable {
+            match self
+                .skipped
+                .iter_mut()
+                .find(|s| s.index == index && s.file == file)
+            {
+                Some(s) => s.reason = format!("record {index}: {why}"),
+                None => self.skip(file, index, format!("record {index}: {why}")),
+            }
+        }
+    }
+
     /// Records one skipped record.
     pub fn skip(&mut self, file: &Path, index: usize, reason: impl Into<String>) {
         self.skipped.push(Skipped {
@@ -271,24 +287,12 @@ pub fn parse_alpha_umi(
     text: &str,
     origin: &Path,
 ) -> Result<(Vec<Conversation>, ReadReport), ReadError> {
-    const FORMAT: &str = "α-UMi conversation JSON";
-    let text = strip_bom(text);
-    let records: Vec<Result<Value, String>> = match serde_json::from_str(text) {
-        Ok(Value::Array(records)) => records.into_iter().map(Ok).collect(),
-        Ok(_) => {
-            return Err(ReadError::Format {
-                path: origin.to_path_buf(),
-                format: FORMAT,
-                message: "expected a JSON array of {tools, instruction, conversations} records"
-                    .into(),
-            });
-        }
-        Err(e) => python_only_records(text).ok_or_else(|| ReadError::Format {
-            path: origin.to_path_buf(),
-            format: FORMAT,
-            message: e.to_string(),
-        })?,
-    };
+    let records = json_array_records(
+        text,
+        origin,
+        "α-UMi conversation JSON",
+        "expected a JSON array of {tools, instruction, conversations} records",
+    )?;
     let mut report = ReadReport::default();
     let mut out = Vec::new();
     for (index, record) in records.into_iter().enumerate() {
@@ -303,6 +307,63 @@ pub fn parse_alpha_umi(
     }
     report.kept = out.len();
     Ok((out, report))
+}
+
+/// The records of the JSON array `text` (a leading byte order mark ignored), each `Err` with
+/// the reason when only Python's `json.load` can read it (`NaN`, `Infinity`, a lone surrogate
+/// escape), so that such a record is skipped like other bad records instead of rejecting the
+/// whole file.
+///
+/// # Errors
+///
+/// [`ReadError::Format`] naming `origin` and `format`: `not_array` when the JSON is not an
+/// array, the parser's message when it is not JSON Python reads either.
+pub(crate) fn json_array_records(
+    text: &str,
+    origin: &Path,
+    format: &'static str,
+    not_array: &str,
+) -> Result<Vec<Result<Value, String>>, ReadError> {
+    let text = strip_bom(text);
+    match serde_json::from_str(text) {
+        Ok(Value::Array(records)) => Ok(records.into_iter().map(Ok).collect()),
+        Ok(_) => Err(ReadError::Format {
+            path: origin.to_path_buf(),
+            format,
+            message: not_array.into(),
+        }),
+        Err(e) => python_only_records(text).ok_or_else(|| ReadError::Format {
+            path: origin.to_path_buf(),
+            format,
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// [`json_array_records`] of a file, for readers that look at the records together: records
+/// only Python reads are `Null` here and listed with their reasons, to be passed to
+/// [`ReadReport::explain`] once the reader has skipped them (as it skips any non-object).
+///
+/// # Errors
+///
+/// As [`json_array_records`], and [`ReadError::Io`] when the file cannot be read.
+pub(crate) fn read_json_array(
+    path: &Path,
+    format: &'static str,
+    not_array: &str,
+) -> Result<(Vec<Value>, Vec<(usize, String)>), ReadError> {
+    let mut unreadable = Vec::new();
+    let records = json_array_records(&read_text(path)?, path, format, not_array)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|why| {
+                unreadable.push((i, why));
+                Value::Null
+            })
+        })
+        .collect();
+    Ok((records, unreadable))
 }
 
 /// The records of a JSON array that Python's `json.load` reads but serde_json does not (`NaN`,

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::api_bank::tool_doc;
-use super::{ReadError, ReadReport, read_json};
+use super::{ReadError, ReadReport, json_array_records, read_text};
 use crate::conversation::{Conversation, Speaker, Turn};
 use crate::pyjson::python_json_dumps;
 
@@ -39,16 +39,23 @@ const FORMAT: &str = "ToolAlpaca evaluation set";
 ///
 /// [`ReadError`] when the file cannot be read or is not a JSON array.
 pub fn read_toolalpaca(path: &Path) -> Result<(Vec<Conversation>, ReadReport), ReadError> {
-    let Value::Array(apis) = read_json(path, FORMAT)? else {
-        return Err(ReadError::Format {
-            path: path.to_path_buf(),
-            format: FORMAT,
-            message: "expected a JSON array of APIs".into(),
-        });
-    };
+    let apis = json_array_records(
+        &read_text(path)?,
+        path,
+        FORMAT,
+        "expected a JSON array of APIs",
+    )?;
     let mut report = ReadReport::default();
     let mut out = Vec::new();
     for (api_index, api) in apis.iter().enumerate() {
+        let api = match api {
+            Ok(api) => api,
+            Err(why) => {
+                report.skip(path, report.records, format!("API {api_index}: {why}"));
+                report.records += 1;
+                continue;
+            }
+        };
         let api_name = api.get("Name").and_then(Value::as_str).unwrap_or("?");
         let list = |k| {
             api.get(k)
