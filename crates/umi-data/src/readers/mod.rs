@@ -170,7 +170,7 @@ impl ReadReport {
     /// Replaces the reason given for skipping record `index` of `file` with `why` (for each
     /// pair), e.g. the record [`read_json_array`] could not represent; a record not skipped
     /// is recorded as skipped.
-    pub(crate) fn explain(&mut self, file: &Path, unreadable: Vec<(usize, String)>) {
+    pub(crate) fn explain(&mut self, file: &Path, unreadable: Unreadable) {
         for (index, why) in unreadable {
             match self
                 .skipped
@@ -340,6 +340,9 @@ pub(crate) fn json_array_records(
     }
 }
 
+/// Records [`read_json_array`] could not represent: `(index, reason)`.
+pub(crate) type Unreadable = Vec<(usize, String)>;
+
 /// [`json_array_records`] of a file, for readers that look at the records together: records
 /// only Python reads are `Null` here and listed with their reasons, to be passed to
 /// [`ReadReport::explain`] once the reader has skipped them (as it skips any non-object).
@@ -351,7 +354,7 @@ pub(crate) fn read_json_array(
     path: &Path,
     format: &'static str,
     not_array: &str,
-) -> Result<(Vec<Value>, Vec<(usize, String)>), ReadError> {
+) -> Result<(Vec<Value>, Unreadable), ReadError> {
     let mut unreadable = Vec::new();
     let records = json_array_records(&read_text(path)?, path, format, not_array)?
         .into_iter()
