@@ -470,3 +470,54 @@ fn a_shared_prompt_prefix_computed_once_gives_the_unshared_loss_and_gradients() 
         }
     }
 }
+
+#[test]
+fn micro_batches_too_large_for_memory_are_split_into_row_chunks() {
+    let batch = |rows: usize, cols: usize, shared: usize| {
+        let ids: Vec<Vec<u32>> = (0..rows)
+            .map(|r| {
+                (0..cols)
+                    .map(|i| {
+                        if i < shared {
+                            i as u32 % 200
+                        } else {
+                            (r * 7 + i) as u32 % 200
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let labels = ids
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .map(|(i, &t)| if i + 10 >= cols { i64::from(t) } else { -100 })
+                    .collect()
+            })
+            .collect();
+        Batch {
+            attention_mask: vec![vec![1; cols]; rows],
+            input_ids: ids,
+            labels,
+        }
+    };
+    let budget = umi_train::MAX_ATTENTION_SCORES;
+    // small: one chunk, the batch itself
+    let small = batch(8, 300, 0);
+    assert_eq!(umi_train::split_rows(&small), vec![small.clone()]);
+    // rows of 2,100 tokens with nothing shared: 2,100² scores each, over the budget alone
+    let long = batch(3, 2100, 0);
+    assert!(2100 * 2100 > budget);
+    let chunks = umi_train::split_rows(&long);
+    assert_eq!(chunks.len(), 3, "one row per chunk");
+    // 7 rows of 1,200 with nothing shared: 1.44 Mi scores a row, 2 rows per chunk
+    let chunks = umi_train::split_rows(&batch(7, 1200, 0));
+    let sizes: Vec<usize> = chunks.iter().map(|c| c.input_ids.len()).collect();
+    assert_eq!(sizes, [2, 2, 2, 1], "{} scores a row", 1200 * 1200);
+    // the same rows sharing 1,000 tokens: only 200 new positions each, all in one chunk
+    assert_eq!(umi_train::split_rows(&batch(7, 1200, 1000)).len(), 1);
+    // the chunks are the rows in order
+    let rows: Vec<Vec<u32>> = chunks.into_iter().flat_map(|c| c.input_ids).collect();
+    assert_eq!(rows, batch(7, 1200, 0).input_ids);
+}

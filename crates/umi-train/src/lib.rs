@@ -31,8 +31,8 @@ pub use checkpoint::{Checkpoint, TrainerState};
 pub use checkpoint::{latest_checkpoint, read_checkpoint};
 pub use data::{epoch_steps, steps_per_epoch, tokenize_examples};
 pub use loss::{
-    MIN_SHARED_PREFIX, batch_hidden, batch_loss, causal_lm_loss, causal_lm_loss_from_hidden,
-    shared_prefix_len,
+    MAX_ATTENTION_SCORES, MIN_SHARED_PREFIX, batch_hidden, batch_loss, causal_lm_loss,
+    causal_lm_loss_from_hidden, shared_prefix_len, split_rows,
 };
 pub use trainer::{StepStats, TrainConfig, Trainer, cosine_lr};
 pub use umi_model::LoraConfig;

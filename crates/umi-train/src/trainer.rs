@@ -8,7 +8,7 @@ use umi_data::Role;
 use umi_data::batch::Batch;
 use umi_model::{Llama, LoraConfig, attach_lora};
 
-use crate::loss::batch_loss;
+use crate::loss::{batch_loss, split_rows};
 use crate::{Result, TrainError};
 
 /// Training settings. Defaults are GLPFT's global stage (README: lr 5e-5, 2 epochs, warm-up
@@ -365,10 +365,10 @@ impl Trainer {
         let mut accumulator = GradientsAccumulator::<Llama>::new();
         let mut loss_sum: Option<Tensor<1>> = None;
         let mut tokens = 0;
-        for batch in micro_batches {
+        for batch in micro_batches.iter().flat_map(split_rows) {
             let (rows, cols) = (batch.input_ids.len(), batch.input_ids[0].len());
             tokens += rows * cols;
-            let Some((loss, n)) = batch_loss(model, batch, &self.device) else {
+            let Some((loss, n)) = batch_loss(model, &batch, &self.device) else {
                 continue;
             };
             let weighted = loss.mul_scalar(n as f64 / total as f64);
