@@ -172,3 +172,64 @@ fn generation_with_a_prefix_cache_equals_generation_from_scratch() {
         "an unrelated prompt shares at most BOS: {reused:?}"
     );
 }
+
+#[test]
+fn an_adapter_from_bytes_equals_the_adapter_from_its_folder() {
+    use umi_model::peft_from_bytes;
+    let device = Device::flex();
+    let dir = std::env::temp_dir().join(format!("umi-peft-bytes-{}", std::process::id()));
+    random_adapter(&dir, 5, &device);
+    let mut from_dir = tiny(&device);
+    let (config, set) = read_peft(&mut from_dir.model, &dir, &device).unwrap();
+    let text = std::fs::read_to_string(dir.join("adapter_config.json")).unwrap();
+    let bytes = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
+    let from_bytes = tiny(&device);
+    let (config2, set2) = peft_from_bytes(
+        &from_bytes.model,
+        &text,
+        &bytes,
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        &device,
+    )
+    .unwrap();
+    assert_eq!(config2, config);
+    assert_eq!((set2.len(), set.len()), (6, 6), "2 layers × 3 targeted projections");
+    assert!(
+        from_bytes
+            .model
+            .projections()
+            .iter()
+            .all(|(_, p)| p.lora.is_none()),
+        "the model is not changed"
+    );
+    let config = GenerationConfig {
+        max_new_tokens: 8,
+        ..Default::default()
+    };
+    let empty = umi_model::AdapterSet::default();
+    let mut a =
+        LlamaGenerator::with_adapters(from_dir, set, empty.clone(), empty.clone(), config.clone());
+    let mut b = LlamaGenerator::with_adapters(from_bytes, set2, empty.clone(), empty, config);
+    let prompt = "the quick brown fox";
+    assert_eq!(
+        pollster::block_on(a.generate(Role::Planner, prompt, &[])).unwrap(),
+        pollster::block_on(b.generate(Role::Planner, prompt, &[])).unwrap()
+    );
+    // a truncated weights file is an error naming it
+    let err = peft_from_bytes(
+        &tiny(&device).model,
+        &text,
+        &bytes[..bytes.len() / 2],
+        "agent/planner/adapter_config.json",
+        "agent/planner/adapter_model.safetensors",
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("agent/planner/adapter_model.safetensors"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -42,8 +42,8 @@ pub use llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};
 pub use load::{LoadedModel, load_gguf_bytes, load_hf_files, load_hf_folder, load_model};
 pub use lora::{
     AdapterSet, LoraConfig, PeftFiles, attach_lora, convert_peft_f16, hf_state_dict, load_peft,
-    merge_lora, peft_files, peft_state_dict, peft_state_dict_async, read_peft, save_hf,
-    save_hf_tokenizer, save_peft,
+    merge_lora, peft_files, peft_from_bytes, peft_state_dict, peft_state_dict_async, read_peft,
+    save_hf, save_hf_tokenizer, save_peft,
 };
 pub use rope::RotaryEmbedding;
 pub use tokenizer::Tokenizer;

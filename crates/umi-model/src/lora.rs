@@ -230,15 +230,7 @@ pub fn read_peft(
     dir: &Path,
     device: &Device,
 ) -> Result<(LoraConfig, AdapterSet)> {
-    let previous = model.take_adapters();
-    let loaded = load_peft(model, dir, device);
-    let mut set = model.take_adapters();
-    model.set_adapters(&previous);
-    let config = loaded?;
-    for (_, adapter) in &mut set.adapters {
-        adapter.training = false;
-    }
-    Ok((config, set))
+    read_peft_files(model, dir, device)
 }
 
 fn targeted(config: &LoraConfig, module: &str) -> bool {
@@ -581,16 +573,60 @@ pub fn convert_peft_f16(src: &Path, dst: &Path) -> Result<()> {
 /// adapter is not LoRA, uses unsupported options (`use_dora`, `use_rslora`, bias), targets a
 /// module the model lacks, or a tensor has the wrong shape.
 pub fn load_peft(model: &mut Llama, dir: &Path, device: &Device) -> Result<LoraConfig> {
+    let (config, set) = read_peft_files(model, dir, device)?;
+    model.set_adapters(&set);
+    for (_, p) in model.projections_mut() {
+        if let Some(lora) = &mut p.lora {
+            lora.training = false;
+        }
+    }
+    Ok(config)
+}
+
+/// Reads `adapter_config.json` and `adapter_model.safetensors` from `dir` ([`peft_from_bytes`]).
+fn read_peft_files(model: &Llama, dir: &Path, device: &Device) -> Result<(LoraConfig, AdapterSet)> {
     let config_path = dir.join("adapter_config.json");
-    let origin = config_path.display().to_string();
     let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
         path: config_path.clone(),
         source,
     })?;
-    let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
-        file: origin.clone(),
-        message: e.to_string(),
+    let weights_path = dir.join("adapter_model.safetensors");
+    let bytes = std::fs::read(&weights_path).map_err(|source| Error::Io {
+        path: weights_path.clone(),
+        source,
     })?;
+    peft_from_bytes(
+        model,
+        &text,
+        &bytes,
+        &config_path.display().to_string(),
+        &weights_path.display().to_string(),
+        device,
+    )
+}
+
+/// A PEFT LoRA adapter from the contents of its two files (`adapter_config.json`,
+/// `adapter_model.safetensors`) as an [`AdapterSet`] for `model`, which is not changed: what
+/// [`load_peft`] reads from a folder, for adapters that come from elsewhere (the browser fetches
+/// them). `config_origin` and `weights_origin` name the files in errors.
+///
+/// # Errors
+///
+/// As [`load_peft`].
+pub fn peft_from_bytes(
+    model: &Llama,
+    adapter_config: &str,
+    adapter_model: &[u8],
+    config_origin: &str,
+    weights_origin: &str,
+    device: &Device,
+) -> Result<(LoraConfig, AdapterSet)> {
+    let origin = config_origin.to_string();
+    let raw: serde_json::Value =
+        serde_json::from_str(adapter_config).map_err(|e| Error::Config {
+            file: origin.clone(),
+            message: e.to_string(),
+        })?;
     let bad = |message: String| Error::Config {
         file: origin.clone(),
         message,
@@ -615,13 +651,8 @@ pub fn load_peft(model: &mut Llama, dir: &Path, device: &Device) -> Result<LoraC
     let config: LoraConfig = serde_json::from_value(raw.clone()).map_err(|e| bad(e.to_string()))?;
     config.validate(&origin)?;
 
-    let weights_path = dir.join("adapter_model.safetensors");
-    let wfile = weights_path.display().to_string();
-    let bytes = std::fs::read(&weights_path).map_err(|source| Error::Io {
-        path: weights_path.clone(),
-        source,
-    })?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Format {
+    let wfile = weights_origin.to_string();
+    let st = safetensors::SafeTensors::deserialize(adapter_model).map_err(|e| Error::Format {
         file: wfile.clone(),
         format: "safetensors",
         message: e.to_string(),
@@ -633,8 +664,9 @@ pub fn load_peft(model: &mut Llama, dir: &Path, device: &Device) -> Result<LoraC
         crate::weights::safetensors::host_tensor(&view, name, &wfile).map(Some)
     };
     let mut attached = 0;
+    let mut set = AdapterSet::default();
     let names: Vec<String> = st.names().into_iter().map(String::from).collect();
-    for (name, p) in model.projections_mut() {
+    for (name, p) in model.projections() {
         let prefix = format!("base_model.model.{name}");
         let (a, b) = (
             read(&format!("{prefix}.lora_A.weight"))?,
@@ -642,10 +674,7 @@ pub fn load_peft(model: &mut Llama, dir: &Path, device: &Device) -> Result<LoraC
         );
         let (a, b) = match (a, b) {
             (Some(a), Some(b)) => (a, b),
-            (None, None) => {
-                p.lora = None;
-                continue;
-            }
+            (None, None) => continue,
             _ => {
                 return Err(Error::MissingTensor {
                     file: wfile.clone(),
@@ -668,13 +697,16 @@ pub fn load_peft(model: &mut Llama, dir: &Path, device: &Device) -> Result<LoraC
             let t = t.transposed();
             Tensor::<2>::from_data(TensorData::new(t.data, t.shape), device)
         };
-        p.lora = Some(LoraAdapter {
-            a: Param::from_tensor(to_tensor(a)),
-            b: Param::from_tensor(to_tensor(b)),
-            scaling: config.scaling(),
-            dropout: config.lora_dropout,
-            training: false,
-        });
+        set.adapters.push((
+            name,
+            LoraAdapter {
+                a: Param::from_tensor(to_tensor(a)),
+                b: Param::from_tensor(to_tensor(b)),
+                scaling: config.scaling(),
+                dropout: config.lora_dropout,
+                training: false,
+            },
+        ));
         attached += 2;
     }
     let lora_tensors = names.iter().filter(|n| n.contains(".lora_")).count();
@@ -684,7 +716,7 @@ pub fn load_peft(model: &mut Llama, dir: &Path, device: &Device) -> Result<LoraC
              (a different architecture, or modules other than the Llama projections)"
         )));
     }
-    Ok(config)
+    Ok((config, set))
 }
 
 /// The model's weights with Hugging Face names and layouts (`[out, in]` projections); adapters
