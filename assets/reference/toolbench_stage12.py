@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Standalone prototype of alpha-UMi's ToolBench preprocessing, stages 1 and 2, written
-independently of umi's Rust port (crates/umi-data/src/readers/toolbench.rs) from the reference:
+independently of umi's Rust port (crates/umi-data/src/readers/toolbench/) from the reference:
 
   X-PLUG/Multi-LLM-Agent @ f9eeef7ad2a37eaf345d3682dc1ab89d0641136c
   GLPFT/process_data/toolbench/prepro_raw_stage_1.py

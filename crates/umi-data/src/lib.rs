@@ -7,6 +7,8 @@
 //!   tool-name and history serialisation, and the role cues;
 //! - [`parse`]: planner and caller outputs parsed as the reference pipelines do;
 //! - [`samples`]: conversations split into the four roles' training samples;
+//! - [`mod@tool_doc`]: the α-UMi tool doc and the conversions into it (ToolBench function
+//!   schemas, as `umi-tools` reads them too);
 //! - [`readers`]: where data enters: dataset files read into conversations, bad records
 //!   skipped and counted;
 //! - [`batch`]: samples as masked, truncated, length-bucketed training batches (and TRL records).
@@ -19,10 +21,11 @@ pub mod batch;
 pub mod conversation;
 pub mod parse;
 pub mod prompt;
-mod pyjson;
+mod python;
 pub mod readers;
 pub mod samples;
 pub mod task;
+pub mod tool_doc;
 
 pub use conversation::{
     Action, Conversation, FinalAnswer, Next, Observation, Rationale, Role, Speaker, Step,
@@ -30,5 +33,5 @@ pub use conversation::{
 };
 pub use parse::{NoMarkerDefault, PlannerOutput, parse_action, parse_planner_output};
 pub use prompt::{PromptSet, history, tool_doc, tool_names};
-pub use pyjson::python_json_dumps;
+pub use python::json::python_json_dumps;
 pub use samples::{RoleSample, role_samples};

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use crate::conversation::{Role, Speaker, Turn};
-use crate::pyjson::python_json_dumps;
+use crate::python::json::python_json_dumps;
 
 /// Which benchmark's template family to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

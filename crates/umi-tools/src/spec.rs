@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use umi_data::readers::toolbench;
+use umi_data::tool_doc::{self};
 
 /// Bad tool docs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,8 +73,8 @@ impl ToolSpec {
 ///   `function` lists, OpenAI function calling), optionally wrapped as
 ///   `{"type": "function", "function": …}`; converted as α-UMi's `prepro_raw_stage_1.py` does
 ///   (name cut to its last 64 characters, description to 256, `Finish` dropped, arguments as
-///   `"type, description"`), by the ToolBench reader's
-///   [`tool_doc`](umi_data::readers::toolbench::tool_doc), with defaults for what other
+///   `"type, description"`), by the ToolBench conversion
+///   [`tool_doc`](umi_data::tool_doc::tool_doc), with defaults for what other
 ///   function schemas may leave out (description, parameters, argument types);
 /// - an OpenAPI 3 document (ToolAlpaca's `Documentation`): one tool per operation, with its
 ///   HTTP endpoint.
@@ -208,11 +208,11 @@ fn argument_with_defaults(schema: &Value) -> Value {
 
 /// `"type, description"` as α-UMi writes an argument (the type alone without a description;
 /// `"string, "` for an empty one), by the stage-1 conversion of
-/// [`umi_data::readers::toolbench::describe_argument`].
+/// [`umi_data::tool_doc::describe_argument`].
 fn describe_argument(schema: &Value) -> Value {
     // With the defaults filled in, type and description are strings and the conversion
     // cannot fail.
-    toolbench::describe_argument(&argument_with_defaults(schema))
+    tool_doc::describe_argument(&argument_with_defaults(schema))
         .unwrap_or_else(|_| Value::String("string".into()))
 }
 
@@ -245,7 +245,7 @@ fn function_with_defaults(f: &Map<String, Value>) -> Value {
 }
 
 /// Function schemas converted by α-UMi's stage-1 conversion,
-/// [`umi_data::readers::toolbench::tool_doc`] (the one implementation, shared with the
+/// [`umi_data::tool_doc::tool_doc`] (the one implementation, shared with the
 /// ToolBench reader), after [`function_with_defaults`].
 fn from_function_schemas(list: &[Value], origin: &str) -> Result<Vec<ToolSpec>, ToolError> {
     let fail = |message: String| ToolError {
@@ -265,7 +265,7 @@ fn from_function_schemas(list: &[Value], origin: &str) -> Result<Vec<ToolSpec>, 
             return Err(fail(format!("function #{i} has no \"name\"")));
         };
         // Finish: ToolBench's answer pseudo-function; α-UMi's planner/summarizer replace it
-        let Some(mut doc) = toolbench::tool_doc(&function_with_defaults(f))
+        let Some(mut doc) = tool_doc::tool_doc(&function_with_defaults(f))
             .map_err(|e| fail(format!("function #{i}: {e}")))?
         else {
             continue;

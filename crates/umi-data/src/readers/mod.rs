@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::conversation::{Conversation, Speaker};
-use toolbench::PyJson;
+use crate::python::json::{PyJson, py_json_loads};
 
 /// The dataset formats umi reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,18 +376,16 @@ pub(crate) fn read_json_array(
 fn python_only_records(text: &str) -> Option<Vec<Result<Value, String>>> {
     array_elements(text)?
         .into_iter()
-        .map(
-            |range| match toolbench::py_json_loads(&text[range.clone()]) {
-                PyJson::Parsed(value) => Some(Ok(value)),
-                PyJson::Unrepresentable(why) => {
-                    let line = 1 + text[..range.start].matches('\n').count();
-                    Some(Err(format!(
-                        "{why} (the position is within the record, which starts on line {line})"
-                    )))
-                }
-                PyJson::Invalid(_) => None,
-            },
-        )
+        .map(|range| match py_json_loads(&text[range.clone()]) {
+            PyJson::Parsed(value) => Some(Ok(value)),
+            PyJson::Unrepresentable(why) => {
+                let line = 1 + text[..range.start].matches('\n').count();
+                Some(Err(format!(
+                    "{why} (the position is within the record, which starts on line {line})"
+                )))
+            }
+            PyJson::Invalid(_) => None,
+        })
         .collect()
 }
 

@@ -10,10 +10,10 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::api_bank::tool_doc;
 use super::{ReadError, ReadReport, json_array_records, read_text};
 use crate::conversation::{Conversation, Speaker, Turn};
-use crate::pyjson::python_json_dumps;
+use crate::python::json::python_json_dumps;
+use crate::tool_doc::tool_doc_from_parts;
 
 const FORMAT: &str = "ToolAlpaca evaluation set";
 
@@ -147,7 +147,7 @@ fn tools_of(descriptions: &Map<String, Value>, auth: &[&String]) -> Vec<Map<Stri
         };
         input.retain(|k, _| !auth.contains(&k));
         let function = description.trim().chars().take(256).collect();
-        tools.push(tool_doc(name, function, input));
+        tools.push(tool_doc_from_parts(name, function, input));
     }
     tools
 }
