@@ -26,6 +26,8 @@ trunk build --release --offline
 # The app's default model URL is models/SmolLM2-135M-Instruct.Q4_1.gguf, next to index.html.
 mkdir -p dist/models
 ln -sf "$root/models/SmolLM2-135M-Instruct.Q4_1.gguf" dist/models/
+# the α-UMi adapters umi ships for it (agent/index.json), installed by the page on load
+ln -sfn "$root/assets/agent" dist/agent
 
 cargo build --release --locked -p umi-cli
 pids=()

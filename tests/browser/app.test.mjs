@@ -133,6 +133,7 @@ try {
     return status;
   };
   const first = await loadModel();
+  if (env.EXPECT_STATUS && !first.includes(env.EXPECT_STATUS)) fail(`the model status should say "${env.EXPECT_STATUS}": ${first}`);
   if (env.CHECK_CACHE === '1') {
     // a second visit reads the model from the Cache API
     if (first.includes('from cache')) fail('the first load already says "from cache" (stale browser profile?)');

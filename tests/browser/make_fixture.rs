@@ -371,6 +371,10 @@ fn main() -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&tmp);
 
+    // g2. a "shipped agent" for the fixture: fresh role adapters (B = 0, so the memorised run
+    // is unchanged) and agent/index.json naming them, which the page installs on load
+    write_shipped_agent(&args.out)?;
+
     // h. the fine-tuning record and the native LoRA losses on it
     let reference = write_train_reference(&args.out, &scenario, &docs)?;
 
@@ -412,6 +416,36 @@ fn main() -> Result<()> {
 /// the record parsed with `parse_alpha_umi`, `role_samples` with the ToolBench prompts,
 /// `tokenize_examples`, `TrainConfig::local(planner)` with the panel's fields, fresh adapters
 /// (seed 42), `TrainerState::next_step_batches`.
+/// `out/agent/index.json` mapping the fixture (its URL ends in `fixture`) to
+/// `out/agent/fixture/{planner,caller,summarizer}`: fresh PEFT adapters for the fixture model,
+/// whose `B = 0` leaves its outputs unchanged. The browser test serves `out/agent` as the app's
+/// `agent/` and checks the page installs them.
+fn write_shipped_agent(out: &Path) -> Result<()> {
+    let device = Backend::Cpu.device()?;
+    let mut loaded = load_model(out, &device)?;
+    let config = LoraConfig {
+        r: 2,
+        lora_alpha: 4.0,
+        lora_dropout: 0.0,
+        ..LoraConfig::default()
+    };
+    umi_model::attach_lora(&mut loaded.model, &config, 7, &device)?;
+    for role in ["planner", "caller", "summarizer"] {
+        umi_model::save_peft(
+            &loaded.model,
+            &config,
+            Some("fixture"),
+            &out.join("agent/fixture").join(role),
+        )?;
+    }
+    let index = json!({"models": {"fixture": {"folder": "fixture", "raw_prompts": false}}});
+    std::fs::write(
+        out.join("agent/index.json"),
+        serde_json::to_string_pretty(&index)? + "\n",
+    )?;
+    Ok(())
+}
+
 fn write_train_reference(
     out: &Path,
     scenario: &Scenario,

@@ -62,6 +62,8 @@ cargo fetch --locked --target wasm32-unknown-unknown >/dev/null
 # UMI_WASM_TARGET_DIR: a separate target dir for the wasm build (default: the shared one)
 CARGO_TARGET_DIR="${UMI_WASM_TARGET_DIR:-$CARGO_TARGET_DIR}" trunk build --release --offline --dist "$out/dist"
 cp -r "$out/fixture" "$out/dist/fixture"
+# the fixture's "shipped agent" (fresh adapters, see make_fixture.rs) where the app looks for one
+cp -r "$out/fixture/agent" "$out/dist/agent"
 
 python3 -m http.server "$app_port" --bind 127.0.0.1 --directory "$out/dist" >"$out/http.log" 2>&1 &
 pids+=($!)
@@ -75,6 +77,7 @@ TOOLS_URL="http://127.0.0.1:$tools_port" \
 QUERY="$query" \
 SCENARIO="$out/fixture/scenario.json" \
 CHECK_CACHE=1 \
+EXPECT_STATUS="α-UMi agent: shipped adapters from agent/fixture" \
 SHOT="$out/app-mid-run.png" SHOT_END="$out/app-done.png" \
 TIMEOUT_MS="${UMI_BROWSER_TIMEOUT_MS:-900000}" \
   node tests/browser/app.test.mjs

@@ -194,7 +194,11 @@ fn an_adapter_from_bytes_equals_the_adapter_from_its_folder() {
     )
     .unwrap();
     assert_eq!(config2, config);
-    assert_eq!((set2.len(), set.len()), (6, 6), "2 layers × 3 targeted projections");
+    assert_eq!(
+        (set2.len(), set.len()),
+        (6, 6),
+        "2 layers × 3 targeted projections"
+    );
     assert!(
         from_bytes
             .model

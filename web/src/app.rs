@@ -169,6 +169,10 @@ pub fn App() -> impl IntoView {
     let max_steps = param("max_steps", "10");
     let max_new_tokens = param("max_new_tokens", "256");
     let raw_prompts = RwSignal::new(query_param("raw").is_some_and(|v| v == "1" || v == "true"));
+    // run without the shipped (or fine-tuned) adapters
+    let zero_shot = RwSignal::new(false);
+    // the prompt format of the shipped adapters, restored when zero-shot is switched off
+    let shipped_raw: RwSignal<Option<bool>> = RwSignal::new(None);
 
     // GPU and models (in the worker)
     let gpu = RwSignal::new(GpuStatus::Starting);
@@ -201,6 +205,15 @@ pub fn App() -> impl IntoView {
         FromWorker::Gpu(Ok(summary)) => gpu.set(GpuStatus::Ready(summary)),
         FromWorker::Gpu(Err(why)) => gpu.set(GpuStatus::Missing(why)),
         FromWorker::Progress(p) => progress.set(Some(p)),
+        FromWorker::ShippedAgent {
+            folder: _,
+            raw_prompts: raw,
+        } => {
+            shipped_raw.set(Some(raw));
+            if !zero_shot.get_untracked() {
+                raw_prompts.set(raw);
+            }
+        }
         FromWorker::Loaded(result) => {
             match result {
                 Ok(summary) => {
@@ -350,6 +363,7 @@ pub fn App() -> impl IntoView {
             max_steps,
             max_new_tokens,
             raw_prompts: raw_prompts.get_untracked(),
+            zero_shot: zero_shot.get_untracked(),
         };
         trace.clear();
         speed.set(Speed::default());
@@ -496,6 +510,22 @@ pub fn App() -> impl IntoView {
                             on:change=move |ev| raw_prompts.set(event_target_checked(&ev))
                         />
                         " raw prompts (GLPFT-trained models)"
+                    </label>
+                    <label>
+                        <input
+                            id="zero-shot"
+                            type="checkbox"
+                            prop:checked=zero_shot
+                            on:change=move |ev| {
+                                let on = event_target_checked(&ev);
+                                zero_shot.set(on);
+                                // the base model wants its chat template; the adapters their format
+                                if let Some(raw) = shipped_raw.get_untracked() {
+                                    raw_prompts.set(!on && raw);
+                                }
+                            }
+                        />
+                        " zero-shot (no adapters)"
                     </label>
                 </div>
                 <div class="row">

@@ -17,6 +17,7 @@ use crate::protocol::{
 };
 use crate::run::run_agent;
 use crate::scope::{js_error, now_ms};
+use crate::shipped::shipped_agent;
 use crate::store::{self, ModelSource, ModelStore, StoredModel};
 use crate::train::{TrainJob, role_model, role_samples_of, slot, store_adapter};
 
@@ -107,7 +108,11 @@ impl Engine {
                 let adapters = {
                     let mut state = self.state.borrow_mut();
                     state.abort = Some(handle);
-                    state.adapters.clone().map(Option::unwrap_or_default)
+                    if settings.zero_shot {
+                        Default::default()
+                    } else {
+                        state.adapters.clone().map(Option::unwrap_or_default)
+                    }
                 };
                 spawn_local(async move {
                     let end =
@@ -292,15 +297,57 @@ impl Engine {
 
     async fn load(self: Rc<Self>, sources: [ModelSource; 3]) {
         let start = now_ms();
-        let result = self.load_roles(sources).await;
+        let mut result = self.load_roles(&sources).await;
+        // one model from a URL: install the α-UMi adapters shipped for it, if the app has them
+        if let (
+            Ok(summary),
+            [
+                ModelSource::Url(a),
+                ModelSource::Url(b),
+                ModelSource::Url(c),
+            ],
+        ) = (&mut result, &sources)
+            && a == b
+            && b == c
+        {
+            summary.push_str(&self.install_shipped(a).await);
+        }
         self.state.borrow_mut().busy = false;
         (self.post)(FromWorker::Loaded(result.map(|summary| {
             format!("{summary}, loaded in {:.1} s", (now_ms() - start) / 1e3)
         })));
     }
 
+    /// Installs the adapters shipped for the model at `url` ([`shipped_agent`]) as every role's
+    /// adapters and tells the page; returns what to add to the load summary (nothing when the
+    /// app ships no agent for this model, the reason when its adapters cannot be used).
+    async fn install_shipped(&self, url: &str) -> String {
+        let (model, device) = {
+            let state = self.state.borrow();
+            match (&state.roles, &state.device) {
+                (Some(roles), Some(device)) => (roles[0].clone(), device.clone()),
+                _ => return String::new(),
+            }
+        };
+        match shipped_agent(url, &model, &device).await {
+            Ok(Some(shipped)) => {
+                self.state.borrow_mut().adapters = shipped.adapters.map(Some);
+                (self.post)(FromWorker::ShippedAgent {
+                    folder: shipped.folder.clone(),
+                    raw_prompts: shipped.raw_prompts,
+                });
+                format!(
+                    "; α-UMi agent: shipped adapters from {} (planner, caller, summarizer)",
+                    shipped.folder
+                )
+            }
+            Ok(None) => String::new(),
+            Err(e) => format!("; the shipped α-UMi adapters were not loaded: {e} (zero-shot)"),
+        }
+    }
+
     /// Loads the three role models, each distinct source once (the store keeps earlier loads).
-    async fn load_roles(&self, sources: [ModelSource; 3]) -> Result<String, String> {
+    async fn load_roles(&self, sources: &[ModelSource; 3]) -> Result<String, String> {
         let (device, gpu) = {
             let state = self.state.borrow();
             match (&state.device, &state.gpu) {
@@ -311,7 +358,7 @@ impl Engine {
         let post = self.post.clone();
         let report = move |p: Progress| post(FromWorker::Progress(p));
         let mut loaded: Vec<(String, Rc<StoredModel>)> = Vec::new();
-        for source in &sources {
+        for source in sources {
             let key = source.key();
             if loaded.iter().any(|(k, _)| *k == key) {
                 continue;

@@ -19,6 +19,7 @@ mod engine;
 mod gpu;
 mod run;
 mod scope;
+mod shipped;
 mod store;
 mod train;
 // both

@@ -34,6 +34,9 @@ pub struct RunSettings {
     pub max_new_tokens: usize,
     /// Send α-UMi prompts raw (GLPFT-trained models) instead of as a chat-template user turn.
     pub raw_prompts: bool,
+    /// Run the loaded models without any adapters (shipped or fine-tuned).
+    #[serde(default)]
+    pub zero_shot: bool,
 }
 
 /// What a fine-tuning run learns from.
@@ -229,6 +232,14 @@ pub enum FromWorker {
     Gpu(Result<String, String>),
     /// Model loading progress.
     Progress(Progress),
+    /// The α-UMi adapters shipped for the loaded model were installed (sent before `Loaded`):
+    /// where they came from, and whether they expect raw prompts (no chat template).
+    ShippedAgent {
+        /// The folder, relative to the app (`agent/<folder>`).
+        folder: String,
+        /// The prompt format the adapters were trained with.
+        raw_prompts: bool,
+    },
     /// Models loaded (their description) or not (why).
     Loaded(Result<String, String>),
     /// What the run is doing.
@@ -324,4 +335,17 @@ pub fn decode<T: for<'de> Deserialize<'de>>(
         .map(|a| a.iter().filter_map(|f| f.dyn_into().ok()).collect())
         .unwrap_or_default();
     Ok((message, files))
+}
+
+/// Where the app looks for the α-UMi adapters shipped with a model, relative to the app:
+/// `agent/index.json` maps a model file name to `{"folder", "raw_prompts"}`, and
+/// `agent/<folder>/<role>/` holds each role's PEFT files (`scripts/web.sh` serves the
+/// repository's `assets/agent/` there).
+pub const AGENT_INDEX: &str = "agent/index.json";
+
+/// The name a model URL is looked up by in [`AGENT_INDEX`]: its last path segment, without
+/// query, fragment or trailing `/` (`.../SmolLM2-135M-Instruct.Q4_1.gguf` or a folder's name).
+pub fn model_file_name(url: &str) -> &str {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
 }

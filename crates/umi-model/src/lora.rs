@@ -797,7 +797,7 @@ pub fn save_hf(model: &Llama, dir: &Path) -> Result<()> {
     )
 }
 
-/// Writes `tokenizer.json` and `tokenizer_config.json` ([`Tokenizer::to_hf_files`]: BOS/EOS,
+/// Writes `tokenizer.json` and `tokenizer_config.json` ([`crate::Tokenizer::to_hf_files`]: BOS/EOS,
 /// `add_bos_token`, the chat template) into the model folder `dir`, so that the folder
 /// [`save_hf`] wrote reloads in umi and in `transformers` with the same tokenization and
 /// prompt format as the model it came from.
