@@ -511,13 +511,14 @@ fn micro_batches_too_large_for_memory_are_split_into_row_chunks() {
     assert!(2100 * 2100 > budget);
     let chunks = umi_train::split_rows(&long);
     assert_eq!(chunks.len(), 3, "one row per chunk");
-    // 7 rows of 1,200 with nothing shared: 1.44 Mi scores a row, 2 rows per chunk
-    let chunks = umi_train::split_rows(&batch(7, 1200, 0));
+    // 7 rows of 1,000 with nothing shared: 10⁶ scores a row, 2 rows per chunk
+    assert!(2 * 1000 * 1000 <= budget && 3 * 1000 * 1000 > budget);
+    let chunks = umi_train::split_rows(&batch(7, 1000, 0));
     let sizes: Vec<usize> = chunks.iter().map(|c| c.input_ids.len()).collect();
-    assert_eq!(sizes, [2, 2, 2, 1], "{} scores a row", 1200 * 1200);
-    // the same rows sharing 1,000 tokens: only 200 new positions each, all in one chunk
-    assert_eq!(umi_train::split_rows(&batch(7, 1200, 1000)).len(), 1);
+    assert_eq!(sizes, [2, 2, 2, 1]);
+    // the same rows sharing 900 tokens: only 100 new positions each, all in one chunk
+    assert_eq!(umi_train::split_rows(&batch(7, 1000, 900)).len(), 1);
     // the chunks are the rows in order
     let rows: Vec<Vec<u32>> = chunks.into_iter().flat_map(|c| c.input_ids).collect();
-    assert_eq!(rows, batch(7, 1200, 0).input_ids);
+    assert_eq!(rows, batch(7, 1000, 0).input_ids);
 }

@@ -38,9 +38,11 @@ pub fn shared_prefix_len(batch: &Batch) -> usize {
 /// Most attention scores (rows × new positions × attended positions, per head and layer) one
 /// training forward may hold: a micro-batch above it is split into row chunks whose gradients are
 /// accumulated one after the other ([`split_rows`]), which gives the same loss and gradients in
-/// bounded memory. For SmolLM2 (30 layers, 9 heads, f32, the copies autodiff keeps) 4 Mi scores
-/// are about 12 GB; 8 rows of 400 new tokens after a 700-token shared prefix fit in one chunk.
-pub const MAX_ATTENTION_SCORES: usize = 4 << 20;
+/// bounded memory. For SmolLM2 (30 layers, 9 heads, f32, the copies autodiff keeps) a chunk at
+/// the bound holds about 6 GB of attention and 2–3 GB of other activations: measured, 8 rows of
+/// about 400 new tokens after a 700-token shared prefix (3.5 Mi scores) peaked at 17 GB, and
+/// runs beside builds on a 23 GB machine were OOM-killed at that size.
+pub const MAX_ATTENTION_SCORES: usize = 2 << 20;
 
 /// `batch` as row chunks that each stay within [`MAX_ATTENTION_SCORES`] (given the prefix all of
 /// `batch`'s rows share), in order; the batch itself (one chunk) when it fits. Every chunk has at
