@@ -107,6 +107,11 @@ try {
   }, null, { timeout: 60000, polling: 100 });
   const gpuInfo = await text('#gpu-info');
   log(`gpu-info: ${gpuInfo}`);
+  // a software adapter (SwiftShader here) is named as such, with the native alternative
+  const warning = await page.$('#gpu-warning');
+  if (/swiftshader|fallback adapter|llvmpipe/i.test(gpuInfo) !== (warning !== null)) {
+    fail(`#gpu-warning should show exactly for a software adapter: gpu-info "${gpuInfo}", warning ${warning !== null}`);
+  }
   if (gpuInfo.includes('missing')) throw new Error(`WebGPU is not available: ${gpuInfo}`);
 
   // 2. the model

@@ -41,6 +41,26 @@ enum GpuStatus {
 }
 
 impl GpuStatus {
+    /// Whether the adapter is a software (CPU) emulation of a GPU: `isFallbackAdapter`, or a
+    /// known software rasteriser (SwiftShader, llvmpipe, lavapipe, WARP).
+    fn is_software(&self) -> bool {
+        match self {
+            GpuStatus::Ready(summary) => {
+                let s = summary.to_lowercase();
+                [
+                    "fallback adapter",
+                    "swiftshader",
+                    "llvmpipe",
+                    "lavapipe",
+                    "microsoft basic render",
+                ]
+                .iter()
+                .any(|k| s.contains(k))
+            }
+            _ => false,
+        }
+    }
+
     /// The line `#gpu-info` shows.
     fn text(&self) -> String {
         match self {
@@ -404,6 +424,16 @@ pub fn App() -> impl IntoView {
         <header>
             <h1>"umi " <small>"α-UMi multi-LLM tool agent, on WebGPU"</small></h1>
             <div id="gpu-info" class=gpu_class>{move || gpu.get().text()}</div>
+            <Show when=move || gpu.get().is_software()>
+                <p id="gpu-warning" class="warning">
+                    "This WebGPU adapter is a software emulation on the CPU: a tiny model runs, but the default SmolLM2 agent takes minutes per step here. "
+                    "The same agent, with the same adapters, runs natively: "
+                    <code>"scripts/demo.sh"</code>
+                    " or "
+                    <code>"umi run --query \"...\""</code>
+                    "."
+                </p>
+            </Show>
         </header>
         <main>
             <section id="models">
