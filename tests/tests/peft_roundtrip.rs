@@ -8,37 +8,41 @@ use umi_model::burn::tensor::Device;
 use umi_model::{load_model, load_peft};
 use umi_tests::{assert_close, assets, logits, sha256_hex};
 
-#[test]
-fn a_peft_trained_adapter_gives_the_logits_of_transformers_and_peft() {
-    let dir = assets().join("tiny/peft");
+/// Reads `dir/reference.json` (written by the `make_reference.py` beside it): checks it was
+/// computed for `dir/adapter` (sha256) with an adapter that changes the logits, and returns the
+/// token ids and the flattened logits transformers + PEFT gave.
+fn peft_reference(dir: &std::path::Path) -> (Vec<u32>, Vec<f64>) {
     let reference: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
             .unwrap();
     let bytes = std::fs::read(dir.join("adapter/adapter_model.safetensors")).unwrap();
     assert_eq!(
         sha256_hex(&bytes),
-        reference["adapter_sha256"].as_str().unwrap()
+        reference["adapter_sha256"].as_str().unwrap(),
+        "reference.json was computed for this adapter"
     );
     // the adapter changes the logits a lot: an adapter that is not applied cannot pass
     assert!(reference["max_adapter_effect"].as_f64().unwrap() > 0.1);
-
-    let device = Device::flex();
-    let mut loaded = load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), &device).unwrap();
-    let config = load_peft(&mut loaded.model, &dir.join("adapter"), &device).unwrap();
-    assert_eq!((config.r, config.target_modules.len()), (4, 7));
-    let ids: Vec<u32> = reference["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
-    let got = logits(&loaded.model, &ids, &mut loaded.model.new_cache());
-    let want: Vec<f64> = reference["logits"]
+    let ids: Vec<u32> = serde_json::from_value(reference["ids"].clone()).unwrap();
+    let logits: Vec<f64> = reference["logits"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
         .collect();
+    (ids, logits)
+}
+
+#[test]
+fn a_peft_trained_adapter_gives_the_logits_of_transformers_and_peft() {
+    let dir = assets().join("tiny/peft");
+    let (ids, want) = peft_reference(&dir);
+
+    let device = Device::flex();
+    let mut loaded = load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), &device).unwrap();
+    let config = load_peft(&mut loaded.model, &dir.join("adapter"), &device).unwrap();
+    assert_eq!((config.r, config.target_modules.len()), (4, 7));
+    let got = logits(&loaded.model, &ids, &mut loaded.model.new_cache());
     // f32 against f32 in another summation order, two layers: 1e-4 allowed
     assert_close(&got, &want, 0.0, 1e-4, "logits with the PEFT adapter");
 }
@@ -58,17 +62,7 @@ fn an_adapter_umi_writes_gives_in_peft_the_logits_umi_computes() {
         r: 4,
         lora_alpha: 8.0,
         lora_dropout: 0.0,
-        target_modules: [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ..LoraConfig::default()
     };
     attach_lora(&mut model, &config, 0, &device).unwrap();
     let value = |k: usize, i: usize| ((((k * 7 + i * 31) % 23) as f32) / 23.0 - 0.5) * 0.2;
@@ -102,23 +96,7 @@ fn an_adapter_umi_writes_gives_in_peft_the_logits_umi_computes() {
     }
     let _ = std::fs::remove_dir_all(&out);
 
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
-            .unwrap();
-    let bytes = std::fs::read(dir.join("adapter/adapter_model.safetensors")).unwrap();
-    assert_eq!(
-        sha256_hex(&bytes),
-        reference["adapter_sha256"].as_str().unwrap(),
-        "reference.json was computed for this adapter"
-    );
-    assert!(reference["max_adapter_effect"].as_f64().unwrap() > 0.1);
-    let ids: Vec<u32> = serde_json::from_value(reference["ids"].clone()).unwrap();
+    let (ids, want) = peft_reference(&dir);
     let got = logits(&model, &ids, &mut model.new_cache());
-    let want: Vec<f64> = reference["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
-        .collect();
     assert_close(&got, &want, 0.0, 1e-4, "umi's adapter in PEFT vs in umi");
 }

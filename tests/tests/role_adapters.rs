@@ -73,10 +73,10 @@ fn one_backbone_with_role_adapters_equals_three_adapted_models() {
         config.clone(),
     );
     // One backbone, adapters swapped per role.
-    let mut backbone = tiny(&device);
+    let backbone = tiny(&device);
     let sets: Vec<_> = dirs
         .iter()
-        .map(|d| read_peft(&mut backbone.model, d, &device).unwrap().1)
+        .map(|d| read_peft(&backbone.model, d, &device).unwrap().1)
         .collect();
     assert!(
         backbone
@@ -179,8 +179,8 @@ fn an_adapter_from_bytes_equals_the_adapter_from_its_folder() {
     let device = Device::flex();
     let dir = std::env::temp_dir().join(format!("umi-peft-bytes-{}", std::process::id()));
     random_adapter(&dir, 5, &device);
-    let mut from_dir = tiny(&device);
-    let (config, set) = read_peft(&mut from_dir.model, &dir, &device).unwrap();
+    let from_dir = tiny(&device);
+    let (config, set) = read_peft(&from_dir.model, &dir, &device).unwrap();
     let text = std::fs::read_to_string(dir.join("adapter_config.json")).unwrap();
     let bytes = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
     let from_bytes = tiny(&device);

@@ -158,11 +158,11 @@ impl RoleModelArgs {
                     "{flag} cannot be combined with --*-adapter flags: adapters sit on the one backbone given by --model"
                 );
             }
-            let mut backbone = self.load_backbone(cache, device)?;
+            let backbone = self.load_backbone(cache, device)?;
             let mut sets: [AdapterSet; 3] = Default::default();
             for (set, adapter) in sets.iter_mut().zip(self.adapters()) {
                 if let Some(dir) = adapter {
-                    let (config, adapters) = read_peft(&mut backbone.model, dir, device)
+                    let (config, adapters) = read_peft(&backbone.model, dir, device)
                         .with_context(|| format!("loading the adapter {}", dir.display()))?;
                     eprintln!(
                         "adapter {}: LoRA r={} alpha={} on {} projections",

@@ -219,20 +219,6 @@ impl Llama {
     }
 }
 
-/// Reads a PEFT LoRA adapter folder as an [`AdapterSet`] for `model`, leaving `model`'s own
-/// adapters as they were (see [`load_peft`] for what is checked).
-///
-/// # Errors
-///
-/// As [`load_peft`].
-pub fn read_peft(
-    model: &mut Llama,
-    dir: &Path,
-    device: &Device,
-) -> Result<(LoraConfig, AdapterSet)> {
-    read_peft_files(model, dir, device)
-}
-
 fn targeted(config: &LoraConfig, module: &str) -> bool {
     let leaf = module.rsplit('.').next().unwrap_or(module);
     config.target_modules.iter().any(|t| t == leaf)
@@ -573,18 +559,19 @@ pub fn convert_peft_f16(src: &Path, dst: &Path) -> Result<()> {
 /// adapter is not LoRA, uses unsupported options (`use_dora`, `use_rslora`, bias), targets a
 /// module the model lacks, or a tensor has the wrong shape.
 pub fn load_peft(model: &mut Llama, dir: &Path, device: &Device) -> Result<LoraConfig> {
-    let (config, set) = read_peft_files(model, dir, device)?;
+    let (config, set) = read_peft(model, dir, device)?;
     model.set_adapters(&set);
-    for (_, p) in model.projections_mut() {
-        if let Some(lora) = &mut p.lora {
-            lora.training = false;
-        }
-    }
     Ok(config)
 }
 
-/// Reads `adapter_config.json` and `adapter_model.safetensors` from `dir` ([`peft_from_bytes`]).
-fn read_peft_files(model: &Llama, dir: &Path, device: &Device) -> Result<(LoraConfig, AdapterSet)> {
+/// Reads a PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`, read
+/// by [`peft_from_bytes`]) as an [`AdapterSet`] for `model`, leaving `model`'s own
+/// adapters as they were (see [`load_peft`] for what is checked).
+///
+/// # Errors
+///
+/// As [`load_peft`].
+pub fn read_peft(model: &Llama, dir: &Path, device: &Device) -> Result<(LoraConfig, AdapterSet)> {
     let config_path = dir.join("adapter_config.json");
     let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
         path: config_path.clone(),
