@@ -157,6 +157,7 @@ mod tests {
                 learning_rate: 0.0,
                 target_tokens: 1,
                 tokens: 1,
+                dpo: None,
             });
         }
         assert_eq!(got, expected);

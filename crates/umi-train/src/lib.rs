@@ -13,6 +13,9 @@
 //! - [`Trainer`]: AdamW (burn-optim, same update as `torch.optim.AdamW`), global-norm gradient
 //!   clipping (`clip_grad_norm_`), accumulation, and (natively) checkpoints (PEFT adapter or HF
 //!   folder + optimizer state + progress) written atomically and resumed after a kill;
+//! - [`Trainer::dpo_step`]: step-level DPO on preference pairs ([`PairExample`], [`DpoConfig`]),
+//!   the training half of process-based self-rewarding (Zhang et al. 2025), with TRL's losses
+//!   and metrics; [`completion_logps`] scores several completions of one prompt computed once;
 //! - [`tokenize_examples`], [`epoch_steps`], [`TrainerState::next_step_batches`]: the batches
 //!   of each step, shared by `umi train` and the web app.
 //!
@@ -23,6 +26,7 @@
 
 mod checkpoint;
 mod data;
+mod dpo;
 mod loss;
 mod trainer;
 
@@ -30,6 +34,7 @@ pub use checkpoint::{Checkpoint, TrainerState};
 #[cfg(not(target_family = "wasm"))]
 pub use checkpoint::{latest_checkpoint, read_checkpoint};
 pub use data::{epoch_steps, steps_per_epoch, tokenize_examples};
+pub use dpo::{DpoConfig, DpoLoss, DpoStats, PairExample, completion_logps, dpo_loss, pair_tokens};
 pub use loss::{
     MAX_ATTENTION_SCORES, MIN_SHARED_PREFIX, batch_hidden, batch_loss, causal_lm_loss,
     causal_lm_loss_from_hidden, shared_prefix_len, split_rows,

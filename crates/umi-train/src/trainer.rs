@@ -8,6 +8,7 @@ use umi_data::Role;
 use umi_data::batch::Batch;
 use umi_model::{Llama, LoraConfig, attach_lora};
 
+use crate::dpo::DpoStats;
 use crate::loss::{batch_loss, split_rows};
 use crate::{Result, TrainError};
 
@@ -146,6 +147,9 @@ pub struct StepStats {
     pub target_tokens: usize,
     /// All tokens (prompt + target + padding) processed.
     pub tokens: usize,
+    /// The implicit rewards of a DPO step ([`Trainer::dpo_step`]); `None` for SFT steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpo: Option<DpoStats>,
 }
 
 /// Gives every parameter an id from its position in the model, so optimizer state saved by one
@@ -190,24 +194,36 @@ impl ModuleVisitor for GradNorm<'_> {
     }
 }
 
-/// Reads two `[1]` tensors back (one transaction, asynchronously). Both leave autodiff first:
-/// a transaction reads tensors of one kind only, and the loss is tracked while the norm is not.
-async fn read_scalars(a: Tensor<1>, b: Tensor<1>) -> Result<(f64, f64)> {
-    let data = Transaction::default()
-        .register(a.inner())
-        .register(b.inner())
+/// Reads the loss and the gradient norm (`[1]` each) and, if given, a vector of other values
+/// back in one asynchronous transaction. All leave autodiff first: a transaction reads tensors
+/// of one kind only, and the loss is tracked while the norm is not.
+async fn read_back(
+    loss: Tensor<1>,
+    norm: Tensor<1>,
+    extra: Option<Tensor<1>>,
+) -> Result<(f64, f64, Vec<f64>)> {
+    let mut transaction = Transaction::default()
+        .register(loss.inner())
+        .register(norm.inner());
+    if let Some(extra) = extra {
+        transaction = transaction.register(extra.inner());
+    }
+    let data = transaction
         .execute_async()
         .await
         .map_err(|e| TrainError::Read(format!("{e:?}")))?;
+    let values = |d: &TensorData| d.iter::<f64>().collect::<Vec<f64>>();
     let scalar = |d: &TensorData| -> Result<f64> {
-        d.iter::<f64>()
-            .next()
+        values(d)
+            .first()
+            .copied()
             .ok_or_else(|| TrainError::Read("an empty tensor was read back".into()))
     };
     match data.as_slice() {
-        [a, b] => Ok((scalar(a)?, scalar(b)?)),
+        [a, b] => Ok((scalar(a)?, scalar(b)?, Vec::new())),
+        [a, b, c] => Ok((scalar(a)?, scalar(b)?, values(c))),
         _ => Err(TrainError::Read(format!(
-            "expected 2 tensors back, got {}",
+            "expected 2 or 3 tensors back, got {}",
             data.len()
         ))),
     }
@@ -309,6 +325,13 @@ impl Trainer {
             .expect("the model is only taken during a step")
     }
 
+    /// Switches adapter dropout on or off in the model being trained (on by default for LoRA).
+    pub fn set_dropout(&mut self, on: bool) {
+        if let Some(model) = self.model.as_mut() {
+            model.set_lora_training(on);
+        }
+    }
+
     /// The model for inference: off the autodiff graph, adapter dropout off.
     pub fn inference_model(&self) -> Llama {
         let mut model = self.model().valid();
@@ -398,6 +421,14 @@ impl Trainer {
         let (loss, grads, _, _) = self
             .loss_and_grads(micro_batches)
             .ok_or_else(|| TrainError::Invalid("the batches have no target tokens".into()))?;
+        Ok((loss.into_scalar::<f64>(), self.name_gradients(&grads)))
+    }
+
+    /// `grads` by parameter name (see [`Trainer::named_gradients`]).
+    pub(crate) fn name_gradients(
+        &self,
+        grads: &GradientsParams,
+    ) -> Vec<(String, umi_model::weights::HostTensor)> {
         let host = |t: Tensor<2>| {
             let shape = t.dims().to_vec();
             let data = t
@@ -452,7 +483,7 @@ impl Trainer {
                 ));
             }
         }
-        Ok((loss.into_scalar::<f64>(), out))
+        out
     }
 
     /// Global gradient norm, as a `[1]` tensor (no read back).
@@ -503,10 +534,26 @@ impl Trainer {
     pub async fn apply_gradients(
         &mut self,
         loss: Tensor<1>,
-        mut grads: GradientsParams,
+        grads: GradientsParams,
         target_tokens: usize,
         tokens: usize,
     ) -> Result<StepStats> {
+        let (stats, _) = self
+            .apply_gradients_with(loss, grads, target_tokens, tokens, None)
+            .await?;
+        Ok(stats)
+    }
+
+    /// [`Trainer::apply_gradients`], reading `extra` (e.g. a DPO step's log-probabilities) back
+    /// in the same transaction as the loss and the norm.
+    pub(crate) async fn apply_gradients_with(
+        &mut self,
+        loss: Tensor<1>,
+        mut grads: GradientsParams,
+        target_tokens: usize,
+        tokens: usize,
+        extra: Option<Tensor<1>>,
+    ) -> Result<(StepStats, Vec<f64>)> {
         let norm = self
             .grad_norm(&mut grads)
             .ok_or_else(|| TrainError::Invalid("no parameter received a gradient".into()))?;
@@ -525,7 +572,7 @@ impl Trainer {
             self.model().visit(&mut v);
         }
         // One asynchronous read of both scalars: synchronous reads panic in a browser.
-        let (loss_value, norm_value) = read_scalars(loss, norm).await?;
+        let (loss_value, norm_value, extra) = read_back(loss, norm, extra).await?;
         if !loss_value.is_finite() {
             return Err(TrainError::Invalid(format!(
                 "the loss is {loss_value} at step {}; the update was not applied (lower the learning rate?)",
@@ -541,14 +588,16 @@ impl Trainer {
         let model = self.model.take().expect("model present");
         self.model = Some(self.optim.step(lr, model, grads));
         self.step += 1;
-        Ok(StepStats {
+        let stats = StepStats {
             step: self.step,
             loss: loss_value,
             grad_norm: norm_value,
             learning_rate: lr,
             target_tokens,
             tokens,
-        })
+            dpo: None,
+        };
+        Ok((stats, extra))
     }
 
     /// Mean target-token loss of `batches` under the current weights, without gradients;

@@ -1,0 +1,439 @@
+//! Step-level DPO (Rafailov et al. 2023, applied per step as in "Process-based Self-Rewarding
+//! Language Models", Zhang et al. 2025): the objective that trains a role's adapter on pairs of
+//! one better and one worse next step for the same prompt. The formulas are TRL's
+//! (`DPOTrainer`, `loss_type` "sigmoid", "sigmoid_norm", "robust" and "sft"); the specification
+//! is `../shared/docs/psrlm-design.md` §2.10.
+
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::activation::{log_sigmoid, log_softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use umi_model::Llama;
+
+use crate::trainer::{StepStats, Trainer};
+use crate::{Result, TrainError};
+
+/// The preference loss of one pair, from its implicit reward difference.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum DpoLoss {
+    /// `−log σ(β((π⁺ − ρ⁺) − (π⁻ − ρ⁻)))`: DPO (TRL `"sigmoid"`), the default.
+    Sigmoid,
+    /// As `Sigmoid` with each log-ratio divided by its completion's token count (TRL
+    /// `"sigmoid_norm"`): less pull towards longer steps.
+    SigmoidNorm,
+    /// Robust DPO (TRL `"robust"`) for noisy preferences, such as a small model judging itself:
+    /// `(−(1 − ε) log σ(βδ) + ε log σ(−βδ)) / (1 − 2ε)`, `ε` the share of pairs assumed flipped.
+    Robust {
+        /// `ε`, in `[0, 0.5)`.
+        label_smoothing: f64,
+    },
+}
+
+/// Step-DPO settings (psrlm-design.md §2.10; defaults are TRL's).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DpoConfig {
+    /// `β`, the strength of the pull towards the reference (TRL default 0.1).
+    pub beta: f64,
+    /// The loss.
+    pub loss: DpoLoss,
+    /// Weight of an added SFT term, the mean negative log-likelihood of the chosen steps' tokens
+    /// (TRL `loss_type=["sigmoid", "sft"]`); 0 (the default) turns it off.
+    pub sft_weight: f64,
+}
+
+impl Default for DpoConfig {
+    fn default() -> Self {
+        Self {
+            beta: 0.1,
+            loss: DpoLoss::Sigmoid,
+            sft_weight: 0.0,
+        }
+    }
+}
+
+impl DpoConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    ///
+    /// [`TrainError::Invalid`] naming the bad value: `beta` not positive and finite,
+    /// `label_smoothing` outside `[0, 0.5)`, `sft_weight` negative or not finite.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.beta.is_finite() && self.beta > 0.0) {
+            return Err(TrainError::Invalid(format!(
+                "DPO beta must be a positive number, got {}",
+                self.beta
+            )));
+        }
+        if let DpoLoss::Robust { label_smoothing } = self.loss
+            && !(0.0..0.5).contains(&label_smoothing)
+        {
+            return Err(TrainError::Invalid(format!(
+                "the robust DPO loss needs label smoothing in [0, 0.5), got {label_smoothing}"
+            )));
+        }
+        if !(self.sft_weight.is_finite() && self.sft_weight >= 0.0) {
+            return Err(TrainError::Invalid(format!(
+                "the SFT weight must be 0 or more, got {}",
+                self.sft_weight
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One preference pair as token ids, with the reference model's log-probabilities of both
+/// completions (recorded when the pair was mined, psrlm-design.md §3.7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairExample {
+    /// Where the pair came from (named in errors).
+    pub id: String,
+    /// The prompt, BOS included: the role prompt up to the step.
+    pub prompt_ids: Vec<u32>,
+    /// The better step's tokens, EOS included.
+    pub chosen_ids: Vec<u32>,
+    /// The worse step's tokens, EOS included.
+    pub rejected_ids: Vec<u32>,
+    /// `Σ log π_ref(chosen | prompt)`, in nats.
+    pub ref_chosen_logps: f64,
+    /// `Σ log π_ref(rejected | prompt)`, in nats.
+    pub ref_rejected_logps: f64,
+}
+
+impl PairExample {
+    /// Checks that the pair can be scored by a model with `max_positions` positions.
+    ///
+    /// # Errors
+    ///
+    /// [`TrainError::Invalid`] naming the pair: an empty prompt or completion, a longer sequence
+    /// than the model takes, or reference log-probabilities that are not finite and ≤ 0.
+    pub fn validate(&self, max_positions: usize) -> Result<()> {
+        let bad = |what: String| Err(TrainError::Invalid(format!("pair {}: {what}", self.id)));
+        if self.prompt_ids.is_empty() {
+            return bad("the prompt has no token".into());
+        }
+        for (name, ids, reference) in [
+            ("chosen", &self.chosen_ids, self.ref_chosen_logps),
+            ("rejected", &self.rejected_ids, self.ref_rejected_logps),
+        ] {
+            if ids.is_empty() {
+                return bad(format!("the {name} completion has no token"));
+            }
+            let len = self.prompt_ids.len() + ids.len();
+            if len > max_positions {
+                return bad(format!(
+                    "prompt + {name} completion is {len} tokens, more than the model's {max_positions} positions (truncate the prompt)"
+                ));
+            }
+            if !(reference.is_finite() && reference <= 0.0) {
+                return bad(format!(
+                    "the reference log-probability of the {name} completion is {reference}, not a finite number ≤ 0"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a DPO step measured, averaged over its pairs (TRL's metric names in brackets).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DpoStats {
+    /// `β (π⁺ − ρ⁺)` [`rewards/chosen`].
+    pub rewards_chosen: f64,
+    /// `β (π⁻ − ρ⁻)` [`rewards/rejected`].
+    pub rewards_rejected: f64,
+    /// Chosen minus rejected reward [`rewards/margins`].
+    pub rewards_margin: f64,
+    /// Share of pairs whose chosen reward is higher [`rewards/accuracies`].
+    pub rewards_accuracy: f64,
+    /// Policy `Σ log π(chosen)` [`logps/chosen`], nats.
+    pub logps_chosen: f64,
+    /// Policy `Σ log π(rejected)` [`logps/rejected`], nats.
+    pub logps_rejected: f64,
+}
+
+impl DpoStats {
+    /// The metrics of `pairs` given the policy's log-probabilities (`policy[2k]` chosen,
+    /// `policy[2k + 1]` rejected, for pair `k`).
+    ///
+    /// # Panics
+    ///
+    /// If `policy` does not hold two values per pair.
+    pub fn of(pairs: &[PairExample], policy: &[f64], beta: f64) -> Self {
+        assert_eq!(policy.len(), 2 * pairs.len(), "two log-probs per pair");
+        let k = pairs.len().max(1) as f64;
+        let mut s = Self {
+            rewards_chosen: 0.0,
+            rewards_rejected: 0.0,
+            rewards_margin: 0.0,
+            rewards_accuracy: 0.0,
+            logps_chosen: 0.0,
+            logps_rejected: 0.0,
+        };
+        for (pair, lp) in pairs.iter().zip(policy.chunks_exact(2)) {
+            let chosen = beta * (lp[0] - pair.ref_chosen_logps);
+            let rejected = beta * (lp[1] - pair.ref_rejected_logps);
+            s.rewards_chosen += chosen / k;
+            s.rewards_rejected += rejected / k;
+            s.rewards_margin += (chosen - rejected) / k;
+            s.rewards_accuracy += f64::from(u8::from(chosen > rejected)) / k;
+            s.logps_chosen += lp[0] / k;
+            s.logps_rejected += lp[1] / k;
+        }
+        s
+    }
+}
+
+/// `Σ_t log π(c_t | prompt, c_<t)` for each completion `c`, with the prompt computed once:
+/// its keys and values are repeated for every completion (a [`umi_model::KvCache`] shared by
+/// all), the completions run as one right-padded batch, and the LM head runs only at the rows
+/// that predict a completion token (the last prompt position and each completion's own
+/// positions but its last). Under autodiff the gradients of all completions flow into the one
+/// prompt computation. Equal (to float rounding) to scoring each prompt + completion sequence
+/// alone, as TRL does, with `P + Σ|c|` tokens instead of `n·P + Σ|c|`.
+///
+/// # Shapes
+///
+/// - prompt: `P ≥ 1` token ids; completions: `n` non-empty id lists
+/// - output: `[n]`, nats (≤ 0)
+///
+/// # Errors
+///
+/// [`TrainError::Invalid`] for an empty prompt, no or an empty completion, or more positions
+/// than the model takes.
+pub fn completion_logps(
+    model: &Llama,
+    prompt: &[u32],
+    completions: &[&[u32]],
+    device: &Device,
+) -> Result<Tensor<1>> {
+    let longest = completions.iter().map(|c| c.len()).max().unwrap_or(0);
+    if prompt.is_empty() || completions.is_empty() || completions.iter().any(|c| c.is_empty()) {
+        return Err(TrainError::Invalid(
+            "scoring completions needs a prompt and non-empty completions".into(),
+        ));
+    }
+    if prompt.len() + longest > model.max_positions() {
+        return Err(TrainError::Invalid(format!(
+            "prompt ({}) + completion ({longest}) tokens exceed the model's {} positions",
+            prompt.len(),
+            model.max_positions()
+        )));
+    }
+    let ids = |v: &[u32]| v.iter().map(|&t| i64::from(t)).collect::<Vec<_>>();
+    let (n, p) = (completions.len(), prompt.len());
+    let mut cache = model.new_cache();
+    let input = Tensor::<2, Int>::from_data(TensorData::new(ids(prompt), [1, p]), device);
+    let hidden_prompt = model.forward_hidden(input, &mut cache); // [1, P, d]
+    let d = hidden_prompt.dims()[2];
+    let last = hidden_prompt.narrow(1, p - 1, 1).reshape([1, d]); // predicts every c_0
+    // Row 0 is the last prompt position; row 1 + i·(longest − 1) + t is completion i's position t.
+    let hidden = if longest > 1 {
+        for layer in &mut cache {
+            layer.repeat_batch(n);
+        }
+        let mut rows = Vec::with_capacity(n * (longest - 1));
+        for c in completions {
+            let mut row = ids(&c[..c.len() - 1]);
+            row.resize(longest - 1, 0); // right padding: never read, and causal attention keeps it out of real rows
+            rows.extend(row);
+        }
+        let input = Tensor::<2, Int>::from_data(TensorData::new(rows, [n, longest - 1]), device);
+        let hidden_completions = model
+            .forward_hidden(input, &mut cache)
+            .reshape([n * (longest - 1), d]);
+        Tensor::cat(vec![last, hidden_completions], 0)
+    } else {
+        last
+    };
+    let mut picked = Vec::new();
+    let mut targets = Vec::new();
+    let mut segment = Vec::new(); // [n, Σ|c|] 0/1: which rows sum into which completion
+    let total: usize = completions.iter().map(|c| c.len()).sum();
+    for (i, c) in completions.iter().enumerate() {
+        let mut mask = vec![0.0f32; total];
+        for (t, &token) in c.iter().enumerate() {
+            mask[picked.len()] = 1.0;
+            picked.push(if t == 0 {
+                0
+            } else {
+                (1 + i * (longest - 1) + t - 1) as i64
+            });
+            targets.push(i64::from(token));
+        }
+        segment.extend(mask);
+    }
+    let picked = Tensor::<1, Int>::from_data(TensorData::new(picked, [total]), device);
+    let logits = model.logits(hidden.select(0, picked).reshape([1, total, d]));
+    let vocab = logits.dims()[2];
+    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [total, 1]), device);
+    let token_logps = log_softmax(logits.reshape([total, vocab]), 1).gather(1, targets); // [Σ|c|, 1]
+    let segment = Tensor::<2>::from_data(TensorData::new(segment, [n, total]), device);
+    Ok(segment.matmul(token_logps).reshape([n]))
+}
+
+/// Number of tokens `completion_logps` runs through the model for one pair, against TRL's
+/// two full sequences: `(P + |c⁺| − 1 + |c⁻| − 1 padded to the longer, 2P + |c⁺| + |c⁻|)`.
+pub fn pair_tokens(pair: &PairExample) -> (usize, usize) {
+    let p = pair.prompt_ids.len();
+    let (c, r) = (pair.chosen_ids.len(), pair.rejected_ids.len());
+    (p + 2 * (c.max(r) - 1), 2 * p + c + r)
+}
+
+/// One pair's share of the step loss: `l(z) / K` plus its share of the SFT term,
+/// `−α · π⁺ / N⁺` (`N⁺` the chosen tokens of the whole step), so the shares of a step's `K`
+/// pairs sum to TRL's loss of the step as one batch.
+///
+/// # Shapes
+///
+/// - policy: `[2]` (chosen, rejected), nats; output: `[1]`
+fn pair_loss(
+    policy: Tensor<1>,
+    pair: &PairExample,
+    config: &DpoConfig,
+    pairs: usize,
+    chosen_tokens: usize,
+) -> Tensor<1> {
+    let chosen = policy.clone().narrow(0, 0, 1);
+    let rejected = policy.narrow(0, 1, 1);
+    let mut chosen_ratio = chosen.clone().sub_scalar(pair.ref_chosen_logps);
+    let mut rejected_ratio = rejected.sub_scalar(pair.ref_rejected_logps);
+    if config.loss == DpoLoss::SigmoidNorm {
+        chosen_ratio = chosen_ratio.div_scalar(pair.chosen_ids.len() as f64);
+        rejected_ratio = rejected_ratio.div_scalar(pair.rejected_ids.len() as f64);
+    }
+    let z = (chosen_ratio - rejected_ratio).mul_scalar(config.beta);
+    let loss = match config.loss {
+        DpoLoss::Sigmoid | DpoLoss::SigmoidNorm => log_sigmoid(z).neg(),
+        DpoLoss::Robust { label_smoothing: e } => (log_sigmoid(z.clone()).mul_scalar(-(1.0 - e))
+            + log_sigmoid(z.neg()).mul_scalar(e))
+        .div_scalar(1.0 - 2.0 * e),
+    };
+    let loss = loss.div_scalar(pairs as f64);
+    if config.sft_weight > 0.0 {
+        loss + chosen.mul_scalar(-config.sft_weight / chosen_tokens.max(1) as f64)
+    } else {
+        loss
+    }
+}
+
+/// The step loss of `pairs` as one batch (mean over pairs, plus the SFT term when weighted),
+/// from the policy log-probabilities (`policy[2k]` chosen and `policy[2k + 1]` rejected for pair
+/// `k`) and the pairs' reference log-probabilities. TRL's `DPOTrainer` loss for the same batch.
+///
+/// # Shapes
+///
+/// - policy: `[2K]`, nats; output: `[1]`
+///
+/// # Panics
+///
+/// If `policy` does not hold two values per pair, or `pairs` is empty.
+pub fn dpo_loss(policy: Tensor<1>, pairs: &[PairExample], config: &DpoConfig) -> Tensor<1> {
+    assert_eq!(policy.dims()[0], 2 * pairs.len(), "two log-probs per pair");
+    assert!(!pairs.is_empty(), "a DPO loss needs at least one pair");
+    let chosen_tokens = pairs.iter().map(|p| p.chosen_ids.len()).sum();
+    let terms = pairs.iter().enumerate().map(|(k, pair)| {
+        pair_loss(
+            policy.clone().narrow(0, 2 * k, 2),
+            pair,
+            config,
+            pairs.len(),
+            chosen_tokens,
+        )
+    });
+    terms.reduce(|a, b| a + b).expect("at least one pair")
+}
+
+impl Trainer {
+    /// Loss and gradients of one DPO step over `pairs`, one pair's forward and backward at a
+    /// time (memory of one pair), accumulated: `(loss [1], grads, policy log-probs [2K], tokens)`.
+    pub(crate) fn dpo_loss_and_grads(
+        &self,
+        pairs: &[PairExample],
+        config: &DpoConfig,
+    ) -> Result<(Tensor<1>, GradientsParams, Tensor<1>, usize)> {
+        config.validate()?;
+        if pairs.is_empty() {
+            return Err(TrainError::Invalid(
+                "a DPO step needs at least one pair".into(),
+            ));
+        }
+        let model = self.model();
+        for pair in pairs {
+            pair.validate(model.max_positions())?;
+        }
+        let chosen_tokens = pairs.iter().map(|p| p.chosen_ids.len()).sum();
+        let device = self.device();
+        let mut accumulator = GradientsAccumulator::<Llama>::new();
+        let (mut loss_sum, mut logps, mut tokens) = (None::<Tensor<1>>, Vec::new(), 0);
+        for pair in pairs {
+            let policy = completion_logps(
+                model,
+                &pair.prompt_ids,
+                &[&pair.chosen_ids, &pair.rejected_ids],
+                device,
+            )?;
+            let loss = pair_loss(policy.clone(), pair, config, pairs.len(), chosen_tokens);
+            accumulator.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
+            let value = loss.detach();
+            loss_sum = Some(match loss_sum {
+                Some(acc) => acc + value,
+                None => value,
+            });
+            logps.push(policy.detach());
+            tokens += pair_tokens(pair).0;
+        }
+        let loss = loss_sum.expect("at least one pair");
+        Ok((loss, accumulator.grads(), Tensor::cat(logps, 0), tokens))
+    }
+
+    /// One optimizer step of step-level DPO over `pairs` (psrlm-design.md §2.10): each pair's
+    /// chosen and rejected log-probabilities under the policy (the trained adapters, prompt
+    /// computed once per pair, [`completion_logps`]) against the pair's recorded reference
+    /// log-probabilities, TRL's loss averaged over the pairs, then the same clipping, AdamW and
+    /// schedule as [`Trainer::train_step`]. The returned [`StepStats`] carry [`DpoStats`];
+    /// `target_tokens` counts completion tokens.
+    ///
+    /// Adapter dropout is switched off for the rest of training, as TRL's
+    /// `disable_dropout=True`: with dropout the policy would differ from the reference at the
+    /// start.
+    ///
+    /// # Errors
+    ///
+    /// [`TrainError::Invalid`] for bad settings or a bad pair (named), or a loss that is not
+    /// finite (the update is then not applied); [`TrainError::Read`] if the device fails.
+    pub async fn dpo_step(
+        &mut self,
+        pairs: &[PairExample],
+        config: &DpoConfig,
+    ) -> Result<StepStats> {
+        self.set_dropout(false);
+        let (loss, grads, policy, tokens) = self.dpo_loss_and_grads(pairs, config)?;
+        let completion_tokens = pairs
+            .iter()
+            .map(|p| p.chosen_ids.len() + p.rejected_ids.len())
+            .sum();
+        let (mut stats, policy) = self
+            .apply_gradients_with(loss, grads, completion_tokens, tokens, Some(policy))
+            .await?;
+        stats.dpo = Some(DpoStats::of(pairs, &policy, config.beta));
+        Ok(stats)
+    }
+
+    /// DPO loss and gradients of `pairs` by parameter name, without updating (for checks against
+    /// other frameworks; native only): names and layouts as [`Trainer::named_gradients`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Trainer::dpo_step`].
+    pub fn dpo_named_gradients(
+        &mut self,
+        pairs: &[PairExample],
+        config: &DpoConfig,
+    ) -> Result<(f64, Vec<(String, umi_model::weights::HostTensor)>)> {
+        self.set_dropout(false);
+        let (loss, grads, _, _) = self.dpo_loss_and_grads(pairs, config)?;
+        Ok((loss.into_scalar::<f64>(), self.name_gradients(&grads)))
+    }
+}
