@@ -386,3 +386,109 @@ fn bad_pairs_and_settings_are_refused_with_their_name() {
     assert!(err.contains("label smoothing"), "{err}");
     assert_eq!(trainer.step, 0, "no update was applied");
 }
+
+#[test]
+fn pair_rows_become_examples_cut_dropped_and_scheduled() {
+    use umi_data::preference::PreferencePair;
+    let tokenizer = umi_model::Tokenizer::from_file(
+        &assets().join("tiny/hf-export/tokenizer.json"),
+        Some(1),
+        vec![2],
+        true,
+    )
+    .unwrap();
+    let text = |p: &str, c: &str, r: &str| PreferencePair {
+        prompt: Some(p.into()),
+        chosen: Some(c.into()),
+        rejected: Some(r.into()),
+        ..PreferencePair::default()
+    };
+    let mut rows = vec![
+        PreferencePair {
+            id: "text".into(),
+            role: Some("planner".into()),
+            ..text("planner: ok", " yes", " no</s>")
+        },
+        PreferencePair {
+            id: "long-prompt".into(),
+            ..text(&"ab".repeat(40), " y", " n")
+        },
+        PreferencePair {
+            id: "long-step".into(),
+            ..text("q", &"z".repeat(30), " n")
+        },
+        PreferencePair {
+            id: "ids".into(),
+            prompt_ids: Some(vec![1, 5, 6]),
+            chosen_ids: Some(vec![7, 2]),
+            rejected_ids: Some(vec![8, 2]),
+            ref_chosen_logps: Some(-1.5),
+            ref_rejected_logps: Some(-2.5),
+            ..PreferencePair::default()
+        },
+    ];
+    let prepared = umi_train::prepare_pairs(&rows, &tokenizer, "planner", 24, 16).unwrap();
+    let ids: Vec<&str> = prepared.pairs.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["text", "long-prompt", "ids"]);
+    assert_eq!(prepared.dropped.len(), 1);
+    assert!(prepared.dropped[0].1.contains("max-step-tokens"));
+    let first = &prepared.pairs[0];
+    assert_eq!(
+        first.prompt_ids,
+        tokenizer.encode("planner: ok", true).unwrap()
+    );
+    assert_eq!(first.prompt_ids[0], 1, "the prompt starts with BOS");
+    assert_eq!(*first.chosen_ids.last().unwrap(), 2, "EOS appended");
+    let no = tokenizer.encode(" no", false).unwrap();
+    assert_eq!(first.rejected_ids[..no.len()], no[..]);
+    assert_eq!(
+        first.rejected_ids.len(),
+        no.len() + 1,
+        "EOS text not doubled"
+    );
+    let cut = &prepared.pairs[1];
+    let longest = cut.chosen_ids.len().max(cut.rejected_ids.len());
+    assert_eq!(
+        cut.prompt_ids.len() + longest,
+        24,
+        "the prompt keeps its end"
+    );
+    let whole = tokenizer.encode(&"ab".repeat(40), true).unwrap();
+    assert!(whole.ends_with(&cut.prompt_ids));
+    assert_eq!(prepared.truncated, 1);
+    assert_eq!(prepared.needs_reference, [true, true, false]);
+    assert_eq!(prepared.pairs[2].ref_rejected_logps, -2.5);
+
+    rows[0].role = Some("caller".into());
+    let err = umi_train::prepare_pairs(&rows, &tokenizer, "planner", 24, 16)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("text") && err.contains("caller"), "{err}");
+
+    // every pair once per epoch, in a seeded order that changes with the epoch
+    let config = TrainConfig {
+        batch_size: 2,
+        gradient_accumulation_steps: 2,
+        ..TrainConfig::default()
+    };
+    let mut state = umi_train::TrainerState::new(config.clone(), 100);
+    let mut epochs = Vec::new();
+    for _ in 0..2 {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let step = state.next_step_pairs(10);
+            assert!(step.len() <= 4);
+            seen.extend(step);
+            state.steps_in_epoch += 1;
+        }
+        let mut sorted = seen.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        epochs.push(seen);
+    }
+    assert_ne!(epochs[0], epochs[1]);
+    assert_eq!(
+        umi_train::pair_epoch_steps(10, &config, 0).concat(),
+        epochs[0]
+    );
+}

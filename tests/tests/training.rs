@@ -299,6 +299,7 @@ fn lora_training_resumes_from_a_checkpoint_on_the_same_curve() {
         steps_in_epoch: trainer.step,
         config: cfg.clone(),
         history: history.clone(),
+        dpo: None,
     };
     let ck = trainer.save_checkpoint(&out, &state).unwrap();
     assert!(ck.adapter_dir().join("adapter_model.safetensors").exists());

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod data;
+mod dpo;
 mod eval;
 mod models;
 mod train;

@@ -31,6 +31,10 @@ pub enum TrainCommand {
         #[command(flatten)]
         args: TrainArgs,
     },
+    /// Step-level DPO on preference pairs (process-based self-rewarding's training step,
+    /// psrlm-design.md §2.10): continues a role's LoRA adapter so it prefers each pair's chosen
+    /// step over its rejected one, relative to a frozen reference (the starting adapter).
+    Dpo(crate::dpo::DpoArgs),
     /// Copy a trained PEFT adapter with its tensors stored as f16 (half the size; how umi
     /// ships its adapters in assets/agent/).
     Export {
@@ -142,6 +146,7 @@ pub fn run(command: TrainCommand) -> Result<()> {
             Ok(())
         }
         TrainCommand::Global(args) => train(Role::Backbone, args),
+        TrainCommand::Dpo(args) => crate::dpo::run(args),
         TrainCommand::Local { role, args } => {
             let role = match role.as_str() {
                 "planner" => Role::Planner,
@@ -276,7 +281,6 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
             total_steps
         );
     }
-    let stop_at = total_steps;
     eprintln!(
         "{} {role:?} samples from {} conversations → {total_steps} steps ({}; an epoch is {steps_per_epoch} steps of {}×{} examples); {}",
         examples.len(),
@@ -293,57 +297,18 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
             "full fine-tuning"
         }
     );
-    let bar = ProgressBar::new(stop_at as u64).with_position(state.step as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{bar:30}] step {pos}/{len}  {elapsed} elapsed, ETA {eta}  {msg}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
-    let started = Instant::now();
-    let mut tokens_since = 0usize;
-    // Without a terminal (a run in the background, output to a log) the bar is hidden: print
-    // the same line once a minute instead.
-    let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut last_line = Instant::now();
-    // The step of the newest checkpoint on disk: the end saves one only if it is not that step.
-    let mut saved = resume.as_ref().map(|ck| ck.state.step);
-    while state.step < stop_at {
-        let group = state.next_step_batches(&examples, pad);
-        let stats: StepStats = pollster::block_on(trainer.train_step(&group))?;
-        tokens_since += stats.tokens;
-        state.record(stats);
-        bar.set_position(state.step as u64);
-        bar.set_message(format!(
-            "loss {:.4}  lr {:.2e}  {:.0} tok/s",
-            stats.loss,
-            stats.learning_rate,
-            tokens_since as f64 / started.elapsed().as_secs_f64()
-        ));
-        if plain && (last_line.elapsed().as_secs() >= 60 || state.step == stop_at) {
-            last_line = Instant::now();
-            let elapsed = started.elapsed().as_secs_f64();
-            eprintln!(
-                "step {}/{stop_at}  loss {:.4}  lr {:.2e}  {:.0} tok/s  {:.0} s elapsed",
-                state.step,
-                stats.loss,
-                stats.learning_rate,
-                tokens_since as f64 / elapsed,
-                elapsed
-            );
-        }
-        if state.step.is_multiple_of(args.save_every.max(1)) {
-            let ck = trainer.save_checkpoint(&args.out, &state)?;
-            saved = Some(state.step);
-            write_curve(&args.out, &state.history)?;
-            bar.println(format!("saved {}", ck.dir.display()));
-        }
-    }
-    bar.finish();
-    if saved != Some(state.step) {
-        trainer.save_checkpoint(&args.out, &state)?;
-    }
+    step_loop(
+        &mut trainer,
+        &mut state,
+        &args.out,
+        args.save_every,
+        resume.as_ref().map(|ck| ck.state.step),
+        |trainer, state| {
+            let group = state.next_step_batches(&examples, pad);
+            Ok(pollster::block_on(trainer.train_step(&group))?)
+        },
+        |stats| format!("loss {:.4}  lr {:.2e}", stats.loss, stats.learning_rate),
+    )?;
     // Final artifacts: the adapter (PEFT) or the model (HF) with the tokenizer, and the curve.
     let final_dir = args.out.join("final");
     let model = trainer.inference_model();
@@ -379,18 +344,101 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_curve(out: &Path, history: &[StepStats]) -> Result<()> {
+/// Runs optimizer steps until `state.total_steps`: `step` makes one (and says what it did), a
+/// progress bar (or, without a terminal, a plain line a minute) shows `message` of the last one
+/// with tokens/s, a checkpoint is saved every `save_every` steps and at the end unless the
+/// newest one on disk (`saved`) is already of that step, and the loss curve is rewritten with
+/// each checkpoint. Shared by SFT (`umi train global|local`) and DPO (`umi train dpo`).
+pub(crate) fn step_loop(
+    trainer: &mut Trainer,
+    state: &mut TrainerState,
+    out: &Path,
+    save_every: usize,
+    mut saved: Option<usize>,
+    mut step: impl FnMut(&mut Trainer, &mut TrainerState) -> Result<StepStats>,
+    message: impl Fn(&StepStats) -> String,
+) -> Result<()> {
+    let stop_at = state.total_steps;
+    let bar = ProgressBar::new(stop_at as u64).with_position(state.step as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{bar:30}] step {pos}/{len}  {elapsed} elapsed, ETA {eta}  {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let mut tokens_since = 0usize;
+    // Without a terminal (a run in the background, output to a log) the bar is hidden: print
+    // the same line once a minute instead.
+    let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_line = Instant::now();
+    while state.step < stop_at {
+        let stats = step(trainer, state)?;
+        tokens_since += stats.tokens;
+        state.record(stats);
+        bar.set_position(state.step as u64);
+        let speed = tokens_since as f64 / started.elapsed().as_secs_f64();
+        bar.set_message(format!("{}  {speed:.0} tok/s", message(&stats)));
+        if plain && (last_line.elapsed().as_secs() >= 60 || state.step == stop_at) {
+            last_line = Instant::now();
+            eprintln!(
+                "step {}/{stop_at}  {}  {speed:.0} tok/s  {:.0} s elapsed",
+                state.step,
+                message(&stats),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        if state.step.is_multiple_of(save_every.max(1)) {
+            let ck = trainer.save_checkpoint(out, state)?;
+            saved = Some(state.step);
+            write_curve(out, &state.history)?;
+            bar.println(format!("saved {}", ck.dir.display()));
+        }
+    }
+    bar.finish();
+    if saved != Some(state.step) {
+        trainer.save_checkpoint(out, state)?;
+    }
+    Ok(())
+}
+
+/// `loss.csv` and `loss.svg` of `history` in `out`. DPO steps add TRL's metrics as columns
+/// (`rewards_chosen, rewards_rejected, rewards_margin, rewards_accuracy, logps_chosen,
+/// logps_rejected`) and the reward margin as a second line.
+pub(crate) fn write_curve(out: &Path, history: &[StepStats]) -> Result<()> {
+    let dpo = history.iter().any(|s| s.dpo.is_some());
     let mut csv = Vec::new();
-    writeln!(
+    write!(
         csv,
         "step,loss,grad_norm,learning_rate,target_tokens,tokens"
     )?;
+    if dpo {
+        write!(
+            csv,
+            ",rewards_chosen,rewards_rejected,rewards_margin,rewards_accuracy,logps_chosen,logps_rejected"
+        )?;
+    }
+    writeln!(csv)?;
     for s in history {
-        writeln!(
+        write!(
             csv,
             "{},{},{},{},{},{}",
             s.step, s.loss, s.grad_norm, s.learning_rate, s.target_tokens, s.tokens
         )?;
+        if let Some(d) = &s.dpo {
+            write!(
+                csv,
+                ",{},{},{},{},{},{}",
+                d.rewards_chosen,
+                d.rewards_rejected,
+                d.rewards_margin,
+                d.rewards_accuracy,
+                d.logps_chosen,
+                d.logps_rejected
+            )?;
+        }
+        writeln!(csv)?;
     }
     write_atomically(&out.join("loss.csv"), std::str::from_utf8(&csv)?)?;
     if history.is_empty() {
@@ -398,26 +446,56 @@ fn write_curve(out: &Path, history: &[StepStats]) -> Result<()> {
     }
     use plotters::prelude::*;
     let path = out.join("loss.svg");
-    let max_loss = history.iter().map(|s| s.loss).fold(0.0, f64::max) * 1.05;
+    let margins: Vec<(usize, f64)> = history
+        .iter()
+        .filter_map(|s| s.dpo.map(|d| (s.step, d.rewards_margin)))
+        .collect();
+    let top = history
+        .iter()
+        .map(|s| s.loss)
+        .chain(margins.iter().map(|m| m.1))
+        .fold(0.0, f64::max)
+        * 1.05;
+    let bottom = margins.iter().map(|m| m.1).fold(0.0, f64::min) * 1.05;
     let last = history.last().map_or(1, |s| s.step);
     let root = SVGBackend::new(&path, (800, 480)).into_drawing_area();
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption("training loss", ("sans-serif", 22))
+            .caption(
+                if dpo {
+                    "DPO loss and reward margin"
+                } else {
+                    "training loss"
+                },
+                ("sans-serif", 22),
+            )
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(52)
-            .build_cartesian_2d(0..last.max(1), 0.0..max_loss.max(1e-6))?;
+            .build_cartesian_2d(0..last.max(1), bottom..top.max(1e-6))?;
         chart
             .configure_mesh()
             .x_desc("optimizer step")
-            .y_desc("loss (target tokens)")
+            .y_desc(if dpo { "nats" } else { "loss (target tokens)" })
             .draw()?;
-        chart.draw_series(LineSeries::new(
+        let loss = chart.draw_series(LineSeries::new(
             history.iter().map(|s| (s.step, s.loss)),
             &BLUE,
         ))?;
+        if dpo {
+            loss.label("loss")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+            chart
+                .draw_series(LineSeries::new(margins.iter().copied(), &RED))?
+                .label("reward margin β(Δ⁺ − Δ⁻)")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+            chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE)
+                .draw()?;
+        }
         root.present()?;
         Ok(())
     };

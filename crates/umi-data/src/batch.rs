@@ -105,7 +105,13 @@ pub fn length_bucketed_batches(
             batch
         })
         .collect();
-    // Fisher–Yates with a splitmix64 stream: deterministic for a seed, no extra dependency.
+    seeded_shuffle(&mut batches, seed);
+    batches
+}
+
+/// Shuffles `items` in place, the same way for the same seed on every platform (Fisher–Yates
+/// over a splitmix64 stream; no dependency): the order of training batches and preference pairs.
+pub fn seeded_shuffle<T>(items: &mut [T], seed: u64) {
     let mut state = seed;
     let mut next = || {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -114,11 +120,10 @@ pub fn length_bucketed_batches(
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     };
-    for i in (1..batches.len()).rev() {
+    for i in (1..items.len()).rev() {
         let j = (next() % (i as u64 + 1)) as usize;
-        batches.swap(i, j);
+        items.swap(i, j);
     }
-    batches
 }
 
 /// A prompt/completion record as TRL's `SFTTrainer` reads it (`completion_only_loss`), for

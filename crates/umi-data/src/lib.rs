@@ -11,6 +11,7 @@
 //!   schemas, as `umi-tools` reads them too);
 //! - [`readers`]: where data enters: dataset files read into conversations, bad records
 //!   skipped and counted;
+//! - [`preference`]: step preference pairs (umi's mined records or TRL's text rows) for DPO;
 //! - [`batch`]: samples as masked, truncated, length-bucketed training batches (and TRL records).
 //!
 //! Facts follow X-PLUG/Multi-LLM-Agent at commit f9eeef7 (`GLPFT/utils/prompt_lib.py`,
@@ -20,6 +21,7 @@
 pub mod batch;
 pub mod conversation;
 pub mod parse;
+pub mod preference;
 pub mod prompt;
 mod python;
 pub mod readers;

@@ -32,6 +32,10 @@ pub struct TrainerState {
     pub config: TrainConfig,
     /// Every step so far (the loss curve).
     pub history: Vec<StepStats>,
+    /// The DPO settings of a DPO run ([`crate::Trainer::dpo_step`]); `None` for SFT. A resume
+    /// must use the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpo: Option<crate::DpoConfig>,
 }
 
 /// A complete checkpoint on disk.

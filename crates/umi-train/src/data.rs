@@ -84,6 +84,7 @@ impl TrainerState {
             steps_in_epoch: 0,
             config,
             history: Vec::new(),
+            dpo: None,
         }
     }
 

@@ -437,3 +437,158 @@ impl Trainer {
         Ok((loss.into_scalar::<f64>(), self.name_gradients(&grads)))
     }
 }
+
+/// Pairs made ready to train ([`prepare_pairs`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PreparedPairs {
+    /// The pairs kept, in file order.
+    pub pairs: Vec<PairExample>,
+    /// For each kept pair, whether its reference log-probabilities must be computed: the row
+    /// had none, or its prompt was cut (the recorded ones belong to the whole prompt).
+    pub needs_reference: Vec<bool>,
+    /// Rows left out, as `(id, why)`.
+    pub dropped: Vec<(String, String)>,
+    /// Kept pairs whose prompt lost its beginning to fit `max_len`.
+    pub truncated: usize,
+}
+
+/// Turns pair rows (umi's or TRL's, [`umi_data::preference`]) into [`PairExample`]s:
+/// token ids from the row, or else the tokenizer's (the prompt with BOS, each step without, EOS
+/// appended when the step's text does not end with it); a step longer than `max_step_tokens` is
+/// dropped (steps are never cut); a prompt longer than `max_len` minus the longer step keeps its
+/// end, as GLPFT cuts training samples (psrlm-design.md §2.10).
+///
+/// # Errors
+///
+/// [`TrainError::Invalid`] naming the row: a role other than `role`, or text the tokenizer
+/// cannot encode.
+pub fn prepare_pairs(
+    rows: &[umi_data::preference::PreferencePair],
+    tokenizer: &umi_model::Tokenizer,
+    role: &str,
+    max_len: usize,
+    max_step_tokens: usize,
+) -> Result<PreparedPairs> {
+    let eos = *tokenizer
+        .eos_ids()
+        .first()
+        .ok_or_else(|| TrainError::Invalid("the tokenizer has no EOS token".into()))?;
+    let mut out = PreparedPairs::default();
+    for row in rows {
+        if let Some(r) = &row.role
+            && r != role
+        {
+            return Err(TrainError::Invalid(format!(
+                "pair {} is a {r} step, not a {role} step",
+                row.id
+            )));
+        }
+        let encode = |text: &Option<String>, bos: bool| -> Result<Vec<u32>> {
+            let text = text.as_deref().unwrap_or_default();
+            tokenizer.encode(text, bos).map_err(|e| {
+                TrainError::Invalid(format!("pair {}: tokenizing failed: {e}", row.id))
+            })
+        };
+        let step = |text: &Option<String>| -> Result<Vec<u32>> {
+            let mut ids = encode(text, false)?;
+            if ids.last() != Some(&eos) {
+                ids.push(eos);
+            }
+            Ok(ids)
+        };
+        let (mut prompt_ids, chosen_ids, rejected_ids) =
+            match (&row.prompt_ids, &row.chosen_ids, &row.rejected_ids) {
+                (Some(p), Some(c), Some(r)) => (p.clone(), c.clone(), r.clone()),
+                _ => (
+                    encode(&row.prompt, true)?,
+                    step(&row.chosen)?,
+                    step(&row.rejected)?,
+                ),
+            };
+        let longest = chosen_ids.len().max(rejected_ids.len());
+        if longest > max_step_tokens {
+            out.dropped.push((
+                row.id.clone(),
+                format!("a step of {longest} tokens, over --max-step-tokens {max_step_tokens}"),
+            ));
+            continue;
+        }
+        if chosen_ids.is_empty() || rejected_ids.is_empty() || prompt_ids.is_empty() {
+            out.dropped
+                .push((row.id.clone(), "an empty prompt or step".into()));
+            continue;
+        }
+        let room = max_len.saturating_sub(longest).max(1);
+        let cut = prompt_ids.len() > room;
+        if cut {
+            prompt_ids.drain(..prompt_ids.len() - room);
+            out.truncated += 1;
+        }
+        let (ref_chosen, ref_rejected) = (row.ref_chosen_logps, row.ref_rejected_logps);
+        out.needs_reference
+            .push(cut || ref_chosen.is_none() || ref_rejected.is_none());
+        out.pairs.push(PairExample {
+            id: row.id.clone(),
+            prompt_ids,
+            chosen_ids,
+            rejected_ids,
+            ref_chosen_logps: ref_chosen.unwrap_or(0.0),
+            ref_rejected_logps: ref_rejected.unwrap_or(0.0),
+        });
+    }
+    Ok(out)
+}
+
+/// Scores `pair`'s two steps under `model` (the reference: the adapter the policy starts from,
+/// off the autodiff graph): `(Σ log π(chosen), Σ log π(rejected))`, nats, read back
+/// asynchronously (browsers allow no other read).
+///
+/// # Errors
+///
+/// As [`completion_logps`]; [`TrainError::Read`] if the device fails.
+pub async fn pair_logps(model: &Llama, pair: &PairExample, device: &Device) -> Result<(f64, f64)> {
+    let logps = completion_logps(
+        model,
+        &pair.prompt_ids,
+        &[&pair.chosen_ids, &pair.rejected_ids],
+        device,
+    )?
+    .into_data_async()
+    .await
+    .map_err(|e| TrainError::Read(format!("{e:?}")))?;
+    let v: Vec<f64> = logps.iter::<f64>().collect();
+    Ok((v[0], v[1]))
+}
+
+/// The pair indices of every optimizer step of `epoch`: all pairs in a seeded shuffle (seed
+/// `config.seed + epoch`), `batch_size × gradient_accumulation_steps` per step (TRL's batch of
+/// pairs; the last step of an epoch may have fewer).
+pub fn pair_epoch_steps(
+    pairs: usize,
+    config: &crate::TrainConfig,
+    epoch: usize,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..pairs).collect();
+    umi_data::batch::seeded_shuffle(&mut order, config.seed + epoch as u64);
+    let per_step = (config.batch_size * config.gradient_accumulation_steps).max(1);
+    order.chunks(per_step).map(<[usize]>::to_vec).collect()
+}
+
+impl crate::TrainerState {
+    /// The pair indices of the next optimizer step ([`pair_epoch_steps`] of the epoch in
+    /// progress, after the `steps_in_epoch` already done), as
+    /// [`crate::TrainerState::next_step_batches`] does for SFT. Empty when there are no pairs.
+    pub fn next_step_pairs(&mut self, pairs: usize) -> Vec<usize> {
+        if pairs == 0 {
+            return Vec::new();
+        }
+        loop {
+            let mut steps = pair_epoch_steps(pairs, &self.config, self.epoch);
+            if self.steps_in_epoch < steps.len() {
+                return steps.swap_remove(self.steps_in_epoch);
+            }
+            self.epoch += 1;
+            self.steps_in_epoch = 0;
+        }
+    }
+}

@@ -34,7 +34,10 @@ pub use checkpoint::{Checkpoint, TrainerState};
 #[cfg(not(target_family = "wasm"))]
 pub use checkpoint::{latest_checkpoint, read_checkpoint};
 pub use data::{epoch_steps, steps_per_epoch, tokenize_examples};
-pub use dpo::{DpoConfig, DpoLoss, DpoStats, PairExample, completion_logps, dpo_loss, pair_tokens};
+pub use dpo::{
+    DpoConfig, DpoLoss, DpoStats, PairExample, PreparedPairs, completion_logps, dpo_loss,
+    pair_epoch_steps, pair_logps, pair_tokens, prepare_pairs,
+};
 pub use loss::{
     MAX_ATTENTION_SCORES, MIN_SHARED_PREFIX, batch_hidden, batch_loss, causal_lm_loss,
     causal_lm_loss_from_hidden, shared_prefix_len, split_rows,

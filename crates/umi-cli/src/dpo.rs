@@ -1,0 +1,329 @@
+//! `umi train dpo`: step-level DPO (`umi-train`'s `Trainer::dpo_step`) on preference pairs
+//! (umi's mined `pairs.jsonl` or TRL's `{prompt, chosen, rejected}` rows), continuing a role's
+//! LoRA adapter, with reference log-probabilities recorded or computed, a check that they belong
+//! to the starting adapter, checkpoints that `--resume` continues, and the loss and reward
+//! margin as CSV and SVG. The specification is ../shared/docs/psrlm-design.md §2.10 and §3.5.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use umi_data::Role;
+use umi_data::preference::read_pairs;
+use umi_model::{Backend, load_peft, merge_lora, save_peft};
+use umi_train::{
+    DpoConfig, DpoLoss, TrainConfig, Trainer, TrainerState, latest_checkpoint, pair_logps,
+    prepare_pairs,
+};
+
+use crate::train::{step_loop, write_curve};
+
+/// How far (nats) a pair's recorded reference log-probability may be from the starting
+/// adapter's own before the run stops: float rounding gives about 1e-5 relative.
+const REFERENCE_TOLERANCE: f64 = 1e-3;
+
+#[derive(clap::Args)]
+pub struct DpoArgs {
+    /// Preference pairs, JSON lines (repeatable): umi's records with token ids and reference
+    /// log-probs, or TRL's {"prompt", "chosen", "rejected"} texts.
+    #[arg(long, required = true)]
+    pairs: Vec<PathBuf>,
+    /// The role the pairs train: planner, caller or summarizer.
+    #[arg(long)]
+    role: String,
+    /// Base model (.gguf or Hugging Face folder).
+    #[arg(long, default_value = crate::DEFAULT_MODEL)]
+    model: PathBuf,
+    /// A PEFT adapter (the global stage's) merged into the base first.
+    #[arg(long)]
+    init_adapter: Option<PathBuf>,
+    /// The role's PEFT adapter the policy starts from (and, unless --ref-adapter, the reference).
+    #[arg(long)]
+    adapter: PathBuf,
+    /// Another adapter as the frozen reference (its log-probs are computed for every pair).
+    #[arg(long)]
+    ref_adapter: Option<PathBuf>,
+    /// Compute every pair's reference log-probs instead of using recorded ones.
+    #[arg(long)]
+    recompute_ref: bool,
+    /// β: how strongly the policy is held to the reference.
+    #[arg(long, default_value_t = 0.1)]
+    beta: f64,
+    /// Loss: sigmoid (DPO), sigmoid-norm (log-ratios per token) or robust (noisy labels).
+    #[arg(long, default_value = "sigmoid")]
+    loss: String,
+    /// ε of the robust loss: the share of pairs assumed mislabelled.
+    #[arg(long, default_value_t = 0.1)]
+    label_smoothing: f64,
+    /// Weight of an added SFT term on the chosen steps (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    sft_weight: f64,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-5)]
+    lr: f64,
+    /// Epochs over the pairs.
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Train for this many optimizer steps instead of --epochs.
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Warm-up ratio of the cosine schedule.
+    #[arg(long, default_value_t = 0.1)]
+    warmup_ratio: f64,
+    /// Weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Pairs per micro-batch.
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    /// Micro-batches per optimizer step (pairs per step = batch size × this).
+    #[arg(long, default_value_t = 8)]
+    grad_accum: usize,
+    /// Global gradient-norm clip (0: off).
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    /// Tokens of prompt + step (longer prompts keep their end).
+    #[arg(long, default_value_t = 1536)]
+    max_len: usize,
+    /// Pairs with a longer step are left out (steps are never cut).
+    #[arg(long, default_value_t = 256)]
+    max_step_tokens: usize,
+    /// Seed (pair order).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Save a checkpoint every N optimizer steps (and at the end).
+    #[arg(long, default_value_t = 50)]
+    save_every: usize,
+    /// Output folder: checkpoint-N/, final/adapter/, loss.csv, loss.svg.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue from the newest checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Compute backend: cpu or wgpu.
+    #[arg(long, default_value = "cpu")]
+    backend: Backend,
+}
+
+fn dpo_config(a: &DpoArgs) -> Result<DpoConfig> {
+    let loss = match a.loss.as_str() {
+        "sigmoid" => DpoLoss::Sigmoid,
+        "sigmoid-norm" | "sigmoid_norm" => DpoLoss::SigmoidNorm,
+        "robust" => DpoLoss::Robust {
+            label_smoothing: a.label_smoothing,
+        },
+        other => bail!("--loss must be sigmoid, sigmoid-norm or robust, not {other:?}"),
+    };
+    let config = DpoConfig {
+        beta: a.beta,
+        loss,
+        sft_weight: a.sft_weight,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+fn progress_bar(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}}  {{elapsed}}, ETA {{eta}}"
+        ))
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+pub fn run(args: DpoArgs) -> Result<()> {
+    let role: Role = match args.role.as_str() {
+        "planner" => Role::Planner,
+        "caller" => Role::Caller,
+        "summarizer" => Role::Summarizer,
+        other => bail!("--role must be planner, caller or summarizer, not {other:?}"),
+    };
+    let dpo = dpo_config(&args)?;
+    let mut rows = Vec::new();
+    for path in &args.pairs {
+        let (pairs, report) = read_pairs(path)?;
+        for s in &report.skipped {
+            eprintln!("warning: skipped {s}");
+        }
+        rows.extend(pairs);
+    }
+
+    let device = args.backend.device()?;
+    let mut loaded = crate::models::load_with_progress(&args.model, &device)?;
+    if let Some(adapter) = &args.init_adapter {
+        load_peft(&mut loaded.model, adapter, &device)
+            .with_context(|| format!("loading the adapter {}", adapter.display()))?;
+        merge_lora(&mut loaded.model);
+    }
+    let max_len = args.max_len.min(loaded.model.max_positions());
+    let prepared = prepare_pairs(
+        &rows,
+        &loaded.tokenizer,
+        &args.role,
+        max_len,
+        args.max_step_tokens,
+    )?;
+    for (id, why) in &prepared.dropped {
+        eprintln!("warning: left out pair {id}: {why}");
+    }
+    let mut pairs = prepared.pairs;
+    if pairs.is_empty() {
+        bail!("no pair is left to train on");
+    }
+
+    // The reference: the starting adapter unless another is named.
+    let mut reference = loaded.model.clone();
+    let ref_dir = args.ref_adapter.as_ref().unwrap_or(&args.adapter);
+    load_peft(&mut reference, ref_dir, &device)
+        .with_context(|| format!("loading the reference adapter {}", ref_dir.display()))?;
+    let needs: Vec<usize> = (0..pairs.len())
+        .filter(|&i| {
+            args.recompute_ref || args.ref_adapter.is_some() || prepared.needs_reference[i]
+        })
+        .collect();
+    if !needs.is_empty() {
+        let bar = progress_bar(needs.len(), "reference log-probs");
+        for &i in &needs {
+            let (c, r) = pollster::block_on(pair_logps(&reference, &pairs[i], &device))?;
+            (pairs[i].ref_chosen_logps, pairs[i].ref_rejected_logps) = (c, r);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+    }
+    eprintln!(
+        "{} pairs ({} left out, {} prompts cut to --max-len {max_len}); reference log-probs: {} recorded, {} computed with {}",
+        pairs.len(),
+        prepared.dropped.len(),
+        prepared.truncated,
+        pairs.len() - needs.len(),
+        needs.len(),
+        ref_dir.display()
+    );
+
+    let origin = loaded.origin.clone();
+    let mut model = loaded.model;
+    let lora = load_peft(&mut model, &args.adapter, &device)
+        .with_context(|| format!("loading the adapter {}", args.adapter.display()))?;
+    let config = TrainConfig {
+        learning_rate: args.lr,
+        epochs: args.epochs,
+        warmup_ratio: args.warmup_ratio,
+        weight_decay: args.weight_decay,
+        batch_size: args.batch_size,
+        gradient_accumulation_steps: args.grad_accum,
+        max_grad_norm: args.max_grad_norm,
+        max_len,
+        seed: args.seed,
+        lora: Some(lora.clone()),
+        ..TrainConfig::local(role)
+    };
+    config.validate()?;
+    let per_step = (config.batch_size * config.gradient_accumulation_steps).max(1);
+    let steps_per_epoch = pairs.len().div_ceil(per_step);
+    let total_steps = args.max_steps.unwrap_or(steps_per_epoch * config.epochs);
+    if total_steps == 0 {
+        bail!("--max-steps must be positive");
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let resume = if args.resume {
+        latest_checkpoint(&args.out)
+    } else {
+        None
+    };
+    if !args.resume && latest_checkpoint(&args.out).is_some() {
+        bail!(
+            "{} already holds checkpoints; pass --resume to continue them or choose another --out",
+            args.out.display()
+        );
+    }
+    let mut state = TrainerState::new(config.clone(), total_steps);
+    state.dpo = Some(dpo);
+    if let Some(ck) = &resume {
+        if ck.state.config != config || ck.state.dpo != Some(dpo) {
+            bail!(
+                "{} was trained with other settings; resume with the same flags",
+                ck.dir.display()
+            );
+        }
+        if ck.state.total_steps != total_steps {
+            bail!(
+                "{} belongs to a run of {} steps, not {total_steps}; resume with the same --max-steps",
+                ck.dir.display(),
+                ck.state.total_steps
+            );
+        }
+        load_peft(&mut model, &ck.adapter_dir(), &device)?;
+    } else if args.ref_adapter.is_none() {
+        // Policy = reference at step 0: recorded log-probs must be the starting adapter's.
+        let first = state.clone().next_step_pairs(pairs.len());
+        for &i in &first {
+            let pair = &pairs[i];
+            let (c, r) = pollster::block_on(pair_logps(&model, pair, &device))?;
+            let gap = (c - pair.ref_chosen_logps)
+                .abs()
+                .max((r - pair.ref_rejected_logps).abs());
+            if gap > REFERENCE_TOLERANCE {
+                bail!(
+                    "pair {}: its recorded reference log-probs differ from {}'s by {gap:.4} nats, so they were made with another adapter or prompt; pass --recompute-ref (or --ref-adapter with the adapter that mined them)",
+                    pair.id,
+                    args.adapter.display()
+                );
+            }
+        }
+    }
+    let mut trainer = Trainer::with_adapters(model, config.clone(), total_steps, &device, false)?;
+    if let Some(ck) = &resume {
+        trainer.resume_from(ck)?;
+        state = ck.state.clone();
+        eprintln!(
+            "resuming from {} (step {}/{total_steps})",
+            ck.dir.display(),
+            state.step
+        );
+    }
+    eprintln!(
+        "step-level DPO of the {} adapter: {total_steps} steps of {per_step} pairs (an epoch is {steps_per_epoch}), β {}, {:?} loss",
+        args.role, dpo.beta, dpo.loss
+    );
+    step_loop(
+        &mut trainer,
+        &mut state,
+        &args.out,
+        args.save_every,
+        resume.as_ref().map(|ck| ck.state.step),
+        |trainer, state| {
+            let step: Vec<_> = state
+                .next_step_pairs(pairs.len())
+                .into_iter()
+                .map(|i| pairs[i].clone())
+                .collect();
+            Ok(pollster::block_on(trainer.dpo_step(&step, &dpo))?)
+        },
+        |s| {
+            let d = s.dpo.unwrap_or(umi_train::DpoStats::of(&[], &[], dpo.beta));
+            format!(
+                "loss {:.4}  margin {:+.3}  acc {:.2}  lr {:.2e}",
+                s.loss, d.rewards_margin, d.rewards_accuracy, s.learning_rate
+            )
+        },
+    )?;
+    let final_dir = args.out.join("final");
+    save_peft(
+        &trainer.inference_model(),
+        &lora,
+        Some(&origin),
+        &final_dir.join("adapter"),
+    )?;
+    write_curve(&args.out, &state.history)?;
+    eprintln!(
+        "done: {} steps; adapter in {}; loss and reward margin in {}/loss.csv and loss.svg",
+        state.step,
+        final_dir.join("adapter").display(),
+        args.out.display()
+    );
+    Ok(())
+}
