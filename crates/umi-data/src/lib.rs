@@ -11,6 +11,7 @@
 //!   schemas, as `umi-tools` reads them too);
 //! - [`readers`]: where data enters: dataset files read into conversations, bad records
 //!   skipped and counted;
+//! - [`judge`]: the pairwise judge prompts of process-based self-rewarding and verdict parsing;
 //! - [`preference`]: step preference pairs (umi's mined records or TRL's text rows) for DPO;
 //! - [`batch`]: samples as masked, truncated, length-bucketed training batches (and TRL records).
 //!
@@ -20,6 +21,7 @@
 
 pub mod batch;
 pub mod conversation;
+pub mod judge;
 pub mod parse;
 pub mod preference;
 pub mod prompt;
