@@ -1,0 +1,15 @@
+//! Process-based self-rewarding ("Process-based Self-Rewarding Language Models", Zhang et al.
+//! 2025), adapted to α-UMi's planner and caller steps (`../shared/docs/psrlm-design.md`): at a
+//! decision point the model samples `w` candidate next steps, judges every ordered pair of the
+//! distinct ones itself ([`umi_data::judge`]), and the most and least preferred become a chosen /
+//! rejected pair for step-level DPO (`umi_train::Trainer::dpo_step`).
+//!
+//! - [`search`]: duplicates merged, the ordered pairs to judge, wins counted from both orders,
+//!   best / worst / margin and the outcome of a decision point (§2.5–2.6, §2.8).
+#![warn(missing_docs)]
+
+pub mod search;
+
+pub use search::{
+    ExecSignal, Outcome, dedupe, judge_pairs, outcome, position_consistency, score, select,
+};
