@@ -13,6 +13,7 @@ mod data;
 mod dpo;
 mod eval;
 mod models;
+mod reward;
 mod train;
 use models::{ModelCache, RoleModelArgs};
 use umi_model::{Backend, GenerationConfig, argmax, generate, next_token_logits};
@@ -52,6 +53,9 @@ enum Command {
     /// GLPFT training: `global` (backbone) then `local --role R` (full or LoRA).
     #[command(subcommand)]
     Train(train::TrainCommand),
+    /// Process-based self-rewarding: judge-training data (`eft`).
+    #[command(subcommand)]
+    Reward(reward::RewardCommand),
 }
 
 #[derive(Subcommand)]
@@ -175,6 +179,7 @@ fn main() -> Result<()> {
         Command::Eval(args) => eval::run(args, &mut ModelCache::default()),
         Command::Data(command) => data::run(command),
         Command::Train(command) => train::run(command),
+        Command::Reward(command) => reward::run(command),
         Command::Tools(ToolsCommand::Serve {
             port,
             state,

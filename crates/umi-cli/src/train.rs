@@ -129,6 +129,11 @@ pub struct TrainArgs {
     /// Compute backend: cpu or wgpu.
     #[arg(long, default_value = "cpu")]
     backend: Backend,
+    /// More role samples, JSON lines of {"tools", "history", "input", "target"} (repeatable),
+    /// mixed into the data's: e.g. `umi reward eft`'s judge rows, which teach the planner to
+    /// judge steps (process-based self-rewarding's M1).
+    #[arg(long)]
+    extra_samples: Vec<PathBuf>,
     /// Instead of training, write what this run would train on into this folder and stop, for
     /// training elsewhere (scripts/gpu/train_peft.py, PyTorch + PEFT): `examples.jsonl` (one
     /// `{"input_ids", "labels"}` per example, labels -100 outside the target, exactly as this
@@ -200,10 +205,32 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
         .filter(|(i, _)| args.split.keeps(*i, args.dev_every))
         .map(|(_, c)| c)
         .collect();
-    let samples: Vec<_> = conversations
+    let mut samples: Vec<_> = conversations
         .iter()
         .flat_map(|c| role_samples(c, role, PromptSet::ToolBench))
         .collect();
+    for path in &args.extra_samples {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --extra-samples {}", path.display()))?;
+        let before = samples.len();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            samples.push(serde_json::from_str(line).with_context(|| {
+                format!(
+                    "{} line {}: not a role sample ({{\"tools\", \"history\", \"input\", \"target\"}})",
+                    path.display(),
+                    i + 1
+                )
+            })?);
+        }
+        eprintln!(
+            "added {} samples from {}",
+            samples.len() - before,
+            path.display()
+        );
+    }
     if samples.is_empty() {
         bail!("{} gives no {role:?} samples", args.data.display());
     }

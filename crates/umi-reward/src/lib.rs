@@ -4,12 +4,18 @@
 //! distinct ones itself ([`umi_data::judge`]), and the most and least preferred become a chosen /
 //! rejected pair for step-level DPO (`umi_train::Trainer::dpo_step`).
 //!
+//! - [`eft`]: judge-training rows from gold trajectories, gold steps against objectively worse
+//!   ones made from them, in both orders (§2.9);
 //! - [`search`]: duplicates merged, the ordered pairs to judge, wins counted from both orders,
 //!   best / worst / margin and the outcome of a decision point (§2.5–2.6, §2.8).
 #![warn(missing_docs)]
 
+pub mod eft;
 pub mod search;
 
+pub use eft::{
+    EftConfig, EftMeta, EftRow, NegativeKind, eft_rows, synthetic_negatives, tool_families,
+};
 pub use search::{
     ExecSignal, Outcome, dedupe, judge_pairs, outcome, position_consistency, score, select,
 };

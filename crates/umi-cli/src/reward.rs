@@ -1,0 +1,138 @@
+//! `umi reward eft`: judge-training data for process-based self-rewarding (`umi-reward`'s
+//! `eft`, psrlm-design.md §2.9), written as role samples that `umi train local
+//! --extra-samples` mixes into the planner's training (the paper's M1 = SFT on IFT + EFT), and
+//! as TRL prompt/completion rows.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use umi_data::judge::JudgeFormat;
+use umi_data::readers::{DataFormat, Split, read};
+use umi_reward::{EftConfig, eft_rows, tool_families};
+
+use crate::eval::write_atomically;
+
+#[derive(clap::Subcommand)]
+pub enum RewardCommand {
+    /// Judge-training (EFT) rows from gold trajectories: each gold planner step against
+    /// objectively worse steps made from it (another decision, an unlisted tool, the prompt's
+    /// format line, the previous step again), in both orders.
+    Eft(EftArgs),
+}
+
+#[derive(clap::Args)]
+pub struct EftArgs {
+    /// Trajectories (α-UMi conversation JSON, or another --format).
+    #[arg(long, default_value = crate::eval::DEFAULT_EVAL_DATA)]
+    data: PathBuf,
+    /// Data format: alpha-umi, toolbench, api-bank.
+    #[arg(long, default_value = "alpha-umi")]
+    format: DataFormat,
+    /// Records used: train (all but every --dev-every-th), dev (a judge test set) or all.
+    #[arg(long, default_value = "train")]
+    split: Split,
+    /// Split period (record i is dev when i % dev_every == 0).
+    #[arg(long, default_value_t = 6)]
+    dev_every: usize,
+    /// Judge format: explain (explanation, then [[A]]/[[B]]) or verdict (verdict first).
+    #[arg(long, default_value = "verdict")]
+    judge_format: String,
+    /// Most worse steps per decision point (each gives two rows).
+    #[arg(long, default_value_t = 2)]
+    max_negatives_per_point: usize,
+    /// Seed of the choices.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// The model's EOS text, ending each TRL completion (SmolLM2's by default).
+    #[arg(long, default_value = "<|im_end|>")]
+    eos_text: String,
+    /// Output folder: eft.jsonl, eft_trl.jsonl, report.json.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(command: RewardCommand) -> Result<()> {
+    match command {
+        RewardCommand::Eft(args) => eft(args),
+    }
+}
+
+fn eft(args: EftArgs) -> Result<()> {
+    let format = match args.judge_format.as_str() {
+        "explain" => JudgeFormat::Explain,
+        "verdict" => JudgeFormat::Verdict,
+        other => bail!("--judge-format must be explain or verdict, not {other:?}"),
+    };
+    let (conversations, report) = read(args.format, &args.data)?;
+    for s in &report.skipped {
+        eprintln!("warning: skipped {s}");
+    }
+    // Fabricated tool names come from the families of the whole file, so a dev row's fake name
+    // may be a train trajectory's family: it is still absent from that row's tool list.
+    let families: Vec<String> = conversations
+        .iter()
+        .flat_map(|c| tool_families(&c.tools))
+        .collect();
+    let kept: Vec<(usize, &umi_data::conversation::Conversation)> = conversations
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| args.split.keeps(*i, args.dev_every))
+        .collect();
+    let config = EftConfig {
+        format,
+        max_negatives_per_point: args.max_negatives_per_point,
+        seed: args.seed,
+    };
+    let rows = eft_rows(&kept, &families, &config);
+    if rows.is_empty() {
+        bail!(
+            "{} gives no planner decision point with a Next: marker in the {:?} split",
+            args.data.display(),
+            args.split
+        );
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let mut eft = String::new();
+    let mut trl = String::new();
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for row in &rows {
+        eft.push_str(&serde_json::to_string(row)?);
+        eft.push('\n');
+        trl.push_str(&serde_json::to_string(
+            &umi_data::batch::prompt_completion(&row.sample, &args.eos_text),
+        )?);
+        trl.push('\n');
+        *by_kind.entry(row.meta.kind.as_str()).or_default() += 1;
+    }
+    write_atomically(&args.out.join("eft.jsonl"), &eft)?;
+    write_atomically(&args.out.join("eft_trl.jsonl"), &trl)?;
+    let report = serde_json::json!({
+        "data": args.data,
+        "split": format!("{:?}", args.split).to_lowercase(),
+        "conversations": kept.len(),
+        "rows": rows.len(),
+        "pairs": rows.len() / 2,
+        "rows_by_kind": by_kind,
+        "judge_format": format,
+        "max_negatives_per_point": args.max_negatives_per_point,
+        "seed": args.seed,
+    });
+    write_atomically(
+        &args.out.join("report.json"),
+        &serde_json::to_string_pretty(&report)?,
+    )?;
+    eprintln!(
+        "{} EFT rows ({} pairs × 2 orders) from {} conversations: {}; wrote eft.jsonl, eft_trl.jsonl and report.json to {}",
+        rows.len(),
+        rows.len() / 2,
+        kept.len(),
+        by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.out.display()
+    );
+    Ok(())
+}
