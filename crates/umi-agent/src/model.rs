@@ -5,7 +5,9 @@
 use std::rc::Rc;
 
 use umi_data::Role;
-use umi_model::{AdapterSet, GenerationConfig, LoadedModel, PrefixCache, generate_cached};
+use umi_model::{
+    AdapterSet, GenerationConfig, LoadedModel, PrefixCache, generate_cached, next_token_logits,
+};
 
 use crate::generator::{Generator, GeneratorError, PromptLength};
 
@@ -111,16 +113,83 @@ impl LlamaGenerator {
         self.prefixes = Default::default();
     }
 
+    /// The log-probabilities `(ℓ_a, ℓ_b)` of the first tokens where `prompt` followed by
+    /// `a` and `prompt` followed by `b` differ, as `role`'s model (its adapters, its prompt
+    /// form) reads them: how a judge's verdict is read without decoding (`a = "[[A]]"`,
+    /// `b = "[[B]]"`; psrlm-design.md §2.5.2). Both texts are tokenized whole (a boundary can
+    /// tokenize differently when split); the common part is run once and kept in the role's
+    /// prefix cache, so a series of judge prompts that share their beginning (tool list,
+    /// history) prefills only what differs. A common part longer than the prompt budget keeps
+    /// its end.
+    ///
+    /// # Errors
+    ///
+    /// When tokenizing fails, the two texts give the same tokens, or the model fails.
+    pub async fn choice_logprobs(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        a: &str,
+        b: &str,
+    ) -> Result<(f64, f64), GeneratorError> {
+        let fail = |message: String| GeneratorError { role, message };
+        let (ids_a, budget) = self.encode_with(role, prompt, a)?;
+        let (ids_b, _) = self.encode_with(role, prompt, b)?;
+        let k = ids_a.iter().zip(&ids_b).take_while(|(x, y)| x == y).count();
+        if k == 0 || k >= ids_a.len().min(ids_b.len()) {
+            return Err(fail(format!(
+                "{a:?} and {b:?} after the prompt do not differ at a token after a common start"
+            )));
+        }
+        let (token_a, token_b) = (ids_a[k] as usize, ids_b[k] as usize);
+        let start = k.saturating_sub(budget);
+        let context = &ids_a[start..k];
+        let loaded = self.models.for_role(role);
+        let prefix = &mut self.prefixes[slot(role)];
+        let cached = prefix.reusable(context);
+        let mut cache = prefix.take_prefix(cached, loaded.model.layers.len());
+        let logits = next_token_logits(&loaded.model, &context[cached..], &mut cache)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        prefix.store(context, &cache);
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = max
+            + logits
+                .iter()
+                .map(|&l| (l as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+        let at = |t: usize| {
+            logits
+                .get(t)
+                .map(|&l| l as f64 - lse)
+                .ok_or_else(|| fail(format!("token {t} is outside the vocabulary")))
+        };
+        Ok((at(token_a)?, at(token_b)?))
+    }
+
     /// The token ids of `prompt` as `role`'s model receives it (in its chat template when
     /// [`LlamaGenerator::use_chat_template`] is set), and the most tokens it keeps.
     fn encode(&mut self, role: Role, prompt: &str) -> Result<(Vec<u32>, usize), GeneratorError> {
+        self.encode_with(role, prompt, "")
+    }
+
+    /// [`LlamaGenerator::encode`] of `prompt` with `answer` written after it (after the chat
+    /// template's assistant header, when the template is used).
+    fn encode_with(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        answer: &str,
+    ) -> Result<(Vec<u32>, usize), GeneratorError> {
         let loaded = self.models.for_role(role);
         let fail = |message: String| GeneratorError { role, message };
-        let text = if self.use_chat_template {
+        let mut text = if self.use_chat_template {
             loaded.chat_template.user_prompt(prompt)
         } else {
             prompt.to_string()
         };
+        text.push_str(answer);
         let ids = loaded
             .tokenizer
             .encode(&text, true)

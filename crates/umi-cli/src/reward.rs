@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use umi_data::judge::JudgeFormat;
 use umi_data::readers::{DataFormat, Split, read};
 use umi_reward::{EftConfig, eft_rows, tool_families};
@@ -19,6 +19,28 @@ pub enum RewardCommand {
     /// objectively worse steps made from it (another decision, an unlisted tool, the prompt's
     /// format line, the previous step again), in both orders.
     Eft(EftArgs),
+    /// How well a model judges: its verdicts on EFT rows (`umi reward eft`, e.g. the dev
+    /// split), whose better step is known, read from the logits (verdict format) or from a
+    /// short greedy explanation (explain format), through the planner slot of the model flags.
+    JudgeEval(JudgeEvalArgs),
+}
+
+#[derive(clap::Args)]
+pub struct JudgeEvalArgs {
+    /// EFT rows (`umi reward eft --split dev`'s eft.jsonl).
+    #[arg(long)]
+    eft: PathBuf,
+    #[command(flatten)]
+    models: crate::models::RoleModelArgs,
+    /// Most new tokens of an explain-format judgment.
+    #[arg(long, default_value_t = 96)]
+    max_new_tokens: usize,
+    /// Compute backend: cpu or wgpu.
+    #[arg(long, default_value = "cpu")]
+    backend: umi_model::Backend,
+    /// Output folder: predictions.jsonl, report.json.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -55,6 +77,7 @@ pub struct EftArgs {
 pub fn run(command: RewardCommand) -> Result<()> {
     match command {
         RewardCommand::Eft(args) => eft(args),
+        RewardCommand::JudgeEval(args) => judge_eval(args),
     }
 }
 
@@ -132,6 +155,160 @@ fn eft(args: EftArgs) -> Result<()> {
             .map(|(k, n)| format!("{k} {n}"))
             .collect::<Vec<_>>()
             .join(", "),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn judge_eval(args: JudgeEvalArgs) -> Result<()> {
+    use umi_data::Role;
+    use umi_data::judge::{Verdict, parse_verdict, verdict_from_logprobs};
+    use umi_reward::EftRow;
+
+    let text = std::fs::read_to_string(&args.eft)
+        .with_context(|| format!("reading {}", args.eft.display()))?;
+    let mut rows: Vec<EftRow> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        rows.push(serde_json::from_str(line).with_context(|| {
+            format!(
+                "{} line {}: not an EFT row (umi reward eft writes them)",
+                args.eft.display(),
+                i + 1
+            )
+        })?);
+    }
+    if rows.is_empty() {
+        bail!("{} has no EFT row", args.eft.display());
+    }
+    let device = args.backend.device()?;
+    let config = umi_model::GenerationConfig {
+        max_new_tokens: args.max_new_tokens,
+        ..Default::default()
+    };
+    let mut generator = args.models.clone().or_shipped_agent(true).generator(
+        &mut crate::models::ModelCache::default(),
+        &device,
+        config,
+    )?;
+    let bar = indicatif::ProgressBar::new(rows.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} judging [{bar:30}] {pos}/{len}  {elapsed}, ETA {eta}  {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let mut predictions = String::new();
+    let mut verdicts: Vec<Verdict> = Vec::with_capacity(rows.len());
+    let mut correct = 0usize;
+    for row in &rows {
+        let (verdict, p_a, output) = match row.meta.judge_format {
+            JudgeFormat::Verdict => {
+                let (a, b) = pollster::block_on(generator.choice_logprobs(
+                    Role::Planner,
+                    &row.sample.input,
+                    "[[A]]",
+                    "[[B]]",
+                ))?;
+                let (v, p) = verdict_from_logprobs(a, b);
+                (v, Some(p), None)
+            }
+            JudgeFormat::Explain => {
+                let out = pollster::block_on(umi_agent::Generator::generate(
+                    &mut generator,
+                    Role::Planner,
+                    &row.sample.input,
+                    &["</s>".to_string()],
+                ))?;
+                (parse_verdict(&out), None, Some(out))
+            }
+        };
+        let gold = if row.meta.gold_position == "A" {
+            Verdict::A
+        } else {
+            Verdict::B
+        };
+        correct += usize::from(verdict == gold);
+        verdicts.push(verdict);
+        predictions.push_str(&serde_json::to_string(&serde_json::json!({
+            "id": row.meta.id,
+            "kind": row.meta.kind,
+            "gold_position": row.meta.gold_position,
+            "verdict": verdict,
+            "p_a": p_a,
+            "output": output,
+        }))?);
+        predictions.push('\n');
+        bar.inc(1);
+        bar.set_message(format!(
+            "accuracy {:.3}",
+            correct as f64 / verdicts.len() as f64
+        ));
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+
+    // Per kind and per pair (the two renderings of one pair).
+    let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut pairs: BTreeMap<&str, Vec<(bool, Verdict, &str)>> = BTreeMap::new();
+    for (row, &v) in rows.iter().zip(&verdicts) {
+        let right = (v == Verdict::A && row.meta.gold_position == "A")
+            || (v == Verdict::B && row.meta.gold_position == "B");
+        let e = by_kind.entry(row.meta.kind.as_str()).or_default();
+        e.0 += usize::from(right);
+        e.1 += 1;
+        pairs.entry(row.meta.pair_id.as_str()).or_default().push((
+            right,
+            v,
+            row.meta.gold_position.as_str(),
+        ));
+    }
+    let complete: Vec<&Vec<(bool, Verdict, &str)>> =
+        pairs.values().filter(|p| p.len() == 2).collect();
+    let both = complete.iter().filter(|p| p[0].0 && p[1].0).count();
+    let valid_both: Vec<_> = complete
+        .iter()
+        .filter(|p| p.iter().all(|x| x.1 != Verdict::Invalid))
+        .collect();
+    // consistent: the same underlying step wins in both renderings (the letters differ)
+    let consistent = valid_both.iter().filter(|p| p[0].1 != p[1].1).count();
+    let invalid = verdicts.iter().filter(|&&v| v == Verdict::Invalid).count();
+    let share = |n: usize, d: usize| {
+        if d == 0 {
+            None
+        } else {
+            Some(n as f64 / d as f64)
+        }
+    };
+    let report = serde_json::json!({
+        "eft": args.eft,
+        "judge": args.models.clone().or_shipped_agent(true).describe()[0],
+        "rows": rows.len(),
+        "acc_single": share(correct, rows.len()),
+        "acc_both": share(both, complete.len()),
+        "position_consistency": share(consistent, valid_both.len()),
+        "invalid_rate": share(invalid, rows.len()),
+        "always_a_rate": share(verdicts.iter().filter(|&&v| v == Verdict::A).count(), rows.len()),
+        "acc_by_kind": by_kind.iter().map(|(k, (r, n))| (k.to_string(), share(*r, *n))).collect::<BTreeMap<_, _>>(),
+        "seconds": seconds,
+    });
+    std::fs::create_dir_all(&args.out)?;
+    write_atomically(&args.out.join("predictions.jsonl"), &predictions)?;
+    write_atomically(
+        &args.out.join("report.json"),
+        &serde_json::to_string_pretty(&report)?,
+    )?;
+    eprintln!(
+        "judge accuracy {:.3} per row, {:.3} per pair (both orders right), position consistency {}, invalid {:.3}; {:.0} s; wrote predictions.jsonl and report.json to {}",
+        correct as f64 / rows.len() as f64,
+        share(both, complete.len()).unwrap_or(0.0),
+        share(consistent, valid_both.len()).map_or("n/a".into(), |c| format!("{c:.3}")),
+        invalid as f64 / rows.len() as f64,
+        seconds,
         args.out.display()
     );
     Ok(())
