@@ -237,3 +237,82 @@ fn an_adapter_from_bytes_equals_the_adapter_from_its_folder() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The judge's verdict logits (`LlamaGenerator::choice_logprobs`, psrlm-design.md §2.5.2) equal
+/// the log-softmax of one full forward of the common token prefix under the role's adapter, with
+/// or without the prefix cache, and another role's adapter gives other values.
+#[test]
+fn choice_logprobs_equal_a_full_forward_under_the_role_adapter() {
+    use umi_model::burn::tensor::{Int, TensorData};
+    let device = Device::flex();
+    let tmp = std::env::temp_dir().join(format!("umi-choice-{}", std::process::id()));
+    random_adapter(&tmp.join("planner"), 5, &device);
+    random_adapter(&tmp.join("caller"), 6, &device);
+    let backbone = tiny(&device);
+    let (_, planner) = read_peft(&backbone.model, &tmp.join("planner"), &device).unwrap();
+    let (_, caller) = read_peft(&backbone.model, &tmp.join("caller"), &device).unwrap();
+    let mut generator = LlamaGenerator::with_adapters(
+        backbone,
+        planner,
+        caller,
+        Default::default(),
+        GenerationConfig::default(),
+    );
+    generator.use_chat_template = false;
+
+    let mut adapted = tiny(&device);
+    load_peft(&mut adapted.model, &tmp.join("planner"), &device).unwrap();
+    let expected = |prompt: &str| {
+        let a = adapted
+            .tokenizer
+            .encode(&format!("{prompt}[[A]]"), true)
+            .unwrap();
+        let b = adapted
+            .tokenizer
+            .encode(&format!("{prompt}[[B]]"), true)
+            .unwrap();
+        let k = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let ids: Vec<i64> = a[..k].iter().map(|&t| t as i64).collect();
+        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, k]), &device);
+        let logits: Vec<f32> = adapted
+            .model
+            .forward(input, &mut adapted.model.new_cache())
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        let vocab = logits.len() / k;
+        let row: Vec<f64> = logits[(k - 1) * vocab..]
+            .iter()
+            .map(|&x| x as f64)
+            .collect();
+        let max = row.iter().copied().fold(f64::MIN, f64::max);
+        let lse = max + row.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+        (row[a[k] as usize] - lse, row[b[k] as usize] - lse)
+    };
+    let prompts = [
+        "The start of a judge prompt, A then B. judge: ",
+        "The start of a judge prompt, B then A. judge: ",
+        "The start of a judge prompt, A then B. judge: ",
+    ];
+    for prompt in prompts {
+        let got =
+            pollster::block_on(generator.choice_logprobs(Role::Planner, prompt, "[[A]]", "[[B]]"))
+                .unwrap();
+        let want = expected(prompt);
+        assert!(
+            (got.0 - want.0).abs() < 1e-4 && (got.1 - want.1).abs() < 1e-4,
+            "{prompt:?}: {got:?} vs {want:?}"
+        );
+    }
+    let other =
+        pollster::block_on(generator.choice_logprobs(Role::Caller, prompts[0], "[[A]]", "[[B]]"))
+            .unwrap();
+    assert!(
+        (other.0 - expected(prompts[0]).0).abs() > 1e-3,
+        "the caller's adapter is used"
+    );
+    let err = pollster::block_on(generator.choice_logprobs(Role::Planner, "x", "[[A]]", "[[A]]"))
+        .unwrap_err();
+    assert!(err.message.contains("do not differ"), "{}", err.message);
+    std::fs::remove_dir_all(&tmp).ok();
+}

@@ -133,8 +133,10 @@ impl LlamaGenerator {
         b: &str,
     ) -> Result<(f64, f64), GeneratorError> {
         let fail = |message: String| GeneratorError { role, message };
-        let (ids_a, budget) = self.encode_with(role, prompt, a)?;
-        let (ids_b, _) = self.encode_with(role, prompt, b)?;
+        let ids_a = self.tokens(role, prompt, a)?;
+        let ids_b = self.tokens(role, prompt, b)?;
+        // Nothing is generated: the whole context is the budget.
+        let budget = self.models.for_role(role).model.max_positions();
         let k = ids_a.iter().zip(&ids_b).take_while(|(x, y)| x == y).count();
         if k == 0 || k >= ids_a.len().min(ids_b.len()) {
             return Err(fail(format!(
@@ -168,32 +170,36 @@ impl LlamaGenerator {
         Ok((at(token_a)?, at(token_b)?))
     }
 
-    /// The token ids of `prompt` as `role`'s model receives it (in its chat template when
-    /// [`LlamaGenerator::use_chat_template`] is set), and the most tokens it keeps.
-    fn encode(&mut self, role: Role, prompt: &str) -> Result<(Vec<u32>, usize), GeneratorError> {
-        self.encode_with(role, prompt, "")
-    }
-
-    /// [`LlamaGenerator::encode`] of `prompt` with `answer` written after it (after the chat
-    /// template's assistant header, when the template is used).
-    fn encode_with(
+    /// The token ids of `prompt` with `answer` written after it (after the chat template's
+    /// assistant header, when the template is used), untruncated.
+    fn tokens(
         &mut self,
         role: Role,
         prompt: &str,
         answer: &str,
-    ) -> Result<(Vec<u32>, usize), GeneratorError> {
+    ) -> Result<Vec<u32>, GeneratorError> {
         let loaded = self.models.for_role(role);
-        let fail = |message: String| GeneratorError { role, message };
         let mut text = if self.use_chat_template {
             loaded.chat_template.user_prompt(prompt)
         } else {
             prompt.to_string()
         };
         text.push_str(answer);
-        let ids = loaded
+        loaded
             .tokenizer
             .encode(&text, true)
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| GeneratorError {
+                role,
+                message: e.to_string(),
+            })
+    }
+
+    /// The token ids of `prompt` as `role`'s model receives it (in its chat template when
+    /// [`LlamaGenerator::use_chat_template`] is set), and the most tokens it keeps.
+    fn encode(&mut self, role: Role, prompt: &str) -> Result<(Vec<u32>, usize), GeneratorError> {
+        let ids = self.tokens(role, prompt, "")?;
+        let loaded = self.models.for_role(role);
+        let fail = |message: String| GeneratorError { role, message };
         let budget = loaded
             .model
             .max_positions()
