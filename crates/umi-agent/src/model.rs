@@ -170,6 +170,16 @@ impl LlamaGenerator {
         Ok((at(token_a)?, at(token_b)?))
     }
 
+    /// The text `role`'s model reads for `prompt`: wrapped as a user turn of its chat template
+    /// when [`LlamaGenerator::use_chat_template`] is set, else `prompt` itself.
+    pub fn prompt_text(&mut self, role: Role, prompt: &str) -> String {
+        if self.use_chat_template {
+            self.models.for_role(role).chat_template.user_prompt(prompt)
+        } else {
+            prompt.to_string()
+        }
+    }
+
     /// The token ids of `prompt` with `answer` written after it (after the chat template's
     /// assistant header, when the template is used), untruncated.
     fn tokens(

@@ -23,6 +23,62 @@ pub enum RewardCommand {
     /// split), whose better step is known, read from the logits (verdict format) or from a
     /// short greedy explanation (explain format), through the planner slot of the model flags.
     JudgeEval(JudgeEvalArgs),
+    /// Step preference pairs by self-judging at gold decision points: the planner samples
+    /// --width candidate steps from each gold history, judges every ordered pair of the
+    /// distinct ones itself (from the logits), and the best and worst by wins become a pair for
+    /// `umi train dpo`. Resumable: a rerun with the same --out skips the points done.
+    Pairs(PairsArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PairsArgs {
+    /// Reference trajectories (α-UMi conversation JSON, or another --format).
+    #[arg(long, default_value = crate::eval::DEFAULT_EVAL_DATA)]
+    data: PathBuf,
+    /// Data format: alpha-umi, toolbench, api-bank.
+    #[arg(long, default_value = "alpha-umi")]
+    format: DataFormat,
+    /// Records used: train (all but every --dev-every-th) or all; dev needs --allow-dev.
+    #[arg(long, default_value = "train")]
+    split: Split,
+    /// Split period (record i is dev when i % dev_every == 0).
+    #[arg(long, default_value_t = 6)]
+    dev_every: usize,
+    /// Mine the dev split too (its pairs must not train a model evaluated on it).
+    #[arg(long)]
+    allow_dev: bool,
+    /// Only the first N trajectories of the split.
+    #[arg(long)]
+    limit_trajectories: Option<usize>,
+    #[command(flatten)]
+    models: crate::models::RoleModelArgs,
+    /// Candidates sampled per decision point.
+    #[arg(long, default_value_t = 6)]
+    width: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.5)]
+    temperature: f64,
+    /// Nucleus mass.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f64,
+    /// Most new tokens of a step.
+    #[arg(long, default_value_t = 192)]
+    max_new_tokens: usize,
+    /// Fewest wins between best and worst for a pair.
+    #[arg(long, default_value_t = 1)]
+    min_margin: u32,
+    /// Prompts longer than this many tokens keep their end (the reference's 3750).
+    #[arg(long, default_value_t = 3750)]
+    max_input_tokens: usize,
+    /// Seed of the candidates.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Compute backend: cpu or wgpu.
+    #[arg(long, default_value = "cpu")]
+    backend: umi_model::Backend,
+    /// Output folder: settings.json, search.jsonl, pairs.jsonl, report.json.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -78,6 +134,7 @@ pub fn run(command: RewardCommand) -> Result<()> {
     match command {
         RewardCommand::Eft(args) => eft(args),
         RewardCommand::JudgeEval(args) => judge_eval(args),
+        RewardCommand::Pairs(args) => pairs(args),
     }
 }
 
@@ -310,6 +367,223 @@ fn judge_eval(args: JudgeEvalArgs) -> Result<()> {
         invalid as f64 / rows.len() as f64,
         seconds,
         args.out.display()
+    );
+    Ok(())
+}
+
+/// The valid JSON lines of `path` (none when it does not exist), and how many were torn.
+fn json_lines<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<(Vec<T>, usize)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let (mut out, mut bad) = (Vec::new(), 0);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) => bad += 1,
+        }
+    }
+    Ok((out, bad))
+}
+
+fn pairs(args: PairsArgs) -> Result<()> {
+    use std::io::Write as _;
+    use umi_reward::{MineConfig, MinedPair, Outcome, SearchRecord, gold_points, mine_point};
+
+    if matches!(args.split, Split::Dev) && !args.allow_dev {
+        bail!("--split dev mines the evaluation split; pass --allow-dev if that is meant");
+    }
+    let config = MineConfig {
+        width: args.width,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        max_new_tokens: args.max_new_tokens,
+        min_margin: args.min_margin,
+        seed: args.seed,
+    };
+    if config.width < 2 {
+        bail!("--width must be at least 2 (pairs need two candidates)");
+    }
+    let (conversations, report) = read(args.format, &args.data)?;
+    for s in &report.skipped {
+        eprintln!("warning: skipped {s}");
+    }
+    let mut points = Vec::new();
+    let kept = conversations
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| args.split.keeps(*i, args.dev_every))
+        .take(args.limit_trajectories.unwrap_or(usize::MAX));
+    for (t, c) in kept {
+        points.extend(gold_points(t, c));
+    }
+    if points.is_empty() {
+        bail!("{} gives no planner decision point", args.data.display());
+    }
+    let models = args.models.clone().or_shipped_agent(true);
+    let settings = serde_json::json!({
+        "data": args.data,
+        "split": format!("{:?}", args.split).to_lowercase(),
+        "dev_every": args.dev_every,
+        "limit_trajectories": args.limit_trajectories,
+        "models": models.describe()[0],
+        "raw_prompts": models.raw_prompts,
+        "config": config,
+        "max_input_tokens": args.max_input_tokens,
+        "judge_format": "verdict",
+        "prefix": "gold",
+    });
+    std::fs::create_dir_all(&args.out)?;
+    let settings_path = args.out.join("settings.json");
+    match std::fs::read_to_string(&settings_path) {
+        Ok(old)
+            if serde_json::from_str::<serde_json::Value>(&old).ok() != Some(settings.clone()) =>
+        {
+            bail!(
+                "{} holds a mining run with other settings; use another --out",
+                args.out.display()
+            )
+        }
+        _ => write_atomically(&settings_path, &serde_json::to_string_pretty(&settings)?)?,
+    }
+    // Resume: keep the whole records, drop a torn last line and pairs whose record is missing.
+    let search_path = args.out.join("search.jsonl");
+    let pairs_path = args.out.join("pairs.jsonl");
+    let (mut records, torn) = json_lines::<SearchRecord>(&search_path)?;
+    let done: std::collections::HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+    let (mut mined, _) = json_lines::<MinedPair>(&pairs_path)?;
+    mined.retain(|p| done.contains(&p.pair.id));
+    let lines = |v: &[String]| v.iter().map(|l| format!("{l}\n")).collect::<String>();
+    write_atomically(
+        &search_path,
+        &lines(
+            &records
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    )?;
+    write_atomically(
+        &pairs_path,
+        &lines(
+            &mined
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    )?;
+    if !done.is_empty() {
+        eprintln!(
+            "resuming: {} of {} points done ({} pairs){}",
+            done.len(),
+            points.len(),
+            mined.len(),
+            if torn > 0 {
+                "; a torn last line was dropped"
+            } else {
+                ""
+            }
+        );
+    }
+
+    let device = args.backend.device()?;
+    let mut generator = models.generator(
+        &mut crate::models::ModelCache::default(),
+        &device,
+        umi_model::GenerationConfig::default(),
+    )?;
+    generator.max_input_tokens = Some(args.max_input_tokens);
+    let todo: Vec<_> = points.iter().filter(|p| !done.contains(&p.id)).collect();
+    let bar = indicatif::ProgressBar::new(points.len() as u64).with_position(done.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} mining [{bar:30}] {pos}/{len} points  {elapsed}, ETA {eta}  {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let append = |path: &std::path::Path, line: String| -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        writeln!(f, "{line}").with_context(|| format!("writing {}", path.display()))
+    };
+    for point in todo {
+        let (record, pair) = pollster::block_on(mine_point(&mut generator, point, &config))?;
+        // the pair first: a record on disk means its pair is too
+        if let Some(pair) = &pair {
+            append(&pairs_path, serde_json::to_string(pair)?)?;
+            mined.push(pair.clone());
+        }
+        append(&search_path, serde_json::to_string(&record)?)?;
+        records.push(record);
+        bar.inc(1);
+        let msg = format!("{} pairs", mined.len());
+        if plain {
+            eprintln!("{}/{} points  {msg}", records.len(), points.len());
+        }
+        bar.set_message(msg);
+    }
+    bar.finish_and_clear();
+
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &records {
+        let name = match r.outcome {
+            Outcome::Pair { .. } => "pair",
+            Outcome::Tie => "tie",
+            Outcome::TooFewUnique => "too_few_unique",
+            Outcome::JudgeInvalid => "judge_invalid",
+            Outcome::NoValid => "no_valid",
+        };
+        *outcomes.entry(name.into()).or_default() += 1;
+    }
+    let consistency: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r.position_consistency)
+        .collect();
+    let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let agree = |f: &dyn Fn(&MinedPair) -> bool| {
+        mean(
+            &mined
+                .iter()
+                .map(|p| f64::from(u8::from(f(p))))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let report = serde_json::json!({
+        "points": records.len(),
+        "pairs": mined.len(),
+        "yield": mined.len() as f64 / records.len().max(1) as f64,
+        "outcomes": outcomes,
+        "mean_position_consistency": mean(&consistency),
+        "marker_rate": mean(&records.iter().flat_map(|r| r.had_marker.iter().map(|&m| f64::from(u8::from(m)))).collect::<Vec<_>>()),
+        "mean_unique_candidates": mean(&records.iter().map(|r| (r.unique_index.iter().max().map_or(0, |m| m + 1)) as f64).collect::<Vec<_>>()),
+        "gold_agreement": {
+            "chosen_plan_is_gold": agree(&|p| p.gold.chosen_plan == p.gold.plan),
+            "rejected_plan_is_gold": agree(&|p| p.gold.rejected_plan == p.gold.plan),
+        },
+        "mean_seconds_per_point": mean(&records.iter().map(|r| r.seconds).collect::<Vec<_>>()),
+    });
+    write_atomically(
+        &args.out.join("report.json"),
+        &serde_json::to_string_pretty(&report)?,
+    )?;
+    eprintln!(
+        "{} points, {} pairs; outcomes {}; wrote search.jsonl, pairs.jsonl and report.json to {} (train on them: umi train dpo --pairs {})",
+        records.len(),
+        mined.len(),
+        outcomes
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.out.display(),
+        pairs_path.display()
     );
     Ok(())
 }

@@ -1,0 +1,521 @@
+//! Mining step preference pairs at gold decision points (psrlm-design.md §2.3 `--prefix gold`,
+//! §2.4–2.6): for each planner turn of a reference trajectory, the model samples `width`
+//! candidate next steps from the gold history, judges every ordered pair of the distinct ones
+//! itself (verdict format, read from the logits), and the best and worst by wins become a
+//! chosen / rejected pair. The trajectory then goes on with the gold step; rewards come only
+//! from the model's own judgments (the gold step is recorded for analysis, never used to
+//! choose).
+
+use serde::{Deserialize, Serialize};
+use umi_agent::{Generator, GeneratorError, LlamaGenerator};
+use umi_data::conversation::{Conversation, Next, Speaker, Turn};
+use umi_data::judge::{JudgeFormat, JudgeTarget, Verdict, judge_input, verdict_from_logprobs};
+use umi_data::preference::PreferencePair;
+use umi_data::{NoMarkerDefault, PromptSet, Role, history, parse_planner_output};
+
+use crate::search::{
+    ExecSignal, Outcome, dedupe, judge_pairs, outcome, position_consistency, score,
+};
+
+/// What mining needs from a model: sampled continuations and verdict log-probabilities.
+/// [`LlamaGenerator`] is the real one; tests script one.
+#[allow(async_fn_in_trait)] // used on one thread (wasm32 and the CLI alike); no Send bound wanted
+pub trait SearchModel {
+    /// One sampled continuation of `role`'s `prompt`, stopped at `stop`, with these sampling
+    /// settings.
+    async fn sample(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        stop: &[String],
+        sampling: &Sampling,
+    ) -> Result<String, GeneratorError>;
+
+    /// `(ℓ_A, ℓ_B)`: the log-probabilities of the first tokens of `[[A]]` and `[[B]]` after
+    /// the judge prompt.
+    async fn verdict_logprobs(
+        &mut self,
+        role: Role,
+        judge_prompt: &str,
+    ) -> Result<(f64, f64), GeneratorError>;
+
+    /// The text `role`'s model reads for `prompt` (its chat template, or the prompt itself):
+    /// what a pair's `prompt` must be so that training sees what sampling saw.
+    fn model_prompt(&mut self, role: Role, prompt: &str) -> String;
+}
+
+/// How candidates are sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// Temperature (the paper: 0.5).
+    pub temperature: f64,
+    /// Nucleus mass (the paper: 0.95).
+    pub top_p: f64,
+    /// Most new tokens of a step.
+    pub max_new_tokens: usize,
+    /// The candidate's seed.
+    pub seed: u64,
+}
+
+impl SearchModel for LlamaGenerator {
+    async fn sample(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        stop: &[String],
+        sampling: &Sampling,
+    ) -> Result<String, GeneratorError> {
+        let saved = self.config.clone();
+        self.config.temperature = sampling.temperature;
+        self.config.top_p = sampling.top_p;
+        self.config.max_new_tokens = sampling.max_new_tokens;
+        self.config.seed = sampling.seed;
+        let out = self.generate(role, prompt, stop).await;
+        self.config = saved;
+        out
+    }
+
+    async fn verdict_logprobs(
+        &mut self,
+        role: Role,
+        judge_prompt: &str,
+    ) -> Result<(f64, f64), GeneratorError> {
+        self.choice_logprobs(role, judge_prompt, "[[A]]", "[[B]]")
+            .await
+    }
+
+    fn model_prompt(&mut self, role: Role, prompt: &str) -> String {
+        self.prompt_text(role, prompt)
+    }
+}
+
+/// Settings of a mining run (psrlm-design.md §2.4–2.6 defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MineConfig {
+    /// Candidates sampled per decision point (the paper: 6).
+    pub width: usize,
+    /// Sampling temperature (the paper: 0.5).
+    pub temperature: f64,
+    /// Nucleus mass (the paper: 0.95).
+    pub top_p: f64,
+    /// Most new tokens of a planner step.
+    pub max_new_tokens: usize,
+    /// Fewest wins between best and worst for a pair (1: the paper's "max ≠ min").
+    pub min_margin: u32,
+    /// Base seed; candidate `k` of point `id` gets a seed derived from both.
+    pub seed: u64,
+}
+
+impl Default for MineConfig {
+    fn default() -> Self {
+        Self {
+            width: 6,
+            temperature: 0.5,
+            top_p: 0.95,
+            max_new_tokens: 192,
+            min_margin: 1,
+            seed: 42,
+        }
+    }
+}
+
+/// A gold decision point: the turns before one planner turn of a reference trajectory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoldPoint {
+    /// `t{trajectory}-d{decision}`.
+    pub id: String,
+    /// The trajectory's tool docs.
+    pub tools: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// The turns before the decision.
+    pub history: Vec<Turn>,
+    /// The gold planner turn (analysis only).
+    pub gold: String,
+}
+
+/// Every planner turn with a `Next:` marker of `conversation` (index `t` in its data set), with
+/// its gold history.
+pub fn gold_points(t: usize, conversation: &Conversation) -> Vec<GoldPoint> {
+    let turns = &conversation.conversations;
+    let mut out = Vec::new();
+    for (i, turn) in turns.iter().enumerate() {
+        let has_marker = [Next::GiveUp, Next::Conclusion, Next::Caller]
+            .iter()
+            .any(|n| turn.value.contains(n.marker()));
+        if turn.from == Speaker::Assistant && has_marker {
+            out.push(GoldPoint {
+                id: format!("t{t:04}-d{:02}", out.len()),
+                tools: conversation.tools.clone(),
+                history: turns[..i].to_vec(),
+                gold: turn.value.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// One attempted decision point (a line of `search.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchRecord {
+    /// The point's id.
+    pub id: String,
+    /// Every candidate step, in sampling order (after `parse_planner_output`).
+    pub candidates: Vec<String>,
+    /// Whether each candidate's raw output had a `Next:` marker.
+    pub had_marker: Vec<bool>,
+    /// The distinct candidates' index per candidate.
+    pub unique_index: Vec<usize>,
+    /// `(i, j, verdict, p_A)` per judge call, `i` shown as A.
+    pub verdicts: Vec<(usize, usize, Verdict, f64)>,
+    /// Wins per distinct candidate.
+    pub wins: Vec<u32>,
+    /// What the point gave.
+    pub outcome: Outcome,
+    /// Position consistency of the judge at this point.
+    pub position_consistency: Option<f64>,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// A mined pair (a line of `pairs.jsonl`): the pair itself (prompt, chosen and rejected text,
+/// no token ids or reference log-probs: `umi train dpo` computes those with the starting
+/// adapter) and how it was chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinedPair {
+    /// Prompt, chosen, rejected, role, id.
+    #[serde(flatten)]
+    pub pair: PreferencePair,
+    /// Candidates sampled.
+    pub candidates: usize,
+    /// Distinct candidates.
+    pub unique_candidates: usize,
+    /// Wins per distinct candidate.
+    pub wins: Vec<u32>,
+    /// Index of the chosen one among the distinct candidates.
+    pub best: usize,
+    /// Index of the rejected one.
+    pub worst: usize,
+    /// Wins of best − wins of worst.
+    pub margin: u32,
+    /// The judge's position consistency at this point.
+    pub position_consistency: Option<f64>,
+    /// The judge format used.
+    pub judge_format: JudgeFormat,
+    /// The gold step's decision and the chosen and rejected ones' (analysis only).
+    pub gold: GoldAgreement,
+}
+
+/// How the pair relates to the gold step (never used to choose it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoldAgreement {
+    /// The gold step's decision: `call`, `finish` or `give_up`.
+    pub plan: String,
+    /// The chosen step's.
+    pub chosen_plan: String,
+    /// The rejected step's.
+    pub rejected_plan: String,
+}
+
+fn plan_of(step: &str) -> String {
+    match [Next::GiveUp, Next::Conclusion, Next::Caller]
+        .into_iter()
+        .find(|n| step.contains(n.marker()))
+    {
+        Some(Next::GiveUp) => "give_up",
+        Some(Next::Conclusion) => "finish",
+        Some(Next::Caller) => "call",
+        None => "none",
+    }
+    .into()
+}
+
+/// The seed of candidate `k` at point `id`: FNV-1a of `"{id}/k{k}"` mixed with the base seed
+/// (splitmix64), so every candidate's draw is fixed by the run's seed and its place alone.
+pub fn candidate_seed(base: u64, id: &str, k: usize) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{id}/k{k}").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut z = (h ^ base).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Samples, judges and selects at one gold decision point (planner steps, verdict-format
+/// judge): the record of what happened, and the pair when the point gave one.
+///
+/// # Errors
+///
+/// When the model fails.
+pub async fn mine_point<M: SearchModel>(
+    model: &mut M,
+    point: &GoldPoint,
+    config: &MineConfig,
+) -> Result<(SearchRecord, Option<MinedPair>), GeneratorError> {
+    let started = web_time::Instant::now();
+    let hist = history(&point.history);
+    let prompt = PromptSet::ToolBench.input(Role::Planner, &point.tools, &hist, "");
+    let stop = ["</s>".to_string()];
+    let mut candidates = Vec::with_capacity(config.width);
+    let mut had_marker = Vec::with_capacity(config.width);
+    for k in 0..config.width {
+        let sampling = Sampling {
+            temperature: config.temperature,
+            top_p: config.top_p,
+            max_new_tokens: config.max_new_tokens,
+            seed: candidate_seed(config.seed, &point.id, k),
+        };
+        let raw = model
+            .sample(Role::Planner, &prompt, &stop, &sampling)
+            .await?;
+        let parsed = parse_planner_output(&raw, NoMarkerDefault::Caller);
+        candidates.push(parsed.text);
+        had_marker.push(parsed.had_marker);
+    }
+    let (unique, unique_index) = dedupe(&candidates);
+    let m = unique.len();
+    let mut verdicts = Vec::new();
+    if m >= 2 {
+        for (i, j) in judge_pairs(m) {
+            let judge = judge_input(
+                JudgeTarget::Planner,
+                JudgeFormat::Verdict,
+                &point.tools,
+                &hist,
+                None,
+                &unique[i],
+                &unique[j],
+            );
+            let (a, b) = model.verdict_logprobs(Role::Planner, &judge).await?;
+            let (v, p) = verdict_from_logprobs(a, b);
+            verdicts.push((i, j, v, p));
+        }
+    }
+    let plain: Vec<(usize, usize, Verdict)> =
+        verdicts.iter().map(|&(i, j, v, _)| (i, j, v)).collect();
+    let valid = vec![true; m];
+    let result = outcome(m, &plain, &valid, config.min_margin, ExecSignal::Off);
+    let consistency = position_consistency(m, &plain);
+    let wins = score(m, &plain);
+    let pair = match result {
+        Outcome::Pair {
+            best,
+            worst,
+            margin,
+        } => Some(MinedPair {
+            pair: PreferencePair {
+                id: point.id.clone(),
+                role: Some("planner".into()),
+                prompt: Some(model.model_prompt(Role::Planner, &prompt)),
+                chosen: Some(unique[best].clone()),
+                rejected: Some(unique[worst].clone()),
+                ..PreferencePair::default()
+            },
+            candidates: candidates.len(),
+            unique_candidates: m,
+            wins: wins.clone(),
+            best,
+            worst,
+            margin,
+            position_consistency: consistency,
+            judge_format: JudgeFormat::Verdict,
+            gold: GoldAgreement {
+                plan: plan_of(&point.gold),
+                chosen_plan: plan_of(&unique[best]),
+                rejected_plan: plan_of(&unique[worst]),
+            },
+        }),
+        _ => None,
+    };
+    let record = SearchRecord {
+        id: point.id.clone(),
+        candidates,
+        had_marker,
+        unique_index,
+        verdicts,
+        wins,
+        outcome: result,
+        position_consistency: consistency,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((record, pair))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Samples from a list in turn; judges by a fixed preference over step texts (the step
+    /// containing "good" wins, then "ok"), always answering from its scores.
+    struct Scripted {
+        samples: Vec<&'static str>,
+        next: usize,
+        seeds: Vec<u64>,
+        always_a: bool,
+    }
+
+    fn quality(step: &str) -> i32 {
+        if step.contains("good") {
+            2
+        } else if step.contains("ok") {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// The text of the block between two markers of a judge prompt.
+    fn block<'a>(prompt: &'a str, start: &str, end: &str) -> &'a str {
+        let s = prompt.find(start).unwrap() + start.len();
+        let e = prompt[s..].find(end).unwrap() + s;
+        &prompt[s..e]
+    }
+
+    impl SearchModel for Scripted {
+        async fn sample(
+            &mut self,
+            _: Role,
+            _: &str,
+            _: &[String],
+            sampling: &Sampling,
+        ) -> Result<String, GeneratorError> {
+            self.seeds.push(sampling.seed);
+            let s = self.samples[self.next % self.samples.len()];
+            self.next += 1;
+            Ok(s.to_string())
+        }
+
+        async fn verdict_logprobs(
+            &mut self,
+            _: Role,
+            judge: &str,
+        ) -> Result<(f64, f64), GeneratorError> {
+            if self.always_a {
+                return Ok((-0.1, -3.0));
+            }
+            let a = block(
+                judge,
+                "[The Start of Assistant A's Next Planning Step]\n",
+                "\n[The End",
+            );
+            let b = block(
+                judge,
+                "[The Start of Assistant B's Next Planning Step]\n",
+                "\n[The End",
+            );
+            Ok(if quality(a) >= quality(b) {
+                (-0.1, -3.0)
+            } else {
+                (-3.0, -0.1)
+            })
+        }
+
+        fn model_prompt(&mut self, _: Role, prompt: &str) -> String {
+            prompt.to_string()
+        }
+    }
+
+    fn point() -> GoldPoint {
+        GoldPoint {
+            id: "t0003-d01".into(),
+            tools: vec![],
+            history: vec![Turn::new(Speaker::User, "do it")],
+            gold: "I call it. Next: caller.".into(),
+        }
+    }
+
+    #[test]
+    fn the_best_and_worst_by_self_judgment_become_the_pair() {
+        let mut model = Scripted {
+            samples: vec![
+                "an ok step. Next: caller.",
+                "a bad step",
+                "a good step. Next: conclusion.",
+                "an ok step. Next: caller.",
+            ],
+            next: 0,
+            seeds: vec![],
+            always_a: false,
+        };
+        let config = MineConfig {
+            width: 4,
+            ..MineConfig::default()
+        };
+        let (record, pair) = pollster::block_on(mine_point(&mut model, &point(), &config)).unwrap();
+        assert_eq!(record.unique_index, [0, 1, 2, 0], "duplicates merged");
+        assert_eq!(record.had_marker, [true, false, true, true]);
+        assert_eq!(
+            record.candidates[1], "a bad stepNext: caller.",
+            "no marker: caller appended"
+        );
+        assert_eq!(record.verdicts.len(), 6);
+        assert_eq!(record.wins, [2, 0, 4]);
+        let pair = pair.expect("a pair");
+        assert_eq!(
+            pair.pair.chosen.as_deref(),
+            Some("a good step. Next: conclusion.")
+        );
+        assert_eq!(
+            pair.pair.rejected.as_deref(),
+            Some("a bad stepNext: caller.")
+        );
+        assert_eq!((pair.best, pair.worst, pair.margin), (2, 1, 4));
+        assert_eq!(pair.gold.plan, "call");
+        assert_eq!(pair.gold.chosen_plan, "finish");
+        assert!(
+            pair.pair
+                .prompt
+                .as_deref()
+                .unwrap()
+                .ends_with(" assistant: ")
+        );
+        // seeds depend on the point and the candidate only
+        let seeds = model.seeds.clone();
+        assert_eq!(seeds.len(), 4);
+        assert_ne!(seeds[0], seeds[1]);
+        assert_eq!(seeds[2], candidate_seed(42, "t0003-d01", 2));
+    }
+
+    #[test]
+    fn a_judge_that_always_says_a_mines_nothing() {
+        let mut model = Scripted {
+            samples: vec![
+                "one. Next: caller.",
+                "two. Next: caller.",
+                "three. Next: give up.",
+            ],
+            next: 0,
+            seeds: vec![],
+            always_a: true,
+        };
+        let config = MineConfig {
+            width: 3,
+            ..MineConfig::default()
+        };
+        let (record, pair) = pollster::block_on(mine_point(&mut model, &point(), &config)).unwrap();
+        assert_eq!(record.outcome, Outcome::Tie);
+        assert_eq!(record.position_consistency, Some(0.0));
+        assert!(pair.is_none());
+    }
+
+    #[test]
+    fn gold_points_are_the_planner_turns_with_a_marker() {
+        let c = Conversation {
+            tools: vec![],
+            instruction: "q".into(),
+            conversations: vec![
+                Turn::new(Speaker::User, "q"),
+                Turn::new(Speaker::Assistant, "call. Next: caller."),
+                Turn::new(Speaker::Caller, "Action: f\nAction Input: {}"),
+                Turn::new(Speaker::Observation, "{}"),
+                Turn::new(Speaker::Assistant, "no marker here"),
+                Turn::new(Speaker::Assistant, "done. Next: conclusion."),
+            ],
+        };
+        let points = gold_points(9, &c);
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[1].id, "t0009-d01");
+        assert_eq!(points[1].history.len(), 5);
+    }
+}
