@@ -8,8 +8,6 @@
 use web_time::{Duration, Instant}; // std::time::Instant panics on wasm32
 
 use burn::tensor::{Int, Tensor, TensorData};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 use crate::cache::{KvCache, PrefixCache};
 use crate::llama::Llama;
@@ -92,7 +90,7 @@ impl GenerationOutput {
 pub struct Sampler {
     temperature: f64,
     top_p: f64,
-    rng: SmallRng,
+    rng: crate::rng::SplitMix64,
 }
 
 impl Sampler {
@@ -117,7 +115,7 @@ impl Sampler {
         Ok(Self {
             temperature: config.temperature,
             top_p: config.top_p,
-            rng: SmallRng::seed_from_u64(config.seed),
+            rng: crate::rng::SplitMix64::new(config.seed, "sampler"),
         })
     }
 
@@ -145,7 +143,7 @@ impl Sampler {
         }
         probs.truncate(cut);
         let mass: f64 = probs.iter().map(|p| p.1).sum();
-        let mut r = self.rng.random::<f64>() * mass;
+        let mut r = self.rng.unit() * mass;
         for (id, p) in &probs {
             r -= p;
             if r <= 0.0 {
@@ -414,6 +412,43 @@ mod tests {
         // top-p 0.9 keeps ids 1 and 3 (cumulative 0.475, 0.905), never 0 or 2
         assert!(a.iter().all(|&t| t == 1 || t == 3), "{a:?}");
         assert!(a.contains(&1) && a.contains(&3));
+    }
+
+    /// The draws equal `assets/reference/sampler_draws.py`'s independent Python sampler: the
+    /// stream is splitmix64, the same on every platform (wasm32 included).
+    #[test]
+    fn sampled_draws_equal_the_reference_on_every_platform() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../assets/reference/sampler_draws.json"
+        );
+        let reference: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for case in reference["cases"].as_array().unwrap() {
+            let logits: Vec<f32> = case["logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let config = GenerationConfig {
+                temperature: case["temperature"].as_f64().unwrap(),
+                top_p: case["top_p"].as_f64().unwrap(),
+                seed: case["seed"].as_u64().unwrap(),
+                ..Default::default()
+            };
+            let mut sampler = Sampler::new(&config).unwrap();
+            let got: Vec<u64> = (0..50)
+                .map(|_| u64::from(sampler.sample(&logits)))
+                .collect();
+            let want: Vec<u64> = case["draws"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            assert_eq!(got, want, "seed {}", config.seed);
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod linear;
 mod llama;
 mod load;
 mod lora;
+mod rng;
 mod rope;
 mod tokenizer;
 pub mod weights;
@@ -45,6 +46,7 @@ pub use lora::{
     merge_lora, peft_files, peft_from_bytes, peft_state_dict, peft_state_dict_async, read_peft,
     save_hf, save_hf_tokenizer, save_peft,
 };
+pub use rng::SplitMix64;
 pub use rope::RotaryEmbedding;
 pub use tokenizer::Tokenizer;
 
