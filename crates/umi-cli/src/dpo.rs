@@ -135,37 +135,54 @@ fn progress_bar(len: usize, what: &str) -> ProgressBar {
     bar
 }
 
-pub fn run(args: DpoArgs) -> Result<()> {
-    let role: Role = match args.role.as_str() {
-        "planner" => Role::Planner,
-        "caller" => Role::Caller,
-        "summarizer" => Role::Summarizer,
-        other => bail!("--role must be planner, caller or summarizer, not {other:?}"),
-    };
-    let dpo = dpo_config(&args)?;
+/// Where pairs come from and how they are made ready (shared by `umi train dpo` and
+/// `umi reward export`).
+pub(crate) struct PairSource<'a> {
+    pub pairs: &'a [PathBuf],
+    pub role: &'a str,
+    pub model: &'a std::path::Path,
+    pub init_adapter: Option<&'a std::path::Path>,
+    /// The adapter whose log-probs are the reference.
+    pub reference: &'a std::path::Path,
+    /// Compute every pair's reference log-probs, recorded or not.
+    pub recompute: bool,
+    pub max_len: usize,
+    pub max_step_tokens: usize,
+}
+
+/// Pairs ready to train, with the backbone they were tokenized and scored on.
+pub(crate) struct ReadyPairs {
+    /// The backbone (--init-adapter merged), without the reference adapter.
+    pub loaded: umi_model::LoadedModel,
+    pub pairs: Vec<umi_train::PairExample>,
+    /// --max-len within the model's context.
+    pub max_len: usize,
+}
+
+/// Reads the pair files, tokenizes and cuts the pairs ([`prepare_pairs`]) and computes the
+/// reference log-probs that are missing (or all, with `recompute`) with the reference adapter.
+pub(crate) fn load_pairs(source: &PairSource, device: &umi_model::Device) -> Result<ReadyPairs> {
     let mut rows = Vec::new();
-    for path in &args.pairs {
+    for path in source.pairs {
         let (pairs, report) = read_pairs(path)?;
         for s in &report.skipped {
             eprintln!("warning: skipped {s}");
         }
         rows.extend(pairs);
     }
-
-    let device = args.backend.device()?;
-    let mut loaded = crate::models::load_with_progress(&args.model, &device)?;
-    if let Some(adapter) = &args.init_adapter {
-        load_peft(&mut loaded.model, adapter, &device)
+    let mut loaded = crate::models::load_with_progress(source.model, device)?;
+    if let Some(adapter) = source.init_adapter {
+        load_peft(&mut loaded.model, adapter, device)
             .with_context(|| format!("loading the adapter {}", adapter.display()))?;
         merge_lora(&mut loaded.model);
     }
-    let max_len = args.max_len.min(loaded.model.max_positions());
+    let max_len = source.max_len.min(loaded.model.max_positions());
     let prepared = prepare_pairs(
         &rows,
         &loaded.tokenizer,
-        &args.role,
+        source.role,
         max_len,
-        args.max_step_tokens,
+        source.max_step_tokens,
     )?;
     for (id, why) in &prepared.dropped {
         eprintln!("warning: left out pair {id}: {why}");
@@ -174,21 +191,20 @@ pub fn run(args: DpoArgs) -> Result<()> {
     if pairs.is_empty() {
         bail!("no pair is left to train on");
     }
-
-    // The reference: the starting adapter unless another is named.
     let mut reference = loaded.model.clone();
-    let ref_dir = args.ref_adapter.as_ref().unwrap_or(&args.adapter);
-    load_peft(&mut reference, ref_dir, &device)
-        .with_context(|| format!("loading the reference adapter {}", ref_dir.display()))?;
+    load_peft(&mut reference, source.reference, device).with_context(|| {
+        format!(
+            "loading the reference adapter {}",
+            source.reference.display()
+        )
+    })?;
     let needs: Vec<usize> = (0..pairs.len())
-        .filter(|&i| {
-            args.recompute_ref || args.ref_adapter.is_some() || prepared.needs_reference[i]
-        })
+        .filter(|&i| source.recompute || prepared.needs_reference[i])
         .collect();
     if !needs.is_empty() {
         let bar = progress_bar(needs.len(), "reference log-probs");
         for &i in &needs {
-            let (c, r) = pollster::block_on(pair_logps(&reference, &pairs[i], &device))?;
+            let (c, r) = pollster::block_on(pair_logps(&reference, &pairs[i], device))?;
             (pairs[i].ref_chosen_logps, pairs[i].ref_rejected_logps) = (c, r);
             bar.inc(1);
         }
@@ -201,9 +217,38 @@ pub fn run(args: DpoArgs) -> Result<()> {
         prepared.truncated,
         pairs.len() - needs.len(),
         needs.len(),
-        ref_dir.display()
+        source.reference.display()
     );
+    Ok(ReadyPairs {
+        loaded,
+        pairs,
+        max_len,
+    })
+}
 
+pub fn run(args: DpoArgs) -> Result<()> {
+    let role: Role = match args.role.as_str() {
+        "planner" => Role::Planner,
+        "caller" => Role::Caller,
+        "summarizer" => Role::Summarizer,
+        other => bail!("--role must be planner, caller or summarizer, not {other:?}"),
+    };
+    let dpo = dpo_config(&args)?;
+    let device = args.backend.device()?;
+    let ready = load_pairs(
+        &PairSource {
+            pairs: &args.pairs,
+            role: &args.role,
+            model: &args.model,
+            init_adapter: args.init_adapter.as_deref(),
+            reference: args.ref_adapter.as_deref().unwrap_or(&args.adapter),
+            recompute: args.recompute_ref || args.ref_adapter.is_some(),
+            max_len: args.max_len,
+            max_step_tokens: args.max_step_tokens,
+        },
+        &device,
+    )?;
+    let (loaded, pairs, max_len) = (ready.loaded, ready.pairs, ready.max_len);
     let origin = loaded.origin.clone();
     let mut model = loaded.model;
     let lora = load_peft(&mut model, &args.adapter, &device)
