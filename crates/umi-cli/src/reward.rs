@@ -527,14 +527,19 @@ fn pairs(args: PairsArgs) -> Result<()> {
         );
     }
 
-    let device = args.backend.device()?;
-    let mut generator = models.generator(
-        &mut crate::models::ModelCache::default(),
-        &device,
-        umi_model::GenerationConfig::default(),
-    )?;
-    generator.max_input_tokens = Some(args.max_input_tokens);
     let todo: Vec<_> = points.iter().filter(|p| !done.contains(&p.id)).collect();
+    // The model loads only when a point is left to mine (a finished run just reports).
+    let mut generator = None;
+    if !todo.is_empty() {
+        let device = args.backend.device()?;
+        let mut g = models.generator(
+            &mut crate::models::ModelCache::default(),
+            &device,
+            umi_model::GenerationConfig::default(),
+        )?;
+        g.max_input_tokens = Some(args.max_input_tokens);
+        generator = Some(g);
+    }
     let bar = indicatif::ProgressBar::new(points.len() as u64).with_position(done.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -553,7 +558,8 @@ fn pairs(args: PairsArgs) -> Result<()> {
         writeln!(f, "{line}").with_context(|| format!("writing {}", path.display()))
     };
     for point in todo {
-        let (record, pair) = pollster::block_on(mine_point(&mut generator, point, &config))?;
+        let generator = generator.as_mut().expect("loaded when a point is left");
+        let (record, pair) = pollster::block_on(mine_point(generator, point, &config))?;
         // the pair first: a record on disk means its pair is too
         if let Some(pair) = &pair {
             append(&pairs_path, serde_json::to_string(pair)?)?;
