@@ -148,3 +148,25 @@ pub fn logits(model: &Llama, tokens: &[u32], cache: &mut [KvCache]) -> Vec<f32> 
         .try_into_vec_as::<f32>()
         .unwrap()
 }
+
+/// The tensors of an F32 safetensors file (a reference fixture), by name: `(shape, values as
+/// f64)`.
+///
+/// # Panics
+///
+/// If the file cannot be read or parsed.
+pub fn f32_safetensors(path: &Path) -> std::collections::HashMap<String, (Vec<usize>, Vec<f64>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("a safetensors file");
+    st.tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            let data = v
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
+                .collect();
+            (n, (v.shape().to_vec(), data))
+        })
+        .collect()
+}

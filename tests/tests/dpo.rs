@@ -51,18 +51,9 @@ fn pairs(reference: &str) -> Vec<PairExample> {
 }
 
 fn tensors(name: &str) -> HashMap<String, Vec<f64>> {
-    let bytes = std::fs::read(dir().join(name)).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
+    umi_tests::f32_safetensors(&dir().join(name))
         .into_iter()
-        .map(|(n, v)| {
-            let data = v
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
-                .collect();
-            (n, data)
-        })
+        .map(|(n, (_, data))| (n, data))
         .collect()
 }
 

@@ -8,15 +8,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use umi_data::Role;
 use umi_data::preference::read_pairs;
 use umi_model::{Backend, load_peft, merge_lora, save_peft};
 use umi_train::{
-    DpoConfig, DpoLoss, TrainConfig, Trainer, TrainerState, latest_checkpoint, pair_logps,
-    prepare_pairs,
+    DpoConfig, DpoLoss, TrainConfig, Trainer, TrainerState, pair_logps, prepare_pairs,
 };
 
-use crate::train::{step_loop, write_curve};
+use crate::train::{checkpoint_to_resume, step_loop, write_curve};
 
 /// How far (nats) a pair's recorded reference log-probability may be from the starting
 /// adapter's own before the run stops: float rounding gives about 1e-5 relative.
@@ -227,12 +225,7 @@ pub(crate) fn load_pairs(source: &PairSource, device: &umi_model::Device) -> Res
 }
 
 pub fn run(args: DpoArgs) -> Result<()> {
-    let role: Role = match args.role.as_str() {
-        "planner" => Role::Planner,
-        "caller" => Role::Caller,
-        "summarizer" => Role::Summarizer,
-        other => bail!("--role must be planner, caller or summarizer, not {other:?}"),
-    };
+    let role = crate::train::role_arg(&args.role)?;
     let dpo = dpo_config(&args)?;
     let device = args.backend.device()?;
     let ready = load_pairs(
@@ -274,33 +267,10 @@ pub fn run(args: DpoArgs) -> Result<()> {
         bail!("--max-steps must be positive");
     }
     std::fs::create_dir_all(&args.out)?;
-    let resume = if args.resume {
-        latest_checkpoint(&args.out)
-    } else {
-        None
-    };
-    if !args.resume && latest_checkpoint(&args.out).is_some() {
-        bail!(
-            "{} already holds checkpoints; pass --resume to continue them or choose another --out",
-            args.out.display()
-        );
-    }
     let mut state = TrainerState::new(config.clone(), total_steps);
     state.dpo = Some(dpo);
+    let resume = checkpoint_to_resume(&args.out, args.resume, &state)?;
     if let Some(ck) = &resume {
-        if ck.state.config != config || ck.state.dpo != Some(dpo) {
-            bail!(
-                "{} was trained with other settings; resume with the same flags",
-                ck.dir.display()
-            );
-        }
-        if ck.state.total_steps != total_steps {
-            bail!(
-                "{} belongs to a run of {} steps, not {total_steps}; resume with the same --max-steps",
-                ck.dir.display(),
-                ck.state.total_steps
-            );
-        }
         load_peft(&mut model, &ck.adapter_dir(), &device)?;
     } else if args.ref_adapter.is_none() {
         // Policy = reference at step 0: recorded log-probs must be the starting adapter's.

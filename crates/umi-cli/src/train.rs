@@ -152,16 +152,55 @@ pub fn run(command: TrainCommand) -> Result<()> {
         }
         TrainCommand::Global(args) => train(Role::Backbone, args),
         TrainCommand::Dpo(args) => crate::dpo::run(args),
-        TrainCommand::Local { role, args } => {
-            let role = match role.as_str() {
-                "planner" => Role::Planner,
-                "caller" => Role::Caller,
-                "summarizer" => Role::Summarizer,
-                other => bail!("--role must be planner, caller or summarizer, not {other:?}"),
-            };
-            train(role, args)
-        }
+        TrainCommand::Local { role, args } => train(role_arg(&role)?, args),
     }
+}
+
+/// `--role`: a role a local or DPO run specialises.
+pub(crate) fn role_arg(role: &str) -> Result<Role> {
+    Ok(match role {
+        "planner" => Role::Planner,
+        "caller" => Role::Caller,
+        "summarizer" => Role::Summarizer,
+        other => bail!("--role must be planner, caller or summarizer, not {other:?}"),
+    })
+}
+
+/// The checkpoint a run in `out` continues: with `--resume` the newest one, which must come
+/// from a run with the settings (SFT and DPO) and length of `fresh`, the state this run would
+/// start from; without, none, and `out` must hold no checkpoint.
+pub(crate) fn checkpoint_to_resume(
+    out: &Path,
+    resume: bool,
+    fresh: &TrainerState,
+) -> Result<Option<umi_train::Checkpoint>> {
+    if !resume {
+        if latest_checkpoint(out).is_some() {
+            bail!(
+                "{} already holds checkpoints; pass --resume to continue them or choose another --out",
+                out.display()
+            );
+        }
+        return Ok(None);
+    }
+    let Some(ck) = latest_checkpoint(out) else {
+        return Ok(None);
+    };
+    if ck.state.config != fresh.config || ck.state.dpo != fresh.dpo {
+        bail!(
+            "{} was trained with other settings; resume with the same flags",
+            ck.dir.display()
+        );
+    }
+    if ck.state.total_steps != fresh.total_steps {
+        bail!(
+            "{} belongs to a run of {} steps, not {}; resume with the same --max-steps",
+            ck.dir.display(),
+            ck.state.total_steps,
+            fresh.total_steps
+        );
+    }
+    Ok(Some(ck))
 }
 
 fn config_of(role: Role, a: &TrainArgs) -> TrainConfig {
@@ -258,32 +297,10 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
 
     // Resume: the checkpoint's weights replace the base's, then the optimizer state.
-    let resume = if args.resume {
-        latest_checkpoint(&args.out)
-    } else {
-        None
-    };
-    if !args.resume && latest_checkpoint(&args.out).is_some() {
-        bail!(
-            "{} already holds checkpoints; pass --resume to continue them or choose another --out",
-            args.out.display()
-        );
-    }
+    let mut state = TrainerState::new(config.clone(), total_steps);
+    let resume = checkpoint_to_resume(&args.out, args.resume, &state)?;
     let mut model = loaded.model;
     if let Some(ck) = &resume {
-        if ck.state.config != config {
-            bail!(
-                "{} was trained with other settings; resume with the same flags",
-                ck.dir.display()
-            );
-        }
-        if ck.state.total_steps != total_steps {
-            bail!(
-                "{} belongs to a run of {} steps, not {total_steps}; resume with the same --max-steps",
-                ck.dir.display(),
-                ck.state.total_steps
-            );
-        }
         if config.lora.is_some() {
             load_peft(&mut model, &ck.adapter_dir(), &device)?;
         } else {
@@ -297,7 +314,6 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
         &device,
         resume.is_none() || config.lora.is_none(),
     )?;
-    let mut state = TrainerState::new(config.clone(), total_steps);
     if let Some(ck) = &resume {
         trainer.resume_from(ck)?;
         state = ck.state.clone();

@@ -228,18 +228,11 @@ fn plan_of(step: &str) -> String {
     .into()
 }
 
-/// The seed of candidate `k` at point `id`: FNV-1a of `"{id}/k{k}"` mixed with the base seed
-/// (splitmix64), so every candidate's draw is fixed by the run's seed and its place alone.
+/// The seed of candidate `k` at point `id`: the first draw of [`umi_model::SplitMix64`]'s
+/// stream for the run's seed and the name `"{id}/k{k}"`, so every candidate's draw is fixed by
+/// the run's seed and its place alone, on every platform.
 pub fn candidate_seed(base: u64, id: &str, k: usize) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("{id}/k{k}").bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let mut z = (h ^ base).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    umi_model::SplitMix64::new(base, &format!("{id}/k{k}")).next_u64()
 }
 
 /// Samples, judges and selects at one gold decision point (planner steps, verdict-format
