@@ -90,11 +90,11 @@ impl TrainPanel {
                 .parse()
                 .map_err(|_| format!("{name} must be a number, not {text:?}"))
         }
-        let role = match self.role.get_untracked().as_str() {
-            "planner" => Role::Planner,
-            "caller" => Role::Caller,
-            "summarizer" => Role::Summarizer,
-            other => return Err(format!("unknown role {other:?}")),
+        let role = match self.role.get_untracked().parse::<Role>()? {
+            Role::Backbone => {
+                return Err("the page fine-tunes planner, caller or summarizer".into());
+            }
+            role => role,
         };
         let steps = match self.steps.get_untracked().trim() {
             "" => None,
@@ -150,7 +150,7 @@ impl TrainPanel {
                 self.tokens_per_second.set(0.0);
                 self.status.set(format!(
                     "training {}: {data}; {samples} examples, {total_steps} steps (step 1 compiles the GPU kernels)",
-                    role_name(*role)
+                    role.as_str()
                 ));
             }
             FromWorker::TrainStep(p) => {
@@ -177,7 +177,7 @@ impl TrainPanel {
                     "{} at step {step}/{total_steps}",
                     if done { "done" } else { "paused" }
                 ));
-                let name = role_name(*role);
+                let name = role.as_str();
                 self.adapter.set(match stored {
                     Ok(()) => format!(
                         "the {name} now runs with this adapter (step {step}, {:.1} KiB, PEFT layout, saved in browser storage)",
@@ -208,10 +208,6 @@ impl TrainPanel {
         }
         true
     }
-}
-
-fn role_name(role: Role) -> String {
-    format!("{role:?}").to_lowercase()
 }
 
 /// Object URLs for the cached adapter files.

@@ -306,7 +306,7 @@ pub const ADAPTER_CACHE: &str = "umi-adapters";
 
 /// The URL, relative to the app, under which `role`'s adapter file `file` is cached.
 pub fn adapter_url(role: Role, file: &str) -> String {
-    format!("adapters/{}/{file}", format!("{role:?}").to_lowercase())
+    format!("adapters/{}/{file}", role.as_str())
 }
 
 /// Encodes a message with optional transferable attachments as `{json, files}`.

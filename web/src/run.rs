@@ -10,20 +10,10 @@ use futures::future::{AbortRegistration, Abortable};
 use umi_agent::{Agent, AgentEvent, AgentMode, LlamaGenerator};
 use umi_data::Role;
 use umi_model::{AdapterSet, GenerationConfig, LoadedModel};
-use umi_tools::{HttpTools, ToolSpec, load_tool_specs};
+use umi_tools::{HttpTools, ToolSpec, load_tool_specs, tools_url};
 
 use crate::protocol::{FromWorker, RunSettings, Speed, TraceEvent};
 use crate::scope::now_ms;
-
-/// The URL of a tool server's docs (`<server>/tools`), as `umi run --tools URL` reads them.
-fn tools_url(server: &str) -> String {
-    let server = server.trim().trim_end_matches('/');
-    if server.ends_with("/tools") {
-        server.to_string()
-    } else {
-        format!("{server}/tools")
-    }
-}
 
 /// The tool specs: pasted JSON when there is some, else the tool server's `/tools`.
 ///
@@ -75,54 +65,6 @@ fn trace_event(event: &AgentEvent) -> Option<TraceEvent> {
     })
 }
 
-/// A copy of `model` sharing its weights (burn tensors are reference-counted).
-fn share(model: &LoadedModel) -> LoadedModel {
-    LoadedModel {
-        model: model.model.clone(),
-        tokenizer: model.tokenizer.clone(),
-        chat_template: model.chat_template.clone(),
-        origin: model.origin.clone(),
-    }
-}
-
-/// The agent's generator: each role's model with that role's fine-tuned adapters (an empty set:
-/// none). One model for every role runs as one backbone whose adapters are swapped per role
-/// (`LlamaGenerator::with_adapters`); distinct models each get their own role's adapters.
-fn role_generator(
-    [planner, caller, summarizer]: [Rc<LoadedModel>; 3],
-    adapters: [AdapterSet; 3],
-    config: GenerationConfig,
-) -> LlamaGenerator {
-    if adapters.iter().all(AdapterSet::is_empty) {
-        return LlamaGenerator::per_role(planner, caller, summarizer, config);
-    }
-    let [a_planner, a_caller, a_summarizer] = adapters;
-    if Rc::ptr_eq(&planner, &caller) && Rc::ptr_eq(&planner, &summarizer) {
-        return LlamaGenerator::with_adapters(
-            share(&planner),
-            a_planner,
-            a_caller,
-            a_summarizer,
-            config,
-        );
-    }
-    let adapted = |model: Rc<LoadedModel>, set: AdapterSet| {
-        if set.is_empty() {
-            model
-        } else {
-            let mut copy = share(&model);
-            copy.model.set_adapters(&set);
-            Rc::new(copy)
-        }
-    };
-    LlamaGenerator::per_role(
-        adapted(planner, a_planner),
-        adapted(caller, a_caller),
-        adapted(summarizer, a_summarizer),
-        config,
-    )
-}
-
 /// Runs the agent on `settings.query` with `planner`, `caller` and `summarizer` (the same model
 /// when shared) and each role's fine-tuned `adapters` (planner, caller, summarizer; empty when
 /// none), posting text, events and status through `post`; `abort` stops it (at once: the run
@@ -147,7 +89,7 @@ pub async fn run_agent(
         max_new_tokens: settings.max_new_tokens,
         ..Default::default()
     };
-    let mut generator = role_generator(models, adapters, config);
+    let mut generator = LlamaGenerator::for_roles(models, adapters, config);
     generator.use_chat_template = !settings.raw_prompts;
     // the last token's role and time: intervals within one generation give the decode speed
     let last: Rc<Cell<Option<(Role, f64)>>> = Rc::new(Cell::new(None));
@@ -163,7 +105,7 @@ pub async fn run_agent(
             }
             _ => post_text(FromWorker::Status(format!(
                 "running: {} generating",
-                format!("{role:?}").to_lowercase()
+                role.as_str()
             ))),
         }
         s.tokens += 1;
@@ -206,12 +148,7 @@ pub async fn run_agent(
         Ok(done) => done,
         Err(e) => return FromWorker::Failed(e.to_string()),
     };
-    let record = serde_json::json!({
-        "tools": agent.tool_docs,
-        "instruction": trajectory.query,
-        "conversations": trajectory.to_turns(),
-        "stop_reason": stop,
-    });
+    let record = umi_agent::RunRecord::new(&trajectory, &agent.tool_docs, stop);
     match serde_json::to_string_pretty(&record) {
         Ok(record) => FromWorker::Finished {
             stop: format!("{stop:?}"),

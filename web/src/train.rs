@@ -70,13 +70,13 @@ pub fn role_samples_of(
         return Err(format!(
             "{origin}: {} conversations give no {} samples{skipped}",
             conversations.len(),
-            format!("{role:?}").to_lowercase()
+            role.as_str()
         ));
     }
     let summary = format!(
         "{origin}: {} {} samples from {} conversations{skipped}",
         samples.len(),
-        format!("{role:?}").to_lowercase(),
+        role.as_str(),
         conversations.len()
     );
     Ok((samples, summary))
@@ -190,7 +190,7 @@ impl TrainJob {
         let tensors = peft_state_dict_async(&model)
             .await
             .map_err(|e| e.to_string())?;
-        let origin = format!("the {} adapter", format!("{:?}", self.role).to_lowercase());
+        let origin = format!("the {} adapter", self.role.as_str());
         let files = peft_files(&tensors, &self.lora, None, &origin).map_err(|e| e.to_string())?;
         Ok((model.take_adapters(), files))
     }

@@ -5,19 +5,9 @@ use umi_data::parse::NoMarkerDefault;
 use umi_data::prompt::PromptSet;
 use umi_data::{Action, FinalAnswer, Next, Observation, Role, Step, Trajectory};
 
-use crate::decide::{decide_multi, decide_single};
+use crate::decide::{AgentMode, Decided, decide};
 use crate::generator::{Generator, GeneratorError};
 use umi_tools::{ToolExecutor, hallucination_observation, truncate_observation};
-
-/// Three models (planner, caller, summarizer) or one (backbone).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AgentMode {
-    /// α-UMi: planner, caller and summarizer.
-    #[default]
-    Multi,
-    /// Single LLM with the backbone prompt (the paper's baseline, GLPFT stage 1).
-    Single,
-}
 
 /// Settings of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +45,31 @@ pub enum StopReason {
     GiveUp,
     /// `max_steps` planner decisions were made without an end.
     MaxSteps,
+}
+
+/// A finished run as one record: the conversation (`{tools, instruction, conversations}`)
+/// plus why it stopped, the JSON `umi run --json` writes and the web app exports.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunRecord {
+    /// The run as an α-UMi conversation ([`Trajectory::to_conversation`]).
+    #[serde(flatten)]
+    pub conversation: umi_data::Conversation,
+    /// Why it ended.
+    pub stop_reason: StopReason,
+}
+
+impl RunRecord {
+    /// The record of `trajectory`, run over `tool_docs`, ended for `stop_reason`.
+    pub fn new(
+        trajectory: &Trajectory,
+        tool_docs: &[Map<String, Value>],
+        stop_reason: StopReason,
+    ) -> Self {
+        Self {
+            conversation: trajectory.to_conversation(tool_docs),
+            stop_reason,
+        }
+    }
 }
 
 /// What the agent reports as it goes; the CLI and the web app render these.
@@ -179,7 +194,6 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
             if let Some(length) = self.generator.prompt_length(role, &prompt)?
                 && length.tokens >= length.budget
             {
-                let role = format!("{role:?}").to_lowercase();
                 return Err(AgentError::ToolDocs(format!(
                     "the {role} prompt with only its template and the tool docs ({} tools) is {} \
                      tokens long, more than the {} the model keeps (its context minus \
@@ -201,28 +215,15 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
     ) -> Result<(Option<StopReason>, Option<String>), AgentError> {
         let turns = trajectory.to_turns();
         let c = &self.config;
-        let decision = match c.mode {
-            AgentMode::Multi => {
-                decide_multi(
-                    &mut self.generator,
-                    c.prompt_set,
-                    c.no_marker,
-                    &self.tool_docs,
-                    &turns,
-                )
-                .await?
-            }
-            AgentMode::Single => {
-                decide_single(
-                    &mut self.generator,
-                    c.prompt_set,
-                    c.no_marker,
-                    &self.tool_docs,
-                    &turns,
-                )
-                .await?
-            }
-        };
+        let decision = decide(
+            &mut self.generator,
+            c.mode,
+            c.prompt_set,
+            c.no_marker,
+            &self.tool_docs,
+            &turns,
+        )
+        .await?;
         let planned = &decision.planned;
         on_event(&AgentEvent::Rationale {
             step,
@@ -236,22 +237,18 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
             action: None,
             observation: None,
         };
-        match planned.next {
-            Next::GiveUp => {
+        match decision.then {
+            Decided::GiveUp => {
                 trajectory.steps.push(current);
                 Ok((Some(StopReason::GiveUp), None))
             }
-            Next::Conclusion => {
+            Decided::Conclude { answer } => {
                 trajectory.steps.push(current);
-                let answer = decision.answer.unwrap_or_default();
                 trajectory.final_answer = Some(FinalAnswer(answer.clone()));
                 Ok((Some(StopReason::Conclusion), Some(answer)))
             }
-            Next::Caller => {
-                let raw = decision.call_text.unwrap_or_default();
-                let done = self
-                    .act(step, current, decision.action, &raw, on_event)
-                    .await;
+            Decided::Call { raw, action } => {
+                let done = self.act(step, current, action, &raw, on_event).await;
                 trajectory.steps.push(done);
                 Ok((None, None))
             }
@@ -287,9 +284,7 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
 
     /// Runs an action, or explains in an observation why it cannot run.
     async fn execute(&self, action: Option<&Action>, raw: &str) -> Observation {
-        let error = |message: String| {
-            Observation(serde_json::json!({"error": message, "response": ""}).to_string())
-        };
+        let error = Observation::error;
         let observation = match action {
             None => error(format!(
                 "no action could be parsed from the output (expected \"Action: <tool>\\nAction Input: <json>\"): {}",
@@ -313,5 +308,27 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
             &observation.0,
             self.config.max_observation_chars,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_records_are_the_conversation_then_the_stop_reason() {
+        let trajectory = Trajectory {
+            query: "q".into(),
+            steps: vec![],
+            final_answer: Some(FinalAnswer("a".into())),
+        };
+        let doc = serde_json::json!({"Name": "f", "function": "g", "input": {}});
+        let docs = vec![doc.as_object().unwrap().clone()];
+        let record = RunRecord::new(&trajectory, &docs, StopReason::Conclusion);
+        // Key order matters: files written before RunRecord existed had exactly these bytes.
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            r#"{"tools":[{"Name":"f","function":"g","input":{}}],"instruction":"q","conversations":[{"from":"user","value":"q"},{"from":"conclusion","value":"a"}],"stop_reason":"Conclusion"}"#
+        );
     }
 }

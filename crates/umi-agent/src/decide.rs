@@ -11,7 +11,63 @@ use umi_data::{Action, Next, Rationale, Role, Speaker, Turn};
 use crate::generator::{Generator, GeneratorError};
 
 /// The end-of-turn marker α-UMi histories use; generation stops there.
-pub const STOP: &str = "</s>";
+pub const STOP: &str = umi_data::parse::END_OF_TURN;
+
+/// Three models (planner, caller, summarizer) or one (backbone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentMode {
+    /// α-UMi: planner, caller and summarizer (`evaluate-multi_agent.py`).
+    #[default]
+    Multi,
+    /// Single LLM with the backbone prompt (the paper's baseline, GLPFT stage 1).
+    Single,
+}
+
+impl AgentMode {
+    /// `multi` or `single`, as flags and settings files spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentMode::Multi => "multi",
+            AgentMode::Single => "single",
+        }
+    }
+}
+
+impl std::str::FromStr for AgentMode {
+    type Err = String;
+
+    /// Parses [`AgentMode::as_str`]'s names.
+    ///
+    /// # Errors
+    /// The name and the accepted ones when it is neither.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "multi" => Ok(AgentMode::Multi),
+            "single" => Ok(AgentMode::Single),
+            other => Err(format!("the mode must be multi or single, not {other:?}")),
+        }
+    }
+}
+
+/// One decision in `mode`: [`decide_multi`] or [`decide_single`].
+///
+/// # Errors
+///
+/// [`GeneratorError`] when a model cannot run.
+pub async fn decide<G: Generator>(
+    generator: &mut G,
+    mode: AgentMode,
+    set: PromptSet,
+    no_marker: NoMarkerDefault,
+    tool_docs: &[Map<String, Value>],
+    turns: &[Turn],
+) -> Result<Decision, GeneratorError> {
+    match mode {
+        AgentMode::Multi => decide_multi(generator, set, no_marker, tool_docs, turns).await,
+        AgentMode::Single => decide_single(generator, set, no_marker, tool_docs, turns).await,
+    }
+}
 
 /// What one decision produced (before any tool runs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,12 +75,39 @@ pub struct Decision {
     /// The planner's output after the reference's cut rules (in single mode: the backbone's
     /// thought with the implied marker).
     pub planned: PlannerOutput,
-    /// The caller's (or backbone's) raw text, for calls.
-    pub call_text: Option<String>,
-    /// The parsed action, for calls (`None` when no `Action:` could be read).
-    pub action: Option<Action>,
-    /// The final answer, for conclusions (trimmed).
-    pub answer: Option<String>,
+    /// What the caller or summarizer made of it; always the variant `planned.next` names.
+    pub then: Decided,
+}
+
+/// The second half of a [`Decision`], one variant per `Next:` marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    /// `Next: caller.`: the caller's (or backbone's) text and the action read from it (`None`
+    /// when it holds no `Action:`).
+    Call {
+        /// The generation as written.
+        raw: String,
+        /// The parsed action.
+        action: Option<Action>,
+    },
+    /// `Next: conclusion.`: the summarizer's (or backbone's) final answer, trimmed.
+    Conclude {
+        /// The answer.
+        answer: String,
+    },
+    /// `Next: give up.`: nothing more runs.
+    GiveUp,
+}
+
+impl Decided {
+    /// The `Next:` marker this outcome follows.
+    pub fn next(&self) -> Next {
+        match self {
+            Decided::Call { .. } => Next::Caller,
+            Decided::Conclude { .. } => Next::Conclusion,
+            Decided::GiveUp => Next::GiveUp,
+        }
+    }
 }
 
 impl Decision {
@@ -34,17 +117,15 @@ impl Decision {
     /// Single-mode decisions are rendered in the same form so both modes are scored alike.
     pub fn prediction(&self) -> String {
         let planner = &self.planned.text;
-        match self.planned.next {
-            Next::GiveUp => planner.clone(),
-            Next::Conclusion => format!(
-                "assistant: {planner}{STOP}conclusion: {}{STOP}",
-                self.answer.as_deref().unwrap_or_default()
-            ),
-            Next::Caller => {
-                let call = match (&self.action, &self.call_text) {
-                    (Some(action), _) => action.to_text(),
-                    (None, Some(text)) => text.trim().to_string(),
-                    (None, None) => String::new(),
+        match &self.then {
+            Decided::GiveUp => planner.clone(),
+            Decided::Conclude { answer } => {
+                format!("assistant: {planner}{STOP}conclusion: {answer}{STOP}")
+            }
+            Decided::Call { raw, action } => {
+                let call = match action {
+                    Some(action) => action.to_text(),
+                    None => raw.trim().to_string(),
                 };
                 format!("assistant: {planner}{STOP}caller: {call}{STOP}")
             }
@@ -75,28 +156,25 @@ pub async fn decide_multi<G: Generator>(
     let planned = parse_planner_output(&raw, no_marker);
     let mut with_plan = turns.to_vec();
     with_plan.push(Turn::new(Speaker::Assistant, planned.text.clone()));
-    let mut decision = Decision {
-        planned,
-        call_text: None,
-        action: None,
-        answer: None,
-    };
-    match decision.planned.next {
-        Next::GiveUp => {}
+    let then = match planned.next {
+        Next::GiveUp => Decided::GiveUp,
         Next::Conclusion => {
             let prompt = set.input(Role::Summarizer, tool_docs, &history(&with_plan), "");
             let answer = generator.generate(Role::Summarizer, &prompt, &stop).await?;
-            decision.answer = Some(answer.trim().to_string());
+            Decided::Conclude {
+                answer: answer.trim().to_string(),
+            }
         }
         Next::Caller => {
-            let thought = decision.planned.text.clone();
-            let prompt = set.input(Role::Caller, tool_docs, &history(&with_plan), &thought);
+            let prompt = set.input(Role::Caller, tool_docs, &history(&with_plan), &planned.text);
             let raw = generator.generate(Role::Caller, &prompt, &stop).await?;
-            decision.action = parse_action(&raw);
-            decision.call_text = Some(raw);
+            Decided::Call {
+                action: parse_action(&raw),
+                raw,
+            }
         }
-    }
-    Ok(decision)
+    };
+    Ok(Decision { planned, then })
 }
 
 /// Single-LLM decision with the backbone prompt (GLPFT stage 1, the paper's Single-LLM row): one
@@ -121,29 +199,33 @@ pub async fn decide_single<G: Generator>(
         .generate(Role::Backbone, &prompt, &[STOP.to_string()])
         .await?;
     let raw = raw.strip_prefix(": ").unwrap_or(&raw).to_string();
-    let (thought, next, answer, action, had_marker) = if let Some(at) = raw.rfind("conclusion:") {
+    let (thought, then, had_marker) = if let Some(at) = raw.rfind("conclusion:") {
         let answer = raw[at + "conclusion:".len()..].trim().to_string();
         let thought = raw[..at].trim().to_string();
         if answer.trim_end_matches('.') == "give up" {
-            (thought, Next::GiveUp, None, None, true)
+            (thought, Decided::GiveUp, true)
         } else {
-            (thought, Next::Conclusion, Some(answer), None, true)
+            (thought, Decided::Conclude { answer }, true)
         }
     } else if let Some(action) = parse_action(&raw) {
-        let thought = raw[..raw.find("Action:").unwrap_or(0)].trim().to_string();
-        (thought, Next::Caller, None, Some(action), true)
+        let thought = raw[..raw.find(umi_data::parse::ACTION).unwrap_or(0)]
+            .trim()
+            .to_string();
+        let action = Some(action);
+        (thought, Decided::Call { raw, action }, true)
     } else {
         match no_marker {
-            NoMarkerDefault::Caller => (raw.trim().to_string(), Next::Caller, None, None, false),
-            NoMarkerDefault::Summarizer => (
-                String::new(),
-                Next::Conclusion,
-                Some(raw.trim().to_string()),
-                None,
-                false,
-            ),
+            NoMarkerDefault::Caller => {
+                let thought = raw.trim().to_string();
+                (thought, Decided::Call { raw, action: None }, false)
+            }
+            NoMarkerDefault::Summarizer => {
+                let answer = raw.trim().to_string();
+                (String::new(), Decided::Conclude { answer }, false)
+            }
         }
     };
+    let next = then.next();
     Ok(Decision {
         planned: PlannerOutput {
             text: format!("{thought}\n {}", next.marker()),
@@ -151,8 +233,6 @@ pub async fn decide_single<G: Generator>(
             next,
             had_marker,
         },
-        call_text: (next == Next::Caller).then_some(raw),
-        action,
-        answer,
+        then,
     })
 }

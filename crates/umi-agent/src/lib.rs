@@ -13,8 +13,8 @@ pub mod decide;
 mod generator;
 mod model;
 
-pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, AgentMode, StopReason};
-pub use decide::{Decision, decide_multi, decide_single};
+pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, RunRecord, StopReason};
+pub use decide::{AgentMode, Decided, Decision, decide, decide_multi, decide_single};
 pub use generator::{Generator, GeneratorError, PromptLength, ScriptedGenerator};
 pub use model::{LlamaGenerator, TextCallback};
 pub use umi_tools::{ToolExecutor, hallucination_observation, truncate_observation};

@@ -97,6 +97,44 @@ impl LlamaGenerator {
         )
     }
 
+    /// The agent's generator for planner, caller and summarizer `models` (the same `Rc` when
+    /// one model plays several roles) with each role's `adapters` (an empty set: none), as
+    /// `umi run`, `umi eval` and the web app select them:
+    /// - no adapters: [`LlamaGenerator::per_role`];
+    /// - one model for every role: it runs as one backbone whose adapters are swapped per role
+    ///   ([`LlamaGenerator::with_adapters`], about one model's memory);
+    /// - distinct models: each gets its own role's adapters installed on a copy that shares
+    ///   its weights.
+    pub fn for_roles(
+        models: [Rc<LoadedModel>; 3],
+        adapters: [AdapterSet; 3],
+        config: GenerationConfig,
+    ) -> Self {
+        let [planner, caller, summarizer] = models;
+        if adapters.iter().all(AdapterSet::is_empty) {
+            return Self::per_role(planner, caller, summarizer, config);
+        }
+        let [a_planner, a_caller, a_summarizer] = adapters;
+        if Rc::ptr_eq(&planner, &caller) && Rc::ptr_eq(&planner, &summarizer) {
+            return Self::with_adapters(share(&planner), a_planner, a_caller, a_summarizer, config);
+        }
+        let adapted = |model: Rc<LoadedModel>, set: AdapterSet| {
+            if set.is_empty() {
+                model
+            } else {
+                let mut copy = share(&model);
+                copy.model.set_adapters(&set);
+                Rc::new(copy)
+            }
+        };
+        Self::per_role(
+            adapted(planner, a_planner),
+            adapted(caller, a_caller),
+            adapted(summarizer, a_summarizer),
+            config,
+        )
+    }
+
     fn new(models: RoleModels, config: GenerationConfig) -> Self {
         Self {
             models,
@@ -225,6 +263,16 @@ impl LlamaGenerator {
             .max_input_tokens
             .map_or(budget, |m| budget.min(m.max(1)));
         Ok((ids, budget))
+    }
+}
+
+/// A copy of `model` sharing its weights (burn tensors are reference-counted).
+fn share(model: &LoadedModel) -> LoadedModel {
+    LoadedModel {
+        model: model.model.clone(),
+        tokenizer: model.tokenizer.clone(),
+        chat_template: model.chat_template.clone(),
+        origin: model.origin.clone(),
     }
 }
 

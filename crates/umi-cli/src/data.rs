@@ -79,7 +79,7 @@ pub struct PrepareArgs {
     dev_every: usize,
     /// Prompt family: toolbench or toolalpaca.
     #[arg(long, default_value = "toolbench")]
-    prompt_set: String,
+    prompt_set: PromptSet,
     /// EOS text appended to JSONL completions (the target model's EOS token; TinyLlama: </s>).
     #[arg(long, default_value = "</s>")]
     eos_text: String,
@@ -172,11 +172,7 @@ fn synth(args: SynthArgs) -> Result<()> {
 }
 
 fn prepare(args: PrepareArgs) -> Result<()> {
-    let set = match args.prompt_set.as_str() {
-        "toolbench" => PromptSet::ToolBench,
-        "toolalpaca" => PromptSet::ToolAlpaca,
-        other => bail!("--prompt-set must be toolbench or toolalpaca, not {other:?}"),
-    };
+    let set = args.prompt_set;
     let mut conversations = Vec::new();
     let mut report = ReadReport::default();
     for input in &args.inputs {
@@ -270,9 +266,7 @@ fn lengths(args: LengthsArgs) -> Result<()> {
             let n = count(&sample.target)?;
             let name = match role {
                 Role::Planner => {
-                    let next = [Next::GiveUp, Next::Conclusion, Next::Caller]
-                        .into_iter()
-                        .find(|m| sample.target.contains(m.marker()));
+                    let next = Next::detect(&sample.target);
                     push("planner (all)", n);
                     match next {
                         Some(Next::Caller) => "planner → Next: caller.",

@@ -18,7 +18,7 @@ use umi_eval::live::{
     LiveConfig, LiveEvent, LiveRecord, LiveReport, LiveTask, ToolSource, read_results, read_tasks,
     run_tasks,
 };
-use umi_eval::{DecisionPoint, EvalMode, EvalReport, decision_points, evaluate, predict};
+use umi_eval::{DecisionPoint, EvalReport, decision_points, evaluate, predict};
 use umi_model::{Backend, GenerationConfig};
 
 use crate::models::{ModelCache, RoleModelArgs};
@@ -54,7 +54,7 @@ pub struct EvalArgs {
     limit: Option<usize>,
     /// multi (planner, caller, summarizer) or single (backbone).
     #[arg(long, default_value = "multi")]
-    mode: String,
+    mode: AgentMode,
     #[command(flatten)]
     models: RoleModelArgs,
     /// Upper bound on tokens per generation (the reference uses 512).
@@ -84,7 +84,7 @@ struct RunSettings {
     data: String,
     split: String,
     dev_every: usize,
-    mode: EvalMode,
+    mode: AgentMode,
     planner: String,
     caller: String,
     summarizer: String,
@@ -216,14 +216,6 @@ pub fn run(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
     }
 }
 
-fn parse_mode(mode: &str) -> Result<EvalMode> {
-    Ok(match mode {
-        "multi" => EvalMode::Multi,
-        "single" => EvalMode::Single,
-        other => bail!("--mode must be multi or single, not {other:?}"),
-    })
-}
-
 /// Creates `out` and records `settings` in its settings.json, or checks that the run already
 /// there has the same settings (a rerun resumes it).
 fn claim_out_dir<S: Serialize + DeserializeOwned + PartialEq>(
@@ -272,12 +264,15 @@ fn default_label(label: &Option<String>, models: &RoleModelArgs, mode: &str) -> 
 }
 
 fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
-    args.models = args.models.clone().or_shipped_agent(args.mode == "multi");
+    args.models = args
+        .models
+        .clone()
+        .or_shipped_agent(args.mode == AgentMode::Multi);
     let out = args
         .out
         .clone()
         .expect("clap requires --out when no subcommand is given");
-    let mode = parse_mode(&args.mode)?;
+    let mode = args.mode;
     let set = match (args.prompt_set.as_deref(), args.format) {
         (Some("toolalpaca"), _) | (None, DataFormat::ToolAlpaca) => PromptSet::ToolAlpaca,
         (Some("toolbench") | None, _) => PromptSet::ToolBench,
@@ -368,7 +363,7 @@ fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
         bar.finish();
     }
     let metrics = evaluate(scored(&points, &done));
-    let label = default_label(&args.label, &args.models, &args.mode);
+    let label = default_label(&args.label, &args.models, args.mode.as_str());
     let report = RunReport {
         label: label.clone(),
         settings,
@@ -425,7 +420,7 @@ pub struct LiveArgs {
     models: RoleModelArgs,
     /// multi (planner, caller, summarizer) or single (backbone).
     #[arg(long, default_value = "multi")]
-    mode: String,
+    mode: AgentMode,
     /// Planner decisions per task before the run stops unanswered.
     #[arg(long, default_value_t = 6)]
     max_steps: usize,
@@ -481,7 +476,7 @@ fn parse_shard(text: &str) -> std::result::Result<(usize, usize), String> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct LiveSettings {
     tasks: String,
-    mode: EvalMode,
+    mode: AgentMode,
     planner: String,
     caller: String,
     summarizer: String,
@@ -528,8 +523,11 @@ fn check_done(path: &Path, done: &[LiveRecord], tasks: &[LiveTask]) -> Result<()
 
 fn run_live(mut args: LiveArgs, models: &mut ModelCache) -> Result<()> {
     // as `umi run`: the shipped α-UMi agent unless models, adapters or --zero-shot are given
-    args.models = args.models.clone().or_shipped_agent(args.mode == "multi");
-    let mode = parse_mode(&args.mode)?;
+    args.models = args
+        .models
+        .clone()
+        .or_shipped_agent(args.mode == AgentMode::Multi);
+    let mode = args.mode;
     if args.max_new_tokens < 1 {
         bail!("--max-new-tokens must be at least 1");
     }
@@ -606,10 +604,7 @@ fn run_live(mut args: LiveArgs, models: &mut ModelCache) -> Result<()> {
         };
         let config = LiveConfig {
             agent: AgentConfig {
-                mode: match mode {
-                    EvalMode::Multi => AgentMode::Multi,
-                    EvalMode::Single => AgentMode::Single,
-                },
+                mode,
                 max_steps: args.max_steps,
                 max_observation_chars: args.max_observation_chars,
                 ..AgentConfig::default()
@@ -710,7 +705,7 @@ fn run_live(mut args: LiveArgs, models: &mut ModelCache) -> Result<()> {
         .filter_map(|t| records.remove(&t.id))
         .collect();
     let report = LiveReport::new(&reported);
-    let label = default_label(&args.label, &args.models, &args.mode);
+    let label = default_label(&args.label, &args.models, args.mode.as_str());
     let run_report = LiveRunReport {
         label: label.clone(),
         settings,

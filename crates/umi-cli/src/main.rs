@@ -88,7 +88,7 @@ struct RunArgs {
     tools: String,
     /// multi (planner, caller, summarizer) or single (one backbone model).
     #[arg(long, default_value = "multi")]
-    mode: String,
+    mode: umi_agent::AgentMode,
     /// Planner decisions before giving up.
     #[arg(long, default_value_t = 10)]
     max_steps: usize,
@@ -410,11 +410,7 @@ fn run_agent(args: RunArgs) -> Result<()> {
     use std::io::IsTerminal;
     use umi_agent::{Agent, AgentMode};
 
-    let mode = match args.mode.as_str() {
-        "multi" => AgentMode::Multi,
-        "single" => AgentMode::Single,
-        other => bail!("--mode must be multi or single, not {other:?}"),
-    };
+    let mode = args.mode;
     let specs = load_tools(&args.tools, args.tool_timeout)?;
     if specs.is_empty() {
         bail!("{} lists no tools", args.tools);
@@ -467,12 +463,7 @@ fn run_agent(args: RunArgs) -> Result<()> {
     live.finish_and_clear();
     let (trajectory, stop) = result?;
     if let Some(path) = args.json {
-        let record = serde_json::json!({
-            "tools": agent.tool_docs,
-            "instruction": trajectory.query,
-            "conversations": trajectory.to_turns(),
-            "stop_reason": stop,
-        });
+        let record = umi_agent::RunRecord::new(&trajectory, &agent.tool_docs, stop);
         std::fs::write(&path, serde_json::to_string_pretty(&record)?)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("trajectory written to {}", path.display());

@@ -174,8 +174,9 @@ impl RoleModelArgs {
                     *set = adapters;
                 }
             }
-            let [planner, caller, summarizer] = sets;
-            LlamaGenerator::with_adapters(backbone, planner, caller, summarizer, config)
+            let backbone = Rc::new(backbone);
+            let models = [backbone.clone(), backbone.clone(), backbone];
+            LlamaGenerator::for_roles(models, sets, config)
         } else {
             let backbone = match &self.init_adapter {
                 Some(_) => Rc::new(self.load_backbone(cache, device)?),
@@ -185,7 +186,7 @@ impl RoleModelArgs {
                 Some(path) => cache.load(path, device),
                 None => Ok(backbone.clone()),
             });
-            LlamaGenerator::per_role(planner?, caller?, summarizer?, config)
+            LlamaGenerator::for_roles([planner?, caller?, summarizer?], Default::default(), config)
         };
         generator.use_chat_template = !self.raw_prompts;
         Ok(generator)

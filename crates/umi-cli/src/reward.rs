@@ -318,7 +318,7 @@ fn judge_eval(args: JudgeEvalArgs) -> Result<()> {
                     &mut generator,
                     Role::Planner,
                     &row.sample.input,
-                    &["</s>".to_string()],
+                    &[umi_data::parse::END_OF_TURN.to_string()],
                 ))?;
                 (parse_verdict(&out), None, Some(out))
             }

@@ -158,12 +158,12 @@ pub fn run(command: TrainCommand) -> Result<()> {
 
 /// `--role`: a role a local or DPO run specialises.
 pub(crate) fn role_arg(role: &str) -> Result<Role> {
-    Ok(match role {
-        "planner" => Role::Planner,
-        "caller" => Role::Caller,
-        "summarizer" => Role::Summarizer,
-        other => bail!("--role must be planner, caller or summarizer, not {other:?}"),
-    })
+    match role.parse::<Role>() {
+        Ok(Role::Backbone) | Err(_) => {
+            bail!("--role must be planner, caller or summarizer, not {role:?}")
+        }
+        Ok(role) => Ok(role),
+    }
 }
 
 /// The checkpoint a run in `out` continues: with `--resume` the newest one, which must come
@@ -564,7 +564,7 @@ fn export_for(
     }
     write_atomically(&dir.join("examples.jsonl"), &lines)?;
     let run = serde_json::json!({
-        "role": format!("{role:?}").to_lowercase(),
+        "role": role.as_str(),
         "config": config,
         "total_steps": total_steps,
         "examples": examples.len(),

@@ -17,6 +17,50 @@ pub enum Role {
     Summarizer,
 }
 
+impl Role {
+    /// The role's name as files, flags and JSON spell it: `backbone`, `planner`, `caller`,
+    /// `summarizer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Backbone => "backbone",
+            Role::Planner => "planner",
+            Role::Caller => "caller",
+            Role::Summarizer => "summarizer",
+        }
+    }
+
+    /// Every role, backbone first.
+    pub const ALL: [Role; 4] = [
+        Role::Backbone,
+        Role::Planner,
+        Role::Caller,
+        Role::Summarizer,
+    ];
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    /// Parses [`Role::as_str`]'s names (ASCII case ignored).
+    ///
+    /// # Errors
+    /// The name and the accepted ones when it is none of them.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                format!("unknown role {s:?}: expected one of backbone, planner, caller, summarizer")
+            })
+    }
+}
+
 /// The planner's decision, written as `Next: caller.`, `Next: conclusion.` or `Next: give up.`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Next {
@@ -29,6 +73,23 @@ pub enum Next {
 }
 
 impl Next {
+    /// The order in which markers are looked for when a text holds several: `Next: give up.`
+    /// wins over `Next: conclusion.`, which wins over `Next: caller.` (GLPFT `infer_pipeline.py`
+    /// and `evaluate-multi_agent.py`'s `parse_output` test them in this order).
+    pub const PRIORITY: [Next; 3] = [Next::GiveUp, Next::Conclusion, Next::Caller];
+
+    /// The decision `text` states: the first of [`Next::PRIORITY`] whose marker it contains.
+    pub fn detect(text: &str) -> Option<Next> {
+        Self::find(text).map(|(next, _)| next)
+    }
+
+    /// Like [`Next::detect`], with the byte offset where that marker first starts.
+    pub fn find(text: &str) -> Option<(Next, usize)> {
+        Self::PRIORITY
+            .into_iter()
+            .find_map(|next| text.find(next.marker()).map(|at| (next, at)))
+    }
+
     /// The marker as the reference writes it.
     pub fn marker(self) -> &'static str {
         match self {
@@ -63,13 +124,30 @@ impl Action {
 
     /// The caller's text for this action (`Action: X\nAction Input: Y`).
     pub fn to_text(&self) -> String {
-        format!("Action: {}\nAction Input: {}", self.name, self.input)
+        use crate::parse::{ACTION, ACTION_INPUT};
+        format!("{ACTION} {}\n{ACTION_INPUT} {}", self.name, self.input)
     }
 }
 
 /// What a tool answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation(pub String);
+
+impl Observation {
+    /// A failure the model is shown instead of a tool's answer, in ToolBench's observation
+    /// shape: `{"error": message, "response": ""}`.
+    pub fn error(message: impl Into<String>) -> Self {
+        Self(serde_json::json!({"error": message.into(), "response": ""}).to_string())
+    }
+
+    /// An HTTP answer with a non-2xx status: `{"error": "HTTP {status}", "response": body}`.
+    pub fn http_error(status: u16, body: impl Into<String>) -> Self {
+        Self(
+            serde_json::json!({"error": format!("HTTP {status}"), "response": body.into()})
+                .to_string(),
+        )
+    }
+}
 
 /// The summarizer's answer to the user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +243,17 @@ pub struct Trajectory {
 }
 
 impl Trajectory {
+    /// The trajectory as an α-UMi conversation record over `tools` (the docs its prompts
+    /// showed): `{tools, instruction, conversations}` with [`Trajectory::to_turns`]'s turns, the
+    /// form data files, `umi run --json`, live evaluation and the web app's export all write.
+    pub fn to_conversation(&self, tools: &[Map<String, Value>]) -> Conversation {
+        Conversation {
+            tools: tools.to_vec(),
+            instruction: self.query.clone(),
+            conversations: self.to_turns(),
+        }
+    }
+
     /// The trajectory as α-UMi conversation turns (`user`, then per step `assistant`,
     /// `caller`, `observation`, and a final `conclusion`), the form prompts and training
     /// data are built from.
@@ -225,5 +314,46 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(json.conversations[1].from, Speaker::Observation);
+    }
+
+    #[test]
+    fn markers_are_detected_by_priority_not_position() {
+        assert_eq!(
+            Next::detect("a Next: caller. b Next: give up."),
+            Some(Next::GiveUp)
+        );
+        assert_eq!(
+            Next::find("x Next: caller. Next: conclusion."),
+            Some((Next::Conclusion, 16))
+        );
+        assert_eq!(Next::find("go Next: caller."), Some((Next::Caller, 3)));
+        // The marker needs its period, as the reference's `in` test does.
+        assert_eq!(Next::detect("Next: caller"), None);
+    }
+
+    #[test]
+    fn roles_round_trip_through_their_names() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            // The same spelling as serde's, so flags, files and JSON agree.
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
+        }
+        assert_eq!("Planner".parse::<Role>(), Ok(Role::Planner));
+        let err = "plan".parse::<Role>().unwrap_err();
+        assert!(
+            err.contains("\"plan\"") && err.contains("summarizer"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn error_observations_have_toolbench_shape() {
+        let v: Value = serde_json::from_str(&Observation::error("bad \"x\"").0).unwrap();
+        assert_eq!(v, serde_json::json!({"error": "bad \"x\"", "response": ""}));
+        let v: Value = serde_json::from_str(&Observation::http_error(503, "busy").0).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error": "HTTP 503", "response": "busy"})
+        );
     }
 }

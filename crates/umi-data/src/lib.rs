@@ -5,7 +5,9 @@
 //!   the roles, markers and actions a trajectory is made of;
 //! - [`prompt`]: the exact `GLPFT/utils/prompt_lib.py` templates (typos kept), the tool-doc,
 //!   tool-name and history serialisation, and the role cues;
-//! - [`parse`]: planner and caller outputs parsed as the reference pipelines do;
+//! - [`parse`]: the α-UMi text protocol read back: its markers (`</s>`, `Action:`,
+//!   `Action Input:`; the `Next:` markers and their priority are [`Next`]'s) and planner and
+//!   caller outputs parsed as the reference pipelines do;
 //! - [`samples`]: conversations split into the four roles' training samples;
 //! - [`mod@tool_doc`]: the α-UMi tool doc and the conversions into it (ToolBench function
 //!   schemas, as `umi-tools` reads them too);

@@ -1,7 +1,19 @@
-//! Model outputs parsed as the reference pipelines parse them; nothing here fails — an output
-//! that says nothing useful still becomes a value the agent can record.
+//! The α-UMi text protocol, read: model outputs parsed as the reference pipelines parse them;
+//! nothing here fails — an output that says nothing useful still becomes a value the agent can
+//! record. Its markers are written in one place: [`END_OF_TURN`], [`ACTION`], [`ACTION_INPUT`]
+//! here and the `Next:` markers with their priority in [`Next`]; `prompt` writes them.
 
 use crate::conversation::{Action, Next, Rationale};
+
+/// The end of every turn but an observation in an α-UMi history (`prompt_lib.py`'s `</s>`);
+/// generation stops there.
+pub const END_OF_TURN: &str = "</s>";
+
+/// The caller's tool-name line prefix.
+pub const ACTION: &str = "Action:";
+
+/// The caller's arguments line prefix.
+pub const ACTION_INPUT: &str = "Action Input:";
 
 /// Where a planner output without any `Next:` marker goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,9 +47,7 @@ pub fn parse_planner_output(raw: &str, default: NoMarkerDefault) -> PlannerOutpu
     if matches!(text.trim(), "" | "." | ",") {
         text = "none".to_string();
     }
-    let found = [Next::GiveUp, Next::Conclusion, Next::Caller]
-        .into_iter()
-        .find_map(|next| text.find(next.marker()).map(|at| (next, at)));
+    let found = Next::find(&text);
     let (next, text, had_marker) = match found {
         Some((next, at)) => (next, text[..at + next.marker().len()].to_string(), true),
         None => {
@@ -61,14 +71,14 @@ pub fn parse_planner_output(raw: &str, default: NoMarkerDefault) -> PlannerOutpu
 /// text after the last `Action Input:` (trimmed; `{}` when absent), the name the text between
 /// the last `Action:` and `Action Input:` (trimmed). `None` when there is no `Action:` at all.
 pub fn parse_action(raw: &str) -> Option<Action> {
-    let (before_input, input) = match raw.rfind("Action Input:") {
+    let (before_input, input) = match raw.rfind(ACTION_INPUT) {
         Some(at) => (
             &raw[..at],
-            raw[at + "Action Input:".len()..].trim().to_string(),
+            raw[at + ACTION_INPUT.len()..].trim().to_string(),
         ),
         None => (raw, "{}".to_string()),
     };
-    let name_start = before_input.rfind("Action:")? + "Action:".len();
+    let name_start = before_input.rfind(ACTION)? + ACTION.len();
     let name = before_input[name_start..].trim().to_string();
     Some(Action { name, input })
 }

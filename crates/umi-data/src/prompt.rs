@@ -17,6 +17,24 @@ pub enum PromptSet {
     ToolAlpaca,
 }
 
+impl std::str::FromStr for PromptSet {
+    type Err = String;
+
+    /// `toolbench` or `toolalpaca`.
+    ///
+    /// # Errors
+    /// The name and the accepted ones when it is neither.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "toolbench" => Ok(PromptSet::ToolBench),
+            "toolalpaca" => Ok(PromptSet::ToolAlpaca),
+            other => Err(format!(
+                "the prompt set must be toolbench or toolalpaca, not {other:?}"
+            )),
+        }
+    }
+}
+
 const TOOLBENCH_BACKBONE: &str = "You have assess to the following apis:\n{doc}\nThe conversation history is:\n{history}\nYou should answer the action of next step in the following format:\nThe thought to solve the question,\nAction: the name of api that should be called in this step, should be exactly in [{tool_names}],\nAction Input: the api call request.\nOnce you think the question is finished, output conclusion: the final answer of the question or give up if you think you cannot answer this question.\n";
 const TOOLALPACA_BACKBONE: &str = "You have assess to the following apis:\n{doc}\nThe conversation history is:\n{history}\nYou should answer the action of next step in the following format:\nThe thought to solve the question,\nAction: the name of api that should be called in this step, should be exactly in [{tool_names}],\nAction Input: the api call request.\nOnce you think the question is finished, output conclusion: the final answer of the question.\n";
 const TOOLBENCH_PLANNER: &str = "You have assess to the following apis:\n{doc}\nThe conversation history is:\n{history}\nYou are the assistant to plan what to do next and whether is caller's or conclusion's turn to answer.\nAnswer with a following format:\nThe thought of the next step, followed by Next: caller or conclusion or give up.";
@@ -123,7 +141,7 @@ pub fn history(turns: &[Turn]) -> String {
         out.push_str(": ");
         out.push_str(&turn.value);
         if turn.from != Speaker::Observation {
-            out.push_str("</s>");
+            out.push_str(crate::parse::END_OF_TURN);
         }
     }
     out
@@ -145,9 +163,7 @@ pub fn backbone_turns(turns: &[Turn]) -> Vec<Turn> {
             Speaker::User | Speaker::Observation => out.push(turn.clone()),
             Speaker::Caller | Speaker::Conclusion => {} // merged into the planner turn before it
             Speaker::Assistant => {
-                let marker = [Next::GiveUp, Next::Conclusion, Next::Caller]
-                    .into_iter()
-                    .find(|n| turn.value.contains(n.marker()));
+                let marker = Next::detect(&turn.value);
                 let Some(next) = marker else {
                     out.push(turn.clone());
                     continue;

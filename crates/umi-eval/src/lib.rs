@@ -13,11 +13,12 @@ mod predict;
 mod rouge;
 
 pub use paper::{PAPER_OOD_ROWS, PaperRow, markdown_table};
-pub use predict::{EvalMode, predict};
+pub use predict::predict;
 pub use rouge::rouge_l_f;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use umi_data::parse::{ACTION, ACTION_INPUT, END_OF_TURN};
 use umi_data::{Conversation, Next, Speaker, Turn};
 
 /// What a decision did, as the evaluator labels it.
@@ -45,7 +46,8 @@ pub struct Parsed {
 }
 
 /// Parses `"assistant: …</s>caller: Action: …\nAction Input: …</s>"` (or `…conclusion: …`)
-/// exactly as the reference's `parse_output`: give up if `Next: give up` appears, finish if
+/// exactly as the reference's `parse_output` (which, unlike the agent's [`Next::detect`], needs no
+/// period after the marker): give up if `Next: give up` appears, finish if
 /// `Next: conclusion` appears (answer after the last `conclusion: `, `</s>` removed), otherwise a
 /// call read from the second `</s>`-separated part (after the last `Action Input:`, and between
 /// the last `Action:` and `Action Input:`).
@@ -64,18 +66,18 @@ pub fn parse_output(text: &str) -> Parsed {
             .rfind("conclusion: ")
             .map(|at| &text[at + "conclusion: ".len()..])
             .unwrap_or_default();
-        parsed.answer = answer.replace("</s>", "");
+        parsed.answer = answer.replace(END_OF_TURN, "");
     } else {
-        let call = text.split("</s>").nth(1).unwrap_or_default();
-        let head = match call.rfind("Action Input:") {
+        let call = text.split(END_OF_TURN).nth(1).unwrap_or_default();
+        let head = match call.rfind(ACTION_INPUT) {
             Some(at) => {
-                parsed.action_input = call[at + "Action Input:".len()..].trim().to_string();
+                parsed.action_input = call[at + ACTION_INPUT.len()..].trim().to_string();
                 &call[..at]
             }
             None => call,
         };
-        if let Some(at) = head.rfind("Action:") {
-            parsed.action = head[at + "Action:".len()..].trim().to_string();
+        if let Some(at) = head.rfind(ACTION) {
+            parsed.action = head[at + ACTION.len()..].trim().to_string();
         }
     }
     parsed
@@ -108,19 +110,17 @@ pub fn decision_points(conversation: &Conversation) -> Vec<DecisionPoint> {
         if turn.from != Speaker::Assistant {
             continue;
         }
-        let marker = [Next::GiveUp, Next::Conclusion, Next::Caller]
-            .into_iter()
-            .find(|n| turn.value.contains(n.marker()));
+        let marker = Next::detect(&turn.value);
         let Some(next) = marker else { continue };
         let reference = match (next, turns.get(i + 1)) {
             (Next::GiveUp, _) => turn.value.clone(),
             (_, Some(follower)) => format!(
-                "assistant: {}</s>{}: {}</s>",
+                "assistant: {}{END_OF_TURN}{}: {}{END_OF_TURN}",
                 turn.value,
                 follower.from.as_str(),
                 follower.value
             ),
-            (_, None) => format!("assistant: {}</s>", turn.value),
+            (_, None) => format!("assistant: {}{END_OF_TURN}", turn.value),
         };
         points.push(DecisionPoint {
             history: turns[..i].to_vec(),

@@ -1,20 +1,10 @@
 //! A model's prediction at one decision point, through the agent's own decision code
-//! (`umi_agent::decide_*`), so evaluation prompts and parses exactly as live runs do.
+//! (`umi_agent::decide`), so evaluation prompts and parses exactly as live runs do.
 
-use umi_agent::{Generator, GeneratorError, decide_multi, decide_single};
+use umi_agent::{AgentMode, Generator, GeneratorError, decide};
 use umi_data::{NoMarkerDefault, PromptSet};
 
 use crate::DecisionPoint;
-
-/// Which set-up is evaluated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EvalMode {
-    /// α-UMi: planner, then caller or summarizer (`evaluate-multi_agent.py`).
-    Multi,
-    /// One backbone model with the backbone prompt (the paper's Single-LLM rows).
-    Single,
-}
 
 /// Predicts the decision at `point` from its gold history and returns the string the reference
 /// evaluator scores (see `umi_agent::Decision::prediction`).
@@ -24,20 +14,21 @@ pub enum EvalMode {
 /// [`GeneratorError`] when a model cannot run.
 pub async fn predict<G: Generator>(
     generator: &mut G,
-    mode: EvalMode,
+    mode: AgentMode,
     set: PromptSet,
     point: &DecisionPoint,
 ) -> Result<String, GeneratorError> {
     // GLPFT's infer_pipeline.py sends an output with no marker to the caller.
     let no_marker = NoMarkerDefault::Caller;
-    let decision = match mode {
-        EvalMode::Multi => {
-            decide_multi(generator, set, no_marker, &point.tools, &point.history).await?
-        }
-        EvalMode::Single => {
-            decide_single(generator, set, no_marker, &point.tools, &point.history).await?
-        }
-    };
+    let decision = decide(
+        generator,
+        mode,
+        set,
+        no_marker,
+        &point.tools,
+        &point.history,
+    )
+    .await?;
     Ok(decision.prediction())
 }
 
@@ -78,7 +69,7 @@ mod tests {
             .map(|p| {
                 pollster::block_on(predict(
                     &mut generator,
-                    EvalMode::Multi,
+                    AgentMode::Multi,
                     PromptSet::ToolBench,
                     p,
                 ))
@@ -113,7 +104,7 @@ mod tests {
             .map(|p| {
                 pollster::block_on(predict(
                     &mut generator,
-                    EvalMode::Single,
+                    AgentMode::Single,
                     PromptSet::ToolBench,
                     p,
                 ))

@@ -79,9 +79,7 @@ pub const FORMAT_LINE: &str =
     "The thought of the next step, followed by Next: caller or conclusion or give up.";
 
 fn next_of(step: &str) -> Option<Next> {
-    [Next::GiveUp, Next::Conclusion, Next::Caller]
-        .into_iter()
-        .find(|n| step.contains(n.marker()))
+    Next::detect(step)
 }
 
 fn reason(n: Next) -> &'static str {

@@ -138,9 +138,7 @@ pub fn gold_points(t: usize, conversation: &Conversation) -> Vec<GoldPoint> {
     let turns = &conversation.conversations;
     let mut out = Vec::new();
     for (i, turn) in turns.iter().enumerate() {
-        let has_marker = [Next::GiveUp, Next::Conclusion, Next::Caller]
-            .iter()
-            .any(|n| turn.value.contains(n.marker()));
+        let has_marker = Next::detect(&turn.value).is_some();
         if turn.from == Speaker::Assistant && has_marker {
             out.push(GoldPoint {
                 id: format!("t{t:04}-d{:02}", out.len()),
@@ -216,10 +214,7 @@ pub struct GoldAgreement {
 }
 
 fn plan_of(step: &str) -> String {
-    match [Next::GiveUp, Next::Conclusion, Next::Caller]
-        .into_iter()
-        .find(|n| step.contains(n.marker()))
-    {
+    match Next::detect(step) {
         Some(Next::GiveUp) => "give_up",
         Some(Next::Conclusion) => "finish",
         Some(Next::Caller) => "call",
@@ -249,7 +244,7 @@ pub async fn mine_point<M: SearchModel>(
     let started = web_time::Instant::now();
     let hist = history(&point.history);
     let prompt = PromptSet::ToolBench.input(Role::Planner, &point.tools, &hist, "");
-    let stop = ["</s>".to_string()];
+    let stop = [umi_data::parse::END_OF_TURN.to_string()];
     let mut candidates = Vec::with_capacity(config.width);
     let mut had_marker = Vec::with_capacity(config.width);
     for k in 0..config.width {

@@ -17,13 +17,10 @@ pub trait ToolExecutor {
 /// The observation for a tool name that does not exist (ToolBench's
 /// `invalid_hallucination_function_name`).
 pub fn hallucination_observation(name: &str, known: &[String]) -> Observation {
-    Observation(
-        serde_json::json!({
-            "error": format!("invalid_hallucination_function_name: no tool named {name:?}; available: {}", known.join(", ")),
-            "response": ""
-        })
-        .to_string(),
-    )
+    Observation::error(format!(
+        "invalid_hallucination_function_name: no tool named {name:?}; available: {}",
+        known.join(", ")
+    ))
 }
 
 /// Truncates an observation to `max_chars` characters (ToolBench's `truncate` compression,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use umi_data::{Action, Observation};
 
 use crate::executor::{ToolExecutor, hallucination_observation};
@@ -85,10 +85,6 @@ struct Prepared {
     body: Option<String>,
 }
 
-fn error(message: String) -> Observation {
-    Observation(json!({"error": message, "response": ""}).to_string())
-}
-
 fn as_text(v: Value) -> String {
     match v {
         Value::String(s) => s,
@@ -115,7 +111,7 @@ fn answer(status: u16, body: String) -> Observation {
     if (200..300).contains(&status) {
         Observation(body)
     } else {
-        Observation(json!({"error": format!("HTTP {status}"), "response": body}).to_string())
+        Observation::http_error(status, body)
     }
 }
 
@@ -215,7 +211,10 @@ impl HttpTools {
 
     fn prepare(&self, spec: &ToolSpec, args: &Map<String, Value>) -> Result<Prepared, Observation> {
         let Some(http) = &spec.http else {
-            return Err(error(format!("tool {} has no HTTP endpoint", spec.name)));
+            return Err(Observation::error(format!(
+                "tool {} has no HTTP endpoint",
+                spec.name
+            )));
         };
         // `{name}` placeholders in the URL (OpenAPI path parameters) take their arguments.
         let mut url = http.url.clone();
@@ -227,7 +226,7 @@ impl HttpTools {
             };
             let key = url[start + 1..start + len].to_string();
             let Some(value) = args.remove(&key) else {
-                return Err(error(format!(
+                return Err(Observation::error(format!(
                     "missing path argument {key} for {}",
                     spec.name
                 )));
@@ -250,7 +249,7 @@ impl HttpTools {
             }
             HttpMethod::Post => Some(Value::Object(args).to_string()),
         };
-        let url = self.check_url(&url).map_err(error)?;
+        let url = self.check_url(&url).map_err(Observation::error)?;
         Ok(Prepared {
             method: http.method,
             url,
@@ -264,10 +263,10 @@ impl HttpTools {
             // ureq parses the URL again (RFC 3986): it must find the host that was checked.
             let uri: ureq::http::Uri = match req.url.as_str().parse() {
                 Ok(uri) => uri,
-                Err(e) => return error(format!("request to {name} failed: {e}")),
+                Err(e) => return Observation::error(format!("request to {name} failed: {e}")),
             };
             if uri.host().map(|h| h.to_ascii_lowercase()).as_deref() != req.url.host_str() {
-                return error(format!(
+                return Observation::error(format!(
                     "request to {name} refused: {} names its host ambiguously",
                     req.url
                 ));
@@ -281,8 +280,10 @@ impl HttpTools {
                     .send(body.as_str()),
             };
             let mut response = match result {
-                Err(ureq::Error::Timeout(_)) => return error(format!("timeout calling {name}")),
-                Err(e) => return error(format!("request to {name} failed: {e}")),
+                Err(ureq::Error::Timeout(_)) => {
+                    return Observation::error(format!("timeout calling {name}"));
+                }
+                Err(e) => return Observation::error(format!("request to {name} failed: {e}")),
                 Ok(response) => response,
             };
             let status = response.status().as_u16();
@@ -294,7 +295,7 @@ impl HttpTools {
                 let next = match req.url.join(location) {
                     Ok(next) => next,
                     Err(e) => {
-                        return error(format!(
+                        return Observation::error(format!(
                             "{name} redirected to {location:?}, which is not a URL: {e}"
                         ));
                     }
@@ -302,7 +303,9 @@ impl HttpTools {
                 match self.check_url(next.as_str()) {
                     Ok(next) => req.url = next,
                     Err(why) => {
-                        return error(format!("{name} redirected to {next}; not followed: {why}"));
+                        return Observation::error(format!(
+                            "{name} redirected to {next}; not followed: {why}"
+                        ));
                     }
                 }
                 // 301/302/303 turn a POST into a GET without body, as browsers do.
@@ -319,7 +322,7 @@ impl HttpTools {
                 .unwrap_or_else(|e| format!("(unreadable body: {e})"));
             return answer(status, body);
         }
-        error(format!(
+        Observation::error(format!(
             "{name} redirected more than {MAX_REDIRECTS} times; not followed"
         ))
     }
@@ -340,10 +343,12 @@ impl HttpTools {
         };
         let response = match request {
             Ok(r) => r.send().await,
-            Err(e) => return error(format!("request to {name} could not be built: {e}")),
+            Err(e) => {
+                return Observation::error(format!("request to {name} could not be built: {e}"));
+            }
         };
         match response {
-            Err(e) => error(format!(
+            Err(e) => Observation::error(format!(
                 "request to {name} failed (redirects are not followed in the browser): {e}"
             )),
             Ok(response) => {
@@ -377,7 +382,7 @@ impl ToolExecutor for HttpTools {
         let args = match action.input_json() {
             Some(Value::Object(args)) => args,
             _ => {
-                return error(format!(
+                return Observation::error(format!(
                     "Action Input is not a JSON object: {}",
                     action.input
                 ));

@@ -20,4 +20,4 @@ pub use http::HttpTools;
 pub use http::MAX_URL_BYTES;
 #[cfg(not(target_family = "wasm"))]
 pub use spec::load_tool_specs_from;
-pub use spec::{HttpBinding, HttpMethod, ToolError, ToolSpec, load_tool_specs};
+pub use spec::{HttpBinding, HttpMethod, ToolError, ToolSpec, load_tool_specs, tools_url};

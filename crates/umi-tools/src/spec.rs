@@ -141,6 +141,18 @@ pub fn load_tool_specs(json: &str, origin: &str) -> Result<Vec<ToolSpec>, ToolEr
         .collect()
 }
 
+/// The URL of a tool server's docs: `server` itself when it already ends in `/tools`, else
+/// `<server>/tools` (`umi tools serve` and any server speaking its protocol). Surrounding
+/// whitespace and trailing slashes are ignored.
+pub fn tools_url(server: &str) -> String {
+    let server = server.trim().trim_end_matches('/');
+    if server.ends_with("/tools") {
+        server.to_string()
+    } else {
+        format!("{server}/tools")
+    }
+}
+
 /// Reads tool docs from `source`, as `umi run --tools` takes them: an `http(s)://` URL (a tool
 /// server's base URL, whose `/tools` is read, or the docs' own URL ending in `/tools`) fetched
 /// within `timeout`, or a path to a JSON file; then [`load_tool_specs`].
@@ -159,11 +171,7 @@ pub fn load_tool_specs_from(
         message,
     };
     if source.starts_with("http://") || source.starts_with("https://") {
-        let url = if source.trim_end_matches('/').ends_with("/tools") {
-            source.to_string()
-        } else {
-            format!("{}/tools", source.trim_end_matches('/'))
-        };
+        let url = tools_url(source);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .build()
@@ -362,6 +370,19 @@ fn from_openapi(doc: &Value, origin: &str) -> Result<Vec<ToolSpec>, ToolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_address_becomes_its_tools_url() {
+        for server in [
+            "http://h:8080",
+            "http://h:8080/",
+            " http://h:8080/tools/ ",
+            "http://h:8080/tools",
+        ] {
+            assert_eq!(tools_url(server), "http://h:8080/tools", "{server:?}");
+        }
+        assert_eq!(tools_url("https://h/api"), "https://h/api/tools");
+    }
 
     #[test]
     fn reads_toolbench_docs_and_http_bindings() {

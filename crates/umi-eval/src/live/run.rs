@@ -236,11 +236,7 @@ pub async fn run_task<G: Generator>(
         tool_calls: observations.len(),
         tool_errors: observations.iter().filter(|o| is_tool_error(o)).count(),
         seconds,
-        trajectory: Conversation {
-            tools: agent.tool_docs,
-            instruction: trajectory.query.clone(),
-            conversations: trajectory.to_turns(),
-        },
+        trajectory: trajectory.to_conversation(&agent.tool_docs),
     })
 }
 
