@@ -53,8 +53,11 @@ def apply_rope(x, cos, sin):
     return x * cos[None] + rotate_half(x) * sin[None]
 
 
-def llama_forward(weights, cfg, tokens, dtype=np.float64):
+def llama_forward(weights, cfg, tokens, dtype=np.float64, linear=None):
     """Full causal forward from position 0.
+
+    linear(x, w): the projection x @ w.T (w as [out, in]); replace it to model quantized
+    matmuls (assets/tiny/q8/make_q8_reference.py). The embedding lookup always reads the f32 table.
 
     weights: dict HF tensor name -> np.ndarray ([out, in] for linear layers).
     cfg: dict with HF config.json field names.
@@ -62,6 +65,7 @@ def llama_forward(weights, cfg, tokens, dtype=np.float64):
     Returns logits as an np.ndarray [len(tokens), vocab_size] of `dtype`.
     """
     W = lambda name: np.asarray(weights[name], dtype=dtype)  # noqa: E731
+    lin = linear or (lambda x, w: x @ w.T)
     hidden = cfg["hidden_size"]
     n_heads = cfg["num_attention_heads"]
     n_kv = cfg.get("num_key_value_heads", n_heads)
@@ -79,9 +83,9 @@ def llama_forward(weights, cfg, tokens, dtype=np.float64):
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         a = rms_norm(h, W(p + "input_layernorm.weight"), eps)
-        q = (a @ W(p + "self_attn.q_proj.weight").T).reshape(T, n_heads, head_dim).transpose(1, 0, 2)
-        k = (a @ W(p + "self_attn.k_proj.weight").T).reshape(T, n_kv, head_dim).transpose(1, 0, 2)
-        v = (a @ W(p + "self_attn.v_proj.weight").T).reshape(T, n_kv, head_dim).transpose(1, 0, 2)
+        q = lin(a, W(p + "self_attn.q_proj.weight")).reshape(T, n_heads, head_dim).transpose(1, 0, 2)
+        k = lin(a, W(p + "self_attn.k_proj.weight")).reshape(T, n_kv, head_dim).transpose(1, 0, 2)
+        v = lin(a, W(p + "self_attn.v_proj.weight")).reshape(T, n_kv, head_dim).transpose(1, 0, 2)
         q = apply_rope(q, cos, sin)
         k = apply_rope(k, cos, sin)
         kv_index = np.arange(n_heads) // group  # query head h -> kv head h // group
@@ -93,14 +97,14 @@ def llama_forward(weights, cfg, tokens, dtype=np.float64):
         probs = np.exp(scores)
         probs = probs / probs.sum(axis=-1, keepdims=True)
         attn = (probs @ v).transpose(1, 0, 2).reshape(T, n_heads * head_dim)
-        h = h + attn @ W(p + "self_attn.o_proj.weight").T
+        h = h + lin(attn, W(p + "self_attn.o_proj.weight"))
 
         m = rms_norm(h, W(p + "post_attention_layernorm.weight"), eps)
-        gate = m @ W(p + "mlp.gate_proj.weight").T
-        up = m @ W(p + "mlp.up_proj.weight").T
-        h = h + (silu(gate) * up) @ W(p + "mlp.down_proj.weight").T
+        gate = lin(m, W(p + "mlp.gate_proj.weight"))
+        up = lin(m, W(p + "mlp.up_proj.weight"))
+        h = h + lin(silu(gate) * up, W(p + "mlp.down_proj.weight"))
 
     h = rms_norm(h, W("model.norm.weight"), eps)
     # HF LlamaConfig defaults tie_word_embeddings to False; then lm_head.weight must exist.
     head = W("model.embed_tokens.weight" if cfg.get("tie_word_embeddings", False) else "lm_head.weight")
-    return h @ head.T
+    return lin(h, head)

@@ -129,6 +129,9 @@ struct BenchArgs {
     /// Compute backend: cpu or wgpu.
     #[arg(long, default_value = "cpu")]
     backend: Backend,
+    /// Weight format for generation: f32 or q8_0 (CPU only).
+    #[arg(long, value_enum, default_value_t = models::Quant::F32)]
+    quant: models::Quant,
     /// Time LoRA training steps instead of generation (scripts/bench/peer_peft_train.py is the
     /// PyTorch + PEFT twin): `--batch-size` rows of `--prompt-tokens` tokens, every position a
     /// label, LoRA r 8 / α 16 / dropout 0 on all seven projections, AdamW lr 1e-4, clipping at
@@ -273,7 +276,8 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         return run_train_bench(args);
     }
     let device = args.backend.device()?;
-    let loaded = models::load_with_progress(&args.model, &device)?;
+    let mut loaded = models::load_with_progress(&args.model, &device)?;
+    args.quant.apply(&mut loaded, &device)?;
     let model = &loaded.model;
     let vocab = model.config.vocab_size;
     if args.prompt_tokens + args.new_tokens > model.max_positions() {
@@ -309,7 +313,10 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     let line = serde_json::json!({
         "system": format!("umi {} (burn {} {})", env!("CARGO_PKG_VERSION"), "0.22.1", if args.backend == Backend::Cpu { "flex CPU" } else { "wgpu" }),
         "model": args.model.display().to_string(),
-        "precision": "f32",
+        "precision": match args.quant {
+            models::Quant::F32 => "f32",
+            models::Quant::Q8_0 => "Q8_0",
+        },
         "prompt_tokens": args.prompt_tokens,
         "new_tokens": args.new_tokens,
         "prefill_tok_s": median(prefill),

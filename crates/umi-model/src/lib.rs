@@ -21,6 +21,8 @@ mod linear;
 mod llama;
 mod load;
 mod lora;
+#[cfg(not(target_family = "wasm"))]
+pub mod qmatmul;
 mod rng;
 mod rope;
 mod tokenizer;

@@ -16,7 +16,17 @@ pub struct LoraLinear {
     pub weight: Param<Tensor<2>>,
     /// Low-rank adapter, if one is attached.
     pub lora: Option<LoraAdapter>,
+    /// A Q8_0 copy of `weight` that inference multiplies with instead (CPU only, no gradient;
+    /// see [`crate::Llama::quantize_q8_0`]). The adapter stays f32.
+    #[module(skip)]
+    pub q8: Option<QuantizedWeight>,
 }
+
+/// The Q8_0 form of a projection's base weight (native builds; nothing on wasm32).
+#[derive(Debug, Clone)]
+pub struct QuantizedWeight(
+    #[cfg(not(target_family = "wasm"))] pub std::sync::Arc<crate::qmatmul::Q8Matrix>,
+);
 
 /// Low-rank adapter: `A` is `[in, r]`, `B` is `[r, out]`, `scaling` is `alpha / r`.
 ///
@@ -38,12 +48,35 @@ pub struct LoraAdapter {
     pub training: bool,
 }
 
+/// Inputs of at most this many rows (tokens of a batch) use the Q8_0 weight when there is one;
+/// longer ones the f32 weight.
+#[cfg(not(target_family = "wasm"))]
+pub const Q8_MAX_ROWS: usize = 8;
+
+/// `x · Wᵀ` with a Q8_0 `W` on the host: `[tokens, in]` → `[tokens, out]`.
+#[cfg(not(target_family = "wasm"))]
+pub(crate) fn q8_matmul(w: &crate::qmatmul::Q8Matrix, x: Tensor<2>) -> Tensor<2> {
+    let [tokens, _] = x.dims();
+    let device = x.device();
+    let data = x
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 after convert");
+    let y = w.matmul(&data, tokens);
+    Tensor::from_data(
+        burn::tensor::TensorData::new(y, [tokens, w.rows()]),
+        &device,
+    )
+}
+
 impl LoraLinear {
     /// Wraps a `[in, out]` weight without an adapter.
     pub fn new(weight: Tensor<2>) -> Self {
         Self {
             weight: Param::from_tensor(weight),
             lora: None,
+            q8: None,
         }
     }
 
@@ -91,7 +124,13 @@ impl LoraLinear {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [batch_size, seq_len, d_in] = x.dims();
         let x = x.reshape([batch_size * seq_len, d_in]); // [tokens, in]
-        let mut y = x.clone().matmul(self.weight.val()); // [tokens, out]
+        let mut y = match &self.q8 {
+            // Decoding (a few rows) is memory-bound: 8-bit weights. A prompt's many rows are
+            // compute-bound, where the f32 GEMM is faster.
+            #[cfg(not(target_family = "wasm"))]
+            Some(q) if batch_size * seq_len <= Q8_MAX_ROWS => q8_matmul(&q.0, x.clone()),
+            _ => x.clone().matmul(self.weight.val()), // [tokens, out]
+        };
         if let Some(lora) = &self.lora {
             let x = if lora.training && lora.dropout > 0.0 {
                 let keep = 1.0 - lora.dropout;

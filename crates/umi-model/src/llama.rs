@@ -203,6 +203,9 @@ pub struct Llama {
     /// The hyperparameters the model was built from.
     #[module(skip)]
     pub config: LlamaConfig,
+    /// A Q8_0 copy of the tied LM head (`embed_tokens`), set by [`Llama::quantize_q8_0`].
+    #[module(skip)]
+    pub lm_head_q8: Option<crate::linear::QuantizedWeight>,
 }
 
 impl Llama {
@@ -273,9 +276,14 @@ impl Llama {
             Some(head) => head.forward(hidden),
             None => {
                 let [batch_size, seq_len, hidden_size] = hidden.dims();
-                let logits = hidden
-                    .reshape([batch_size * seq_len, hidden_size])
-                    .matmul(self.embed_tokens.val().transpose()); // [tokens, vocab_size]
+                let hidden = hidden.reshape([batch_size * seq_len, hidden_size]);
+                let logits = match &self.lm_head_q8 {
+                    #[cfg(not(target_family = "wasm"))]
+                    Some(q) if batch_size * seq_len <= crate::linear::Q8_MAX_ROWS => {
+                        crate::linear::q8_matmul(&q.0, hidden)
+                    }
+                    _ => hidden.matmul(self.embed_tokens.val().transpose()), // [tokens, vocab_size]
+                };
                 logits.reshape([batch_size, seq_len, self.config.vocab_size])
             }
         }

@@ -272,6 +272,8 @@ pub fn merge_lora(model: &mut Llama) {
             let delta = lora.a.val().matmul(lora.b.val()).mul_scalar(lora.scaling);
             let merged = p.weight.val() + delta;
             p.weight = Param::from_tensor(merged);
+            // A Q8_0 copy of the old weight would now be wrong: quantize after merging.
+            p.q8 = None;
         }
     }
 }

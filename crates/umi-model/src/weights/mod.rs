@@ -151,6 +151,7 @@ pub fn build_llama(
             device,
         ),
         config: config.clone(),
+        lm_head_q8: None,
     })
 }
 

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Q8_0 reference logits for tests/tests/qmatmul.rs: the tiny models of assets/tiny/ run by the
+independent numpy forward (assets/tiny/llama_ref.py) with every projection and the LM head as
+umi's `Llama::quantize_q8_0` and llama.cpp's `ggml_vec_dot_q8_0_q8_0` compute them, written from
+GGML's Q8_0 definition, not from umi's code:
+
+  per row, per block of 32 consecutive inputs: d = max|v| / 127, q = round(v / d) (half away
+  from zero, in f32 arithmetic: inv = 1/d, q = round(v * inv)); weights per output row,
+  activations per token; y = sum_b d_w[b] * d_x[b] * sum_k q_w[b,k] * q_x[b,k].
+
+The rest of the forward runs in float32 (as umi does), so a rounding that lands on a different
+integer because of summation order can still differ by one quantum in rare elements.
+
+  python3 assets/tiny/q8/make_q8_reference.py   (numpy, safetensors; writes q8_reference.json)
+"""
+import json
+import os
+import sys
+
+import numpy as np
+from safetensors.numpy import load_file
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(here))
+from llama_ref import llama_forward  # noqa: E402
+
+BLOCK = 32
+
+
+def quantize(v):
+    """Rows of v (last axis a multiple of 32) -> (q as float64 integers, d per block)."""
+    v = np.asarray(v, dtype=np.float32)
+    blocks = v.reshape(*v.shape[:-1], v.shape[-1] // BLOCK, BLOCK)
+    d = (np.abs(blocks).max(axis=-1, keepdims=True) / np.float32(127.0)).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d > 0, np.float32(1.0) / d, np.float32(0.0)).astype(np.float32)
+    scaled = (blocks * inv).astype(np.float32)
+    q = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)  # round half away from zero
+    return q.astype(np.float64), d.astype(np.float64)
+
+
+def q8_linear(x, w):
+    """x [T, in] @ w.T ([out, in]) with both operands in Q8_0."""
+    qx, dx = quantize(x)  # [T, nb, 32], [T, nb, 1]
+    qw, dw = quantize(w)  # [out, nb, 32], [out, nb, 1]
+    sums = np.einsum("tbk,obk->tob", qx, qw)  # exact integer block sums
+    y = np.einsum("tob,tb,ob->to", sums, dx[..., 0], dw[..., 0])
+    return y.astype(np.float32)
+
+
+def main():
+    reference = json.load(open(os.path.join(os.path.dirname(here), "reference.json")))
+    out = {}
+    for folder in ["llama-gqa", "llama-tied"]:
+        d = os.path.join(os.path.dirname(here), folder)
+        cfg = json.load(open(os.path.join(d, "config.json")))
+        weights = load_file(os.path.join(d, "model.safetensors"))
+        seqs = reference[folder]["sequences"]
+        logits = [
+            llama_forward(weights, cfg, s, dtype=np.float32, linear=q8_linear).astype(float).round(6).tolist()
+            for s in seqs
+        ]
+        out[folder] = {"sequences": seqs, "logits": logits}
+    with open(os.path.join(here, "q8_reference.json"), "w") as f:
+        json.dump(out, f)
+    print("wrote", os.path.join(here, "q8_reference.json"))
+
+
+if __name__ == "__main__":
+    main()

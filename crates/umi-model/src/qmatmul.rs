@@ -1,0 +1,338 @@
+//! Q8_0 weights for CPU inference: a projection's weight kept as 8-bit integers with one scale
+//! per block of 32 inputs (GGML's `Q8_0` layout, with f32 instead of f16 scales), multiplied
+//! with activations quantized the same way, as llama.cpp's `ggml_vec_dot_q8_0_q8_0` does.
+//!
+//! Decoding is memory-bound: every new token reads every weight once. Q8_0 reads 1.125 bytes
+//! per weight instead of f32's 4, and the integer dot products run in SIMD registers (AVX2 when
+//! the CPU has it, chosen at run time by `pulp`; portable code otherwise). The result differs
+//! from the f32 product by the two roundings (weights and activations to 8 bits), about 0.5 %
+//! of a typical logit; `tests/tests/qmatmul.rs` bounds it against the f32 model.
+//!
+//! Inference only: no gradient flows through a quantized projection (training keeps f32).
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::Llama;
+use crate::linear::QuantizedWeight;
+
+impl Llama {
+    /// Gives every projection and the LM head (tied or not) a Q8_0 copy of its weight, which
+    /// inference then multiplies with on the host ([`Q8Matrix::matmul`]); LoRA adapters stay
+    /// f32 and keep working (they can be swapped afterwards). Returns the bytes the Q8_0
+    /// copies take. Weights whose input width is not a multiple of 32 stay f32.
+    ///
+    /// For the CPU backend: on a GPU every projection would read its input back to the host.
+    /// The f32 weights are kept (training, merging and saving use them); [`crate::merge_lora`]
+    /// drops the copies of the weights it changes, so quantize after merging.
+    pub fn quantize_q8_0(&mut self) -> usize {
+        let mut bytes = 0;
+        for (_, p) in self.projections_mut() {
+            let [d_in, d_out] = p.weight.shape().dims::<2>();
+            let data = host_f32(p.weight.val());
+            p.q8 = Q8Matrix::from_columns(&data, d_in, d_out).map(|q| {
+                bytes += q.bytes();
+                QuantizedWeight(Arc::new(q))
+            });
+        }
+        if self.lm_head.is_none() {
+            let [vocab, hidden] = self.embed_tokens.shape().dims::<2>();
+            let data = host_f32(self.embed_tokens.val());
+            self.lm_head_q8 = Q8Matrix::from_rows(&data, vocab, hidden).map(|q| {
+                bytes += q.bytes();
+                QuantizedWeight(Arc::new(q))
+            });
+        }
+        bytes
+    }
+}
+
+fn host_f32(t: burn::tensor::Tensor<2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 after convert")
+}
+
+/// Inputs per quantization block.
+pub const Q8_BLOCK: usize = 32;
+
+/// A `[rows, cols]` matrix (rows = outputs, cols = inputs, PyTorch's `[out, in]`) in Q8_0:
+/// each row in blocks of [`Q8_BLOCK`] consecutive values sharing a scale `d = max|w| / 127`,
+/// stored as `round(w / d)` in `i8`.
+#[derive(Debug, Clone)]
+pub struct Q8Matrix {
+    rows: usize,
+    cols: usize,
+    /// `rows × cols` quantized values, row-major.
+    qs: Vec<i8>,
+    /// `rows × cols / 32` scales, row-major.
+    scales: Vec<f32>,
+}
+
+impl Q8Matrix {
+    /// Quantizes a row-major `[rows, cols]` matrix; `None` when `cols` is not a multiple of
+    /// [`Q8_BLOCK`] (the projection then stays f32).
+    ///
+    /// # Panics
+    ///
+    /// If `data.len() != rows * cols`.
+    pub fn from_rows(data: &[f32], rows: usize, cols: usize) -> Option<Self> {
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "Q8Matrix::from_rows: shape mismatch"
+        );
+        if cols == 0 || !cols.is_multiple_of(Q8_BLOCK) {
+            return None;
+        }
+        let mut qs = vec![0i8; rows * cols];
+        let scales = data
+            .chunks_exact(Q8_BLOCK)
+            .zip(qs.chunks_exact_mut(Q8_BLOCK))
+            .map(|(w, q)| quantize_block(w, q))
+            .collect();
+        Some(Self {
+            rows,
+            cols,
+            qs,
+            scales,
+        })
+    }
+
+    /// Quantizes a row-major `[cols, rows]` matrix stored input-major (burn's `[in, out]`
+    /// layout of a linear weight), transposing it first.
+    ///
+    /// # Panics
+    ///
+    /// If `data.len() != rows * cols`.
+    pub fn from_columns(data: &[f32], d_in: usize, d_out: usize) -> Option<Self> {
+        assert_eq!(
+            data.len(),
+            d_in * d_out,
+            "Q8Matrix::from_columns: shape mismatch"
+        );
+        let mut t = vec![0f32; data.len()];
+        for (i, row) in data.chunks_exact(d_out).enumerate() {
+            for (o, &v) in row.iter().enumerate() {
+                t[o * d_in + i] = v;
+            }
+        }
+        Self::from_rows(&t, d_out, d_in)
+    }
+
+    /// Output width (rows).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input width (columns).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes the quantized values and scales take.
+    pub fn bytes(&self) -> usize {
+        self.qs.len() + 4 * self.scales.len()
+    }
+
+    /// The matrix as f32 again (`q · d`), row-major `[rows, cols]`.
+    pub fn dequantize(&self) -> Vec<f32> {
+        self.qs
+            .chunks_exact(Q8_BLOCK)
+            .zip(&self.scales)
+            .flat_map(|(q, &d)| q.iter().map(move |&v| v as f32 * d))
+            .collect()
+    }
+
+    /// `x · Wᵀ`: each of the `tokens` rows of `x` (`[tokens, cols]`, row-major) is quantized to
+    /// Q8_0 and multiplied with every row of the matrix, on all of rayon's threads.
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[tokens, cols]`
+    /// - output: `[tokens, rows]`
+    ///
+    /// # Panics
+    ///
+    /// If `x.len() != tokens * cols`.
+    pub fn matmul(&self, x: &[f32], tokens: usize) -> Vec<f32> {
+        assert_eq!(
+            x.len(),
+            tokens * self.cols,
+            "Q8Matrix::matmul: x has the wrong size"
+        );
+        let blocks = self.cols / Q8_BLOCK;
+        let mut xq = vec![0i8; x.len()];
+        let xd: Vec<f32> = x
+            .chunks_exact(Q8_BLOCK)
+            .zip(xq.chunks_exact_mut(Q8_BLOCK))
+            .map(|(v, q)| quantize_block(v, q))
+            .collect();
+        // Work in chunks of output rows, each reading its weights once for every token:
+        // `[rows, tokens]` here, transposed at the end when there is more than one token.
+        let rows_per_task = (16_384 / self.cols).clamp(1, 64);
+        let mut out_t = vec![0f32; self.rows * tokens];
+        let arch = pulp::Arch::new();
+        out_t
+            .par_chunks_mut(rows_per_task * tokens)
+            .enumerate()
+            .for_each(|(task, out)| {
+                let first = task * rows_per_task;
+                let n = out.len() / tokens;
+                arch.dispatch(RowsKernel {
+                    wq: &self.qs[first * self.cols..(first + n) * self.cols],
+                    wd: &self.scales[first * blocks..(first + n) * blocks],
+                    xq: &xq,
+                    xd: &xd,
+                    cols: self.cols,
+                    tokens,
+                    out,
+                })
+            });
+        if tokens == 1 {
+            return out_t;
+        }
+        let mut out = vec![0f32; tokens * self.rows];
+        for (r, row) in out_t.chunks_exact(tokens).enumerate() {
+            for (t, &v) in row.iter().enumerate() {
+                out[t * self.rows + r] = v;
+            }
+        }
+        out
+    }
+}
+
+/// Quantizes 32 values into `q` and returns their scale.
+fn quantize_block(w: &[f32], q: &mut [i8]) -> f32 {
+    let amax = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+    for (q, &v) in q.iter_mut().zip(w) {
+        *q = (v * inv).round() as i8;
+    }
+    d
+}
+
+/// Some weight rows against every token, compiled once per SIMD level by `pulp`.
+struct RowsKernel<'a> {
+    wq: &'a [i8],
+    wd: &'a [f32],
+    xq: &'a [i8],
+    xd: &'a [f32],
+    cols: usize,
+    tokens: usize,
+    /// `[rows of this task, tokens]`.
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for RowsKernel<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+        let blocks = self.cols / Q8_BLOCK;
+        for (r, out) in self.out.chunks_exact_mut(self.tokens).enumerate() {
+            let wq = &self.wq[r * self.cols..(r + 1) * self.cols];
+            let wd = &self.wd[r * blocks..(r + 1) * blocks];
+            for (t, y) in out.iter_mut().enumerate() {
+                let xq = &self.xq[t * self.cols..(t + 1) * self.cols];
+                let xd = &self.xd[t * blocks..(t + 1) * blocks];
+                *y = dot_q8(wq, wd, xq, xd);
+            }
+        }
+    }
+}
+
+/// `Σ_b d_w[b]·d_x[b]·Σ_k q_w[b,k]·q_x[b,k]`: exact integer sums per block (a reduction
+/// LLVM turns into `vpmaddwd` under AVX2).
+#[inline(always)]
+fn dot_q8(wq: &[i8], wd: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    for ((w, x), (dw, dx)) in wq
+        .chunks_exact(Q8_BLOCK)
+        .zip(xq.chunks_exact(Q8_BLOCK))
+        .zip(wd.iter().zip(xd))
+    {
+        let mut s = 0i32;
+        for k in 0..Q8_BLOCK {
+            s += i32::from(w[k]) * i32::from(x[k]);
+        }
+        acc += s as f32 * (dw * dx);
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = crate::SplitMix64::new(seed, "q8 test");
+        (0..n).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect()
+    }
+
+    #[test]
+    fn quantization_error_is_within_half_a_step() {
+        let w = values(4 * 64, 1);
+        let q = Q8Matrix::from_rows(&w, 4, 64).unwrap();
+        for (block, (orig, back)) in w
+            .chunks_exact(32)
+            .zip(q.dequantize().chunks_exact(32))
+            .enumerate()
+        {
+            let step = orig.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            for (a, b) in orig.iter().zip(back) {
+                assert!(
+                    (a - b).abs() <= 0.5 * step + 1e-7,
+                    "block {block}: {a} vs {b}"
+                );
+            }
+        }
+        assert!(Q8Matrix::from_rows(&w, 8, 32).is_some());
+        assert!(Q8Matrix::from_rows(&w[..4 * 48], 4, 48).is_none());
+    }
+
+    #[test]
+    fn matmul_equals_the_dequantized_product_in_f64() {
+        let (rows, cols, tokens) = (70, 96, 5);
+        let w = values(rows * cols, 2);
+        let x = values(tokens * cols, 3);
+        let q = Q8Matrix::from_rows(&w, rows, cols).unwrap();
+        let y = q.matmul(&x, tokens);
+        // Reference: both operands rounded the same way, multiplied in f64.
+        let xq = Q8Matrix::from_rows(&x, tokens, cols).unwrap().dequantize();
+        let wq = q.dequantize();
+        for t in 0..tokens {
+            for r in 0..rows {
+                let want: f64 = (0..cols)
+                    .map(|c| f64::from(xq[t * cols + c]) * f64::from(wq[r * cols + c]))
+                    .sum();
+                let got = f64::from(y[t * rows + r]);
+                assert!((got - want).abs() < 1e-4, "y[{t},{r}] = {got}, want {want}");
+            }
+        }
+        // And close to the exact f32 product (the quantization error itself).
+        let exact: f64 = (0..cols).map(|c| f64::from(x[c]) * f64::from(w[c])).sum();
+        assert!(
+            (f64::from(y[0]) - exact).abs() < 0.05,
+            "{} vs {exact}",
+            y[0]
+        );
+    }
+
+    #[test]
+    fn input_major_weights_are_transposed() {
+        let (d_in, d_out) = (64, 3);
+        let w_in_out = values(d_in * d_out, 4);
+        let q = Q8Matrix::from_columns(&w_in_out, d_in, d_out).unwrap();
+        assert_eq!((q.rows(), q.cols()), (d_out, d_in));
+        let back = q.dequantize();
+        for i in 0..d_in {
+            for o in 0..d_out {
+                assert!((back[o * d_in + i] - w_in_out[i * d_out + o]).abs() < 0.01);
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Q8_0 inference (`Llama::quantize_q8_0`, umi-model's `qmatmul.rs`) against an independent
+//! numpy Q8_0 forward (`assets/tiny/q8/make_q8_reference.py`, from GGML's definition of the
+//! format), against the float64 reference of `assets/tiny/make_tiny.py` (off by the error of
+//! 8-bit weights and activations, about 2 % RMS on these tiny random models) and with LoRA
+//! adapters applied on top as in f32.
+
+use serde_json::Value;
+use umi_model::burn::tensor::Device;
+use umi_model::{load_model, load_peft};
+use umi_tests::{assert_close, assets, load_folder, logits, reference_cases_of};
+
+/// `q8_reference.json`'s flattened logits per sequence for `folder`.
+fn q8_reference(folder: &str) -> Vec<(Vec<u32>, Vec<f64>)> {
+    let path = assets().join("tiny/q8/q8_reference.json");
+    let all: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let seqs: Vec<Vec<u32>> = serde_json::from_value(all[folder]["sequences"].clone()).unwrap();
+    let logits: Vec<Vec<Vec<f64>>> = serde_json::from_value(all[folder]["logits"].clone()).unwrap();
+    seqs.into_iter()
+        .zip(logits)
+        .map(|(s, l)| (s, l.into_iter().flatten().collect()))
+        .collect()
+}
+
+/// The root-mean-square of `a − b` relative to that of `b`.
+fn rms_rel(a: &[f32], b: &[f64]) -> f64 {
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - y).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|y| y * y).sum();
+    (num / den).sqrt()
+}
+
+/// The largest |a − b| and the largest |b|.
+fn gap(a: &[f32], b: &[f64]) -> (f64, f64) {
+    assert_eq!(a.len(), b.len());
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - y).abs())
+        .fold(0.0, f64::max);
+    (diff, b.iter().fold(0.0, |m, v| m.max(v.abs())))
+}
+
+fn as_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+#[test]
+fn q8_logits_stay_within_quantization_error_of_the_reference() {
+    let device = Device::flex();
+    // Untied head (a quantized lm_head projection) and tied (the quantized embedding as head).
+    for folder in ["llama-gqa", "llama-tied"] {
+        let mut model = load_folder(&assets().join("tiny").join(folder), &device);
+        let cases = reference_cases_of(folder);
+        let f32_logits: Vec<Vec<f32>> = cases
+            .iter()
+            .map(|c| logits(&model, &c.tokens, &mut model.new_cache()))
+            .collect();
+        let bytes = model.quantize_q8_0();
+        // every projection and the head: 1 byte per weight plus a 4-byte scale per 32
+        let params: usize = model
+            .projections()
+            .iter()
+            .map(|(_, p)| p.d_input() * p.d_output())
+            .sum::<usize>()
+            + if model.lm_head.is_none() {
+                model.config.vocab_size * model.config.hidden_size
+            } else {
+                0
+            };
+        assert_eq!(bytes, params + params / 8, "{folder}: Q8_0 bytes");
+        let q8_cases = q8_reference(folder);
+        assert_eq!(q8_cases.len(), cases.len());
+        for ((case, f32_out), (q8_tokens, q8_want)) in cases.iter().zip(&f32_logits).zip(&q8_cases)
+        {
+            assert_eq!(&case.tokens, q8_tokens);
+            let got = logits(&model, &case.tokens, &mut model.new_cache());
+            // The same arithmetic as the independent Q8_0 forward (f32 sums in another order).
+            let what = format!("{folder} q8 logits for {q8_tokens:?}");
+            assert_close(&got, q8_want, 0.0, 2e-3, &what);
+            let (err, scale) = gap(&got, &case.logits);
+            let rms = rms_rel(&got, &case.logits);
+            eprintln!(
+                "{folder} {:?}: max |q8 - reference| = {err:.2e} of {scale:.2}, relative RMS {rms:.2e}",
+                case.tokens
+            );
+            assert!(
+                rms < 0.04 && err < 0.04 * scale,
+                "{folder}: q8 error {err} (RMS {rms})"
+            );
+            // the Q8_0 path really ran: it does not give the f32 numbers
+            let (moved, _) = gap(&got, &as_f64(f32_out));
+            assert!(
+                moved > 1e-6,
+                "{folder}: quantized logits equal the f32 ones"
+            );
+        }
+    }
+}
+
+#[test]
+fn q8_decoding_with_the_kv_cache_equals_recomputation() {
+    let device = Device::flex();
+    let mut model = load_folder(&assets().join("tiny/llama-gqa"), &device);
+    model.quantize_q8_0();
+    let tokens = [1u32, 17, 42, 99, 3, 250, 7, 128];
+    let full = logits(&model, &tokens, &mut model.new_cache());
+    let mut cache = model.new_cache();
+    let mut step = logits(&model, &tokens[..3], &mut cache);
+    for t in &tokens[3..] {
+        step.extend(logits(&model, &[*t], &mut cache));
+    }
+    // activations are quantized per token, so a token's numbers do not depend on its batch
+    let (err, _) = gap(&step, &as_f64(&full));
+    assert!(err < 1e-4, "incremental vs full q8 logits differ by {err}");
+}
+
+#[test]
+fn lora_adapters_apply_on_top_of_q8_weights() {
+    let device = Device::flex();
+    let dir = assets().join("tiny/peft/adapter");
+    let ids = [1u32, 11, 48, 85, 122, 159, 196, 233];
+    let mut f32_model = load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), &device)
+        .unwrap()
+        .model;
+    let base = logits(&f32_model, &ids, &mut f32_model.new_cache());
+    load_peft(&mut f32_model, &dir, &device).unwrap();
+    let want = as_f64(&logits(&f32_model, &ids, &mut f32_model.new_cache()));
+    let (effect, scale) = gap(&base, &want);
+    assert!(effect > 0.1, "the adapter changes the logits by {effect}");
+
+    // quantize first, then attach the adapter (how the agent swaps role adapters)
+    let mut q8 = load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), &device)
+        .unwrap()
+        .model;
+    q8.quantize_q8_0();
+    load_peft(&mut q8, &dir, &device).unwrap();
+    let got = logits(&q8, &ids, &mut q8.new_cache());
+    let (err, _) = gap(&got, &want);
+    let rms = rms_rel(&got, &want);
+    eprintln!(
+        "adapter effect {effect:.3}, q8 + adapter vs f32 + adapter {err:.2e} (scale {scale:.2}), relative RMS {rms:.2e}"
+    );
+    assert!(
+        rms < 0.04 && err < 0.25 * effect,
+        "q8 + adapter off by {err} (RMS {rms})"
+    );
+}
