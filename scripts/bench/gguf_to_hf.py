@@ -2,7 +2,7 @@
 """Convert the SmolLM2 GGUF (Q4_1/Q8_0/F32) for the peers, following shared/docs/weights.md section 5.
 
   gguf_to_hf.py SRC.gguf DST_DIR                      f32 HF folder (config.json + model.safetensors) for transformers
-  gguf_to_hf.py SRC.gguf --gguf-out DST.gguf [--type f32|f16]
+  gguf_to_hf.py SRC.gguf --gguf-out DST.gguf [--type f32|f16|q8_0]
                                                       dequantized GGUF (same metadata, llama.cpp tensor order) for llama.cpp
 
 HF folder: every tensor dequantized with gguf.quants.dequantize, reshaped to (out, in), q/k rows un-permuted back to
@@ -105,11 +105,17 @@ def to_gguf(src, dst, typ):
         vtype = f.types[0]
         sub = f.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
         w.add_key_value(name, f.contents(), vtype, sub_type=sub)
-    w.add_file_type(gguf.LlamaFileType.ALL_F32 if typ == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+    w.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
+                     "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[typ])
     for t in r.tensors:  # keep the file's order; llama.cpp layout (no un-permute)
         a = ts[t.name]
         if typ == "f16" and a.ndim > 1:
             a = a.astype(np.float16)
+        if typ == "q8_0" and a.ndim > 1:
+            # the same values umi's --quant q8_0 makes from the f32 weights (GGML's Q8_0)
+            q = gguf.quants.quantize(a.astype(np.float32), gguf.GGMLQuantizationType.Q8_0)
+            w.add_tensor(t.name, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            continue
         w.add_tensor(t.name, np.ascontiguousarray(a))
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -123,7 +129,7 @@ def main():
     p.add_argument("src")
     p.add_argument("dst", nargs="?")
     p.add_argument("--gguf-out")
-    p.add_argument("--type", choices=["f32", "f16"], default="f32")
+    p.add_argument("--type", choices=["f32", "f16", "q8_0"], default="f32")
     a = p.parse_args()
     if a.gguf_out:
         to_gguf(a.src, a.gguf_out, a.type)

@@ -124,13 +124,17 @@ def tables(w, results, group_of, level, columns, row):
             groups.append(group_of(r))
     for g in groups:
         rows = [r for r in results if group_of(r) == g]
-        umi = next((r for r in rows if is_umi(r)), None)
+        umis = [r for r in rows if is_umi(r)]
+        umi = umis[0] if umis else None
         w(f"{level} {g}\n")
         w(f"| system | {columns} |")
         w("|---|---|" + "---:|" * (columns.count("|")))
         for r in rows:
-            name = f"**{r['system']}**" if r is umi else r["system"]
-            w(f"| {name} | {row(r, umi)} |")
+            # a peer is compared with umi at its own precision when umi ran at it (f32, Q8_0),
+            # else with umi's first row
+            same = next((u for u in umis if u.get("precision") == r.get("precision")), umi)
+            name = f"**{r['system']}**" if r in umis else r["system"]
+            w(f"| {name} | {row(r, r if r in umis else same)} |")
         w(f"\nModel files: {model_files(rows)}.")
         if umi is None:
             w("\numi: no result in this run (binary missing or failed).")

@@ -23,6 +23,7 @@ SMOL_GGUF=${SMOL_GGUF:-$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 SMOL_HF=$MODELS/smollm2-135m-f32
 SMOL_F32_GGUF=$MODELS/smollm2-135m-f32.gguf
 SMOL_F16_GGUF=$MODELS/smollm2-135m-f16.gguf
+SMOL_Q8_GGUF=${SMOL_Q8_GGUF:-$ROOT/models/bench/smollm2-135m-q8_0.gguf}
 TINY=$MODELS/tinyllama-random
 UMI_TINY_MODEL=${UMI_TINY_MODEL:-$TINY}
 TASKS=${TASKS:-"generate train"}
@@ -50,6 +51,7 @@ fi
 [ -f "$SMOL_HF/model.safetensors" ] || nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" "$SMOL_HF" >&2
 if task generate && want llamacpp && has llama_cpp; then
   [ -f "$SMOL_F32_GGUF" ] || nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" --gguf-out "$SMOL_F32_GGUF" --type f32 >&2
+  [ -f "$SMOL_Q8_GGUF" ] || nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" --gguf-out "$SMOL_Q8_GGUF" --type q8_0 >&2
   if [ "${LLAMACPP_EXTRA:-0}" = 1 ] && [ ! -f "$SMOL_F16_GGUF" ]; then
     nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" --gguf-out "$SMOL_F16_GGUF" --type f16 >&2
   fi
@@ -89,11 +91,14 @@ fi
 G1="SmolLM2-135M-Instruct"
 if task generate; then
 [ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs 3
+# Q8_0: umi quantizes the same f32 values at load (--quant q8_0), llama.cpp reads them from the Q8_0 file
+[ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs 3 --quant q8_0
 if want transformers && has transformers; then
   bench "$G1" "$PY" "$HERE/peer_transformers.py" "$SMOL_HF"
 fi
 if want llamacpp && has llama_cpp; then
   bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_F32_GGUF"
+  bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_Q8_GGUF"
   [ -f "$SMOL_F16_GGUF" ] && [ "${LLAMACPP_EXTRA:-0}" = 1 ] && bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_F16_GGUF"
   bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_GGUF"
   [ "${LLAMACPP_EXTRA:-0}" = 1 ] && bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_GGUF" --flash-attn
