@@ -511,3 +511,53 @@ fn micro_batches_too_large_for_memory_are_split_into_row_chunks() {
     let rows: Vec<Vec<u32>> = chunks.into_iter().flat_map(|c| c.input_ids).collect();
     assert_eq!(rows, batch(7, 1000, 0).input_ids);
 }
+
+#[test]
+fn a_fine_tune_run_steps_as_the_manual_loop_with_one_step_counter() {
+    use umi_data::batch::TrainingExample;
+    use umi_train::{FineTuneRun, Objective, TrainerState};
+    let device = Device::flex();
+    // The fixture batch's two rows as examples (padding dropped), one per step: 3 steps = 1.5
+    // epochs, so the second epoch's shuffled order is used too.
+    let b = batch();
+    assert_eq!(b.input_ids.len(), 2);
+    let examples: Vec<TrainingExample> = (0..b.input_ids.len())
+        .map(|r| {
+            let n = b.attention_mask[r].iter().filter(|&&m| m == 1).count();
+            TrainingExample {
+                input_ids: b.input_ids[r][..n].to_vec(),
+                labels: b.labels[r][..n].to_vec(),
+            }
+        })
+        .collect();
+    let cfg = TrainConfig {
+        learning_rate: 1e-2,
+        batch_size: 1,
+        lora: Some(peft_config()),
+        ..TrainConfig::default()
+    };
+    let steps = 3;
+    let pad = 2;
+    // by hand: the state picks the batches, the trainer steps, the state records
+    let mut trainer = Trainer::new(base(&device), cfg.clone(), steps, &device).unwrap();
+    let mut state = TrainerState::new(cfg.clone(), steps);
+    let mut manual = Vec::new();
+    while !state.is_done() {
+        let group = state.next_step_batches(&examples, pad);
+        let stats = block_on(trainer.train_step(&group)).unwrap();
+        state.record(stats);
+        manual.push(stats.loss);
+    }
+    // the run
+    let trainer = Trainer::new(base(&device), cfg.clone(), steps, &device).unwrap();
+    let objective = Objective::Sft { examples, pad };
+    assert_eq!(objective.steps_per_epoch(&cfg), 2);
+    let mut run = FineTuneRun::new(trainer, TrainerState::new(cfg, steps), objective);
+    let mut losses = Vec::new();
+    while !run.is_done() {
+        losses.push(block_on(run.step()).unwrap().loss);
+        assert_eq!(run.state.step, run.trainer.step, "one step counter");
+    }
+    assert_eq!(losses, manual);
+    assert_eq!((run.state.step, run.state.epoch), (3, 1));
+}

@@ -7,11 +7,10 @@ use std::path::Path;
 use std::rc::Rc;
 
 use js_sys::{Reflect, Uint8Array};
-use umi_data::batch::TrainingExample;
 use umi_data::readers::parse_alpha_umi;
 use umi_data::{PromptSet, Role, role_samples};
 use umi_model::{AdapterSet, Device, LoadedModel, LoraConfig, peft_files, peft_state_dict_async};
-use umi_train::{TrainConfig, Trainer, TrainerState, steps_per_epoch, tokenize_examples};
+use umi_train::{FineTuneRun, Objective, TrainConfig, Trainer, TrainerState};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Cache, Response, ResponseInit};
@@ -24,10 +23,7 @@ use crate::scope::{js_error, now_ms, scope};
 pub struct TrainJob {
     /// The role being trained.
     pub role: Role,
-    trainer: Trainer,
-    state: TrainerState,
-    examples: Vec<TrainingExample>,
-    pad: u32,
+    run: FineTuneRun,
     lora: LoraConfig,
     /// Tokens processed and milliseconds spent in steps (for tokens/s).
     tokens: usize,
@@ -111,21 +107,21 @@ impl TrainJob {
         if settings.steps == Some(0) {
             return Err("steps must be positive (or empty for the role's epochs)".into());
         }
-        let max_len = config.max_len.min(model.model.max_positions());
-        let examples =
-            tokenize_examples(samples, &model.tokenizer, max_len).map_err(|e| e.to_string())?;
-        let pad = model.tokenizer.eos_ids()[0]; // tokenize_examples checked there is one
+        let objective = Objective::sft(
+            samples,
+            &model.tokenizer,
+            model.model.max_positions(),
+            &config,
+        )
+        .map_err(|e| e.to_string())?;
         let total_steps = settings
             .steps
-            .unwrap_or(steps_per_epoch(examples.len(), &config) * config.epochs);
+            .unwrap_or(objective.steps_per_epoch(&config) * config.epochs);
         let trainer = Trainer::new(model.model.clone(), config.clone(), total_steps, device)
             .map_err(|e| e.to_string())?;
         Ok(Self {
             role: settings.role,
-            trainer,
-            state: TrainerState::new(config, total_steps),
-            examples,
-            pad,
+            run: FineTuneRun::new(trainer, TrainerState::new(config, total_steps), objective),
             lora,
             tokens: 0,
             millis: 0.0,
@@ -134,22 +130,22 @@ impl TrainJob {
 
     /// Training examples.
     pub fn samples(&self) -> usize {
-        self.examples.len()
+        self.run.objective().len()
     }
 
     /// Steps planned.
     pub fn total_steps(&self) -> usize {
-        self.state.total_steps
+        self.run.state.total_steps
     }
 
     /// Steps done.
     pub fn step(&self) -> usize {
-        self.state.step
+        self.run.state.step
     }
 
     /// Whether every planned step is done.
     pub fn is_done(&self) -> bool {
-        self.state.is_done()
+        self.run.is_done()
     }
 
     /// Runs the next optimizer step (awaiting the GPU, so the worker keeps answering
@@ -159,19 +155,13 @@ impl TrainJob {
     ///
     /// The trainer's message (no target token, a non-finite loss, a device failure).
     pub async fn step_once(&mut self) -> Result<TrainProgress, String> {
-        let group = self.state.next_step_batches(&self.examples, self.pad);
         let start = now_ms();
-        let stats = self
-            .trainer
-            .train_step(&group)
-            .await
-            .map_err(|e| e.to_string())?;
+        let stats = self.run.step().await.map_err(|e| e.to_string())?;
         self.millis += now_ms() - start;
         self.tokens += stats.tokens;
-        self.state.record(stats);
         Ok(TrainProgress {
             step: stats.step,
-            total_steps: self.state.total_steps,
+            total_steps: self.run.state.total_steps,
             loss: stats.loss,
             grad_norm: stats.grad_norm,
             learning_rate: stats.learning_rate,
@@ -186,7 +176,7 @@ impl TrainJob {
     ///
     /// A message if the adapters cannot be read back or serialised.
     pub async fn adapter(&self) -> Result<(AdapterSet, umi_model::PeftFiles), String> {
-        let mut model = self.trainer.inference_model();
+        let mut model = self.run.trainer.inference_model();
         let tensors = peft_state_dict_async(&model)
             .await
             .map_err(|e| e.to_string())?;

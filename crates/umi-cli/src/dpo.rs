@@ -11,7 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use umi_data::preference::read_pairs;
 use umi_model::{Backend, load_peft, merge_lora, save_peft};
 use umi_train::{
-    DpoConfig, DpoLoss, TrainConfig, Trainer, TrainerState, pair_logps, prepare_pairs,
+    DpoConfig, DpoLoss, FineTuneRun, Objective, TrainConfig, Trainer, TrainerState, pair_logps,
+    prepare_pairs,
 };
 
 use crate::train::{checkpoint_to_resume, step_loop, write_curve};
@@ -304,20 +305,13 @@ pub fn run(args: DpoArgs) -> Result<()> {
         "step-level DPO of the {} adapter: {total_steps} steps of {per_step} pairs (an epoch is {steps_per_epoch}), β {}, {:?} loss",
         args.role, dpo.beta, dpo.loss
     );
+    let objective = Objective::Dpo { pairs, config: dpo };
+    let mut run = FineTuneRun::new(trainer, state, objective);
     step_loop(
-        &mut trainer,
-        &mut state,
+        &mut run,
         &args.out,
         args.save_every,
         resume.as_ref().map(|ck| ck.state.step),
-        |trainer, state| {
-            let step: Vec<_> = state
-                .next_step_pairs(pairs.len())
-                .into_iter()
-                .map(|i| pairs[i].clone())
-                .collect();
-            Ok(pollster::block_on(trainer.dpo_step(&step, &dpo))?)
-        },
         |s| {
             let d = s.dpo.unwrap_or(umi_train::DpoStats::of(&[], &[], dpo.beta));
             format!(
@@ -326,6 +320,7 @@ pub fn run(args: DpoArgs) -> Result<()> {
             )
         },
     )?;
+    let (trainer, state) = (run.trainer, run.state);
     let final_dir = args.out.join("final");
     save_peft(
         &trainer.inference_model(),

@@ -13,8 +13,7 @@ use umi_model::{
     Backend, LoraConfig, load_model, load_peft, merge_lora, save_hf, save_hf_tokenizer, save_peft,
 };
 use umi_train::{
-    StepStats, TrainConfig, Trainer, TrainerState, latest_checkpoint, steps_per_epoch,
-    tokenize_examples,
+    FineTuneRun, Objective, StepStats, TrainConfig, Trainer, TrainerState, latest_checkpoint,
 };
 
 use crate::eval::write_atomically;
@@ -281,18 +280,20 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
             .with_context(|| format!("loading the adapter {}", adapter.display()))?;
         merge_lora(&mut loaded.model);
     }
-    let tokenizer = &loaded.tokenizer;
-    let max_len = config.max_len.min(loaded.model.max_positions());
-    let examples = tokenize_examples(&samples, tokenizer, max_len)?;
-    // the pad id is EOS (`tokenize_examples` checked there is one); padding is masked out
-    let pad = tokenizer.eos_ids()[0];
-    let steps_per_epoch = steps_per_epoch(examples.len(), &config);
+    let objective = Objective::sft(
+        &samples,
+        &loaded.tokenizer,
+        loaded.model.max_positions(),
+        &config,
+    )?;
+    let examples = objective.examples().unwrap_or_default();
+    let steps_per_epoch = objective.steps_per_epoch(&config);
     let total_steps = args.max_steps.unwrap_or(steps_per_epoch * config.epochs);
     if total_steps == 0 {
         bail!("--max-steps must be positive");
     }
     if let Some(dir) = &args.export_for {
-        return export_for(dir, role, &config, total_steps, &examples, &loaded);
+        return export_for(dir, role, &config, total_steps, examples, &loaded);
     }
     std::fs::create_dir_all(&args.out)?;
 
@@ -307,6 +308,7 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
             model = load_model(&ck.model_dir(), &device)?.model;
         }
     }
+    let examples = examples.len();
     let mut trainer = Trainer::with_adapters(
         model,
         config.clone(),
@@ -326,7 +328,7 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     }
     eprintln!(
         "{} {role:?} samples from {} conversations → {total_steps} steps ({}; an epoch is {steps_per_epoch} steps of {}×{} examples); {}",
-        examples.len(),
+        examples,
         conversations.len(),
         match args.max_steps {
             Some(_) => "--max-steps".to_string(),
@@ -340,18 +342,15 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
             "full fine-tuning"
         }
     );
+    let mut run = FineTuneRun::new(trainer, state, objective);
     step_loop(
-        &mut trainer,
-        &mut state,
+        &mut run,
         &args.out,
         args.save_every,
         resume.as_ref().map(|ck| ck.state.step),
-        |trainer, state| {
-            let group = state.next_step_batches(&examples, pad);
-            Ok(pollster::block_on(trainer.train_step(&group))?)
-        },
         |stats| format!("loss {:.4}  lr {:.2e}", stats.loss, stats.learning_rate),
     )?;
+    let (trainer, state) = (run.trainer, run.state);
     // Final artifacts: the adapter (PEFT) or the model (HF) with the tokenizer, and the curve.
     let final_dir = args.out.join("final");
     let model = trainer.inference_model();
@@ -387,22 +386,20 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs optimizer steps until `state.total_steps`: `step` makes one (and says what it did), a
-/// progress bar (or, without a terminal, a plain line a minute) shows `message` of the last one
-/// with tokens/s, a checkpoint is saved every `save_every` steps and at the end unless the
-/// newest one on disk (`saved`) is already of that step, and the loss curve is rewritten with
-/// each checkpoint. Shared by SFT (`umi train global|local`) and DPO (`umi train dpo`).
+/// Runs `run`'s optimizer steps until its last: a progress bar (or, without a terminal, a plain
+/// line a minute) shows `message` of the last step with tokens/s, a checkpoint is saved every
+/// `save_every` steps and at the end unless the newest one on disk (`saved`) is already of
+/// that step, and the loss curve is rewritten with each checkpoint. Shared by SFT (`umi train
+/// global|local`) and DPO (`umi train dpo`).
 pub(crate) fn step_loop(
-    trainer: &mut Trainer,
-    state: &mut TrainerState,
+    run: &mut FineTuneRun,
     out: &Path,
     save_every: usize,
     mut saved: Option<usize>,
-    mut step: impl FnMut(&mut Trainer, &mut TrainerState) -> Result<StepStats>,
     message: impl Fn(&StepStats) -> String,
 ) -> Result<()> {
-    let stop_at = state.total_steps;
-    let bar = ProgressBar::new(stop_at as u64).with_position(state.step as u64);
+    let stop_at = run.state.total_steps;
+    let bar = ProgressBar::new(stop_at as u64).with_position(run.state.step as u64);
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{bar:30}] step {pos}/{len}  {elapsed} elapsed, ETA {eta}  {msg}",
@@ -416,32 +413,31 @@ pub(crate) fn step_loop(
     // the same line once a minute instead.
     let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut last_line = Instant::now();
-    while state.step < stop_at {
-        let stats = step(trainer, state)?;
+    while run.state.step < stop_at {
+        let stats = pollster::block_on(run.step())?;
         tokens_since += stats.tokens;
-        state.record(stats);
-        bar.set_position(state.step as u64);
+        let step = run.state.step;
+        bar.set_position(step as u64);
         let speed = tokens_since as f64 / started.elapsed().as_secs_f64();
         bar.set_message(format!("{}  {speed:.0} tok/s", message(&stats)));
-        if plain && (last_line.elapsed().as_secs() >= 60 || state.step == stop_at) {
+        if plain && (last_line.elapsed().as_secs() >= 60 || step == stop_at) {
             last_line = Instant::now();
             eprintln!(
-                "step {}/{stop_at}  {}  {speed:.0} tok/s  {:.0} s elapsed",
-                state.step,
+                "step {step}/{stop_at}  {}  {speed:.0} tok/s  {:.0} s elapsed",
                 message(&stats),
                 started.elapsed().as_secs_f64()
             );
         }
-        if state.step.is_multiple_of(save_every.max(1)) {
-            let ck = trainer.save_checkpoint(out, state)?;
-            saved = Some(state.step);
-            write_curve(out, &state.history)?;
+        if step.is_multiple_of(save_every.max(1)) {
+            let ck = run.save_checkpoint(out)?;
+            saved = Some(step);
+            write_curve(out, &run.state.history)?;
             bar.println(format!("saved {}", ck.dir.display()));
         }
     }
     bar.finish();
-    if saved != Some(state.step) {
-        trainer.save_checkpoint(out, state)?;
+    if saved != Some(run.state.step) {
+        run.save_checkpoint(out)?;
     }
     Ok(())
 }

@@ -17,7 +17,9 @@
 //!   the training half of process-based self-rewarding (Zhang et al. 2025), with TRL's losses
 //!   and metrics; [`completion_logps`] scores several completions of one prompt computed once;
 //! - [`tokenize_examples`], [`epoch_steps`], [`TrainerState::next_step_batches`]: the batches
-//!   of each step, shared by `umi train` and the web app.
+//!   of each step;
+//! - [`FineTuneRun`]: a run as one value (trainer, state, [`Objective`]: SFT samples or DPO
+//!   pairs) advanced a step at a time, what `umi train` and the web app's Fine-tune panel drive.
 //!
 //! A step is `async` ([`Trainer::train_step`]): it reads the loss back from the device, which
 //! WebGPU in a browser only allows asynchronously. Native callers use `pollster::block_on`; the
@@ -28,6 +30,7 @@ mod checkpoint;
 mod data;
 mod dpo;
 mod loss;
+mod run;
 mod trainer;
 
 pub use checkpoint::{Checkpoint, TrainerState};
@@ -42,6 +45,7 @@ pub use loss::{
     MAX_ATTENTION_SCORES, MIN_SHARED_PREFIX, batch_hidden, batch_loss, causal_lm_loss,
     causal_lm_loss_from_hidden, shared_prefix_len, split_rows,
 };
+pub use run::{FineTuneRun, Objective};
 pub use trainer::{StepStats, TrainConfig, Trainer, cosine_lr};
 pub use umi_model::LoraConfig;
 
