@@ -412,7 +412,7 @@ fn main() -> Result<()> {
 /// [`TRAIN_WEEKDAY`] instead of its own) and `train_reference.json` (a short LoRA run of the
 /// planner on it, from the fixture folder in `out`, on the CPU) into `out`; returns the losses.
 ///
-/// The run is set up as the web app's worker sets up one from its panel (`web/src/train.rs`):
+/// The run is set up as the web app's worker sets up one from its panel (`web/src/worker/train.rs`):
 /// the record parsed with `parse_alpha_umi`, `role_samples` with the ToolBench prompts,
 /// `tokenize_examples`, `TrainConfig::local(planner)` with the panel's fields, fresh adapters
 /// (seed 42), `TrainerState::next_step_batches`.

@@ -10,23 +10,16 @@
 //! Everything is wasm32-only: natively this crate is empty.
 #![cfg(target_arch = "wasm32")]
 
-// the page
-mod app;
-mod finetune;
-mod trace;
-// the model worker
-mod engine;
-mod gpu;
-mod run;
-mod scope;
-mod shipped;
-mod store;
-mod train;
-// both
+// the page (window thread) and the model worker (a dedicated worker): the folder says which
+// side of `postMessage` a file runs on
+mod page;
+mod worker;
+// both sides
+mod js;
 mod protocol;
 
-pub use app::App;
-pub use engine::start as start_worker;
+pub use page::app::App;
+pub use worker::engine::start as start_worker;
 
 /// Runs the module's static constructors (cubecl's `inventory` registrations) once.
 ///

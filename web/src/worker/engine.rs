@@ -11,15 +11,16 @@ use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-use crate::gpu;
+use crate::js::js_error;
 use crate::protocol::{
     FromWorker, ModelChoice, Progress, ToWorker, TrainData, TrainSettings, decode, encode,
 };
-use crate::run::run_agent;
-use crate::scope::{js_error, now_ms};
-use crate::shipped::shipped_agent;
-use crate::store::{self, ModelSource, ModelStore, StoredModel};
-use crate::train::{TrainJob, role_model, role_samples_of, slot, store_adapter};
+use crate::worker::gpu;
+use crate::worker::run::run_agent;
+use crate::worker::scope::now_ms;
+use crate::worker::shipped::shipped_agent;
+use crate::worker::store::{self, ModelSource, ModelStore, StoredModel};
+use crate::worker::train::{TrainJob, role_model, role_samples_of, slot, store_adapter};
 
 /// What the worker holds between messages.
 #[derive(Default)]

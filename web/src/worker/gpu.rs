@@ -6,7 +6,7 @@ use umi_model::{Device, GpuInfo};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::scope::scope;
+use crate::worker::scope::scope;
 
 /// The worker's `navigator.gpu` (exposed to workers in secure contexts), if any.
 fn navigator_gpu() -> Option<wasm_bindgen::JsValue> {

@@ -1,7 +1,6 @@
 //! The worker's global scope (`self` in a dedicated worker): fetch, caches, timers, clock.
 
-use js_sys::Reflect;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::WorkerGlobalScope;
 
@@ -13,17 +12,6 @@ pub fn scope() -> WorkerGlobalScope {
 /// Milliseconds on the worker's clock.
 pub fn now_ms() -> f64 {
     scope().performance().map(|p| p.now()).unwrap_or(0.0)
-}
-
-/// Turns a JavaScript exception into a message.
-pub fn js_error(e: JsValue) -> String {
-    if let Some(s) = e.as_string() {
-        return s;
-    }
-    Reflect::get(&e, &"message".into())
-        .ok()
-        .and_then(|m| m.as_string())
-        .unwrap_or_else(|| format!("{e:?}"))
 }
 
 /// Hands the event loop back for `ms` milliseconds (lets messages out before a long step).

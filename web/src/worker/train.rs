@@ -15,8 +15,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Cache, Response, ResponseInit};
 
+use crate::js::js_error;
 use crate::protocol::{ADAPTER_CACHE, TrainProgress, TrainSettings, adapter_url};
-use crate::scope::{js_error, now_ms, scope};
+use crate::worker::scope::{now_ms, scope};
 
 /// A fine-tuning run in the worker: kept between messages, so that a paused run resumes with
 /// the same weights, optimizer state and batch order.

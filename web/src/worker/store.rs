@@ -15,8 +15,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Cache, ReadableStreamDefaultReader, Response, ResponseInit};
 
+use crate::js::js_error;
 use crate::protocol::{Progress, Stage};
-use crate::scope::{js_error, scope, sleep_ms};
+use crate::worker::scope::{scope, sleep_ms};
 
 /// The Cache API cache downloads are kept in, keyed by URL.
 pub const CACHE_NAME: &str = "umi-models";

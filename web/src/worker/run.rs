@@ -13,7 +13,7 @@ use umi_model::{AdapterSet, GenerationConfig, LoadedModel};
 use umi_tools::{HttpTools, ToolSpec, load_tool_specs, tools_url};
 
 use crate::protocol::{FromWorker, RunSettings, Speed, TraceEvent};
-use crate::scope::now_ms;
+use crate::worker::scope::now_ms;
 
 /// The tool specs: pasted JSON when there is some, else the tool server's `/tools`.
 ///

@@ -1,6 +1,6 @@
 //! The page: GPU line, model store, agent form, live trace, fine-tuning panel, trajectory JSON.
 //! It only renders:
-//! the models and the agent run in the model worker (`engine.rs`), which it talks to with
+//! the models and the agent run in the model worker (`worker/engine.rs`), which it talks to with
 //! [`protocol`](crate::protocol) messages.
 //!
 //! DOM ids are stable hooks for the browser test (`tests/browser/app.test.mjs`); URL query
@@ -16,11 +16,13 @@ use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{HtmlInputElement, MessageEvent, Worker};
 
-use crate::finetune::{FineTune, TrainPanel};
+use crate::js::js_error;
+use crate::page::finetune::{FineTune, TrainPanel};
+use crate::page::trace::{Trace, TraceView};
+use crate::page::worker_link::{WorkerHandle, post};
 use crate::protocol::{
-    FromWorker, ModelChoice, Progress, RunSettings, Speed, Stage, ToWorker, decode, encode,
+    FromWorker, ModelChoice, Progress, RunSettings, Speed, Stage, ToWorker, decode,
 };
-use crate::trace::{Trace, TraceView};
 
 /// The model the set-up installs (`scripts/setup.sh`), served next to the app.
 pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -78,31 +80,6 @@ fn query_param(name: &str) -> Option<String> {
         .ok()?
         .get(name)
         .filter(|v| !v.is_empty())
-}
-
-/// The model worker, once started.
-pub(crate) type WorkerHandle = StoredValue<Option<Worker>, LocalStorage>;
-
-/// Sends `message` (with transferable `files`) to the model worker.
-///
-/// # Errors
-///
-/// When the worker is not running or `postMessage` fails.
-pub(crate) fn post(
-    worker: WorkerHandle,
-    message: &ToWorker,
-    files: Option<&js_sys::Array>,
-) -> Result<(), String> {
-    worker.with_value(|w| match w {
-        Some(w) => w.post_message(&encode(message, files)).map_err(js_error),
-        None => Err("the model worker is not running".into()),
-    })
-}
-
-pub(crate) fn js_error(e: wasm_bindgen::JsValue) -> String {
-    e.as_string()
-        .or_else(|| Reflect::get(&e, &"message".into()).ok()?.as_string())
-        .unwrap_or_else(|| format!("{e:?}"))
 }
 
 fn mib(bytes: u64) -> String {

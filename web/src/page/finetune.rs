@@ -15,7 +15,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Cache, HtmlInputElement, Response};
 
-use crate::app::{WorkerHandle, js_error, post};
+use crate::js::js_error;
+use crate::page::worker_link::{WorkerHandle, post};
 use crate::protocol::{ADAPTER_CACHE, FromWorker, ToWorker, TrainData, TrainSettings};
 
 /// A downloadable file: its name and an object URL.

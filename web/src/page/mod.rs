@@ -1,0 +1,7 @@
+//! The page (the `umi-web` binary, the window's thread): it renders and sends messages; nothing
+//! here touches a model.
+
+pub mod app;
+pub mod finetune;
+pub mod trace;
+pub mod worker_link;

@@ -1,0 +1,26 @@
+//! The page's end of the worker: its handle and the one way to send it a message.
+
+use leptos::prelude::*;
+use web_sys::Worker;
+
+use crate::js::js_error;
+use crate::protocol::{ToWorker, encode};
+
+/// The model worker, once started.
+pub(crate) type WorkerHandle = StoredValue<Option<Worker>, LocalStorage>;
+
+/// Sends `message` (with transferable `files`) to the model worker.
+///
+/// # Errors
+///
+/// When the worker is not running or `postMessage` fails.
+pub(crate) fn post(
+    worker: WorkerHandle,
+    message: &ToWorker,
+    files: Option<&js_sys::Array>,
+) -> Result<(), String> {
+    worker.with_value(|w| match w {
+        Some(w) => w.post_message(&encode(message, files)).map_err(js_error),
+        None => Err("the model worker is not running".into()),
+    })
+}
