@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use umi_data::readers::{self, DataFormat, ReadReport, Split};
 use umi_data::{PromptSet, Role, role_samples};
 
-use crate::eval::write_atomically;
+use crate::fs::write_atomically;
 
 #[derive(clap::Subcommand)]
 pub enum DataCommand {

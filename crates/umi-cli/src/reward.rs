@@ -11,7 +11,7 @@ use umi_data::judge::JudgeFormat;
 use umi_data::readers::{DataFormat, Split, read};
 use umi_reward::{EftConfig, eft_rows, tool_families};
 
-use crate::eval::write_atomically;
+use crate::fs::write_atomically;
 
 #[derive(clap::Subcommand)]
 pub enum RewardCommand {

@@ -16,7 +16,7 @@ use umi_train::{
     FineTuneRun, Objective, StepStats, TrainConfig, Trainer, TrainerState, latest_checkpoint,
 };
 
-use crate::eval::write_atomically;
+use crate::fs::write_atomically;
 
 #[derive(clap::Subcommand)]
 pub enum TrainCommand {
