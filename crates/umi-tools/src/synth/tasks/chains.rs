@@ -1,0 +1,608 @@
+//! Multi-tool chains: one observation feeds the next call.
+
+use super::*;
+
+pub(super) fn currency_and_weekday(s: &mut Session) -> Result<TaskOutcome, String> {
+    let amt = values::amount(&mut s.rng, s.split);
+    let ((fc, fname), (tc, tname)) = currency_pair(s);
+    let d = values::date(&mut s.rng, s.split);
+    let spoken = values::spoken_date(&mut s.rng, d);
+    let query = fill(
+        s.pick(&[
+            "What is {amt} {from} in {to}, and what day of the week is {d}?",
+            "Convert {amt} {from} to {to} and tell me which weekday {d} is.",
+            "Two questions: how much is {amt} {from} in {to}, and what day is {d}?",
+            "I'm paying {amt} {from} on {d}. How many {to} is that, and what weekday is it?",
+            "How many {to} is {amt} {from}? Also, which day of the week is {d}?",
+            "Which weekday is {d}, and what is {amt} {from} worth in {to}?",
+        ]),
+        &[
+            ("amt", amt.to_string()),
+            ("from", fname),
+            ("to", tname),
+            ("d", spoken.clone()),
+        ],
+    );
+    let lead = s.any(&[
+        "There are two questions; first the conversion. ",
+        "I will answer both parts, starting with the currency. ",
+        "",
+    ]);
+    let r = convert(s, amt, fc, tc, lead)?;
+    let x = fmt_num(num(&r, "amount")?, 2);
+    let lead = fill(
+        s.any(&[
+            "{amt} {from} is {x} {to}. Now I need the weekday of {d}. ",
+            "The conversion gave {x} {to}. The second question is about the date. ",
+            "I have {x} {to}; the second part is the day of the week. ",
+        ]),
+        &[
+            ("amt", amt.to_string()),
+            ("from", fc.into()),
+            ("to", tc.into()),
+            ("x", x.clone()),
+            ("d", iso(d)),
+        ],
+    );
+    let day = lookup_weekday(s, &iso(d), &lead)?;
+    let vars = [
+        ("amt", amt.to_string()),
+        ("from", fc.to_string()),
+        ("to", tc.to_string()),
+        ("x", x.clone()),
+        ("d", spoken),
+        ("day", day.clone()),
+    ];
+    let thought = fill(
+        s.any(&[
+            "I have both answers: {x} {to} and {day}.",
+            "Both parts are answered: {amt} {from} is {x} {to}, and {d} is a {day}.",
+            "The weekday is {day} and the amount {x} {to}, so I can conclude.",
+        ]),
+        &vars,
+    );
+    let answer = fill(
+        s.any(&[
+            "{amt} {from} is {x} {to}, and {d} is a {day}.",
+            "{amt} {from} comes to {x} {to}. {d} falls on a {day}.",
+            "It is {x} {to} for {amt} {from}; {d} is a {day}.",
+        ]),
+        &vars,
+    );
+    s.conclude(&thought, &answer);
+    Ok(outcome(query, vec![x, day]))
+}
+
+pub(super) fn currency_of_country(s: &mut Session) -> Result<TaskOutcome, String> {
+    let amt = values::amount(&mut s.rng, s.split);
+    let c = s.pick(COUNTRIES);
+    let i = s.rng.random_range(0..CURRENCIES.len());
+    let (fc, fname) = (CURRENCIES[i].0, s.any(CURRENCIES[i].1).to_string());
+    let query = fill(
+        s.pick(&[
+            "How much is {amt} {from} in the currency of {c}?",
+            "I'm travelling to {c} with {amt} {from}. How much is that in the local currency?",
+            "Convert {amt} {from} into {c}'s currency.",
+            "What is {amt} {from} worth in the money used in {c}?",
+            "I will spend {amt} {from} in {c}. How much local currency is that?",
+        ]),
+        &[("amt", amt.to_string()), ("from", fname), ("c", c.into())],
+    );
+    let lead = s.any(&[
+        "First I need to know which currency {c} uses. ",
+        "The local currency of {c} is not given, so I look it up first. ",
+        "",
+    ]);
+    let lead = fill(lead, &[("c", c.into())]);
+    let r = ok(country_lookup(s, c, &lead), "country_info")?;
+    let code = text(&r, "currency")?;
+    let vars = [
+        ("c", c.to_string()),
+        ("code", code.clone()),
+        ("amt", amt.to_string()),
+        ("from", fc.to_string()),
+    ];
+    if code == fc {
+        let thought = fill(
+            "{c} uses {code}, the currency the amount is already in, so no conversion is needed.",
+            &vars,
+        );
+        let answer = fill(
+            "{c} uses {code}, so {amt} {from} is simply {amt} {code}; no conversion is needed.",
+            &vars,
+        );
+        s.conclude(&thought, &answer);
+        return Ok(outcome(query, vec![amt.to_string(), code]));
+    }
+    let lead = fill(
+        s.any(&[
+            "{c} uses {code}. Now I convert {amt} {from} to {code}: ",
+            "The currency of {c} is {code}. ",
+            "country_info says {c} uses {code}. ",
+        ]),
+        &vars,
+    );
+    let r = convert(s, amt, fc, &code, &lead)?;
+    let x = fmt_num(num(&r, "amount")?, 2);
+    let vars = [
+        ("c", c.to_string()),
+        ("code", code.clone()),
+        ("amt", amt.to_string()),
+        ("from", fc.to_string()),
+        ("x", x.clone()),
+    ];
+    let thought = fill(
+        s.any(&[
+            "{amt} {from} is {x} {code}, the currency of {c}.",
+            "I have the local amount: {x} {code}.",
+        ]),
+        &vars,
+    );
+    let answer = fill(
+        s.any(&[
+            "{c} uses {code}; {amt} {from} is {x} {code}.",
+            "In {c} you pay in {code}: {amt} {from} comes to {x} {code}.",
+        ]),
+        &vars,
+    );
+    s.conclude(&thought, &answer);
+    Ok(outcome(query, vec![x, code]))
+}
+
+pub(super) fn weeks_between(s: &mut Session) -> Result<TaskOutcome, String> {
+    let (a, b) = date_pair(s);
+    let query = fill(
+        s.pick(&[
+            "How many weeks are there between {a} and {b}?",
+            "How many weeks is it from {a} to {b}?",
+            "Express the time from {a} to {b} in weeks.",
+            "From {a} until {b}: how many weeks is that?",
+        ]),
+        &[("a", iso(a)), ("b", iso(b))],
+    );
+    let lead = s.any(&[
+        "First I need the number of days. ",
+        "",
+        "I start with the days between the dates. ",
+    ]);
+    let days = count_days(s, &iso(a), &iso(b), lead)?;
+    let lead = fill(
+        s.any(&[
+            "There are {n} days; dividing by 7 gives the weeks. ",
+            "date_difference gave {n} days. Now I divide by 7. ",
+        ]),
+        &[("n", days.to_string())],
+    );
+    let w = calculate(s, days as f64, "divide", 7.0, &lead)?;
+    let x = fmt_num(w, 2);
+    let vars = [
+        ("n", days.to_string()),
+        ("x", x.clone()),
+        ("a", iso(a)),
+        ("b", iso(b)),
+    ];
+    let thought = fill(
+        s.any(&["{n} days are {x} weeks.", "The calculator gives {x} weeks."]),
+        &vars,
+    );
+    let answer = fill(
+        s.any(&[
+            "From {a} to {b} there are {n} days, which is about {x} weeks.",
+            "It is {x} weeks ({n} days).",
+        ]),
+        &vars,
+    );
+    s.conclude(&thought, &answer);
+    Ok(outcome(query, vec![x]))
+}
+
+pub(super) fn two_countries(s: &mut Session) -> (&'static str, &'static str) {
+    let a = s.pick(COUNTRIES);
+    loop {
+        let b = s.pick(COUNTRIES);
+        if b != a {
+            return (a, b);
+        }
+    }
+}
+
+pub(super) fn population_sum_or_difference(s: &mut Session) -> Result<TaskOutcome, String> {
+    let (a, b) = two_countries(s);
+    let sum = s.rng.random_bool(0.5);
+    let query = if sum {
+        fill(
+            s.pick(&[
+                "What is the combined population of {a} and {b}?",
+                "How many people live in {a} and {b} together?",
+                "Add up the populations of {a} and {b}.",
+                "What is the total population of {a} plus {b}?",
+            ]),
+            &[("a", a.into()), ("b", b.into())],
+        )
+    } else {
+        fill(
+            s.pick(&[
+                "What is the difference in population between {a} and {b}?",
+                "How many more people live in one of {a} and {b} than in the other?",
+                "By how much do the populations of {a} and {b} differ?",
+                "Compare the populations of {a} and {b}: what is the gap?",
+            ]),
+            &[("a", a.into()), ("b", b.into())],
+        )
+    };
+    let lead = s.any(&[
+        "I need both populations, starting with the first country. ",
+        "",
+    ]);
+    let ra = ok(country_lookup(s, a, lead), "country_info")?;
+    let pa = num(&ra, "population")?;
+    let lead = fill(
+        s.any(&[
+            "{a} has {p} people. Now I need {b}. ",
+            "The population of {a} is {p}. ",
+        ]),
+        &[("a", a.into()), ("p", fmt_num(pa, 0)), ("b", b.into())],
+    );
+    let rb = ok(country_lookup(s, b, &lead), "country_info")?;
+    let pb = num(&rb, "population")?;
+    let (x, y, op) = if sum {
+        (pa, pb, "add")
+    } else if pa >= pb {
+        (pa, pb, "subtract")
+    } else {
+        (pb, pa, "subtract")
+    };
+    let lead = fill(
+        s.any(&[
+            "{a} has {pa} and {b} has {pb} people. ",
+            "I have both populations ({pa} and {pb}). ",
+        ]),
+        &[
+            ("a", a.into()),
+            ("b", b.into()),
+            ("pa", fmt_num(pa, 0)),
+            ("pb", fmt_num(pb, 0)),
+        ],
+    );
+    let r = calculate(s, x, op, y, &lead)?;
+    let rs = fmt_num(r, 0);
+    let vars = [
+        ("a", a.to_string()),
+        ("b", b.to_string()),
+        ("pa", fmt_num(pa, 0)),
+        ("pb", fmt_num(pb, 0)),
+        ("r", rs.clone()),
+    ];
+    let (thought, answer) = if sum {
+        (
+            fill("Together they have {r} people.", &vars),
+            fill(
+                s.any(&[
+                    "{a} ({pa}) and {b} ({pb}) have a combined population of {r}.",
+                    "Together, {a} and {b} have about {r} inhabitants.",
+                ]),
+                &vars,
+            ),
+        )
+    } else {
+        (
+            fill("The difference is {r} people.", &vars),
+            fill(
+                s.any(&[
+                    "{a} has {pa} people and {b} has {pb}: a difference of {r}.",
+                    "The populations of {a} and {b} differ by {r}.",
+                ]),
+                &vars,
+            ),
+        )
+    };
+    s.conclude(&thought, &answer);
+    Ok(outcome(query, vec![rs]))
+}
+
+pub(super) fn two_todos(s: &mut Session) -> (&'static str, &'static str) {
+    let a = s.pick(TODOS);
+    loop {
+        let b = s.pick(TODOS);
+        if b != a {
+            return (a, b);
+        }
+    }
+}
+
+pub(super) fn list_tool(s: &mut Session, tool: &str, lead: &str) -> Result<Value, String> {
+    let thought = fill(
+        s.any(&[
+            "{lead}Now I call {tool} to show the list.",
+            "{lead}I will list them with {tool}.",
+        ]),
+        &[("lead", lead.into()), ("tool", tool.into())],
+    );
+    ok(s.call(&thought, tool, json!({})), tool)
+}
+
+pub(super) fn todos_then_list(s: &mut Session) -> Result<TaskOutcome, String> {
+    let (a, b) = two_todos(s);
+    let query = fill(
+        s.pick(&[
+            "Add \"{a}\" and \"{b}\" to my to-do list, then show me the list.",
+            "Put \"{a}\" and \"{b}\" on my to-dos and tell me what is on the list.",
+            "I need to {a} and {b}. Add both to my to-do list and list my to-dos.",
+            "New to-dos: \"{a}\", \"{b}\". What does my list look like now?",
+        ]),
+        &[("a", a.into()), ("b", b.into())],
+    );
+    let lead = s.any(&["There are two items to add; first ", ""]);
+    let ra = todo(s, a, None, lead)?;
+    let lead = fill(
+        "\"{a}\" is item {id}. ",
+        &[("a", a.into()), ("id", fmt_num(num(&ra, "id")?, 0))],
+    );
+    todo(s, b, None, &lead)?;
+    let r = list_tool(s, "list_todos", "Both items are added. ")?;
+    let items: Vec<String> = r
+        .get("todos")
+        .and_then(Value::as_array)
+        .ok_or("synthetic task: list_todos gave no list")?
+        .iter()
+        .map(|t| format!("{} (item {})", t["title"].as_str().unwrap_or(""), t["id"]))
+        .collect();
+    let vars = [("n", items.len().to_string()), ("items", items.join(", "))];
+    let (thought, answer) = (
+        fill("The list has {n} open items: {items}.", &vars),
+        fill(
+            s.any(&[
+                "Both items are added. Your to-do list now has {n} items: {items}.",
+                "Done. Your to-dos: {items}.",
+            ]),
+            &vars,
+        ),
+    );
+    s.conclude(&thought, &answer);
+    Ok(outcome(query, vec![a.to_string(), b.to_string()]))
+}
+
+pub(super) fn event_after_days(s: &mut Session) -> Result<TaskOutcome, String> {
+    let title = s.pick(EVENTS);
+    let d = values::date(&mut s.rng, s.split);
+    let n = values::small(&mut s.rng, s.split, 2, 90);
+    let query = fill(
+        s.pick(&[
+            "Schedule the {t} {n} days after {d}.",
+            "Put the {t} on my calendar {n} days after {d}.",
+            "The {t} is {n} days after {d}. Add it to my calendar.",
+            "Add \"{t}\" to the calendar, {n} days from {d}.",
+        ]),
+        &[("t", title.into()), ("n", n.to_string()), ("d", iso(d))],
+    );
+    let lead = s.any(&["First I need the date. ", ""]);
+    let (date, day) = shift_date(s, &iso(d), n, lead)?;
+    let lead = fill(
+        s.any(&[
+            "The date is {date} ({day}). ",
+            "{n} days after the start is {date}. ",
+        ]),
+        &[
+            ("date", date.clone()),
+            ("day", day.clone()),
+            ("n", n.to_string()),
+        ],
+    );
+    calendar(s, title, &date, None, &lead)?;
+    let vars = [
+        ("t", title.to_string()),
+        ("date", date.clone()),
+        ("day", day),
+    ];
+    let (thought, answer) = (
+        fill("\"{t}\" is on the calendar on {date}.", &vars),
+        fill(
+            s.any(&[
+                "I scheduled \"{t}\" on {date}, a {day}.",
+                "\"{t}\" is now on your calendar for {date} ({day}).",
+            ]),
+            &vars,
+        ),
+    );
+    s.conclude(&thought, &answer);
+    Ok(outcome(query, vec![date]))
+}
+
+pub(super) fn distance_total(s: &mut Session) -> Result<TaskOutcome, String> {
+    let pairs = [
+        ("km", "mi", "kilometers", "miles"),
+        ("mi", "km", "miles", "kilometers"),
+    ];
+    let (from, to, fname, tname) = s.any(&pairs);
+    let v = values::small(&mut s.rng, s.split, 2, 30) as f64;
+    let n = values::small(&mut s.rng, s.split, 2, 60) as f64;
+    let query = fill(
+        s.pick(&[
+            "I run {v} {from} every day. How many {to} is that over {n} days?",
+            "If I walk {v} {from} a day for {n} days, how many {to} do I cover?",
+            "My commute is {v} {from} each way-day, {n} days a month. How many {to} per month?",
+            "A trip of {v} {from} per day for {n} days: how far is that in {to}?",
+        ]),
+        &[
+            ("v", fmt_num(v, 6)),
+            ("from", fname.into()),
+            ("to", tname.into()),
+            ("n", fmt_num(n, 6)),
+        ],
+    );
+    let lead = s.any(&["First the total distance. ", ""]);
+    let total = calculate(s, v, "multiply", n, lead)?;
+    let lead = fill(
+        s.any(&[
+            "The total is {t} {from}. Now I convert it. ",
+            "{t} {from} in all. ",
+        ]),
+        &[("t", fmt_num(total, 6)), ("from", from.into())],
+    );
+    let thought = fill(
+        s.any(&[
+            "{lead}I will convert {t} {from} to {to} with convert_units.",
+            "{lead}convert_units turns {t} {from} into {to}.",
+        ]),
+        &[
+            ("lead", lead),
+            ("t", fmt_num(total, 6)),
+            ("from", from.into()),
+            ("to", to.into()),
+        ],
+    );
+    let r = ok(
+        s.call(
+            &thought,
+            "convert_units",
+            json!({"value": json_num(total), "from": from, "to": to}),
+        ),
+        "convert_units",
+    )?;
+    let x = fmt_num(num(&r, "value")?, 2);
+    let vars = [
+        ("x", x.clone()),
+        ("t", fmt_num(total, 6)),
+        ("from", fname.to_string()),
+        ("to", tname.to_string()),
+    ];
+    let (thought, answer) = (
+        fill("{t} {from} is {x} {to}.", &vars),
+        fill(
+            s.any(&[
+                "That is {t} {from} in total, or about {x} {to}.",
+                "You cover about {x} {to} ({t} {from}).",
+            ]),
+            &vars,
+        ),
+    );
+    s.conclude(&thought, &answer);
+    Ok(outcome(query, vec![x]))
+}
+
+pub(super) fn todo_then_complete(s: &mut Session) -> Result<TaskOutcome, String> {
+    let t = s.pick(TODOS);
+    let query = fill(
+        s.pick(&[
+            "Add \"{t}\" to my to-do list and mark it as done.",
+            "I already did this: {t}. Add it to my to-dos and check it off.",
+            "Create the to-do \"{t}\" and then complete it.",
+            "Log \"{t}\" as a to-do item that is already done.",
+        ]),
+        &[("t", t.into())],
+    );
+    let lead = s.any(&["I first add the item, then complete it by its id. ", ""]);
+    let r = todo(s, t, None, lead)?;
+    let id = num(&r, "id")? as i64;
+    let thought = fill(
+        s.any(&[
+            "\"{t}\" was added as item {id}. I will mark it done with complete_todo.",
+            "The new item has id {id}; complete_todo with id {id} marks it as done.",
+        ]),
+        &[("t", t.into()), ("id", id.to_string())],
+    );
+    ok(
+        s.call(&thought, "complete_todo", json!({"id": id})),
+        "complete_todo",
+    )?;
+    let vars = [("t", t.to_string()), ("id", id.to_string())];
+    let (thought, answer) = (
+        fill("Item {id} is marked as done.", &vars),
+        fill(
+            s.any(&[
+                "I added \"{t}\" (item {id}) and marked it as done.",
+                "\"{t}\" is on your list as item {id} and checked off.",
+            ]),
+            &vars,
+        ),
+    );
+    s.conclude(&thought, &answer);
+    Ok(outcome(query, vec![t.to_string()]))
+}
+
+pub(super) fn alarms_then_list(s: &mut Session) -> Result<TaskOutcome, String> {
+    let (a, _) = values::time(&mut s.rng, s.split);
+    let b = loop {
+        let (b, _) = values::time(&mut s.rng, s.split);
+        if b != a {
+            break b;
+        }
+    };
+    let query = fill(
+        s.pick(&[
+            "Set alarms for {a} and {b}, then tell me which alarms I have.",
+            "I need two alarms, {a} and {b}. Set them and list my alarms.",
+            "Add alarms at {a} and {b} and show me all my alarms.",
+            "Please set an alarm at {a} and another at {b}; which alarms are set now?",
+        ]),
+        &[("a", a.clone()), ("b", b.clone())],
+    );
+    let lead = s.any(&["Two alarms to set; first ", ""]);
+    ok(alarm(s, &a, None, lead), "set_alarm")?;
+    ok(
+        alarm(s, &b, None, &format!("The {a} alarm is set. ")),
+        "set_alarm",
+    )?;
+    let r = list_tool(s, "list_alarms", "Both alarms are set. ")?;
+    let times: Vec<String> = r
+        .get("alarms")
+        .and_then(Value::as_array)
+        .ok_or("synthetic task: list_alarms gave no list")?
+        .iter()
+        .map(|t| t["time"].as_str().unwrap_or("").to_string())
+        .collect();
+    let vars = [
+        ("n", times.len().to_string()),
+        ("times", times.join(" and ")),
+    ];
+    let (thought, answer) = (
+        fill("There are {n} alarms: {times}.", &vars),
+        fill(
+            s.any(&[
+                "Your alarms are set for {times}.",
+                "You have {n} alarms: {times}.",
+            ]),
+            &vars,
+        ),
+    );
+    s.conclude(&thought, &answer);
+    Ok(outcome(query, vec![a, b]))
+}
+
+pub(super) fn days_and_weekday(s: &mut Session) -> Result<TaskOutcome, String> {
+    let (a, b) = date_pair(s);
+    let query = fill(
+        s.pick(&[
+            "How many days are there from {a} to {b}, and what weekday is {b}?",
+            "Count the days between {a} and {b}, and tell me the day of the week of {b}.",
+            "My trip is from {a} to {b}. How many days is that, and on which weekday do I return?",
+            "What weekday is {b}, and how many days after {a} is it?",
+        ]),
+        &[("a", iso(a)), ("b", iso(b))],
+    );
+    let lead = s.any(&["Two parts; first the number of days. ", ""]);
+    let n = count_days(s, &iso(a), &iso(b), lead)?;
+    let lead = fill(
+        "There are {n} days. Now I need the weekday. ",
+        &[("n", n.to_string())],
+    );
+    let day = lookup_weekday(s, &iso(b), &lead)?;
+    let vars = [
+        ("n", n.to_string()),
+        ("day", day.clone()),
+        ("a", iso(a)),
+        ("b", iso(b)),
+    ];
+    let (thought, answer) = (
+        fill("I have both: {n} days, and {b} is a {day}.", &vars),
+        fill(
+            s.any(&[
+                "There are {n} days from {a} to {b}, and {b} is a {day}.",
+                "{b} is a {day}, {n} days after {a}.",
+            ]),
+            &vars,
+        ),
+    );
+    s.conclude(&thought, &answer);
+    Ok(outcome(query, vec![n.to_string(), day]))
+}

@@ -1,0 +1,130 @@
+//! Error recovery: a rejected call, the planner reads the error, a corrected call.
+
+use super::*;
+
+pub(super) fn country_alias(s: &mut Session) -> Result<TaskOutcome, String> {
+    let (alias, canonical) = s.pick(COUNTRY_ALIASES);
+    let (aspect, queries) = s.any(COUNTRY_ASPECTS);
+    let query = fill(s.pick(queries), &[("c", alias.into())]);
+    let written = alias.strip_prefix("the ").unwrap_or(alias);
+    let err = match country_lookup(s, written, "") {
+        Err(e) => e,
+        Ok(v) => {
+            return Err(format!(
+                "synthetic task: {written:?} unexpectedly known: {v}"
+            ));
+        }
+    };
+    let _ = err;
+    let thought = fill(
+        s.any(&[
+            "The knowledge base has no entry for \"{w}\", but its list of known countries includes {c}, which is the same country. I will ask again with that name.",
+            "country_info does not know \"{w}\"; the error lists {c}, the official name, so I call it again with {c}.",
+            "\"{w}\" is not a name the tool knows. {w} means {c}, which is in its list, so I retry with {c}.",
+        ]),
+        &[("w", written.into()), ("c", canonical.into())],
+    );
+    let r = ok(
+        s.call(&thought, "country_info", json!({"country": canonical})),
+        "country_info",
+    )?;
+    let (answer, fact) = country_fact(s, aspect, &r, canonical)?;
+    let (thought, answer) = (
+        fill(
+            s.any(&[
+                "The second call worked: the {aspect} of {c} is {x}.",
+                "Now I have the {aspect}: {x}.",
+            ]),
+            &[
+                ("aspect", aspect.into()),
+                ("c", canonical.into()),
+                ("x", fact.clone()),
+            ],
+        ),
+        answer,
+    );
+    s.conclude(&thought, &answer);
+    Ok(outcome(query, vec![fact]))
+}
+
+pub(super) fn alarm_time_format(s: &mut Session) -> Result<TaskOutcome, String> {
+    let (hhmm, spoken) = values::time(&mut s.rng, s.split);
+    let label = s.rng.random_bool(0.4).then(|| s.pick(ALARM_LABELS));
+    let query = fill(
+        s.pick(&[
+            "Set an alarm for {t}.",
+            "Wake me up at {t}.",
+            "Please set an alarm at {t}{l}.",
+            "I need an alarm at {t}{l}.",
+        ]),
+        &[
+            ("t", spoken.clone()),
+            (
+                "l",
+                label
+                    .map(|l| format!(" labelled \"{l}\""))
+                    .unwrap_or_default(),
+            ),
+        ],
+    );
+    if alarm(s, &spoken, label, "").is_ok() {
+        return Err(format!("synthetic task: set_alarm accepted {spoken:?}"));
+    }
+    let thought = fill(
+        s.any(&[
+            "set_alarm rejected \"{sp}\": the time must be HH:MM. {sp} is {t}, so I set the alarm again with {t}.",
+            "The tool needs the time as HH:MM, so \"{sp}\" has to be written {t}. I will call set_alarm again.",
+            "The error says the time is not HH:MM. In 24-hour form {sp} is {t}; I retry with that.",
+        ]),
+        &[("sp", spoken.clone()), ("t", hhmm.clone())],
+    );
+    let args = match label {
+        Some(l) => json!({"time": hhmm, "label": l}),
+        None => json!({"time": hhmm}),
+    };
+    ok(s.call(&thought, "set_alarm", args), "set_alarm")?;
+    finish_alarm(s, query, &hhmm, label)
+}
+
+pub(super) fn date_format(s: &mut Session) -> Result<TaskOutcome, String> {
+    let d = values::date(&mut s.rng, s.split);
+    let written = values::slashed_date(&mut s.rng, d);
+    let query = fill(
+        s.pick(&[
+            "What day of the week is {d}?",
+            "Which weekday is {d}?",
+            "On what day of the week does {d} fall?",
+            "Tell me the weekday of {d}.",
+        ]),
+        &[("d", written.clone())],
+    );
+    if lookup_weekday(s, &written, "").is_ok() {
+        return Err(format!("synthetic task: weekday accepted {written:?}"));
+    }
+    let thought = fill(
+        s.any(&[
+            "The weekday tool rejected \"{w}\" because dates must be YYYY-MM-DD. Day first, {w} is {iso}, so I call weekday again with {iso}.",
+            "The date has to be written YYYY-MM-DD: \"{w}\" (day, month, year) becomes {iso}. I retry.",
+            "The error says \"{w}\" is not YYYY-MM-DD. I rewrite it as {iso} and call weekday again.",
+        ]),
+        &[("w", written.clone()), ("iso", iso(d))],
+    );
+    let r = ok(
+        s.call(&thought, "weekday", json!({"date": iso(d)})),
+        "weekday",
+    )?;
+    let day = text(&r, "weekday")?;
+    let vars = [("w", written), ("iso", iso(d)), ("day", day.clone())];
+    let (thought, answer) = (
+        fill(
+            "With the date written {iso}, the tool says it is a {day}.",
+            &vars,
+        ),
+        fill(
+            s.any(&["{w} ({iso}) is a {day}.", "{iso} falls on a {day}."]),
+            &vars,
+        ),
+    );
+    s.conclude(&thought, &answer);
+    Ok(outcome(query, vec![day]))
+}
