@@ -722,19 +722,6 @@ fn write_and_verify(
     Ok((margin, full_loss))
 }
 
-/// splitmix64: a small seeded stream (initial weights).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// Parameters of a model built from `config` (untied head).
 fn count_params(c: &LlamaConfig) -> usize {
     let (h, i, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
@@ -777,12 +764,9 @@ impl WeightSource for RandomWeights {
             "down_proj" => vec![h, i],
             _ => return Ok(None),
         };
-        // FNV-1a of the name, mixed with the seed, starts a splitmix64 stream.
-        let state = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |acc, b| {
-            (acc ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        }) ^ self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut stream = SplitMix(state);
-        let mut uniform = move || (stream.next() >> 11) as f64 / (1u64 << 53) as f64;
+        // one stream per tensor: the seed and the name (umi-model's splitmix64, as LoRA init)
+        let mut stream = umi_model::SplitMix64::new(self.seed, name);
+        let mut uniform = move || stream.unit();
         let n: usize = shape.iter().product();
         let mut data = Vec::with_capacity(n);
         while data.len() < n {
