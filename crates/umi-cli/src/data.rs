@@ -183,12 +183,7 @@ fn prepare(args: PrepareArgs) -> Result<()> {
     for s in &report.skipped {
         eprintln!("warning: skipped {s}");
     }
-    let conversations: Vec<_> = conversations
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| args.split.keeps(*i, args.dev_every))
-        .map(|(_, c)| c)
-        .collect();
+    let conversations = args.split.select(conversations, args.dev_every);
     if conversations.is_empty() {
         bail!("no usable records ({report})");
     }
@@ -240,12 +235,7 @@ fn prepare(args: PrepareArgs) -> Result<()> {
 fn lengths(args: LengthsArgs) -> Result<()> {
     use umi_data::Next;
     let (conversations, report) = readers::read(args.format, &args.input)?;
-    let conversations: Vec<_> = conversations
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| args.split.keeps(*i, args.dev_every))
-        .map(|(_, c)| c)
-        .collect();
+    let conversations = args.split.select(conversations, args.dev_every);
     if conversations.is_empty() {
         bail!("no usable records in {} ({report})", args.input.display());
     }

@@ -237,12 +237,7 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     for s in &report.skipped {
         eprintln!("warning: skipped {s}");
     }
-    let conversations: Vec<_> = conversations
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| args.split.keeps(*i, args.dev_every))
-        .map(|(_, c)| c)
-        .collect();
+    let conversations = args.split.select(conversations, args.dev_every);
     let mut samples: Vec<_> = conversations
         .iter()
         .flat_map(|c| role_samples(c, role, PromptSet::ToolBench))

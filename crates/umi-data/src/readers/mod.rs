@@ -462,6 +462,16 @@ impl Split {
             Split::Dev => is_dev(index, every),
         }
     }
+
+    /// The records of `items` in this split for period `every`, in order.
+    pub fn select<T>(self, items: Vec<T>, every: usize) -> Vec<T> {
+        items
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| self.keeps(*i, every))
+            .map(|(_, item)| item)
+            .collect()
+    }
 }
 
 impl std::str::FromStr for Split {
@@ -620,6 +630,10 @@ mod tests {
         assert!(!is_dev(3, 0));
         let train: Split = "train".parse().unwrap();
         assert_eq!((0..300).filter(|&i| train.keeps(i, 6)).count(), 250);
+        let items: Vec<usize> = (0..13).collect();
+        assert_eq!(Split::Dev.select(items.clone(), 6), vec![0, 6, 12]);
+        assert_eq!(Split::Train.select(items.clone(), 6).len(), 10);
+        assert_eq!(Split::All.select(items.clone(), 6), items);
         assert!("test".parse::<Split>().unwrap_err().contains("test"));
     }
 }
