@@ -193,36 +193,6 @@ impl Speed {
     }
 }
 
-/// An agent event, as the trace shows it (`umi_agent::AgentEvent` made serialisable).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum TraceEvent {
-    /// The planner decided: its rationale and `Next: …` marker.
-    Rationale {
-        /// Step index.
-        step: usize,
-        /// The rationale.
-        text: String,
-        /// `Next: caller.` / `Next: conclusion.` / `Next: give up.`
-        next: String,
-    },
-    /// The caller's action (`None`: nothing could be parsed).
-    Action {
-        /// Step index.
-        step: usize,
-        /// `(name, input)`.
-        action: Option<(String, String)>,
-    },
-    /// A tool's answer.
-    Observation {
-        /// Step index.
-        step: usize,
-        /// The (truncated) observation.
-        text: String,
-    },
-    /// The final answer.
-    Answer(String),
-}
-
 /// Worker → page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FromWorker {
@@ -253,8 +223,8 @@ pub enum FromWorker {
         /// Speed so far.
         speed: Speed,
     },
-    /// The agent reported an event.
-    Event(TraceEvent),
+    /// The agent reported an event (the agent's own type, end to end).
+    Event(umi_agent::AgentEvent),
     /// The run ended by itself: the stop reason (`Conclusion`, `GiveUp`, `MaxSteps`) and the
     /// trajectory as `umi run --json` writes it.
     Finished {

@@ -37,7 +37,7 @@ impl Default for AgentConfig {
 }
 
 /// Why a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StopReason {
     /// The summarizer answered.
     Conclusion,
@@ -72,8 +72,9 @@ impl RunRecord {
     }
 }
 
-/// What the agent reports as it goes; the CLI and the web app render these.
-#[derive(Debug, Clone, PartialEq)]
+/// What the agent reports as it goes; the CLI and the web app render these (the web worker
+/// posts them to the page as they are: they serialise).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum AgentEvent {
     /// The planner (or backbone) decided.
     Rationale {
@@ -330,5 +331,38 @@ mod tests {
             serde_json::to_string(&record).unwrap(),
             r#"{"tools":[{"Name":"f","function":"g","input":{}}],"instruction":"q","conversations":[{"from":"user","value":"q"},{"from":"conclusion","value":"a"}],"stop_reason":"Conclusion"}"#
         );
+    }
+
+    #[test]
+    fn events_round_trip_through_json() {
+        let events = [
+            AgentEvent::Rationale {
+                step: 0,
+                text: "Call it.".into(),
+                next: Next::Caller,
+            },
+            AgentEvent::Action {
+                step: 0,
+                action: Some(Action {
+                    name: "weekday".into(),
+                    input: "{\"date\": \"2026-12-25\"}".into(),
+                }),
+            },
+            AgentEvent::Action {
+                step: 1,
+                action: None,
+            },
+            AgentEvent::Observation {
+                step: 0,
+                text: "{\"weekday\": \"Friday\"}".into(),
+            },
+            AgentEvent::Answer("Friday.".into()),
+            AgentEvent::Done(StopReason::Conclusion),
+        ];
+        for event in events {
+            let text = serde_json::to_string(&event).unwrap();
+            let back: AgentEvent = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, event, "{text}");
+        }
     }
 }

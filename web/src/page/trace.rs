@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use umi_data::Role;
 
-use crate::protocol::TraceEvent;
+use umi_agent::AgentEvent;
 
 /// One entry of the trace (`.step` in the DOM, `data-role` = [`TraceStep::role`]).
 #[derive(Clone)]
@@ -103,30 +103,30 @@ impl Trace {
         }
     }
 
-    /// Records what the agent reported.
-    pub fn event(&self, event: &TraceEvent) {
+    /// Records what the agent reported (the run's end, `Done`, is reported by the worker's
+    /// `Finished` message instead).
+    pub fn event(&self, event: &AgentEvent) {
         match event {
-            TraceEvent::Rationale { step, text, next } => {
+            AgentEvent::Rationale { step, text, next } => {
                 let s = self.finish("planner", format!("planner #{step}"));
                 s.text.set(text.clone());
-                s.note.set(next.clone());
+                s.note.set(next.marker().to_string());
             }
-            TraceEvent::Action { step, action } => {
+            AgentEvent::Action { step, action } => {
                 let s = self.finish("caller", format!("caller #{step}"));
                 match action {
-                    Some((name, input)) => {
-                        s.text.set(format!("Action: {name}\nAction Input: {input}"))
-                    }
+                    Some(action) => s.text.set(action.to_text()),
                     None => s.note.set("(no action could be parsed)".into()),
                 }
             }
-            TraceEvent::Observation { step, text } => {
+            AgentEvent::Observation { step, text } => {
                 self.push("observation", format!("observation #{step}"), text.clone())
             }
-            TraceEvent::Answer(text) => {
+            AgentEvent::Answer(text) => {
                 let s = self.finish("summarizer", "summarizer".into());
                 s.text.set(text.clone());
             }
+            AgentEvent::Done(_) => {}
         }
     }
 

@@ -12,7 +12,7 @@ use umi_data::Role;
 use umi_model::{AdapterSet, GenerationConfig, LoadedModel};
 use umi_tools::{HttpTools, ToolSpec, load_tool_specs, tools_url};
 
-use crate::protocol::{FromWorker, RunSettings, Speed, TraceEvent};
+use crate::protocol::{FromWorker, RunSettings, Speed};
 use crate::worker::scope::now_ms;
 
 /// The tool specs: pasted JSON when there is some, else the tool server's `/tools`.
@@ -42,27 +42,6 @@ pub async fn load_tools(settings: &RunSettings) -> Result<Vec<ToolSpec>, String>
         return Err(format!("{origin} lists no tools"));
     }
     Ok(specs)
-}
-
-/// The trace's form of an agent event (`None` for `Done`, which the run's end reports).
-fn trace_event(event: &AgentEvent) -> Option<TraceEvent> {
-    Some(match event {
-        AgentEvent::Rationale { step, text, next } => TraceEvent::Rationale {
-            step: *step,
-            text: text.clone(),
-            next: next.marker().to_string(),
-        },
-        AgentEvent::Action { step, action } => TraceEvent::Action {
-            step: *step,
-            action: action.as_ref().map(|a| (a.name.clone(), a.input.clone())),
-        },
-        AgentEvent::Observation { step, text } => TraceEvent::Observation {
-            step: *step,
-            text: text.clone(),
-        },
-        AgentEvent::Answer(text) => TraceEvent::Answer(text.clone()),
-        AgentEvent::Done(_) => return None,
-    })
 }
 
 /// Runs the agent on `settings.query` with `planner`, `caller` and `summarizer` (the same model
@@ -137,9 +116,7 @@ pub async fn run_agent(
             AgentEvent::Observation { .. } => status("running: reading the observation (prefill)"),
             _ => {}
         }
-        if let Some(e) = trace_event(event) {
-            post(FromWorker::Event(e));
-        }
+        post(FromWorker::Event(event.clone()));
     });
     let Ok(result) = Abortable::new(run, abort).await else {
         return FromWorker::Stopped;
