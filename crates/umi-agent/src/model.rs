@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use umi_data::Role;
+use umi_data::{Role, RoleMap};
 use umi_model::{
     AdapterSet, GenerationConfig, LoadedModel, PrefixCache, generate_cached, next_token_logits,
 };
@@ -17,18 +17,14 @@ pub type TextCallback = Box<dyn FnMut(Role, &str)>;
 /// Which weights serve which role.
 enum RoleModels {
     /// A model per role (the same `Rc` when shared).
-    Models {
-        planner: Rc<LoadedModel>,
-        caller: Rc<LoadedModel>,
-        summarizer: Rc<LoadedModel>,
-    },
+    Models(RoleMap<Rc<LoadedModel>>),
     /// One backbone; before a role generates, its adapters are swapped in.
     Adapters {
         backbone: Box<LoadedModel>,
         /// Planner (and backbone in single-LLM mode), caller, summarizer.
-        sets: [AdapterSet; 3],
-        /// Index into `sets` of the adapters installed now.
-        active: Option<usize>,
+        sets: RoleMap<AdapterSet>,
+        /// The role whose adapters are installed now ([`Role::Planner`] for the backbone's).
+        active: Option<Role>,
     },
 }
 
@@ -49,7 +45,7 @@ pub struct LlamaGenerator {
     /// Per role slot (planner/backbone, caller, summarizer): the keys and values of the slot's
     /// last prompt, so the next prompt prefills only what it adds (the shared tool
     /// documentation and the conversation so far are computed once).
-    prefixes: [PrefixCache; 3],
+    prefixes: RoleMap<PrefixCache>,
 }
 
 impl LlamaGenerator {
@@ -67,11 +63,7 @@ impl LlamaGenerator {
         config: GenerationConfig,
     ) -> Self {
         Self::new(
-            RoleModels::Models {
-                planner,
-                caller,
-                summarizer,
-            },
+            RoleModels::Models(RoleMap::new(planner, caller, summarizer)),
             config,
         )
     }
@@ -90,7 +82,7 @@ impl LlamaGenerator {
         Self::new(
             RoleModels::Adapters {
                 backbone: Box::new(backbone),
-                sets: [planner, caller, summarizer],
+                sets: RoleMap::new(planner, caller, summarizer),
                 active: None,
             },
             config,
@@ -106,15 +98,15 @@ impl LlamaGenerator {
     /// - distinct models: each gets its own role's adapters installed on a copy that shares
     ///   its weights.
     pub fn for_roles(
-        models: [Rc<LoadedModel>; 3],
-        adapters: [AdapterSet; 3],
+        models: RoleMap<Rc<LoadedModel>>,
+        adapters: RoleMap<AdapterSet>,
         config: GenerationConfig,
     ) -> Self {
-        let [planner, caller, summarizer] = models;
-        if adapters.iter().all(AdapterSet::is_empty) {
+        let [planner, caller, summarizer] = models.into_array();
+        if adapters.iter().all(|(_, a)| a.is_empty()) {
             return Self::per_role(planner, caller, summarizer, config);
         }
-        let [a_planner, a_caller, a_summarizer] = adapters;
+        let [a_planner, a_caller, a_summarizer] = adapters.into_array();
         if Rc::ptr_eq(&planner, &caller) && Rc::ptr_eq(&planner, &summarizer) {
             return Self::with_adapters(share(&planner), a_planner, a_caller, a_summarizer, config);
         }
@@ -185,7 +177,7 @@ impl LlamaGenerator {
         let start = k.saturating_sub(budget);
         let context = &ids_a[start..k];
         let loaded = self.models.for_role(role);
-        let prefix = &mut self.prefixes[slot(role)];
+        let prefix = self.prefixes.get_mut(role);
         let cached = prefix.reusable(context);
         let mut cache = prefix.take_prefix(cached, loaded.model.layers.len());
         let logits = next_token_logits(&loaded.model, &context[cached..], &mut cache)
@@ -276,33 +268,25 @@ fn share(model: &LoadedModel) -> LoadedModel {
     }
 }
 
-/// The slot of `role`'s weights: planner (and backbone), caller, summarizer.
-fn slot(role: Role) -> usize {
-    match role {
-        Role::Planner | Role::Backbone => 0,
-        Role::Caller => 1,
-        Role::Summarizer => 2,
-    }
-}
-
 impl RoleModels {
     /// The model that generates as `role`, with that role's adapters installed.
     fn for_role(&mut self, role: Role) -> &LoadedModel {
-        let slot = slot(role);
+        // the backbone plays in the planner's slot
+        let role = if role == Role::Backbone {
+            Role::Planner
+        } else {
+            role
+        };
         match self {
-            RoleModels::Models {
-                planner,
-                caller,
-                summarizer,
-            } => [&**planner, &**caller, &**summarizer][slot],
+            RoleModels::Models(models) => models.get(role),
             RoleModels::Adapters {
                 backbone,
                 sets,
                 active,
             } => {
-                if *active != Some(slot) {
-                    backbone.model.set_adapters(&sets[slot]);
-                    *active = Some(slot);
+                if *active != Some(role) {
+                    backbone.model.set_adapters(sets.get(role));
+                    *active = Some(role);
                 }
                 backbone
             }
@@ -332,7 +316,7 @@ impl Generator for LlamaGenerator {
             &loaded.tokenizer,
             &ids,
             &config,
-            &mut self.prefixes[slot(role)],
+            self.prefixes.get_mut(role),
             |_, delta| {
                 if let Some(f) = on_text.as_mut() {
                     f(role, delta);

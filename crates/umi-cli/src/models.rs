@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use anyhow::{Context, Result, bail};
 use umi_agent::LlamaGenerator;
+use umi_data::RoleMap;
 use umi_model::{
     AdapterSet, Device, GenerationConfig, LoadedModel, load_model, load_peft, merge_lora, read_peft,
 };
@@ -219,8 +220,8 @@ impl RoleModelArgs {
                 }
             }
             let backbone = Rc::new(backbone);
-            let models = [backbone.clone(), backbone.clone(), backbone];
-            LlamaGenerator::for_roles(models, sets, config)
+            let models = RoleMap::new(backbone.clone(), backbone.clone(), backbone);
+            LlamaGenerator::for_roles(models, RoleMap::from(sets), config)
         } else {
             let backbone = match &self.init_adapter {
                 Some(_) => Rc::new(self.load_backbone(cache, device)?),
@@ -230,7 +231,8 @@ impl RoleModelArgs {
                 Some(path) => cache.load(path, device),
                 None => Ok(backbone.clone()),
             });
-            LlamaGenerator::for_roles([planner?, caller?, summarizer?], Default::default(), config)
+            let models = RoleMap::new(planner?, caller?, summarizer?);
+            LlamaGenerator::for_roles(models, RoleMap::default(), config)
         };
         generator.use_chat_template = !self.raw_prompts;
         Ok(generator)

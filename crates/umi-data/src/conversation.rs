@@ -61,6 +61,80 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// One value per model of the multi-LLM agent: planner (which also plays the backbone in
+/// single-LLM mode), caller and summarizer — their models, adapters, prompt caches or labels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RoleMap<T> {
+    /// The planner's (and the backbone's).
+    pub planner: T,
+    /// The caller's.
+    pub caller: T,
+    /// The summarizer's.
+    pub summarizer: T,
+}
+
+impl<T> RoleMap<T> {
+    /// The three values.
+    pub fn new(planner: T, caller: T, summarizer: T) -> Self {
+        Self {
+            planner,
+            caller,
+            summarizer,
+        }
+    }
+
+    /// The value of `role` (the planner's for [`Role::Backbone`]).
+    pub fn get(&self, role: Role) -> &T {
+        match role {
+            Role::Planner | Role::Backbone => &self.planner,
+            Role::Caller => &self.caller,
+            Role::Summarizer => &self.summarizer,
+        }
+    }
+
+    /// The value of `role`, mutable (the planner's for [`Role::Backbone`]).
+    pub fn get_mut(&mut self, role: Role) -> &mut T {
+        match role {
+            Role::Planner | Role::Backbone => &mut self.planner,
+            Role::Caller => &mut self.caller,
+            Role::Summarizer => &mut self.summarizer,
+        }
+    }
+
+    /// Each value through `f`, in the order planner, caller, summarizer.
+    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> RoleMap<U> {
+        let planner = f(self.planner);
+        let caller = f(self.caller);
+        RoleMap::new(planner, caller, f(self.summarizer))
+    }
+
+    /// References to the values.
+    pub fn as_ref(&self) -> RoleMap<&T> {
+        RoleMap::new(&self.planner, &self.caller, &self.summarizer)
+    }
+
+    /// `(role, value)` for planner, caller, summarizer.
+    pub fn iter(&self) -> impl Iterator<Item = (Role, &T)> {
+        [
+            (Role::Planner, &self.planner),
+            (Role::Caller, &self.caller),
+            (Role::Summarizer, &self.summarizer),
+        ]
+        .into_iter()
+    }
+
+    /// The values as `[planner, caller, summarizer]`.
+    pub fn into_array(self) -> [T; 3] {
+        [self.planner, self.caller, self.summarizer]
+    }
+}
+
+impl<T> From<[T; 3]> for RoleMap<T> {
+    fn from([planner, caller, summarizer]: [T; 3]) -> Self {
+        Self::new(planner, caller, summarizer)
+    }
+}
+
 /// The planner's decision, written as `Next: caller.`, `Next: conclusion.` or `Next: give up.`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Next {
@@ -355,5 +429,16 @@ mod tests {
             v,
             serde_json::json!({"error": "HTTP 503", "response": "busy"})
         );
+    }
+
+    #[test]
+    fn role_maps_give_the_backbone_the_planner_slot() {
+        let mut m = RoleMap::from(["p", "c", "s"]);
+        assert_eq!(*m.get(Role::Backbone), "p");
+        assert_eq!(*m.get(Role::Summarizer), "s");
+        *m.get_mut(Role::Caller) = "c2";
+        assert_eq!(m.map(str::len).into_array(), [1, 2, 1]);
+        let roles: Vec<Role> = m.iter().map(|(r, _)| r).collect();
+        assert_eq!(roles, [Role::Planner, Role::Caller, Role::Summarizer]);
     }
 }

@@ -34,7 +34,7 @@ pub mod task;
 pub mod tool_doc;
 
 pub use conversation::{
-    Action, Conversation, FinalAnswer, Next, Observation, Rationale, Role, Speaker, Step,
+    Action, Conversation, FinalAnswer, Next, Observation, Rationale, Role, RoleMap, Speaker, Step,
     Trajectory, Turn,
 };
 pub use parse::{NoMarkerDefault, PlannerOutput, parse_action, parse_planner_output};

@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use futures::future::AbortHandle;
+use umi_data::{Role, RoleMap};
 use umi_model::{AdapterSet, Device, GpuInfo, LoadedModel};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
@@ -20,7 +21,7 @@ use crate::worker::run::run_agent;
 use crate::worker::scope::now_ms;
 use crate::worker::shipped::shipped_agent;
 use crate::worker::store::{self, ModelSource, ModelStore, StoredModel};
-use crate::worker::train::{TrainJob, role_model, role_samples_of, slot, store_adapter};
+use crate::worker::train::{TrainJob, role_model, role_samples_of, store_adapter};
 
 /// What the worker holds between messages.
 #[derive(Default)]
@@ -29,9 +30,9 @@ struct State {
     gpu: Option<GpuInfo>,
     store: ModelStore,
     /// Planner, caller, summarizer.
-    roles: Option<[Rc<LoadedModel>; 3]>,
+    roles: Option<RoleMap<Rc<LoadedModel>>>,
     /// Fine-tuned adapters per role (planner, caller, summarizer), used by the next runs.
-    adapters: [Option<AdapterSet>; 3],
+    adapters: RoleMap<Option<AdapterSet>>,
     /// The fine-tuning run (paused, done, or taken out while it steps).
     job: Option<TrainJob>,
     /// Trajectories of the finished runs, as α-UMi records (training data).
@@ -252,8 +253,8 @@ impl Engine {
             None => match job.adapter().await {
                 Ok((set, files)) => {
                     let (stored, urls) = store_adapter(job.role, &files).await;
-                    if let Some(i) = slot(job.role) {
-                        self.state.borrow_mut().adapters[i] = Some(set);
+                    if job.role != Role::Backbone {
+                        *self.state.borrow_mut().adapters.get_mut(job.role) = Some(set);
                     }
                     FromWorker::TrainSaved {
                         role: job.role,
@@ -326,7 +327,7 @@ impl Engine {
         let (model, device) = {
             let state = self.state.borrow();
             match (&state.roles, &state.device) {
-                (Some(roles), Some(device)) => (roles[0].clone(), device.clone()),
+                (Some(roles), Some(device)) => (roles.planner.clone(), device.clone()),
                 _ => return String::new(),
             }
         };
@@ -407,7 +408,11 @@ impl Engine {
             )
         };
         let mut state = self.state.borrow_mut();
-        state.roles = Some([p.model.clone(), c.model.clone(), s.model.clone()]);
+        state.roles = Some(RoleMap::new(
+            p.model.clone(),
+            c.model.clone(),
+            s.model.clone(),
+        ));
         // adapters and a paused fine-tuning run belong to the models they were trained on
         state.adapters = Default::default();
         state.job = None;

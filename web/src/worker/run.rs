@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::{AbortRegistration, Abortable};
 use umi_agent::{Agent, AgentEvent, AgentMode, LlamaGenerator};
-use umi_data::Role;
+use umi_data::{Role, RoleMap};
 use umi_model::{AdapterSet, GenerationConfig, LoadedModel};
 use umi_tools::{HttpTools, ToolSpec, load_tool_specs, tools_url};
 
@@ -53,8 +53,8 @@ pub async fn load_tools(settings: &RunSettings) -> Result<Vec<ToolSpec>, String>
 /// [`FromWorker::Failed`].
 pub async fn run_agent(
     settings: RunSettings,
-    models: [Rc<LoadedModel>; 3],
-    adapters: [AdapterSet; 3],
+    models: RoleMap<Rc<LoadedModel>>,
+    adapters: RoleMap<AdapterSet>,
     post: Rc<dyn Fn(FromWorker)>,
     abort: AbortRegistration,
 ) -> FromWorker {

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use umi_data::{Role, RoleMap};
 use umi_model::{AdapterSet, Device, LoadedModel, peft_from_bytes};
 
 use crate::protocol::{AGENT_INDEX, model_file_name};
@@ -29,7 +30,7 @@ pub struct Shipped {
     /// The prompt format the adapters were trained with.
     pub raw_prompts: bool,
     /// Planner, caller, summarizer.
-    pub adapters: [AdapterSet; 3],
+    pub adapters: RoleMap<AdapterSet>,
 }
 
 /// `url`'s body, or `None` when the server answers 404.
@@ -78,9 +79,9 @@ pub async fn shipped_agent(
             entry.folder
         ));
     }
-    let mut adapters: [AdapterSet; 3] = Default::default();
-    for (slot, role) in ["planner", "caller", "summarizer"].iter().enumerate() {
-        let base = format!("agent/{}/{role}", entry.folder);
+    let mut adapters: RoleMap<AdapterSet> = Default::default();
+    for role in [Role::Planner, Role::Caller, Role::Summarizer] {
+        let base = format!("agent/{}/{}", entry.folder, role.as_str());
         let config_url = format!("{base}/adapter_config.json");
         let weights_url = format!("{base}/adapter_model.safetensors");
         let missing = |url: &str| format!("{url} is missing ({AGENT_INDEX} lists it)");
@@ -100,7 +101,7 @@ pub async fn shipped_agent(
             device,
         )
         .map_err(|e| e.to_string())?;
-        adapters[slot] = set;
+        *adapters.get_mut(role) = set;
     }
     Ok(Some(Shipped {
         folder: format!("agent/{}", entry.folder),

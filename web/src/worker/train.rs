@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use js_sys::{Reflect, Uint8Array};
 use umi_data::readers::parse_alpha_umi;
-use umi_data::{PromptSet, Role, role_samples};
+use umi_data::{PromptSet, Role, RoleMap, role_samples};
 use umi_model::{AdapterSet, Device, LoadedModel, LoraConfig, peft_files, peft_state_dict_async};
 use umi_train::{FineTuneRun, Objective, TrainConfig, Trainer, TrainerState};
 use wasm_bindgen::JsCast;
@@ -29,16 +29,6 @@ pub struct TrainJob {
     /// Tokens processed and milliseconds spent in steps (for tokens/s).
     tokens: usize,
     millis: f64,
-}
-
-/// The slot of `role` in the worker's `[planner, caller, summarizer]` arrays.
-pub fn slot(role: Role) -> Option<usize> {
-    match role {
-        Role::Planner => Some(0),
-        Role::Caller => Some(1),
-        Role::Summarizer => Some(2),
-        Role::Backbone => None,
-    }
 }
 
 /// The α-UMi records `text` holds (`origin` names it) as `role`'s training samples, exactly as
@@ -231,7 +221,8 @@ pub async fn store_adapter(
     (stored, urls)
 }
 
-/// The model `role` runs on, shared with the agent.
-pub fn role_model(models: &[Rc<LoadedModel>; 3], role: Role) -> Option<Rc<LoadedModel>> {
-    slot(role).map(|i| models[i].clone())
+/// The model `role` runs on, shared with the agent (`None` for the backbone, which the page
+/// does not fine-tune).
+pub fn role_model(models: &RoleMap<Rc<LoadedModel>>, role: Role) -> Option<Rc<LoadedModel>> {
+    (role != Role::Backbone).then(|| models.get(role).clone())
 }
