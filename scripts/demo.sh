@@ -23,4 +23,4 @@ if ! python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1
     sleep 0.1
   done
 fi
-"$umi" run --query "$query" --tools http://127.0.0.1:8080 "${@:---max-steps=4}"
+"$umi" run --query "$query" --tools http://127.0.0.1:8080 "${@:---max-steps=6}"
