@@ -6,6 +6,15 @@
 //! The loop is async and generic over where text comes from ([`Generator`]) and how tools run
 //! ([`ToolExecutor`]), so the same code drives native runs, the browser (awaiting GPU reads and
 //! `fetch`) and scripted tests. Prompts come from `umi-data`, the library training uses too.
+//!
+//! - [`Agent::run`]: the loop, reporting [`AgentEvent`]s (serialisable: the web worker posts
+//!   them to the page as they are) and returning the trajectory; [`RunRecord`] is the one JSON
+//!   record of a finished run;
+//! - [`decide()`]: one decision from a history, in [`AgentMode::Multi`] (planner, then caller or
+//!   summarizer) or [`AgentMode::Single`], the same code live runs and `umi eval` go through;
+//!   its [`Decision`] is the planner's output and what [`Decided`] after it;
+//! - [`LlamaGenerator::for_roles`]: role models and adapters (a [`umi_data::RoleMap`]) as the
+//!   generator, the selection `umi run`, `umi eval` and the web app share.
 #![warn(missing_docs)]
 
 mod agent;

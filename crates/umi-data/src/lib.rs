@@ -2,7 +2,8 @@
 //! prompt library they all format prompts with.
 //!
 //! - [`conversation`]: α-UMi's conversation format (`{tools, instruction, conversations}`) and
-//!   the roles, markers and actions a trajectory is made of;
+//!   the roles, markers (with their priority, `Next::detect`) and actions a trajectory is made
+//!   of, and [`RoleMap`], one value per role model;
 //! - [`prompt`]: the exact `GLPFT/utils/prompt_lib.py` templates (typos kept), the tool-doc,
 //!   tool-name and history serialisation, and the role cues;
 //! - [`parse`]: the α-UMi text protocol read back: its markers (`</s>`, `Action:`,
