@@ -26,8 +26,8 @@ pub struct RunSettings {
     pub tools_url: String,
     /// Pasted tool docs (any format `load_tool_specs` reads).
     pub tools_json: String,
-    /// Single-LLM (backbone) instead of planner / caller / summarizer.
-    pub single: bool,
+    /// Planner / caller / summarizer, or one backbone (single-LLM).
+    pub mode: umi_agent::AgentMode,
     /// Planner decisions before giving up.
     pub max_steps: usize,
     /// Upper bound on tokens per generation.

@@ -11,6 +11,7 @@
 use js_sys::Reflect;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use umi_agent::AgentMode;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::JsFuture;
@@ -162,7 +163,12 @@ pub fn App() -> impl IntoView {
     let tools_url = param("tools", DEFAULT_TOOLS);
     let tools_json = RwSignal::new(String::new());
     let query = param("query", "");
-    let mode = param("mode", "multi");
+    // an unknown ?mode= falls back to multi
+    let mode = RwSignal::new(
+        query_param("mode")
+            .and_then(|m| m.parse::<AgentMode>().ok())
+            .unwrap_or_default(),
+    );
     let max_steps = param("max_steps", "10");
     let max_new_tokens = param("max_new_tokens", "256");
     let raw_prompts = RwSignal::new(query_param("raw").is_some_and(|v| v == "1" || v == "true"));
@@ -356,7 +362,7 @@ pub fn App() -> impl IntoView {
             query: query.get_untracked(),
             tools_url: tools_url.get_untracked(),
             tools_json: tools_json.get_untracked(),
-            single: mode.get_untracked() == "single",
+            mode: mode.get_untracked(),
             max_steps,
             max_new_tokens,
             raw_prompts: raw_prompts.get_untracked(),
@@ -497,8 +503,12 @@ pub fn App() -> impl IntoView {
                         "mode "
                         <select
                             id="mode"
-                            prop:value=mode
-                            on:change=move |ev| mode.set(event_target_value(&ev))
+                            prop:value=move || mode.get().as_str()
+                            on:change=move |ev| {
+                                if let Ok(m) = event_target_value(&ev).parse() {
+                                    mode.set(m)
+                                }
+                            }
                         >
                             <option value="multi">"multi (planner, caller, summarizer)"</option>
                             <option value="single">"single (backbone)"</option>

@@ -29,7 +29,7 @@ struct Download {
 /// The panel's state (signals, so it can be shared by the page and the panel).
 #[derive(Clone, Copy)]
 pub struct TrainPanel {
-    role: RwSignal<String>,
+    role: RwSignal<Role>,
     source: RwSignal<String>,
     rank: RwSignal<String>,
     alpha: RwSignal<String>,
@@ -58,7 +58,7 @@ impl TrainPanel {
     pub fn new() -> Self {
         let d = TrainSettings::default();
         Self {
-            role: RwSignal::new("planner".into()),
+            role: RwSignal::new(Role::Planner),
             source: RwSignal::new("file".into()),
             rank: RwSignal::new(d.rank.to_string()),
             alpha: RwSignal::new(d.alpha.to_string()),
@@ -91,7 +91,7 @@ impl TrainPanel {
                 .parse()
                 .map_err(|_| format!("{name} must be a number, not {text:?}"))
         }
-        let role = match self.role.get_untracked().parse::<Role>()? {
+        let role = match self.role.get_untracked() {
             Role::Backbone => {
                 return Err("the page fine-tunes planner, caller or summarizer".into());
             }
@@ -372,8 +372,12 @@ pub fn FineTune(
                     "role "
                     <select
                         id="train-role"
-                        prop:value=p.role
-                        on:change=move |ev| p.role.set(event_target_value(&ev))
+                        prop:value=move || p.role.get().as_str()
+                        on:change=move |ev| {
+                            if let Ok(role) = event_target_value(&ev).parse() {
+                                p.role.set(role)
+                            }
+                        }
                     >
                         <option value="planner">"planner"</option>
                         <option value="caller">"caller"</option>

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures::future::{AbortRegistration, Abortable};
-use umi_agent::{Agent, AgentEvent, AgentMode, LlamaGenerator};
+use umi_agent::{Agent, AgentEvent, LlamaGenerator};
 use umi_data::{Role, RoleMap};
 use umi_model::{AdapterSet, GenerationConfig, LoadedModel};
 use umi_tools::{HttpTools, ToolSpec, load_tool_specs, tools_url};
@@ -99,11 +99,7 @@ pub async fn run_agent(
     let docs = specs.iter().map(ToolSpec::doc).collect();
     let tools = HttpTools::new(specs, Duration::from_secs(20));
     let mut agent = Agent::new(generator, tools, docs);
-    agent.config.mode = if settings.single {
-        AgentMode::Single
-    } else {
-        AgentMode::Multi
-    };
+    agent.config.mode = settings.mode;
     agent.config.max_steps = settings.max_steps;
     status("running: planner prefill");
     let run = agent.run(&settings.query, |event| {
