@@ -14,7 +14,7 @@ use umi_agent::AgentMode;
 use umi_data::PromptSet;
 use umi_data::readers::{DataFormat, Split, read};
 use umi_eval::{DecisionPoint, EvalReport, decision_points, evaluate, predict};
-use umi_model::{Backend, GenerationConfig};
+use umi_model::Backend;
 
 use crate::fs::write_atomically;
 use crate::models::{ModelCache, RoleModelArgs};
@@ -309,15 +309,12 @@ fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
     let finished = done.iter().flatten().count();
     if finished < points.len() {
         let device = args.backend.device()?;
-        let mut generator = args.models.generator(
+        let mut generator = args.models.eval_generator(
             models,
             &device,
-            GenerationConfig {
-                max_new_tokens: args.max_new_tokens,
-                ..Default::default()
-            },
+            args.max_new_tokens,
+            args.max_input_tokens,
         )?;
-        generator.max_input_tokens = Some(args.max_input_tokens);
         let bar = ProgressBar::new(points.len() as u64).with_position(finished as u64);
         bar.set_style(
             ProgressStyle::with_template(

@@ -12,7 +12,7 @@ use umi_eval::live::{
     LiveConfig, LiveEvent, LiveRecord, LiveReport, LiveTask, ToolSource, read_results, read_tasks,
     run_tasks,
 };
-use umi_model::{Backend, GenerationConfig};
+use umi_model::Backend;
 
 use crate::eval::{claim_out_dir, default_label};
 use crate::fs::write_atomically;
@@ -225,15 +225,12 @@ pub(crate) fn run_live(mut args: LiveArgs, models: &mut ModelCache) -> Result<()
             tool_timeout: std::time::Duration::from_secs(args.tool_timeout),
         };
         let device = args.backend.device()?;
-        let mut generator = args.models.generator(
+        let mut generator = args.models.eval_generator(
             models,
             &device,
-            GenerationConfig {
-                max_new_tokens: args.max_new_tokens,
-                ..Default::default()
-            },
+            args.max_new_tokens,
+            args.max_input_tokens,
         )?;
-        generator.max_input_tokens = Some(args.max_input_tokens);
         let mut sink = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

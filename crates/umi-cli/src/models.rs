@@ -179,6 +179,28 @@ impl RoleModelArgs {
         out
     }
 
+    /// [`RoleModelArgs::generator`] as `umi eval` and `umi eval live` run it: greedy, at most
+    /// `max_new_tokens` per generation, prompts cut to their last `max_input_tokens` tokens.
+    ///
+    /// # Errors
+    ///
+    /// As [`RoleModelArgs::generator`].
+    pub fn eval_generator(
+        &self,
+        cache: &mut ModelCache,
+        device: &Device,
+        max_new_tokens: usize,
+        max_input_tokens: usize,
+    ) -> Result<LlamaGenerator> {
+        let config = GenerationConfig {
+            max_new_tokens,
+            ..Default::default()
+        };
+        let mut generator = self.generator(cache, device, config)?;
+        generator.max_input_tokens = Some(max_input_tokens);
+        Ok(generator)
+    }
+
     /// Loads the role models and returns the agent's generator for them.
     ///
     /// # Errors
