@@ -79,7 +79,21 @@ enum ToolsCommand {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // The whole command runs on a worker of the rayon pool that the CPU kernels use (burn's CPU
+    // backend and the Q8_0 products), so each of the ~200 parallel products per decoded token
+    // starts from a pool thread instead of waking the pool from outside and blocking on it:
+    // 1.3× the decode speed of SmolLM2 on 2 cores (BENCHMARKS.md). RAYON_NUM_THREADS still sets
+    // the thread count.
+    rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("umi-worker-{i}"))
+        .stack_size(16 << 20)
+        .build()?
+        .install(|| run(cli))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
         Command::Generate(args) => generate::run_generate(args),
         Command::Bench(args) => bench::run_bench(args),
         Command::Run(args) => run::run_agent(args),

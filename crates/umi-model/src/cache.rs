@@ -6,14 +6,23 @@ use burn::tensor::Tensor;
 ///
 /// Stored per KV head (grouped-query attention keeps `num_kv_heads`, not `num_heads`, so the
 /// cache is `num_heads / num_kv_heads` times smaller). `len()` is the position of the next token.
+///
+/// Outside autodiff (generation) the keys and values live in buffers with room for more
+/// positions than are filled, grown by doubling: a new token is written in place and attention
+/// reads a view of the filled part, so decoding copies nothing per token (llama.cpp's and
+/// vLLM's preallocated cache). Under autodiff (training) appending concatenates, so that every
+/// gradient flows through the ordinary `cat` backward.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
-    /// `[batch_size, num_kv_heads, len, head_dim]`
+    /// `[batch_size, num_kv_heads, capacity ≥ len, head_dim]`; positions from `len` on unused.
     k: Option<Tensor<4>>,
-    /// `[batch_size, num_kv_heads, len, head_dim]`
+    /// `[batch_size, num_kv_heads, capacity ≥ len, head_dim]`
     v: Option<Tensor<4>>,
     len: usize,
 }
+
+/// Positions a growing cache buffer starts with (it doubles from there).
+const MIN_CAPACITY: usize = 64;
 
 impl KvCache {
     /// An empty cache.
@@ -36,6 +45,11 @@ impl KvCache {
         self.len == 0
     }
 
+    /// Positions the buffers hold before they must grow (equal to `len()` under autodiff).
+    pub fn capacity(&self) -> usize {
+        self.k.as_ref().map_or(0, |k| k.dims()[2])
+    }
+
     /// Forgets every cached position.
     pub fn reset(&mut self) {
         *self = Self::default();
@@ -48,18 +62,17 @@ impl KvCache {
     /// - k, v: `[batch_size, num_kv_heads, seq_len, head_dim]`
     /// - output: `[batch_size, num_kv_heads, len + seq_len, head_dim]` each
     pub fn append(&mut self, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-        let seq_len = k.dims()[2];
-        let k_all = match self.k.take() {
-            Some(past) => Tensor::cat(vec![past, k], 2),
-            None => k,
-        };
-        let v_all = match self.v.take() {
-            Some(past) => Tensor::cat(vec![past, v], 2),
-            None => v,
-        };
-        self.k = Some(k_all.clone());
-        self.v = Some(v_all.clone());
-        self.len += seq_len;
+        let (start, end) = (self.len, self.len + k.dims()[2]);
+        self.len = end;
+        if k.is_autodiff() || v.is_autodiff() {
+            let k_all = concat(self.k.take(), start, k);
+            let v_all = concat(self.v.take(), start, v);
+            self.k = Some(k_all.clone());
+            self.v = Some(v_all.clone());
+            return (k_all, v_all);
+        }
+        let k_all = write(&mut self.k, start, k);
+        let v_all = write(&mut self.v, start, v);
         (k_all, v_all)
     }
 
@@ -76,6 +89,7 @@ impl KvCache {
     ///
     /// If the cache holds more than one sequence.
     pub fn repeat_batch(&mut self, times: usize) {
+        let len = self.len;
         for t in [&mut self.k, &mut self.v] {
             if let Some(x) = t.take() {
                 assert_eq!(
@@ -83,7 +97,7 @@ impl KvCache {
                     1,
                     "only a cache of one sequence can be repeated"
                 );
-                *t = Some(x.repeat_dim(0, times));
+                *t = Some(x.narrow(2, 0, len).repeat_dim(0, times));
             }
         }
     }
@@ -101,13 +115,53 @@ impl KvCache {
             self.reset();
             return;
         }
-        for t in [&mut self.k, &mut self.v] {
-            if let Some(x) = t.take() {
-                *t = Some(x.narrow(2, 0, len));
-            }
-        }
+        // The buffers keep their size: positions from `len` on are overwritten by the next
+        // append (a shared buffer is copied first, so other holders keep what they saw).
         self.len = len;
     }
+}
+
+/// `past[.., .., ..len] ++ new` along the sequence axis (the autodiff path).
+fn concat(past: Option<Tensor<4>>, len: usize, new: Tensor<4>) -> Tensor<4> {
+    match past {
+        Some(past) if len > 0 => {
+            let past = if past.dims()[2] > len {
+                past.narrow(2, 0, len)
+            } else {
+                past
+            };
+            Tensor::cat(vec![past, new], 2)
+        }
+        _ => new,
+    }
+}
+
+/// Writes `new` at positions `start..` of `buffer` (growing it by doubling when it is full) and
+/// returns a view of positions `..start + seq_len`. The write happens in place when the buffer
+/// has no other holder; the returned view is such a holder only until the caller drops it.
+fn write(buffer: &mut Option<Tensor<4>>, start: usize, new: Tensor<4>) -> Tensor<4> {
+    let [batch_size, heads, seq_len, head_dim] = new.dims();
+    let end = start + seq_len;
+    let capacity = buffer.as_ref().map_or(0, |b| b.dims()[2]);
+    let fits = buffer
+        .as_ref()
+        .is_some_and(|b| b.dims()[0] == batch_size && capacity >= end);
+    let full = if fits {
+        buffer.take().expect("checked above")
+    } else {
+        let grown = end.max(2 * capacity).max(MIN_CAPACITY);
+        let empty = Tensor::zeros([batch_size, heads, grown, head_dim], &new.device());
+        match buffer.take() {
+            Some(past) if start > 0 => empty.slice_assign(
+                [0..batch_size, 0..heads, 0..start, 0..head_dim],
+                past.narrow(2, 0, start),
+            ),
+            _ => empty,
+        }
+    };
+    let full = full.slice_assign([0..batch_size, 0..heads, start..end, 0..head_dim], new);
+    *buffer = Some(full.clone());
+    full.narrow(2, 0, end)
 }
 
 /// The keys and values of the last prompt a model read, so that the next prompt that begins

@@ -174,14 +174,14 @@ impl Q8Matrix {
         // `[rows, tokens]` here, transposed at the end when there is more than one token.
         let rows_per_task = (16_384 / self.cols).clamp(1, 64);
         let mut out_t = vec![0f32; self.rows * tokens];
-        let arch = pulp::Arch::new();
+        let kernel = Kernel::detect();
         out_t
             .par_chunks_mut(rows_per_task * tokens)
             .enumerate()
             .for_each(|(task, out)| {
                 let first = task * rows_per_task;
                 let n = out.len() / tokens;
-                arch.dispatch(RowsKernel {
+                kernel.run(RowsKernel {
                     wq: &self.qs[first * self.cols..(first + n) * self.cols],
                     wd: &self.scales[first * blocks..(first + n) * blocks],
                     xq: &xq,
@@ -213,6 +213,33 @@ fn quantize_block(w: &[f32], q: &mut [i8]) -> f32 {
         *q = (v * inv).round() as i8;
     }
     d
+}
+
+/// Which dot-product code runs: hand-written AVX2 where the CPU has it (x86-64-v3), otherwise
+/// the portable loop compiled for the best SIMD level `pulp` finds.
+#[derive(Clone, Copy)]
+enum Kernel {
+    #[cfg(target_arch = "x86_64")]
+    Avx2(pulp::x86::V3),
+    Portable(pulp::Arch),
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = pulp::x86::V3::try_new() {
+            return Self::Avx2(simd);
+        }
+        Self::Portable(pulp::Arch::new())
+    }
+
+    fn run(self, rows: RowsKernel<'_>) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2(simd) => pulp::Simd::vectorize(simd, avx2::Rows { simd, rows }),
+            Self::Portable(arch) => arch.dispatch(rows),
+        }
+    }
 }
 
 /// Some weight rows against every token, compiled once per SIMD level by `pulp`.
@@ -262,6 +289,71 @@ fn dot_q8(wq: &[i8], wd: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
         acc += s as f32 * (dw * dx);
     }
     acc
+}
+
+/// The AVX2 kernel, after llama.cpp's `ggml_vec_dot_q8_0_q8_0`: per block of 32, one
+/// `vpmaddubsw` (|x| as unsigned times w with x's sign) gives 16 pair sums, one `vpmaddwd` turns
+/// them into 8 i32 lanes, which are scaled by `d_w·d_x` and accumulated in 8 f32 lanes; the lanes
+/// are summed once per row. The sums are exact (|q| ≤ 127, so a pair is at most 32,258 and never
+/// saturates i16), so only the f32 accumulation order differs from the portable loop.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{__m256, __m256i};
+
+    use super::{Q8_BLOCK, RowsKernel};
+
+    pub(super) struct Rows<'a> {
+        pub simd: pulp::x86::V3,
+        pub rows: RowsKernel<'a>,
+    }
+
+    impl pulp::WithSimd for Rows<'_> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+            let Rows { simd, rows } = self;
+            let blocks = rows.cols / Q8_BLOCK;
+            for (r, out) in rows.out.chunks_exact_mut(rows.tokens).enumerate() {
+                let wq = &rows.wq[r * rows.cols..(r + 1) * rows.cols];
+                let wd = &rows.wd[r * blocks..(r + 1) * blocks];
+                for (t, y) in out.iter_mut().enumerate() {
+                    let xq = &rows.xq[t * rows.cols..(t + 1) * rows.cols];
+                    let xd = &rows.xd[t * blocks..(t + 1) * blocks];
+                    *y = dot(simd, wq, wd, xq, xd);
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn load(block: &[i8]) -> __m256i {
+        let bytes: [i8; Q8_BLOCK] = block.try_into().expect("a Q8_0 block is 32 values");
+        pulp::cast(bytes)
+    }
+
+    #[inline(always)]
+    fn dot(simd: pulp::x86::V3, wq: &[i8], wd: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
+        let ones = simd.avx._mm256_set1_epi16(1);
+        let mut acc: __m256 = simd.avx._mm256_setzero_ps();
+        for ((w, x), (&dw, &dx)) in wq
+            .chunks_exact(Q8_BLOCK)
+            .zip(xq.chunks_exact(Q8_BLOCK))
+            .zip(wd.iter().zip(xd))
+        {
+            let (w, x) = (load(w), load(x));
+            let abs_x = simd.avx2._mm256_abs_epi8(x);
+            let w_signed = simd.avx2._mm256_sign_epi8(w, x);
+            let pairs = simd.avx2._mm256_maddubs_epi16(abs_x, w_signed);
+            let lanes = simd.avx2._mm256_madd_epi16(pairs, ones);
+            let lanes = simd.avx._mm256_cvtepi32_ps(lanes);
+            acc = simd
+                .fma
+                ._mm256_fmadd_ps(lanes, simd.avx._mm256_set1_ps(dw * dx), acc);
+        }
+        let lanes: [f32; 8] = pulp::cast(acc);
+        lanes.iter().sum()
+    }
 }
 
 #[cfg(test)]
@@ -320,6 +412,34 @@ mod tests {
             "{} vs {exact}",
             y[0]
         );
+    }
+
+    #[test]
+    fn every_kernel_gives_the_portable_result() {
+        let (rows, cols, tokens) = (9, 160, 3);
+        let w = Q8Matrix::from_rows(&values(rows * cols, 5), rows, cols).unwrap();
+        let x = Q8Matrix::from_rows(&values(tokens * cols, 6), tokens, cols).unwrap();
+        let run = |kernel: Kernel| {
+            let mut out = vec![0f32; rows * tokens];
+            kernel.run(RowsKernel {
+                wq: &w.qs,
+                wd: &w.scales,
+                xq: &x.qs,
+                xd: &x.scales,
+                cols,
+                tokens,
+                out: &mut out,
+            });
+            out
+        };
+        let portable = run(Kernel::Portable(pulp::Arch::new()));
+        let detected = run(Kernel::detect());
+        for (i, (a, b)) in portable.iter().zip(&detected).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+                "out[{i}]: {a} vs {b}"
+            );
+        }
     }
 
     #[test]
