@@ -53,9 +53,12 @@ pub struct LoraAdapter {
 #[cfg(not(target_family = "wasm"))]
 pub const Q8_MAX_ROWS: usize = 8;
 
-/// `x · Wᵀ` with a Q8_0 `W` on the host: `[tokens, in]` → `[tokens, out]`.
+/// `x · Wᵢᵀ` with Q8_0 `Wᵢ` on the host, all in one pass ([`Q8Matrix::matmul_many`]):
+/// `[tokens, in]` → `[tokens, out_i]` each.
+///
+/// [`Q8Matrix::matmul_many`]: crate::qmatmul::Q8Matrix::matmul_many
 #[cfg(not(target_family = "wasm"))]
-pub(crate) fn q8_matmul(w: &crate::qmatmul::Q8Matrix, x: Tensor<2>) -> Tensor<2> {
+pub(crate) fn q8_matmul_many(ws: &[&crate::qmatmul::Q8Matrix], x: Tensor<2>) -> Vec<Tensor<2>> {
     let [tokens, _] = x.dims();
     let device = x.device();
     let data = x
@@ -63,11 +66,22 @@ pub(crate) fn q8_matmul(w: &crate::qmatmul::Q8Matrix, x: Tensor<2>) -> Tensor<2>
         .convert::<f32>()
         .try_into_vec::<f32>()
         .expect("f32 after convert");
-    let y = w.matmul(&data, tokens);
-    Tensor::from_data(
-        burn::tensor::TensorData::new(y, [tokens, w.rows()]),
-        &device,
-    )
+    crate::qmatmul::Q8Matrix::matmul_many(ws, &data, tokens)
+        .into_iter()
+        .zip(ws)
+        .map(|(y, w)| {
+            Tensor::from_data(
+                burn::tensor::TensorData::new(y, [tokens, w.rows()]),
+                &device,
+            )
+        })
+        .collect()
+}
+
+/// `x · Wᵀ` with a Q8_0 `W` on the host: `[tokens, in]` → `[tokens, out]`.
+#[cfg(not(target_family = "wasm"))]
+pub(crate) fn q8_matmul(w: &crate::qmatmul::Q8Matrix, x: Tensor<2>) -> Tensor<2> {
+    q8_matmul_many(&[w], x).pop().expect("one product")
 }
 
 impl LoraLinear {
@@ -124,26 +138,71 @@ impl LoraLinear {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [batch_size, seq_len, d_in] = x.dims();
         let x = x.reshape([batch_size * seq_len, d_in]); // [tokens, in]
-        let mut y = match &self.q8 {
+        let y = match &self.q8 {
             // Decoding (a few rows) is memory-bound: 8-bit weights. A prompt's many rows are
             // compute-bound, where the f32 GEMM is faster.
             #[cfg(not(target_family = "wasm"))]
             Some(q) if batch_size * seq_len <= Q8_MAX_ROWS => q8_matmul(&q.0, x.clone()),
             _ => x.clone().matmul(self.weight.val()), // [tokens, out]
         };
-        if let Some(lora) = &self.lora {
-            let x = if lora.training && lora.dropout > 0.0 {
-                let keep = 1.0 - lora.dropout;
-                let mask =
-                    Tensor::<2>::random(x.dims(), Distribution::Bernoulli(keep), &x.device());
-                x * mask.div_scalar(keep)
-            } else {
-                x
-            };
-            let delta = x.matmul(lora.a.val()).matmul(lora.b.val()); // [tokens, out]
-            y = y + delta.mul_scalar(lora.scaling);
-        }
+        let y = self.add_lora(x, y);
         let d_out = y.dims()[1];
         y.reshape([batch_size, seq_len, d_out])
+    }
+
+    /// [`LoraLinear::forward`] of several projections of the same input (a layer's q/k/v or
+    /// gate/up): when all have Q8_0 weights and the input is a few rows, their base products
+    /// run in one pass over the weights ([`Q8Matrix::matmul_many`]); otherwise one by one.
+    /// The results are those of `forward`, in order.
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[batch_size, seq_len, in]`
+    /// - output i: `[batch_size, seq_len, out_i]`
+    ///
+    /// [`Q8Matrix::matmul_many`]: crate::qmatmul::Q8Matrix::matmul_many
+    pub fn forward_many(projections: &[&Self], x: Tensor<3>) -> Vec<Tensor<3>> {
+        #[cfg(not(target_family = "wasm"))]
+        {
+            let [batch_size, seq_len, d_in] = x.dims();
+            let q8: Option<Vec<&crate::qmatmul::Q8Matrix>> = projections
+                .iter()
+                .map(|p| p.q8.as_ref().map(|q| &*q.0))
+                .collect();
+            if let Some(q8) = q8.filter(|_| batch_size * seq_len <= Q8_MAX_ROWS) {
+                let x = x.reshape([batch_size * seq_len, d_in]);
+                return q8_matmul_many(&q8, x.clone())
+                    .into_iter()
+                    .zip(projections)
+                    .map(|(y, p)| {
+                        let y = p.add_lora(x.clone(), y);
+                        let d_out = y.dims()[1];
+                        y.reshape([batch_size, seq_len, d_out])
+                    })
+                    .collect();
+            }
+        }
+        projections.iter().map(|p| p.forward(x.clone())).collect()
+    }
+
+    /// `y + scaling · (x · A) · B` when an adapter is attached (with dropout on `x` while
+    /// training), `y` otherwise.
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[tokens, in]`, y: `[tokens, out]`; output: `[tokens, out]`
+    fn add_lora(&self, x: Tensor<2>, y: Tensor<2>) -> Tensor<2> {
+        let Some(lora) = &self.lora else {
+            return y;
+        };
+        let x = if lora.training && lora.dropout > 0.0 {
+            let keep = 1.0 - lora.dropout;
+            let mask = Tensor::<2>::random(x.dims(), Distribution::Bernoulli(keep), &x.device());
+            x * mask.div_scalar(keep)
+        } else {
+            x
+        };
+        let delta = x.matmul(lora.a.val()).matmul(lora.b.val()); // [tokens, out]
+        y + delta.mul_scalar(lora.scaling)
     }
 }

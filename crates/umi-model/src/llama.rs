@@ -70,9 +70,10 @@ impl Attention {
             (self.num_heads, self.num_kv_heads, self.head_dim);
         let start = cache.len();
 
-        let q = self.q_proj.forward(x.clone());
-        let k = self.k_proj.forward(x.clone());
-        let v = self.v_proj.forward(x);
+        let [q, k, v]: [Tensor<3>; 3] =
+            LoraLinear::forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], x)
+                .try_into()
+                .expect("three projections");
         let q = q
             .reshape([batch_size, seq_len, num_heads, head_dim])
             .swap_dims(1, 2); // [batch_size, num_heads, seq_len, head_dim]
@@ -151,9 +152,11 @@ impl Mlp {
     /// - x: `[batch_size, seq_len, hidden_size]`
     /// - output: same
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone())); // [batch_size, seq_len, intermediate_size]
-        let up = self.up_proj.forward(x);
-        self.down_proj.forward(gate * up)
+        let [gate, up]: [Tensor<3>; 2] =
+            LoraLinear::forward_many(&[&self.gate_proj, &self.up_proj], x)
+                .try_into()
+                .expect("two projections"); // [batch_size, seq_len, intermediate_size] each
+        self.down_proj.forward(silu(gate) * up)
     }
 }
 

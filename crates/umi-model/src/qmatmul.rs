@@ -158,12 +158,35 @@ impl Q8Matrix {
     ///
     /// If `x.len() != tokens * cols`.
     pub fn matmul(&self, x: &[f32], tokens: usize) -> Vec<f32> {
+        Self::matmul_many(&[self], x, tokens)
+            .pop()
+            .expect("one product per matrix")
+    }
+
+    /// `x · Wᵢᵀ` for several matrices that read the same input (a layer's q/k/v or gate/up
+    /// projections): `x` is quantized once and all the products share one parallel pass, so
+    /// the thread pool starts once instead of once per matrix.
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[tokens, cols]`
+    /// - output i: `[tokens, ws[i].rows()]`
+    ///
+    /// # Panics
+    ///
+    /// If `ws` is empty, the matrices' widths differ, or `x.len() != tokens * cols`.
+    pub fn matmul_many(ws: &[&Self], x: &[f32], tokens: usize) -> Vec<Vec<f32>> {
+        let cols = ws.first().expect("Q8Matrix::matmul_many: no matrix").cols;
+        assert!(
+            ws.iter().all(|w| w.cols == cols),
+            "Q8Matrix::matmul_many: the matrices' widths differ"
+        );
         assert_eq!(
             x.len(),
-            tokens * self.cols,
+            tokens * cols,
             "Q8Matrix::matmul: x has the wrong size"
         );
-        let blocks = self.cols / Q8_BLOCK;
+        let blocks = cols / Q8_BLOCK;
         let mut xq = vec![0i8; x.len()];
         let xd: Vec<f32> = x
             .chunks_exact(Q8_BLOCK)
@@ -172,35 +195,45 @@ impl Q8Matrix {
             .collect();
         // Work in chunks of output rows, each reading its weights once for every token:
         // `[rows, tokens]` here, transposed at the end when there is more than one token.
-        let rows_per_task = (16_384 / self.cols).clamp(1, 64);
-        let mut out_t = vec![0f32; self.rows * tokens];
+        let rows_per_task = (16_384 / cols).clamp(1, 64);
+        let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; w.rows * tokens]).collect();
+        let tasks: Vec<(&Self, usize, &mut [f32])> = ws
+            .iter()
+            .zip(outs.iter_mut())
+            .flat_map(|(&w, out)| {
+                out.chunks_mut(rows_per_task * tokens)
+                    .enumerate()
+                    .map(move |(task, out)| (w, task * rows_per_task, out))
+            })
+            .collect();
         let kernel = Kernel::detect();
-        out_t
-            .par_chunks_mut(rows_per_task * tokens)
-            .enumerate()
-            .for_each(|(task, out)| {
-                let first = task * rows_per_task;
-                let n = out.len() / tokens;
-                kernel.run(RowsKernel {
-                    wq: &self.qs[first * self.cols..(first + n) * self.cols],
-                    wd: &self.scales[first * blocks..(first + n) * blocks],
-                    xq: &xq,
-                    xd: &xd,
-                    cols: self.cols,
-                    tokens,
-                    out,
-                })
-            });
+        tasks.into_par_iter().for_each(|(w, first, out)| {
+            let n = out.len() / tokens;
+            kernel.run(RowsKernel {
+                wq: &w.qs[first * cols..(first + n) * cols],
+                wd: &w.scales[first * blocks..(first + n) * blocks],
+                xq: &xq,
+                xd: &xd,
+                cols,
+                tokens,
+                out,
+            })
+        });
         if tokens == 1 {
-            return out_t;
+            return outs;
         }
-        let mut out = vec![0f32; tokens * self.rows];
-        for (r, row) in out_t.chunks_exact(tokens).enumerate() {
-            for (t, &v) in row.iter().enumerate() {
-                out[t * self.rows + r] = v;
-            }
-        }
-        out
+        outs.into_iter()
+            .map(|out_t| {
+                let rows = out_t.len() / tokens;
+                let mut out = vec![0f32; tokens * rows];
+                for (r, row) in out_t.chunks_exact(tokens).enumerate() {
+                    for (t, &v) in row.iter().enumerate() {
+                        out[t * rows + r] = v;
+                    }
+                }
+                out
+            })
+            .collect()
     }
 }
 
@@ -440,6 +473,19 @@ mod tests {
                 "out[{i}]: {a} vs {b}"
             );
         }
+    }
+
+    #[test]
+    fn products_in_one_pass_equal_separate_products() {
+        let (cols, tokens) = (64, 3);
+        let a = Q8Matrix::from_rows(&values(5 * cols, 7), 5, cols).unwrap();
+        let b = Q8Matrix::from_rows(&values(130 * cols, 8), 130, cols).unwrap();
+        let x = values(tokens * cols, 9);
+        let both = Q8Matrix::matmul_many(&[&a, &b], &x, tokens);
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[0], a.matmul(&x, tokens));
+        assert_eq!(both[1], b.matmul(&x, tokens));
+        assert_eq!(both[1].len(), tokens * 130);
     }
 
     #[test]
