@@ -8,7 +8,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-query="${1:-What is 100 USD in EUR, and what day of the week is 2026-12-25?}"
+query="${1:-What is 100 USD in EUR?}"
 shift || true
 scripts/setup.sh
 cargo build --release -p umi-cli

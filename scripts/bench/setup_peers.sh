@@ -49,12 +49,20 @@ install_torch() {
 
 install_llamacpp() {
   local s=$(date +%s)
-  # Compiles llama.cpp from source (cmake from the venv). GGML_NATIVE: tuned to this CPU (AVX2/AVX-512);
-  # LLAVA_BUILD=OFF skips the multimodal library (mtmd, ~50 files) that the benchmark does not use.
-  if PATH="$VENV/bin:$PATH" CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+  # Compiles llama.cpp from source (cmake from the venv), tuned to this CPU's SIMD (AVX2, FMA, F16C,
+  # AVX-512 and its VNNI/BF16/VBMI when present) but without AMX: GGML_NATIVE=ON also builds the AMX
+  # kernels on AMX CPUs, and in this VM every quantized (Q8_0, Q4_1) model then segfaulted on its
+  # first eval (2026-11-30). LLAVA_BUILD=OFF skips the multimodal library (mtmd, ~50 files).
+  local flags="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" f
+  for f in avx:AVX avx2:AVX2 fma:FMA f16c:F16C avx512f:AVX512 avx512_vnni:AVX512_VNNI \
+           avx512_bf16:AVX512_BF16 avx512vbmi:AVX512_VBMI; do
+    grep -qw "${f%%:*}" /proc/cpuinfo && flags="$flags -DGGML_${f##*:}=ON"
+  done
+  note "llama.cpp: CMAKE_ARGS=$flags"
+  if PATH="$VENV/bin:$PATH" CMAKE_ARGS="$flags" CMAKE_BUILD_PARALLEL_LEVEL=2 \
        $PIP install --no-cache-dir "llama-cpp-python==$LLAMA_CPP_PYTHON" >"$LOGS/llama-cpp-python.log" 2>&1 \
      && "$VENV/bin/python" -c "import llama_cpp" 2>>"$LOGS/llama-cpp-python.log"; then
-    note "llama.cpp: ok llama-cpp-python==$LLAMA_CPP_PYTHON GGML_NATIVE=ON ($(( $(date +%s)-s ))s)"
+    note "llama.cpp: ok llama-cpp-python==$LLAMA_CPP_PYTHON ($(( $(date +%s)-s ))s)"
   else
     note "llama.cpp: FAILED (see $LOGS/llama-cpp-python.log)"
   fi
