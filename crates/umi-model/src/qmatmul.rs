@@ -287,11 +287,11 @@ struct RowsKernel<'a> {
     out: &'a mut [f32],
 }
 
-impl pulp::WithSimd for RowsKernel<'_> {
-    type Output = ();
-
+impl RowsKernel<'_> {
+    /// Fills `out[r, t]` with `dot(row r's weights and scales, token t's values and scales)`:
+    /// the loop both kernels share, inlined into each one's SIMD context.
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+    fn each_dot(self, dot: impl Fn(&[i8], &[f32], &[i8], &[f32]) -> f32) {
         let blocks = self.cols / Q8_BLOCK;
         for (r, out) in self.out.chunks_exact_mut(self.tokens).enumerate() {
             let wq = &self.wq[r * self.cols..(r + 1) * self.cols];
@@ -299,9 +299,18 @@ impl pulp::WithSimd for RowsKernel<'_> {
             for (t, y) in out.iter_mut().enumerate() {
                 let xq = &self.xq[t * self.cols..(t + 1) * self.cols];
                 let xd = &self.xd[t * blocks..(t + 1) * blocks];
-                *y = dot_q8(wq, wd, xq, xd);
+                *y = dot(wq, wd, xq, xd);
             }
         }
+    }
+}
+
+impl pulp::WithSimd for RowsKernel<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+        self.each_dot(dot_q8)
     }
 }
 
@@ -346,16 +355,7 @@ mod avx2 {
         #[inline(always)]
         fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
             let Rows { simd, rows } = self;
-            let blocks = rows.cols / Q8_BLOCK;
-            for (r, out) in rows.out.chunks_exact_mut(rows.tokens).enumerate() {
-                let wq = &rows.wq[r * rows.cols..(r + 1) * rows.cols];
-                let wd = &rows.wd[r * blocks..(r + 1) * blocks];
-                for (t, y) in out.iter_mut().enumerate() {
-                    let xq = &rows.xq[t * rows.cols..(t + 1) * rows.cols];
-                    let xd = &rows.xd[t * blocks..(t + 1) * blocks];
-                    *y = dot(simd, wq, wd, xq, xd);
-                }
-            }
+            rows.each_dot(|wq, wd, xq, xd| dot(simd, wq, wd, xq, xd))
         }
     }
 
