@@ -6,7 +6,8 @@ use std::rc::Rc;
 
 use umi_data::{Role, RoleMap};
 use umi_model::{
-    AdapterSet, GenerationConfig, LoadedModel, PrefixCache, generate_cached, next_token_logits,
+    AdapterSet, GenerationConfig, LoadedModel, PrefixCache, generate_cached, generate_many,
+    next_token_logits,
 };
 
 use crate::generator::{Generator, GeneratorError, PromptLength};
@@ -198,6 +199,55 @@ impl LlamaGenerator {
                 .ok_or_else(|| fail(format!("token {t} is outside the vocabulary")))
         };
         Ok((at(token_a)?, at(token_b)?))
+    }
+
+    /// Several continuations of one `role` prompt decoded together as a batch
+    /// ([`umi_model::generate_many`]): `configs[i]` (its seed, temperature, top-p and
+    /// `max_new_tokens`) with `stop` added gives continuation `i`, which equals what
+    /// [`Generator::generate`] gives with that config. The prompt is truncated as there, with
+    /// room left for the longest continuation, and prefilled once through the role's prefix
+    /// cache.
+    ///
+    /// # Errors
+    ///
+    /// When the prompt cannot be encoded or a config is invalid.
+    pub async fn generate_many(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        stop: &[String],
+        configs: &[GenerationConfig],
+    ) -> Result<Vec<String>, GeneratorError> {
+        let saved = self.config.max_new_tokens;
+        self.config.max_new_tokens = configs.iter().map(|c| c.max_new_tokens).max().unwrap_or(0);
+        let encoded = self.encode(role, prompt);
+        self.config.max_new_tokens = saved;
+        let (mut ids, budget) = encoded?;
+        if ids.len() > budget {
+            ids.drain(..ids.len() - budget);
+        }
+        let configs: Vec<GenerationConfig> = configs
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                c.stop_strings.extend(stop.iter().cloned());
+                c
+            })
+            .collect();
+        let loaded = self.models.for_role(role);
+        let outputs = generate_many(
+            &loaded.model,
+            &loaded.tokenizer,
+            &ids,
+            &configs,
+            self.prefixes.get_mut(role),
+        )
+        .await
+        .map_err(|e| GeneratorError {
+            role,
+            message: e.to_string(),
+        })?;
+        Ok(outputs.into_iter().map(|o| o.text).collect())
     }
 
     /// The text `role`'s model reads for `prompt`: wrapped as a user turn of its chat template

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use umi_model::{Backend, argmax, next_token_logits};
+use umi_model::{
+    Backend, GenerationConfig, Sampler, argmax, next_token_logits, next_token_logits_batch,
+};
 
 use crate::DEFAULT_MODEL;
 use crate::models;
@@ -39,6 +41,47 @@ pub(crate) struct BenchArgs {
     /// Rows per training step (with --train).
     #[arg(long, default_value_t = 1)]
     batch_size: usize,
+    /// Also time batched sampling: this many continuations of the prompt decoded as one batch
+    /// (temperature 0.5, top-p 0.95, as self-rewarding samples candidate steps), against one
+    /// sampled stream in the same run; `--new-tokens` each, EOS ignored.
+    #[arg(long, default_value_t = 0)]
+    samples: usize,
+}
+
+/// Decode tokens/s of `rows` sampled continuations of `prompt` decoded as one batch (all of
+/// them counted), `new_tokens` steps after one shared prefill.
+fn sampled_decode(
+    model: &umi_model::Llama,
+    prompt: &[u32],
+    rows: usize,
+    new_tokens: usize,
+) -> Result<f64> {
+    let mut cache = model.new_cache();
+    let first = pollster::block_on(next_token_logits(model, prompt, &mut cache))?;
+    for layer in cache.iter_mut() {
+        layer.repeat_batch(rows);
+    }
+    let mut samplers = (0..rows)
+        .map(|r| {
+            Sampler::new(&GenerationConfig {
+                temperature: 0.5,
+                top_p: 0.95,
+                seed: r as u64,
+                ..Default::default()
+            })
+        })
+        .collect::<umi_model::Result<Vec<_>>>()?;
+    let mut logits = vec![first; rows];
+    let t = Instant::now();
+    for _ in 0..new_tokens {
+        let next: Vec<u32> = samplers
+            .iter_mut()
+            .zip(&logits)
+            .map(|(s, l)| s.sample(l))
+            .collect();
+        logits = pollster::block_on(next_token_logits_batch(model, &next, &mut cache))?;
+    }
+    Ok((rows * new_tokens) as f64 / t.elapsed().as_secs_f64())
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -96,12 +139,33 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
             decode[run]
         );
     }
-    let line = serde_json::json!({
+    let (mut one_stream, mut batched) = (Vec::new(), Vec::new());
+    if args.samples > 0 {
+        for run in 0..args.runs {
+            one_stream.push(sampled_decode(model, &prompt, 1, args.new_tokens)?);
+            batched.push(sampled_decode(
+                model,
+                &prompt,
+                args.samples,
+                args.new_tokens,
+            )?);
+            eprintln!(
+                "run {}: sampled decode, 1 stream {:.1} tok/s, {} in a batch {:.1} tok/s",
+                run + 1,
+                one_stream[run],
+                args.samples,
+                batched[run]
+            );
+        }
+    }
+    let mut line = serde_json::json!({
         "system": format!("umi {} (burn {} {})", env!("CARGO_PKG_VERSION"), "0.22.1", if args.backend == Backend::Cpu { "flex CPU" } else { "wgpu" }),
         "model": args.model.display().to_string(),
         "precision": match args.quant {
             models::Quant::F32 => "f32",
             models::Quant::Q8_0 => "Q8_0",
+            models::Quant::Auto if args.backend == Backend::Cpu => "Q8_0",
+            models::Quant::Auto => "f32",
         },
         "prompt_tokens": args.prompt_tokens,
         "new_tokens": args.new_tokens,
@@ -109,6 +173,11 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
         "decode_tok_s": median(decode),
         "peak_rss_mib": peak_rss_mib(),
     });
+    if args.samples > 0 {
+        line["samples"] = args.samples.into();
+        line["sampled_one_stream_tok_s"] = median(one_stream).into();
+        line["sampled_batch_tok_s"] = median(batched).into();
+    }
     println!("{line}");
     Ok(())
 }

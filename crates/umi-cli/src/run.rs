@@ -66,9 +66,9 @@ pub(crate) fn run_agent(args: RunArgs) -> Result<()> {
         max_new_tokens: args.max_new_tokens,
         ..Default::default()
     };
-    let mut generator = args
-        .models
-        .clone()
+    let mut models = args.models.clone();
+    models.quant.get_or_insert(crate::models::Quant::Auto);
+    let mut generator = models
         .or_shipped_agent(mode == AgentMode::Multi)
         .generator(&mut ModelCache::default(), &device, config)?;
     // While a role writes, a live line on stderr (terminals only) says who, how far and how

@@ -102,6 +102,37 @@ impl KvCache {
         }
     }
 
+    /// Keeps the sequences at `rows` (in that order) and drops the others: batched decoding
+    /// removes a sequence that has stopped so that the next steps compute only the running ones.
+    ///
+    /// # Shapes
+    ///
+    /// - before: `[batch_size, num_kv_heads, len, head_dim]`
+    /// - after: `[rows.len(), num_kv_heads, len, head_dim]`
+    ///
+    /// # Panics
+    ///
+    /// If `rows` is empty or names a sequence the cache does not hold.
+    pub fn select_rows(&mut self, rows: &[usize]) {
+        assert!(!rows.is_empty(), "a cache keeps at least one sequence");
+        let len = self.len;
+        for t in [&mut self.k, &mut self.v] {
+            if let Some(x) = t.take() {
+                let batch_size = x.dims()[0];
+                assert!(
+                    rows.iter().all(|&r| r < batch_size),
+                    "rows {rows:?} outside a batch of {batch_size}"
+                );
+                let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+                let ids = Tensor::<1, burn::tensor::Int>::from_data(
+                    burn::tensor::TensorData::new(ids, [rows.len()]),
+                    &x.device(),
+                );
+                *t = Some(x.narrow(2, 0, len).select(0, ids));
+            }
+        }
+    }
+
     /// Keeps only the first `len` positions (nothing changes when `len >= self.len()`).
     ///
     /// # Shapes

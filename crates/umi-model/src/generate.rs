@@ -131,16 +131,31 @@ impl Sampler {
             .map(|(i, &l)| (i as u32, ((l as f64 - max) / self.temperature).exp()))
             .collect();
         let total: f64 = probs.iter().map(|p| p.1).sum();
-        probs.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let mut kept = 0.0;
-        let mut cut = probs.len();
-        for (i, p) in probs.iter().enumerate() {
-            kept += p.1 / total;
-            if kept >= self.top_p {
-                cut = i + 1;
-                break;
+        // The nucleus is the shortest run of the most probable ids (ties by id) whose mass
+        // reaches top_p. It is usually a few ids, so it is looked for among the `k` most
+        // probable, found in linear time, and the whole vocabulary is sorted only when they do
+        // not reach top_p (always when top_p = 1): the same ids in the same order either way.
+        let descending = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let mut k = 64;
+        let cut = loop {
+            if k < probs.len() && self.top_p < 1.0 {
+                probs.select_nth_unstable_by(k - 1, descending);
+                probs[..k].sort_unstable_by(descending);
+            } else {
+                k = probs.len();
+                probs.sort_unstable_by(descending);
             }
-        }
+            let mut kept = 0.0;
+            let cut = probs[..k].iter().position(|p| {
+                kept += p.1 / total;
+                kept >= self.top_p
+            });
+            match cut {
+                Some(i) => break i + 1,
+                None if k == probs.len() => break k,
+                None => k *= 8,
+            }
+        };
         probs.truncate(cut);
         let mass: f64 = probs.iter().map(|p| p.1).sum();
         let mut r = self.rng.unit() * mass;
@@ -211,6 +226,43 @@ pub async fn next_token_logits(
         .narrow(1, seq_len - 1, 1)
         .reshape([1, 1, hidden_size]);
     last_logits(model.logits(last)).await
+}
+
+/// Feeds one new token per sequence of a batch (`tokens[r]` continues row `r` of `cache`) and
+/// returns each row's next-token logits on the host: one forward for all rows, which reads
+/// the weights once (decoding is memory-bound, so a few rows cost little more than one).
+///
+/// # Shapes
+///
+/// - cache: `[tokens.len(), num_kv_heads, len, head_dim]` per layer
+/// - returns `tokens.len()` rows of `[vocab_size]` logits
+///
+/// # Errors
+///
+/// [`Error::Generation`] when `tokens` is empty or the device cannot read the logits back.
+pub async fn next_token_logits_batch(
+    model: &Llama,
+    tokens: &[u32],
+    cache: &mut [KvCache],
+) -> Result<Vec<Vec<f32>>> {
+    if tokens.is_empty() {
+        return Err(Error::Generation(
+            "a batch needs at least one sequence".into(),
+        ));
+    }
+    let device = model.embed_tokens.val().device();
+    let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+    let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [tokens.len(), 1]), &device);
+    let logits = model.forward(input, cache); // [rows, 1, vocab_size]
+    let [rows, _, vocab_size] = logits.dims();
+    let flat = logits
+        .reshape([rows * vocab_size])
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Generation(format!("reading the logits back failed: {e:?}")))?
+        .try_into_vec_as::<f32>()
+        .map_err(|e| Error::Generation(format!("the logits are not floats: {e:?}")))?;
+    Ok(flat.chunks(vocab_size).map(<[f32]>::to_vec).collect())
 }
 
 /// Incremental detokenisation for streaming: turns the growing decoded text into deltas.
@@ -353,15 +405,8 @@ pub async fn generate_cached(
             break;
         }
         text = tokenizer.decode(&tokens, true)?;
-        if let Some((stop, at)) = config
-            .stop_strings
-            .iter()
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| text.find(s.as_str()).map(|at| (s, at)))
-            .min_by_key(|(_, at)| *at)
-        {
-            text.truncate(at);
-            finish_reason = FinishReason::StopString(stop.clone());
+        if let Some(stop) = cut_at_stop_string(&mut text, &config.stop_strings) {
+            finish_reason = FinishReason::StopString(stop);
             break;
         }
         let delta = stream.push(&text);
@@ -386,6 +431,151 @@ pub async fn generate_cached(
         decode_time: decode_start.elapsed(),
         finish_reason,
     })
+}
+
+/// Cuts `text` at the earliest of `stop_strings` it contains and returns that stop string.
+fn cut_at_stop_string(text: &mut String, stop_strings: &[String]) -> Option<String> {
+    let (stop, at) = stop_strings
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()).map(|at| (s, at)))
+        .min_by_key(|(_, at)| *at)?;
+    text.truncate(at);
+    Some(stop.clone())
+}
+
+/// One sequence of [`generate_many`] while it runs.
+struct Row<'a> {
+    config: &'a GenerationConfig,
+    sampler: Sampler,
+    tokens: Vec<u32>,
+    text: String,
+    finish_reason: Option<FinishReason>,
+    decode_time: Duration,
+}
+
+/// Continues one prompt with `configs.len()` sequences decoded together as a batch: the `w`
+/// candidate steps of a decision point (psrlm-design.md §2.4), each with its own seed.
+///
+/// The prompt is prefilled once (reusing `prefix` as [`generate_cached`] does), its keys and
+/// values are repeated for every sequence ([`KvCache::repeat_batch`]), and each decode step is
+/// one forward over the sequences still running ([`next_token_logits_batch`]). A sequence
+/// leaves the batch when it stops (EOS, a stop string, its own `max_new_tokens`). Sequence `r`
+/// samples with `configs[r]`, so it gets the tokens [`generate_cached`] gives for that config,
+/// up to the rounding of batched products (identical with Q8_0 weights, whose products are per
+/// row; greedy tokens agree in the tests).
+///
+/// # Errors
+///
+/// As [`generate`], for any of the configs; [`Error::Generation`] when `configs` is empty.
+pub async fn generate_many(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    configs: &[GenerationConfig],
+    prefix: &mut PrefixCache,
+) -> Result<Vec<GenerationOutput>> {
+    if prompt.is_empty() {
+        return Err(Error::Generation("the prompt is empty".into()));
+    }
+    if configs.is_empty() {
+        return Err(Error::Generation("no sequences to generate".into()));
+    }
+    let max_new_tokens = configs.iter().map(|c| c.max_new_tokens).max().unwrap_or(0);
+    if prompt.len() + max_new_tokens > model.max_positions() {
+        return Err(Error::ContextOverflow {
+            prompt_tokens: prompt.len(),
+            max_new_tokens,
+            max_positions: model.max_positions(),
+        });
+    }
+    let mut rows = configs
+        .iter()
+        .map(|config| {
+            Ok(Row {
+                config,
+                sampler: Sampler::new(config)?,
+                tokens: Vec::new(),
+                text: String::new(),
+                finish_reason: None,
+                decode_time: Duration::ZERO,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let eos = tokenizer.eos_ids();
+    let cached_tokens = prefix.reusable(prompt);
+    let mut cache = prefix.take_prefix(cached_tokens, model.layers.len());
+
+    let start = Instant::now();
+    let first = next_token_logits(model, &prompt[cached_tokens..], &mut cache).await?;
+    prefix.store(prompt, &cache);
+    let prefill_time = start.elapsed();
+    let decode_start = Instant::now();
+    // `running[i]` is the row of `rows` at batch position i; `logits[i]` its next-token logits.
+    let mut running: Vec<usize> = (0..rows.len()).collect();
+    let mut logits = vec![first; rows.len()];
+    // sequences the cache holds: `None` while it holds the prompt once, before the first step
+    let mut in_cache: Option<usize> = None;
+    while !running.is_empty() {
+        let mut next = Vec::with_capacity(running.len());
+        let mut kept = Vec::with_capacity(running.len());
+        for (i, &r) in running.iter().enumerate() {
+            let row = &mut rows[r];
+            if row.config.max_new_tokens == 0 {
+                row.finish_reason = Some(FinishReason::Length);
+            } else {
+                let token = row.sampler.sample(&logits[i]);
+                row.tokens.push(token);
+                if eos.contains(&token) {
+                    row.finish_reason = Some(FinishReason::Eos);
+                } else {
+                    row.text = tokenizer.decode(&row.tokens, true)?;
+                    if let Some(stop) = cut_at_stop_string(&mut row.text, &row.config.stop_strings)
+                    {
+                        row.finish_reason = Some(FinishReason::StopString(stop));
+                    } else if row.tokens.len() >= row.config.max_new_tokens {
+                        row.finish_reason = Some(FinishReason::Length);
+                    }
+                }
+            }
+            if row.finish_reason.is_some() {
+                row.decode_time = decode_start.elapsed();
+            } else {
+                kept.push(i);
+                next.push(token_of(row));
+            }
+        }
+        if kept.is_empty() {
+            break;
+        }
+        match in_cache {
+            None => cache.iter_mut().for_each(|l| l.repeat_batch(kept.len())),
+            Some(n) if kept.len() < n => cache.iter_mut().for_each(|l| l.select_rows(&kept)),
+            Some(_) => {}
+        }
+        in_cache = Some(kept.len());
+        running = kept.iter().map(|&i| running[i]).collect();
+        logits = next_token_logits_batch(model, &next, &mut cache).await?;
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| GenerationOutput {
+            text: row.text,
+            tokens: row.tokens,
+            prompt_tokens: prompt.len(),
+            cached_tokens,
+            prefill_time,
+            decode_time: row.decode_time,
+            finish_reason: row.finish_reason.unwrap_or(FinishReason::Length),
+        })
+        .collect())
+}
+
+/// The last token a running row sampled.
+fn token_of(row: &Row<'_>) -> u32 {
+    *row.tokens
+        .last()
+        .expect("a running row has sampled a token")
 }
 
 #[cfg(test)]
@@ -448,6 +638,73 @@ mod tests {
                 .map(|v| v.as_u64().unwrap())
                 .collect();
             assert_eq!(got, want, "seed {}", config.seed);
+        }
+    }
+
+    /// The nucleus found among the most probable ids equals the one of a full stable sort (the
+    /// sampler as first written, kept here as the reference), ties and wide nuclei included.
+    #[test]
+    fn the_partial_nucleus_search_equals_a_full_sort() {
+        fn full_sort(logits: &[f32], temperature: f64, top_p: f64, u: f64) -> u32 {
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let mut probs: Vec<(u32, f64)> = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, ((l as f64 - max) / temperature).exp()))
+                .collect();
+            let total: f64 = probs.iter().map(|p| p.1).sum();
+            probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let mut kept = 0.0;
+            let mut cut = probs.len();
+            for (i, p) in probs.iter().enumerate() {
+                kept += p.1 / total;
+                if kept >= top_p {
+                    cut = i + 1;
+                    break;
+                }
+            }
+            probs.truncate(cut);
+            let mass: f64 = probs.iter().map(|p| p.1).sum();
+            let mut r = u * mass;
+            for (id, p) in &probs {
+                r -= p;
+                if r <= 0.0 {
+                    return *id;
+                }
+            }
+            probs.last().map(|p| p.0).unwrap_or(0)
+        }
+        let mut rng = crate::rng::SplitMix64::new(3, "logits");
+        for (vocab, levels, temperature, top_p) in [
+            (5000, 0, 0.5, 0.95),  // peaked: a few ids
+            (5000, 4, 1.0, 0.9),   // four distinct values: ties everywhere
+            (3000, 0, 50.0, 0.95), // nearly flat: the nucleus spans most of the vocabulary
+            (3000, 0, 1.0, 1.0),
+        ] {
+            let logits: Vec<f32> = (0..vocab)
+                .map(|_| {
+                    let v = rng.unit() * 12.0;
+                    (if levels > 0 { (v / 3.0).floor() } else { v }) as f32
+                })
+                .collect();
+            for seed in 0..40 {
+                let config = GenerationConfig {
+                    temperature,
+                    top_p,
+                    seed,
+                    ..Default::default()
+                };
+                let mut sampler = Sampler::new(&config).unwrap();
+                let mut twin = crate::rng::SplitMix64::new(seed, "sampler");
+                for _ in 0..5 {
+                    let want = full_sort(&logits, temperature, top_p, twin.unit());
+                    assert_eq!(
+                        sampler.sample(&logits),
+                        want,
+                        "{vocab} {levels} {temperature} {top_p}"
+                    );
+                }
+            }
         }
     }
 

@@ -38,7 +38,7 @@ pub use device::{Backend, GpuInfo};
 pub use error::{Error, Result};
 pub use generate::{
     FinishReason, GenerationConfig, GenerationOutput, Sampler, TextStream, argmax, generate,
-    generate_cached, next_token_logits,
+    generate_cached, generate_many, next_token_logits, next_token_logits_batch,
 };
 pub use linear::{LoraAdapter, LoraLinear};
 pub use llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};

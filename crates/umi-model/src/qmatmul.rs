@@ -475,6 +475,25 @@ mod tests {
         }
     }
 
+    /// Batched decoding relies on it: a token's products do not depend on the other tokens of
+    /// the batch, bit for bit, whatever their number.
+    #[test]
+    fn a_tokens_product_does_not_depend_on_its_batch() {
+        let (rows, cols) = (11, 96);
+        let w = Q8Matrix::from_rows(&values(rows * cols, 10), rows, cols).unwrap();
+        for tokens in 1..=8 {
+            let x = values(tokens * cols, 11 + tokens as u64);
+            let batch = w.matmul(&x, tokens);
+            for (t, token) in x.chunks_exact(cols).enumerate() {
+                assert_eq!(
+                    &batch[t * rows..(t + 1) * rows],
+                    &w.matmul(token, 1)[..],
+                    "token {t} of {tokens}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn products_in_one_pass_equal_separate_products() {
         let (cols, tokens) = (64, 3);

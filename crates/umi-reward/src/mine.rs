@@ -31,6 +31,23 @@ pub trait SearchModel {
         sampling: &Sampling,
     ) -> Result<String, GeneratorError>;
 
+    /// One continuation per entry of `samplings`, all of the same prompt: by default one
+    /// [`SearchModel::sample`] after another; a model that decodes them as one batch
+    /// ([`LlamaGenerator::generate_many`]) overrides it with the same results.
+    async fn sample_many(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        stop: &[String],
+        samplings: &[Sampling],
+    ) -> Result<Vec<String>, GeneratorError> {
+        let mut out = Vec::with_capacity(samplings.len());
+        for sampling in samplings {
+            out.push(self.sample(role, prompt, stop, sampling).await?);
+        }
+        Ok(out)
+    }
+
     /// `(ℓ_A, ℓ_B)`: the log-probabilities of the first tokens of `[[A]]` and `[[B]]` after
     /// the judge prompt.
     async fn verdict_logprobs(
@@ -73,6 +90,26 @@ impl SearchModel for LlamaGenerator {
         let out = self.generate(role, prompt, stop).await;
         self.config = saved;
         out
+    }
+
+    async fn sample_many(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        stop: &[String],
+        samplings: &[Sampling],
+    ) -> Result<Vec<String>, GeneratorError> {
+        let configs: Vec<umi_model::GenerationConfig> = samplings
+            .iter()
+            .map(|s| umi_model::GenerationConfig {
+                temperature: s.temperature,
+                top_p: s.top_p,
+                max_new_tokens: s.max_new_tokens,
+                seed: s.seed,
+                stop_strings: self.config.stop_strings.clone(),
+            })
+            .collect();
+        self.generate_many(role, prompt, stop, &configs).await
     }
 
     async fn verdict_logprobs(
@@ -245,18 +282,20 @@ pub async fn mine_point<M: SearchModel>(
     let hist = history(&point.history);
     let prompt = PromptSet::ToolBench.input(Role::Planner, &point.tools, &hist, "");
     let stop = [umi_data::parse::END_OF_TURN.to_string()];
-    let mut candidates = Vec::with_capacity(config.width);
-    let mut had_marker = Vec::with_capacity(config.width);
-    for k in 0..config.width {
-        let sampling = Sampling {
+    let samplings: Vec<Sampling> = (0..config.width)
+        .map(|k| Sampling {
             temperature: config.temperature,
             top_p: config.top_p,
             max_new_tokens: config.max_new_tokens,
             seed: candidate_seed(config.seed, &point.id, k),
-        };
-        let raw = model
-            .sample(Role::Planner, &prompt, &stop, &sampling)
-            .await?;
+        })
+        .collect();
+    let mut candidates = Vec::with_capacity(config.width);
+    let mut had_marker = Vec::with_capacity(config.width);
+    for raw in model
+        .sample_many(Role::Planner, &prompt, &stop, &samplings)
+        .await?
+    {
         let parsed = parse_planner_output(&raw, NoMarkerDefault::Caller);
         candidates.push(parsed.text);
         had_marker.push(parsed.had_marker);
@@ -505,5 +544,45 @@ mod tests {
         assert_eq!(points.len(), 2);
         assert_eq!(points[1].id, "t0009-d01");
         assert_eq!(points[1].history.len(), 5);
+    }
+
+    /// Batched candidates (`LlamaGenerator`'s `sample_many`) are the candidates sampled one by
+    /// one, on a real (tiny) model with Q8_0 weights, whose products are per row.
+    #[test]
+    fn batched_candidates_equal_candidates_sampled_one_by_one() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../assets/tiny/gguf/tiny-f32.gguf"
+        );
+        let mut loaded =
+            umi_model::load_model(path.as_ref(), &umi_model::Backend::Cpu.device().unwrap())
+                .unwrap();
+        loaded.model.quantize_q8_0();
+        let mut model = LlamaGenerator::shared(loaded, umi_model::GenerationConfig::default());
+        let samplings: Vec<Sampling> = (0..4)
+            .map(|k| Sampling {
+                temperature: 0.8,
+                top_p: 0.95,
+                max_new_tokens: 6 + 2 * k,
+                seed: k as u64,
+            })
+            .collect();
+        let prompt = "Plan the next step.";
+        model.clear_prefix_caches();
+        let batch =
+            pollster::block_on(model.sample_many(Role::Planner, prompt, &[], &samplings)).unwrap();
+        assert_eq!(batch.len(), 4);
+        for (sampling, got) in samplings.iter().zip(&batch) {
+            // a fresh prefill each time: a prompt whose prefix is cached runs its last token
+            // alone, through the Q8_0 kernel, where a whole prompt runs through the f32 GEMM
+            model.clear_prefix_caches();
+            let alone =
+                pollster::block_on(model.sample(Role::Planner, prompt, &[], sampling)).unwrap();
+            assert_eq!(got, &alone, "{sampling:?}");
+        }
+        assert_ne!(
+            batch[0], batch[1],
+            "different seeds give different candidates"
+        );
     }
 }
