@@ -116,3 +116,77 @@ fn a_prefix_cache_reuses_the_shared_tokens_and_gives_the_fresh_logits() {
         );
     }
 }
+
+/// Sequences continuing one prompt through a shared prefix (`KvCache::share_prefix`: the
+/// prompt's keys and values held once, own positions per sequence) give each sequence's logits
+/// as computed from scratch, for several new tokens at a time (the causal mask of the own
+/// positions), one at a time, and after a sequence leaves the batch (`select_rows`).
+#[test]
+fn sequences_sharing_a_prefix_get_their_own_logits() {
+    use umi_model::burn::tensor::{Int, TensorData};
+    let device = Device::flex();
+    let model = load_folder(&assets().join("tiny/llama-gqa"), &device);
+    let vocab = model.config.vocab_size;
+    let prompt = [1u32, 17, 42, 99, 3];
+    let rows: [[u32; 4]; 3] = [[5, 6, 7, 8], [9, 10, 11, 12], [250, 7, 128, 3]];
+    let forward = |tokens: Vec<Vec<u32>>, cache: &mut [umi_model::KvCache]| -> Vec<f32> {
+        let (b, t) = (tokens.len(), tokens[0].len());
+        let ids: Vec<i64> = tokens.concat().iter().map(|&x| x as i64).collect();
+        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
+        model
+            .forward(input, cache)
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap()
+    };
+    // each row alone, from scratch: logits of its 4 new positions
+    let alone: Vec<Vec<f32>> = rows
+        .iter()
+        .map(|row| {
+            let all: Vec<u32> = prompt.iter().chain(row).copied().collect();
+            let l = logits(&model, &all, &mut model.new_cache());
+            l[prompt.len() * vocab..].to_vec()
+        })
+        .collect();
+    let want = |r: usize, from: usize, to: usize| -> Vec<f64> {
+        alone[r][from * vocab..to * vocab]
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect()
+    };
+
+    let mut cache = model.new_cache();
+    logits(&model, &prompt, &mut cache);
+    cache.iter_mut().for_each(umi_model::KvCache::share_prefix);
+    assert_eq!(cache[0].shared_len(), prompt.len());
+    // three positions at once for every row
+    let got = forward(rows.iter().map(|r| r[..3].to_vec()).collect(), &mut cache);
+    for r in 0..3 {
+        let what = format!("row {r}, positions 0..3");
+        assert_close(
+            &got[r * 3 * vocab..(r + 1) * 3 * vocab],
+            &want(r, 0, 3),
+            1e-5,
+            1e-5,
+            &what,
+        );
+    }
+    assert_eq!(cache[0].len(), prompt.len() + 3);
+    // row 1 leaves; rows 2 and 0 (in that order) take their last token
+    cache.iter_mut().for_each(|l| l.select_rows(&[2, 0]));
+    let got = forward(vec![vec![rows[2][3]], vec![rows[0][3]]], &mut cache);
+    assert_close(
+        &got[..vocab],
+        &want(2, 3, 4),
+        1e-5,
+        1e-5,
+        "row 2, position 3",
+    );
+    assert_close(
+        &got[vocab..],
+        &want(0, 3, 4),
+        1e-5,
+        1e-5,
+        "row 0, position 3",
+    );
+}

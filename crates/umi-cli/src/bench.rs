@@ -59,7 +59,7 @@ fn sampled_decode(
     let mut cache = model.new_cache();
     let first = pollster::block_on(next_token_logits(model, prompt, &mut cache))?;
     for layer in cache.iter_mut() {
-        layer.repeat_batch(rows);
+        layer.share_prefix();
     }
     let mut samplers = (0..rows)
         .map(|r| {

@@ -12,13 +12,21 @@ use burn::tensor::Tensor;
 /// reads a view of the filled part, so decoding copies nothing per token (llama.cpp's and
 /// vLLM's preallocated cache). Under autodiff (training) appending concatenates, so that every
 /// gradient flows through the ordinary `cat` backward.
+///
+/// Several sequences that continue one prompt can share its keys and values instead of each
+/// holding a copy ([`KvCache::share_prefix`]): attention then reads the prompt once for all of
+/// them, which is what makes batched sampling cheap on a long prompt.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     /// `[batch_size, num_kv_heads, capacity ≥ len, head_dim]`; positions from `len` on unused.
     k: Option<Tensor<4>>,
     /// `[batch_size, num_kv_heads, capacity ≥ len, head_dim]`
     v: Option<Tensor<4>>,
+    /// Positions filled in `k` and `v` (after the shared ones).
     len: usize,
+    /// Keys and values of the first positions, one copy for every sequence of the batch:
+    /// `[1, num_kv_heads, shared_len, head_dim]` each.
+    shared: Option<(Tensor<4>, Tensor<4>)>,
 }
 
 /// Positions a growing cache buffer starts with (it doubles from there).
@@ -35,19 +43,59 @@ impl KvCache {
         (0..num_layers).map(|_| Self::new()).collect()
     }
 
-    /// Number of cached positions.
+    /// Number of cached positions (shared ones included).
     pub fn len(&self) -> usize {
-        self.len
+        self.shared_len() + self.len
     }
 
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
-    /// Positions the buffers hold before they must grow (equal to `len()` under autodiff).
+    /// Positions the buffers of the sequences' own positions hold before they must grow
+    /// (equal to their number under autodiff).
     pub fn capacity(&self) -> usize {
         self.k.as_ref().map_or(0, |k| k.dims()[2])
+    }
+
+    /// Number of positions every sequence shares ([`KvCache::share_prefix`]).
+    pub fn shared_len(&self) -> usize {
+        self.shared.as_ref().map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    /// The shared keys and values, if any.
+    ///
+    /// # Shapes
+    ///
+    /// - `[1, num_kv_heads, shared_len, head_dim]` each
+    pub fn shared(&self) -> Option<(Tensor<4>, Tensor<4>)> {
+        self.shared.clone()
+    }
+
+    /// Makes the cached positions (a prompt, as one sequence) a prefix shared by however many
+    /// sequences continue it: their new positions are appended per sequence, and attention
+    /// reads the prefix once for all of them instead of from a copy per sequence
+    /// ([`KvCache::repeat_batch`], which training uses). Inference only (no autodiff).
+    ///
+    /// # Shapes
+    ///
+    /// - before: `[1, num_kv_heads, len, head_dim]`
+    /// - after: shared `[1, num_kv_heads, len, head_dim]`; own positions empty
+    ///
+    /// # Panics
+    ///
+    /// If the cache holds more than one sequence or already has a shared prefix.
+    pub fn share_prefix(&mut self) {
+        assert!(self.shared.is_none(), "the prefix is already shared");
+        let len = self.len;
+        if let (Some(k), Some(v)) = (self.k.take(), self.v.take()) {
+            assert_eq!(k.dims()[0], 1, "only a cache of one sequence can be shared");
+            if len > 0 {
+                self.shared = Some((k.narrow(2, 0, len), v.narrow(2, 0, len)));
+            }
+        }
+        self.len = 0;
     }
 
     /// Forgets every cached position.
@@ -61,6 +109,10 @@ impl KvCache {
     ///
     /// - k, v: `[batch_size, num_kv_heads, seq_len, head_dim]`
     /// - output: `[batch_size, num_kv_heads, len + seq_len, head_dim]` each
+    ///
+    /// With a shared prefix ([`KvCache::share_prefix`]), only the sequences' own positions
+    /// are returned (`[batch_size, num_kv_heads, len - shared_len + seq_len, head_dim]`);
+    /// [`KvCache::shared`] gives the rest.
     pub fn append(&mut self, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let (start, end) = (self.len, self.len + k.dims()[2]);
         self.len = end;
@@ -89,6 +141,10 @@ impl KvCache {
     ///
     /// If the cache holds more than one sequence.
     pub fn repeat_batch(&mut self, times: usize) {
+        assert!(
+            self.shared.is_none(),
+            "a cache with a shared prefix cannot be repeated"
+        );
         let len = self.len;
         for t in [&mut self.k, &mut self.v] {
             if let Some(x) = t.take() {
@@ -104,10 +160,11 @@ impl KvCache {
 
     /// Keeps the sequences at `rows` (in that order) and drops the others: batched decoding
     /// removes a sequence that has stopped so that the next steps compute only the running ones.
+    /// A shared prefix stays as it is.
     ///
     /// # Shapes
     ///
-    /// - before: `[batch_size, num_kv_heads, len, head_dim]`
+    /// - before: `[batch_size, num_kv_heads, len, head_dim]` (own positions)
     /// - after: `[rows.len(), num_kv_heads, len, head_dim]`
     ///
     /// # Panics
@@ -139,13 +196,23 @@ impl KvCache {
     ///
     /// - after: `[batch_size, num_kv_heads, min(len, self.len()), head_dim]`
     pub fn truncate(&mut self, len: usize) {
-        if len >= self.len {
+        if len >= self.len() {
             return;
         }
         if len == 0 {
             self.reset();
             return;
         }
+        let shared_len = self.shared_len();
+        if len <= shared_len {
+            // keep part of the shared prefix; the sequences' own positions go
+            if let Some((k, v)) = self.shared.take() {
+                self.shared = Some((k.narrow(2, 0, len), v.narrow(2, 0, len)));
+            }
+            self.len = 0;
+            return;
+        }
+        let len = len - shared_len;
         // The buffers keep their size: positions from `len` on are overwritten by the next
         // append (a shared buffer is copied first, so other holders keep what they saw).
         self.len = len;

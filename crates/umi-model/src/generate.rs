@@ -458,12 +458,13 @@ struct Row<'a> {
 /// candidate steps of a decision point (psrlm-design.md §2.4), each with its own seed.
 ///
 /// The prompt is prefilled once (reusing `prefix` as [`generate_cached`] does), its keys and
-/// values are repeated for every sequence ([`KvCache::repeat_batch`]), and each decode step is
-/// one forward over the sequences still running ([`next_token_logits_batch`]). A sequence
+/// values are shared by every sequence ([`KvCache::share_prefix`]: attention reads them once
+/// per step for all of them), and each decode step is one forward over the sequences still
+/// running ([`next_token_logits_batch`]). A sequence
 /// leaves the batch when it stops (EOS, a stop string, its own `max_new_tokens`). Sequence `r`
 /// samples with `configs[r]`, so it gets the tokens [`generate_cached`] gives for that config,
-/// up to the rounding of batched products (identical with Q8_0 weights, whose products are per
-/// row; greedy tokens agree in the tests).
+/// up to the rounding of batched products (attention sums the shared prefix and the own
+/// positions separately; greedy and sampled tokens agree in the tests).
 ///
 /// # Errors
 ///
@@ -549,7 +550,7 @@ pub async fn generate_many(
             break;
         }
         match in_cache {
-            None => cache.iter_mut().for_each(|l| l.repeat_batch(kept.len())),
+            None => cache.iter_mut().for_each(KvCache::share_prefix),
             Some(n) if kept.len() < n => cache.iter_mut().for_each(|l| l.select_rows(&kept)),
             Some(_) => {}
         }

@@ -85,20 +85,48 @@ impl Attention {
             .swap_dims(1, 2);
         let q = rope.forward(q, start);
         let k = rope.forward(k, start);
-        let (k, v) = cache.append(k, v); // [batch_size, num_kv_heads, total_len, head_dim]
+        let shared = cache.shared();
+        let own_start = start - cache.shared_len();
+        let (k, v) = cache.append(k, v); // [batch_size, num_kv_heads, own_len, head_dim]
 
         // Grouped-query attention without copying K/V: query head h uses KV head h / n_rep, so the
         // n_rep query heads of one group are stacked along the sequence axis.
         let n_rep = num_heads / num_kv_heads;
-        let q = q.reshape([batch_size, num_kv_heads, n_rep * seq_len, head_dim]);
+        let rows = n_rep * seq_len;
+        let q = q.reshape([batch_size, num_kv_heads, rows, head_dim]);
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [batch_size, num_kv_heads, n_rep·seq_len, total_len]
+        let mut scores = q.clone().matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [batch_size, num_kv_heads, n_rep·seq_len, own_len]
         if seq_len > 1 {
-            let mask = causal_mask(n_rep, seq_len, start, &scores.device());
+            let mask = causal_mask(n_rep, seq_len, own_start, &scores.device());
             scores = scores + mask.unsqueeze::<4>();
         }
-        let probs = softmax(scores, 3);
-        let out = probs.matmul(v); // [batch_size, num_kv_heads, n_rep·seq_len, head_dim]
+        let out = match shared {
+            None => softmax(scores, 3).matmul(v), // [batch_size, num_kv_heads, n_rep·seq_len, head_dim]
+            Some((k_shared, v_shared)) => {
+                // A prefix shared by every sequence (KvCache::share_prefix): the queries of all
+                // sequences meet its keys and values in one product, so it is read once.
+                let shared_len = k_shared.dims()[2];
+                let q_all =
+                    q.swap_dims(0, 1)
+                        .reshape([1, num_kv_heads, batch_size * rows, head_dim]);
+                let shared_scores = q_all
+                    .matmul(k_shared.swap_dims(2, 3))
+                    .mul_scalar(scale) // [1, num_kv_heads, batch_size·rows, shared_len]
+                    .reshape([num_kv_heads, batch_size, rows, shared_len])
+                    .swap_dims(0, 1);
+                let probs = softmax(Tensor::cat(vec![shared_scores, scores], 3), 3);
+                let own_len = probs.dims()[3] - shared_len;
+                let own = probs.clone().narrow(3, shared_len, own_len).matmul(v);
+                let from_shared = probs
+                    .narrow(3, 0, shared_len)
+                    .swap_dims(0, 1)
+                    .reshape([1, num_kv_heads, batch_size * rows, shared_len])
+                    .matmul(v_shared)
+                    .reshape([num_kv_heads, batch_size, rows, head_dim])
+                    .swap_dims(0, 1);
+                from_shared + own
+            }
+        };
         let out = out
             .reshape([batch_size, num_heads, seq_len, head_dim])
             .swap_dims(1, 2) // [batch_size, seq_len, num_heads, head_dim]
