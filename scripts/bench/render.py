@@ -189,6 +189,21 @@ def render(path, train_path=None):
     tables(w, results, lambda r: r.get("group", r.get("model")), "##",
            "precision | prefill tok/s | decode tok/s | peak RSS MiB | umi/peer prefill | umi/peer decode", generate_row)
 
+    batched = [r for r in results if is_umi(r) and r.get("samples")]
+    if batched:
+        w("## Batched sampling (umi alone)\n")
+        w("The same prompt continued by several sampled sequences decoded as one batch (temperature 0.5, "
+          "top-p 0.95, the self-rewarding settings; the prompt prefilled once and its keys and values shared), "
+          f"against one sampled stream in the same run; {meta['shape']['new_tokens']} tokens per sequence, "
+          "EOS ignored. Target: 6 sequences ≥ 4× the tokens/s of one.\n")
+        w("| model | precision | sequences | one stream tok/s | batch tok/s (all sequences) | batch ÷ one stream |")
+        w("|---|---|---:|---:|---:|---:|")
+        for r in batched:
+            w(f"| {r.get('group', r.get('model'))} | {r.get('precision', '?')} | {r['samples']} | "
+              f"{fmt(r['sampled_one_stream_tok_s'])} | {fmt(r['sampled_batch_tok_s'])} | "
+              f"{ratio(r['sampled_batch_tok_s'], r['sampled_one_stream_tok_s'])} |")
+        w("")
+
     if train_path and os.path.exists(train_path):
         render_train(w, train_path)
     w("## Targets (from performance-anchors.md)\n")

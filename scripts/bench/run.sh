@@ -92,7 +92,8 @@ G1="SmolLM2-135M-Instruct"
 if task generate; then
 [ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs 3
 # Q8_0: umi quantizes the same f32 values at load (--quant q8_0), llama.cpp reads them from the Q8_0 file
-[ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs 3 --quant q8_0
+# (plus batched sampling: 6 continuations of the prompt in one batch vs one sampled stream)
+[ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs 3 --quant q8_0 --samples 6
 if want transformers && has transformers; then
   bench "$G1" "$PY" "$HERE/peer_transformers.py" "$SMOL_HF"
 fi
