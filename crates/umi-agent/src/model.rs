@@ -218,14 +218,8 @@ impl LlamaGenerator {
         stop: &[String],
         configs: &[GenerationConfig],
     ) -> Result<Vec<String>, GeneratorError> {
-        let saved = self.config.max_new_tokens;
-        self.config.max_new_tokens = configs.iter().map(|c| c.max_new_tokens).max().unwrap_or(0);
-        let encoded = self.encode(role, prompt);
-        self.config.max_new_tokens = saved;
-        let (mut ids, budget) = encoded?;
-        if ids.len() > budget {
-            ids.drain(..ids.len() - budget);
-        }
+        let longest = configs.iter().map(|c| c.max_new_tokens).max().unwrap_or(0);
+        let ids = self.truncated_prompt(role, prompt, longest)?;
         let configs: Vec<GenerationConfig> = configs
             .iter()
             .map(|c| {
@@ -285,19 +279,21 @@ impl LlamaGenerator {
     }
 
     /// The token ids of `prompt` as `role`'s model receives it (in its chat template when
-    /// [`LlamaGenerator::use_chat_template`] is set), and the most tokens it keeps.
-    fn encode(&mut self, role: Role, prompt: &str) -> Result<(Vec<u32>, usize), GeneratorError> {
+    /// [`LlamaGenerator::use_chat_template`] is set), and the most tokens it keeps with room
+    /// left for `max_new_tokens`.
+    fn encode(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        max_new_tokens: usize,
+    ) -> Result<(Vec<u32>, usize), GeneratorError> {
         let ids = self.tokens(role, prompt, "")?;
         let loaded = self.models.for_role(role);
         let fail = |message: String| GeneratorError { role, message };
-        let budget = loaded
-            .model
-            .max_positions()
-            .saturating_sub(self.config.max_new_tokens);
+        let budget = loaded.model.max_positions().saturating_sub(max_new_tokens);
         if budget == 0 {
             return Err(fail(format!(
-                "max_new_tokens = {} leaves no room for a prompt in a context of {}",
-                self.config.max_new_tokens,
+                "max_new_tokens = {max_new_tokens} leaves no room for a prompt in a context of {}",
                 loaded.model.max_positions()
             )));
         }
@@ -305,6 +301,21 @@ impl LlamaGenerator {
             .max_input_tokens
             .map_or(budget, |m| budget.min(m.max(1)));
         Ok((ids, budget))
+    }
+
+    /// [`LlamaGenerator::encode`]'s ids cut to their budget from the left, as the reference
+    /// collator does (the end of the prompt is kept).
+    fn truncated_prompt(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        max_new_tokens: usize,
+    ) -> Result<Vec<u32>, GeneratorError> {
+        let (mut ids, budget) = self.encode(role, prompt, max_new_tokens)?;
+        if ids.len() > budget {
+            ids.drain(..ids.len() - budget);
+        }
+        Ok(ids)
     }
 }
 
@@ -351,11 +362,7 @@ impl Generator for LlamaGenerator {
         prompt: &str,
         stop: &[String],
     ) -> Result<String, GeneratorError> {
-        let (mut ids, budget) = self.encode(role, prompt)?;
-        // Left truncation keeps the end of the prompt, as the reference collator does.
-        if ids.len() > budget {
-            ids.drain(..ids.len() - budget);
-        }
+        let ids = self.truncated_prompt(role, prompt, self.config.max_new_tokens)?;
         let loaded = self.models.for_role(role);
         let fail = |message: String| GeneratorError { role, message };
         let mut config = self.config.clone();
@@ -384,7 +391,7 @@ impl Generator for LlamaGenerator {
         role: Role,
         prompt: &str,
     ) -> Result<Option<PromptLength>, GeneratorError> {
-        let (ids, budget) = self.encode(role, prompt)?;
+        let (ids, budget) = self.encode(role, prompt, self.config.max_new_tokens)?;
         Ok(Some(PromptLength {
             tokens: ids.len(),
             budget,

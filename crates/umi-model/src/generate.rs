@@ -510,13 +510,13 @@ pub async fn generate_many(
     let start = Instant::now();
     let first = next_token_logits(model, &prompt[cached_tokens..], &mut cache).await?;
     prefix.store(prompt, &cache);
+    cache.iter_mut().for_each(KvCache::share_prefix);
     let prefill_time = start.elapsed();
     let decode_start = Instant::now();
-    // `running[i]` is the row of `rows` at batch position i; `logits[i]` its next-token logits.
+    // `running[i]` is the row of `rows` at batch position i (and row i of the cache's own
+    // positions); `logits[i]` its next-token logits.
     let mut running: Vec<usize> = (0..rows.len()).collect();
     let mut logits = vec![first; rows.len()];
-    // sequences the cache holds: `None` while it holds the prompt once, before the first step
-    let mut in_cache: Option<usize> = None;
     while !running.is_empty() {
         let mut next = Vec::with_capacity(running.len());
         let mut kept = Vec::with_capacity(running.len());
@@ -549,12 +549,10 @@ pub async fn generate_many(
         if kept.is_empty() {
             break;
         }
-        match in_cache {
-            None => cache.iter_mut().for_each(KvCache::share_prefix),
-            Some(n) if kept.len() < n => cache.iter_mut().for_each(|l| l.select_rows(&kept)),
-            Some(_) => {}
+        if kept.len() < running.len() {
+            // (before the first step the sequences hold no own positions yet: nothing to drop)
+            cache.iter_mut().for_each(|l| l.select_rows(&kept));
         }
-        in_cache = Some(kept.len());
         running = kept.iter().map(|&i| running[i]).collect();
         logits = next_token_logits_batch(model, &next, &mut cache).await?;
     }
