@@ -53,7 +53,7 @@ use umi_data::batch::{Batch, IGNORE_INDEX};
 use umi_data::readers::parse_alpha_umi;
 use umi_data::{PromptSet, Role, Trajectory, role_samples};
 use umi_model::burn::tensor::{Int, Tensor, TensorData};
-use umi_model::weights::{GgufFile, HostTensor, WeightSource, build_llama};
+use umi_model::weights::{GgufFile, HostTensor, RandomWeights, WeightSource, build_llama};
 use umi_model::{
     Backend, ChatTemplate, GenerationConfig, Llama, LlamaConfig, LoraConfig, TokenIds, Tokenizer,
     load_model, save_hf,
@@ -729,57 +729,6 @@ fn count_params(c: &LlamaConfig) -> usize {
     let kv = c.num_kv_heads() * c.head_dim();
     let layer = 2 * h + h * q + 2 * h * kv + q * h + 3 * h * i;
     2 * v * h + h + c.num_hidden_layers * layer
-}
-
-/// Seeded random initial weights in Hugging Face naming: norms 1, everything else
-/// N(0, 0.02²) (`initializer_range`), each tensor from its own stream (seed and name).
-struct RandomWeights {
-    config: LlamaConfig,
-    seed: u64,
-}
-
-impl WeightSource for RandomWeights {
-    fn origin(&self) -> String {
-        format!("random initialisation (seed {})", self.seed)
-    }
-
-    fn tensor(&mut self, name: &str) -> umi_model::Result<Option<HostTensor>> {
-        let c = &self.config;
-        let (h, i, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
-        let q = c.num_attention_heads * c.head_dim();
-        let kv = c.num_kv_heads() * c.head_dim();
-        let last = name.trim_end_matches(".weight").rsplit('.').next();
-        let shape = match last.unwrap_or_default() {
-            "embed_tokens" | "lm_head" => vec![v, h],
-            "input_layernorm" | "post_attention_layernorm" | "norm" => {
-                return Ok(Some(HostTensor {
-                    shape: vec![h],
-                    data: vec![1.0; h],
-                }));
-            }
-            "q_proj" => vec![q, h],
-            "k_proj" | "v_proj" => vec![kv, h],
-            "o_proj" => vec![h, q],
-            "gate_proj" | "up_proj" => vec![i, h],
-            "down_proj" => vec![h, i],
-            _ => return Ok(None),
-        };
-        // one stream per tensor: the seed and the name (umi-model's splitmix64, as LoRA init)
-        let mut stream = umi_model::SplitMix64::new(self.seed, name);
-        let mut uniform = move || stream.unit();
-        let n: usize = shape.iter().product();
-        let mut data = Vec::with_capacity(n);
-        while data.len() < n {
-            // Box–Muller
-            let (u1, u2) = (uniform().max(f64::MIN_POSITIVE), uniform());
-            let r = (-2.0 * u1.ln()).sqrt() * 0.02;
-            let t = std::f64::consts::TAU * u2;
-            data.push((r * t.cos()) as f32);
-            data.push((r * t.sin()) as f32);
-        }
-        data.truncate(n);
-        Ok(Some(HostTensor { shape, data }))
-    }
 }
 
 /// The full-vocabulary model from one trained on the samples' ids only (`used`, in order, then

@@ -20,8 +20,8 @@ pub use eft::{
     EftConfig, EftMeta, EftRow, NegativeKind, eft_rows, synthetic_negatives, tool_families,
 };
 pub use mine::{
-    GoldPoint, MineConfig, MinedPair, SearchModel, SearchRecord, candidate_seed, gold_points,
-    mine_point,
+    GoldPoint, MineConfig, MinedPair, Sampling, SearchModel, SearchRecord, candidate_seed,
+    gold_points, mine_point,
 };
 pub use search::{
     ExecSignal, Outcome, dedupe, judge_pairs, outcome, position_consistency, score, select,

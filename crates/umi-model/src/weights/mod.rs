@@ -6,10 +6,12 @@
 
 pub(crate) mod gguf;
 mod quant;
+mod random;
 pub(crate) mod safetensors;
 
 pub use gguf::GgufFile;
 pub use quant::{GgmlType, dequantize};
+pub use random::RandomWeights;
 pub use safetensors::{SafetensorsFolder, is_plain_relative};
 
 use burn::module::Param;
