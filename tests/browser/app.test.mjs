@@ -91,6 +91,26 @@ const installHeartbeat = () => page.evaluate(() => {
     window.__umiHb.beats += 1;
   }, 50);
 });
+// Every text #run-status shows, with its time (a MutationObserver: polling misses short ones).
+// With `stopDuringPrefill`, the observer itself clicks #stop at the first planner prefill report
+// between its first and last chunk, and records when.
+const installStatusLog = (stopDuringPrefill = false) => page.evaluate((stop) => {
+  const el = document.querySelector('#run-status');
+  const log = { statuses: [], stopClickedAt: null };
+  window.__umiStatus = log;
+  const record = () => {
+    const s = el.textContent;
+    log.statuses.push({ t: performance.now(), s });
+    const m = /planner prefill (\d+)\/(\d+) tokens/.exec(s);
+    if (stop && log.stopClickedAt === null && m && Number(m[1]) > 0 && Number(m[1]) < Number(m[2])) {
+      log.stopClickedAt = performance.now();
+      document.querySelector('#stop').click();
+    }
+  };
+  record();
+  new MutationObserver(record).observe(el, { childList: true, characterData: true, subtree: true });
+}, stopDuringPrefill);
+const statusLog = () => page.evaluate(() => window.__umiStatus);
 const heartbeat = () => page.evaluate(() => {
   // a gap still open counts too
   const hb = window.__umiHb;
@@ -158,6 +178,7 @@ try {
   if (env.MAX_NEW_TOKENS) await page.fill('#max-new-tokens', env.MAX_NEW_TOKENS);
   if (env.RAW_PROMPTS === '1') await page.check('#raw-prompts');
   await installHeartbeat();
+  await installStatusLog();
   const runStart = Date.now();
   await page.click('#run');
   let midShot = false;
@@ -215,6 +236,8 @@ try {
     }
     if (trace.length === 0) fail('the trace is empty');
     if (scenario) checkScenario(trace, status, scenario);
+    await checkPrefillProgress();
+    await checkStopDuringPrefill();
   }
 } catch (e) {
   if (e !== 'done') fail(e instanceof Error ? e.message : String(e));
@@ -234,6 +257,49 @@ if (failures.length > 0) {
   console.log(`\nbrowser test passed (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 }
 process.exit(exitCode);
+
+/** The planner's first prefill reported its progress chunk by chunk, up to the whole prompt. */
+async function checkPrefillProgress() {
+  const reports = (await statusLog()).statuses
+    .map((x) => /running: planner prefill (\d+)\/(\d+) tokens/.exec(x.s))
+    .filter(Boolean)
+    .map((m) => [Number(m[1]), Number(m[2])]);
+  const total = reports[0]?.[1];
+  const done = [...new Set(reports.filter(([, t]) => t === total).map(([d]) => d))];
+  if (!total || done.length < 3 || done[0] !== 0 || !done.includes(total)) {
+    fail(`the planner prefill did not report its progress (0, chunks, then all): ${JSON.stringify(reports.slice(0, 6))}`);
+  } else {
+    log(`planner prefill progress: ${done.length} reports, 0 to ${total} tokens`);
+  }
+}
+
+/** A second run, stopped between two prefill chunks: the page says "stopped" within 2 s. */
+async function checkStopDuringPrefill() {
+  await installStatusLog(true);
+  await page.click('#run');
+  const start = Date.now();
+  for (;;) {
+    const log_ = await statusLog();
+    const last = log_.statuses[log_.statuses.length - 1].s;
+    if (log_.stopClickedAt !== null && last === 'stopped') {
+      const stoppedAt = log_.statuses.find((x) => x.s === 'stopped' && x.t >= log_.stopClickedAt).t;
+      const ms = stoppedAt - log_.stopClickedAt;
+      const at = log_.statuses.filter((x) => x.t <= log_.stopClickedAt).pop().s;
+      log(`stop during the prefill ("${at}"): stopped after ${ms.toFixed(0)} ms`);
+      if (ms > 2000) fail(`Stop during the prefill took ${ms.toFixed(0)} ms (limit 2000)`);
+      return;
+    }
+    if (/^(done:|error:)/.test(last)) {
+      fail(`the second run ended ("${last}") without a prefill report between chunks to stop at`);
+      return;
+    }
+    if (Date.now() - start > 120000) {
+      fail(`the second run was not stopped within 120 s (status "${last}", stop clicked: ${log_.stopClickedAt !== null})`);
+      return;
+    }
+    await sleep(100);
+  }
+}
 
 /** The TRAIN=1 check (see the header). */
 async function fineTune() {

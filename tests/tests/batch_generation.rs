@@ -23,7 +23,7 @@ fn alone(loaded: &LoadedModel, prompt: &[u32], config: &GenerationConfig) -> Gen
         &loaded.tokenizer,
         prompt,
         config,
-        |_, _| true,
+        |_| true,
     ))
     .unwrap()
 }

@@ -144,7 +144,7 @@ fn generation_with_a_prefix_cache_equals_generation_from_scratch() {
             &loaded.tokenizer,
             &ids,
             &config,
-            |_, _| true,
+            |_| true,
         ))
         .unwrap();
         let cached = pollster::block_on(generate_cached(
@@ -153,7 +153,7 @@ fn generation_with_a_prefix_cache_equals_generation_from_scratch() {
             &ids,
             &config,
             &mut prefix,
-            |_, _| true,
+            |_| true,
         ))
         .unwrap();
         assert_eq!(cached.tokens, fresh.tokens, "{text:?}");

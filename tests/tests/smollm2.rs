@@ -80,8 +80,10 @@ fn smollm2_real_weights() {
         &loaded.tokenizer,
         &prompt_ids,
         &config,
-        |_, delta| {
-            streamed.push_str(delta);
+        |progress| {
+            if let umi_model::Progress::Token { text, .. } = progress {
+                streamed.push_str(text);
+            }
             true
         },
     ))

@@ -25,5 +25,5 @@ mod model;
 pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, RunRecord, StopReason};
 pub use decide::{AgentMode, Decided, Decision, decide, decide_multi, decide_single};
 pub use generator::{Generator, GeneratorError, PromptLength, ScriptedGenerator};
-pub use model::{LlamaGenerator, TextCallback};
+pub use model::{LlamaGenerator, PrefillCallback, TextCallback};
 pub use umi_tools::{ToolExecutor, hallucination_observation, truncate_observation};

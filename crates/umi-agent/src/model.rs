@@ -6,14 +6,18 @@ use std::rc::Rc;
 
 use umi_data::{Role, RoleMap};
 use umi_model::{
-    AdapterSet, GenerationConfig, LoadedModel, PrefixCache, generate_cached, generate_many,
-    next_token_logits,
+    AdapterSet, GenerationConfig, LoadedModel, PrefixCache, Progress, generate_cached,
+    generate_many, next_token_logits,
 };
 
 use crate::generator::{Generator, GeneratorError, PromptLength};
 
 /// A callback receiving each piece of generated text with the role generating it.
 pub type TextCallback = Box<dyn FnMut(Role, &str)>;
+
+/// A callback receiving the prefill progress of a role's prompt: `(role, done, total)` tokens
+/// (see [`umi_model::Progress::Prefill`]).
+pub type PrefillCallback = Box<dyn FnMut(Role, usize, usize)>;
 
 /// Which weights serve which role.
 enum RoleModels {
@@ -39,6 +43,9 @@ pub struct LlamaGenerator {
     pub use_chat_template: bool,
     /// Called with each piece of generated text (for live display).
     pub on_text: Option<TextCallback>,
+    /// Called before and after every prefill chunk ([`GenerationConfig::prefill_chunk`]) of
+    /// a generation (not for judging or batched sampling).
+    pub on_prefill: Option<PrefillCallback>,
     /// Prompts longer than this many tokens keep only their last ones (the reference's
     /// `max_input_length`, 3750 in GLPFT's README); `None`: the model's context minus
     /// `max_new_tokens`, which always applies.
@@ -134,6 +141,7 @@ impl LlamaGenerator {
             config,
             use_chat_template: true,
             on_text: None,
+            on_prefill: None,
             max_input_tokens: None,
             prefixes: Default::default(),
         }
@@ -368,15 +376,25 @@ impl Generator for LlamaGenerator {
         let mut config = self.config.clone();
         config.stop_strings.extend(stop.iter().cloned());
         let on_text = &mut self.on_text;
+        let on_prefill = &mut self.on_prefill;
         let output = generate_cached(
             &loaded.model,
             &loaded.tokenizer,
             &ids,
             &config,
             self.prefixes.get_mut(role),
-            |_, delta| {
-                if let Some(f) = on_text.as_mut() {
-                    f(role, delta);
+            |progress| {
+                match progress {
+                    Progress::Token { text, .. } => {
+                        if let Some(f) = on_text.as_mut() {
+                            f(role, text);
+                        }
+                    }
+                    Progress::Prefill { done, total } => {
+                        if let Some(f) = on_prefill.as_mut() {
+                            f(role, done, total);
+                        }
+                    }
                 }
                 true
             },

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use umi_model::{Backend, GenerationConfig, generate};
+use umi_model::{Backend, GenerationConfig, Progress, generate};
 
 use crate::DEFAULT_MODEL;
 use crate::models;
@@ -63,6 +63,7 @@ pub(crate) fn run_generate(args: GenerateArgs) -> Result<()> {
         top_p: args.top_p,
         seed: args.seed,
         stop_strings: args.stop_strings,
+        ..GenerationConfig::default()
     };
     let mut stdout = std::io::stdout();
     let output = pollster::block_on(generate(
@@ -70,9 +71,11 @@ pub(crate) fn run_generate(args: GenerateArgs) -> Result<()> {
         &loaded.tokenizer,
         &ids,
         &config,
-        |_, delta| {
-            let _ = write!(stdout, "{delta}");
-            let _ = stdout.flush();
+        |progress| {
+            if let Progress::Token { text, .. } = progress {
+                let _ = write!(stdout, "{text}");
+                let _ = stdout.flush();
+            }
             true
         },
     ))?;

@@ -27,6 +27,11 @@ pub struct GenerationConfig {
     pub seed: u64,
     /// Generation stops when the text contains any of these; the stop string is not returned.
     pub stop_strings: Vec<String>,
+    /// Most prompt tokens per prefill forward; `0` (the default) prefills the whole prompt in
+    /// one. Smaller chunks let a slow device report [`Progress::Prefill`] and be stopped
+    /// between chunks (the browser on a software adapter); the logits differ from a one-pass
+    /// prefill only by float rounding.
+    pub prefill_chunk: usize,
 }
 
 impl Default for GenerationConfig {
@@ -37,8 +42,30 @@ impl Default for GenerationConfig {
             top_p: 1.0,
             seed: 42,
             stop_strings: Vec::new(),
+            prefill_chunk: 0,
         }
     }
+}
+
+/// What [`generate`] reports while it works; the callback's `false` stops it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress<'a> {
+    /// `done` of the `total` prompt tokens that need a forward pass (those not taken from a
+    /// [`PrefixCache`]) are prefilled: reported with `done = 0` before the first chunk and after
+    /// every chunk ([`GenerationConfig::prefill_chunk`]).
+    Prefill {
+        /// Tokens prefilled so far.
+        done: usize,
+        /// Tokens to prefill.
+        total: usize,
+    },
+    /// A token was generated.
+    Token {
+        /// Its id.
+        id: u32,
+        /// The text it adds (empty while a multi-byte character is incomplete).
+        text: &'a str,
+    },
 }
 
 /// Why generation ended.
@@ -332,8 +359,9 @@ impl TextStream {
 /// Async because every read from the device is awaited (the browser cannot block on the GPU);
 /// native callers drive it with `pollster::block_on`.
 ///
-/// `on_token(id, text_delta)` is called after every generated token with the new text (empty
-/// while a multi-byte character is incomplete); returning `false` stops generation.
+/// `on_progress` is called with [`Progress::Prefill`] around every prefill chunk and with
+/// [`Progress::Token`] after every generated token; returning `false` stops generation
+/// ([`FinishReason::Cancelled`]; stopped during the prefill, no token is generated).
 ///
 /// # Errors
 ///
@@ -345,7 +373,7 @@ pub async fn generate(
     tokenizer: &Tokenizer,
     prompt: &[u32],
     config: &GenerationConfig,
-    on_token: impl FnMut(u32, &str) -> bool,
+    on_progress: impl FnMut(Progress<'_>) -> bool,
 ) -> Result<GenerationOutput> {
     generate_cached(
         model,
@@ -353,14 +381,15 @@ pub async fn generate(
         prompt,
         config,
         &mut PrefixCache::new(),
-        on_token,
+        on_progress,
     )
     .await
 }
 
 /// [`generate`] reusing the keys and values of the prompt in `prefix` for the tokens this
 /// prompt shares with it ([`PrefixCache::reusable`]), and leaving this prompt's there for the
-/// next call. `prefix` must have been filled by the same model with the same weights.
+/// next call (when stopped during the prefill, the part prefilled so far). `prefix` must have
+/// been filled by the same model with the same weights.
 ///
 /// # Errors
 ///
@@ -371,7 +400,7 @@ pub async fn generate_cached(
     prompt: &[u32],
     config: &GenerationConfig,
     prefix: &mut PrefixCache,
-    mut on_token: impl FnMut(u32, &str) -> bool,
+    mut on_progress: impl FnMut(Progress<'_>) -> bool,
 ) -> Result<GenerationOutput> {
     if prompt.is_empty() {
         return Err(Error::Generation("the prompt is empty".into()));
@@ -392,7 +421,27 @@ pub async fn generate_cached(
     let mut finish_reason = FinishReason::Length;
 
     let start = Instant::now();
-    let mut logits = next_token_logits(model, &prompt[cached_tokens..], &mut cache).await?;
+    let Some(mut logits) = prefill(
+        model,
+        prompt,
+        cached_tokens,
+        config.prefill_chunk,
+        &mut cache,
+        &mut on_progress,
+    )
+    .await?
+    else {
+        prefix.store(&prompt[..cache[0].len()], &cache);
+        return Ok(GenerationOutput {
+            text: String::new(),
+            tokens,
+            prompt_tokens: prompt.len(),
+            cached_tokens,
+            prefill_time: start.elapsed(),
+            decode_time: Duration::ZERO,
+            finish_reason: FinishReason::Cancelled,
+        });
+    };
     prefix.store(prompt, &cache);
     let prefill_time = start.elapsed();
     let decode_start = Instant::now();
@@ -410,7 +459,10 @@ pub async fn generate_cached(
             break;
         }
         let delta = stream.push(&text);
-        if !on_token(next, &delta) {
+        if !on_progress(Progress::Token {
+            id: next,
+            text: &delta,
+        }) {
             finish_reason = FinishReason::Cancelled;
             break;
         }
@@ -420,7 +472,10 @@ pub async fn generate_cached(
     }
     let rest = stream.finish(&text);
     if !rest.is_empty() {
-        on_token(*tokens.last().unwrap_or(&0), &rest);
+        on_progress(Progress::Token {
+            id: *tokens.last().unwrap_or(&0),
+            text: &rest,
+        });
     }
     Ok(GenerationOutput {
         text,
@@ -431,6 +486,51 @@ pub async fn generate_cached(
         decode_time: decode_start.elapsed(),
         finish_reason,
     })
+}
+
+/// Runs `prompt[cached..]` through the model into `cache` in chunks of at most `chunk` tokens
+/// (`0`: one pass), reporting [`Progress::Prefill`] before the first and after every chunk, and
+/// returns the last position's logits, or `None` when `on_progress` asked to stop (`cache` then
+/// holds the chunks done).
+async fn prefill(
+    model: &Llama,
+    prompt: &[u32],
+    cached: usize,
+    chunk: usize,
+    cache: &mut [KvCache],
+    on_progress: &mut impl FnMut(Progress<'_>) -> bool,
+) -> Result<Option<Vec<f32>>> {
+    let new = &prompt[cached..];
+    let total = new.len();
+    if !on_progress(Progress::Prefill { done: 0, total }) {
+        return Ok(None);
+    }
+    let chunk = if chunk == 0 { total } else { chunk };
+    let mut done = 0;
+    while total - done > chunk {
+        let part = &new[done..done + chunk];
+        let device = model.embed_tokens.val().device();
+        let ids: Vec<i64> = part.iter().map(|&t| t as i64).collect();
+        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, part.len()]), &device);
+        let hidden = model.forward_hidden(input, cache); // [1, chunk, hidden_size]
+        // Reading one value back waits for the chunk (a GPU queues work otherwise), so the
+        // progress is real and a stop takes effect after this chunk.
+        hidden
+            .narrow(2, 0, 1)
+            .narrow(1, part.len() - 1, 1)
+            .into_data_async()
+            .await
+            .map_err(|e| Error::Generation(format!("reading the prefill back failed: {e:?}")))?;
+        done += chunk;
+        if !on_progress(Progress::Prefill { done, total }) {
+            return Ok(None);
+        }
+    }
+    let logits = next_token_logits(model, &new[done..], cache).await?;
+    if !on_progress(Progress::Prefill { done: total, total }) {
+        return Ok(None);
+    }
+    Ok(Some(logits))
 }
 
 /// Cuts `text` at the earliest of `stop_strings` it contains and returns that stop string.

@@ -37,8 +37,8 @@ pub use device::wgpu_device_async;
 pub use device::{Backend, GpuInfo};
 pub use error::{Error, Result};
 pub use generate::{
-    FinishReason, GenerationConfig, GenerationOutput, Sampler, TextStream, argmax, generate,
-    generate_cached, generate_many, next_token_logits, next_token_logits_batch,
+    FinishReason, GenerationConfig, GenerationOutput, Progress, Sampler, TextStream, argmax,
+    generate, generate_cached, generate_many, next_token_logits, next_token_logits_batch,
 };
 pub use linear::{LoraAdapter, LoraLinear};
 pub use llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};

@@ -107,6 +107,7 @@ impl SearchModel for LlamaGenerator {
                 max_new_tokens: s.max_new_tokens,
                 seed: s.seed,
                 stop_strings: self.config.stop_strings.clone(),
+                prefill_chunk: self.config.prefill_chunk,
             })
             .collect();
         self.generate_many(role, prompt, stop, &configs).await

@@ -15,6 +15,11 @@ use umi_tools::{HttpTools, ToolSpec, load_tool_specs, tools_url};
 use crate::protocol::{FromWorker, RunSettings, Speed};
 use crate::worker::scope::now_ms;
 
+/// Prompt tokens per prefill chunk: small enough that a software adapter reports progress and
+/// honours Stop within a second or two on the default model, large enough that a real GPU
+/// loses little to the extra passes (each chunk ends with a one-value read that waits for it).
+const PREFILL_CHUNK: usize = 32;
+
 /// The tool specs: pasted JSON when there is some, else the tool server's `/tools`.
 ///
 /// # Errors
@@ -66,6 +71,7 @@ pub async fn run_agent(
     };
     let config = GenerationConfig {
         max_new_tokens: settings.max_new_tokens,
+        prefill_chunk: PREFILL_CHUNK,
         ..Default::default()
     };
     let mut generator = LlamaGenerator::for_roles(models, adapters, config);
@@ -95,6 +101,14 @@ pub async fn run_agent(
             delta: delta.to_string(),
             speed: s,
         });
+    }));
+    let post_prefill = post.clone();
+    generator.on_prefill = Some(Box::new(move |role, done, total| {
+        post_prefill(FromWorker::Status(format!(
+            "running: {} prefill {done}/{total} tokens ({}%)",
+            role.as_str(),
+            (done * 100).checked_div(total).unwrap_or(100)
+        )));
     }));
     let docs = specs.iter().map(ToolSpec::doc).collect();
     let tools = HttpTools::new(specs, Duration::from_secs(20));
