@@ -155,6 +155,17 @@ try {
     }
     const loadHb = await heartbeat();
     log(`model loaded in ${((Date.now() - loadStart) / 1000).toFixed(1)} s; largest main-thread gap while loading: ${loadHb.maxGap.toFixed(0)} ms (informational)`);
+    // the load measured the model's speed here, and says what a step will take
+    const estimate = await page.$('#speed-estimate') ? await text('#speed-estimate') : '';
+    if (!/prefill [\d.]+ tok\/s, decode [\d.]+ tok\/s; an agent step .* takes about [\d.]+ (s|min)/.test(estimate)) {
+      fail(`#speed-estimate does not give the measured speed and a step's time: "${estimate}"`);
+    } else {
+      log(`speed-estimate: ${estimate}`);
+    }
+    // on a software adapter the warning carries the estimate too
+    if (await page.$('#gpu-warning') && !(await text('#gpu-warning')).includes('measured on this adapter')) {
+      fail(`#gpu-warning lacks the measured estimate: "${await text('#gpu-warning')}"`);
+    }
     return status;
   };
   const first = await loadModel();

@@ -166,6 +166,47 @@ pub struct Progress {
     pub from_cache: bool,
 }
 
+/// A loaded model's speed on this adapter, measured by the load's warm-up (one prefill chunk of
+/// [`crate::worker::PREFILL_CHUNK`] tokens and a few decode steps, after their kernels compiled).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredSpeed {
+    /// Prompt tokens per second.
+    pub prefill_tokens_per_second: f64,
+    /// Generated tokens per second.
+    pub decode_tokens_per_second: f64,
+}
+
+impl MeasuredSpeed {
+    /// Prompt tokens of a typical agent step: the α-UMi prompts with the demo tools' docs are
+    /// 900–1,500 tokens, of which a later step of the same role prefills only what it adds.
+    pub const STEP_PROMPT_TOKENS: usize = 1000;
+    /// New tokens of a typical step (a planner rationale or a caller action).
+    pub const STEP_NEW_TOKENS: usize = 40;
+
+    /// Seconds for one step of `prompt_tokens` prefilled and `new_tokens` generated.
+    pub fn step_seconds(&self, prompt_tokens: usize, new_tokens: usize) -> f64 {
+        prompt_tokens as f64 / self.prefill_tokens_per_second.max(1e-9)
+            + new_tokens as f64 / self.decode_tokens_per_second.max(1e-9)
+    }
+
+    /// `#speed-estimate`: the measured speeds and what a typical step takes at them.
+    pub fn text(&self) -> String {
+        let secs = self.step_seconds(Self::STEP_PROMPT_TOKENS, Self::STEP_NEW_TOKENS);
+        let step = if secs < 90.0 {
+            format!("{secs:.0} s")
+        } else {
+            format!("{:.1} min", secs / 60.0)
+        };
+        format!(
+            "measured on this adapter: prefill {:.1} tok/s, decode {:.1} tok/s; an agent step with a fresh {}-token prompt and {} new tokens takes about {step}",
+            self.prefill_tokens_per_second,
+            self.decode_tokens_per_second,
+            Self::STEP_PROMPT_TOKENS,
+            Self::STEP_NEW_TOKENS
+        )
+    }
+}
+
 /// Generation speed so far in the run: tokens, and token-to-token intervals within one
 /// generation (prefill and tool calls excluded) with their total in seconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -210,6 +251,8 @@ pub enum FromWorker {
         /// The prompt format the adapters were trained with.
         raw_prompts: bool,
     },
+    /// The planner model's measured speed (sent before `Loaded`).
+    MeasuredSpeed(MeasuredSpeed),
     /// Models loaded (their description) or not (why).
     Loaded(Result<String, String>),
     /// What the run is doing.

@@ -22,7 +22,7 @@ use crate::page::finetune::{FineTune, TrainPanel};
 use crate::page::trace::{Trace, TraceView};
 use crate::page::worker_link::{WorkerHandle, post};
 use crate::protocol::{
-    FromWorker, ModelChoice, Progress, RunSettings, Speed, Stage, ToWorker, decode,
+    FromWorker, MeasuredSpeed, ModelChoice, Progress, RunSettings, Speed, Stage, ToWorker, decode,
 };
 
 /// The model the set-up installs (`scripts/setup.sh`), served next to the app.
@@ -183,6 +183,7 @@ pub fn App() -> impl IntoView {
     let model_ready = RwSignal::new(false);
     let loading = RwSignal::new(false);
     let progress = RwSignal::new(None::<Progress>);
+    let measured = RwSignal::new(None::<MeasuredSpeed>);
 
     // the run
     let trace = Trace::new();
@@ -208,6 +209,7 @@ pub fn App() -> impl IntoView {
         FromWorker::Gpu(Ok(summary)) => gpu.set(GpuStatus::Ready(summary)),
         FromWorker::Gpu(Err(why)) => gpu.set(GpuStatus::Missing(why)),
         FromWorker::Progress(p) => progress.set(Some(p)),
+        FromWorker::MeasuredSpeed(s) => measured.set(Some(s)),
         FromWorker::ShippedAgent {
             folder: _,
             raw_prompts: raw,
@@ -301,6 +303,7 @@ pub fn App() -> impl IntoView {
             return;
         }
         loading.set(true);
+        measured.set(None);
         model_ready.set(false);
         model_status.set("loading…".into());
         if let Err(e) = send(&ToWorker::Load(choice), files.as_ref()) {
@@ -415,6 +418,7 @@ pub fn App() -> impl IntoView {
                     " or "
                     <code>"umi run --query \"...\""</code>
                     "."
+                    {move || measured.get().map(|s| format!(" This model, {}.", s.text()))}
                 </p>
             </Show>
         </header>
@@ -471,6 +475,11 @@ pub fn App() -> impl IntoView {
                     <span>{move || progress.with(|p| p.as_ref().map(progress_text))}</span>
                 </div>
                 <div id="model-status">{move || model_status.get()}</div>
+                <Show when=move || measured.get().is_some()>
+                    <div id="speed-estimate">
+                        {move || measured.get().map(|s| s.text()).unwrap_or_default()}
+                    </div>
+                </Show>
             </section>
             <section id="agent">
                 <h2>"Agent"</h2>

@@ -393,6 +393,7 @@ impl Engine {
                 .expect("every source was loaded above")
         };
         let [p, c, s] = [find(&sources[0]), find(&sources[1]), find(&sources[2])];
+        (self.post)(FromWorker::MeasuredSpeed(p.speed));
         let cached = |m: &StoredModel| if m.from_cache { " (from cache)" } else { "" };
         let summary = if loaded.len() == 1 {
             format!("{}{}", p.summary, cached(&p))

@@ -13,12 +13,8 @@ use umi_model::{AdapterSet, GenerationConfig, LoadedModel};
 use umi_tools::{HttpTools, ToolSpec, load_tool_specs, tools_url};
 
 use crate::protocol::{FromWorker, RunSettings, Speed};
+use crate::worker::PREFILL_CHUNK;
 use crate::worker::scope::now_ms;
-
-/// Prompt tokens per prefill chunk: small enough that a software adapter reports progress and
-/// honours Stop within a second or two on the default model, large enough that a real GPU
-/// loses little to the extra passes (each chunk ends with a one-value read that waits for it).
-const PREFILL_CHUNK: usize = 32;
 
 /// The tool specs: pasted JSON when there is some, else the tool server's `/tools`.
 ///

@@ -16,8 +16,9 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{Cache, ReadableStreamDefaultReader, Response, ResponseInit};
 
 use crate::js::js_error;
-use crate::protocol::{Progress, Stage};
-use crate::worker::scope::{scope, sleep_ms};
+use crate::protocol::{MeasuredSpeed, Progress, Stage};
+use crate::worker::PREFILL_CHUNK;
+use crate::worker::scope::{now_ms, scope, sleep_ms};
 
 /// The Cache API cache downloads are kept in, keyed by URL.
 pub const CACHE_NAME: &str = "umi-models";
@@ -199,6 +200,8 @@ pub struct StoredModel {
     pub from_cache: bool,
     /// A one-line description.
     pub summary: String,
+    /// Its speed on this adapter.
+    pub speed: MeasuredSpeed,
 }
 
 /// Models by source key.
@@ -267,17 +270,21 @@ fn check_fit(config: &LlamaConfig, gpu: &GpuInfo, file: &str) -> Result<(), Stri
 const WARM_UP_PROMPT: usize = 4;
 /// Warm-up decode steps.
 const WARM_UP_DECODE: usize = 2;
+/// Timed decode steps of the speed measurement.
+const TIMED_DECODE: usize = 4;
 
 /// Runs a short prompt and a few decode steps before the model is reported ready: a model the
 /// GPU cannot run fails here, at load, and the first run does not pay for compiling the common
 /// kernels (cubecl compiles each kernel variant on first use, on the CPU: seconds on a
-/// software adapter; variants for other lengths still compile when first met).
+/// software adapter; variants for other lengths still compile when first met). Then measures
+/// the speed a run will see: a prefill chunk of [`PREFILL_CHUNK`] tokens (once to compile its
+/// kernels, once timed) and [`TIMED_DECODE`] decode steps after it.
 async fn warm_up(
     loaded: &LoadedModel,
     name: &str,
     from_cache: bool,
     progress: &dyn Fn(Progress),
-) -> Result<(), String> {
+) -> Result<MeasuredSpeed, String> {
     progress(Progress {
         stage: Stage::WarmUp,
         file: name.to_string(),
@@ -298,7 +305,28 @@ async fn warm_up(
             .await
             .map_err(fail)?;
     }
-    Ok(())
+
+    let chunk = vec![0; PREFILL_CHUNK.min(model.max_positions() / 4).max(1)];
+    next_token_logits(model, &chunk, &mut model.new_cache())
+        .await
+        .map_err(fail)?;
+    let mut cache = model.new_cache();
+    let start = now_ms();
+    next_token_logits(model, &chunk, &mut cache)
+        .await
+        .map_err(fail)?;
+    let prefill_ms = now_ms() - start;
+    let start = now_ms();
+    for _ in 0..TIMED_DECODE {
+        next_token_logits(model, &[0], &mut cache)
+            .await
+            .map_err(fail)?;
+    }
+    let decode_ms = now_ms() - start;
+    Ok(MeasuredSpeed {
+        prefill_tokens_per_second: chunk.len() as f64 * 1e3 / prefill_ms.max(1e-3),
+        decode_tokens_per_second: TIMED_DECODE as f64 * 1e3 / decode_ms.max(1e-3),
+    })
 }
 
 fn describe(loaded: &LoadedModel, format: &str) -> String {
@@ -343,12 +371,13 @@ async fn load_gguf(
     stage(Stage::Upload);
     sleep_ms(20).await;
     let loaded = load_gguf_bytes(bytes, name, device).map_err(|e| e.to_string())?;
-    warm_up(&loaded, name, from_cache, progress).await?;
+    let speed = warm_up(&loaded, name, from_cache, progress).await?;
     let summary = describe(&loaded, "GGUF");
     Ok(StoredModel {
         model: Rc::new(loaded),
         from_cache,
         summary,
+        speed,
     })
 }
 
@@ -386,12 +415,13 @@ async fn load_hf(
     stage(Stage::Upload);
     sleep_ms(20).await;
     let loaded = load_hf_files(files, name, device).map_err(|e| e.to_string())?;
-    warm_up(&loaded, name, from_cache, progress).await?;
+    let speed = warm_up(&loaded, name, from_cache, progress).await?;
     let summary = describe(&loaded, "Hugging Face safetensors");
     Ok(StoredModel {
         model: Rc::new(loaded),
         from_cache,
         summary,
+        speed,
     })
 }
 
