@@ -18,6 +18,8 @@
 //   TIMEOUT_MS           run timeout (default 600000); LOAD_TIMEOUT_MS (default 600000)
 //   MAX_GAP_MS           largest allowed main-thread gap during the run (default 1000)
 //   CHECK_CACHE=1        reload after loading and expect the model "from cache" (Cache API)
+//   APP_SERVER_PID       after a finished run, kill this process (the page's server), reload and
+//                        expect the app to open from the service worker; then clear the caches
 //   SHOT, SHOT_END       screenshots: mid-run (first observation, or first token) and at the end
 //   CHROMIUM             browser binary (default /usr/bin/chromium)
 //   TRAIN=1              instead of an agent run, fine-tune with the "Fine-tune" panel: load the
@@ -249,6 +251,8 @@ try {
     if (scenario) checkScenario(trace, status, scenario);
     await checkPrefillProgress();
     await checkStopDuringPrefill();
+    await checkStorage();
+    if (env.APP_SERVER_PID) await checkOffline();
   }
 } catch (e) {
   if (e !== 'done') fail(e instanceof Error ? e.message : String(e));
@@ -310,6 +314,47 @@ async function checkStopDuringPrefill() {
     }
     await sleep(100);
   }
+}
+
+/** The caches umi keeps (`li` per cache: data-cache, data-files), after a refresh. */
+async function cacheList() {
+  await page.click('#storage-refresh');
+  await sleep(500);
+  return page.$$eval('#storage-caches li', (lis) => Object.fromEntries(lis.map((li) => [li.dataset.cache, Number(li.dataset.files)])));
+}
+
+/** The Storage section lists the app shell and the model with their files, and the space used. */
+async function checkStorage() {
+  const caches = await cacheList();
+  const usage = await text('#storage-usage');
+  log(`storage: ${usage}; caches ${JSON.stringify(caches)}`);
+  if (!/\d+(\.\d+)? MB/.test(usage)) fail(`#storage-usage gives no size: "${usage}"`);
+  if (!(caches['umi-models'] >= 1)) fail(`the Storage section does not list the cached model: ${JSON.stringify(caches)}`);
+  if (!(caches['umi-app-shell'] >= 3)) fail(`the service worker has not cached the app shell (page, JS, wasm): ${JSON.stringify(caches)}`);
+}
+
+/**
+ * A visit with the page server stopped (APP_SERVER_PID killed) still opens the app, from the
+ * service worker's copy; then "Clear models and app shell" empties both caches.
+ */
+async function checkOffline() {
+  process.kill(Number(env.APP_SERVER_PID));
+  await sleep(300);
+  await page.reload();
+  try {
+    // the worker's script and wasm come from the copy too: WebGPU comes up in it
+    await page.waitForFunction(() => (document.querySelector('#gpu-info')?.textContent ?? '').includes('largest')
+      && document.querySelector('#load-model') !== null, null, { timeout: 60000 });
+    log(`with the page server stopped the app opened (gpu-info: ${await text('#gpu-info')})`);
+  } catch (e) {
+    fail(`with the page server stopped the app did not open: ${e.message}`);
+    return;
+  }
+  await page.click('#storage-clear');
+  await sleep(500);
+  const caches = await cacheList();
+  if (caches['umi-models'] || caches['umi-app-shell']) fail(`"Clear models and app shell" left ${JSON.stringify(caches)}`);
+  else log(`cleared: ${JSON.stringify(caches)}`);
 }
 
 /** The TRAIN=1 check (see the header). */

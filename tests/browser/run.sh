@@ -2,8 +2,9 @@
 # The web app in a real browser: builds the app with trunk, makes the memorised tiny model
 # (tests/browser/make_fixture.rs), serves both and the demo tool server on loopback, and drives
 # headless Chromium (WebGPU on its software adapter): load the model, reload and load it again
-# from the Cache API, then a whole α-UMi run with
-# tests/browser/app.test.mjs; then a second page fine-tunes the planner with LoRA through the
+# from the Cache API, then a whole α-UMi run with tests/browser/app.test.mjs (prefill progress,
+# Stop between prefill chunks, the Storage section, and an offline visit with the page server
+# stopped, served by the service worker); then a second page fine-tunes the planner with LoRA through the
 # "Fine-tune" panel and compares its losses with the native ones make_fixture.rs wrote. Screenshots land in $UMI_BROWSER_OUT (default
 # $CARGO_TARGET_DIR/browser-test).
 #
@@ -65,9 +66,13 @@ cp -r "$out/fixture" "$out/dist/fixture"
 # the fixture's "shipped agent" (fresh adapters, see make_fixture.rs) where the app looks for one
 cp -r "$out/fixture/agent" "$out/dist/agent"
 
-python3 -m http.server "$app_port" --bind 127.0.0.1 --directory "$out/dist" >"$out/http.log" 2>&1 &
-pids+=($!)
-wait_http "http://127.0.0.1:$app_port/"
+serve_app() {
+  python3 -m http.server "$app_port" --bind 127.0.0.1 --directory "$out/dist" >>"$out/http.log" 2>&1 &
+  app_pid=$!
+  pids+=("$app_pid")
+  wait_http "http://127.0.0.1:$app_port/"
+}
+serve_app
 
 echo "== headless Chromium (WebGPU on SwiftShader)"
 query="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["query"])' "$out/fixture/scenario.json")"
@@ -79,8 +84,10 @@ SCENARIO="$out/fixture/scenario.json" \
 CHECK_CACHE=1 \
 EXPECT_STATUS="α-UMi agent: shipped adapters from agent/fixture" \
 SHOT="$out/app-mid-run.png" SHOT_END="$out/app-done.png" \
+APP_SERVER_PID="$app_pid" \
 TIMEOUT_MS="${UMI_BROWSER_TIMEOUT_MS:-900000}" \
   node tests/browser/app.test.mjs
+serve_app # the run stopped it to check the offline visit
 
 echo "== headless Chromium: LoRA fine-tuning of the planner in the page, against native losses"
 APP_URL="http://127.0.0.1:$app_port/" \

@@ -316,6 +316,11 @@ pub enum FromWorker {
 
 /// The Cache API cache fine-tuned adapters are kept in.
 pub const ADAPTER_CACHE: &str = "umi-adapters";
+/// The Cache API cache downloaded models are kept in, keyed by URL.
+pub const MODEL_CACHE: &str = "umi-models";
+/// The Cache API cache the service worker (`web/sw.js`, which spells it too) keeps the app
+/// shell in.
+pub const APP_SHELL_CACHE: &str = "umi-app-shell";
 
 /// The URL, relative to the app, under which `role`'s adapter file `file` is cached.
 pub fn adapter_url(role: Role, file: &str) -> String {

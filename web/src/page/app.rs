@@ -19,6 +19,7 @@ use web_sys::{HtmlInputElement, MessageEvent, Worker};
 
 use crate::js::js_error;
 use crate::page::finetune::{FineTune, TrainPanel};
+use crate::page::storage::Storage;
 use crate::page::trace::{Trace, TraceView};
 use crate::page::worker_link::{WorkerHandle, post};
 use crate::protocol::{
@@ -588,6 +589,7 @@ pub fn App() -> impl IntoView {
                 </details>
             </section>
             <FineTune panel=panel worker=worker ready=model_ready busy=run_or_load />
+            <Storage loaded=model_ready />
         </main>
     }
 }

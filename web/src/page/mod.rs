@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod finetune;
+pub mod storage;
 pub mod trace;
 pub mod worker_link;

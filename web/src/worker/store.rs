@@ -20,8 +20,7 @@ use crate::protocol::{MeasuredSpeed, Progress, Stage};
 use crate::worker::PREFILL_CHUNK;
 use crate::worker::scope::{now_ms, scope, sleep_ms};
 
-/// The Cache API cache downloads are kept in, keyed by URL.
-pub const CACHE_NAME: &str = "umi-models";
+use crate::protocol::MODEL_CACHE as CACHE_NAME;
 
 /// A file's bytes and whether they came from the cache.
 struct Fetched {
