@@ -18,9 +18,13 @@
 //   TIMEOUT_MS           run timeout (default 600000); LOAD_TIMEOUT_MS (default 600000)
 //   MAX_GAP_MS           largest allowed main-thread gap during the run (default 1000)
 //   CHECK_CACHE=1        reload after loading and expect the model "from cache" (Cache API)
+//   IMPORT_DIR           after a finished run, import IMPORT_DIR/planner through the Adapters row,
+//                        reload, and expect the stored adapter installed and its native first step
+//                        (IMPORT_DIR/expected.json)
 //   APP_SERVER_PID       after a finished run, kill this process (the page's server), reload and
 //                        expect the app to open from the service worker; then clear the caches
 //   SHOT, SHOT_END       screenshots: mid-run (first observation, or first token) and at the end
+//   SHOT_LOADED          screenshot after the first load (speed estimate, storage)
 //   CHROMIUM             browser binary (default /usr/bin/chromium)
 //   TRAIN=1              instead of an agent run, fine-tune with the "Fine-tune" panel: load the
 //                        model, pick TRAIN_DATA (α-UMi JSON), type the settings of TRAIN_REFERENCE
@@ -171,6 +175,7 @@ try {
     return status;
   };
   const first = await loadModel();
+  if (env.SHOT_LOADED) { await page.screenshot({ path: env.SHOT_LOADED, fullPage: true }); log(`loaded screenshot: ${env.SHOT_LOADED}`); }
   if (env.EXPECT_STATUS && !first.includes(env.EXPECT_STATUS)) fail(`the model status should say "${env.EXPECT_STATUS}": ${first}`);
   if (env.CHECK_CACHE === '1') {
     // a second visit reads the model from the Cache API
@@ -252,6 +257,7 @@ try {
     await checkPrefillProgress();
     await checkStopDuringPrefill();
     await checkStorage();
+    if (env.IMPORT_DIR) await checkImportedAdapter(loadModel);
     if (env.APP_SERVER_PID) await checkOffline();
   }
 } catch (e) {
@@ -313,6 +319,62 @@ async function checkStopDuringPrefill() {
       return;
     }
     await sleep(100);
+  }
+}
+
+/**
+ * Imports IMPORT_DIR/planner (a PEFT adapter make_fixture.rs trained so that the planner's first
+ * step names another date) through the Adapters row, reloads, loads the model again: the stored
+ * adapter must be installed, and the planner's first step must be the one the adapter writes
+ * natively (IMPORT_DIR/expected.json).
+ */
+async function checkImportedAdapter(loadModel) {
+  const expected = JSON.parse(readFileSync(join(env.IMPORT_DIR, 'expected.json'), 'utf8'));
+  const dir = join(env.IMPORT_DIR, 'planner');
+  await page.selectOption('#adapter-role', 'planner');
+  await page.setInputFiles('#adapter-files', [join(dir, 'adapter_config.json'), join(dir, 'adapter_model.safetensors')]);
+  try {
+    await page.waitForFunction(() => /imported|error/.test(document.querySelector('#adapter-status')?.textContent ?? ''), null, { timeout: 60000 });
+  } catch (e) {
+    fail(`the adapter import did not answer: ${e.message}`);
+    return;
+  }
+  const imported = await text('#adapter-status');
+  log(`adapter-status: ${imported}`);
+  if (!imported.includes('imported') || !imported.includes('kept in this browser')) {
+    fail(`the adapter was not imported and kept: "${imported}"`);
+    return;
+  }
+  await page.reload();
+  await page.waitForFunction(() => (document.querySelector('#gpu-info')?.textContent ?? '').includes('largest'), null, { timeout: 60000 });
+  const status = await loadModel();
+  if (!status.includes("planner: adapter from this browser's storage")) {
+    fail(`after a reload the stored planner adapter was not installed: ${status}`);
+    return;
+  }
+  if (env.TOOLS_URL) await page.fill('#tools-url', env.TOOLS_URL);
+  if (env.RAW_PROMPTS === '1') await page.check('#raw-prompts');
+  await page.fill('#query', expected.query);
+  await page.click('#run');
+  const start = Date.now();
+  let planner = null;
+  for (;;) {
+    const s = await steps();
+    // the planner's step is complete once the caller (or anything after it) appears
+    if (s.length >= 2) { planner = s[0]; break; }
+    const st = await text('#run-status');
+    if (/^(done:|error:|stopped)/.test(st) || Date.now() - start > 120000) {
+      fail(`the run with the imported adapter ended before its first step completed: ${st}`);
+      return;
+    }
+    await sleep(100);
+  }
+  await page.click('#stop');
+  await page.waitForFunction(() => /^(done:|error:|stopped)/.test(document.querySelector('#run-status')?.textContent ?? ''), null, { timeout: 30000 }).catch(() => {});
+  if (planner.role !== 'planner' || !sameJsonOrContains(planner.text, expected.planner_text.replace(/\nNext: caller\.$/, ''))) {
+    fail(`with the imported adapter the planner wrote ${JSON.stringify(planner.text)}, natively ${JSON.stringify(expected.planner_text)}`);
+  } else {
+    log(`imported adapter: the planner's first step is the native one (${JSON.stringify(planner.text)})`);
   }
 }
 

@@ -70,6 +70,10 @@ const MAX_NEW_TOKENS: usize = 256;
 const MAX_POSITIONS: usize = 4096;
 /// The date and weekday of the fine-tuning record (`train.json`), which the model has not seen.
 const TRAIN_DATE: &str = "2027-03-14";
+/// The date the imported adapter's planner writes instead of [`DATE`]: the same digits, so its
+/// tokens are among those the memorising run trained (every other token shares one LM-head row,
+/// see `ExpandedWeights`, and no adapter could pick it out).
+const IMPORT_DATE: &str = "2025-06-12";
 const TRAIN_WEEKDAY: &str = "Sunday";
 /// The short LoRA run the browser repeats (`train_reference.json`): planner, few steps, short
 /// examples (SwiftShader runs ~1 GFLOP/s), dropout 0 (no randomness beyond the seeded
@@ -378,6 +382,9 @@ fn main() -> Result<()> {
     // h. the fine-tuning record and the native LoRA losses on it
     let reference = write_train_reference(&args.out, &scenario, &docs)?;
 
+    // i. an adapter to import in the page: the planner's first step with IMPORT_DATE
+    let imported = write_import_adapter(&args.out, &scenario)?;
+
     let bytes = |f: &str| {
         std::fs::metadata(args.out.join(f))
             .map(|m| m.len())
@@ -404,6 +411,7 @@ fn main() -> Result<()> {
         "  fine-tuning:  {TRAIN_STEPS} LoRA steps of the planner on train.json: losses {:?}",
         reference
     );
+    println!("  import:       planner adapter whose first step is {imported:?}");
     println!("  total:        {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -444,6 +452,81 @@ fn write_shipped_agent(out: &Path) -> Result<()> {
         serde_json::to_string_pretty(&index)? + "\n",
     )?;
     Ok(())
+}
+
+/// Writes `out/import/planner/` (a PEFT adapter the browser test imports for the planner) and
+/// `out/import/expected.json`: a LoRA run on the scenario's first planner prompt alone, with
+/// [`IMPORT_DATE`] in place of [`DATE`] in its target, until the adapter writes that text greedily
+/// with a clear margin; returns that text, which the page must reproduce.
+fn write_import_adapter(out: &Path, scenario: &Scenario) -> Result<String> {
+    const STEPS: usize = 80;
+    let device = Backend::Cpu.device()?;
+    let loaded = load_model(out, &device)?;
+    let (_, prompt, _) = &scenario.samples[0];
+    let target = scenario.planner_1.replace(DATE, IMPORT_DATE);
+    ensure!(
+        target != scenario.planner_1,
+        "the first planner step names no date"
+    );
+    let prompt_ids = loaded.tokenizer.encode(prompt, true)?;
+    let target_ids = loaded.tokenizer.encode(&format!("{target}{STOP}"), false)?;
+    let mut ids = prompt_ids.clone();
+    ids.extend_from_slice(&target_ids);
+    let mut labels = vec![IGNORE_INDEX; prompt_ids.len()];
+    labels.extend(target_ids.iter().map(|&t| i64::from(t)));
+    let batch = Batch {
+        attention_mask: vec![vec![1; ids.len()]],
+        input_ids: vec![ids],
+        labels: vec![labels],
+    };
+    let lora = LoraConfig {
+        r: 16,
+        lora_alpha: 32.0,
+        lora_dropout: 0.0,
+        ..LoraConfig::default()
+    };
+    let config = TrainConfig {
+        learning_rate: 3e-3,
+        warmup_ratio: 0.0,
+        max_len: MAX_POSITIONS,
+        lora: Some(lora.clone()),
+        ..TrainConfig::local(Role::Planner)
+    };
+    let tokenizer = loaded.tokenizer.clone();
+    let mut trainer = Trainer::new(loaded.model, config, STEPS, &device)?;
+    let mut loss = f64::NAN;
+    while trainer.step < STEPS {
+        loss = pollster::block_on(trainer.train_step(std::slice::from_ref(&batch)))?.loss;
+    }
+    let model = trainer.inference_model();
+    let generation = GenerationConfig {
+        max_new_tokens: MAX_NEW_TOKENS,
+        stop_strings: vec![STOP.to_string()],
+        ..GenerationConfig::default()
+    };
+    let output = pollster::block_on(umi_model::generate(
+        &model,
+        &tokenizer,
+        &prompt_ids,
+        &generation,
+        |_| true,
+    ))?;
+    ensure!(
+        output.text == target,
+        "after {STEPS} LoRA steps (loss {loss:.5}) the adapter writes {:?}, not {target:?}",
+        output.text
+    );
+    umi_model::save_peft(&model, &lora, Some("fixture"), &out.join("import/planner"))?;
+    std::fs::write(
+        out.join("import/expected.json"),
+        serde_json::to_string_pretty(&json!({
+            "role": "planner",
+            "query": scenario.query,
+            "planner_text": target,
+            "loss": loss,
+        }))? + "\n",
+    )?;
+    Ok(target)
 }
 
 fn write_train_reference(

@@ -118,6 +118,12 @@ pub enum ToWorker {
     Run(RunSettings),
     /// Abort the run.
     Stop,
+    /// Import `role`'s PEFT adapter from the attached files (`adapter_config.json`,
+    /// `adapter_model.safetensors`), install it and keep it in the browser.
+    ImportAdapter {
+        /// Planner, caller or summarizer.
+        role: Role,
+    },
     /// Fine-tune a role with LoRA (replacing any paused fine-tuning run).
     Train(TrainSettings),
     /// Pause fine-tuning after the step in progress; the adapter so far is saved and used.
@@ -312,6 +318,13 @@ pub enum FromWorker {
     },
     /// Fine-tuning failed (the adapter is not changed).
     TrainFailed(String),
+    /// An adapter import ended: what was installed, or why not.
+    AdapterImported {
+        /// The role.
+        role: Role,
+        /// A description, or the error.
+        result: Result<String, String>,
+    },
 }
 
 /// The Cache API cache fine-tuned adapters are kept in.

@@ -18,6 +18,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{HtmlInputElement, MessageEvent, Worker};
 
 use crate::js::js_error;
+use crate::page::adapters::AdapterImport;
 use crate::page::finetune::{FineTune, TrainPanel};
 use crate::page::storage::Storage;
 use crate::page::trace::{Trace, TraceView};
@@ -185,6 +186,7 @@ pub fn App() -> impl IntoView {
     let loading = RwSignal::new(false);
     let progress = RwSignal::new(None::<Progress>);
     let measured = RwSignal::new(None::<MeasuredSpeed>);
+    let adapter_status = RwSignal::new(String::new());
 
     // the run
     let trace = Trace::new();
@@ -211,6 +213,10 @@ pub fn App() -> impl IntoView {
         FromWorker::Gpu(Err(why)) => gpu.set(GpuStatus::Missing(why)),
         FromWorker::Progress(p) => progress.set(Some(p)),
         FromWorker::MeasuredSpeed(s) => measured.set(Some(s)),
+        FromWorker::AdapterImported { role: _, result } => adapter_status.set(match result {
+            Ok(text) => text,
+            Err(e) => format!("error: {e}"),
+        }),
         FromWorker::ShippedAgent {
             folder: _,
             raw_prompts: raw,
@@ -476,6 +482,7 @@ pub fn App() -> impl IntoView {
                     <span>{move || progress.with(|p| p.as_ref().map(progress_text))}</span>
                 </div>
                 <div id="model-status">{move || model_status.get()}</div>
+                <AdapterImport worker=worker ready=model_ready status=adapter_status />
                 <Show when=move || measured.get().is_some()>
                     <div id="speed-estimate">
                         {move || measured.get().map(|s| s.text()).unwrap_or_default()}

@@ -16,12 +16,12 @@ use crate::js::js_error;
 use crate::protocol::{
     FromWorker, ModelChoice, Progress, ToWorker, TrainData, TrainSettings, decode, encode,
 };
-use crate::worker::gpu;
 use crate::worker::run::run_agent;
 use crate::worker::scope::now_ms;
 use crate::worker::shipped::shipped_agent;
 use crate::worker::store::{self, ModelSource, ModelStore, StoredModel};
 use crate::worker::train::{TrainJob, role_model, role_samples_of, store_adapter};
+use crate::worker::{adapters, gpu};
 
 /// What the worker holds between messages.
 #[derive(Default)]
@@ -132,6 +132,7 @@ impl Engine {
                     (self.post)(end);
                 });
             }
+            ToWorker::ImportAdapter { role } => spawn_local(self.import_adapter(role, files)),
             ToWorker::Stop => {
                 if let Some(handle) = self.state.borrow_mut().abort.take() {
                     handle.abort();
@@ -252,7 +253,14 @@ impl Engine {
             Some(e) => FromWorker::TrainFailed(format!("step {} failed: {e}", job.step() + 1)),
             None => match job.adapter().await {
                 Ok((set, files)) => {
-                    let (stored, urls) = store_adapter(job.role, &files).await;
+                    let base = self
+                        .state
+                        .borrow()
+                        .roles
+                        .as_ref()
+                        .map(|m| m.get(job.role).origin.clone())
+                        .unwrap_or_default();
+                    let (stored, urls) = store_adapter(job.role, &files, &base).await;
                     if job.role != Role::Backbone {
                         *self.state.borrow_mut().adapters.get_mut(job.role) = Some(set);
                     }
@@ -273,6 +281,28 @@ impl Engine {
         state.busy = false;
         drop(state);
         (self.post)(message);
+    }
+
+    /// Imports `role`'s adapter from `files` and installs it for the next runs.
+    async fn import_adapter(self: Rc<Self>, role: Role, files: Vec<web_sys::File>) {
+        let (models, device) = {
+            let state = self.state.borrow();
+            (state.roles.clone(), state.device.clone())
+        };
+        let result = match (models, device) {
+            (Some(models), Some(device)) => match role_model(&models, role) {
+                Some(model) => adapters::import(role, &files, &model, &device).await,
+                None => Err(
+                    "adapters are imported for the planner, the caller or the summarizer".into(),
+                ),
+            },
+            _ => Err("load a model first".into()),
+        };
+        let result = result.map(|(set, text)| {
+            *self.state.borrow_mut().adapters.get_mut(role) = Some(set);
+            text
+        });
+        (self.post)(FromWorker::AdapterImported { role, result });
     }
 
     /// Marks the worker busy; `false` when it already was.
@@ -314,10 +344,34 @@ impl Engine {
         {
             summary.push_str(&self.install_shipped(a).await);
         }
+        // adapters imported or fine-tuned in an earlier visit, for these models
+        if let Ok(summary) = &mut result {
+            summary.push_str(&self.restore_adapters().await);
+        }
         self.state.borrow_mut().busy = false;
         (self.post)(FromWorker::Loaded(result.map(|summary| {
             format!("{summary}, loaded in {:.1} s", (now_ms() - start) / 1e3)
         })));
+    }
+
+    /// Installs the adapters kept in this browser for the loaded models ([`adapters::restore`])
+    /// over the roles' others; returns what to add to the load summary.
+    async fn restore_adapters(&self) -> String {
+        let (models, device) = {
+            let state = self.state.borrow();
+            match (&state.roles, &state.device) {
+                (Some(m), Some(d)) => (m.clone(), d.clone()),
+                _ => return String::new(),
+            }
+        };
+        let (restored, notes) = adapters::restore(&models, &device).await;
+        let mut state = self.state.borrow_mut();
+        for role in [Role::Planner, Role::Caller, Role::Summarizer] {
+            if let Some(set) = restored.get(role).clone() {
+                *state.adapters.get_mut(role) = Some(set);
+            }
+        }
+        notes.iter().map(|n| format!("; {n}")).collect()
     }
 
     /// Installs the adapters shipped for the model at `url` ([`shipped_agent`]) as every role's

@@ -1,6 +1,7 @@
 //! The model worker (the `umi-worker` binary, a dedicated worker): the GPU, the model store, the
 //! agent runs and fine-tuning, driven by the page's messages.
 
+pub mod adapters;
 pub mod engine;
 pub mod gpu;
 pub mod run;

@@ -177,8 +177,8 @@ impl TrainJob {
     }
 }
 
-/// Stores `role`'s PEFT files in the Cache API ([`ADAPTER_CACHE`], under [`adapter_url`]) and
-/// returns their URLs.
+/// Stores `role`'s PEFT files in the Cache API ([`ADAPTER_CACHE`], under [`adapter_url`]), with
+/// the name of the model they belong to (`base`, restored only onto it), and returns their URLs.
 ///
 /// # Errors
 ///
@@ -186,6 +186,7 @@ impl TrainJob {
 pub async fn store_adapter(
     role: Role,
     files: &umi_model::PeftFiles,
+    base: &str,
 ) -> (Result<(), String>, [String; 2]) {
     let urls = [
         adapter_url(role, "adapter_config.json"),
@@ -200,9 +201,11 @@ pub async fn store_adapter(
             .map_err(js_error)?
             .dyn_into()
             .map_err(|_| "caches.open gave no cache".to_string())?;
-        for (url, (bytes, kind)) in urls.iter().zip([
+        let base_url = adapter_url(role, crate::worker::adapters::BASE_MODEL);
+        for (url, (bytes, kind)) in urls.iter().chain([&base_url]).zip([
             (files.adapter_config.as_bytes(), "application/json"),
             (files.adapter_model.as_slice(), "application/octet-stream"),
+            (base.as_bytes(), "text/plain"),
         ]) {
             let init = ResponseInit::new();
             let headers = js_sys::Object::new();
