@@ -90,11 +90,16 @@ fn mib(bytes: u64) -> String {
 }
 
 /// The line under the progress bar.
-fn progress_text(p: &Progress) -> String {
+fn progress_text(p: &Progress, eta_seconds: Option<f64>) -> String {
     let cached = if p.from_cache { " (from cache)" } else { "" };
+    let eta = match eta_seconds {
+        Some(s) if s >= 90.0 => format!(", about {:.0} min left", s / 60.0),
+        Some(s) if s >= 1.0 => format!(", about {s:.0} s left"),
+        _ => String::new(),
+    };
     match (p.stage, p.total) {
         (Stage::Download, Some(total)) if total > 0 => format!(
-            "download {}: {} / {} MiB ({:.0}%){cached}",
+            "download {}: {} / {} MiB ({:.0}%{eta}){cached}",
             p.file,
             mib(p.done),
             mib(total),
@@ -186,6 +191,9 @@ pub fn App() -> impl IntoView {
     let loading = RwSignal::new(false);
     let progress = RwSignal::new(None::<Progress>);
     let measured = RwSignal::new(None::<MeasuredSpeed>);
+    // the file being downloaded and when its download started (ms, performance.now())
+    let download_start = StoredValue::new(None::<(String, f64)>);
+    let progress_eta = RwSignal::new(None::<f64>);
     let adapter_status = RwSignal::new(String::new());
 
     // the run
@@ -211,7 +219,24 @@ pub fn App() -> impl IntoView {
         }
         FromWorker::Gpu(Ok(summary)) => gpu.set(GpuStatus::Ready(summary)),
         FromWorker::Gpu(Err(why)) => gpu.set(GpuStatus::Missing(why)),
-        FromWorker::Progress(p) => progress.set(Some(p)),
+        FromWorker::Progress(p) => {
+            // the download's rate so far gives the time left
+            let now = window().performance().map_or(0.0, |t| t.now());
+            let started = download_start.get_value();
+            let eta = match (p.stage, p.total, &started) {
+                (Stage::Download, Some(total), Some((file, t0)))
+                    if *file == p.file && p.done > 0 && now > *t0 =>
+                {
+                    Some((now - t0) / 1e3 * (total.saturating_sub(p.done)) as f64 / p.done as f64)
+                }
+                _ => None,
+            };
+            if p.stage == Stage::Download && started.as_ref().is_none_or(|(f, _)| *f != p.file) {
+                download_start.set_value(Some((p.file.clone(), now)));
+            }
+            progress_eta.set(eta);
+            progress.set(Some(p));
+        }
         FromWorker::MeasuredSpeed(s) => measured.set(Some(s)),
         FromWorker::AdapterImported { role: _, result } => adapter_status.set(match result {
             Ok(text) => text,
@@ -479,7 +504,12 @@ pub fn App() -> impl IntoView {
                                 })
                         }
                     ></progress>
-                    <span>{move || progress.with(|p| p.as_ref().map(progress_text))}</span>
+                    <span>
+                        {move || {
+                            progress
+                                .with(|p| p.as_ref().map(|p| progress_text(p, progress_eta.get())))
+                        }}
+                    </span>
                 </div>
                 <div id="model-status">{move || model_status.get()}</div>
                 <AdapterImport worker=worker ready=model_ready status=adapter_status />
