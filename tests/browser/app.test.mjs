@@ -25,6 +25,7 @@
 //                        expect the app to open from the service worker; then clear the caches
 //   SHOT, SHOT_END       screenshots: mid-run (first observation, or first token) and at the end
 //   SHOT_LOADED          screenshot after the first load (speed estimate, storage)
+//   SHOT_PREFILL         screenshot (viewport) while the first prefill is under way, if caught
 //   CHROMIUM             browser binary (default /usr/bin/chromium)
 //   TRAIN=1              instead of an agent run, fine-tune with the "Fine-tune" panel: load the
 //                        model, pick TRAIN_DATA (α-UMi JSON), type the settings of TRAIN_REFERENCE
@@ -200,6 +201,7 @@ try {
   const runStart = Date.now();
   await page.click('#run');
   let midShot = false;
+  let prefillShot = false;
   let status = '';
   let lastLogged = '';
   for (;;) {
@@ -208,6 +210,12 @@ try {
     const summary = s.map((x) => x.role).join(',');
     if (summary !== lastLogged) { log(`trace: ${summary || '(empty)'} | ${status} | ${await text('#tok-s')}`); lastLogged = summary; }
     const firstToken = s.length > 0 && s[0].text.length > 0;
+    const pf = /prefill (\d+)\/(\d+) tokens/.exec(status);
+    if (env.SHOT_PREFILL && !prefillShot && pf && Number(pf[1]) > 0 && Number(pf[1]) < Number(pf[2])) {
+      prefillShot = true;
+      await page.screenshot({ path: env.SHOT_PREFILL });
+      log(`prefill screenshot (${status}): ${env.SHOT_PREFILL}`);
+    }
     const shotNow = until === 'first-token' ? firstToken
       : until === 'started' ? Date.now() - runStart > stopAfter
         : s.some((x) => x.role === 'observation');
