@@ -173,11 +173,7 @@ fn main() -> Result<()> {
         max_position_embeddings: MAX_POSITIONS,
         tie_word_embeddings: false,
         bos_token_id: gguf_tokenizer.bos_id(),
-        eos_token_id: match eos.as_slice() {
-            [] => None,
-            [one] => Some(TokenIds::One(*one)),
-            many => Some(TokenIds::Many(many.to_vec())),
-        },
+        eos_token_id: TokenIds::from_ids(&eos),
         hidden_act: "silu".into(),
         attention_bias: false,
         mlp_bias: false,

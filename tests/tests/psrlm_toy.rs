@@ -272,11 +272,7 @@ fn noisy_planner(tokenizer: &Tokenizer, docs: &[Map<String, Value>]) -> Llama {
         max_position_embeddings: 1024,
         tie_word_embeddings: false,
         bos_token_id: tokenizer.bos_id(),
-        eos_token_id: match eos.as_slice() {
-            [] => None,
-            [one] => Some(TokenIds::One(*one)),
-            many => Some(TokenIds::Many(many.to_vec())),
-        },
+        eos_token_id: TokenIds::from_ids(&eos),
         hidden_act: "silu".into(),
         attention_bias: false,
         mlp_bias: false,

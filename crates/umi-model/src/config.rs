@@ -78,6 +78,16 @@ impl TokenIds {
             TokenIds::Many(ids) => ids.clone(),
         }
     }
+
+    /// `ids` as a config field (the inverse of [`TokenIds::to_vec`]): `None` when empty, one id
+    /// as [`TokenIds::One`], several as [`TokenIds::Many`].
+    pub fn from_ids(ids: &[u32]) -> Option<TokenIds> {
+        match ids {
+            [] => None,
+            [one] => Some(TokenIds::One(*one)),
+            many => Some(TokenIds::Many(many.to_vec())),
+        }
+    }
 }
 
 fn default_rms_norm_eps() -> f64 {

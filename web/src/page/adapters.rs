@@ -9,6 +9,7 @@ use leptos::prelude::*;
 use umi_data::Role;
 use web_sys::HtmlInputElement;
 
+use crate::page::widgets::RoleSelect;
 use crate::page::worker_link::{WorkerHandle, post};
 use crate::protocol::ToWorker;
 
@@ -44,19 +45,7 @@ pub fn AdapterImport(
     view! {
         <div class="row">
             <label for="adapter-files">"Import an adapter"</label>
-            <select
-                id="adapter-role"
-                prop:value=move || role.get().as_str()
-                on:change=move |ev| {
-                    if let Ok(r) = event_target_value(&ev).parse() {
-                        role.set(r)
-                    }
-                }
-            >
-                <option value="planner">"planner"</option>
-                <option value="caller">"caller"</option>
-                <option value="summarizer">"summarizer"</option>
-            </select>
+            <RoleSelect id="adapter-role" role=role />
             <input
                 id="adapter-files"
                 type="file"

@@ -16,6 +16,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{Cache, HtmlInputElement, Response};
 
 use crate::js::js_error;
+use crate::page::widgets::RoleSelect;
 use crate::page::worker_link::{WorkerHandle, post};
 use crate::protocol::{ADAPTER_CACHE, FromWorker, ToWorker, TrainData, TrainSettings};
 
@@ -370,19 +371,7 @@ pub fn FineTune(
             <div class="row settings">
                 <label>
                     "role "
-                    <select
-                        id="train-role"
-                        prop:value=move || p.role.get().as_str()
-                        on:change=move |ev| {
-                            if let Ok(role) = event_target_value(&ev).parse() {
-                                p.role.set(role)
-                            }
-                        }
-                    >
-                        <option value="planner">"planner"</option>
-                        <option value="caller">"caller"</option>
-                        <option value="summarizer">"summarizer"</option>
-                    </select>
+                    <RoleSelect id="train-role" role=p.role />
                 </label>
                 <label>
                     "data "

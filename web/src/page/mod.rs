@@ -6,4 +6,5 @@ pub mod app;
 pub mod finetune;
 pub mod storage;
 pub mod trace;
+pub mod widgets;
 pub mod worker_link;
