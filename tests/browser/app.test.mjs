@@ -21,6 +21,9 @@
 //   IMPORT_DIR           after a finished run, import IMPORT_DIR/planner through the Adapters row,
 //                        reload, and expect the stored adapter installed and its native first step
 //                        (IMPORT_DIR/expected.json)
+//   AGENT_DIR            the shipped fixture agent's folder (agent/fixture of the served dist/):
+//                        after the first load, #adapter-list must list its three adapters and
+//                        export files equal to these
 //   APP_SERVER_PID       after a finished run, kill this process (the page's server), reload and
 //                        expect the app to open from the service worker; then clear the caches
 //   SHOT, SHOT_END       screenshots: mid-run (first observation, or first token) and at the end
@@ -36,6 +39,7 @@
 //                        page stayed responsive; SHOT_TRAIN: the panel mid-training
 import { chromium } from 'playwright-core';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -145,6 +149,16 @@ try {
   const loadModel = async () => {
     if (env.MODEL_URL) await page.fill('#model-url', env.MODEL_URL);
     await installHeartbeat();
+    // every text #load-progress shows (a MutationObserver: the upload reports come fast)
+    await page.evaluate(() => {
+      const el = document.querySelector('#load-progress');
+      window.__umiLoad = [];
+      const record = () => {
+        const s = el.textContent.trim();
+        if (s && s !== window.__umiLoad.at(-1)) window.__umiLoad.push(s);
+      };
+      new MutationObserver(record).observe(el, { childList: true, characterData: true, subtree: true });
+    });
     const loadStart = Date.now();
     await page.click('#load-model');
     let lastProgress = '';
@@ -160,6 +174,7 @@ try {
       lastProgress = stage;
       await sleep(200);
     }
+    checkLoadProgress(await page.evaluate(() => window.__umiLoad));
     const loadHb = await heartbeat();
     log(`model loaded in ${((Date.now() - loadStart) / 1000).toFixed(1)} s; largest main-thread gap while loading: ${loadHb.maxGap.toFixed(0)} ms (informational)`);
     // the load measured the model's speed here, and says what a step will take
@@ -178,6 +193,11 @@ try {
   const first = await loadModel();
   if (env.SHOT_LOADED) { await page.screenshot({ path: env.SHOT_LOADED, fullPage: true }); log(`loaded screenshot: ${env.SHOT_LOADED}`); }
   if (env.EXPECT_STATUS && !first.includes(env.EXPECT_STATUS)) fail(`the model status should say "${env.EXPECT_STATUS}": ${first}`);
+  if (env.AGENT_DIR) {
+    for (const role of ['planner', 'caller', 'summarizer']) {
+      await checkExport(role, 'shipped', join(env.AGENT_DIR, role));
+    }
+  }
   if (env.CHECK_CACHE === '1') {
     // a second visit reads the model from the Cache API
     if (first.includes('from cache')) fail('the first load already says "from cache" (stale browser profile?)');
@@ -287,6 +307,27 @@ if (failures.length > 0) {
 }
 process.exit(exitCode);
 
+/**
+ * The load went through its stages in order (download, parse, upload, warm-up), and the upload
+ * moved: several percentages, rising, up to 100.
+ */
+function checkLoadProgress(texts) {
+  const stages = ['download', 'parse', 'upload to GPU', 'warm-up'];
+  const order = texts.map((t) => stages.findIndex((s) => t.startsWith(s))).filter((i) => i >= 0);
+  const firsts = stages.map((_, i) => order.indexOf(i));
+  const sorted = order.every((v, i) => i === 0 || v >= order[i - 1]);
+  if (firsts.some((i) => i < 0) || !sorted) {
+    fail(`the load should show each stage, in order (${stages.join(', ')}): ${JSON.stringify(texts.slice(0, 12))}`);
+  }
+  const upload = texts.map((t) => /^upload to GPU .*?: (\d+)%/.exec(t)).filter(Boolean).map((m) => Number(m[1]));
+  const rising = upload.every((v, i) => i === 0 || v > upload[i - 1]);
+  if (upload.length < 3 || !rising || upload.at(-1) !== 100) {
+    fail(`the upload progress should rise to 100%: ${JSON.stringify(upload)}`);
+  } else {
+    log(`load progress: ${texts.length} texts, upload ${upload.length} steps ${upload[0]}% to ${upload.at(-1)}%`);
+  }
+}
+
 /** The planner's first prefill reported its progress chunk by chunk, up to the whole prompt. */
 async function checkPrefillProgress() {
   const reports = (await statusLog()).statuses
@@ -360,6 +401,9 @@ async function checkImportedAdapter(loadModel) {
     fail(`after a reload the stored planner adapter was not installed: ${status}`);
     return;
   }
+  // the list says so, and exports the very files imported
+  await checkExport('planner', 'browser', dir);
+  if (env.AGENT_DIR) await checkExport('caller', 'shipped', join(env.AGENT_DIR, 'caller'));
   if (env.TOOLS_URL) await page.fill('#tools-url', env.TOOLS_URL);
   if (env.RAW_PROMPTS === '1') await page.check('#raw-prompts');
   await page.fill('#query', expected.query);
@@ -530,6 +574,53 @@ async function fineTune() {
   const name = download.suggestedFilename();
   if (name !== 'adapter_model.safetensors') fail(`the download is named ${name}`);
   log(`download: ${name}`);
+  // the fine-tuned adapter is the role's adapter in use, exported from browser storage
+  const listed = await exportedFile(ref.role, 'browser', 'adapter_model.safetensors');
+  if (!listed || listed.length !== stored?.size) {
+    fail(`#adapter-list does not export the fine-tuned ${ref.role} adapter (${listed?.length} bytes, stored ${stored?.size})`);
+  } else {
+    log(`adapter list: the fine-tuned ${ref.role} adapter, ${listed.length} bytes`);
+  }
+}
+
+/**
+ * The bytes #adapter-list exports as `file` for `role`, once it lists `role` with `origin`
+ * (`null` when it does not within 30 s).
+ */
+async function exportedFile(role, origin, file) {
+  const selector = `#adapter-list li[data-role="${role}"][data-origin="${origin}"] a.export[data-file="${file}"]`;
+  try {
+    await page.waitForSelector(selector, { timeout: 30000 });
+  } catch {
+    return null;
+  }
+  const b64 = await page.evaluate(async (sel) => {
+    const href = document.querySelector(sel).href;
+    const bytes = new Uint8Array(await (await fetch(href)).arrayBuffer());
+    let s = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(s);
+  }, selector);
+  return Buffer.from(b64, 'base64');
+}
+
+/** #adapter-list lists `role`'s adapter from `origin`, and its two export links give the files of `dir`. */
+async function checkExport(role, origin, dir) {
+  const sha = (b) => createHash('sha256').update(b).digest('hex');
+  for (const file of ['adapter_config.json', 'adapter_model.safetensors']) {
+    const got = await exportedFile(role, origin, file);
+    const want = readFileSync(join(dir, file));
+    if (!got) {
+      const rows = await page.$$eval('#adapter-list li', (lis) => lis.map((li) => `${li.dataset.role}/${li.dataset.origin}`));
+      fail(`#adapter-list has no ${origin} ${role} adapter exporting ${file}: ${JSON.stringify(rows)}`);
+      return;
+    }
+    if (sha(got) !== sha(want)) {
+      fail(`the exported ${role} ${file} (${got.length} bytes) is not ${join(dir, file)} (${want.length} bytes)`);
+      return;
+    }
+  }
+  log(`adapter list: ${role} from ${origin}, both files export byte-identical`);
 }
 
 /** JSON-equal when both parse, else whitespace-insensitive containment. */

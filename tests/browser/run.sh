@@ -84,7 +84,7 @@ SCENARIO="$out/fixture/scenario.json" \
 CHECK_CACHE=1 \
 EXPECT_STATUS="α-UMi agent: shipped adapters from agent/fixture" \
 SHOT="$out/app-mid-run.png" SHOT_END="$out/app-done.png" SHOT_LOADED="$out/app-loaded.png" SHOT_PREFILL="$out/app-prefill.png" \
-APP_SERVER_PID="$app_pid" IMPORT_DIR="$out/fixture/import" \
+APP_SERVER_PID="$app_pid" IMPORT_DIR="$out/fixture/import" AGENT_DIR="$out/fixture/agent/fixture" \
 TIMEOUT_MS="${UMI_BROWSER_TIMEOUT_MS:-900000}" \
   node tests/browser/app.test.mjs
 serve_app # the run stopped it to check the offline visit

@@ -220,7 +220,12 @@ fn gguf_target() -> Target {
                 std::fs::write(&path, input).unwrap();
                 ok_or_err(load_model(&path, &device))
             } else {
-                ok_or_err(load_gguf_bytes(input.to_vec(), "fuzz.gguf", &device))
+                ok_or_err(load_gguf_bytes(
+                    input.to_vec(),
+                    "fuzz.gguf",
+                    &device,
+                    &mut |_| {},
+                ))
             }
         }),
     }
@@ -1200,6 +1205,7 @@ fn fuzz_parsers() {
         read_asset("tiny/gguf/tiny-q4_0.gguf"),
         "warm-up",
         &Device::flex(),
+        &mut |_| {},
     )
     .unwrap();
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 use umi_model::burn::tensor::Device;
 use umi_model::weights::{GgmlType, GgufFile, WeightSource, dequantize};
-use umi_model::{Tokenizer, load_model};
+use umi_model::{LlamaConfig, LoadProgress, Tokenizer, load_gguf_bytes, load_model};
 use umi_tests::{assert_close, assets, logits, reference_cases_of};
 
 fn json(path: &str) -> Value {
@@ -102,6 +102,45 @@ fn tensors_are_dequantized_unpermuted_and_renamed() {
             );
         }
     }
+}
+
+/// The loader reports each tensor once it is on the device, in values, up to every value of the
+/// file (counted here from llama.cpp's reference listing of the file's tensors).
+#[test]
+fn loading_reports_progress_per_tensor_up_to_the_whole_model() {
+    let reference = json("tiny/gguf/reference.json");
+    let tensors = reference["tiny-q8_0.gguf"]["tensors"].as_object().unwrap();
+    let file_values: u64 = tensors
+        .values()
+        .map(|t| {
+            t["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap())
+                .product::<u64>()
+        })
+        .sum();
+    let bytes = std::fs::read(gguf_dir().join("tiny-q8_0.gguf")).unwrap();
+    let mut reports: Vec<LoadProgress> = Vec::new();
+    let loaded = load_gguf_bytes(bytes, "tiny-q8_0.gguf", &Device::flex(), &mut |p| {
+        reports.push(p)
+    })
+    .unwrap();
+    assert_eq!(reports.len(), tensors.len(), "one report per tensor");
+    assert!(
+        reports
+            .windows(2)
+            .all(|w| w[0].params_done < w[1].params_done),
+        "progress must only move forward: {reports:?}"
+    );
+    let last = reports.last().unwrap();
+    assert_eq!(last.params_total, file_values);
+    assert_eq!(last.params_done, file_values);
+    assert_eq!(loaded.model.config.num_parameters(), file_values);
+    assert!((last.fraction() - 1.0).abs() < 1e-12);
+    // the published size of SmolLM2-135M (tied head)
+    assert_eq!(LlamaConfig::smollm2_135m().num_parameters(), 134_515_008);
 }
 
 #[test]

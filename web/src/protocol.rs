@@ -164,9 +164,10 @@ pub struct Progress {
     pub stage: Stage,
     /// The file being read.
     pub file: String,
-    /// Bytes done.
+    /// Work done in the stage's unit: bytes for [`Stage::Download`], weights on the GPU for
+    /// [`Stage::Upload`]; 0 for the others.
     pub done: u64,
-    /// Bytes expected, when known.
+    /// Work expected in the same unit, when known.
     pub total: Option<u64>,
     /// Whether the bytes come from the browser's cache.
     pub from_cache: bool,
@@ -325,6 +326,42 @@ pub enum FromWorker {
         /// A description, or the error.
         result: Result<String, String>,
     },
+    /// The adapters the roles run with now (sent after a load, an import and a saved
+    /// fine-tuning run); a role not listed runs its base model.
+    Adapters(Vec<InstalledAdapter>),
+}
+
+/// Where an installed adapter came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdapterOrigin {
+    /// Shipped with the app for the loaded model (`agent/<folder>/<role>/`).
+    Shipped,
+    /// Imported or fine-tuned in this browser, kept in [`ADAPTER_CACHE`].
+    Browser,
+}
+
+impl AdapterOrigin {
+    /// The word the page (and the browser test, as `data-origin`) uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdapterOrigin::Shipped => "shipped",
+            AdapterOrigin::Browser => "browser",
+        }
+    }
+}
+
+/// One role's installed adapter, with where its PEFT files can be read back (to export them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledAdapter {
+    /// The role.
+    pub role: Role,
+    /// Where it came from.
+    pub origin: AdapterOrigin,
+    /// URLs of `adapter_config.json` and `adapter_model.safetensors`: relative to the app for
+    /// [`AdapterOrigin::Shipped`], keys of [`ADAPTER_CACHE`] for [`AdapterOrigin::Browser`]
+    /// (`None` when saving to browser storage failed: the adapter is in use but cannot be
+    /// exported).
+    pub files: Option<[String; 2]>,
 }
 
 /// The Cache API cache fine-tuned adapters are kept in.

@@ -197,6 +197,26 @@ impl LlamaConfig {
             .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
 
+    /// Number of weights [`build_llama`](crate::weights::build_llama) loads: the embedding, per
+    /// layer two norms, the four attention and three MLP projections, the final norm, and the LM
+    /// head when it is not tied (SmolLM2-135M: 134,515,008). Computed in `u64`, so any config
+    /// that passed [`Self::validate`] fits.
+    pub fn num_parameters(&self) -> u64 {
+        let hidden = self.hidden_size as u64;
+        let head_dim = self.head_dim() as u64;
+        let q_out = self.num_attention_heads as u64 * head_dim;
+        let kv_out = self.num_kv_heads() as u64 * head_dim;
+        let inter = self.intermediate_size as u64;
+        let vocab = self.vocab_size as u64;
+        let layer = 2 * hidden + 2 * q_out * hidden + 2 * kv_out * hidden + 3 * inter * hidden;
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            vocab * hidden
+        };
+        vocab * hidden + self.num_hidden_layers as u64 * layer + hidden + head
+    }
+
     /// End-of-sequence ids (empty when the config names none).
     pub fn eos_token_ids(&self) -> Vec<u32> {
         self.eos_token_id

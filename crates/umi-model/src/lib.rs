@@ -51,6 +51,7 @@ pub use lora::{
 pub use rng::SplitMix64;
 pub use rope::RotaryEmbedding;
 pub use tokenizer::Tokenizer;
+pub use weights::LoadProgress;
 
 /// Re-exported so downstream crates use the same burn.
 pub use burn;

@@ -8,7 +8,7 @@ use crate::chat::ChatTemplate;
 use crate::config::LlamaConfig;
 use crate::llama::Llama;
 use crate::tokenizer::Tokenizer;
-use crate::weights::{GgufFile, SafetensorsFolder, build_llama};
+use crate::weights::{GgufFile, LoadProgress, SafetensorsFolder, build_llama_with_progress};
 use crate::{Error, Result};
 
 /// A model ready to generate: weights on a device, its tokenizer and its chat template.
@@ -41,7 +41,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
     if is_gguf {
         let mut gguf = GgufFile::open(path)?;
-        return from_gguf(&mut gguf, device);
+        return from_gguf(&mut gguf, device, &mut |_| {});
     }
     let folder = if path.is_dir() {
         path
@@ -62,25 +62,33 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
     load_hf_folder(folder, device)
 }
 
-/// Loads a model from GGUF bytes already in memory (browser downloads, tests).
+/// Loads a model from GGUF bytes already in memory (browser downloads, tests), calling
+/// `on_progress` after each tensor is on the device (see
+/// [`build_llama_with_progress`](crate::weights::build_llama_with_progress)).
 ///
 /// # Errors
 ///
 /// As [`load_model`].
-pub fn load_gguf_bytes(bytes: Vec<u8>, name: &str, device: &Device) -> Result<LoadedModel> {
+pub fn load_gguf_bytes(
+    bytes: Vec<u8>,
+    name: &str,
+    device: &Device,
+    on_progress: &mut dyn FnMut(LoadProgress),
+) -> Result<LoadedModel> {
     let mut gguf = GgufFile::from_bytes(bytes, name)?;
-    from_gguf(&mut gguf, device)
+    from_gguf(&mut gguf, device, on_progress)
 }
 
 fn from_gguf<R: std::io::Read + std::io::Seek>(
     gguf: &mut GgufFile<R>,
     device: &Device,
+    on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
     let config = gguf.config()?;
     let tokenizer = Tokenizer::from_gguf(gguf)?;
     check_vocab(&tokenizer, &config, gguf.name(), true)?;
     let chat_template = ChatTemplate::detect(gguf.string_opt("tokenizer.chat_template").as_deref());
-    let model = build_llama(&config, gguf, device)?;
+    let model = build_llama_with_progress(&config, gguf, device, on_progress)?;
     Ok(LoadedModel {
         model,
         tokenizer,
@@ -144,12 +152,14 @@ pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<LoadedModel> {
         source,
         folder,
         device,
+        &mut |_| {},
     )
 }
 
 /// Loads a Hugging Face model from its files already in memory (browser uploads), given as
 /// `(file name, bytes)`: `config.json`, `tokenizer.json`, optionally `tokenizer_config.json`,
 /// and every `*.safetensors` shard (other files are ignored). `name` labels the model in errors.
+/// `on_progress` is called after each tensor is on the device.
 ///
 /// # Errors
 ///
@@ -159,6 +169,7 @@ pub fn load_hf_files(
     files: Vec<(String, Vec<u8>)>,
     name: &str,
     device: &Device,
+    on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
     let folder = Path::new(name);
     let missing = |file: &str| Error::Format {
@@ -209,6 +220,7 @@ pub fn load_hf_files(
         source,
         folder,
         device,
+        on_progress,
     )
 }
 
@@ -219,6 +231,7 @@ fn from_hf_parts(
     mut source: SafetensorsFolder,
     folder: &Path,
     device: &Device,
+    on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
     let config_path = folder.join("config.json");
     let config = LlamaConfig::from_json(config_json, &config_path.display().to_string())?;
@@ -242,7 +255,7 @@ fn from_hf_parts(
             .and_then(|c| c.get("chat_template"))
             .and_then(|v| v.as_str()),
     );
-    let model = build_llama(&config, &mut source, device)?;
+    let model = build_llama_with_progress(&config, &mut source, device, on_progress)?;
     Ok(LoadedModel {
         model,
         tokenizer,

@@ -18,7 +18,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{HtmlInputElement, MessageEvent, Worker};
 
 use crate::js::js_error;
-use crate::page::adapters::AdapterImport;
+use crate::page::adapters::{AdapterImport, AdapterList};
 use crate::page::finetune::{FineTune, TrainPanel};
 use crate::page::storage::Storage;
 use crate::page::trace::{Trace, TraceView};
@@ -106,6 +106,12 @@ fn progress_text(p: &Progress, eta_seconds: Option<f64>) -> String {
             100.0 * p.done as f64 / total as f64
         ),
         (Stage::Download, _) => format!("download {}: {} MiB{cached}", p.file, mib(p.done)),
+        (Stage::Upload, Some(total)) if total > 0 => format!(
+            "{} {}: {:.0}%{eta}{cached}",
+            Stage::Upload.label(),
+            p.file,
+            100.0 * p.done as f64 / total as f64
+        ),
         (stage, _) => format!("{}: {}{cached}", stage.label(), p.file),
     }
 }
@@ -191,10 +197,11 @@ pub fn App() -> impl IntoView {
     let loading = RwSignal::new(false);
     let progress = RwSignal::new(None::<Progress>);
     let measured = RwSignal::new(None::<MeasuredSpeed>);
-    // the file being downloaded and when its download started (ms, performance.now())
-    let download_start = StoredValue::new(None::<(String, f64)>);
+    // the stage and file under way and when it started (ms, performance.now())
+    let stage_start = StoredValue::new(None::<(Stage, String, f64)>);
     let progress_eta = RwSignal::new(None::<f64>);
     let adapter_status = RwSignal::new(String::new());
+    let installed_adapters = RwSignal::new(Vec::new());
 
     // the run
     let trace = Trace::new();
@@ -220,24 +227,28 @@ pub fn App() -> impl IntoView {
         FromWorker::Gpu(Ok(summary)) => gpu.set(GpuStatus::Ready(summary)),
         FromWorker::Gpu(Err(why)) => gpu.set(GpuStatus::Missing(why)),
         FromWorker::Progress(p) => {
-            // the download's rate so far gives the time left
+            // the stage's rate so far gives the time left (download and upload count their work)
             let now = window().performance().map_or(0.0, |t| t.now());
-            let started = download_start.get_value();
-            let eta = match (p.stage, p.total, &started) {
-                (Stage::Download, Some(total), Some((file, t0)))
-                    if *file == p.file && p.done > 0 && now > *t0 =>
+            let started = stage_start.get_value();
+            let eta = match (p.total, &started) {
+                (Some(total), Some((stage, file, t0)))
+                    if *stage == p.stage && *file == p.file && p.done > 0 && now > *t0 =>
                 {
                     Some((now - t0) / 1e3 * (total.saturating_sub(p.done)) as f64 / p.done as f64)
                 }
                 _ => None,
             };
-            if p.stage == Stage::Download && started.as_ref().is_none_or(|(f, _)| *f != p.file) {
-                download_start.set_value(Some((p.file.clone(), now)));
+            if started
+                .as_ref()
+                .is_none_or(|(stage, file, _)| *stage != p.stage || *file != p.file)
+            {
+                stage_start.set_value(Some((p.stage, p.file.clone(), now)));
             }
             progress_eta.set(eta);
             progress.set(Some(p));
         }
         FromWorker::MeasuredSpeed(s) => measured.set(Some(s)),
+        FromWorker::Adapters(list) => installed_adapters.set(list),
         FromWorker::AdapterImported { role: _, result } => adapter_status.set(match result {
             Ok(text) => text,
             Err(e) => format!("error: {e}"),
@@ -500,7 +511,9 @@ pub fn App() -> impl IntoView {
                         value=move || {
                             progress
                                 .with(|p| {
-                                    p.as_ref().filter(|p| p.stage == Stage::Download).map(|p| p.done)
+                                    p.as_ref()
+                                        .filter(|p| matches!(p.stage, Stage::Download | Stage::Upload))
+                                        .map(|p| p.done)
                                 })
                         }
                     ></progress>
@@ -513,6 +526,7 @@ pub fn App() -> impl IntoView {
                 </div>
                 <div id="model-status">{move || model_status.get()}</div>
                 <AdapterImport worker=worker ready=model_ready status=adapter_status />
+                <AdapterList installed=installed_adapters />
                 <Show when=move || measured.get().is_some()>
                     <div id="speed-estimate">
                         {move || measured.get().map(|s| s.text()).unwrap_or_default()}

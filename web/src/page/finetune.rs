@@ -11,21 +11,12 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use umi_data::Role;
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
-use web_sys::{Cache, HtmlInputElement, Response};
+use web_sys::HtmlInputElement;
 
-use crate::js::js_error;
+use crate::page::adapters::{Download, cached_downloads};
 use crate::page::widgets::RoleSelect;
 use crate::page::worker_link::{WorkerHandle, post};
-use crate::protocol::{ADAPTER_CACHE, FromWorker, ToWorker, TrainData, TrainSettings};
-
-/// A downloadable file: its name and an object URL.
-#[derive(Debug, Clone, PartialEq)]
-struct Download {
-    name: &'static str,
-    href: String,
-}
+use crate::protocol::{FromWorker, ToWorker, TrainData, TrainSettings};
 
 /// The panel's state (signals, so it can be shared by the page and the panel).
 #[derive(Clone, Copy)]
@@ -133,7 +124,7 @@ impl TrainPanel {
 
     fn set_downloads(&self, downloads: Vec<Download>) {
         for old in self.downloads.get_untracked() {
-            let _ = web_sys::Url::revoke_object_url(&old.href);
+            old.revoke();
         }
         self.downloads.set(downloads);
     }
@@ -193,7 +184,7 @@ impl TrainPanel {
                     let panel = *self;
                     let files = files.clone();
                     spawn_local(async move {
-                        match downloads(&files).await {
+                        match cached_downloads(&files).await {
                             Ok(d) => panel.set_downloads(d),
                             Err(e) => panel
                                 .adapter
@@ -210,35 +201,6 @@ impl TrainPanel {
         }
         true
     }
-}
-
-/// Object URLs for the cached adapter files.
-async fn downloads(urls: &[String; 2]) -> Result<Vec<Download>, String> {
-    let caches = window().caches().map_err(js_error)?;
-    let cache: Cache = JsFuture::from(caches.open(ADAPTER_CACHE))
-        .await
-        .map_err(js_error)?
-        .dyn_into()
-        .map_err(|_| "caches.open gave no cache".to_string())?;
-    let mut out = Vec::new();
-    for (url, name) in urls
-        .iter()
-        .zip(["adapter_config.json", "adapter_model.safetensors"])
-    {
-        let response: Response = JsFuture::from(cache.match_with_str(url))
-            .await
-            .map_err(js_error)?
-            .dyn_into()
-            .map_err(|_| format!("{url} is not in the cache"))?;
-        let blob: web_sys::Blob = JsFuture::from(response.blob().map_err(js_error)?)
-            .await
-            .map_err(js_error)?
-            .dyn_into()
-            .map_err(|_| "not a blob".to_string())?;
-        let href = web_sys::Url::create_object_url_with_blob(&blob).map_err(js_error)?;
-        out.push(Download { name, href });
-    }
-    Ok(out)
 }
 
 /// The loss curve as an inline SVG polyline (x: step from 0 to `total`; y: the losses' range

@@ -31,7 +31,7 @@ impl CacheEntry {
             }
             MODEL_CACHE => "downloaded models: a reload loads them from here",
             ADAPTER_CACHE => {
-                "fine-tuned adapters (kept when clearing; download them from Fine-tune)"
+                "imported and fine-tuned adapters (kept when clearing; export them from Adapters in use)"
             }
             _ => "other files",
         };

@@ -15,8 +15,10 @@ use crate::protocol::{ADAPTER_CACHE, adapter_url};
 use crate::worker::scope::scope;
 use crate::worker::train::store_adapter;
 
-const CONFIG: &str = "adapter_config.json";
-const WEIGHTS: &str = "adapter_model.safetensors";
+/// The PEFT adapter's configuration file.
+pub const CONFIG: &str = "adapter_config.json";
+/// The PEFT adapter's weights file.
+pub const WEIGHTS: &str = "adapter_model.safetensors";
 
 async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> {
     let buffer = JsFuture::from(file.array_buffer())
@@ -27,7 +29,8 @@ async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> {
 
 /// Imports `role`'s adapter from the picked `files` (an `adapter_config.json` and an
 /// `adapter_model.safetensors`, any names ending so): checked against `model`, kept in the Cache
-/// API with `model`'s name. Returns the adapters and a one-line description.
+/// API with `model`'s name. Returns the adapters, the Cache API URLs of its files (`None` when
+/// it could not be kept) and a one-line description.
 ///
 /// # Errors
 ///
@@ -37,7 +40,7 @@ pub async fn import(
     files: &[web_sys::File],
     model: &LoadedModel,
     device: &Device,
-) -> Result<(AdapterSet, String), String> {
+) -> Result<(AdapterSet, Option<[String; 2]>, String), String> {
     let pick = |suffix: &str| {
         files
             .iter()
@@ -71,13 +74,14 @@ pub async fn import(
         adapter_config: config,
         adapter_model: weights,
     };
-    let (stored, _) = store_adapter(role, &files, &model.origin).await;
-    let kept = match stored {
+    let (stored, urls) = store_adapter(role, &files, &model.origin).await;
+    let kept = match &stored {
         Ok(()) => "kept in this browser for the next visits".to_string(),
         Err(e) => format!("not kept across reloads: {e}"),
     };
     Ok((
         set,
+        stored.is_ok().then_some(urls),
         format!(
             "{}: imported {} (LoRA r = {}, {:.1} MB); {kept}",
             role.as_str(),

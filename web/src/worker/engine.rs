@@ -14,7 +14,8 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::js::js_error;
 use crate::protocol::{
-    FromWorker, ModelChoice, Progress, ToWorker, TrainData, TrainSettings, decode, encode,
+    AdapterOrigin, FromWorker, InstalledAdapter, ModelChoice, Progress, ToWorker, TrainData,
+    TrainSettings, adapter_url, decode, encode,
 };
 use crate::worker::run::run_agent;
 use crate::worker::scope::now_ms;
@@ -33,6 +34,8 @@ struct State {
     roles: Option<RoleMap<Rc<LoadedModel>>>,
     /// Fine-tuned adapters per role (planner, caller, summarizer), used by the next runs.
     adapters: RoleMap<Option<AdapterSet>>,
+    /// Where each role's adapter came from (what the page lists and exports).
+    installed: RoleMap<Option<InstalledAdapter>>,
     /// The fine-tuning run (paused, done, or taken out while it steps).
     job: Option<TrainJob>,
     /// Trajectories of the finished runs, as α-UMi records (training data).
@@ -262,7 +265,15 @@ impl Engine {
                         .unwrap_or_default();
                     let (stored, urls) = store_adapter(job.role, &files, &base).await;
                     if job.role != Role::Backbone {
-                        *self.state.borrow_mut().adapters.get_mut(job.role) = Some(set);
+                        let mut state = self.state.borrow_mut();
+                        *state.adapters.get_mut(job.role) = Some(set);
+                        *state.installed.get_mut(job.role) = Some(InstalledAdapter {
+                            role: job.role,
+                            origin: AdapterOrigin::Browser,
+                            files: stored.is_ok().then(|| urls.clone()),
+                        });
+                        drop(state);
+                        self.post_adapters();
                     }
                     FromWorker::TrainSaved {
                         role: job.role,
@@ -298,11 +309,32 @@ impl Engine {
             },
             _ => Err("load a model first".into()),
         };
-        let result = result.map(|(set, text)| {
-            *self.state.borrow_mut().adapters.get_mut(role) = Some(set);
+        let result = result.map(|(set, stored, text)| {
+            let mut state = self.state.borrow_mut();
+            *state.adapters.get_mut(role) = Some(set);
+            *state.installed.get_mut(role) = Some(InstalledAdapter {
+                role,
+                origin: AdapterOrigin::Browser,
+                files: stored,
+            });
             text
         });
+        if result.is_ok() {
+            self.post_adapters();
+        }
         (self.post)(FromWorker::AdapterImported { role, result });
+    }
+
+    /// Tells the page which adapters the roles run with ([`FromWorker::Adapters`]).
+    fn post_adapters(&self) {
+        let list = {
+            let state = self.state.borrow();
+            [Role::Planner, Role::Caller, Role::Summarizer]
+                .into_iter()
+                .filter_map(|role| state.installed.get(role).clone())
+                .collect()
+        };
+        (self.post)(FromWorker::Adapters(list));
     }
 
     /// Marks the worker busy; `false` when it already was.
@@ -348,6 +380,7 @@ impl Engine {
         if let Ok(summary) = &mut result {
             summary.push_str(&self.restore_adapters().await);
         }
+        self.post_adapters();
         self.state.borrow_mut().busy = false;
         (self.post)(FromWorker::Loaded(result.map(|summary| {
             format!("{summary}, loaded in {:.1} s", (now_ms() - start) / 1e3)
@@ -369,6 +402,14 @@ impl Engine {
         for role in [Role::Planner, Role::Caller, Role::Summarizer] {
             if let Some(set) = restored.get(role).clone() {
                 *state.adapters.get_mut(role) = Some(set);
+                *state.installed.get_mut(role) = Some(InstalledAdapter {
+                    role,
+                    origin: AdapterOrigin::Browser,
+                    files: Some([
+                        adapter_url(role, adapters::CONFIG),
+                        adapter_url(role, adapters::WEIGHTS),
+                    ]),
+                });
             }
         }
         notes.iter().map(|n| format!("; {n}")).collect()
@@ -387,7 +428,20 @@ impl Engine {
         };
         match shipped_agent(url, &model, &device).await {
             Ok(Some(shipped)) => {
-                self.state.borrow_mut().adapters = shipped.adapters.map(Some);
+                let mut state = self.state.borrow_mut();
+                state.adapters = shipped.adapters.map(Some);
+                for role in [Role::Planner, Role::Caller, Role::Summarizer] {
+                    let base = format!("{}/{}", shipped.folder, role.as_str());
+                    *state.installed.get_mut(role) = Some(InstalledAdapter {
+                        role,
+                        origin: AdapterOrigin::Shipped,
+                        files: Some([
+                            format!("{base}/{}", adapters::CONFIG),
+                            format!("{base}/{}", adapters::WEIGHTS),
+                        ]),
+                    });
+                }
+                drop(state);
                 (self.post)(FromWorker::ShippedAgent {
                     folder: shipped.folder.clone(),
                     raw_prompts: shipped.raw_prompts,
@@ -470,6 +524,7 @@ impl Engine {
         ));
         // adapters and a paused fine-tuning run belong to the models they were trained on
         state.adapters = Default::default();
+        state.installed = Default::default();
         state.job = None;
         Ok(summary)
     }

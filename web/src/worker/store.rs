@@ -9,7 +9,8 @@ use std::rc::Rc;
 use js_sys::{Reflect, Uint8Array};
 use umi_model::weights::GgufFile;
 use umi_model::{
-    Device, GpuInfo, LlamaConfig, LoadedModel, load_gguf_bytes, load_hf_files, next_token_logits,
+    Device, GpuInfo, LlamaConfig, LoadProgress, LoadedModel, load_gguf_bytes, load_hf_files,
+    next_token_logits,
 };
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -341,6 +342,29 @@ fn describe(loaded: &LoadedModel, format: &str) -> String {
     )
 }
 
+/// Reports the upload stage in weights placed on the GPU, each whole percent once (the loader
+/// calls back per tensor; the page hears each report while the worker is still busy loading).
+fn upload_progress<'a>(
+    name: &'a str,
+    from_cache: bool,
+    progress: &'a dyn Fn(Progress),
+) -> impl FnMut(LoadProgress) + 'a {
+    let mut last_percent = None;
+    move |p: LoadProgress| {
+        let percent = (p.fraction() * 100.0).floor() as u32;
+        if last_percent != Some(percent) {
+            last_percent = Some(percent);
+            progress(Progress {
+                stage: Stage::Upload,
+                file: name.to_string(),
+                done: p.params_done,
+                total: Some(p.params_total),
+                from_cache,
+            });
+        }
+    }
+}
+
 /// Parses and uploads a GGUF file held in memory.
 async fn load_gguf(
     bytes: Vec<u8>,
@@ -369,7 +393,13 @@ async fn load_gguf(
     check_fit(&config, gpu, name)?;
     stage(Stage::Upload);
     sleep_ms(20).await;
-    let loaded = load_gguf_bytes(bytes, name, device).map_err(|e| e.to_string())?;
+    let loaded = load_gguf_bytes(
+        bytes,
+        name,
+        device,
+        &mut upload_progress(name, from_cache, progress),
+    )
+    .map_err(|e| e.to_string())?;
     let speed = warm_up(&loaded, name, from_cache, progress).await?;
     let summary = describe(&loaded, "GGUF");
     Ok(StoredModel {
@@ -413,7 +443,13 @@ async fn load_hf(
     }
     stage(Stage::Upload);
     sleep_ms(20).await;
-    let loaded = load_hf_files(files, name, device).map_err(|e| e.to_string())?;
+    let loaded = load_hf_files(
+        files,
+        name,
+        device,
+        &mut upload_progress(name, from_cache, progress),
+    )
+    .map_err(|e| e.to_string())?;
     let speed = warm_up(&loaded, name, from_cache, progress).await?;
     let summary = describe(&loaded, "Hugging Face safetensors");
     Ok(StoredModel {

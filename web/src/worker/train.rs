@@ -189,8 +189,8 @@ pub async fn store_adapter(
     base: &str,
 ) -> (Result<(), String>, [String; 2]) {
     let urls = [
-        adapter_url(role, "adapter_config.json"),
-        adapter_url(role, "adapter_model.safetensors"),
+        adapter_url(role, crate::worker::adapters::CONFIG),
+        adapter_url(role, crate::worker::adapters::WEIGHTS),
     ];
     let stored = async {
         let caches = scope()

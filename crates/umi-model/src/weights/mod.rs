@@ -89,6 +89,43 @@ pub fn build_llama(
     source: &mut dyn WeightSource,
     device: &Device,
 ) -> Result<Llama> {
+    build_llama_with_progress(config, source, device, &mut |_| {})
+}
+
+/// How far [`build_llama_with_progress`] is: weights read, converted and placed on the device
+/// so far, of all the model has ([`LlamaConfig::num_parameters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadProgress {
+    /// Weights loaded so far (counted in values, not bytes).
+    pub params_done: u64,
+    /// Weights of the whole model.
+    pub params_total: u64,
+}
+
+impl LoadProgress {
+    /// `params_done / params_total`, in `[0, 1]`.
+    pub fn fraction(&self) -> f64 {
+        if self.params_total == 0 {
+            1.0
+        } else {
+            self.params_done as f64 / self.params_total as f64
+        }
+    }
+}
+
+/// [`build_llama`], calling `on_progress` after each tensor is on the device (the browser shows
+/// it: converting and uploading SmolLM2 takes seconds to minutes there). The last call has
+/// `params_done == params_total`.
+///
+/// # Errors
+///
+/// As [`build_llama`].
+pub fn build_llama_with_progress(
+    config: &LlamaConfig,
+    source: &mut dyn WeightSource,
+    device: &Device,
+    on_progress: &mut dyn FnMut(LoadProgress),
+) -> Result<Llama> {
     config.validate(&source.origin())?;
     let hidden = config.hidden_size;
     let head_dim = config.head_dim();
@@ -96,7 +133,15 @@ pub fn build_llama(
     let kv_out = config.num_kv_heads() * head_dim;
     let inter = config.intermediate_size;
 
-    let mut loader = Loader { source, device };
+    let mut loader = Loader {
+        source,
+        device,
+        progress: LoadProgress {
+            params_done: 0,
+            params_total: config.num_parameters(),
+        },
+        on_progress,
+    };
     let embed_tokens = loader.tensor("model.embed_tokens.weight", &[config.vocab_size, hidden])?;
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for i in 0..config.num_hidden_layers {
@@ -160,6 +205,8 @@ pub fn build_llama(
 struct Loader<'a> {
     source: &'a mut dyn WeightSource,
     device: &'a Device,
+    progress: LoadProgress,
+    on_progress: &'a mut dyn FnMut(LoadProgress),
 }
 
 impl Loader<'_> {
@@ -184,18 +231,24 @@ impl Loader<'_> {
 
     fn tensor<const D: usize>(&mut self, name: &str, expected: &[usize]) -> Result<Tensor<D>> {
         let host = self.host(name, expected)?;
-        Ok(Tensor::from_data(
-            TensorData::new(host.data, host.shape),
-            self.device,
-        ))
+        let tensor = Tensor::from_data(TensorData::new(host.data, host.shape), self.device);
+        self.loaded(expected);
+        Ok(tensor)
     }
 
     /// Loads an HF `[out, in]` projection and stores it `[in, out]`.
     fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<LoraLinear> {
         let host = self.host(name, &[out, inp])?.transposed();
-        Ok(LoraLinear::new(Tensor::from_data(
-            TensorData::new(host.data, host.shape),
-            self.device,
-        )))
+        let tensor = Tensor::from_data(TensorData::new(host.data, host.shape), self.device);
+        self.loaded(&[out, inp]);
+        Ok(LoraLinear::new(tensor))
+    }
+
+    /// Counts a tensor of `shape` as loaded and reports it.
+    fn loaded(&mut self, shape: &[usize]) {
+        let values: u64 = shape.iter().map(|&d| d as u64).product();
+        self.progress.params_done =
+            (self.progress.params_done + values).min(self.progress.params_total);
+        (self.on_progress)(self.progress);
     }
 }
