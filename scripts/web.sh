@@ -5,6 +5,10 @@
 # Open that URL in a browser with WebGPU (Chrome/Edge 113+, or Chromium with
 # --enable-unsafe-webgpu), press "Load model", then "Run".
 #
+# On a fresh 2-core machine the first run takes about 25 minutes, measured 2026-12-01: trunk
+# install ~9 min, wasm-bindgen-cli ~2.5 min, the release wasm build ~10 min, the demo tool server
+# (the light umi-tools binary, not the whole CLI) ~1.5 min. Later runs start in seconds.
+#
 # Usage: scripts/web.sh [port]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +26,7 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q "0.2.130"; then
   cargo install wasm-bindgen-cli --version 0.2.130
 fi
 cargo fetch --locked --target wasm32-unknown-unknown >/dev/null
+echo "web: building the app (release wasm; ~10 min on 2 cores the first time)"
 trunk build --release --offline
 # The app's default model URL is models/SmolLM2-135M-Instruct.Q4_1.gguf, next to index.html.
 mkdir -p dist/models
@@ -29,11 +34,12 @@ ln -sf "$root/models/SmolLM2-135M-Instruct.Q4_1.gguf" dist/models/
 # the α-UMi adapters umi ships for it (agent/index.json), installed by the page on load
 ln -sfn "$root/assets/agent" dist/agent
 
-cargo build --release --locked -p umi-cli
+# the demo tools alone (umi-tools serve = umi tools serve), without compiling the models
+cargo build --release --locked -p umi-tools --features server --bin umi-tools
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 if ! python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/tools', timeout=1)" 2>/dev/null; then
-  "$CARGO_TARGET_DIR/release/umi" tools serve --port 8080 \
+  "$CARGO_TARGET_DIR/release/umi-tools" serve --port 8080 \
     --cors-origin "http://127.0.0.1:$port" --cors-origin "http://localhost:$port" &
   pids+=($!)
 fi

@@ -2,8 +2,6 @@
 //!
 //! Run with: `cargo run --release -- generate --prompt "What is the capital of France?"`
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -63,19 +61,7 @@ enum Command {
 #[derive(Subcommand)]
 enum ToolsCommand {
     /// Serve the demo tools over HTTP (docs at /tools, OpenAPI at /openapi.json).
-    Serve {
-        /// Port on 127.0.0.1.
-        #[arg(long, default_value_t = 8080)]
-        port: u16,
-        /// Where the to-do list, calendar and alarms are kept.
-        #[arg(long, default_value = ".umi/tool-state.json")]
-        state: PathBuf,
-        /// Origin (`http://host:port`) of a web page allowed to call the tools; repeat for
-        /// more, `*` for any page. Default: the web app as scripts/web.sh serves it
-        /// (http://127.0.0.1:8000 and http://localhost:8000).
-        #[arg(long = "cors-origin")]
-        cors_origins: Vec<String>,
-    },
+    Serve(umi_tools::server::ServeArgs),
 }
 
 fn main() -> Result<()> {
@@ -101,26 +87,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(command) => data::run(command),
         Command::Train(command) => train::run(command),
         Command::Reward(command) => reward::run(command),
-        Command::Tools(ToolsCommand::Serve {
-            port,
-            state,
-            cors_origins,
-        }) => {
-            let mut options = umi_tools::server::ServeOptions::default();
-            if !cors_origins.is_empty() {
-                options.allowed_origins = cors_origins;
-            }
-            let server =
-                umi_tools::server::serve_with(&format!("127.0.0.1:{port}"), &state, &options)
-                    .map_err(anyhow::Error::msg)?;
-            eprintln!(
-                "umi tools: serving at {} (docs: {0}/tools, OpenAPI: {0}/openapi.json; state: {}; pages allowed from: {})",
-                server.url,
-                state.display(),
-                options.allowed_origins.join(", ")
-            );
-            server.wait();
-            Ok(())
-        }
+        Command::Tools(ToolsCommand::Serve(args)) => args.run().map_err(anyhow::Error::msg),
     }
 }

@@ -451,3 +451,45 @@ fn tool_docs_are_read_within_the_timeout() {
         "{missing}"
     );
 }
+
+/// The light `umi-tools serve` binary serves the same tools as the library, says where on its
+/// first stderr line, and refuses a bad port with a clear error.
+#[test]
+fn the_umi_tools_binary_serves_the_demo_tools() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_umi-tools");
+    let state = state_file("binary");
+    let mut child = Command::new(bin)
+        .args(["serve", "--port", "0", "--state"])
+        .arg(&state)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL on the first stderr line: {line:?}"))
+        .to_string();
+    let served = specs(&url);
+    let _ = child.kill();
+    let _ = child.wait();
+    let library = serve("127.0.0.1:0", &state_file("binary-library")).unwrap();
+    let expected = specs(&library.url);
+    library.stop();
+    let names = |s: &[ToolSpec]| s.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&served), names(&expected));
+    assert_eq!(served.len(), 14, "the demo server has 14 tools");
+
+    let bad = Command::new(bin)
+        .args(["serve", "--port", "99999"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("99999") && err.contains("--port"), "{err}");
+}

@@ -120,15 +120,26 @@ pub fn AdapterList(
     installed: RwSignal<Vec<InstalledAdapter>>,
 ) -> impl IntoView {
     let rows = RwSignal::new(Vec::<Row>::new());
+    // the latest list wins when reading an earlier one from the cache is still under way
+    let generation = StoredValue::new(0u64);
+    let revoke = |rows: &[Row]| {
+        for row in rows {
+            for d in row.downloads.iter().flatten() {
+                d.revoke();
+            }
+        }
+    };
     Effect::new(move |_| {
         let list = installed.get();
+        generation.update_value(|g| *g += 1);
+        let mine = generation.get_value();
         spawn_local(async move {
             let new = rows_of(list).await;
-            for old in rows.get_untracked() {
-                for d in old.downloads.iter().flatten() {
-                    d.revoke();
-                }
+            if generation.get_value() != mine {
+                revoke(&new);
+                return;
             }
+            revoke(&rows.get_untracked());
             rows.set(new);
         });
     });

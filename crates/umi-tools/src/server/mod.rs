@@ -126,6 +126,47 @@ impl Default for ServeOptions {
     }
 }
 
+/// The `serve` command, the same in both front-ends: `umi tools serve` and the light
+/// `umi-tools serve` binary of this crate (which `scripts/web.sh` builds in about a minute
+/// instead of the whole CLI).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Where the to-do list, calendar and alarms are kept.
+    #[arg(long, default_value = ".umi/tool-state.json")]
+    pub state: std::path::PathBuf,
+    /// Origin (`http://host:port`) of a web page allowed to call the tools; repeat for
+    /// more, `*` for any page. Default: the web app as scripts/web.sh serves it
+    /// (http://127.0.0.1:8000 and http://localhost:8000).
+    #[arg(long = "cors-origin")]
+    pub cors_origins: Vec<String>,
+}
+
+impl ServeArgs {
+    /// Serves until the process is stopped, after one line on stderr saying where.
+    ///
+    /// # Errors
+    ///
+    /// As [`serve_with`].
+    pub fn run(&self) -> Result<(), String> {
+        let mut options = ServeOptions::default();
+        if !self.cors_origins.is_empty() {
+            options.allowed_origins = self.cors_origins.clone();
+        }
+        let server = serve_with(&format!("127.0.0.1:{}", self.port), &self.state, &options)?;
+        eprintln!(
+            "umi tools: serving at {} (docs: {0}/tools, OpenAPI: {0}/openapi.json; state: {}; pages allowed from: {})",
+            server.url,
+            self.state.display(),
+            options.allowed_origins.join(", ")
+        );
+        server.wait();
+        Ok(())
+    }
+}
+
 /// A running tool server.
 pub struct ServerHandle {
     /// Base URL, e.g. `http://127.0.0.1:8080`.
