@@ -381,6 +381,25 @@ async function checkImportedAdapter(loadModel) {
   const expected = JSON.parse(readFileSync(join(env.IMPORT_DIR, 'expected.json'), 'utf8'));
   const dir = join(env.IMPORT_DIR, 'planner');
   await page.selectOption('#adapter-role', 'planner');
+  // from a folder URL (the served copy of IMPORT_DIR): a missing folder is a clear error, the
+  // real one installs the adapter and the list exports the very files
+  const importUrl = async (url) => {
+    await page.fill('#adapter-url', url);
+    await page.click('#adapter-url-import');
+    await page.waitForFunction(() => /imported|error/.test(document.querySelector('#adapter-status')?.textContent ?? ''), null, { timeout: 60000 });
+    return text('#adapter-status');
+  };
+  const missing = await importUrl(new URL('fixture/import/no-such-adapter', appUrl).href);
+  if (!/error: .*no-such-adapter\/adapter_config\.json was not found \(HTTP 404\)/.test(missing)) {
+    fail(`importing from a missing folder URL should say which file was not found: "${missing}"`);
+  }
+  const fromUrl = await importUrl(new URL('fixture/import/planner', appUrl).href);
+  if (!fromUrl.includes('imported') || !fromUrl.includes('kept in this browser')) {
+    fail(`the adapter was not imported from its folder URL: "${fromUrl}"`);
+  } else {
+    log(`adapter-status (URL): ${fromUrl}`);
+    await checkExport('planner', 'browser', dir);
+  }
   await page.setInputFiles('#adapter-files', [join(dir, 'adapter_config.json'), join(dir, 'adapter_model.safetensors')]);
   try {
     await page.waitForFunction(() => /imported|error/.test(document.querySelector('#adapter-status')?.textContent ?? ''), null, { timeout: 60000 });

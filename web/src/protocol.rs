@@ -119,10 +119,13 @@ pub enum ToWorker {
     /// Abort the run.
     Stop,
     /// Import `role`'s PEFT adapter from the attached files (`adapter_config.json`,
-    /// `adapter_model.safetensors`), install it and keep it in the browser.
+    /// `adapter_model.safetensors`) or, with `url`, from the folder at that URL; install it and
+    /// keep it in the browser.
     ImportAdapter {
         /// Planner, caller or summarizer.
         role: Role,
+        /// A folder URL with the two files (instead of attached files).
+        url: Option<String>,
     },
     /// Fine-tune a role with LoRA (replacing any paused fine-tuning run).
     Train(TrainSettings),

@@ -6,7 +6,8 @@
 //! The "Adapters in use" list shows which adapter each role runs with (shipped with the app,
 //! or imported / fine-tuned in this browser) and exports its PEFT files.
 //!
-//! DOM hooks for the browser test: `#adapter-role`, `#adapter-files`, `#adapter-status`,
+//! DOM hooks for the browser test: `#adapter-role`, `#adapter-files`, `#adapter-url`,
+//! `#adapter-url-import`, `#adapter-status`,
 //! `#adapter-list` (one `li` per role with an adapter, `data-role` and `data-origin`
 //! `shipped`/`browser`, with `a.export` links carrying `data-file`).
 
@@ -215,11 +216,31 @@ pub fn AdapterImport(
         status.set(format!("{}: importing…", role.get_untracked().as_str()));
         let message = ToWorker::ImportAdapter {
             role: role.get_untracked(),
+            url: None,
         };
         if let Err(e) = post(worker, &message, Some(&files)) {
             status.set(format!("error: {e}"));
         }
         input.set_value(""); // picking the same files again imports again
+    };
+    let url = RwSignal::new(String::new());
+    let import_url = move |_| {
+        let folder = url.get_untracked().trim().to_string();
+        if folder.is_empty() {
+            status.set("error: type the URL of a folder with adapter_config.json and adapter_model.safetensors".into());
+            return;
+        }
+        status.set(format!(
+            "{}: importing {folder}…",
+            role.get_untracked().as_str()
+        ));
+        let message = ToWorker::ImportAdapter {
+            role: role.get_untracked(),
+            url: Some(folder),
+        };
+        if let Err(e) = post(worker, &message, None) {
+            status.set(format!("error: {e}"));
+        }
     };
     view! {
         <div class="row">
@@ -234,6 +255,17 @@ pub fn AdapterImport(
                 disabled=move || !ready.get()
                 title="adapter_config.json and adapter_model.safetensors (PEFT LoRA)"
             />
+            <input
+                id="adapter-url"
+                type="text"
+                placeholder="or a folder URL"
+                title="a folder URL with adapter_config.json and adapter_model.safetensors"
+                prop:value=move || url.get()
+                on:input=move |ev| url.set(event_target_value(&ev))
+            />
+            <button id="adapter-url-import" on:click=import_url disabled=move || !ready.get()>
+                "Import"
+            </button>
             <span id="adapter-status" class="hint">
                 {move || status.get()}
             </span>

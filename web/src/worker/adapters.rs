@@ -13,6 +13,7 @@ use web_sys::{Cache, Response};
 use crate::js::js_error;
 use crate::protocol::{ADAPTER_CACHE, adapter_url};
 use crate::worker::scope::scope;
+use crate::worker::shipped::fetch;
 use crate::worker::train::store_adapter;
 
 /// The PEFT adapter's configuration file.
@@ -27,45 +28,83 @@ async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> {
     Ok(Uint8Array::new(&buffer).to_vec())
 }
 
-/// Imports `role`'s adapter from the picked `files` (an `adapter_config.json` and an
-/// `adapter_model.safetensors`, any names ending so): checked against `model`, kept in the Cache
-/// API with `model`'s name. Returns the adapters, the Cache API URLs of its files (`None` when
-/// it could not be kept) and a one-line description.
+/// Where an imported adapter comes from.
+pub enum AdapterSource {
+    /// Files the person picked: an `adapter_config.json` and an `adapter_model.safetensors`
+    /// (any names ending so).
+    Files(Vec<web_sys::File>),
+    /// A folder URL holding `adapter_config.json` and `adapter_model.safetensors` (a PEFT
+    /// output folder served over HTTP, e.g. `agent/smollm2-135m-instruct/planner` of this app).
+    Url(String),
+}
+
+/// Imports `role`'s adapter from `source`: checked against `model`, kept in the Cache API with
+/// `model`'s name. Returns the adapters, the Cache API URLs of its files (`None` when it could
+/// not be kept) and a one-line description.
 ///
 /// # Errors
 ///
 /// A message saying which file is missing, unreadable or does not fit the model.
 pub async fn import(
     role: Role,
-    files: &[web_sys::File],
+    source: &AdapterSource,
     model: &LoadedModel,
     device: &Device,
 ) -> Result<(AdapterSet, Option<[String; 2]>, String), String> {
-    let pick = |suffix: &str| {
-        files
-            .iter()
-            .find(|f| f.name().ends_with(suffix))
-            .ok_or_else(|| {
-                format!(
-                    "pick the adapter's two files: {CONFIG} and {WEIGHTS} (got {})",
-                    files
-                        .iter()
-                        .map(|f| f.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })
+    let (config, config_name, weights, weights_name) = match source {
+        AdapterSource::Files(files) => {
+            let pick = |suffix: &str| {
+                files
+                    .iter()
+                    .find(|f| f.name().ends_with(suffix))
+                    .ok_or_else(|| {
+                        format!(
+                            "pick the adapter's two files: {CONFIG} and {WEIGHTS} (got {})",
+                            files
+                                .iter()
+                                .map(|f| f.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })
+            };
+            let (config_file, weights_file) = (pick(".json")?, pick(".safetensors")?);
+            (
+                file_bytes(config_file).await?,
+                config_file.name(),
+                file_bytes(weights_file).await?,
+                weights_file.name(),
+            )
+        }
+        AdapterSource::Url(base) => {
+            let base = base.trim().trim_end_matches('/');
+            if base.is_empty() {
+                return Err("type the URL of a folder with the adapter's two files".into());
+            }
+            let get = |file: &'static str| {
+                let url = format!("{base}/{file}");
+                async move {
+                    match fetch(&url).await? {
+                        Some(bytes) => Ok((bytes, url)),
+                        None => Err(format!(
+                            "{url} was not found (HTTP 404): the URL must be a folder with {CONFIG} and {WEIGHTS}"
+                        )),
+                    }
+                }
+            };
+            let (config, config_url) = get(CONFIG).await?;
+            let (weights, weights_url) = get(WEIGHTS).await?;
+            (config, config_url, weights, weights_url)
+        }
     };
-    let (config_file, weights_file) = (pick(".json")?, pick(".safetensors")?);
-    let config = String::from_utf8(file_bytes(config_file).await?)
-        .map_err(|e| format!("{} is not UTF-8 text: {e}", config_file.name()))?;
-    let weights = file_bytes(weights_file).await?;
+    let config =
+        String::from_utf8(config).map_err(|e| format!("{config_name} is not UTF-8 text: {e}"))?;
     let (lora, set) = peft_from_bytes(
         &model.model,
         &config,
         &weights,
-        &config_file.name(),
-        &weights_file.name(),
+        &config_name,
+        &weights_name,
         device,
     )
     .map_err(|e| e.to_string())?;
@@ -85,7 +124,7 @@ pub async fn import(
         format!(
             "{}: imported {} (LoRA r = {}, {:.1} MB); {kept}",
             role.as_str(),
-            weights_file.name(),
+            weights_name,
             lora.r,
             bytes as f64 / 1e6
         ),

@@ -135,7 +135,13 @@ impl Engine {
                     (self.post)(end);
                 });
             }
-            ToWorker::ImportAdapter { role } => spawn_local(self.import_adapter(role, files)),
+            ToWorker::ImportAdapter { role, url } => {
+                let source = match url {
+                    Some(url) => adapters::AdapterSource::Url(url),
+                    None => adapters::AdapterSource::Files(files),
+                };
+                spawn_local(self.import_adapter(role, source))
+            }
             ToWorker::Stop => {
                 if let Some(handle) = self.state.borrow_mut().abort.take() {
                     handle.abort();
@@ -294,15 +300,15 @@ impl Engine {
         (self.post)(message);
     }
 
-    /// Imports `role`'s adapter from `files` and installs it for the next runs.
-    async fn import_adapter(self: Rc<Self>, role: Role, files: Vec<web_sys::File>) {
+    /// Imports `role`'s adapter from `source` and installs it for the next runs.
+    async fn import_adapter(self: Rc<Self>, role: Role, source: adapters::AdapterSource) {
         let (models, device) = {
             let state = self.state.borrow();
             (state.roles.clone(), state.device.clone())
         };
         let result = match (models, device) {
             (Some(models), Some(device)) => match role_model(&models, role) {
-                Some(model) => adapters::import(role, &files, &model, &device).await,
+                Some(model) => adapters::import(role, &source, &model, &device).await,
                 None => Err(
                     "adapters are imported for the planner, the caller or the summarizer".into(),
                 ),

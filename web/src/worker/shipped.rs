@@ -34,7 +34,11 @@ pub struct Shipped {
 }
 
 /// `url`'s body, or `None` when the server answers 404.
-async fn fetch(url: &str) -> Result<Option<Vec<u8>>, String> {
+///
+/// # Errors
+///
+/// A message naming `url` when the request fails or the server answers another error.
+pub async fn fetch(url: &str) -> Result<Option<Vec<u8>>, String> {
     let response = gloo_net::http::Request::get(url)
         .send()
         .await
