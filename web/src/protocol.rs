@@ -375,6 +375,11 @@ pub const MODEL_CACHE: &str = "umi-models";
 /// shell in.
 pub const APP_SHELL_CACHE: &str = "umi-app-shell";
 
+/// A PEFT adapter's configuration file (one of the two files of an adapter folder).
+pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+/// A PEFT adapter's weights file.
+pub const ADAPTER_MODEL: &str = "adapter_model.safetensors";
+
 /// The URL, relative to the app, under which `role`'s adapter file `file` is cached.
 pub fn adapter_url(role: Role, file: &str) -> String {
     format!("adapters/{}/{file}", role.as_str())

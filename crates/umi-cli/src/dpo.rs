@@ -15,7 +15,7 @@ use umi_train::{
     prepare_pairs,
 };
 
-use crate::train::{checkpoint_to_resume, step_loop, write_curve};
+use crate::steps::{checkpoint_to_resume, step_loop, write_curve};
 
 /// How far (nats) a pair's recorded reference log-probability may be from the starting
 /// adapter's own before the run stops: float rounding gives about 1e-5 relative.
@@ -226,7 +226,7 @@ pub(crate) fn load_pairs(source: &PairSource, device: &umi_model::Device) -> Res
 }
 
 pub fn run(args: DpoArgs) -> Result<()> {
-    let role = crate::train::role_arg(&args.role)?;
+    let role = crate::steps::role_arg(&args.role)?;
     let dpo = dpo_config(&args)?;
     let device = args.backend.device()?;
     let ready = load_pairs(

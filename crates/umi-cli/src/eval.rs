@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use umi_agent::AgentMode;
 use umi_data::PromptSet;
@@ -16,8 +15,8 @@ use umi_data::readers::{DataFormat, Split, read};
 use umi_eval::{DecisionPoint, EvalReport, decision_points, evaluate, predict};
 use umi_model::Backend;
 
-use crate::fs::write_atomically;
-use crate::models::{ModelCache, RoleModelArgs};
+use crate::fs::{claim_out_dir, write_atomically};
+use crate::models::{ModelCache, RoleModelArgs, default_label};
 
 /// The OOD trajectories shipped beside the project (`../shared/data`).
 pub const DEFAULT_EVAL_DATA: &str =
@@ -210,53 +209,6 @@ pub fn run(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
         Some(EvalCommand::Live(live)) => crate::eval_live::run_live(*live, models),
         None => run_eval(args, models),
     }
-}
-
-/// Creates `out` and records `settings` in its settings.json, or checks that the run already
-/// there has the same settings (a rerun resumes it).
-pub(crate) fn claim_out_dir<S: Serialize + DeserializeOwned + PartialEq>(
-    out: &Path,
-    settings: &S,
-) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let settings_path = out.join("settings.json");
-    if let Ok(text) = std::fs::read_to_string(&settings_path) {
-        let previous: S = serde_json::from_str(&text)
-            .with_context(|| format!("reading {}", settings_path.display()))?;
-        if previous != *settings {
-            bail!(
-                "{} holds a run with other settings ({}); use another --out",
-                out.display(),
-                text.trim()
-            );
-        }
-    } else {
-        std::fs::write(&settings_path, serde_json::to_string_pretty(settings)?)?;
-    }
-    Ok(())
-}
-
-/// `--label`, or the planner's file stem, `+ LoRA` when adapters are used, and the mode.
-pub(crate) fn default_label(label: &Option<String>, models: &RoleModelArgs, mode: &str) -> String {
-    label.clone().unwrap_or_else(|| {
-        let stem = |p: &Path| {
-            p.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        };
-        let adapted = [
-            &models.planner_adapter,
-            &models.caller_adapter,
-            &models.summarizer_adapter,
-        ]
-        .iter()
-        .any(|a| a.is_some());
-        format!(
-            "{}{} ({mode})",
-            stem(models.planner.as_deref().unwrap_or(&models.model)),
-            if adapted { " + LoRA" } else { "" },
-        )
-    })
 }
 
 fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {

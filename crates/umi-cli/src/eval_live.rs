@@ -14,8 +14,9 @@ use umi_eval::live::{
 };
 use umi_model::Backend;
 
-use crate::eval::{claim_out_dir, default_label};
+use crate::fs::claim_out_dir;
 use crate::fs::write_atomically;
+use crate::models::default_label;
 use crate::models::{ModelCache, RoleModelArgs};
 
 #[derive(clap::Args)]

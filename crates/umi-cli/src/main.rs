@@ -15,6 +15,7 @@ mod generate;
 mod models;
 mod reward;
 mod run;
+mod steps;
 mod train;
 use models::ModelCache;
 

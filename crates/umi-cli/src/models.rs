@@ -336,3 +336,26 @@ pub fn load_with_progress(path: &Path, device: &Device) -> Result<LoadedModel> {
     );
     Ok(loaded)
 }
+
+/// `--label`, or the planner's file stem, `+ LoRA` when adapters are used, and the mode.
+pub fn default_label(label: &Option<String>, models: &RoleModelArgs, mode: &str) -> String {
+    label.clone().unwrap_or_else(|| {
+        let stem = |p: &Path| {
+            p.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let adapted = [
+            &models.planner_adapter,
+            &models.caller_adapter,
+            &models.summarizer_adapter,
+        ]
+        .iter()
+        .any(|a| a.is_some());
+        format!(
+            "{}{} ({mode})",
+            stem(models.planner.as_deref().unwrap_or(&models.model)),
+            if adapted { " + LoRA" } else { "" },
+        )
+    })
+}

@@ -211,7 +211,13 @@ impl Observation {
     /// A failure the model is shown instead of a tool's answer, in ToolBench's observation
     /// shape: `{"error": message, "response": ""}`.
     pub fn error(message: impl Into<String>) -> Self {
-        Self(serde_json::json!({"error": message.into(), "response": ""}).to_string())
+        Self(Self::error_value(message).to_string())
+    }
+
+    /// The JSON of [`Observation::error`], `{"error": message, "response": ""}`: also the body
+    /// umi's demo tool server answers a failed call with.
+    pub fn error_value(message: impl Into<String>) -> serde_json::Value {
+        serde_json::json!({"error": message.into(), "response": ""})
     }
 
     /// An HTTP answer with a non-2xx status: `{"error": "HTTP {status}", "response": body}`.

@@ -58,9 +58,13 @@ pub fn parse_output(text: &str) -> Parsed {
         action_input: "{}".into(),
         answer: String::new(),
     };
-    if text.contains("Next: give up") {
+    // the markers in their priority order, matched without their final period as the reference
+    let next = Next::PRIORITY
+        .into_iter()
+        .find(|n| text.contains(n.marker().trim_end_matches('.')));
+    if next == Some(Next::GiveUp) {
         parsed.plan = Plan::GiveUp;
-    } else if text.contains("Next: conclusion") {
+    } else if next == Some(Next::Conclusion) {
         parsed.plan = Plan::Finish;
         let answer = text
             .rfind("conclusion: ")

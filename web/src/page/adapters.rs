@@ -21,10 +21,12 @@ use web_sys::{Cache, HtmlInputElement, Response, window};
 use crate::js::js_error;
 use crate::page::widgets::RoleSelect;
 use crate::page::worker_link::{WorkerHandle, post};
-use crate::protocol::{ADAPTER_CACHE, AdapterOrigin, InstalledAdapter, ToWorker};
+use crate::protocol::{
+    ADAPTER_CACHE, ADAPTER_CONFIG, ADAPTER_MODEL, AdapterOrigin, InstalledAdapter, ToWorker,
+};
 
 /// The PEFT files of an adapter, in the order of [`InstalledAdapter::files`].
-const PEFT_FILES: [&str; 2] = ["adapter_config.json", "adapter_model.safetensors"];
+const PEFT_FILES: [&str; 2] = [ADAPTER_CONFIG, ADAPTER_MODEL];
 
 /// A downloadable file: its name and a URL (an object URL for files in browser storage).
 #[derive(Debug, Clone, PartialEq)]

@@ -3,23 +3,20 @@
 //! with the name of the model they belong to, and installed again when that model is loaded
 //! after a reload.
 
-use js_sys::Uint8Array;
+use js_sys::{Reflect, Uint8Array};
 use umi_data::{Role, RoleMap};
 use umi_model::{AdapterSet, Device, LoadedModel, PeftFiles, peft_from_bytes};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Cache, Response};
+use web_sys::{Cache, Response, ResponseInit};
 
 use crate::js::js_error;
-use crate::protocol::{ADAPTER_CACHE, adapter_url};
+use crate::protocol::{ADAPTER_CACHE, ADAPTER_CONFIG, ADAPTER_MODEL, adapter_url};
 use crate::worker::scope::scope;
 use crate::worker::shipped::fetch;
-use crate::worker::train::store_adapter;
 
-/// The PEFT adapter's configuration file.
-pub const CONFIG: &str = "adapter_config.json";
-/// The PEFT adapter's weights file.
-pub const WEIGHTS: &str = "adapter_model.safetensors";
+const CONFIG: &str = ADAPTER_CONFIG;
+const WEIGHTS: &str = ADAPTER_MODEL;
 
 async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> {
     let buffer = JsFuture::from(file.array_buffer())
@@ -194,3 +191,47 @@ pub async fn restore(
 
 /// The cache entry naming the model an adapter belongs to (its `LoadedModel::origin`).
 pub const BASE_MODEL: &str = "base_model.txt";
+
+/// Stores `role`'s PEFT files in the Cache API ([`ADAPTER_CACHE`], under [`adapter_url`]), with
+/// the name of the model they belong to (`base`, restored only onto it), and returns their URLs.
+///
+/// # Errors
+///
+/// A message when there is no Cache API (not a secure context) or a write fails (quota).
+pub async fn store_adapter(
+    role: Role,
+    files: &umi_model::PeftFiles,
+    base: &str,
+) -> (Result<(), String>, [String; 2]) {
+    let urls = [adapter_url(role, CONFIG), adapter_url(role, WEIGHTS)];
+    let stored = async {
+        let caches = scope()
+            .caches()
+            .map_err(|_| "no Cache API here (the page is not a secure context)".to_string())?;
+        let cache: Cache = JsFuture::from(caches.open(ADAPTER_CACHE))
+            .await
+            .map_err(js_error)?
+            .dyn_into()
+            .map_err(|_| "caches.open gave no cache".to_string())?;
+        let base_url = adapter_url(role, BASE_MODEL);
+        for (url, (bytes, kind)) in urls.iter().chain([&base_url]).zip([
+            (files.adapter_config.as_bytes(), "application/json"),
+            (files.adapter_model.as_slice(), "application/octet-stream"),
+            (base.as_bytes(), "text/plain"),
+        ]) {
+            let init = ResponseInit::new();
+            let headers = js_sys::Object::new();
+            let _ = Reflect::set(&headers, &"content-type".into(), &kind.into());
+            init.set_headers(&headers);
+            let body = Uint8Array::from(bytes);
+            let response = Response::new_with_opt_buffer_source_and_init(Some(&body), &init)
+                .map_err(js_error)?;
+            JsFuture::from(cache.put_with_str(url, &response))
+                .await
+                .map_err(|e| format!("storing {url}: {}", js_error(e)))?;
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    (stored, urls)
+}

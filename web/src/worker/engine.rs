@@ -14,14 +14,15 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::js::js_error;
 use crate::protocol::{
-    AdapterOrigin, FromWorker, InstalledAdapter, ModelChoice, Progress, ToWorker, TrainData,
-    TrainSettings, adapter_url, decode, encode,
+    ADAPTER_CONFIG, ADAPTER_MODEL, AdapterOrigin, FromWorker, InstalledAdapter, ModelChoice,
+    Progress, ToWorker, TrainData, TrainSettings, adapter_url, decode, encode,
 };
+use crate::worker::adapters::store_adapter;
 use crate::worker::run::run_agent;
 use crate::worker::scope::now_ms;
 use crate::worker::shipped::shipped_agent;
 use crate::worker::store::{self, ModelSource, ModelStore, StoredModel};
-use crate::worker::train::{TrainJob, role_model, role_samples_of, store_adapter};
+use crate::worker::train::{TrainJob, role_model, role_samples_of};
 use crate::worker::{adapters, gpu};
 
 /// What the worker holds between messages.
@@ -412,8 +413,8 @@ impl Engine {
                     role,
                     origin: AdapterOrigin::Browser,
                     files: Some([
-                        adapter_url(role, adapters::CONFIG),
-                        adapter_url(role, adapters::WEIGHTS),
+                        adapter_url(role, ADAPTER_CONFIG),
+                        adapter_url(role, ADAPTER_MODEL),
                     ]),
                 });
             }
@@ -442,8 +443,8 @@ impl Engine {
                         role,
                         origin: AdapterOrigin::Shipped,
                         files: Some([
-                            format!("{base}/{}", adapters::CONFIG),
-                            format!("{base}/{}", adapters::WEIGHTS),
+                            format!("{base}/{}", ADAPTER_CONFIG),
+                            format!("{base}/{}", ADAPTER_MODEL),
                         ]),
                     });
                 }

@@ -1,23 +1,18 @@
 //! LoRA fine-tuning of one role in the worker, on WebGPU: the browser twin of
 //! `umi train local --lora` (`umi-cli`'s `train`). The data, the batches, the step and the
-//! adapter files are umi-train's and umi-model's; only the storage (Cache API) and the
-//! messages are the browser's.
+//! adapter files are umi-train's and umi-model's; only the messages are the browser's (the
+//! Cache API storage of the result is `adapters.rs`'s).
 
 use std::path::Path;
 use std::rc::Rc;
 
-use js_sys::{Reflect, Uint8Array};
 use umi_data::readers::parse_alpha_umi;
 use umi_data::{PromptSet, Role, RoleMap, role_samples};
 use umi_model::{AdapterSet, Device, LoadedModel, LoraConfig, peft_files, peft_state_dict_async};
 use umi_train::{FineTuneRun, Objective, TrainConfig, Trainer, TrainerState};
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
-use web_sys::{Cache, Response, ResponseInit};
 
-use crate::js::js_error;
-use crate::protocol::{ADAPTER_CACHE, TrainProgress, TrainSettings, adapter_url};
-use crate::worker::scope::{now_ms, scope};
+use crate::protocol::{TrainProgress, TrainSettings};
+use crate::worker::scope::now_ms;
 
 /// A fine-tuning run in the worker: kept between messages, so that a paused run resumes with
 /// the same weights, optimizer state and batch order.
@@ -175,53 +170,6 @@ impl TrainJob {
         let files = peft_files(&tensors, &self.lora, None, &origin).map_err(|e| e.to_string())?;
         Ok((model.take_adapters(), files))
     }
-}
-
-/// Stores `role`'s PEFT files in the Cache API ([`ADAPTER_CACHE`], under [`adapter_url`]), with
-/// the name of the model they belong to (`base`, restored only onto it), and returns their URLs.
-///
-/// # Errors
-///
-/// A message when there is no Cache API (not a secure context) or a write fails (quota).
-pub async fn store_adapter(
-    role: Role,
-    files: &umi_model::PeftFiles,
-    base: &str,
-) -> (Result<(), String>, [String; 2]) {
-    let urls = [
-        adapter_url(role, crate::worker::adapters::CONFIG),
-        adapter_url(role, crate::worker::adapters::WEIGHTS),
-    ];
-    let stored = async {
-        let caches = scope()
-            .caches()
-            .map_err(|_| "no Cache API here (the page is not a secure context)".to_string())?;
-        let cache: Cache = JsFuture::from(caches.open(ADAPTER_CACHE))
-            .await
-            .map_err(js_error)?
-            .dyn_into()
-            .map_err(|_| "caches.open gave no cache".to_string())?;
-        let base_url = adapter_url(role, crate::worker::adapters::BASE_MODEL);
-        for (url, (bytes, kind)) in urls.iter().chain([&base_url]).zip([
-            (files.adapter_config.as_bytes(), "application/json"),
-            (files.adapter_model.as_slice(), "application/octet-stream"),
-            (base.as_bytes(), "text/plain"),
-        ]) {
-            let init = ResponseInit::new();
-            let headers = js_sys::Object::new();
-            let _ = Reflect::set(&headers, &"content-type".into(), &kind.into());
-            init.set_headers(&headers);
-            let body = Uint8Array::from(bytes);
-            let response = Response::new_with_opt_buffer_source_and_init(Some(&body), &init)
-                .map_err(js_error)?;
-            JsFuture::from(cache.put_with_str(url, &response))
-                .await
-                .map_err(|e| format!("storing {url}: {}", js_error(e)))?;
-        }
-        Ok::<(), String>(())
-    }
-    .await;
-    (stored, urls)
 }
 
 /// The model `role` runs on, shared with the agent (`None` for the backbone, which the page

@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tiny_http::{Header, Method, Response, Server};
+use umi_data::Observation;
 
 mod catalog;
 mod dates;
@@ -292,11 +293,11 @@ fn handle(mut request: tiny_http::Request, tools: &Tools, base: &str, origins: &
         let error = format!(
             "pages from {o} may not call this tool server; start it with --cors-origin {o} to allow them"
         );
-        (403, json!({"error": error, "response": ""}))
+        (403, Observation::error_value(error))
     } else if !matches!(method, Method::Get | Method::Post | Method::Options) {
         headers.push(header("Allow", "GET, POST, OPTIONS"));
         let error = format!("method {method} is not supported (GET, POST, OPTIONS)");
-        (405, json!({"error": error, "response": ""}))
+        (405, Observation::error_value(error))
     } else if method == Method::Options {
         (204, Value::Null)
     } else if path == "/tools" || path == "/tools/" {
@@ -306,11 +307,11 @@ fn handle(mut request: tiny_http::Request, tools: &Tools, base: &str, origins: &
     } else if let Some(name) = path.strip_prefix("/tools/") {
         if !TOOLS.iter().any(|t| t.name == name) {
             let error = format!("no tool named {name:?}");
-            (404, json!({"error": error, "response": ""}))
+            (404, Observation::error_value(error))
         } else if mutates(name) && method != Method::Post {
             headers.push(header("Allow", "POST"));
             let error = format!("{name} changes state: call it with POST and a JSON object body");
-            (405, json!({"error": error, "response": ""}))
+            (405, Observation::error_value(error))
         } else {
             let args = if method == Method::Post {
                 let mut text = String::new();
@@ -327,13 +328,13 @@ fn handle(mut request: tiny_http::Request, tools: &Tools, base: &str, origins: &
             };
             match args.and_then(|a| tools.run(name, &a)) {
                 Ok(v) => (200, json!({"error": "", "response": v})),
-                Err(e) => (400, json!({"error": e, "response": ""})),
+                Err(e) => (400, Observation::error_value(e)),
             }
         }
     } else {
         (
             404,
-            json!({"error": format!("no route {path}; try /tools"), "response": ""}),
+            Observation::error_value(format!("no route {path}; try /tools")),
         )
     };
     let text = if body.is_null() {

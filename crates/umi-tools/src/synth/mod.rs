@@ -329,11 +329,7 @@ pub fn synthesize(
             }
         };
         let tools = prompt_tools(&mut rng, &specs, &used, all);
-        let conversation = Conversation {
-            tools,
-            instruction: trajectory.query.clone(),
-            conversations: trajectory.to_turns(),
-        };
+        let conversation = trajectory.to_conversation(&tools);
         match split {
             Split::Train => {
                 out.train.push(conversation);
