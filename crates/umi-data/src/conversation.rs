@@ -196,11 +196,7 @@ impl Action {
         serde_json::from_str(&self.input).ok()
     }
 
-    /// The caller's text for this action (`Action: X\nAction Input: Y`).
-    pub fn to_text(&self) -> String {
-        use crate::parse::{ACTION, ACTION_INPUT};
-        format!("{ACTION} {}\n{ACTION_INPUT} {}", self.name, self.input)
-    }
+    // `to_text`, the caller's text, is in `parse.rs` with the rest of the text protocol.
 }
 
 /// What a tool answered.

@@ -5,6 +5,13 @@
 
 use crate::conversation::{Action, Next, Rationale};
 
+impl Action {
+    /// The caller's text for this action (`Action: X\nAction Input: Y`).
+    pub fn to_text(&self) -> String {
+        format!("{ACTION} {}\n{ACTION_INPUT} {}", self.name, self.input)
+    }
+}
+
 /// The end of every turn but an observation in an α-UMi history (`prompt_lib.py`'s `</s>`);
 /// generation stops there.
 pub const END_OF_TURN: &str = "</s>";

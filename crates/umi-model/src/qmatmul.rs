@@ -10,50 +10,7 @@
 //!
 //! Inference only: no gradient flows through a quantized projection (training keeps f32).
 
-use std::sync::Arc;
-
 use rayon::prelude::*;
-
-use crate::Llama;
-use crate::linear::QuantizedWeight;
-
-impl Llama {
-    /// Gives every projection and the LM head (tied or not) a Q8_0 copy of its weight, which
-    /// inference then multiplies with on the host ([`Q8Matrix::matmul`]); LoRA adapters stay
-    /// f32 and keep working (they can be swapped afterwards). Returns the bytes the Q8_0
-    /// copies take. Weights whose input width is not a multiple of 32 stay f32.
-    ///
-    /// For the CPU backend: on a GPU every projection would read its input back to the host.
-    /// The f32 weights are kept (training, merging and saving use them); [`crate::merge_lora`]
-    /// drops the copies of the weights it changes, so quantize after merging.
-    pub fn quantize_q8_0(&mut self) -> usize {
-        let mut bytes = 0;
-        for (_, p) in self.projections_mut() {
-            let [d_in, d_out] = p.weight.shape().dims::<2>();
-            let data = host_f32(p.weight.val());
-            p.q8 = Q8Matrix::from_columns(&data, d_in, d_out).map(|q| {
-                bytes += q.bytes();
-                QuantizedWeight(Arc::new(q))
-            });
-        }
-        if self.lm_head.is_none() {
-            let [vocab, hidden] = self.embed_tokens.shape().dims::<2>();
-            let data = host_f32(self.embed_tokens.val());
-            self.lm_head_q8 = Q8Matrix::from_rows(&data, vocab, hidden).map(|q| {
-                bytes += q.bytes();
-                QuantizedWeight(Arc::new(q))
-            });
-        }
-        bytes
-    }
-}
-
-fn host_f32(t: burn::tensor::Tensor<2>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 after convert")
-}
 
 /// Inputs per quantization block.
 pub const Q8_BLOCK: usize = 32;

@@ -35,7 +35,7 @@ pub struct TrainerState {
     /// The DPO settings of a DPO run ([`crate::Trainer::dpo_step`]); `None` for SFT. A resume
     /// must use the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dpo: Option<crate::DpoConfig>,
+    pub dpo: Option<crate::dpo::settings::DpoConfig>,
 }
 
 /// A complete checkpoint on disk.

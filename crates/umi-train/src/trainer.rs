@@ -8,7 +8,7 @@ use umi_data::Role;
 use umi_data::batch::Batch;
 use umi_model::{Llama, LoraConfig, attach_lora};
 
-use crate::dpo::DpoStats;
+use crate::dpo::settings::DpoStats;
 use crate::loss::{batch_loss, split_rows};
 use crate::{Result, TrainError};
 

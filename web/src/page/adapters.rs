@@ -20,7 +20,7 @@ use web_sys::{Cache, HtmlInputElement, Response, window};
 
 use crate::js::js_error;
 use crate::page::widgets::RoleSelect;
-use crate::page::worker_link::{WorkerHandle, post};
+use crate::page::worker_link::{post, use_worker};
 use crate::protocol::{
     ADAPTER_CACHE, ADAPTER_CONFIG, ADAPTER_MODEL, AdapterOrigin, InstalledAdapter, ToWorker,
 };
@@ -198,13 +198,12 @@ pub fn AdapterList(
 /// The row. `status` shows the last import's outcome (set from the worker's answer).
 #[component]
 pub fn AdapterImport(
-    /// The model worker.
-    worker: WorkerHandle,
     /// Whether a model is loaded (adapters belong to it).
     ready: RwSignal<bool>,
     /// The last import's outcome.
     status: RwSignal<String>,
 ) -> impl IntoView {
+    let worker = use_worker();
     let role = RwSignal::new(Role::Planner);
     let pick = move |ev: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&ev);

@@ -22,7 +22,7 @@ use crate::page::adapters::{AdapterImport, AdapterList};
 use crate::page::finetune::{FineTune, TrainPanel};
 use crate::page::storage::Storage;
 use crate::page::trace::{Trace, TraceView};
-use crate::page::worker_link::{WorkerHandle, post};
+use crate::page::worker_link::{WorkerHandle, post, provide_worker};
 use crate::protocol::{
     FromWorker, MeasuredSpeed, ModelChoice, Progress, RunSettings, Speed, Stage, ToWorker, decode,
 };
@@ -215,6 +215,7 @@ pub fn App() -> impl IntoView {
     let panel = TrainPanel::new();
 
     let worker: WorkerHandle = StoredValue::new_local(None);
+    provide_worker(worker);
     let send =
         move |message: &ToWorker, files: Option<&js_sys::Array>| post(worker, message, files);
     let on_message = move |message: FromWorker| match message {
@@ -525,7 +526,7 @@ pub fn App() -> impl IntoView {
                     </span>
                 </div>
                 <div id="model-status">{move || model_status.get()}</div>
-                <AdapterImport worker=worker ready=model_ready status=adapter_status />
+                <AdapterImport ready=model_ready status=adapter_status />
                 <AdapterList installed=installed_adapters />
                 <Show when=move || measured.get().is_some()>
                     <div id="speed-estimate">
@@ -639,7 +640,7 @@ pub fn App() -> impl IntoView {
                     <pre id="trajectory-json">{move || record.get()}</pre>
                 </details>
             </section>
-            <FineTune panel=panel worker=worker ready=model_ready busy=run_or_load />
+            <FineTune panel=panel ready=model_ready busy=run_or_load />
             <Storage loaded=model_ready />
         </main>
     }

@@ -15,7 +15,7 @@ use web_sys::HtmlInputElement;
 
 use crate::page::adapters::{Download, cached_downloads};
 use crate::page::widgets::RoleSelect;
-use crate::page::worker_link::{WorkerHandle, post};
+use crate::page::worker_link::{post, use_worker};
 use crate::protocol::{FromWorker, ToWorker, TrainData, TrainSettings};
 
 /// The panel's state (signals, so it can be shared by the page and the panel).
@@ -259,8 +259,6 @@ fn Field(
 pub fn FineTune(
     /// The panel's state.
     panel: TrainPanel,
-    /// The model worker.
-    worker: WorkerHandle,
     /// Models are loaded.
     #[prop(into)]
     ready: Signal<bool>,
@@ -268,6 +266,7 @@ pub fn FineTune(
     #[prop(into)]
     busy: Signal<bool>,
 ) -> impl IntoView {
+    let worker = use_worker();
     let p = panel;
     let pick = move |ev: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&ev);

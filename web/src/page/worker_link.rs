@@ -9,6 +9,21 @@ use crate::protocol::{ToWorker, encode};
 /// The model worker, once started.
 pub(crate) type WorkerHandle = StoredValue<Option<Worker>, LocalStorage>;
 
+/// Shares `worker` with every component below the caller (leptos context), so that sections
+/// post to it without passing it down.
+pub(crate) fn provide_worker(worker: WorkerHandle) {
+    provide_context(worker);
+}
+
+/// The page's worker handle, as [`provide_worker`] shared it.
+///
+/// # Panics
+///
+/// Outside the component tree of the page's `App` (a programming error).
+pub(crate) fn use_worker() -> WorkerHandle {
+    expect_context::<WorkerHandle>()
+}
+
 /// Sends `message` (with transferable `files`) to the model worker.
 ///
 /// # Errors
