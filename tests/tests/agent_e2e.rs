@@ -242,3 +242,57 @@ fn error_paths_through_http_make_a_whole_trajectory() {
     );
     assert_eq!(t.steps[3].planner_text, "Use the calculator.Next: caller.");
 }
+
+/// `run_query`, the workflow `umi run` and the web worker share: the tools of the specs are
+/// called over HTTP with the query's settings, and the record is the run's; no tools and a
+/// malformed allowed host are errors before anything is generated.
+#[test]
+fn run_query_answers_over_http_tools_with_the_query_settings() {
+    use umi_agent::{AgentError, Query, run_query};
+    let state = std::env::temp_dir().join(format!("umi-e2e-query-{}.json", std::process::id()));
+    umi_tools::server::remove_state(&state);
+    let server = serve("127.0.0.1:0", &state).unwrap();
+    let docs = umi_tools::server::tool_docs(&server.url).to_string();
+    let specs = load_tool_specs(&docs, &server.url).unwrap();
+    let script = || {
+        ScriptedGenerator::new(vec![
+            (Role::Planner, "Convert it.\n Next: caller."),
+            (
+                Role::Caller,
+                "Action: convert_currency\nAction Input: {\"amount\": 100, \"from\": \"USD\", \"to\": \"EUR\"}",
+            ),
+            (Role::Planner, "Done. Next: conclusion."),
+            (Role::Summarizer, "100 USD is 92.21 EUR."),
+        ])
+    };
+    let mut query = Query::new("What is 100 USD in EUR?");
+    let mut events = 0;
+    let record =
+        pollster::block_on(run_query(script(), specs.clone(), &query, |_| events += 1)).unwrap();
+    assert_eq!(record.stop_reason, StopReason::Conclusion);
+    assert_eq!(record.conversation.instruction, "What is 100 USD in EUR?");
+    let observation = record
+        .conversation
+        .conversations
+        .iter()
+        .find(|t| t.from == umi_data::Speaker::Observation)
+        .expect("an observation turn");
+    assert!(
+        observation.value.contains(r#""amount":92.21"#),
+        "{}",
+        observation.value
+    );
+    assert!(events >= 5, "events reported: {events}");
+
+    // the query's settings are the run's: one planner step at most
+    query.config.max_steps = 1;
+    let record = pollster::block_on(run_query(script(), specs.clone(), &query, |_| {})).unwrap();
+    assert_eq!(record.stop_reason, StopReason::MaxSteps);
+
+    let none = pollster::block_on(run_query(script(), Vec::new(), &query, |_| {}));
+    assert!(matches!(none, Err(AgentError::ToolDocs(_))), "{none:?}");
+    query.allow_hosts = vec!["http://not a host".into()];
+    let bad = pollster::block_on(run_query(script(), specs, &query, |_| {}));
+    assert!(matches!(bad, Err(AgentError::Tools(_))), "{bad:?}");
+    server.stop();
+}

@@ -115,6 +115,9 @@ pub enum AgentError {
     /// tokens than the model keeps (the run would otherwise cut them from the front unseen).
     #[error("tool docs: {0}")]
     ToolDocs(String),
+    /// The tools cannot be set up as asked (a malformed allowed host).
+    #[error("tools: {0}")]
+    Tools(String),
 }
 
 /// The agent: a text source, tools, their docs (ToolBench `{Name, function, input}` objects,

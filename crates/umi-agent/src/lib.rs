@@ -13,6 +13,8 @@
 //! - [`decide()`]: one decision from a history, in [`AgentMode::Multi`] (planner, then caller or
 //!   summarizer) or [`AgentMode::Single`], the same code live runs and `umi eval` go through;
 //!   its [`Decision`] is the planner's output and what [`Decided`] after it;
+//! - [`run_query`]: one question over HTTP tools start to finish, the workflow `umi run` and the
+//!   web app's worker share;
 //! - [`LlamaGenerator::for_roles`]: role models and adapters (a [`umi_data::RoleMap`]) as the
 //!   generator, the selection `umi run`, `umi eval` and the web app share.
 #![warn(missing_docs)]
@@ -21,9 +23,11 @@ mod agent;
 pub mod decide;
 mod generator;
 mod model;
+mod query;
 
 pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, RunRecord, StopReason};
 pub use decide::{AgentMode, Decided, Decision, decide, decide_multi, decide_single};
 pub use generator::{Generator, GeneratorError, PromptLength, ScriptedGenerator};
 pub use model::{LlamaGenerator, PrefillCallback, TextCallback};
+pub use query::{Query, run_query};
 pub use umi_tools::{ToolExecutor, hallucination_observation, truncate_observation};

@@ -54,7 +54,7 @@ pub(crate) fn load_tools(source: &str, timeout_secs: u64) -> Result<Vec<umi_tool
 
 pub(crate) fn run_agent(args: RunArgs) -> Result<()> {
     use std::io::IsTerminal;
-    use umi_agent::{Agent, AgentMode};
+    use umi_agent::AgentMode;
 
     let mode = args.mode;
     let specs = load_tools(&args.tools, args.tool_timeout)?;
@@ -91,25 +91,25 @@ pub(crate) fn run_agent(args: RunArgs) -> Result<()> {
             text.to_string()
         }
     };
-    let docs = specs.iter().map(|s| s.doc()).collect();
-    let mut tools =
-        umi_tools::HttpTools::new(specs, std::time::Duration::from_secs(args.tool_timeout));
-    if !args.allow_hosts.is_empty() {
-        tools = tools.with_allowed_hosts(args.allow_hosts.clone())?;
-    }
-    let mut agent = Agent::new(generator, tools, docs);
-    agent.config.mode = mode;
-    agent.config.max_steps = args.max_steps;
-    agent.config.max_observation_chars = args.max_observation_chars;
+    let query = umi_agent::Query {
+        text: args.query.clone(),
+        config: umi_agent::AgentConfig {
+            mode,
+            max_steps: args.max_steps,
+            max_observation_chars: args.max_observation_chars,
+            ..Default::default()
+        },
+        tool_timeout: std::time::Duration::from_secs(args.tool_timeout),
+        allow_hosts: args.allow_hosts.clone(),
+    };
     println!("{} {}", paint("1", "user:"), args.query);
-    let result = pollster::block_on(agent.run(&args.query, |event| {
+    let result = pollster::block_on(umi_agent::run_query(generator, specs, &query, |event| {
         *writing.borrow_mut() = LiveStep::default();
         live.suspend(|| print_event(event, &paint))
     }));
     live.finish_and_clear();
-    let (trajectory, stop) = result?;
+    let record = result?;
     if let Some(path) = args.json {
-        let record = umi_agent::RunRecord::new(&trajectory, &agent.tool_docs, stop);
         std::fs::write(&path, serde_json::to_string_pretty(&record)?)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("trajectory written to {}", path.display());

@@ -1,16 +1,16 @@
 //! One agent run in the worker: tool docs from a tool server (or pasted), `umi_agent::Agent`
 //! over `LlamaGenerator` and `HttpTools` (`fetch`), streamed text and events posted to the page.
-//! This is the browser twin of `umi run` (`umi-cli`'s `run_agent`); the loop itself is shared.
+//! This is the browser twin of `umi run` (`umi-cli`'s `run_agent`); both call
+//! [`umi_agent::run_query`].
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
 
 use futures::future::{AbortRegistration, Abortable};
-use umi_agent::{Agent, AgentEvent, LlamaGenerator};
+use umi_agent::{AgentEvent, LlamaGenerator, Query, run_query};
 use umi_data::{Role, RoleMap};
 use umi_model::{AdapterSet, GenerationConfig, LoadedModel};
-use umi_tools::{HttpTools, ToolSpec, load_tool_specs, tools_url};
+use umi_tools::{ToolSpec, load_tool_specs, tools_url};
 
 use crate::protocol::{FromWorker, RunSettings, Speed};
 use crate::worker::PREFILL_CHUNK;
@@ -106,13 +106,11 @@ pub async fn run_agent(
             (done * 100).checked_div(total).unwrap_or(100)
         )));
     }));
-    let docs = specs.iter().map(ToolSpec::doc).collect();
-    let tools = HttpTools::new(specs, Duration::from_secs(20));
-    let mut agent = Agent::new(generator, tools, docs);
-    agent.config.mode = settings.mode;
-    agent.config.max_steps = settings.max_steps;
+    let mut query = Query::new(settings.query.clone());
+    query.config.mode = settings.mode;
+    query.config.max_steps = settings.max_steps;
     status("running: planner prefill");
-    let run = agent.run(&settings.query, |event| {
+    let run = run_query(generator, specs, &query, |event| {
         last.set(None);
         match event {
             AgentEvent::Action {
@@ -127,11 +125,11 @@ pub async fn run_agent(
     let Ok(result) = Abortable::new(run, abort).await else {
         return FromWorker::Stopped;
     };
-    let (trajectory, stop) = match result {
-        Ok(done) => done,
+    let record = match result {
+        Ok(record) => record,
         Err(e) => return FromWorker::Failed(e.to_string()),
     };
-    let record = umi_agent::RunRecord::new(&trajectory, &agent.tool_docs, stop);
+    let stop = record.stop_reason;
     match serde_json::to_string_pretty(&record) {
         Ok(record) => FromWorker::Finished {
             stop: format!("{stop:?}"),
