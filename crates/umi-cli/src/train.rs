@@ -232,10 +232,9 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
     )?;
     let examples = objective.examples().unwrap_or_default();
     let steps_per_epoch = objective.steps_per_epoch(&config);
-    let total_steps = args.max_steps.unwrap_or(steps_per_epoch * config.epochs);
-    if total_steps == 0 {
-        bail!("--max-steps must be positive");
-    }
+    let total_steps = objective
+        .total_steps(&config, args.max_steps)
+        .context("--max-steps")?;
     if let Some(dir) = &args.export_for {
         return export_for(dir, role, &config, total_steps, examples, &loaded);
     }

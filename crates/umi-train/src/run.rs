@@ -78,6 +78,28 @@ impl Objective {
         }
     }
 
+    /// Optimizer steps of a run on this objective: `max_steps` when given (Hugging Face's
+    /// `max_steps`), else `config.epochs` epochs of [`Objective::steps_per_epoch`]. `umi train`
+    /// and the web app's Fine-tune panel both plan their runs with it.
+    ///
+    /// # Errors
+    ///
+    /// [`TrainError::Invalid`] when that makes no step (`max_steps` 0, or no example).
+    pub fn total_steps(&self, config: &TrainConfig, max_steps: Option<usize>) -> Result<usize> {
+        let steps = max_steps.unwrap_or(self.steps_per_epoch(config) * config.epochs);
+        if steps == 0 {
+            return Err(TrainError::Invalid(match max_steps {
+                Some(_) => "the number of steps must be positive".into(),
+                None => format!(
+                    "{} epochs of {} examples make no optimizer step",
+                    config.epochs,
+                    self.len()
+                ),
+            }));
+        }
+        Ok(steps)
+    }
+
     /// The tokenized samples of an SFT objective.
     pub fn examples(&self) -> Option<&[TrainingExample]> {
         match self {

@@ -90,9 +90,6 @@ impl TrainJob {
             ..TrainConfig::local(settings.role)
         };
         config.validate().map_err(|e| e.to_string())?;
-        if settings.steps == Some(0) {
-            return Err("steps must be positive (or empty for the role's epochs)".into());
-        }
         let objective = Objective::sft(
             samples,
             &model.tokenizer,
@@ -100,9 +97,9 @@ impl TrainJob {
             &config,
         )
         .map_err(|e| e.to_string())?;
-        let total_steps = settings
-            .steps
-            .unwrap_or(objective.steps_per_epoch(&config) * config.epochs);
+        let total_steps = objective
+            .total_steps(&config, settings.steps)
+            .map_err(|e| format!("{e} (or leave steps empty for the role's epochs)"))?;
         let trainer = Trainer::new(model.model.clone(), config.clone(), total_steps, device)
             .map_err(|e| e.to_string())?;
         Ok(Self {
