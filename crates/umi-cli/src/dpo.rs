@@ -261,12 +261,13 @@ pub fn run(args: DpoArgs) -> Result<()> {
         ..TrainConfig::local(role)
     };
     config.validate()?;
-    let per_step = (config.batch_size * config.gradient_accumulation_steps).max(1);
-    let steps_per_epoch = pairs.len().div_ceil(per_step);
-    let total_steps = args.max_steps.unwrap_or(steps_per_epoch * config.epochs);
-    if total_steps == 0 {
-        bail!("--max-steps must be positive");
-    }
+    let per_step = config.batch_size * config.gradient_accumulation_steps;
+    let objective = Objective::Dpo { pairs, config: dpo };
+    let steps_per_epoch = objective.steps_per_epoch(&config);
+    let total_steps = objective
+        .total_steps(&config, args.max_steps)
+        .context("--max-steps")?;
+    let pairs = objective.pairs().unwrap_or_default();
     std::fs::create_dir_all(&args.out)?;
     let mut state = TrainerState::new(config.clone(), total_steps);
     state.dpo = Some(dpo);
@@ -305,7 +306,6 @@ pub fn run(args: DpoArgs) -> Result<()> {
         "step-level DPO of the {} adapter: {total_steps} steps of {per_step} pairs (an epoch is {steps_per_epoch}), β {}, {:?} loss",
         args.role, dpo.beta, dpo.loss
     );
-    let objective = Objective::Dpo { pairs, config: dpo };
     let mut run = FineTuneRun::new(trainer, state, objective);
     step_loop(
         &mut run,

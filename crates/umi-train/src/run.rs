@@ -108,6 +108,14 @@ impl Objective {
         }
     }
 
+    /// The pairs of a DPO objective.
+    pub fn pairs(&self) -> Option<&[PairExample]> {
+        match self {
+            Objective::Sft { .. } => None,
+            Objective::Dpo { pairs, .. } => Some(pairs),
+        }
+    }
+
     /// The DPO settings of a DPO objective.
     pub fn dpo(&self) -> Option<&DpoConfig> {
         match self {
