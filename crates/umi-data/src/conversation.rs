@@ -285,7 +285,7 @@ impl Turn {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     /// Tool docs (`{"Name", "function", "input"}` in ToolBench).
-    pub tools: Vec<Map<String, Value>>,
+    pub tools: Vec<crate::ToolDoc>,
     /// The user's query.
     pub instruction: String,
     /// The turns.

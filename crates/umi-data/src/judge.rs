@@ -112,7 +112,7 @@ pub fn api_list(tools: &[Map<String, Value>]) -> String {
     tools
         .iter()
         .map(|tool| {
-            let name = tool.get("Name").and_then(Value::as_str).unwrap_or_default();
+            let name = crate::tool_doc::tool_name(tool).unwrap_or_default();
             let keys = match tool.get("input") {
                 Some(Value::Object(m)) => m.keys().cloned().collect::<Vec<_>>().join(", "),
                 _ => String::new(),

@@ -42,3 +42,4 @@ pub use parse::{NoMarkerDefault, PlannerOutput, parse_action, parse_planner_outp
 pub use prompt::{PromptSet, history, tool_doc, tool_names};
 pub use python::json::python_json_dumps;
 pub use samples::{RoleSample, role_samples};
+pub use tool_doc::{ToolDoc, tool_name};

@@ -127,7 +127,7 @@ pub fn tool_doc(tools: &[Map<String, Value>]) -> String {
 pub fn tool_names(tools: &[Map<String, Value>]) -> String {
     tools
         .iter()
-        .map(|t| t.get("Name").and_then(Value::as_str).unwrap_or_default())
+        .map(|t| crate::tool_doc::tool_name(t).unwrap_or_default())
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -8,6 +8,15 @@ use serde_json::{Map, Value};
 use crate::python::json::kind;
 use crate::python::text::{first_chars, last_chars};
 
+/// An α-UMi / ToolBench tool doc, `{"Name", "function", "input"}` (key order kept): what the
+/// prompts list and a conversation record's `tools` holds.
+pub type ToolDoc = Map<String, Value>;
+
+/// The doc's `Name`, when it is a string.
+pub fn tool_name(doc: &ToolDoc) -> Option<&str> {
+    doc.get("Name").and_then(Value::as_str)
+}
+
 /// ToolBench's answer pseudo-function, dropped from the tool docs and turned into the
 /// conclusion / give-up turns.
 pub(crate) const FINISH: &str = "Finish";

@@ -107,7 +107,7 @@ pub fn decision_points(conversation: &Conversation) -> Vec<DecisionPoint> {
     let tool_names: Vec<String> = conversation
         .tools
         .iter()
-        .filter_map(|t| t.get("Name").and_then(Value::as_str).map(str::to_string))
+        .filter_map(|t| umi_data::tool_name(t).map(str::to_string))
         .collect();
     let mut points = Vec::new();
     for (i, turn) in turns.iter().enumerate() {

@@ -128,7 +128,7 @@ fn for_names(text: &str) -> Vec<&str> {
 pub fn tool_families(tools: &[Map<String, Value>]) -> Vec<String> {
     tools
         .iter()
-        .filter_map(|t| t.get("Name").and_then(Value::as_str))
+        .filter_map(|t| umi_data::tool_name(t))
         .filter_map(|n| n.split_once("_for_").map(|(_, f)| f.to_string()))
         .collect()
 }
@@ -166,7 +166,7 @@ pub fn synthetic_negatives(
     ));
     let listed: Vec<&str> = tools
         .iter()
-        .filter_map(|t| t.get("Name").and_then(Value::as_str))
+        .filter_map(|t| umi_data::tool_name(t))
         .collect();
     let own = tool_families(tools);
     if let Some(name) = for_names(gold).into_iter().find(|n| listed.contains(n)) {

@@ -255,7 +255,7 @@ pub fn check_conversation(c: &Conversation) -> Result<(), String> {
     if let Some(i) = c
         .tools
         .iter()
-        .position(|t| !t.get("Name").is_some_and(Value::is_string))
+        .position(|t| crate::tool_doc::tool_name(t).is_none())
     {
         return Err(format!("tool {i} has no string \"Name\""));
     }
