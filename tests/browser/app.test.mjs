@@ -37,6 +37,13 @@
 //                        match the native ones (relative LOSS_RTOL, default 1e-3), that the
 //                        adapter is in the Cache API in PEFT layout and downloads, and that the
 //                        page stayed responsive; SHOT_TRAIN: the panel mid-training
+//   DPO_PAIRS, DPO_REFERENCE  with TRAIN=1, first step-level DPO with the panel: objective DPO,
+//                        pick DPO_PAIRS (dpo_pairs.jsonl of make_fixture.rs), type the settings of
+//                        DPO_REFERENCE (dpo_reference.json), train (pausing after step
+//                        DPO_STOP_AT_STEP, default 1, and resuming), then check the first loss is
+//                        ln 2 (policy = reference), the losses and reward margins match native
+//                        (LOSS_RTOL), the plot draws the margin, and the stored adapter is the
+//                        role's installed one continued (its rank); SHOT_DPO: the panel at the end
 import { chromium } from 'playwright-core';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -207,7 +214,11 @@ try {
     if (!second.includes('from cache')) fail(`after a reload the model did not come from the cache: ${second}`);
   }
   if (until === 'loaded') throw 'done';
-  if (env.TRAIN === '1') { await fineTune(); throw 'done'; }
+  if (env.TRAIN === '1') {
+    if (env.DPO_PAIRS) await fineTuneDpo();
+    await fineTune();
+    throw 'done';
+  }
 
   // 3. the run
   if (env.TOOLS_URL) await page.fill('#tools-url', env.TOOLS_URL);
@@ -490,24 +501,82 @@ async function checkOffline() {
   else log(`cleared: ${JSON.stringify(caches)}`);
 }
 
-/** The TRAIN=1 check (see the header). */
-async function fineTune() {
-  const ref = JSON.parse(readFileSync(env.TRAIN_REFERENCE, 'utf8'));
+/** The DPO part of TRAIN=1 (see the header). */
+async function fineTuneDpo() {
+  const ref = JSON.parse(readFileSync(env.DPO_REFERENCE, 'utf8'));
   const rtol = Number(env.LOSS_RTOL || 1e-3);
-  const stopAt = Number(env.STOP_AT_STEP || 2);
-  const trainTimeout = Number(env.TRAIN_TIMEOUT_MS || 600000);
   await page.selectOption('#train-role', ref.role);
-  await page.selectOption('#train-source', 'file');
-  await page.setInputFiles('#train-file', env.TRAIN_DATA);
-  await page.fill('#train-rank', String(ref.rank));
-  await page.fill('#train-alpha', String(ref.alpha));
-  await page.fill('#train-dropout', String(ref.dropout));
+  await page.selectOption('#train-objective', 'dpo');
+  await page.fill('#train-beta', String(ref.beta));
+  await page.setInputFiles('#train-file', env.DPO_PAIRS);
   await page.fill('#train-lr', String(ref.learning_rate));
   await page.fill('#train-steps', String(ref.steps));
   await page.fill('#train-max-len', String(ref.max_len));
   await installHeartbeat();
   const start = Date.now();
   await page.click('#train-start');
+  await trainPausingOnce(ref.steps, Number(env.DPO_STOP_AT_STEP || 1), null);
+  const secs = (Date.now() - start) / 1000;
+  const hb = await heartbeat();
+  log(`DPO done in ${secs.toFixed(1)} s; largest main-thread gap ${hb.maxGap.toFixed(0)} ms (limit ${maxGapAllowed} ms)`);
+  if (hb.maxGap > maxGapAllowed) fail(`the page froze: a ${hb.maxGap.toFixed(0)} ms gap during DPO`);
+  if (env.SHOT_DPO) { await page.locator('#finetune').screenshot({ path: env.SHOT_DPO }); log(`DPO panel screenshot: ${env.SHOT_DPO}`); }
+
+  const rows = await page.$$eval('#train-losses li', (els) => els.map((e) => ({
+    loss: Number(e.dataset.loss), margin: e.dataset.margin, accuracy: e.dataset.accuracy,
+  })));
+  const got = rows.map((r) => r.loss);
+  console.log('---- DPO losses (step: browser / native / relative difference; reward margin browser / native) ----');
+  let worst = 0;
+  for (let i = 0; i < Math.max(got.length, ref.losses.length); i++) {
+    const rel = Math.abs(got[i] - ref.losses[i]) / Math.abs(ref.losses[i]);
+    worst = Math.max(worst, rel);
+    console.log(`${i + 1}: ${got[i]} / ${ref.losses[i]} / ${rel.toExponential(2)}; margin ${rows[i]?.margin} / ${ref.rewards_margins[i]}`);
+  }
+  if (got.length !== ref.losses.length) fail(`${got.length} DPO losses in #train-losses, expected ${ref.losses.length}`);
+  else if (!(worst <= rtol)) fail(`browser and native DPO losses differ by up to ${worst.toExponential(2)} (relative), more than ${rtol}`);
+  if (!(Math.abs(got[0] - Math.LN2) <= rtol * Math.LN2)) fail(`the first DPO loss is ${got[0]}, not ln 2 (policy = reference)`);
+  if (!(got[got.length - 1] < got[0])) fail(`the DPO loss did not go down: ${got[0]} → ${got[got.length - 1]}`);
+  // margins: β·(log-ratio differences), ~0 while policy = reference, so compared absolutely
+  // against the scale of the last native one
+  const scale = Math.max(...ref.rewards_margins.map(Math.abs), 1e-3);
+  rows.forEach((r, i) => {
+    const m = Number(r.margin);
+    if (r.margin === undefined || !Number.isFinite(m)) fail(`step ${i + 1} has no reward margin: ${r.margin}`);
+    else if (Math.abs(m - ref.rewards_margins[i]) > 10 * rtol * scale) {
+      fail(`step ${i + 1}: reward margin ${m}, native ${ref.rewards_margins[i]}`);
+    }
+    if (!(Number(r.accuracy) >= 0 && Number(r.accuracy) <= 1)) fail(`step ${i + 1}: reward accuracy ${r.accuracy}`);
+  });
+  const last = Number(rows.at(-1)?.margin);
+  if (!(last > 0)) fail(`the last reward margin is ${last}: DPO did not favour the chosen steps`);
+  const margin = await page.$eval('#train-plot polyline.margin', (e) => e.getAttribute('points')).catch(() => '');
+  if (margin.trim().split(/\s+/).length !== got.length) fail(`#train-plot's margin curve has points "${margin}"`);
+  const status = await text('#train-status');
+  log(`DPO losses ${got.map((l) => l.toFixed(5)).join(', ')}; largest relative difference to native ${worst.toExponential(2)}; last margin ${last}`);
+
+  // the adapter: the role's installed one continued (its rank, not the form's), stored
+  const cfg = await page.evaluate(async (role) => {
+    const c = await (await caches.open('umi-adapters')).match(`adapters/${role}/adapter_config.json`);
+    return c ? c.json() : null;
+  }, ref.role);
+  if (!cfg) fail('the DPO adapter is not in the Cache API (umi-adapters)');
+  else if (cfg.r !== ref.lora_r) fail(`the DPO adapter has r = ${cfg.r}, not the installed adapter's ${ref.lora_r}`);
+  if (!(await text('#train-adapter')).includes('now runs with this adapter')) fail(`DPO did not install its adapter: ${await text('#train-adapter')}`);
+  if (!(await exportedFile(ref.role, 'browser', 'adapter_config.json'))) fail(`#adapter-list does not list the DPO ${ref.role} adapter`);
+  log(`DPO adapter stored and installed (r = ${cfg?.r}); status: ${status}`);
+  await page.selectOption('#train-objective', 'sft');
+}
+
+/**
+ * Waits for a started fine-tuning run to end, clicking #train-stop once `stopAt` steps are
+ * listed and #train-resume once it paused (checking the pause held and installed the adapter);
+ * fails when it ends with an error or after TRAIN_TIMEOUT_MS. `shotPath`: a screenshot of the
+ * panel after the first step.
+ */
+async function trainPausingOnce(steps, stopAt, shotPath) {
+  const trainTimeout = Number(env.TRAIN_TIMEOUT_MS || 600000);
+  const start = Date.now();
   const losses = () => page.$$eval('#train-losses li', (els) => els.map((e) => Number(e.dataset.loss)));
   const status = () => text('#train-status');
   let stopped = false;
@@ -521,10 +590,10 @@ async function fineTune() {
     const l = await losses();
     if (s !== last) { log(`train-status: ${s}`); last = s; }
     if (s.startsWith('error')) throw new Error(`fine-tuning failed: ${s}`);
-    if (!shot && l.length >= 1 && env.SHOT_TRAIN) {
+    if (!shot && l.length >= 1 && shotPath) {
       shot = true;
-      await page.locator('#finetune').screenshot({ path: env.SHOT_TRAIN });
-      log(`panel screenshot mid-training: ${env.SHOT_TRAIN}`);
+      await page.locator('#finetune').screenshot({ path: shotPath });
+      log(`panel screenshot mid-training: ${shotPath}`);
     }
     if (!stopped && l.length >= stopAt) {
       stopped = true;
@@ -533,7 +602,7 @@ async function fineTune() {
     }
     if (stopped && !resumed && s.startsWith('paused')) {
       const pausedAt = (await losses()).length;
-      if (pausedAt >= ref.steps) fail(`the run did not pause before its end (paused at step ${pausedAt})`);
+      if (pausedAt >= steps) fail(`the run did not pause before its end (paused at step ${pausedAt})`);
       const adapter = await text('#train-adapter');
       if (!adapter.includes('now runs with this adapter')) fail(`pausing did not install the adapter: ${adapter}`);
       await sleep(500);
@@ -547,11 +616,34 @@ async function fineTune() {
     if (Date.now() - start > trainTimeout) throw new Error(`fine-tuning did not finish in ${trainTimeout} ms (${s})`);
     await sleep(250);
   }
+  if (!resumed) fail('the run was never paused and resumed');
+  if (!sawSpeed) fail('the status never showed tokens/s');
+}
+
+/** The TRAIN=1 check (see the header). */
+async function fineTune() {
+  const ref = JSON.parse(readFileSync(env.TRAIN_REFERENCE, 'utf8'));
+  const rtol = Number(env.LOSS_RTOL || 1e-3);
+  const stopAt = Number(env.STOP_AT_STEP || 2);
+  await page.selectOption('#train-role', ref.role);
+  await page.selectOption('#train-objective', 'sft');
+  await page.selectOption('#train-source', 'file');
+  await page.setInputFiles('#train-file', env.TRAIN_DATA);
+  await page.fill('#train-rank', String(ref.rank));
+  await page.fill('#train-alpha', String(ref.alpha));
+  await page.fill('#train-dropout', String(ref.dropout));
+  await page.fill('#train-lr', String(ref.learning_rate));
+  await page.fill('#train-steps', String(ref.steps));
+  await page.fill('#train-max-len', String(ref.max_len));
+  await installHeartbeat();
+  const start = Date.now();
+  await page.click('#train-start');
+  const losses = () => page.$$eval('#train-losses li', (els) => els.map((e) => Number(e.dataset.loss)));
+  await trainPausingOnce(ref.steps, stopAt, env.SHOT_TRAIN);
   const secs = (Date.now() - start) / 1000;
   const hb = await heartbeat();
   log(`fine-tuning done in ${secs.toFixed(1)} s; largest main-thread gap ${hb.maxGap.toFixed(0)} ms (limit ${maxGapAllowed} ms)`);
   if (hb.maxGap > maxGapAllowed) fail(`the page froze: a ${hb.maxGap.toFixed(0)} ms gap during fine-tuning`);
-  if (!resumed) fail('the run was never paused and resumed');
 
   // the losses: falling, and those of the native run
   const got = await losses();
@@ -567,7 +659,6 @@ async function fineTune() {
   else if (!(worst <= rtol)) fail(`browser and native losses differ by up to ${worst.toExponential(2)} (relative), more than ${rtol}`);
   if (!(got[got.length - 1] < got[0])) fail(`the loss did not go down: ${got[0]} → ${got[got.length - 1]}`);
   log(`losses ${got[0].toFixed(4)} → ${got[got.length - 1].toFixed(4)}; largest relative difference to native ${worst.toExponential(2)} (tolerance ${rtol})`);
-  if (!sawSpeed) fail('the status never showed tokens/s');
 
   // the adapter: in the Cache API in PEFT layout, and downloadable
   const stored = await page.evaluate(async (role) => {

@@ -29,7 +29,13 @@
 //!    a short LoRA run of the planner on it and the per-step losses umi-train gives natively
 //!    (CPU, flex) from the saved folder — the same data path, batches, adapter initialisation
 //!    (seeded on the host) and schedule as the web app's worker, so the browser must reproduce
-//!    them up to f32 rounding on another backend.
+//!    them up to f32 rounding on another backend;
+//! 7. for the DPO check, `dpo_pairs.jsonl`: planner preference pairs on the scenario's prompts
+//!    (the memorised step chosen, a wrong step rejected) with token ids cut to a short max length
+//!    and the reference log-probabilities of the shipped planner adapter (what
+//!    `umi reward export --recompute-ref --max-len N` writes), and `dpo_reference.json`: the
+//!    settings of a 3-step DPO run continuing that adapter and its native per-step losses,
+//!    reward margins and accuracies (`TrainConfig::dpo`, as the web app's worker sets it up).
 //!
 //! The browser test loads the folder into the web app, starts `umi tools serve`, asks the query
 //! and compares the rendered trace with `scenario.json`. The prompts do not contain the server's
@@ -83,6 +89,16 @@ const TRAIN_MAX_LEN: usize = 48;
 const TRAIN_RANK: usize = 4;
 const TRAIN_ALPHA: f64 = 8.0;
 const TRAIN_LR: f64 = 1e-2;
+/// The DPO run the browser repeats (`dpo_reference.json`): the planner's shipped adapter
+/// continued for 3 steps on pairs whose prompts are cut to their last [`DPO_PROMPT_TOKENS`]
+/// tokens or so (SwiftShader is slow; the max length is the longest step plus this), β 0.1 (the
+/// panel's default), and a learning rate high enough to move the loss after the warm-up step.
+const DPO_STEPS: usize = 3;
+const DPO_PROMPT_TOKENS: usize = 32;
+const DPO_BETA: f64 = 0.1;
+const DPO_LR: f64 = 1e-2;
+/// `umi train dpo --max-step-tokens`'s default (and the web app's).
+const DPO_MAX_STEP_TOKENS: usize = 256;
 
 #[derive(Parser)]
 #[command(
@@ -381,6 +397,9 @@ fn main() -> Result<()> {
     // i. an adapter to import in the page: the planner's first step with IMPORT_DATE
     let imported = write_import_adapter(&args.out, &scenario)?;
 
+    // j. preference pairs and the native DPO losses on them
+    let dpo_losses = write_dpo_reference(&args.out, &scenario)?;
+
     let bytes = |f: &str| {
         std::fs::metadata(args.out.join(f))
             .map(|m| m.len())
@@ -408,6 +427,9 @@ fn main() -> Result<()> {
         reference
     );
     println!("  import:       planner adapter whose first step is {imported:?}");
+    println!(
+        "  DPO:          {DPO_STEPS} steps on dpo_pairs.jsonl from the shipped planner adapter: losses {dpo_losses:?}"
+    );
     println!("  total:        {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -602,6 +624,179 @@ fn write_train_reference(
     });
     std::fs::write(
         out.join("train_reference.json"),
+        serde_json::to_string_pretty(&reference)? + "\n",
+    )?;
+    Ok(losses)
+}
+
+/// Writes `dpo_pairs.jsonl` and `dpo_reference.json` into `out` (see the module docs, item 7);
+/// returns the native losses.
+///
+/// The pairs are made as `umi reward export --recompute-ref` makes them (`prepare_pairs` at
+/// a short max length, `PreparedPairs::score_reference` with the shipped planner adapter of
+/// `out/agent/fixture/planner`), and the run is set up as the web app's worker sets up one from
+/// its panel (`web/src/worker/train.rs`, `TrainJob::dpo`): the pairs re-prepared at the same
+/// max length, `TrainConfig::dpo()` with the panel's learning rate, max length and steps, the
+/// installed adapter continued, `check_reference`, `FineTuneRun` steps.
+fn write_dpo_reference(out: &Path, scenario: &Scenario) -> Result<Vec<f64>> {
+    let device = Backend::Cpu.device()?;
+    let loaded = load_model(out, &device)?;
+    let adapter = out.join("agent/fixture/planner");
+    let mut policy = loaded.model.clone();
+    let lora = umi_model::load_peft(&mut policy, &adapter, &device)?;
+
+    // the rows: each planner prompt of the scenario with its memorised step chosen and a wrong
+    // step rejected (the other planner step; the step with another date)
+    let planner: Vec<&(Role, String, String)> = scenario
+        .samples
+        .iter()
+        .filter(|(role, ..)| *role == Role::Planner)
+        .collect();
+    ensure!(
+        planner.len() == 2,
+        "the scenario has {} planner steps, not 2",
+        planner.len()
+    );
+    let mut rows = Vec::new();
+    for (i, (_, prompt, output)) in planner.iter().enumerate() {
+        let other = &planner[1 - i].2;
+        let redated = output.replace(DATE, IMPORT_DATE);
+        let wrong = [Some(other.clone()), (redated != *output).then_some(redated)];
+        for (j, rejected) in wrong.into_iter().flatten().enumerate() {
+            rows.push(umi_data::preference::PreferencePair {
+                id: format!("planner-{i}-{j}"),
+                role: Some("planner".into()),
+                prompt: Some(prompt.clone()),
+                chosen: Some(format!("{output}{STOP}")),
+                rejected: Some(format!("{rejected}{STOP}")),
+                ..Default::default()
+            });
+        }
+    }
+    // what `umi reward export --recompute-ref --max-len N` writes, N the longest step plus
+    // DPO_PROMPT_TOKENS
+    let whole = umi_train::prepare_pairs(
+        &rows,
+        &loaded.tokenizer,
+        "planner",
+        MAX_POSITIONS,
+        DPO_MAX_STEP_TOKENS,
+    )?;
+    let longest = whole
+        .pairs
+        .iter()
+        .map(|p| p.chosen_ids.len().max(p.rejected_ids.len()))
+        .max()
+        .context("no DPO pair")?;
+    let max_len = longest + DPO_PROMPT_TOKENS;
+    let mut prepared = umi_train::prepare_pairs(
+        &rows,
+        &loaded.tokenizer,
+        "planner",
+        max_len,
+        DPO_MAX_STEP_TOKENS,
+    )?;
+    prepared.ensure_some()?;
+    ensure!(
+        prepared.dropped.is_empty(),
+        "pairs left out: {:?}",
+        prepared.dropped
+    );
+    let all = prepared.to_score(true);
+    pollster::block_on(prepared.score_reference(&policy, &all, &device, || {}))?;
+    let mut text = String::new();
+    for p in &prepared.pairs {
+        let row = umi_data::preference::PreferencePair {
+            id: p.id.clone(),
+            role: Some("planner".into()),
+            prompt_ids: Some(p.prompt_ids.clone()),
+            chosen_ids: Some(p.chosen_ids.clone()),
+            rejected_ids: Some(p.rejected_ids.clone()),
+            ref_chosen_logps: Some(p.ref_chosen_logps),
+            ref_rejected_logps: Some(p.ref_rejected_logps),
+            ..Default::default()
+        };
+        text.push_str(&serde_json::to_string(&row)?);
+        text.push('\n');
+    }
+    std::fs::write(out.join("dpo_pairs.jsonl"), &text)?;
+
+    // the browser's run, natively: the file read back as the worker reads it
+    let (rows, _) = umi_data::preference::parse_pairs(&text, Path::new("dpo_pairs.jsonl"))?;
+    let max_len = max_len.min(loaded.model.max_positions());
+    let pairs = umi_train::prepare_pairs(
+        &rows,
+        &loaded.tokenizer,
+        "planner",
+        max_len,
+        DPO_MAX_STEP_TOKENS,
+    )?
+    .with_recorded_reference(max_len)?;
+    let dpo = umi_train::DpoConfig {
+        beta: DPO_BETA,
+        ..Default::default()
+    };
+    let config = TrainConfig {
+        learning_rate: DPO_LR,
+        max_len,
+        lora: Some(lora.clone()),
+        ..TrainConfig::dpo()
+    };
+    let objective = umi_train::Objective::Dpo { pairs, config: dpo };
+    let total = objective.total_steps(&config, Some(DPO_STEPS))?;
+    let mut state = TrainerState::new(config.clone(), total);
+    state.dpo = Some(dpo);
+    pollster::block_on(umi_train::check_reference(
+        &policy,
+        objective.pairs().unwrap_or_default(),
+        &state,
+        &device,
+        umi_train::ReferenceTolerance::SAME_BACKEND,
+        "the shipped planner adapter",
+        "the fixture's pairs are wrong",
+    ))?;
+    let trainer = Trainer::with_adapters(policy, config, total, &device, false)?;
+    let mut run = umi_train::FineTuneRun::new(trainer, state, objective);
+    while !run.is_done() {
+        pollster::block_on(run.step())?;
+    }
+    let history = &run.state.history;
+    let losses: Vec<f64> = history.iter().map(|s| s.loss).collect();
+    let dpo_stat = |f: fn(&umi_train::DpoStats) -> f64| -> Vec<f64> {
+        history
+            .iter()
+            .map(|s| s.dpo.as_ref().map_or(f64::NAN, f))
+            .collect()
+    };
+    ensure!(
+        (losses[0] - std::f64::consts::LN_2).abs() < 1e-6,
+        "the first DPO loss is {} (policy = reference gives ln 2)",
+        losses[0]
+    );
+    ensure!(
+        losses.last() < losses.first(),
+        "the reference DPO run does not lower the loss: {losses:?}"
+    );
+    let reference = json!({
+        "role": "planner",
+        "data": "dpo_pairs.jsonl",
+        "pairs": run.objective().len(),
+        "adapter": "agent/fixture/planner (the shipped one, continued)",
+        "lora_r": lora.r,
+        "beta": DPO_BETA,
+        "learning_rate": DPO_LR,
+        "steps": DPO_STEPS,
+        "max_len": max_len,
+        "seed": 42,
+        "backend": "flex (CPU), f32",
+        "losses": losses,
+        "rewards_margins": dpo_stat(|d| d.rewards_margin),
+        "rewards_accuracies": dpo_stat(|d| d.rewards_accuracy),
+        "grad_norms": history.iter().map(|s| s.grad_norm).collect::<Vec<_>>(),
+        "learning_rates": history.iter().map(|s| s.learning_rate).collect::<Vec<_>>(),
+    });
+    std::fs::write(
+        out.join("dpo_reference.json"),
         serde_json::to_string_pretty(&reference)? + "\n",
     )?;
     Ok(losses)

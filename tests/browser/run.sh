@@ -5,7 +5,8 @@
 # from the Cache API, then a whole α-UMi run with tests/browser/app.test.mjs (prefill progress,
 # Stop between prefill chunks, the Storage section, and an offline visit with the page server
 # stopped, served by the service worker); then a second page fine-tunes the planner with LoRA through the
-# "Fine-tune" panel and compares its losses with the native ones make_fixture.rs wrote. Screenshots land in $UMI_BROWSER_OUT (default
+# "Fine-tune" panel, first step-level DPO of its shipped adapter on imported preference pairs, then
+# SFT, and compares the losses with the native ones make_fixture.rs wrote. Screenshots land in $UMI_BROWSER_OUT (default
 # $CARGO_TARGET_DIR/browser-test).
 #
 # Needs: chromium, node + npm, trunk 0.21.14 and wasm-bindgen-cli 0.2.130 on PATH (.ci/run
@@ -89,13 +90,15 @@ TIMEOUT_MS="${UMI_BROWSER_TIMEOUT_MS:-900000}" \
   node tests/browser/app.test.mjs
 serve_app # the run stopped it to check the offline visit
 
-echo "== headless Chromium: LoRA fine-tuning of the planner in the page, against native losses"
+echo "== headless Chromium: LoRA fine-tuning of the planner in the page (DPO, then SFT), against native losses"
 APP_URL="http://127.0.0.1:$app_port/" \
 MODEL_URL="http://127.0.0.1:$app_port/fixture" \
 TRAIN=1 \
 TRAIN_DATA="$out/fixture/train.json" \
 TRAIN_REFERENCE="$out/fixture/train_reference.json" \
-SHOT_TRAIN="$out/app-fine-tuning.png" SHOT_END="$out/app-fine-tuned.png" \
+DPO_PAIRS="$out/fixture/dpo_pairs.jsonl" \
+DPO_REFERENCE="$out/fixture/dpo_reference.json" \
+SHOT_TRAIN="$out/app-fine-tuning.png" SHOT_END="$out/app-fine-tuned.png" SHOT_DPO="$out/app-dpo.png" \
 TIMEOUT_MS="${UMI_BROWSER_TIMEOUT_MS:-900000}" \
   node tests/browser/app.test.mjs
 echo "browser test: passed (screenshots in $out)"

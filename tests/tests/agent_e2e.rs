@@ -108,8 +108,18 @@ fn smollm2_runs_one_full_loop_against_the_tool_server() {
     let _ = std::fs::remove_file(state);
     // one planner decision was made and the run ended cleanly, whatever the model wrote
     assert_eq!(t.steps.len(), 1);
+    // the planner's prompt streamed its prefill to the end, then the step's events follow
+    let streamed =
+        |e: &&AgentEvent| matches!(e, AgentEvent::Prefill { .. } | AgentEvent::Text { .. });
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            AgentEvent::Prefill { role: Role::Planner, done, total } if done == total && *total > 0
+        )),
+        "no complete planner prefill in {events:?}"
+    );
     assert!(matches!(
-        events.first(),
+        events.iter().find(|e| !streamed(e)),
         Some(AgentEvent::Rationale { step: 0, .. })
     ));
     assert_eq!(events.last(), Some(&AgentEvent::Done(stop)));

@@ -46,6 +46,23 @@ pub enum TrainData {
     File,
     /// The trajectories the agent recorded in this page session (each finished run).
     Recorded,
+    /// The preference pairs JSON-lines file sent along with the message (`files`), with token
+    /// ids and reference log-probabilities (`umi reward export --recompute-ref`): DPO's data.
+    Pairs,
+}
+
+/// What a fine-tuning run optimises.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub enum TrainObjective {
+    /// Supervised fine-tuning on α-UMi trajectories (GLPFT's local stage), fresh adapters.
+    #[default]
+    Sft,
+    /// Step-level DPO on [`TrainData::Pairs`] (psrlm-design.md §2.10 and §6), continuing the
+    /// role's installed adapter (fresh ones when it has none).
+    Dpo {
+        /// β, how strongly the policy is held to the reference (TRL's default 0.1).
+        beta: f64,
+    },
 }
 
 /// The page's settings for fine-tuning one role with LoRA. Defaults are GLPFT's local stage
@@ -54,6 +71,9 @@ pub enum TrainData {
 pub struct TrainSettings {
     /// Planner, caller or summarizer.
     pub role: Role,
+    /// SFT or DPO.
+    #[serde(default)]
+    pub objective: TrainObjective,
     /// The data.
     pub data: TrainData,
     /// LoRA rank.
@@ -76,6 +96,7 @@ impl Default for TrainSettings {
     fn default() -> Self {
         Self {
             role: Role::Planner,
+            objective: TrainObjective::Sft,
             data: TrainData::File,
             rank: 8,
             alpha: 16.0,
@@ -102,6 +123,12 @@ pub struct TrainProgress {
     pub learning_rate: f64,
     /// Tokens (prompt, target and padding) per second over the steps run so far.
     pub tokens_per_second: f64,
+    /// DPO: the step's mean chosen-minus-rejected implicit reward (TRL `rewards/margins`).
+    #[serde(default)]
+    pub rewards_margin: Option<f64>,
+    /// DPO: the share of the step's pairs whose chosen reward is higher (`rewards/accuracies`).
+    #[serde(default)]
+    pub rewards_accuracy: Option<f64>,
 }
 
 /// Page → worker.
@@ -217,33 +244,6 @@ impl MeasuredSpeed {
     }
 }
 
-/// Generation speed so far in the run: tokens, and token-to-token intervals within one
-/// generation (prefill and tool calls excluded) with their total in seconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Speed {
-    /// Tokens generated.
-    pub tokens: usize,
-    /// Intervals measured.
-    pub intervals: usize,
-    /// Their total, in seconds.
-    pub seconds: f64,
-}
-
-impl Speed {
-    /// `#tok-s`: decode tokens per second.
-    pub fn text(&self) -> String {
-        if self.intervals == 0 {
-            format!("– tok/s ({} tokens)", self.tokens)
-        } else {
-            format!(
-                "{:.2} tok/s ({} tokens)",
-                self.intervals as f64 / self.seconds.max(1e-9),
-                self.tokens
-            )
-        }
-    }
-}
-
 /// Worker → page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FromWorker {
@@ -267,16 +267,8 @@ pub enum FromWorker {
     Loaded(Result<String, String>),
     /// What the run is doing.
     Status(String),
-    /// Generated text of `role`, and the speed so far.
-    Text {
-        /// Who generates.
-        role: Role,
-        /// The new text.
-        delta: String,
-        /// Speed so far.
-        speed: Speed,
-    },
-    /// The agent reported an event (the agent's own type, end to end).
+    /// The agent reported an event (the agent's own type, end to end: steps, prefill progress
+    /// and streamed text; [`umi_agent::LiveRun`] turns them into the status line and the speed).
     Event(umi_agent::AgentEvent),
     /// The run ended by itself: the stop reason (`Conclusion`, `GiveUp`, `MaxSteps`) and the
     /// trajectory as `umi run --json` writes it.
@@ -294,7 +286,10 @@ pub enum FromWorker {
     TrainStarted {
         /// The role.
         role: Role,
-        /// Training examples.
+        /// SFT or DPO.
+        #[serde(default)]
+        objective: TrainObjective,
+        /// Training examples (DPO: pairs).
         samples: usize,
         /// Optimizer steps planned.
         total_steps: usize,

@@ -1,6 +1,6 @@
 //! The α-UMi loop.
 
-use serde_json::{Map, Value};
+use umi_data::ToolDoc;
 use umi_data::parse::NoMarkerDefault;
 use umi_data::prompt::PromptSet;
 use umi_data::{Action, FinalAnswer, Next, Observation, Role, Step, Trajectory};
@@ -60,11 +60,7 @@ pub struct RunRecord {
 
 impl RunRecord {
     /// The record of `trajectory`, run over `tool_docs`, ended for `stop_reason`.
-    pub fn new(
-        trajectory: &Trajectory,
-        tool_docs: &[Map<String, Value>],
-        stop_reason: StopReason,
-    ) -> Self {
+    pub fn new(trajectory: &Trajectory, tool_docs: &[ToolDoc], stop_reason: StopReason) -> Self {
         Self {
             conversation: trajectory.to_conversation(tool_docs),
             stop_reason,
@@ -99,6 +95,23 @@ pub enum AgentEvent {
         /// The (truncated) observation.
         text: String,
     },
+    /// A role's prompt is being prefilled: `done` of its `total` new tokens (the part a cached
+    /// prefix did not cover), reported before and after every chunk.
+    Prefill {
+        /// Who reads the prompt.
+        role: Role,
+        /// Tokens prefilled so far.
+        done: usize,
+        /// Tokens to prefill.
+        total: usize,
+    },
+    /// A role wrote more text (one token's worth; the decoded text may be empty mid-character).
+    Text {
+        /// Who writes.
+        role: Role,
+        /// The new text.
+        delta: String,
+    },
     /// The final answer.
     Answer(String),
     /// The run ended.
@@ -128,14 +141,14 @@ pub struct Agent<G, T> {
     /// How actions run.
     pub tools: T,
     /// Tool docs for the prompts.
-    pub tool_docs: Vec<Map<String, Value>>,
+    pub tool_docs: Vec<ToolDoc>,
     /// Settings.
     pub config: AgentConfig,
 }
 
 impl<G: Generator, T: ToolExecutor> Agent<G, T> {
     /// An agent with default settings.
-    pub fn new(generator: G, tools: T, tool_docs: Vec<Map<String, Value>>) -> Self {
+    pub fn new(generator: G, tools: T, tool_docs: Vec<ToolDoc>) -> Self {
         Self {
             generator,
             tools,
@@ -226,6 +239,7 @@ impl<G: Generator, T: ToolExecutor> Agent<G, T> {
             c.no_marker,
             &self.tool_docs,
             &turns,
+            on_event,
         )
         .await?;
         let planned = &decision.planned;

@@ -3,11 +3,12 @@
 //! evaluation (`umi eval`, every gold-history decision point) both go through here, so the model
 //! is prompted and parsed the same way in both.
 
-use serde_json::{Map, Value};
+use umi_data::ToolDoc;
 use umi_data::parse::{NoMarkerDefault, PlannerOutput, parse_action, parse_planner_output};
 use umi_data::prompt::{PromptSet, backbone_turns, history};
 use umi_data::{Action, Next, Rationale, Role, Speaker, Turn};
 
+use crate::agent::AgentEvent;
 use crate::generator::{Generator, GeneratorError};
 
 /// The end-of-turn marker α-UMi histories use; generation stops there.
@@ -60,12 +61,17 @@ pub async fn decide<G: Generator>(
     mode: AgentMode,
     set: PromptSet,
     no_marker: NoMarkerDefault,
-    tool_docs: &[Map<String, Value>],
+    tool_docs: &[ToolDoc],
     turns: &[Turn],
+    on_event: &mut dyn FnMut(&AgentEvent),
 ) -> Result<Decision, GeneratorError> {
     match mode {
-        AgentMode::Multi => decide_multi(generator, set, no_marker, tool_docs, turns).await,
-        AgentMode::Single => decide_single(generator, set, no_marker, tool_docs, turns).await,
+        AgentMode::Multi => {
+            decide_multi(generator, set, no_marker, tool_docs, turns, on_event).await
+        }
+        AgentMode::Single => {
+            decide_single(generator, set, no_marker, tool_docs, turns, on_event).await
+        }
     }
 }
 
@@ -147,12 +153,15 @@ pub async fn decide_multi<G: Generator>(
     generator: &mut G,
     set: PromptSet,
     no_marker: NoMarkerDefault,
-    tool_docs: &[Map<String, Value>],
+    tool_docs: &[ToolDoc],
     turns: &[Turn],
+    on_event: &mut dyn FnMut(&AgentEvent),
 ) -> Result<Decision, GeneratorError> {
     let stop = [STOP.to_string()];
     let prompt = set.input(Role::Planner, tool_docs, &history(turns), "");
-    let raw = generator.generate(Role::Planner, &prompt, &stop).await?;
+    let raw = generator
+        .generate_streaming(Role::Planner, &prompt, &stop, on_event)
+        .await?;
     let planned = parse_planner_output(&raw, no_marker);
     let mut with_plan = turns.to_vec();
     with_plan.push(Turn::new(Speaker::Assistant, planned.text.clone()));
@@ -160,14 +169,18 @@ pub async fn decide_multi<G: Generator>(
         Next::GiveUp => Decided::GiveUp,
         Next::Conclusion => {
             let prompt = set.input(Role::Summarizer, tool_docs, &history(&with_plan), "");
-            let answer = generator.generate(Role::Summarizer, &prompt, &stop).await?;
+            let answer = generator
+                .generate_streaming(Role::Summarizer, &prompt, &stop, on_event)
+                .await?;
             Decided::Conclude {
                 answer: answer.trim().to_string(),
             }
         }
         Next::Caller => {
             let prompt = set.input(Role::Caller, tool_docs, &history(&with_plan), &planned.text);
-            let raw = generator.generate(Role::Caller, &prompt, &stop).await?;
+            let raw = generator
+                .generate_streaming(Role::Caller, &prompt, &stop, on_event)
+                .await?;
             Decided::Call {
                 action: parse_action(&raw),
                 raw,
@@ -190,13 +203,14 @@ pub async fn decide_single<G: Generator>(
     generator: &mut G,
     set: PromptSet,
     no_marker: NoMarkerDefault,
-    tool_docs: &[Map<String, Value>],
+    tool_docs: &[ToolDoc],
     turns: &[Turn],
+    on_event: &mut dyn FnMut(&AgentEvent),
 ) -> Result<Decision, GeneratorError> {
     let turns = backbone_turns(turns);
     let prompt = set.input(Role::Backbone, tool_docs, &history(&turns), "");
     let raw = generator
-        .generate(Role::Backbone, &prompt, &[STOP.to_string()])
+        .generate_streaming(Role::Backbone, &prompt, &[STOP.to_string()], on_event)
         .await?;
     let raw = raw.strip_prefix(": ").unwrap_or(&raw).to_string();
     let (thought, then, had_marker) = if let Some(at) = raw.rfind("conclusion:") {

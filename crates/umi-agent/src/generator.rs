@@ -4,6 +4,8 @@ use std::collections::VecDeque;
 
 use umi_data::Role;
 
+use crate::agent::AgentEvent;
+
 /// A generation failure (the model could not run); distinct from bad output, which the agent
 /// records as a step.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +43,25 @@ pub trait Generator {
         prompt: &str,
         stop: &[String],
     ) -> Result<String, GeneratorError>;
+
+    /// [`Generator::generate`], reporting to `on_event` how far the prompt is prefilled
+    /// ([`AgentEvent::Prefill`]) and each piece of text as it is written ([`AgentEvent::Text`]):
+    /// what the agent calls, so that front-ends render one event stream. The default reports
+    /// nothing (a generator that does not stream, like [`ScriptedGenerator`]).
+    ///
+    /// # Errors
+    ///
+    /// [`GeneratorError`] when the model cannot run.
+    async fn generate_streaming(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        stop: &[String],
+        on_event: &mut dyn FnMut(&AgentEvent),
+    ) -> Result<String, GeneratorError> {
+        let _ = on_event;
+        self.generate(role, prompt, stop).await
+    }
 
     /// How long `prompt` is for `role`'s model and how many tokens that model keeps, or `None`
     /// when this generator keeps every prompt whole (the default). The agent asks before a run

@@ -15,6 +15,8 @@
 //!   its [`Decision`] is the planner's output and what [`Decided`] after it;
 //! - [`run_query`]: one question over HTTP tools start to finish, the workflow `umi run` and the
 //!   web app's worker share;
+//! - [`LiveRun`]: the status line and decode speed of a run under way, read off its events
+//!   (prefill progress, streamed text, steps), as the web page shows them;
 //! - [`LlamaGenerator::for_roles`]: role models and adapters (a [`umi_data::RoleMap`]) as the
 //!   generator, the selection `umi run`, `umi eval` and the web app share.
 #![warn(missing_docs)]
@@ -23,11 +25,13 @@ mod agent;
 pub mod decide;
 mod generator;
 mod model;
+mod progress;
 mod query;
 
 pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, RunRecord, StopReason};
 pub use decide::{AgentMode, Decided, Decision, decide, decide_multi, decide_single};
 pub use generator::{Generator, GeneratorError, PromptLength, ScriptedGenerator};
-pub use model::{LlamaGenerator, PrefillCallback, TextCallback};
+pub use model::LlamaGenerator;
+pub use progress::{LiveRun, Speed};
 pub use query::{Query, run_query};
 pub use umi_tools::{ToolExecutor, hallucination_observation, truncate_observation};

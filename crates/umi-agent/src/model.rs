@@ -10,14 +10,8 @@ use umi_model::{
     generate_many, next_token_logits,
 };
 
+use crate::agent::AgentEvent;
 use crate::generator::{Generator, GeneratorError, PromptLength};
-
-/// A callback receiving each piece of generated text with the role generating it.
-pub type TextCallback = Box<dyn FnMut(Role, &str)>;
-
-/// A callback receiving the prefill progress of a role's prompt: `(role, done, total)` tokens
-/// (see [`umi_model::Progress::Prefill`]).
-pub type PrefillCallback = Box<dyn FnMut(Role, usize, usize)>;
 
 /// Which weights serve which role.
 enum RoleModels {
@@ -41,11 +35,6 @@ pub struct LlamaGenerator {
     /// Wrap α-UMi prompts as a user turn of the model's chat template: right for zero-shot
     /// instruct models; GLPFT-trained models expect the raw prompt (set `false`).
     pub use_chat_template: bool,
-    /// Called with each piece of generated text (for live display).
-    pub on_text: Option<TextCallback>,
-    /// Called before and after every prefill chunk ([`GenerationConfig::prefill_chunk`]) of
-    /// a generation (not for judging or batched sampling).
-    pub on_prefill: Option<PrefillCallback>,
     /// Prompts longer than this many tokens keep only their last ones (the reference's
     /// `max_input_length`, 3750 in GLPFT's README); `None`: the model's context minus
     /// `max_new_tokens`, which always applies.
@@ -140,8 +129,6 @@ impl LlamaGenerator {
             models,
             config,
             use_chat_template: true,
-            on_text: None,
-            on_prefill: None,
             max_input_tokens: None,
             prefixes: Default::default(),
         }
@@ -370,13 +357,24 @@ impl Generator for LlamaGenerator {
         prompt: &str,
         stop: &[String],
     ) -> Result<String, GeneratorError> {
+        self.generate_streaming(role, prompt, stop, &mut |_| {})
+            .await
+    }
+
+    /// Reports an [`AgentEvent::Prefill`] before and after every prefill chunk
+    /// ([`GenerationConfig::prefill_chunk`]) and an [`AgentEvent::Text`] per token.
+    async fn generate_streaming(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        stop: &[String],
+        on_event: &mut dyn FnMut(&AgentEvent),
+    ) -> Result<String, GeneratorError> {
         let ids = self.truncated_prompt(role, prompt, self.config.max_new_tokens)?;
         let loaded = self.models.for_role(role);
         let fail = |message: String| GeneratorError { role, message };
         let mut config = self.config.clone();
         config.stop_strings.extend(stop.iter().cloned());
-        let on_text = &mut self.on_text;
-        let on_prefill = &mut self.on_prefill;
         let output = generate_cached(
             &loaded.model,
             &loaded.tokenizer,
@@ -384,18 +382,13 @@ impl Generator for LlamaGenerator {
             &config,
             self.prefixes.get_mut(role),
             |progress| {
-                match progress {
-                    Progress::Token { text, .. } => {
-                        if let Some(f) = on_text.as_mut() {
-                            f(role, text);
-                        }
-                    }
-                    Progress::Prefill { done, total } => {
-                        if let Some(f) = on_prefill.as_mut() {
-                            f(role, done, total);
-                        }
-                    }
-                }
+                on_event(&match progress {
+                    Progress::Token { text, .. } => AgentEvent::Text {
+                        role,
+                        delta: text.to_string(),
+                    },
+                    Progress::Prefill { done, total } => AgentEvent::Prefill { role, done, total },
+                });
                 true
             },
         )

@@ -11,15 +11,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use umi_data::preference::read_pairs;
 use umi_model::{Backend, load_peft, merge_lora, save_peft};
 use umi_train::{
-    DpoConfig, DpoLoss, FineTuneRun, Objective, TrainConfig, Trainer, TrainerState, pair_logps,
-    prepare_pairs,
+    DpoConfig, DpoLoss, FineTuneRun, Objective, ReferenceTolerance, TrainConfig, Trainer,
+    TrainerState, check_reference, prepare_pairs,
 };
 
 use crate::steps::{checkpoint_to_resume, step_loop, write_curve};
-
-/// How far (nats) a pair's recorded reference log-probability may be from the starting
-/// adapter's own before the run stops: float rounding gives about 1e-5 relative.
-const REFERENCE_TOLERANCE: f64 = 1e-3;
 
 #[derive(clap::Args)]
 pub struct DpoArgs {
@@ -159,7 +155,9 @@ pub(crate) struct ReadyPairs {
 }
 
 /// Reads the pair files, tokenizes and cuts the pairs ([`prepare_pairs`]) and computes the
-/// reference log-probs that are missing (or all, with `recompute`) with the reference adapter.
+/// reference log-probs that are missing (or all, with `recompute`) with the reference adapter
+/// ([`umi_train::PreparedPairs::score_reference`], as the web app's Fine-tune panel requires
+/// them recorded with [`umi_train::PreparedPairs::with_recorded_reference`]).
 pub(crate) fn load_pairs(source: &PairSource, device: &umi_model::Device) -> Result<ReadyPairs> {
     let mut rows = Vec::new();
     for path in source.pairs {
@@ -176,7 +174,7 @@ pub(crate) fn load_pairs(source: &PairSource, device: &umi_model::Device) -> Res
         merge_lora(&mut loaded.model);
     }
     let max_len = source.max_len.min(loaded.model.max_positions());
-    let prepared = prepare_pairs(
+    let mut prepared = prepare_pairs(
         &rows,
         &loaded.tokenizer,
         source.role,
@@ -186,10 +184,7 @@ pub(crate) fn load_pairs(source: &PairSource, device: &umi_model::Device) -> Res
     for (id, why) in &prepared.dropped {
         eprintln!("warning: left out pair {id}: {why}");
     }
-    let mut pairs = prepared.pairs;
-    if pairs.is_empty() {
-        bail!("no pair is left to train on");
-    }
+    prepared.ensure_some()?;
     let mut reference = loaded.model.clone();
     load_peft(&mut reference, source.reference, device).with_context(|| {
         format!(
@@ -197,18 +192,13 @@ pub(crate) fn load_pairs(source: &PairSource, device: &umi_model::Device) -> Res
             source.reference.display()
         )
     })?;
-    let needs: Vec<usize> = (0..pairs.len())
-        .filter(|&i| source.recompute || prepared.needs_reference[i])
-        .collect();
+    let needs = prepared.to_score(source.recompute);
     if !needs.is_empty() {
         let bar = progress_bar(needs.len(), "reference log-probs");
-        for &i in &needs {
-            let (c, r) = pollster::block_on(pair_logps(&reference, &pairs[i], device))?;
-            (pairs[i].ref_chosen_logps, pairs[i].ref_rejected_logps) = (c, r);
-            bar.inc(1);
-        }
+        pollster::block_on(prepared.score_reference(&reference, &needs, device, || bar.inc(1)))?;
         bar.finish_and_clear();
     }
+    let pairs = prepared.pairs;
     eprintln!(
         "{} pairs ({} left out, {} prompts cut to --max-len {max_len}); reference log-probs: {} recorded, {} computed with {}",
         pairs.len(),
@@ -276,21 +266,15 @@ pub fn run(args: DpoArgs) -> Result<()> {
         load_peft(&mut model, &ck.adapter_dir(), &device)?;
     } else if args.ref_adapter.is_none() {
         // Policy = reference at step 0: recorded log-probs must be the starting adapter's.
-        let first = state.clone().next_step_pairs(pairs.len());
-        for &i in &first {
-            let pair = &pairs[i];
-            let (c, r) = pollster::block_on(pair_logps(&model, pair, &device))?;
-            let gap = (c - pair.ref_chosen_logps)
-                .abs()
-                .max((r - pair.ref_rejected_logps).abs());
-            if gap > REFERENCE_TOLERANCE {
-                bail!(
-                    "pair {}: its recorded reference log-probs differ from {}'s by {gap:.4} nats, so they were made with another adapter or prompt; pass --recompute-ref (or --ref-adapter with the adapter that mined them)",
-                    pair.id,
-                    args.adapter.display()
-                );
-            }
-        }
+        pollster::block_on(check_reference(
+            &model,
+            pairs,
+            &state,
+            &device,
+            ReferenceTolerance::SAME_BACKEND,
+            &args.adapter.display().to_string(),
+            "pass --recompute-ref (or --ref-adapter with the adapter that mined them)",
+        ))?;
     }
     let mut trainer = Trainer::with_adapters(model, config.clone(), total_steps, &device, false)?;
     if let Some(ck) = &resume {

@@ -208,11 +208,7 @@ pub(crate) fn run_live(mut args: LiveArgs, models: &mut ModelCache) -> Result<()
                 state_dir: std::env::temp_dir(),
             },
             Some(source) => {
-                let specs = crate::run::load_tools(source, args.tool_timeout)?;
-                if specs.is_empty() {
-                    bail!("{source} lists no tools");
-                }
-                ToolSource::External(specs)
+                ToolSource::External(crate::run::load_tools(source, args.tool_timeout)?)
             }
         };
         let config = LiveConfig {

@@ -6,12 +6,10 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Writes `text` to a temporary file beside `path`, then renames it over `path`.
+/// [`umi_util::write_atomically`] (the whole new file or the old one, never half), its error
+/// naming `path`.
 pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    umi_util::write_atomically(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Creates `out` and records `settings` in its settings.json, or checks that the run already

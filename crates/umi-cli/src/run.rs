@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use umi_agent::AgentEvent;
 use umi_model::{Backend, GenerationConfig};
 
 use crate::models::{ModelCache, RoleModelArgs};
@@ -45,11 +46,12 @@ pub(crate) struct RunArgs {
     backend: Backend,
 }
 
+/// The tools of `--tools` (a tool server URL or a JSON file), read within `timeout_secs`.
 pub(crate) fn load_tools(source: &str, timeout_secs: u64) -> Result<Vec<umi_tools::ToolSpec>> {
-    Ok(umi_tools::load_tool_specs_from(
-        source,
+    Ok(pollster::block_on(umi_tools::load_tool_specs_from(
+        &umi_tools::ToolDocsSource::from_arg(source),
         std::time::Duration::from_secs(timeout_secs),
-    )?)
+    ))?)
 }
 
 pub(crate) fn run_agent(args: RunArgs) -> Result<()> {
@@ -58,9 +60,6 @@ pub(crate) fn run_agent(args: RunArgs) -> Result<()> {
 
     let mode = args.mode;
     let specs = load_tools(&args.tools, args.tool_timeout)?;
-    if specs.is_empty() {
-        bail!("{} lists no tools", args.tools);
-    }
     let device = args.backend.device()?;
     let config = GenerationConfig {
         max_new_tokens: args.max_new_tokens,
@@ -68,7 +67,7 @@ pub(crate) fn run_agent(args: RunArgs) -> Result<()> {
     };
     let mut models = args.models.clone();
     models.quant.get_or_insert(crate::models::Quant::Auto);
-    let mut generator = models
+    let generator = models
         .or_shipped_agent(mode == AgentMode::Multi)
         .generator(&mut ModelCache::default(), &device, config)?;
     // While a role writes, a live line on stderr (terminals only) says who, how far and how
@@ -77,11 +76,7 @@ pub(crate) fn run_agent(args: RunArgs) -> Result<()> {
     live.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("static template"),
     );
-    let writing = std::rc::Rc::new(std::cell::RefCell::new(LiveStep::default()));
-    generator.on_text = Some(Box::new({
-        let (live, writing) = (live.clone(), writing.clone());
-        move |role, delta| live.set_message(writing.borrow_mut().push(role, delta))
-    }));
+    let mut writing = LiveStep::default();
 
     let color = std::io::stdout().is_terminal();
     let paint = move |code: &str, text: &str| {
@@ -103,10 +98,23 @@ pub(crate) fn run_agent(args: RunArgs) -> Result<()> {
         allow_hosts: args.allow_hosts.clone(),
     };
     println!("{} {}", paint("1", "user:"), args.query);
-    let result = pollster::block_on(umi_agent::run_query(generator, specs, &query, |event| {
-        *writing.borrow_mut() = LiveStep::default();
-        live.suspend(|| print_event(event, &paint))
-    }));
+    let result =
+        pollster::block_on(umi_agent::run_query(
+            generator,
+            specs,
+            &query,
+            |event| match event {
+                AgentEvent::Text { role, delta } => live.set_message(writing.push(*role, delta)),
+                AgentEvent::Prefill { role, done, total } => live.set_message(format!(
+                    "{} reading its prompt: {done}/{total} tokens",
+                    role.as_str()
+                )),
+                _ => {
+                    writing = LiveStep::default();
+                    live.suspend(|| print_event(event, &paint))
+                }
+            },
+        ));
     live.finish_and_clear();
     let record = result?;
     if let Some(path) = args.json {
@@ -118,8 +126,7 @@ pub(crate) fn run_agent(args: RunArgs) -> Result<()> {
 }
 
 /// Prints one agent event as a line of the transcript (`paint(ansi_code, text)` colours it).
-fn print_event(event: &umi_agent::AgentEvent, paint: &dyn Fn(&str, &str) -> String) {
-    use umi_agent::AgentEvent;
+fn print_event(event: &AgentEvent, paint: &dyn Fn(&str, &str) -> String) {
     match event {
         AgentEvent::Rationale { step, text, next } => {
             println!(
@@ -144,6 +151,8 @@ fn print_event(event: &umi_agent::AgentEvent, paint: &dyn Fn(&str, &str) -> Stri
         AgentEvent::Observation { text, .. } => println!("{} {text}", paint("2", "observation:")),
         AgentEvent::Answer(text) => println!("{} {text}", paint("33", "summarizer:")),
         AgentEvent::Done(reason) => println!("{} {reason:?}", paint("1", "stop:")),
+        // streamed on the live line, not printed
+        AgentEvent::Prefill { .. } | AgentEvent::Text { .. } => {}
     }
 }
 

@@ -109,21 +109,11 @@ pub fn length_bucketed_batches(
     batches
 }
 
-/// Shuffles `items` in place, the same way for the same seed on every platform (Fisher–Yates
-/// over a splitmix64 stream; no dependency): the order of training batches and preference pairs.
+/// Shuffles `items` in place, the same way for the same seed on every platform: the order of
+/// training batches and preference pairs ([`umi_util::SplitMix64::shuffle`] over the stream whose
+/// state starts at `seed`).
 pub fn seeded_shuffle<T>(items: &mut [T], seed: u64) {
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    for i in (1..items.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        items.swap(i, j);
-    }
+    umi_util::SplitMix64::from_state(seed).shuffle(items);
 }
 
 /// A prompt/completion record as TRL's `SFTTrainer` reads it (`completion_only_loss`), for

@@ -1,7 +1,8 @@
 //! α-UMi's conversation format and the terms a trajectory is made of.
 
+use crate::ToolDoc;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The four models of α-UMi (single-LLM `Backbone`, or the three specialised roles).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -322,7 +323,7 @@ impl Trajectory {
     /// The trajectory as an α-UMi conversation record over `tools` (the docs its prompts
     /// showed): `{tools, instruction, conversations}` with [`Trajectory::to_turns`]'s turns, the
     /// form data files, `umi run --json`, live evaluation and the web app's export all write.
-    pub fn to_conversation(&self, tools: &[Map<String, Value>]) -> Conversation {
+    pub fn to_conversation(&self, tools: &[ToolDoc]) -> Conversation {
         Conversation {
             tools: tools.to_vec(),
             instruction: self.query.clone(),

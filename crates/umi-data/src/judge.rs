@@ -8,8 +8,9 @@
 //! that document): an EFT-trained judge depends on the exact bytes. Filled prompts end with the
 //! cue `" judge: "`, as the role prompts end with `" assistant: "`.
 
+use crate::ToolDoc;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// How the judge answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -107,7 +108,7 @@ pub const MAX_API_DESCRIPTION_CHARS: usize = 160;
 /// `The description of this function is:` in `function` (all of it when absent), stripped of
 /// whitespace and quotes and cut to [`MAX_API_DESCRIPTION_CHARS`] characters (§2.5.1). Much
 /// shorter than the role prompts' `{doc}`.
-pub fn api_list(tools: &[Map<String, Value>]) -> String {
+pub fn api_list(tools: &[ToolDoc]) -> String {
     const PHRASE: &str = "The description of this function is:";
     tools
         .iter()
@@ -141,7 +142,7 @@ pub fn api_list(tools: &[Map<String, Value>]) -> String {
 pub fn judge_input(
     target: JudgeTarget,
     format: JudgeFormat,
-    tools: &[Map<String, Value>],
+    tools: &[ToolDoc],
     history: &str,
     thought: Option<&str>,
     step_a: &str,
@@ -262,8 +263,8 @@ mod tests {
         assert_eq!(rendered, golden);
     }
 
-    fn tool(name: &str, function: &str, keys: &[&str]) -> Map<String, Value> {
-        let input: Map<String, Value> = keys
+    fn tool(name: &str, function: &str, keys: &[&str]) -> ToolDoc {
+        let input: serde_json::Map<String, Value> = keys
             .iter()
             .map(|k| (k.to_string(), Value::String("string".into())))
             .collect();

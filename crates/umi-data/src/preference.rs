@@ -57,15 +57,28 @@ impl PreferencePair {
     }
 }
 
-/// Reads a JSON-lines pairs file. Blank lines are skipped; a line that is not a JSON object of
-/// [`PreferencePair`] fields, or has neither the three texts nor the three id lists, is skipped
-/// and reported with its line number and why (the file's other pairs still train).
+/// Reads a JSON-lines pairs file ([`parse_pairs`] of its text).
 ///
 /// # Errors
 ///
 /// [`ReadError::Io`] when the file cannot be read; [`ReadError::Format`] when no line is a pair.
 pub fn read_pairs(path: &Path) -> Result<(Vec<PreferencePair>, ReadReport), ReadError> {
-    let text = read_text(path)?;
+    parse_pairs(&read_text(path)?, path)
+}
+
+/// The pairs of a JSON-lines text (a pairs file's contents; `path` names it in the report and
+/// errors, e.g. a file the web app was given). Blank lines are skipped; a line that is not a
+/// JSON object of [`PreferencePair`] fields, or has neither the three texts nor the three id
+/// lists, is skipped and reported with its line number and why (the file's other pairs still
+/// train).
+///
+/// # Errors
+///
+/// [`ReadError::Format`] when no line is a pair.
+pub fn parse_pairs(
+    text: &str,
+    path: &Path,
+) -> Result<(Vec<PreferencePair>, ReadReport), ReadError> {
     let mut report = ReadReport::default();
     let mut pairs = Vec::new();
     let skip = |report: &mut ReadReport, index: usize, reason: String| {
@@ -143,6 +156,20 @@ mod tests {
         std::fs::write(&path, "{}\n").unwrap();
         let err = read_pairs(&path).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
+        // a text from elsewhere (a file picked in the web app) is named by its origin
+        let (pairs, _) = parse_pairs(
+            "\n{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n",
+            Path::new("picked.jsonl"),
+        )
+        .unwrap();
+        assert_eq!(pairs[0].id, "line-2");
+        let err = parse_pairs("not json\n", Path::new("picked.jsonl"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("picked.jsonl") && err.contains("line 1"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

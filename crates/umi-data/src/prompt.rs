@@ -2,7 +2,8 @@
 //! as "assess" and "Base on" kept, since released checkpoints were trained on them), and the
 //! serialisation of tool docs, tool names and histories that fills them.
 
-use serde_json::{Map, Value};
+use crate::ToolDoc;
+use serde_json::Value;
 
 use crate::conversation::{Role, Speaker, Turn};
 use crate::python::json::python_json_dumps;
@@ -60,13 +61,7 @@ impl PromptSet {
     ///
     /// `history` is the serialised history ([`history`]); `thought` is the planner's output for
     /// this step, marker included (caller only; ignored otherwise).
-    pub fn input(
-        self,
-        role: Role,
-        tools: &[Map<String, Value>],
-        history: &str,
-        thought: &str,
-    ) -> String {
+    pub fn input(self, role: Role, tools: &[ToolDoc], history: &str, thought: &str) -> String {
         let cue = match role {
             Role::Backbone | Role::Planner => " assistant: ",
             Role::Caller => " caller: ",
@@ -97,7 +92,7 @@ pub const MAX_TOOL_DOC_BYTES: usize = 1 << 20;
 /// # Errors
 ///
 /// Why they do not, with the count or size and the limit.
-pub fn check_tool_docs(tools: &[Map<String, Value>]) -> Result<(), String> {
+pub fn check_tool_docs(tools: &[ToolDoc]) -> Result<(), String> {
     if tools.len() > MAX_TOOLS {
         return Err(format!(
             "{} tools are listed, more than the {MAX_TOOLS} a prompt may hold",
@@ -116,7 +111,7 @@ pub fn check_tool_docs(tools: &[Map<String, Value>]) -> Result<(), String> {
 }
 
 /// `{doc}`: each tool as Python's `json.dumps(tool)` followed by a newline.
-pub fn tool_doc(tools: &[Map<String, Value>]) -> String {
+pub fn tool_doc(tools: &[ToolDoc]) -> String {
     tools
         .iter()
         .map(|t| python_json_dumps(&Value::Object(t.clone())) + "\n")
@@ -124,7 +119,7 @@ pub fn tool_doc(tools: &[Map<String, Value>]) -> String {
 }
 
 /// `{tool_names}`: the tools' `Name`s joined by `", "`.
-pub fn tool_names(tools: &[Map<String, Value>]) -> String {
+pub fn tool_names(tools: &[ToolDoc]) -> String {
     tools
         .iter()
         .map(|t| crate::tool_doc::tool_name(t).unwrap_or_default())

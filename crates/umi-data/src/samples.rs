@@ -2,8 +2,8 @@
 //! training samples, as `GLPFT/process_data/toolbench/prepro_{backbone,planner,caller,summarizer}.py`
 //! split them (the prompt is the input, the role's turn the target).
 
+use crate::ToolDoc;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use crate::conversation::{Conversation, Next, Role, Speaker, Turn};
 use crate::prompt::{PromptSet, backbone_turns, history};
@@ -12,7 +12,7 @@ use crate::prompt::{PromptSet, backbone_turns, history};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoleSample {
     /// Tool docs of the conversation.
-    pub tools: Vec<Map<String, Value>>,
+    pub tools: Vec<ToolDoc>,
     /// The turns before the target turn (multi-agent form, also for the backbone).
     pub history: Vec<Turn>,
     /// The model input: filled template + role cue.

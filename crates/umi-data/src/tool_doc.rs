@@ -35,7 +35,7 @@ pub(crate) const FINISH: &str = "Finish";
 ///
 /// Where the reference would crash: `function` not an object, a missing or non-string `name`
 /// or `description`, `parameters.properties` missing or not an object, a bad argument schema.
-pub fn tool_doc(function: &Value) -> Result<Option<Map<String, Value>>, String> {
+pub fn tool_doc(function: &Value) -> Result<Option<ToolDoc>, String> {
     let Value::Object(function) = function else {
         return Err(format!("{}, not an object", kind(function)));
     };
@@ -118,7 +118,7 @@ pub(crate) fn tool_doc_from_parts(
     name: &str,
     function: String,
     input: Map<String, Value>,
-) -> Map<String, Value> {
+) -> ToolDoc {
     let mut doc = Map::new();
     doc.insert("Name".into(), name.into());
     doc.insert("function".into(), function.into());

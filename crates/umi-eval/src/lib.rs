@@ -17,7 +17,8 @@ pub use predict::predict;
 pub use rouge::rouge_l_f;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use umi_data::ToolDoc;
 use umi_data::parse::{ACTION, ACTION_INPUT, END_OF_TURN};
 use umi_data::{Conversation, Next, Speaker, Turn};
 
@@ -93,7 +94,7 @@ pub struct DecisionPoint {
     /// Turns before the planner's decision.
     pub history: Vec<Turn>,
     /// Tool docs of the trajectory, as the prompts show them.
-    pub tools: Vec<Map<String, Value>>,
+    pub tools: Vec<ToolDoc>,
     /// Tool names of the trajectory.
     pub tool_names: Vec<String>,
     /// `"assistant: " + value + "</s>" + next_role + ": " + next_value + "</s>"`, or the planner

@@ -27,6 +27,7 @@ pub async fn predict<G: Generator>(
         no_marker,
         &point.tools,
         &point.history,
+        &mut |_| {},
     )
     .await?;
     Ok(decision.prediction())

@@ -3,6 +3,7 @@
 //! - [`LlamaConfig`]: hyperparameters with Hugging Face `config.json` names;
 //! - [`Llama`]: RMSNorm, rotate-half RoPE, grouped-query attention, SwiGLU MLP, optional tied
 //!   embeddings, [`KvCache`]; projections are [`LoraLinear`]s with a slot for LoRA adapters;
+//!   [`Llama::named_params`] names every parameter as Hugging Face and PEFT files do;
 //! - [`load_model`]: Hugging Face safetensors folders and GGUF v3 files (quantized types
 //!   dequantized at load), with their tokenizer ([`Tokenizer`]) and chat template;
 //! - [`generate`]: greedy or seeded temperature/top-p decoding with streaming.
@@ -21,6 +22,7 @@ mod linear;
 mod llama;
 mod load;
 mod lora;
+mod params;
 #[cfg(not(target_family = "wasm"))]
 pub mod qmatmul;
 mod rng;
@@ -48,6 +50,7 @@ pub use lora::{
     merge_lora, peft_files, peft_from_bytes, peft_state_dict, peft_state_dict_async, read_peft,
     save_hf, save_hf_tokenizer, save_peft,
 };
+pub use params::ParamRef;
 pub use rng::SplitMix64;
 pub use rope::RotaryEmbedding;
 pub use tokenizer::Tokenizer;

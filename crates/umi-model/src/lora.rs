@@ -18,8 +18,12 @@ use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::linear::{LoraAdapter, LoraLinear};
+use crate::linear::LoraAdapter;
 use crate::llama::Llama;
+use crate::params::{
+    LayerPart, LoraMatrix, ParamRef, is_peft_lora_name, lora_target_modules, peft_name,
+    peft_pair_name,
+};
 use crate::rng::SplitMix64;
 use crate::weights::HostTensor;
 use crate::{Error, Result};
@@ -46,17 +50,10 @@ impl Default for LoraConfig {
             r: 8,
             lora_alpha: 16.0,
             lora_dropout: 0.05,
-            target_modules: [
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ]
-            .map(String::from)
-            .to_vec(),
+            target_modules: LayerPart::PROJECTIONS
+                .iter()
+                .map(|p| p.leaf().to_string())
+                .collect(),
         }
     }
 }
@@ -88,23 +85,14 @@ impl LoraConfig {
                 self.lora_dropout
             ));
         }
-        const KNOWN: [&str; 8] = [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-            "lm_head",
-        ];
+        let known = lora_target_modules();
         if let Some(m) = self
             .target_modules
             .iter()
-            .find(|m| !KNOWN.contains(&m.as_str()))
+            .find(|m| !known.contains(&m.as_str()))
         {
             return bad(format!(
-                "unknown LoRA target module {m:?} (expected some of {KNOWN:?})"
+                "unknown LoRA target module {m:?} (expected some of {known:?})"
             ));
         }
         if self.target_modules.is_empty() {
@@ -115,55 +103,6 @@ impl LoraConfig {
 }
 
 impl Llama {
-    /// Every projection with its Hugging Face module name (`model.layers.0.self_attn.q_proj`,
-    /// …, `lm_head` when untied), in a fixed order.
-    pub fn projections(&self) -> Vec<(String, &LoraLinear)> {
-        let mut out = Vec::new();
-        for (i, l) in self.layers.iter().enumerate() {
-            let a = &l.self_attn;
-            let m = &l.mlp;
-            for (name, p) in [
-                ("self_attn.q_proj", &a.q_proj),
-                ("self_attn.k_proj", &a.k_proj),
-                ("self_attn.v_proj", &a.v_proj),
-                ("self_attn.o_proj", &a.o_proj),
-                ("mlp.gate_proj", &m.gate_proj),
-                ("mlp.up_proj", &m.up_proj),
-                ("mlp.down_proj", &m.down_proj),
-            ] {
-                out.push((format!("model.layers.{i}.{name}"), p));
-            }
-        }
-        if let Some(head) = &self.lm_head {
-            out.push(("lm_head".to_string(), head));
-        }
-        out
-    }
-
-    /// As [`Llama::projections`], mutable.
-    pub fn projections_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
-        let mut out = Vec::new();
-        for (i, l) in self.layers.iter_mut().enumerate() {
-            let a = &mut l.self_attn;
-            let m = &mut l.mlp;
-            for (name, p) in [
-                ("self_attn.q_proj", &mut a.q_proj),
-                ("self_attn.k_proj", &mut a.k_proj),
-                ("self_attn.v_proj", &mut a.v_proj),
-                ("self_attn.o_proj", &mut a.o_proj),
-                ("mlp.gate_proj", &mut m.gate_proj),
-                ("mlp.up_proj", &mut m.up_proj),
-                ("mlp.down_proj", &mut m.down_proj),
-            ] {
-                out.push((format!("model.layers.{i}.{name}"), p));
-            }
-        }
-        if let Some(head) = &mut self.lm_head {
-            out.push(("lm_head".to_string(), head));
-        }
-        out
-    }
-
     /// Turns adapter dropout on (training) or off (inference).
     pub fn set_lora_training(&mut self, training: bool) {
         for (_, p) in self.projections_mut() {
@@ -288,13 +227,9 @@ fn host_of(tensor: Tensor<2>) -> Result<HostTensor> {
     Ok(HostTensor { shape, data })
 }
 
+/// [`umi_util::write_atomically`], its error naming `path`.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).map_err(|source| Error::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+    umi_util::write_atomically(path, bytes).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })
@@ -328,15 +263,13 @@ fn safetensors_bytes(tensors: &BTreeMap<String, HostTensor>) -> Result<Vec<u8>> 
 /// `(PEFT name, tensor in umi's layout)` of every adapter matrix of `model`: `A` `[in, r]` as
 /// `…lora_A.weight`, `B` `[r, out]` as `…lora_B.weight` (both still to be transposed).
 fn adapter_tensors(model: &Llama) -> Vec<(String, Tensor<2>)> {
-    let mut out = Vec::new();
-    for (name, p) in model.projections() {
-        if let Some(lora) = &p.lora {
-            let prefix = format!("base_model.model.{name}");
-            out.push((format!("{prefix}.lora_A.weight"), lora.a.val()));
-            out.push((format!("{prefix}.lora_B.weight"), lora.b.val()));
-        }
-    }
-    out
+    model
+        .named_params()
+        .filter_map(|(name, p)| match p {
+            ParamRef::Adapter(m) => Some((name, m.val())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The adapters of `model` as PEFT names them, in PEFT's layout (`lora_A.weight` `[r, in]`,
@@ -630,27 +563,32 @@ pub fn peft_from_bytes(
     let mut set = AdapterSet::default();
     let names: Vec<String> = st.names().into_iter().map(String::from).collect();
     for (name, p) in model.projections() {
-        let prefix = format!("base_model.model.{name}");
-        let (a, b) = (
-            read(&format!("{prefix}.lora_A.weight"))?,
-            read(&format!("{prefix}.lora_B.weight"))?,
+        let (a_name, b_name) = (
+            peft_name(&name, LoraMatrix::A),
+            peft_name(&name, LoraMatrix::B),
         );
-        let (a, b) = match (a, b) {
+        let (a, b) = match (read(&a_name)?, read(&b_name)?) {
             (Some(a), Some(b)) => (a, b),
             (None, None) => continue,
             _ => {
                 return Err(Error::MissingTensor {
                     file: wfile.clone(),
-                    tensor: format!("`{prefix}.lora_A/B.weight` (only one of the pair is present)"),
+                    tensor: format!(
+                        "`{}` (only one of the pair is present)",
+                        peft_pair_name(&name)
+                    ),
                 });
             }
         };
         let (d_in, d_out) = (p.d_input(), p.d_output());
-        for (t, expected, which) in [(&a, [config.r, d_in], "A"), (&b, [d_out, config.r], "B")] {
+        for (t, expected, t_name) in [
+            (&a, [config.r, d_in], &a_name),
+            (&b, [d_out, config.r], &b_name),
+        ] {
             if t.shape != expected {
                 return Err(Error::ShapeMismatch {
                     file: wfile.clone(),
-                    tensor: format!("`{prefix}.lora_{which}.weight`"),
+                    tensor: format!("`{t_name}`"),
                     expected: expected.to_vec(),
                     got: t.shape.clone(),
                 });
@@ -672,7 +610,7 @@ pub fn peft_from_bytes(
         ));
         attached += 2;
     }
-    let lora_tensors = names.iter().filter(|n| n.contains(".lora_")).count();
+    let lora_tensors = names.iter().filter(|n| is_peft_lora_name(n)).count();
     if attached != lora_tensors {
         return Err(bad(format!(
             "{wfile} has {lora_tensors} LoRA tensors but only {attached} match this model's projections \
@@ -697,26 +635,14 @@ pub fn hf_state_dict(model: &Llama) -> Result<BTreeMap<String, HostTensor>> {
             data: h.data,
         })
     };
-    out.insert(
-        "model.embed_tokens.weight".into(),
-        host_of(model.embed_tokens.val())?,
-    );
-    for (i, l) in model.layers.iter().enumerate() {
-        out.insert(
-            format!("model.layers.{i}.input_layernorm.weight"),
-            vec1(l.input_layernorm.weight.val())?,
-        );
-        out.insert(
-            format!("model.layers.{i}.post_attention_layernorm.weight"),
-            vec1(l.post_attention_layernorm.weight.val())?,
-        );
-    }
-    out.insert("model.norm.weight".into(), vec1(model.norm.weight.val())?);
-    for (name, p) in model.projections() {
-        out.insert(
-            format!("{name}.weight"),
-            host_of(p.weight.val())?.transposed(),
-        );
+    for (name, p) in model.named_params() {
+        let tensor = match p {
+            ParamRef::Norm(w) => vec1(w.val())?,
+            ParamRef::Embedding(w) => host_of(w.val())?,
+            ParamRef::Projection(w) => host_of(w.val())?.transposed(),
+            ParamRef::Adapter(_) => continue,
+        };
+        out.insert(name, tensor);
     }
     Ok(out)
 }

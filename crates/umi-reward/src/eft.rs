@@ -11,10 +11,13 @@
 //! | `echo` | the template's format line + G's marker | repeats the instructions |
 //! | `loop` | the previous planner turn, verbatim, when it differs from G | repeats itself |
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use umi_data::conversation::{Conversation, Next, Speaker, Turn};
 use umi_data::judge::{JudgeFormat, JudgeTarget, judge_input};
+use umi_data::readers::Split;
 use umi_data::{RoleSample, history};
 
 /// How a worse step was made.
@@ -292,6 +295,82 @@ pub fn eft_rows(
         }
     }
     rows
+}
+
+/// The EFT rows of one split of a data set (`umi reward eft`, psrlm-design.md §2.9).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EftSet {
+    /// Conversations in the split.
+    pub conversations: usize,
+    /// Their rows, in order.
+    pub rows: Vec<EftRow>,
+}
+
+impl EftSet {
+    /// The [`eft_rows`] of the `split` records of `conversations` (period `dev_every`), ids
+    /// numbered by the records' places in the whole data set. Fabricated tool names come from
+    /// the families of every record, so a dev row's fake name may be a train trajectory's family:
+    /// it is still absent from that row's tool list.
+    pub fn new(
+        conversations: &[Conversation],
+        split: Split,
+        dev_every: usize,
+        config: &EftConfig,
+    ) -> Self {
+        let families: Vec<String> = conversations
+            .iter()
+            .flat_map(|c| tool_families(&c.tools))
+            .collect();
+        let kept: Vec<(usize, &Conversation)> = conversations
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| split.keeps(*i, dev_every))
+            .collect();
+        Self {
+            conversations: kept.len(),
+            rows: eft_rows(&kept, &families, config),
+        }
+    }
+
+    /// Rows per kind of worse step.
+    pub fn rows_by_kind(&self) -> BTreeMap<&'static str, usize> {
+        let mut by_kind = BTreeMap::new();
+        for row in &self.rows {
+            *by_kind.entry(row.meta.kind.as_str()).or_default() += 1;
+        }
+        by_kind
+    }
+
+    /// The rows as JSON lines (eft.jsonl: role samples with their `meta`, which `umi train local
+    /// --extra-samples` reads).
+    ///
+    /// # Errors
+    ///
+    /// When a row cannot be written as JSON.
+    pub fn to_jsonl(&self) -> Result<String, serde_json::Error> {
+        let mut out = String::new();
+        for row in &self.rows {
+            out.push_str(&serde_json::to_string(row)?);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    /// The rows as TRL prompt/completion JSON lines (eft_trl.jsonl,
+    /// [`umi_data::batch::prompt_completion`]), each completion ending in `eos_text`.
+    ///
+    /// # Errors
+    ///
+    /// When a row cannot be written as JSON.
+    pub fn to_trl_jsonl(&self, eos_text: &str) -> Result<String, serde_json::Error> {
+        let mut out = String::new();
+        for row in &self.rows {
+            let record = umi_data::batch::prompt_completion(&row.sample, eos_text);
+            out.push_str(&serde_json::to_string(&record)?);
+            out.push('\n');
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

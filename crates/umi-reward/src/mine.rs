@@ -6,6 +6,8 @@
 //! from the model's own judgments (the gold step is recorded for analysis, never used to
 //! choose).
 
+mod run;
+
 use serde::{Deserialize, Serialize};
 use umi_agent::{Generator, GeneratorError, LlamaGenerator};
 use umi_data::conversation::{Conversation, Next, Speaker, Turn};
@@ -16,6 +18,8 @@ use umi_data::{NoMarkerDefault, PromptSet, Role, history, parse_planner_output};
 use crate::search::{
     ExecSignal, Outcome, dedupe, judge_pairs, outcome, position_consistency, score,
 };
+
+pub use run::{GoldAgreementRates, MinedPoint, MiningReport, MiningRun, split_points};
 
 /// What mining needs from a model: sampled continuations and verdict log-probabilities.
 /// [`LlamaGenerator`] is the real one; tests script one.
@@ -72,6 +76,21 @@ pub struct Sampling {
     pub max_new_tokens: usize,
     /// The candidate's seed.
     pub seed: u64,
+}
+
+impl Sampling {
+    /// Greedy decoding of at most `max_new_tokens` tokens, as α-UMi evaluates (and as
+    /// [`umi_model::GenerationConfig::default`] decodes): temperature 0, so the nucleus mass and
+    /// the seed (the defaults') play no part.
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        let defaults = umi_model::GenerationConfig::default();
+        Self {
+            temperature: 0.0,
+            top_p: defaults.top_p,
+            max_new_tokens,
+            seed: defaults.seed,
+        }
+    }
 }
 
 impl SearchModel for LlamaGenerator {

@@ -45,6 +45,20 @@ pub enum Outcome {
     NoValid,
 }
 
+impl Outcome {
+    /// The outcome's name in reports: `pair`, `tie`, `too_few_unique`, `judge_invalid` or
+    /// `no_valid`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Pair { .. } => "pair",
+            Outcome::Tie => "tie",
+            Outcome::TooFewUnique => "too_few_unique",
+            Outcome::JudgeInvalid => "judge_invalid",
+            Outcome::NoValid => "no_valid",
+        }
+    }
+}
+
 /// Merges byte-identical candidate steps (§2.4): the distinct texts in first-seen order, and
 /// for each candidate the index of its text among them.
 pub fn dedupe(steps: &[String]) -> (Vec<String>, Vec<usize>) {

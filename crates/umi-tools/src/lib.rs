@@ -18,6 +18,7 @@ pub mod synth;
 pub use executor::{ToolExecutor, hallucination_observation, truncate_observation};
 pub use http::HttpTools;
 pub use http::MAX_URL_BYTES;
-#[cfg(not(target_family = "wasm"))]
-pub use spec::load_tool_specs_from;
-pub use spec::{HttpBinding, HttpMethod, ToolError, ToolSpec, load_tool_specs, tools_url};
+pub use spec::{
+    HttpBinding, HttpMethod, ToolDocsSource, ToolError, ToolSpec, load_tool_specs,
+    load_tool_specs_from, tools_url,
+};

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use umi_data::ToolDoc;
 use umi_data::tool_doc::{self};
 
 /// Bad tool docs.
@@ -48,7 +49,7 @@ pub struct ToolSpec {
 
 impl ToolSpec {
     /// The ToolBench doc the prompts show: `{"Name", "function", "input"}`, in that order.
-    pub fn doc(&self) -> Map<String, Value> {
+    pub fn doc(&self) -> ToolDoc {
         let mut doc = Map::new();
         doc.insert("Name".into(), Value::String(self.name.clone()));
         doc.insert("function".into(), Value::String(self.description.clone()));
@@ -153,45 +154,103 @@ pub fn tools_url(server: &str) -> String {
     }
 }
 
-/// Reads tool docs from `source`, as `umi run --tools` takes them: an `http(s)://` URL (a tool
-/// server's base URL, whose `/tools` is read, or the docs' own URL ending in `/tools`) fetched
-/// within `timeout`, or a path to a JSON file; then [`load_tool_specs`].
+/// Where tool docs come from: `umi run --tools`, `umi eval live --tools`, and the web app's
+/// tool-server field or pasted docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolDocsSource {
+    /// A tool server's base URL (whose `/tools` is read, [`tools_url`]) or the docs' own URL
+    /// ending in `/tools`.
+    Url(String),
+    /// A JSON file of tool docs (natively; the browser has no files).
+    File(std::path::PathBuf),
+    /// The docs themselves (pasted into the web app), and what to call them in messages.
+    Text {
+        /// The tool docs JSON.
+        json: String,
+        /// Their name in error messages (`pasted tool docs`).
+        origin: String,
+    },
+}
+
+impl ToolDocsSource {
+    /// A command-line argument: `http://` or `https://` is a [`ToolDocsSource::Url`], anything
+    /// else a [`ToolDocsSource::File`] path.
+    pub fn from_arg(arg: &str) -> Self {
+        if arg.starts_with("http://") || arg.starts_with("https://") {
+            Self::Url(arg.to_string())
+        } else {
+            Self::File(arg.into())
+        }
+    }
+}
+
+/// Reads the tool docs of `source` (a URL fetched within `timeout` natively, with `fetch` in the
+/// browser; a file; or the docs themselves), then [`load_tool_specs`]: the one way `umi run`,
+/// `umi eval live` and the web app's worker get their tools.
 ///
 /// # Errors
 ///
 /// [`ToolError`] naming the source when it cannot be read (unreachable server, HTTP error,
-/// timeout, missing file) or when the docs are malformed.
-#[cfg(not(target_family = "wasm"))]
-pub fn load_tool_specs_from(
-    source: &str,
+/// timeout, missing file), when the docs are malformed, or when they list no tool.
+pub async fn load_tool_specs_from(
+    source: &ToolDocsSource,
     timeout: std::time::Duration,
 ) -> Result<Vec<ToolSpec>, ToolError> {
     let fail = |origin: &str, message: String| ToolError {
         origin: origin.to_string(),
         message,
     };
-    if source.starts_with("http://") || source.starts_with("https://") {
-        let url = tools_url(source);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .build()
-            .into();
-        let text = agent
-            .get(&url)
-            .call()
-            .and_then(|mut r| r.body_mut().with_config().limit(64 << 20).read_to_string())
-            .map_err(|e| {
+    let (text, origin) = match source {
+        ToolDocsSource::Url(server) => {
+            let url = tools_url(server);
+            let text = http_get_text(&url, timeout).await.map_err(|e| {
                 fail(
                     &url,
                     format!("cannot read the tool docs ({e}); is `umi tools serve` running?"),
                 )
             })?;
-        load_tool_specs(&text, &url)
-    } else {
-        let text = std::fs::read_to_string(source)
-            .map_err(|e| fail(source, format!("cannot read the tool docs: {e}")))?;
-        load_tool_specs(&text, source)
+            (text, url)
+        }
+        ToolDocsSource::File(path) => {
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| fail(&origin, format!("cannot read the tool docs: {e}")))?;
+            (text, origin)
+        }
+        ToolDocsSource::Text { json, origin } => (json.clone(), origin.clone()),
+    };
+    let specs = load_tool_specs(&text, &origin)?;
+    if specs.is_empty() {
+        return Err(fail(&origin, "the tool docs list no tools".into()));
     }
+    Ok(specs)
+}
+
+/// The body of a GET of `url` as text (64 MiB at most), within `timeout`.
+#[cfg(not(target_family = "wasm"))]
+async fn http_get_text(url: &str, timeout: std::time::Duration) -> Result<String, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
+    agent
+        .get(url)
+        .call()
+        .and_then(|mut r| r.body_mut().with_config().limit(64 << 20).read_to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// The body of a GET of `url` as text, with the browser's `fetch` (whose own timeout applies).
+#[cfg(target_family = "wasm")]
+async fn http_get_text(url: &str, _timeout: std::time::Duration) -> Result<String, String> {
+    let response = gloo_net::http::Request::get(url)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.ok() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    response.text().await.map_err(|e| e.to_string())
 }
 
 fn first_chars(s: &str, n: usize) -> String {

@@ -432,7 +432,13 @@ fn writes_are_journaled_and_survive_restarts_and_torn_lines() {
 fn tool_docs_are_read_within_the_timeout() {
     let silent = fake_server(None);
     let started = std::time::Instant::now();
-    let err = umi_tools::load_tool_specs_from(&silent, Duration::from_millis(300)).unwrap_err();
+    let load = |source: &str, timeout| {
+        pollster::block_on(umi_tools::load_tool_specs_from(
+            &umi_tools::ToolDocsSource::from_arg(source),
+            timeout,
+        ))
+    };
+    let err = load(&silent, Duration::from_millis(300)).unwrap_err();
     assert!(
         err.to_string().contains("/tools") && err.to_string().contains("umi tools serve"),
         "{err}"
@@ -443,9 +449,7 @@ fn tool_docs_are_read_within_the_timeout() {
         "{:?}",
         started.elapsed()
     );
-    let missing =
-        umi_tools::load_tool_specs_from("/nonexistent/tools.json", Duration::from_secs(1))
-            .unwrap_err();
+    let missing = load("/nonexistent/tools.json", Duration::from_secs(1)).unwrap_err();
     assert!(
         missing.to_string().contains("/nonexistent/tools.json"),
         "{missing}"

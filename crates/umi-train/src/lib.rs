@@ -16,6 +16,8 @@
 //! - [`Trainer::dpo_step`]: step-level DPO on preference pairs ([`PairExample`], [`DpoConfig`]),
 //!   the training half of process-based self-rewarding (Zhang et al. 2025), with TRL's losses
 //!   and metrics; [`completion_logps`] scores several completions of one prompt computed once;
+//!   [`prepare_pairs`], [`PreparedPairs::score_reference`] and [`check_reference`] make pair rows
+//!   ready (the one path of `umi train dpo` and the web app's Fine-tune panel);
 //! - [`tokenize_examples`], [`epoch_steps`], [`TrainerState::next_step_batches`]: the batches
 //!   of each step;
 //! - [`FineTuneRun`]: a run as one value (trainer, state, [`Objective`]: SFT samples or DPO
@@ -38,8 +40,9 @@ pub use checkpoint::{Checkpoint, TrainerState};
 pub use checkpoint::{latest_checkpoint, read_checkpoint};
 pub use data::{epoch_steps, steps_per_epoch, tokenize_examples};
 pub use dpo::{
-    DpoConfig, DpoLoss, DpoStats, PairExample, PreparedPairs, completion_logps, dpo_loss,
-    pair_epoch_steps, pair_logps, pair_tokens, prepare_pairs,
+    DpoConfig, DpoLoss, DpoStats, PairExample, PreparedPairs, ReferenceTolerance,
+    adapter_lora_config, check_reference, completion_logps, dpo_loss, pair_epoch_steps, pair_logps,
+    pair_tokens, prepare_pairs,
 };
 pub use loss::{
     MAX_ATTENTION_SCORES, MIN_SHARED_PREFIX, batch_hidden, batch_loss, causal_lm_loss,

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use serde::{Deserialize, Serialize};
 use umi_data::Role;
 use umi_data::batch::Batch;
-use umi_model::{Llama, LoraConfig, attach_lora};
+use umi_model::{Llama, LoraConfig, ParamRef, attach_lora};
 
 use crate::dpo::settings::DpoStats;
 use crate::loss::{batch_loss, split_rows};
@@ -409,7 +409,8 @@ impl Trainer {
     /// Loss and gradients of `micro_batches` by parameter name, without updating (for checks
     /// against other frameworks; it reads synchronously, so native only): Hugging Face names and
     /// `[out, in]` layouts for base weights, PEFT names and layouts (`lora_A.weight` `[r, in]`,
-    /// `lora_B.weight` `[out, r]`) for adapters; parameters without a gradient are left out.
+    /// `lora_B.weight` `[out, r]`) for adapters, as [`Llama::named_params`] names and orders
+    /// them; parameters without a gradient are left out.
     ///
     /// # Errors
     ///
@@ -438,52 +439,26 @@ impl Trainer {
                 .unwrap_or_default();
             umi_model::weights::HostTensor { shape, data }
         };
-        let model = self.model();
-        let mut out = Vec::new();
-        let get2 = |id| grads.get::<2>(id);
-        if let Some(g) = get2(model.embed_tokens.id) {
-            out.push(("model.embed_tokens.weight".to_string(), host(g)));
-        }
-        for (name, p) in model.projections() {
-            if let Some(g) = get2(p.weight.id) {
-                out.push((format!("{name}.weight"), host(g).transposed()));
-            }
-            if let Some(lora) = &p.lora {
-                for (which, param) in [("A", &lora.a), ("B", &lora.b)] {
-                    if let Some(g) = get2(param.id) {
-                        out.push((
-                            format!("base_model.model.{name}.lora_{which}.weight"),
-                            host(g).transposed(),
-                        ));
+        self.model()
+            .named_params()
+            .filter_map(|(name, p)| {
+                let grad = match p {
+                    ParamRef::Norm(w) => {
+                        let g = grads.get::<1>(w.id)?;
+                        let n = g.dims()[0];
+                        umi_model::weights::HostTensor {
+                            shape: vec![n],
+                            data: host(g.reshape([1, n])).data,
+                        }
                     }
-                }
-            }
-        }
-        let mut norms = vec![("model.norm.weight".to_string(), model.norm.weight.id)];
-        for (i, l) in model.layers.iter().enumerate() {
-            norms.push((
-                format!("model.layers.{i}.input_layernorm.weight"),
-                l.input_layernorm.weight.id,
-            ));
-            norms.push((
-                format!("model.layers.{i}.post_attention_layernorm.weight"),
-                l.post_attention_layernorm.weight.id,
-            ));
-        }
-        for (name, id) in norms {
-            if let Some(g) = grads.get::<1>(id) {
-                let n = g.dims()[0];
-                let h = host(g.reshape([1, n]));
-                out.push((
-                    name,
-                    umi_model::weights::HostTensor {
-                        shape: vec![n],
-                        data: h.data,
-                    },
-                ));
-            }
-        }
-        out
+                    ParamRef::Embedding(w) => host(grads.get::<2>(w.id)?),
+                    ParamRef::Projection(w) | ParamRef::Adapter(w) => {
+                        host(grads.get::<2>(w.id)?).transposed()
+                    }
+                };
+                Some((name, grad))
+            })
+            .collect()
     }
 
     /// Global gradient norm, as a `[1]` tensor (no read back).

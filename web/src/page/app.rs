@@ -11,7 +11,7 @@
 use js_sys::Reflect;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use umi_agent::AgentMode;
+use umi_agent::{AgentMode, LiveRun, Speed};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::JsFuture;
@@ -24,7 +24,7 @@ use crate::page::storage::Storage;
 use crate::page::trace::{Trace, TraceView};
 use crate::page::worker_link::{WorkerHandle, post, provide_worker};
 use crate::protocol::{
-    FromWorker, MeasuredSpeed, ModelChoice, Progress, RunSettings, Speed, Stage, ToWorker, decode,
+    FromWorker, MeasuredSpeed, ModelChoice, Progress, RunSettings, Stage, ToWorker, decode,
 };
 
 /// The model the set-up installs (`scripts/setup.sh`), served next to the app.
@@ -206,6 +206,8 @@ pub fn App() -> impl IntoView {
     // the run
     let trace = Trace::new();
     let speed = RwSignal::new(Speed::default());
+    // status and speed read off the run's events
+    let live_run = StoredValue::new(LiveRun::default());
     let run_status = RwSignal::new("idle".to_string());
     let running = RwSignal::new(false);
     let record = RwSignal::new(String::new());
@@ -280,15 +282,18 @@ pub fn App() -> impl IntoView {
                 run_status.set(status);
             }
         }
-        FromWorker::Text {
-            role,
-            delta,
-            speed: s,
-        } => {
-            trace.stream(role, &delta);
-            speed.set(s);
+        FromWorker::Event(event) => {
+            let now = window().performance().map_or(0.0, |t| t.now());
+            let status = live_run.try_update_value(|live| {
+                let status = live.event(&event, now);
+                speed.set(live.speed);
+                status
+            });
+            if let (Some(Some(status)), true) = (status, running.get_untracked()) {
+                run_status.set(status);
+            }
+            trace.event(&event);
         }
-        FromWorker::Event(event) => trace.event(&event),
         FromWorker::Finished { stop, record: r } => {
             trace.settle();
             panel.recorded.update(|n| *n += 1); // the worker keeps the trajectory for training
@@ -417,6 +422,7 @@ pub fn App() -> impl IntoView {
         };
         trace.clear();
         speed.set(Speed::default());
+        live_run.set_value(LiveRun::default());
         record.set(String::new());
         copy_status.set(String::new());
         running.set(true);

@@ -1,12 +1,16 @@
 //! The "Fine-tune" panel: LoRA fine-tuning of one role on WebGPU, run by the model worker
-//! (`train.rs` there). The page only collects the settings, renders the progress (step, loss,
-//! tokens/s, a live loss plot) and offers the saved adapter for download.
+//! (`train.rs` there): SFT on α-UMi trajectories, or step-level DPO on imported preference pairs
+//! continuing the role's adapter (psrlm-design.md §3.3 item 8). The page only collects the
+//! settings, renders the progress (step, loss, DPO reward margin and accuracy, tokens/s, a live
+//! plot of the loss and the reward margin) and offers the saved adapter for download.
 //!
-//! DOM hooks for the browser test: `#train-role`, `#train-source`, `#train-file`, `#train-rank`,
-//! `#train-alpha`, `#train-dropout`, `#train-lr`, `#train-steps`, `#train-max-len`,
-//! `#train-start`, `#train-stop`, `#train-resume`, `#train-status`, `#train-progress`,
-//! `#train-plot`, `#train-losses` (one `li` per step with `data-step` and `data-loss`, the
-//! loss in full precision), `#train-adapter`, `#adapter-config-link`, `#adapter-model-link`.
+//! DOM hooks for the browser test: `#train-role`, `#train-objective` (`sft` | `dpo`),
+//! `#train-beta`, `#train-source`, `#train-file`, `#train-rank`, `#train-alpha`,
+//! `#train-dropout`, `#train-lr`, `#train-steps`, `#train-max-len`, `#train-start`,
+//! `#train-stop`, `#train-resume`, `#train-status`, `#train-progress`, `#train-plot` (polylines
+//! `.loss` and, for DPO, `.margin`), `#train-losses` (one `li` per step with `data-step` and
+//! `data-loss`, the loss in full precision, and for DPO `data-margin` and `data-accuracy`),
+//! `#train-adapter`, `#adapter-config-link`, `#adapter-model-link`.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -16,12 +20,29 @@ use web_sys::HtmlInputElement;
 use crate::page::adapters::{Download, cached_downloads};
 use crate::page::widgets::RoleSelect;
 use crate::page::worker_link::{post, use_worker};
-use crate::protocol::{FromWorker, ToWorker, TrainData, TrainSettings};
+use crate::protocol::{FromWorker, ToWorker, TrainData, TrainObjective, TrainSettings};
+
+/// The learning rate the form offers for DPO (`umi train dpo`'s default; SFT's is
+/// [`TrainSettings::default`]'s).
+const DPO_LEARNING_RATE: &str = "2e-5";
+
+/// One finished step as the panel plots and lists it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Point {
+    step: usize,
+    loss: f64,
+    /// DPO's reward margin and accuracy.
+    margin: Option<f64>,
+    accuracy: Option<f64>,
+}
 
 /// The panel's state (signals, so it can be shared by the page and the panel).
 #[derive(Clone, Copy)]
 pub struct TrainPanel {
     role: RwSignal<Role>,
+    /// `sft` or `dpo`.
+    objective: RwSignal<String>,
+    beta: RwSignal<String>,
     source: RwSignal<String>,
     rank: RwSignal<String>,
     alpha: RwSignal<String>,
@@ -38,8 +59,8 @@ pub struct TrainPanel {
     resumable: RwSignal<bool>,
     status: RwSignal<String>,
     step: RwSignal<(usize, usize)>,
-    /// `(step, loss)` of every step of the run.
-    history: RwSignal<Vec<(usize, f64)>>,
+    /// Every step of the run.
+    history: RwSignal<Vec<Point>>,
     tokens_per_second: RwSignal<f64>,
     adapter: RwSignal<String>,
     downloads: RwSignal<Vec<Download>>,
@@ -51,6 +72,8 @@ impl TrainPanel {
         let d = TrainSettings::default();
         Self {
             role: RwSignal::new(Role::Planner),
+            objective: RwSignal::new("sft".into()),
+            beta: RwSignal::new("0.1".into()),
             source: RwSignal::new("file".into()),
             rank: RwSignal::new(d.rank.to_string()),
             alpha: RwSignal::new(d.alpha.to_string()),
@@ -93,13 +116,18 @@ impl TrainPanel {
             "" => None,
             _ => Some(field(self.steps, "steps")?),
         };
+        let (objective, data) = if self.objective.get_untracked() == "dpo" {
+            let beta = field(self.beta, "β")?;
+            (TrainObjective::Dpo { beta }, TrainData::Pairs)
+        } else if self.source.get_untracked() == "recorded" {
+            (TrainObjective::Sft, TrainData::Recorded)
+        } else {
+            (TrainObjective::Sft, TrainData::File)
+        };
         Ok(TrainSettings {
             role,
-            data: if self.source.get_untracked() == "recorded" {
-                TrainData::Recorded
-            } else {
-                TrainData::File
-            },
+            objective,
+            data,
             rank: field(self.rank, "rank")?,
             alpha: field(self.alpha, "alpha")?,
             dropout: field(self.dropout, "dropout")?,
@@ -134,6 +162,7 @@ impl TrainPanel {
         match message {
             FromWorker::TrainStarted {
                 role,
+                objective,
                 samples,
                 total_steps,
                 data,
@@ -141,17 +170,32 @@ impl TrainPanel {
                 self.history.set(Vec::new());
                 self.step.set((0, *total_steps));
                 self.tokens_per_second.set(0.0);
+                let (what, unit) = match objective {
+                    TrainObjective::Sft => ("training", "examples"),
+                    TrainObjective::Dpo { .. } => ("DPO of", "pairs"),
+                };
                 self.status.set(format!(
-                    "training {}: {data}; {samples} examples, {total_steps} steps (step 1 compiles the GPU kernels)",
+                    "{what} {}: {data}; {samples} {unit}, {total_steps} steps (step 1 compiles the GPU kernels)",
                     role.as_str()
                 ));
             }
             FromWorker::TrainStep(p) => {
-                self.history.update(|h| h.push((p.step, p.loss)));
+                self.history.update(|h| {
+                    h.push(Point {
+                        step: p.step,
+                        loss: p.loss,
+                        margin: p.rewards_margin,
+                        accuracy: p.rewards_accuracy,
+                    })
+                });
                 self.step.set((p.step, p.total_steps));
                 self.tokens_per_second.set(p.tokens_per_second);
+                let rewards = match (p.rewards_margin, p.rewards_accuracy) {
+                    (Some(m), Some(a)) => format!(", reward margin {m:+.4}, accuracy {a:.2}"),
+                    _ => String::new(),
+                };
                 self.status.set(format!(
-                    "training: step {}/{}, loss {:.4}, lr {:.2e}, {:.0} tok/s",
+                    "training: step {}/{}, loss {:.4}{rewards}, lr {:.2e}, {:.0} tok/s",
                     p.step, p.total_steps, p.loss, p.learning_rate, p.tokens_per_second
                 ));
             }
@@ -203,7 +247,7 @@ impl TrainPanel {
     }
 }
 
-/// The loss curve as an inline SVG polyline (x: step from 0 to `total`; y: the losses' range
+/// A curve as an inline SVG polyline (x: step from 0 to `total`; y: the values' own range
 /// with a margin, the top fifth left free for the label).
 fn plot_points(history: &[(usize, f64)], total: usize, w: f64, h: f64) -> String {
     let max = history.iter().map(|p| p.1).fold(f64::MIN, f64::max);
@@ -213,15 +257,34 @@ fn plot_points(history: &[(usize, f64)], total: usize, w: f64, h: f64) -> String
     let total = total.max(history.last().map_or(1, |p| p.0)).max(1) as f64;
     history
         .iter()
-        .map(|&(step, loss)| {
+        .map(|&(step, value)| {
             format!(
                 "{:.1},{:.1}",
                 w * step as f64 / total,
-                h - h * ((loss - lo) / (hi - lo)).clamp(0.0, 1.0)
+                h - h * ((value - lo) / (hi - lo)).clamp(0.0, 1.0)
             )
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The plot's label: the loss's range and last value, and for DPO the reward margin's.
+fn plot_label(history: &[Point]) -> String {
+    let Some(last) = history.last() else {
+        return "loss".into();
+    };
+    let range = |values: &mut dyn Iterator<Item = f64>| {
+        values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)))
+    };
+    let (min, max) = range(&mut history.iter().map(|p| p.loss));
+    let mut label = format!("loss {min:.3} to {max:.3}, last {:.4}", last.loss);
+    if let Some(m) = last.margin {
+        let (lo, hi) = range(&mut history.iter().filter_map(|p| p.margin));
+        label.push_str(&format!(
+            "; reward margin (dashed) {lo:+.3} to {hi:+.3}, last {m:+.4}"
+        ));
+    }
+    label
 }
 
 /// A labelled text field.
@@ -288,16 +351,20 @@ pub fn FineTune(
                 return;
             }
         };
-        let files = match settings.data {
-            TrainData::File => match p.file.get_value() {
-                Some(f) => Some(js_sys::Array::of1(&f)),
-                None => {
-                    p.status
-                        .set("error: pick an α-UMi JSON file (or use the recorded runs)".into());
-                    return;
-                }
-            },
-            TrainData::Recorded => None,
+        let files = match (settings.data, p.file.get_value()) {
+            (TrainData::Recorded, _) => None,
+            (_, Some(f)) => Some(js_sys::Array::of1(&f)),
+            (TrainData::Pairs, None) => {
+                p.status.set(
+                    "error: pick a preference pairs file (JSON lines, umi reward export)".into(),
+                );
+                return;
+            }
+            (TrainData::File, None) => {
+                p.status
+                    .set("error: pick an α-UMi JSON file (or use the recorded runs)".into());
+                return;
+            }
         };
         p.training.set(true);
         p.resumable.set(false);
@@ -326,6 +393,25 @@ pub fn FineTune(
     };
     let (w, h) = (480.0, 140.0);
     let locked = move || p.training.get() || busy.get();
+    let dpo = move || p.objective.get() == "dpo";
+    let set_objective = move |ev: leptos::ev::Event| {
+        let objective = event_target_value(&ev);
+        // the learning rate follows the objective's default unless it was changed
+        let (from, to) = match objective.as_str() {
+            "dpo" => (
+                format!("{:e}", TrainSettings::default().learning_rate),
+                DPO_LEARNING_RATE.to_string(),
+            ),
+            _ => (
+                DPO_LEARNING_RATE.to_string(),
+                format!("{:e}", TrainSettings::default().learning_rate),
+            ),
+        };
+        if p.lr.get_untracked().trim() == from {
+            p.lr.set(to);
+        }
+        p.objective.set(objective);
+    };
     view! {
         <section id="finetune">
             <h2>"Fine-tune (LoRA on WebGPU)"</h2>
@@ -335,17 +421,43 @@ pub fn FineTune(
                     <RoleSelect id="train-role" role=p.role />
                 </label>
                 <label>
+                    "objective "
+                    <select id="train-objective" prop:value=p.objective on:change=set_objective>
+                        <option value="sft">"SFT"</option>
+                        <option value="dpo">"DPO (preference pairs)"</option>
+                    </select>
+                </label>
+                <label hidden=move || !dpo()>
+                    "β "
+                    <input
+                        id="train-beta"
+                        type="text"
+                        class="short"
+                        prop:value=p.beta
+                        on:input=move |ev| p.beta.set(event_target_value(&ev))
+                    />
+                </label>
+                <label>
                     "data "
                     <select
                         id="train-source"
-                        prop:value=p.source
+                        prop:value=move || if dpo() { "pairs".to_string() } else { p.source.get() }
+                        disabled=dpo
                         on:change=move |ev| p.source.set(event_target_value(&ev))
                     >
-                        <option value="file">"α-UMi JSON file"</option>
-                        <option value="recorded">"runs recorded in this session"</option>
+                        <option value="file" hidden=dpo>"α-UMi JSON file"</option>
+                        <option value="recorded" hidden=dpo>"runs recorded in this session"</option>
+                        <option value="pairs" hidden=move || !dpo()>
+                            "preference pairs file (JSON lines)"
+                        </option>
                     </select>
                 </label>
-                <input id="train-file" type="file" accept=".json,application/json" on:change=pick />
+                <input
+                    id="train-file"
+                    type="file"
+                    accept=".json,.jsonl,application/json"
+                    on:change=pick
+                />
                 <span id="train-recorded" class="hint">
                     {move || format!("{} runs recorded", p.recorded.get())}
                 </span>
@@ -358,8 +470,11 @@ pub fn FineTune(
                 <Field id="train-steps" label="steps" value=p.steps placeholder="role's epochs" />
                 <Field id="train-max-len" label="max length" value=p.max_len />
             </div>
-            <p class="hint">
+            <p class="hint" hidden=dpo>
                 "Defaults are GLPFT's local stage (lr 1e-5; planner and caller 1 epoch with warm-up 0.2, summarizer 2 epochs with warm-up 0.4; weight decay 0.01) with umi train --lora's adapters (rank 8, alpha 16, dropout 0.05, every attention and MLP projection); seed 42."
+            </p>
+            <p class="hint" hidden=move || !dpo()>
+                "Step-level DPO as umi train dpo runs it (lr 2e-5, 1 epoch, warm-up 0.1, 8 pairs per step, sigmoid loss, seed 42), continuing the role's adapter (shipped, imported or fine-tuned here; fresh ones with the rank, alpha and dropout above when it has none). The pairs must carry reference log-probs of that adapter, cut to the max length: make them with umi reward export --recompute-ref --max-len N."
             </p>
             <div class="row">
                 <button id="train-start" on:click=start disabled=locked>"Train"</button>
@@ -389,34 +504,48 @@ pub fn FineTune(
                 <rect x="0" y="0" width=w height=h class="frame"></rect>
                 <polyline
                     class="loss"
-                    points=move || p.history.with(|hist| plot_points(hist, p.step.get().1, w, h))
-                ></polyline>
-                <text x="4" y="12" class="label">
-                    {move || {
+                    points=move || {
                         p.history
                             .with(|hist| {
-                                let max = hist.iter().map(|x| x.1).fold(f64::MIN, f64::max);
-                                let min = hist.iter().map(|x| x.1).fold(f64::MAX, f64::min);
-                                if hist.is_empty() {
-                                    "loss".to_string()
-                                } else {
-                                    format!(
-                                        "loss (range {min:.3} to {max:.3}, last {:.4})",
-                                        hist.last().map_or(0.0, |x| x.1),
-                                    )
-                                }
+                                let loss: Vec<_> = hist.iter().map(|x| (x.step, x.loss)).collect();
+                                plot_points(&loss, p.step.get().1, w, h)
                             })
-                    }}
+                    }
+                ></polyline>
+                <polyline
+                    class="margin"
+                    points=move || {
+                        p.history
+                            .with(|hist| {
+                                let margin: Vec<_> = hist
+                                    .iter()
+                                    .filter_map(|x| x.margin.map(|m| (x.step, m)))
+                                    .collect();
+                                plot_points(&margin, p.step.get().1, w, h)
+                            })
+                    }
+                ></polyline>
+                <text x="4" y="12" class="label">
+                    {move || p.history.with(|hist| plot_label(hist))}
                 </text>
             </svg>
             <ol id="train-losses">
                 <For
                     each=move || p.history.get()
-                    key=|(step, _)| *step
-                    children=|(step, loss)| {
+                    key=|x| x.step
+                    children=|x| {
+                        let text = match x.margin {
+                            Some(m) => format!("{:.4} (margin {m:+.3})", x.loss),
+                            None => format!("{:.4}", x.loss),
+                        };
                         view! {
-                            <li data-step=step.to_string() data-loss=loss.to_string()>
-                                {format!("{loss:.4}")}
+                            <li
+                                data-step=x.step.to_string()
+                                data-loss=x.loss.to_string()
+                                data-margin=x.margin.map(|m| m.to_string())
+                                data-accuracy=x.accuracy.map(|a| a.to_string())
+                            >
+                                {text}
                             </li>
                         }
                     }

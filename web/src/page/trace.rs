@@ -72,7 +72,7 @@ impl Trace {
     }
 
     /// Appends generated text: to the streaming step of the same role, or a new one.
-    pub fn stream(&self, role: Role, delta: &str) {
+    fn stream(&self, role: Role, delta: &str) {
         let (kind, title) = stream_role(role);
         let last = self.steps.with_untracked(|s| s.last().cloned());
         match last {
@@ -103,8 +103,8 @@ impl Trace {
         }
     }
 
-    /// Records what the agent reported (the run's end, `Done`, is reported by the worker's
-    /// `Finished` message instead).
+    /// Records what the agent reported: streamed text into the live step of its role, finished
+    /// steps (the run's end, `Done`, is reported by the worker's `Finished` message instead).
     pub fn event(&self, event: &AgentEvent) {
         match event {
             AgentEvent::Rationale { step, text, next } => {
@@ -126,7 +126,9 @@ impl Trace {
                 let s = self.finish("summarizer", "summarizer".into());
                 s.text.set(text.clone());
             }
-            AgentEvent::Done(_) => {}
+            AgentEvent::Text { role, delta } => self.stream(*role, delta),
+            // shown in the status line (`LiveRun`), not in the trace
+            AgentEvent::Prefill { .. } | AgentEvent::Done(_) => {}
         }
     }
 

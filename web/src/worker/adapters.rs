@@ -15,9 +15,6 @@ use crate::protocol::{ADAPTER_CACHE, ADAPTER_CONFIG, ADAPTER_MODEL, adapter_url}
 use crate::worker::scope::scope;
 use crate::worker::shipped::fetch;
 
-const CONFIG: &str = ADAPTER_CONFIG;
-const WEIGHTS: &str = ADAPTER_MODEL;
-
 async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> {
     let buffer = JsFuture::from(file.array_buffer())
         .await
@@ -56,7 +53,7 @@ pub async fn import(
                     .find(|f| f.name().ends_with(suffix))
                     .ok_or_else(|| {
                         format!(
-                            "pick the adapter's two files: {CONFIG} and {WEIGHTS} (got {})",
+                            "pick the adapter's two files: {ADAPTER_CONFIG} and {ADAPTER_MODEL} (got {})",
                             files
                                 .iter()
                                 .map(|f| f.name())
@@ -84,13 +81,13 @@ pub async fn import(
                     match fetch(&url).await? {
                         Some(bytes) => Ok((bytes, url)),
                         None => Err(format!(
-                            "{url} was not found (HTTP 404): the URL must be a folder with {CONFIG} and {WEIGHTS}"
+                            "{url} was not found (HTTP 404): the URL must be a folder with {ADAPTER_CONFIG} and {ADAPTER_MODEL}"
                         )),
                     }
                 }
             };
-            let (config, config_url) = get(CONFIG).await?;
-            let (weights, weights_url) = get(WEIGHTS).await?;
+            let (config, config_url) = get(ADAPTER_CONFIG).await?;
+            let (weights, weights_url) = get(ADAPTER_MODEL).await?;
             (config, config_url, weights, weights_url)
         }
     };
@@ -157,8 +154,8 @@ pub async fn restore(
     for role in [Role::Planner, Role::Caller, Role::Summarizer] {
         let model = models.get(role);
         let (Some(config), Some(weights), Some(base)) = (
-            cached(&cache, &adapter_url(role, CONFIG)).await,
-            cached(&cache, &adapter_url(role, WEIGHTS)).await,
+            cached(&cache, &adapter_url(role, ADAPTER_CONFIG)).await,
+            cached(&cache, &adapter_url(role, ADAPTER_MODEL)).await,
             cached(&cache, &adapter_url(role, BASE_MODEL)).await,
         ) else {
             continue;
@@ -172,7 +169,14 @@ pub async fn restore(
             continue;
         }
         let config = String::from_utf8_lossy(&config).into_owned();
-        match peft_from_bytes(&model.model, &config, &weights, CONFIG, WEIGHTS, device) {
+        match peft_from_bytes(
+            &model.model,
+            &config,
+            &weights,
+            ADAPTER_CONFIG,
+            ADAPTER_MODEL,
+            device,
+        ) {
             Ok((_, set)) => {
                 *out.get_mut(role) = Some(set);
                 notes.push(format!(
@@ -203,7 +207,10 @@ pub async fn store_adapter(
     files: &umi_model::PeftFiles,
     base: &str,
 ) -> (Result<(), String>, [String; 2]) {
-    let urls = [adapter_url(role, CONFIG), adapter_url(role, WEIGHTS)];
+    let urls = [
+        adapter_url(role, ADAPTER_CONFIG),
+        adapter_url(role, ADAPTER_MODEL),
+    ];
     let stored = async {
         let caches = scope()
             .caches()

@@ -15,7 +15,7 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 use crate::js::js_error;
 use crate::protocol::{
     ADAPTER_CONFIG, ADAPTER_MODEL, AdapterOrigin, FromWorker, InstalledAdapter, ModelChoice,
-    Progress, ToWorker, TrainData, TrainSettings, adapter_url, decode, encode,
+    Progress, ToWorker, TrainData, TrainObjective, TrainSettings, adapter_url, decode, encode,
 };
 use crate::worker::adapters::store_adapter;
 use crate::worker::run::run_agent;
@@ -160,6 +160,7 @@ impl Engine {
                         Ok((job, data)) => {
                             (self.post)(FromWorker::TrainStarted {
                                 role: job.role,
+                                objective: job.objective(),
                                 samples: job.samples(),
                                 total_steps: job.total_steps(),
                                 data,
@@ -197,8 +198,9 @@ impl Engine {
         }
     }
 
-    /// The fine-tuning run of `settings`: its samples (from the attached file or the recorded
-    /// runs) and a fresh trainer on the role's model. Returns it with a description of the data.
+    /// The fine-tuning run of `settings`: SFT on samples (from the attached file or the recorded
+    /// runs) with fresh adapters, or DPO on the attached pairs file continuing the role's
+    /// installed adapter, on the role's model. Returns it with a description of the data.
     async fn prepare_training(
         &self,
         settings: &TrainSettings,
@@ -212,9 +214,14 @@ impl Engine {
                 _ => return Err("load a model first".into()),
             }
         };
+        let model = role_model(&models, settings.role)
+            .ok_or("fine-tuning trains the planner, the caller or the summarizer")?;
         let (text, origin) = match settings.data {
-            TrainData::File => {
-                let file = files.first().ok_or("pick an α-UMi JSON file to train on")?;
+            TrainData::File | TrainData::Pairs => {
+                let file = files.first().ok_or(match settings.data {
+                    TrainData::Pairs => "pick a preference pairs file (JSON lines) to train on",
+                    _ => "pick an α-UMi JSON file to train on",
+                })?;
                 let text = wasm_bindgen_futures::JsFuture::from(file.text())
                     .await
                     .map_err(|e| format!("reading {}: {}", file.name(), js_error(e)))?
@@ -233,11 +240,41 @@ impl Engine {
                 )
             }
         };
-        let (samples, data) = role_samples_of(&text, &origin, settings.role)?;
-        let model = role_model(&models, settings.role)
-            .ok_or("fine-tuning trains the planner, the caller or the summarizer")?;
-        let job = TrainJob::new(settings, &samples, &model, &device)?;
-        Ok((job, data))
+        match (settings.objective, settings.data) {
+            (TrainObjective::Dpo { beta }, TrainData::Pairs) => {
+                let installed = {
+                    let state = self.state.borrow();
+                    let origin = state.installed.get(settings.role).as_ref().map(|i| i.origin);
+                    state.adapters.get(settings.role).clone().map(|set| {
+                        let from = match origin {
+                            Some(AdapterOrigin::Shipped) => "shipped",
+                            _ => "imported or fine-tuned",
+                        };
+                        (set, from)
+                    })
+                };
+                TrainJob::dpo(
+                    settings,
+                    beta,
+                    (&text, &origin),
+                    &model,
+                    installed.as_ref().map(|(set, from)| (set, *from)),
+                    &device,
+                )
+                .await
+            }
+            (TrainObjective::Dpo { .. }, _) => {
+                Err("DPO trains on a preference pairs file (JSON lines)".into())
+            }
+            (TrainObjective::Sft, TrainData::Pairs) => Err(
+                "preference pairs train with the DPO objective; SFT takes α-UMi JSON or the recorded runs".into(),
+            ),
+            (TrainObjective::Sft, _) => {
+                let (samples, data) = role_samples_of(&text, &origin, settings.role)?;
+                let job = TrainJob::new(settings, &samples, &model, &device)?;
+                Ok((job, data))
+            }
+        }
     }
 
     /// Steps the fine-tuning run until it is done or paused, then saves its adapter (Cache API,

@@ -365,93 +365,85 @@ fn upload_progress<'a>(
     }
 }
 
-/// Parses and uploads a GGUF file held in memory.
-async fn load_gguf(
-    bytes: Vec<u8>,
-    name: &str,
-    device: &Device,
-    gpu: &GpuInfo,
-    from_cache: bool,
-    progress: &dyn Fn(Progress),
-) -> Result<StoredModel, String> {
-    let size = bytes.len() as u64;
-    let stage = |stage| {
-        progress(Progress {
-            stage,
-            file: name.to_string(),
-            done: 0,
-            total: Some(size),
-            from_cache,
-        })
-    };
-    stage(Stage::Parse);
-    sleep_ms(20).await;
-    // The header is parsed twice (here on a copy, to check the fit before anything is uploaded).
-    let config = GgufFile::from_bytes(bytes.clone(), name)
-        .and_then(|g| g.config())
-        .map_err(|e| e.to_string())?;
-    check_fit(&config, gpu, name)?;
-    stage(Stage::Upload);
-    sleep_ms(20).await;
-    let loaded = load_gguf_bytes(
-        bytes,
-        name,
-        device,
-        &mut upload_progress(name, from_cache, progress),
-    )
-    .map_err(|e| e.to_string())?;
-    let speed = warm_up(&loaded, name, from_cache, progress).await?;
-    let summary = describe(&loaded, "GGUF");
-    Ok(StoredModel {
-        model: Rc::new(loaded),
-        from_cache,
-        summary,
-        speed,
-    })
+/// A model's files held in memory.
+enum ModelBytes {
+    /// One GGUF file.
+    Gguf(Vec<u8>),
+    /// A Hugging Face folder's files as `(file name, bytes)`.
+    Hf(Vec<(String, Vec<u8>)>),
 }
 
-/// Parses and uploads a Hugging Face model given as `(file name, bytes)`.
-async fn load_hf(
-    files: Vec<(String, Vec<u8>)>,
+impl ModelBytes {
+    /// The config when it can be read before loading (`None` for a folder without a readable
+    /// `config.json`: the loader reports that with its context).
+    ///
+    /// # Errors
+    ///
+    /// A GGUF whose header does not parse.
+    fn config(&self, name: &str) -> Result<Option<LlamaConfig>, String> {
+        match self {
+            // the header is parsed twice (here on a copy, to check the fit before any upload)
+            Self::Gguf(bytes) => GgufFile::from_bytes(bytes.clone(), name)
+                .and_then(|g| g.config())
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            Self::Hf(files) => Ok(files
+                .iter()
+                .find(|(f, _)| f.rsplit('/').next() == Some("config.json"))
+                .and_then(|(_, b)| {
+                    LlamaConfig::from_json(
+                        &String::from_utf8_lossy(b),
+                        &format!("{name}/config.json"),
+                    )
+                    .ok()
+                })),
+        }
+    }
+}
+
+/// Parses `bytes`, checks that the model fits `gpu`, uploads it (reporting the parse and
+/// upload stages), warms its kernels up and measures it.
+async fn load_bytes(
+    bytes: ModelBytes,
     name: &str,
     device: &Device,
     gpu: &GpuInfo,
     from_cache: bool,
     progress: &dyn Fn(Progress),
 ) -> Result<StoredModel, String> {
-    let size = files.iter().map(|(_, b)| b.len() as u64).sum();
-    let stage = |stage| {
-        progress(Progress {
-            stage,
-            file: name.to_string(),
-            done: 0,
-            total: Some(size),
-            from_cache,
-        })
+    let size = match &bytes {
+        ModelBytes::Gguf(b) => b.len() as u64,
+        ModelBytes::Hf(files) => files.iter().map(|(_, b)| b.len() as u64).sum(),
     };
-    stage(Stage::Parse);
+    progress(Progress {
+        stage: Stage::Parse,
+        file: name.to_string(),
+        done: 0,
+        total: Some(size),
+        from_cache,
+    });
     sleep_ms(20).await;
-    let config = files
-        .iter()
-        .find(|(f, _)| f.rsplit('/').next() == Some("config.json"))
-        .map(|(_, b)| String::from_utf8_lossy(b).into_owned());
-    if let Some(config) = config {
-        // a broken config.json is reported by the loader, with its context
-        if let Ok(config) = LlamaConfig::from_json(&config, &format!("{name}/config.json")) {
-            check_fit(&config, gpu, name)?;
-        }
+    let config = bytes.config(name)?;
+    let mut upload = upload_progress(name, from_cache, progress);
+    if let Some(config) = &config {
+        check_fit(config, gpu, name)?;
+        // the upload stage starts at 0 % of the weights, as its per-tensor reports count them
+        upload(LoadProgress {
+            params_done: 0,
+            params_total: config.num_parameters(),
+        });
+        sleep_ms(20).await;
     }
-    stage(Stage::Upload);
-    sleep_ms(20).await;
-    let loaded = load_hf_files(
-        files,
-        name,
-        device,
-        &mut upload_progress(name, from_cache, progress),
-    )
-    .map_err(|e| e.to_string())?;
+    let (loaded, format) = match bytes {
+        ModelBytes::Gguf(bytes) => (load_gguf_bytes(bytes, name, device, &mut upload), "GGUF"),
+        ModelBytes::Hf(files) => (
+            load_hf_files(files, name, device, &mut upload),
+            "Hugging Face safetensors",
+        ),
+    };
+    let loaded = loaded.map_err(|e| e.to_string())?;
     let speed = warm_up(&loaded, name, from_cache, progress).await?;
-    let summary = describe(&loaded, "Hugging Face safetensors");
+    let summary = describe(&loaded, format);
     Ok(StoredModel {
         model: Rc::new(loaded),
         from_cache,
@@ -537,8 +529,8 @@ pub async fn load_url(
         let fetched = fetch_file(url, false, progress)
             .await?
             .ok_or_else(|| format!("{url}: not found"))?;
-        return load_gguf(
-            fetched.bytes,
+        return load_bytes(
+            ModelBytes::Gguf(fetched.bytes),
             &name,
             device,
             gpu,
@@ -576,7 +568,15 @@ pub async fn load_url(
     let Folder {
         files, all_cached, ..
     } = folder;
-    load_hf(files, &name, device, gpu, all_cached, progress).await
+    load_bytes(
+        ModelBytes::Hf(files),
+        &name,
+        device,
+        gpu,
+        all_cached,
+        progress,
+    )
+    .await
 }
 
 /// Loads a model from files the user picked: one `.gguf`, or `config.json` + `tokenizer.json`
@@ -614,7 +614,7 @@ pub async fn load_files(
     match ggufs[..] {
         [i] => {
             let (name, bytes) = files.swap_remove(i);
-            load_gguf(bytes, &name, device, gpu, false, progress).await
+            load_bytes(ModelBytes::Gguf(bytes), &name, device, gpu, false, progress).await
         }
         [] => {
             let name = files
@@ -622,7 +622,7 @@ pub async fn load_files(
                 .find(|(f, _)| f.ends_with(".safetensors"))
                 .map(|(f, _)| f.clone())
                 .unwrap_or_else(|| "picked files".into());
-            load_hf(files, &name, device, gpu, false, progress).await
+            load_bytes(ModelBytes::Hf(files), &name, device, gpu, false, progress).await
         }
         _ => Err(
             "pick one .gguf file, or a Hugging Face model's files (config.json, \

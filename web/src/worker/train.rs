@@ -1,18 +1,26 @@
 //! LoRA fine-tuning of one role in the worker, on WebGPU: the browser twin of
-//! `umi train local --lora` (`umi-cli`'s `train`). The data, the batches, the step and the
-//! adapter files are umi-train's and umi-model's; only the messages are the browser's (the
-//! Cache API storage of the result is `adapters.rs`'s).
+//! `umi train local --lora` (`umi-cli`'s `train`) and of `umi train dpo` (step-level DPO on
+//! imported preference pairs, psrlm-design.md §3.3 item 8 and §6). The data, the batches, the
+//! step and the adapter files are umi-train's and umi-model's; only the messages are the
+//! browser's (the Cache API storage of the result is `adapters.rs`'s).
 
 use std::path::Path;
 use std::rc::Rc;
 
+use umi_data::preference::parse_pairs;
 use umi_data::readers::parse_alpha_umi;
 use umi_data::{PromptSet, Role, RoleMap, role_samples};
 use umi_model::{AdapterSet, Device, LoadedModel, LoraConfig, peft_files, peft_state_dict_async};
-use umi_train::{FineTuneRun, Objective, TrainConfig, Trainer, TrainerState};
+use umi_train::{
+    DpoConfig, FineTuneRun, Objective, ReferenceTolerance, TrainConfig, Trainer, TrainerState,
+    adapter_lora_config, check_reference, prepare_pairs,
+};
 
-use crate::protocol::{TrainProgress, TrainSettings};
+use crate::protocol::{TrainObjective, TrainProgress, TrainSettings};
 use crate::worker::scope::now_ms;
+
+/// Pairs with a longer step are left out (`umi train dpo --max-step-tokens`'s default).
+const MAX_STEP_TOKENS: usize = 256;
 
 /// A fine-tuning run in the worker: kept between messages, so that a paused run resumes with
 /// the same weights, optimizer state and batch order.
@@ -111,7 +119,124 @@ impl TrainJob {
         })
     }
 
-    /// Training examples.
+    /// What the run optimises.
+    pub fn objective(&self) -> TrainObjective {
+        match self.run.objective().dpo() {
+            Some(d) => TrainObjective::Dpo { beta: d.beta },
+            None => TrainObjective::Sft,
+        }
+    }
+
+    /// Prepares step-level DPO of `settings.role` with `beta` on the preference pairs `text`
+    /// holds (`origin` names the file), as `umi train dpo` runs it (`TrainConfig::dpo` with the
+    /// panel's learning rate, steps and max length; the same tokenizing and cutting,
+    /// `prepare_pairs`): the policy continues `installed` (the role's adapter and where it came
+    /// from, in words), or fresh adapters with the panel's rank, alpha and dropout when the role
+    /// has none. Returns the job and a description of the data.
+    ///
+    /// Reference log-probabilities are never computed here (psrlm-design.md §6): every pair
+    /// must carry them for the adapter training starts from, and those of the first step's
+    /// pairs must match it (`check_reference`) within `ReferenceTolerance::CROSS_BACKEND`: the
+    /// file was scored natively, on another backend.
+    ///
+    /// # Errors
+    ///
+    /// A message for bad settings, a file that has no pair, pairs without reference
+    /// log-probabilities (naming `umi reward export --recompute-ref`), or recorded ones that
+    /// belong to another adapter.
+    pub async fn dpo(
+        settings: &TrainSettings,
+        beta: f64,
+        (text, origin): (&str, &str),
+        model: &LoadedModel,
+        installed: Option<(&AdapterSet, &str)>,
+        device: &Device,
+    ) -> Result<(Self, String), String> {
+        let dpo = DpoConfig {
+            beta,
+            ..DpoConfig::default()
+        };
+        dpo.validate().map_err(|e| e.to_string())?;
+        let (rows, report) = parse_pairs(text, Path::new(origin)).map_err(|e| e.to_string())?;
+        let max_len = settings.max_len.min(model.model.max_positions());
+        let role = settings.role;
+        let prepared = prepare_pairs(
+            &rows,
+            &model.tokenizer,
+            role.as_str(),
+            max_len,
+            MAX_STEP_TOKENS,
+        )
+        .map_err(|e| e.to_string())?;
+        let dropped = prepared.dropped.len();
+        let pairs = prepared
+            .with_recorded_reference(max_len)
+            .map_err(|e| format!("{origin}: {e}"))?;
+        let mut policy = model.model.clone();
+        let (lora, start) = match installed.filter(|(set, _)| !set.is_empty()) {
+            Some((set, from)) => {
+                policy.set_adapters(set);
+                let lora = adapter_lora_config(set).ok_or("the installed adapter is empty")?;
+                (lora, format!("the {from} {} adapter", role.as_str()))
+            }
+            None => (
+                LoraConfig {
+                    r: settings.rank,
+                    lora_alpha: settings.alpha,
+                    lora_dropout: settings.dropout,
+                    ..LoraConfig::default()
+                },
+                format!("fresh {} adapters", role.as_str()),
+            ),
+        };
+        let fresh = installed.is_none_or(|(set, _)| set.is_empty());
+        let config = TrainConfig {
+            learning_rate: settings.learning_rate,
+            max_len,
+            lora: Some(lora.clone()),
+            ..TrainConfig::dpo()
+        };
+        config.validate().map_err(|e| e.to_string())?;
+        let objective = Objective::Dpo { pairs, config: dpo };
+        let total_steps = objective
+            .total_steps(&config, settings.steps)
+            .map_err(|e| format!("{e} (or leave steps empty for one epoch)"))?;
+        let mut state = TrainerState::new(config.clone(), total_steps);
+        state.dpo = Some(dpo);
+        // policy = reference at step 0 (fresh adapters change nothing: B = 0)
+        check_reference(
+            &policy,
+            objective.pairs().unwrap_or_default(),
+            &state,
+            device,
+            ReferenceTolerance::CROSS_BACKEND,
+            &start,
+            "make the file with `umi reward export --recompute-ref` and the adapter this role runs with",
+        )
+        .await
+        .map_err(|e| format!("{origin}: {e}"))?;
+        let trainer = Trainer::with_adapters(policy, config, total_steps, device, fresh)
+            .map_err(|e| e.to_string())?;
+        let skipped = report.skipped.len();
+        let summary = format!(
+            "{origin}: {} {} pairs ({dropped} left out with a step over {MAX_STEP_TOKENS} tokens, {skipped} lines skipped); training {start} (LoRA r = {}), β {beta}",
+            objective.len(),
+            role.as_str(),
+            lora.r
+        );
+        Ok((
+            Self {
+                role,
+                run: FineTuneRun::new(trainer, state, objective),
+                lora,
+                tokens: 0,
+                millis: 0.0,
+            },
+            summary,
+        ))
+    }
+
+    /// Training examples (DPO: pairs).
     pub fn samples(&self) -> usize {
         self.run.objective().len()
     }
@@ -149,6 +274,8 @@ impl TrainJob {
             grad_norm: stats.grad_norm,
             learning_rate: stats.learning_rate,
             tokens_per_second: self.tokens as f64 / (self.millis / 1e3).max(1e-9),
+            rewards_margin: stats.dpo.map(|d| d.rewards_margin),
+            rewards_accuracy: stats.dpo.map(|d| d.rewards_accuracy),
         })
     }
 

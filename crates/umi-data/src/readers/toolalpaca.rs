@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use crate::ToolDoc;
 use serde_json::{Map, Value};
 
 use super::{ReadError, ReadReport, json_array_records, read_text};
@@ -125,7 +126,7 @@ pub fn read_toolalpaca(path: &Path) -> Result<(Vec<Conversation>, ReadReport), R
 }
 
 /// The tool docs of one API from its `Function_Description`.
-fn tools_of(descriptions: &Map<String, Value>, auth: &[&String]) -> Vec<Map<String, Value>> {
+fn tools_of(descriptions: &Map<String, Value>, auth: &[&String]) -> Vec<ToolDoc> {
     let mut tools = Vec::new();
     for (name, text) in descriptions
         .iter()
@@ -153,7 +154,7 @@ fn tools_of(descriptions: &Map<String, Value>, auth: &[&String]) -> Vec<Map<Stri
 }
 
 fn first_step_conversation(
-    tools: Vec<Map<String, Value>>,
+    tools: Vec<ToolDoc>,
     instruction: &str,
     action: &str,
     input: &str,

@@ -134,6 +134,18 @@ impl<G: Generator> Generator for Lent<'_, G> {
         self.0.generate(role, prompt, stop).await
     }
 
+    async fn generate_streaming(
+        &mut self,
+        role: Role,
+        prompt: &str,
+        stop: &[String],
+        on_event: &mut dyn FnMut(&umi_agent::AgentEvent),
+    ) -> core::result::Result<String, GeneratorError> {
+        self.0
+            .generate_streaming(role, prompt, stop, on_event)
+            .await
+    }
+
     fn prompt_length(
         &mut self,
         role: Role,

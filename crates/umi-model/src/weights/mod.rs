@@ -20,6 +20,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::config::LlamaConfig;
 use crate::linear::LoraLinear;
 use crate::llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};
+use crate::params::{EMBED_TOKENS, FINAL_NORM, LM_HEAD, LayerPart, layer_module, weight_name};
 use crate::rope::RotaryEmbedding;
 use crate::{Error, Result};
 
@@ -79,6 +80,7 @@ pub trait WeightSource {
 }
 
 /// Builds a [`Llama`] on `device` from `source`, checking every tensor against `config`.
+/// Tensors are asked for by the names [`Llama::named_params`] gives them (Hugging Face's).
 ///
 /// # Errors
 ///
@@ -142,33 +144,31 @@ pub fn build_llama_with_progress(
         },
         on_progress,
     };
-    let embed_tokens = loader.tensor("model.embed_tokens.weight", &[config.vocab_size, hidden])?;
+    let embed_tokens = loader.tensor(&weight_name(EMBED_TOKENS), &[config.vocab_size, hidden])?;
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for i in 0..config.num_hidden_layers {
-        let p = format!("model.layers.{i}");
-        let norm = |loader: &mut Loader, name: &str| -> Result<RmsNorm> {
+        let name = |part: LayerPart| weight_name(&layer_module(i, part));
+        let norm = |loader: &mut Loader, part: LayerPart| -> Result<RmsNorm> {
             Ok(RmsNorm {
-                weight: Param::from_tensor(
-                    loader.tensor(&format!("{p}.{name}.weight"), &[hidden])?,
-                ),
+                weight: Param::from_tensor(loader.tensor(&name(part), &[hidden])?),
                 eps: config.rms_norm_eps,
             })
         };
-        let input_layernorm = norm(&mut loader, "input_layernorm")?;
-        let post_attention_layernorm = norm(&mut loader, "post_attention_layernorm")?;
+        let input_layernorm = norm(&mut loader, LayerPart::InputLayernorm)?;
+        let post_attention_layernorm = norm(&mut loader, LayerPart::PostAttentionLayernorm)?;
         let self_attn = Attention {
-            q_proj: loader.linear(&format!("{p}.self_attn.q_proj.weight"), q_out, hidden)?,
-            k_proj: loader.linear(&format!("{p}.self_attn.k_proj.weight"), kv_out, hidden)?,
-            v_proj: loader.linear(&format!("{p}.self_attn.v_proj.weight"), kv_out, hidden)?,
-            o_proj: loader.linear(&format!("{p}.self_attn.o_proj.weight"), hidden, q_out)?,
+            q_proj: loader.linear(&name(LayerPart::QProj), q_out, hidden)?,
+            k_proj: loader.linear(&name(LayerPart::KProj), kv_out, hidden)?,
+            v_proj: loader.linear(&name(LayerPart::VProj), kv_out, hidden)?,
+            o_proj: loader.linear(&name(LayerPart::OProj), hidden, q_out)?,
             num_heads: config.num_attention_heads,
             num_kv_heads: config.num_kv_heads(),
             head_dim,
         };
         let mlp = Mlp {
-            gate_proj: loader.linear(&format!("{p}.mlp.gate_proj.weight"), inter, hidden)?,
-            up_proj: loader.linear(&format!("{p}.mlp.up_proj.weight"), inter, hidden)?,
-            down_proj: loader.linear(&format!("{p}.mlp.down_proj.weight"), hidden, inter)?,
+            gate_proj: loader.linear(&name(LayerPart::GateProj), inter, hidden)?,
+            up_proj: loader.linear(&name(LayerPart::UpProj), inter, hidden)?,
+            down_proj: loader.linear(&name(LayerPart::DownProj), hidden, inter)?,
         };
         layers.push(DecoderLayer {
             input_layernorm,
@@ -178,13 +178,13 @@ pub fn build_llama_with_progress(
         });
     }
     let norm = RmsNorm {
-        weight: Param::from_tensor(loader.tensor("model.norm.weight", &[hidden])?),
+        weight: Param::from_tensor(loader.tensor(&weight_name(FINAL_NORM), &[hidden])?),
         eps: config.rms_norm_eps,
     };
     let lm_head = if config.tie_word_embeddings {
         None
     } else {
-        Some(loader.linear("lm_head.weight", config.vocab_size, hidden)?)
+        Some(loader.linear(&weight_name(LM_HEAD), config.vocab_size, hidden)?)
     };
     Ok(Llama {
         embed_tokens: Param::from_tensor(embed_tokens),

@@ -197,11 +197,10 @@ impl ServerHandle {
     }
 }
 
-/// Deletes the state kept at `state_path`: the snapshot, its temporary file and the journal
-/// beside it (missing files are fine).
+/// Deletes the state kept at `state_path`: the snapshot and the journal beside it (missing files
+/// are fine).
 pub fn remove_state(state_path: &Path) {
     let _ = std::fs::remove_file(state_path);
-    let _ = std::fs::remove_file(state_path.with_extension("json.tmp"));
     let _ = std::fs::remove_file(Tools::journal_path(state_path));
 }
 

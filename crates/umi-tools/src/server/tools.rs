@@ -131,13 +131,8 @@ impl Tools {
         if let Some(dir) = self.state_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         }
-        let tmp = self.state_path.with_extension("json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?,
-        )
-        .map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, &self.state_path).map_err(|e| e.to_string())
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
+        umi_util::write_atomically(&self.state_path, bytes).map_err(|e| e.to_string())
     }
 
     /// A new snapshot, then an empty journal (a crash in between replays the journal onto the

@@ -26,7 +26,8 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use umi_data::ToolDoc;
 pub use umi_data::task::{LiveTask, TaskKind};
 use umi_data::{
     Action, Conversation, FinalAnswer, Next, Observation, Rationale, Step, Trajectory,
@@ -263,7 +264,7 @@ fn prompt_tools(
     specs: &[ToolSpec],
     used: &[String],
     all: bool,
-) -> Vec<Map<String, Value>> {
+) -> Vec<ToolDoc> {
     if all {
         return specs.iter().map(ToolSpec::doc).collect();
     }

@@ -13,7 +13,9 @@ use umi_model::Llama;
 use crate::trainer::{StepStats, Trainer};
 use crate::{Result, TrainError};
 
+mod ready;
 pub(crate) mod settings;
+pub use ready::{ReferenceTolerance, adapter_lora_config, check_reference};
 pub use settings::{DpoConfig, DpoLoss, DpoStats};
 
 /// One preference pair as token ids, with the reference model's log-probabilities of both

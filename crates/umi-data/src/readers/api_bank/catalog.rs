@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use crate::ToolDoc;
 use serde_json::{Map, Value, json};
 
 use super::TOOL_SEARCHER;
@@ -21,7 +22,7 @@ pub(super) fn toolsearcher_spec() -> Value {
 /// The tools of one conversation, deduplicated by name, in order of addition.
 #[derive(Default)]
 pub(super) struct Tools {
-    pub(super) docs: Vec<Map<String, Value>>,
+    pub(super) docs: Vec<ToolDoc>,
     pub(super) names: HashSet<String>,
 }
 

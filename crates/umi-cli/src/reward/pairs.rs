@@ -1,0 +1,215 @@
+//! `umi reward pairs`: step preference pairs by self-judging at gold decision points
+//! ([`umi_reward::MiningRun`], psrlm-design.md §2.3–2.6 and §3.5), resumable from its output
+//! folder.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use umi_data::readers::{DataFormat, Split, read};
+use umi_reward::{MineConfig, MiningRun, split_points};
+
+use crate::fs::write_atomically;
+
+#[derive(clap::Args)]
+pub struct PairsArgs {
+    /// Reference trajectories (α-UMi conversation JSON, or another --format).
+    #[arg(long, default_value = crate::eval::DEFAULT_EVAL_DATA)]
+    data: PathBuf,
+    /// Data format: alpha-umi, toolbench, api-bank.
+    #[arg(long, default_value = "alpha-umi")]
+    format: DataFormat,
+    /// Records used: train (all but every --dev-every-th) or all; dev needs --allow-dev.
+    #[arg(long, default_value = "train")]
+    split: Split,
+    /// Split period (record i is dev when i % dev_every == 0).
+    #[arg(long, default_value_t = 6)]
+    dev_every: usize,
+    /// Mine the dev split too (its pairs must not train a model evaluated on it).
+    #[arg(long)]
+    allow_dev: bool,
+    /// Only the first N trajectories of the split.
+    #[arg(long)]
+    limit_trajectories: Option<usize>,
+    #[command(flatten)]
+    models: crate::models::RoleModelArgs,
+    /// Candidates sampled per decision point.
+    #[arg(long, default_value_t = 6)]
+    width: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.5)]
+    temperature: f64,
+    /// Nucleus mass.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f64,
+    /// Most new tokens of a step.
+    #[arg(long, default_value_t = 192)]
+    max_new_tokens: usize,
+    /// Fewest wins between best and worst for a pair.
+    #[arg(long, default_value_t = 1)]
+    min_margin: u32,
+    /// Prompts longer than this many tokens keep their end (the reference's 3750).
+    #[arg(long, default_value_t = 3750)]
+    max_input_tokens: usize,
+    /// Seed of the candidates.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Compute backend: cpu or wgpu.
+    #[arg(long, default_value = "cpu")]
+    backend: umi_model::Backend,
+    /// Output folder: settings.json, search.jsonl, pairs.jsonl, report.json.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// The text of `path`, empty when it does not exist.
+fn read_or_empty(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Appends `line` and a newline to `path`.
+fn append(path: &Path, line: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(f, "{line}").with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn run(args: PairsArgs) -> Result<()> {
+    if matches!(args.split, Split::Dev) && !args.allow_dev {
+        bail!("--split dev mines the evaluation split; pass --allow-dev if that is meant");
+    }
+    let config = MineConfig {
+        width: args.width,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        max_new_tokens: args.max_new_tokens,
+        min_margin: args.min_margin,
+        seed: args.seed,
+    };
+    if config.width < 2 {
+        bail!("--width must be at least 2 (pairs need two candidates)");
+    }
+    let (conversations, report) = read(args.format, &args.data)?;
+    for s in &report.skipped {
+        eprintln!("warning: skipped {s}");
+    }
+    let points = split_points(
+        &conversations,
+        args.split,
+        args.dev_every,
+        args.limit_trajectories,
+    );
+    if points.is_empty() {
+        bail!("{} gives no planner decision point", args.data.display());
+    }
+    let models = args.models.clone().or_shipped_agent(true);
+    let settings = serde_json::json!({
+        "data": args.data,
+        "split": format!("{:?}", args.split).to_lowercase(),
+        "dev_every": args.dev_every,
+        "limit_trajectories": args.limit_trajectories,
+        "models": models.describe()[0],
+        "raw_prompts": models.raw_prompts,
+        "config": config,
+        "max_input_tokens": args.max_input_tokens,
+        "judge_format": "verdict",
+        "prefix": "gold",
+    });
+    std::fs::create_dir_all(&args.out)?;
+    let settings_path = args.out.join("settings.json");
+    match std::fs::read_to_string(&settings_path) {
+        Ok(old)
+            if serde_json::from_str::<serde_json::Value>(&old).ok() != Some(settings.clone()) =>
+        {
+            bail!(
+                "{} holds a mining run with other settings; use another --out",
+                args.out.display()
+            )
+        }
+        _ => write_atomically(&settings_path, &serde_json::to_string_pretty(&settings)?)?,
+    }
+    // Resume: the files are rewritten with what the run keeps of them.
+    let search_path = args.out.join("search.jsonl");
+    let pairs_path = args.out.join("pairs.jsonl");
+    let mut run = MiningRun::resume(&read_or_empty(&search_path)?, &read_or_empty(&pairs_path)?);
+    write_atomically(&search_path, &run.search_jsonl()?)?;
+    write_atomically(&pairs_path, &run.pairs_jsonl()?)?;
+    if run.points_done() > 0 {
+        eprintln!(
+            "resuming: {} of {} points done ({} pairs){}",
+            run.points_done(),
+            points.len(),
+            run.pairs().len(),
+            if run.torn_lines() > 0 {
+                "; a torn last line was dropped"
+            } else {
+                ""
+            }
+        );
+    }
+
+    // The model loads only when a point is left to mine (a finished run just reports).
+    if !run.remaining(&points).is_empty() {
+        let device = args.backend.device()?;
+        let mut generator = models.generator(
+            &mut crate::models::ModelCache::default(),
+            &device,
+            umi_model::GenerationConfig::default(),
+        )?;
+        generator.max_input_tokens = Some(args.max_input_tokens);
+        let bar = indicatif::ProgressBar::new(points.len() as u64)
+            .with_position(run.points_done() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} mining [{bar:30}] {pos}/{len} points  {elapsed}, ETA {eta}  {msg}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+        pollster::block_on(
+            run.mine(&mut generator, &points, &config, |p| -> Result<()> {
+                // the pair first: a record on disk means its pair is too
+                if let Some(pair) = p.pair {
+                    append(&pairs_path, &serde_json::to_string(pair)?)?;
+                }
+                append(&search_path, &serde_json::to_string(p.record)?)?;
+                bar.inc(1);
+                let msg = format!("{} pairs", p.pairs);
+                if plain {
+                    eprintln!("{}/{} points  {msg}", p.records, p.total);
+                }
+                bar.set_message(msg);
+                Ok(())
+            }),
+        )?;
+        bar.finish_and_clear();
+    }
+
+    let report = run.report();
+    write_atomically(
+        &args.out.join("report.json"),
+        &serde_json::to_string_pretty(&report)?,
+    )?;
+    eprintln!(
+        "{} points, {} pairs; outcomes {}; wrote search.jsonl, pairs.jsonl and report.json to {} (train on them: umi train dpo --pairs {})",
+        report.points,
+        report.pairs,
+        report
+            .outcomes
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.out.display(),
+        pairs_path.display()
+    );
+    Ok(())
+}
