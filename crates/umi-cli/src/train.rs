@@ -62,6 +62,11 @@ pub struct TrainArgs {
     /// A PEFT adapter (e.g. the global stage's `final/adapter`) merged into the base first.
     #[arg(long)]
     init_adapter: Option<PathBuf>,
+    /// A role's PEFT adapter to continue training (e.g. a shipped one under assets/agent/):
+    /// LoRA with the adapter's rank, alpha, dropout and target modules (the --lora-* flags are
+    /// ignored), its weights as the starting point, a fresh optimizer and schedule.
+    #[arg(long, conflicts_with = "export_for")]
+    adapter: Option<PathBuf>,
     /// Output folder: checkpoint-N/, final/, loss.csv, loss.svg.
     #[arg(long)]
     out: PathBuf,
@@ -180,7 +185,7 @@ fn config_of(role: Role, a: &TrainArgs) -> TrainConfig {
 }
 
 fn train(role: Role, args: TrainArgs) -> Result<()> {
-    let config = config_of(role, &args);
+    let mut config = config_of(role, &args);
     config.validate()?;
     let (conversations, report) = read(args.format, &args.data)?;
     for s in &report.skipped {
@@ -224,6 +229,21 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
             .with_context(|| format!("loading the adapter {}", adapter.display()))?;
         merge_lora(&mut loaded.model);
     }
+    // Continued fine-tuning: the adapter's LoRA settings replace the flags' (a checkpoint's
+    // settings check on --resume then compares against the adapter's).
+    if let Some(adapter) = &args.adapter {
+        let lora = load_peft(&mut loaded.model, adapter, &device)
+            .with_context(|| format!("loading the adapter {}", adapter.display()))?;
+        eprintln!(
+            "continuing {} (LoRA r {}, alpha {}, {} target modules)",
+            adapter.display(),
+            lora.r,
+            lora.lora_alpha,
+            lora.target_modules.len()
+        );
+        config.lora = Some(lora);
+        config.validate()?;
+    }
     let objective = Objective::sft(
         &samples,
         &loaded.tokenizer,
@@ -257,7 +277,7 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
         config.clone(),
         total_steps,
         &device,
-        resume.is_none() || config.lora.is_none(),
+        config.lora.is_none() || (resume.is_none() && args.adapter.is_none()),
     )?;
     if let Some(ck) = &resume {
         trainer.resume_from(ck)?;

@@ -93,9 +93,13 @@ impl Attention {
         // n_rep query heads of one group are stacked along the sequence axis.
         let n_rep = num_heads / num_kv_heads;
         let rows = n_rep * seq_len;
-        let q = q.reshape([batch_size, num_kv_heads, rows, head_dim]);
+        // The 1/√head_dim scale goes on the queries, `own_len / head_dim` times fewer values than
+        // on the scores (exact for head_dim 64, a power of two, as SmolLM2's and TinyLlama's).
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let mut scores = q.clone().matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [batch_size, num_kv_heads, n_rep·seq_len, own_len]
+        let q = q
+            .reshape([batch_size, num_kv_heads, rows, head_dim])
+            .mul_scalar(scale);
+        let mut scores = q.clone().matmul(k.swap_dims(2, 3)); // [batch_size, num_kv_heads, n_rep·seq_len, own_len]
         if seq_len > 1 {
             let mask = causal_mask(n_rep, seq_len, own_start, &scores.device());
             scores = scores + mask.unsqueeze::<4>();
@@ -110,8 +114,7 @@ impl Attention {
                     q.swap_dims(0, 1)
                         .reshape([1, num_kv_heads, batch_size * rows, head_dim]);
                 let shared_scores = q_all
-                    .matmul(k_shared.swap_dims(2, 3))
-                    .mul_scalar(scale) // [1, num_kv_heads, batch_size·rows, shared_len]
+                    .matmul(k_shared.swap_dims(2, 3)) // [1, num_kv_heads, batch_size·rows, shared_len]
                     .reshape([num_kv_heads, batch_size, rows, shared_len])
                     .swap_dims(0, 1);
                 let probs = softmax(Tensor::cat(vec![shared_scores, scores], 3), 3);
