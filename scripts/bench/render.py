@@ -47,7 +47,22 @@ def machine():
     return {"nproc": os.cpu_count(), "cpu": cpu, "simd": simd, "memory": mem,
             "kernel": platform.release(), "loadavg_at_start": (float(os.environ["BENCH_LOADAVG_START"])
                                                          if os.environ.get("BENCH_LOADAVG_START") else None),
-            "loadavg_at_end": os.getloadavg()[0]}
+            "loadavg_at_end": os.getloadavg()[0], "steal_percent": steal_percent()}
+
+
+def steal_percent():
+    """Share of CPU time stolen by the hypervisor since run.sh started (/proc/stat's steal
+    column over user..steal), or None without the start counters or /proc/stat."""
+    start = os.environ.get("BENCH_PROC_STAT_START", "").split()
+    try:
+        end = open("/proc/stat").readline().split()
+    except OSError:
+        return None
+    if len(start) < 9 or len(end) < 9 or start[0] != "cpu" or end[0] != "cpu":
+        return None
+    delta = [int(b) - int(a) for a, b in zip(start[1:9], end[1:9])]
+    total = sum(delta)
+    return round(100.0 * delta[7] / total, 1) if total > 0 else None
 
 
 def versions(umi, venv):
@@ -100,7 +115,14 @@ def machine_lines(w, meta):
     m, v = meta["machine"], meta["versions"]
     w(f"**Machine:** {m['nproc']} CPUs, {m['cpu']} ({', '.join(m.get('simd', [])) or 'no AVX flags seen'}), "
       f"{m['memory']} RAM, Linux {m['kernel']}; load average {fmt(m.get('loadavg_at_start'), 2)} at the "
-      f"start, {m.get('loadavg_at_end', 0):.2f} at the end.\n")
+      f"start, {m.get('loadavg_at_end', 0):.2f} at the end"
+      + (f"; the hypervisor took {m['steal_percent']:.1f} % of the CPU time during the run (steal)"
+         if m.get("steal_percent") is not None else "") + ".\n")
+    if (m.get("steal_percent") or 0) > 5:
+        w(f"**Warning:** the virtual machine lost {m['steal_percent']:.1f} % of its CPU time to other "
+          f"guests of its host during this run (steal time), unevenly over time: runs measured at "
+          f"different moments got different shares of the cores, so the ratios below are noisy too. "
+          f"Re-run when the host is quieter before quoting them.\n")
     if (m.get("loadavg_at_start") or 0) > 0.5:
         w(f"**Warning:** the machine was not idle when this run started (load average "
           f"{m['loadavg_at_start']:.2f} on {m['nproc']} CPUs): other processes competed for the cores, so every "

@@ -14,6 +14,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 cd "$ROOT"
 export BENCH_LOADAVG_START=$(cut -d" " -f1 /proc/loadavg)
+# CPU time counters (/proc/stat "cpu" line) at the start: render.py reports the share the
+# hypervisor stole from this VM during the run, which the load average does not show.
+export BENCH_PROC_STAT_START=$(head -1 /proc/stat)
 VENV=${VENV:-/work/venv-bench}
 PY="$VENV/bin/python"
 UMI=${UMI:-${CARGO_TARGET_DIR:-/work/target}/release/umi}
