@@ -188,7 +188,43 @@ def render_train(w, path):
            "precision | batch × seq | train tok/s | peak RSS MiB | umi/peer tok/s | umi/peer RSS", train_row)
 
 
-def render(path, train_path=None):
+def render_mine(w, path):
+    d = json.load(open(path))
+    meta, results = d["meta"], d["results"]
+    if not results:
+        return
+    first = results[0]
+    w("## Cost per decision: self-rewarding mining (umi alone)\n")
+    w(f"Measured {meta['date']} by `TASKS=mine scripts/bench/run.sh`: `umi reward pairs` (psrlm-design.md §2.3–2.6: "
+      f"at each gold planner decision point, w = {first['width']} candidates sampled at temperature 0.5, top-p 0.95, "
+      f"at most {first['max_new_tokens']} new tokens each, then every ordered pair of distinct candidates judged in "
+      f"the verdict format, read from the logits) on the first decision points of `{os.path.relpath(first['data'], ROOT) if os.path.isabs(first['data']) else first['data']}`, "
+      f"model: {first['models']}; 2 threads. *batched* is umi's path (the candidates decoded as one batch, every "
+      "prompt through the role's prefix cache, so the tool documentation and history are prefilled once); *plain* "
+      "(`--plain`) decodes each candidate alone and prefills every prompt whole, the path before batched and "
+      "prefix-shared generation. Token counts are means per decision point as the model ran them (a prompt shared "
+      "by a batch counts once); psrlm-design.md §6.1 predicted 690 generated and about 10,900 prefilled tokens with "
+      "prefix sharing, about 50,000 without, on the ToolBench train split.\n")
+    machine_lines(w, meta)
+    w("| mode | points | prefilled tokens | from the prefix cache | generated tokens | judge calls | s per decision | decisions per hour | time ÷ plain |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    plain = next((r for r in results if r["mode"] == "plain"), None)
+    for r in results:
+        sp = r["seconds_per_point"]
+        w(f"| {r['mode']} | {r['points']} | {fmt(r['prefilled_tokens'], 0)} | {fmt(r['cached_tokens'], 0)} | "
+          f"{fmt(r['generated_tokens'], 0)} | {fmt(r['judge_calls'])} | {fmt(sp)} | {fmt(3600 / sp if sp else None, 0)} | "
+          f"{ratio(sp, plain['seconds_per_point']) if plain else '—'} |")
+    batched = next((r for r in results if r["mode"] == "batched"), None)
+    if plain and batched:
+        a, b = dict(map(tuple, plain["candidate_digests"])), dict(map(tuple, batched["candidate_digests"]))
+        same = sum(1 for k in a if b.get(k) == a[k])
+        w(f"\nThe two modes sampled identical candidates at {same} of {len(a)} decision points (sampled draws may "
+          "differ where float rounding of the shared-prefix attention moves a draw; greedy candidates are tested "
+          "equal).")
+    w("")
+
+
+def render(path, train_path=None, mine_path=None):
     d = json.load(open(path))
     meta, results = d["meta"], d["results"]
     out = []
@@ -228,14 +264,18 @@ def render(path, train_path=None):
 
     if train_path and os.path.exists(train_path):
         render_train(w, train_path)
+    if mine_path and os.path.exists(mine_path):
+        render_mine(w, mine_path)
     w("## Targets (from performance-anchors.md)\n")
     w("Decode ≥ 1.0× llama.cpp at equal precision and ≥ 2× transformers; prefill ≥ 1.0× llama.cpp at f32; peak RSS "
       "within 1.2× of the weights plus the KV cache.\n")
     w("## How to reproduce\n")
     w("`cargo build --release -p umi-cli && scripts/bench/setup_peers.sh && scripts/bench/run.sh` "
       "(peers in a venv at /work/venv-bench; models under models/bench/, made by the scripts; "
-      "`TASKS=train` measures only LoRA training, `TASKS=generate` only generation; "
-      "`scripts/bench/render.py scripts/bench/results.json --train scripts/bench/train_results.json > BENCHMARKS.md` "
+      "`TASKS=train` measures only LoRA training, `TASKS=generate` only generation, `TASKS=mine` the cost per "
+      "decision of self-rewarding mining; "
+      "`scripts/bench/render.py scripts/bench/results.json --train scripts/bench/train_results.json "
+      "--mine scripts/bench/mine_results.json > BENCHMARKS.md` "
       "re-renders).")
     print("\n".join(out))
 
@@ -247,11 +287,12 @@ def main():
     p.add_argument("--umi")
     p.add_argument("--venv")
     p.add_argument("--train", help="train_results.json (LoRA training runs) to render too")
+    p.add_argument("--mine", help="mine_results.json (cost per mining decision) to render too")
     a = p.parse_args()
     if a.collect:
         collect(a.collect, a.umi, a.venv)
     elif a.results:
-        render(a.results, a.train)
+        render(a.results, a.train, a.mine)
     else:
         p.error("give results.json or --collect LINES")
 

@@ -6,9 +6,11 @@
 #      ONLY="umi transformers llamacpp" (subset of systems), SKIP_TINY=1 (skip the TinyLlama-shaped model),
 #      LLAMACPP_EXTRA=1 (also f16 GGUF and flash attention runs),
 #      TASKS="generate train" (generate: prefill/decode vs transformers and llama.cpp; train: LoRA
-#      training steps on SmolLM2-135M vs PyTorch + PEFT, peer_peft_train.py; peft in the venv).
-# Writes scripts/bench/results.json (generate), scripts/bench/train_results.json (train) and
-# BENCHMARKS.md (from both). Run it on an otherwise idle machine.
+#      training steps on SmolLM2-135M vs PyTorch + PEFT, peer_peft_train.py; peft in the venv;
+#      mine: cost per decision of self-rewarding mining, batched vs --plain, mine_cost.py, not in
+#      the default: about 20 min), MINE_TRAJECTORIES (1: trajectories of the mining data).
+# Writes scripts/bench/results.json (generate), scripts/bench/train_results.json (train),
+# scripts/bench/mine_results.json (mine) and BENCHMARKS.md (from all three). Run it on an otherwise idle machine.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -32,9 +34,12 @@ UMI_TINY_MODEL=${UMI_TINY_MODEL:-$TINY}
 TASKS=${TASKS:-"generate train"}
 OUT="$HERE/results.json"
 TRAIN_OUT="$HERE/train_results.json"
+MINE_OUT="$HERE/mine_results.json"
 LINES=$(mktemp)
 TRAIN_LINES=$(mktemp)
-trap 'rm -f "$LINES" "$TRAIN_LINES"' EXIT
+MINE_LINES=$(mktemp)
+MINE_DIR=$(mktemp -d)
+trap 'rm -rf "$LINES" "$TRAIN_LINES" "$MINE_LINES" "$MINE_DIR"' EXIT
 
 [ -x "$PY" ] || { echo "no venv at $VENV: run scripts/bench/setup_peers.sh first" >&2; exit 1; }
 want() { case " $ONLY " in *" $1 "*) return 0;; esac; return 1; }
@@ -128,8 +133,18 @@ if task train; then
   SINK=$LINES
 fi
 
+if task mine && [ $UMI_OK = 1 ]; then
+  SINK=$MINE_LINES
+  # the shipped planner (umi's default agent) on the α-UMi ToolBench train split, as psrlm-design.md §6
+  for mode in batched plain; do
+    bench "mine" "$PY" "$HERE/mine_cost.py" "$UMI" "$MINE_DIR/$mode" $mode \
+      --limit-trajectories "${MINE_TRAJECTORIES:-1}"
+  done
+  SINK=$LINES
+fi
+
 # --- collect and render --------------------------------------------------------------------------
-# each task rewrites only its own results file; BENCHMARKS.md shows both
+# each task rewrites only its own results file; BENCHMARKS.md shows them all
 if task generate; then
   "$PY" "$HERE/render.py" --collect "$LINES" --umi "$UMI" --venv "$VENV" > "$OUT" || exit 1
   echo "wrote $OUT" >&2
@@ -138,4 +153,8 @@ if task train; then
   "$PY" "$HERE/render.py" --collect "$TRAIN_LINES" --umi "$UMI" --venv "$VENV" > "$TRAIN_OUT" || exit 1
   echo "wrote $TRAIN_OUT" >&2
 fi
-"$PY" "$HERE/render.py" "$OUT" --train "$TRAIN_OUT" > "$ROOT/BENCHMARKS.md" && echo "wrote $ROOT/BENCHMARKS.md" >&2
+if task mine; then
+  "$PY" "$HERE/render.py" --collect "$MINE_LINES" --umi "$UMI" --venv "$VENV" > "$MINE_OUT" || exit 1
+  echo "wrote $MINE_OUT" >&2
+fi
+"$PY" "$HERE/render.py" "$OUT" --train "$TRAIN_OUT" --mine "$MINE_OUT" > "$ROOT/BENCHMARKS.md" && echo "wrote $ROOT/BENCHMARKS.md" >&2

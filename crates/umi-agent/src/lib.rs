@@ -31,7 +31,7 @@ mod query;
 pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, RunRecord, StopReason};
 pub use decide::{AgentMode, Decided, Decision, decide, decide_multi, decide_single};
 pub use generator::{Generator, GeneratorError, PromptLength, ScriptedGenerator};
-pub use model::LlamaGenerator;
+pub use model::{LlamaGenerator, Usage};
 pub use progress::{LiveRun, Speed};
 pub use query::{Query, run_query};
 pub use umi_tools::{ToolExecutor, hallucination_observation, truncate_observation};

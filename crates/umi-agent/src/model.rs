@@ -27,6 +27,39 @@ enum RoleModels {
     },
 }
 
+/// The model work a [`LlamaGenerator`] did since its counters were last taken
+/// ([`LlamaGenerator::take_usage`]): what a decision costs, in the quantities of
+/// psrlm-design.md §6's cost model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// Prompt tokens run through the model (prefill); tokens taken from a prefix cache are not
+    /// counted, and a prompt shared by a batch counts once.
+    pub prefilled_tokens: usize,
+    /// Prompt tokens whose keys and values came from a prefix cache instead of a prefill.
+    pub cached_tokens: usize,
+    /// Tokens sampled, every sequence of a batch counted (an EOS token counts).
+    pub generated_tokens: usize,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Self) {
+        self.prefilled_tokens += other.prefilled_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.generated_tokens += other.generated_tokens;
+    }
+}
+
+impl Usage {
+    /// What one [`umi_model::generate_cached`] call cost.
+    fn of(output: &umi_model::GenerationOutput) -> Self {
+        Self {
+            prefilled_tokens: output.prompt_tokens - output.cached_tokens,
+            cached_tokens: output.cached_tokens,
+            generated_tokens: output.tokens.len(),
+        }
+    }
+}
+
 /// Generates each role's text with a loaded model.
 pub struct LlamaGenerator {
     models: RoleModels,
@@ -43,6 +76,12 @@ pub struct LlamaGenerator {
     /// last prompt, so the next prompt prefills only what it adds (the shared tool
     /// documentation and the conversation so far are computed once).
     prefixes: RoleMap<PrefixCache>,
+    /// No batching and no prefix reuse: every prompt is prefilled whole and the continuations
+    /// of [`LlamaGenerator::generate_many`] are decoded one after another — the path before
+    /// batched and prefix-shared generation, kept to measure what those save (`umi reward
+    /// pairs --plain`). Texts are the same up to float rounding.
+    pub plain: bool,
+    usage: Usage,
 }
 
 impl LlamaGenerator {
@@ -131,6 +170,21 @@ impl LlamaGenerator {
             use_chat_template: true,
             max_input_tokens: None,
             prefixes: Default::default(),
+            plain: false,
+            usage: Usage::default(),
+        }
+    }
+
+    /// The work done since the last call (or since the generator was made), and counting
+    /// starts again from zero.
+    pub fn take_usage(&mut self) -> Usage {
+        std::mem::take(&mut self.usage)
+    }
+
+    /// In [`LlamaGenerator::plain`] mode, forgets `role`'s cached prefix before it is used.
+    fn forget_prefix_if_plain(&mut self, role: Role) {
+        if self.plain {
+            *self.prefixes.get_mut(role) = PrefixCache::default();
         }
     }
 
@@ -172,6 +226,7 @@ impl LlamaGenerator {
         let (token_a, token_b) = (ids_a[k] as usize, ids_b[k] as usize);
         let start = k.saturating_sub(budget);
         let context = &ids_a[start..k];
+        self.forget_prefix_if_plain(role);
         let loaded = self.models.for_role(role);
         let prefix = self.prefixes.get_mut(role);
         let cached = prefix.reusable(context);
@@ -180,6 +235,11 @@ impl LlamaGenerator {
             .await
             .map_err(|e| fail(e.to_string()))?;
         prefix.store(context, &cache);
+        self.usage += Usage {
+            prefilled_tokens: context.len() - cached,
+            cached_tokens: cached,
+            generated_tokens: 0,
+        };
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
         let lse = max
             + logits
@@ -223,6 +283,30 @@ impl LlamaGenerator {
                 c
             })
             .collect();
+        let fail = |e: umi_model::Error| GeneratorError {
+            role,
+            message: e.to_string(),
+        };
+        if self.plain {
+            let mut texts = Vec::with_capacity(configs.len());
+            for config in &configs {
+                self.forget_prefix_if_plain(role);
+                let loaded = self.models.for_role(role);
+                let output = generate_cached(
+                    &loaded.model,
+                    &loaded.tokenizer,
+                    &ids,
+                    config,
+                    self.prefixes.get_mut(role),
+                    |_| true,
+                )
+                .await
+                .map_err(fail)?;
+                self.usage += Usage::of(&output);
+                texts.push(output.text);
+            }
+            return Ok(texts);
+        }
         let loaded = self.models.for_role(role);
         let outputs = generate_many(
             &loaded.model,
@@ -232,10 +316,17 @@ impl LlamaGenerator {
             self.prefixes.get_mut(role),
         )
         .await
-        .map_err(|e| GeneratorError {
-            role,
-            message: e.to_string(),
-        })?;
+        .map_err(fail)?;
+        if let Some(first) = outputs.first() {
+            // one prefill for the whole batch
+            self.usage += Usage {
+                generated_tokens: 0,
+                ..Usage::of(first)
+            };
+        }
+        for output in &outputs {
+            self.usage.generated_tokens += output.tokens.len();
+        }
         Ok(outputs.into_iter().map(|o| o.text).collect())
     }
 
@@ -371,6 +462,7 @@ impl Generator for LlamaGenerator {
         on_event: &mut dyn FnMut(&AgentEvent),
     ) -> Result<String, GeneratorError> {
         let ids = self.truncated_prompt(role, prompt, self.config.max_new_tokens)?;
+        self.forget_prefix_if_plain(role);
         let loaded = self.models.for_role(role);
         let fail = |message: String| GeneratorError { role, message };
         let mut config = self.config.clone();
@@ -394,6 +486,7 @@ impl Generator for LlamaGenerator {
         )
         .await
         .map_err(|e| fail(e.to_string()))?;
+        self.usage += Usage::of(&output);
         Ok(output.text)
     }
 

@@ -9,7 +9,7 @@
 mod run;
 
 use serde::{Deserialize, Serialize};
-use umi_agent::{Generator, GeneratorError, LlamaGenerator};
+use umi_agent::{Generator, GeneratorError, LlamaGenerator, Usage};
 use umi_data::conversation::{Conversation, Next, Speaker, Turn};
 use umi_data::judge::{JudgeFormat, JudgeTarget, Verdict, judge_input, verdict_from_logprobs};
 use umi_data::preference::PreferencePair;
@@ -19,7 +19,7 @@ use crate::search::{
     ExecSignal, Outcome, dedupe, judge_pairs, outcome, position_consistency, score,
 };
 
-pub use run::{GoldAgreementRates, MinedPoint, MiningReport, MiningRun, split_points};
+pub use run::{GoldAgreementRates, MinedPoint, MiningReport, MiningRun, PointCost, split_points};
 
 /// What mining needs from a model: sampled continuations and verdict log-probabilities.
 /// [`LlamaGenerator`] is the real one; tests script one.
@@ -63,6 +63,11 @@ pub trait SearchModel {
     /// The text `role`'s model reads for `prompt` (its chat template, or the prompt itself):
     /// what a pair's `prompt` must be so that training sees what sampling saw.
     fn model_prompt(&mut self, role: Role, prompt: &str) -> String;
+    /// The model work done since the last call (tokens prefilled, taken from a cache,
+    /// generated), for the cost per decision; `None` for a model that does not count it.
+    fn take_usage(&mut self) -> Option<Usage> {
+        None
+    }
 }
 
 /// How candidates are sampled.
@@ -143,6 +148,9 @@ impl SearchModel for LlamaGenerator {
 
     fn model_prompt(&mut self, role: Role, prompt: &str) -> String {
         self.prompt_text(role, prompt)
+    }
+    fn take_usage(&mut self) -> Option<Usage> {
+        Some(LlamaGenerator::take_usage(self))
     }
 }
 
@@ -229,6 +237,10 @@ pub struct SearchRecord {
     pub position_consistency: Option<f64>,
     /// Wall time, seconds.
     pub seconds: f64,
+    /// The model work the point took (absent in records of models that do not count it, and
+    /// in files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 /// A mined pair (a line of `pairs.jsonl`): the pair itself (prompt, chosen and rejected text,
@@ -299,6 +311,7 @@ pub async fn mine_point<M: SearchModel>(
     config: &MineConfig,
 ) -> Result<(SearchRecord, Option<MinedPair>), GeneratorError> {
     let started = web_time::Instant::now();
+    model.take_usage(); // only this point's work is counted
     let hist = history(&point.history);
     let prompt = PromptSet::ToolBench.input(Role::Planner, &point.tools, &hist, "");
     let stop = [umi_data::parse::END_OF_TURN.to_string()];
@@ -385,6 +398,7 @@ pub async fn mine_point<M: SearchModel>(
         outcome: result,
         position_consistency: consistency,
         seconds: started.elapsed().as_secs_f64(),
+        usage: model.take_usage(),
     };
     Ok((record, pair))
 }
@@ -615,6 +629,79 @@ mod tests {
         assert_ne!(
             first[0], first[1],
             "different seeds give different candidates"
+        );
+    }
+    /// What a point costs is counted as the model ran it: a batch prefills its prompt once and
+    /// a repeat of it only its last token; the plain path (`umi reward pairs --plain`) prefills
+    /// every candidate's prompt whole and gives the batch's greedy candidates; judging counts
+    /// its prefill and samples nothing; taking the counts starts them again.
+    #[test]
+    fn usage_counts_prefill_once_per_batch_and_every_prompt_in_plain_mode() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../assets/tiny/gguf/tiny-f32.gguf"
+        );
+        let loaded =
+            umi_model::load_model(path.as_ref(), &umi_model::Backend::Cpu.device().unwrap())
+                .unwrap();
+        let config = umi_model::GenerationConfig {
+            max_new_tokens: 16, // the tiny model's context is 128
+            ..Default::default()
+        };
+        let mut model = LlamaGenerator::shared(loaded, config);
+        let prompt = "Plan the next step.";
+        let n = model
+            .prompt_length(Role::Planner, prompt)
+            .unwrap()
+            .unwrap()
+            .tokens;
+        let greedy: Vec<Sampling> = (0..3).map(|k| Sampling::greedy(4 + 3 * k)).collect();
+        let run = |model: &mut LlamaGenerator| {
+            let texts =
+                pollster::block_on(model.sample_many(Role::Planner, prompt, &[], &greedy)).unwrap();
+            (texts, SearchModel::take_usage(model).unwrap())
+        };
+        let (batched, first) = run(&mut model);
+        assert_eq!((first.prefilled_tokens, first.cached_tokens), (n, 0));
+        assert!(
+            (3..=4 + 7 + 10).contains(&first.generated_tokens),
+            "{first:?}"
+        );
+        let (again, second) = run(&mut model);
+        assert_eq!(again, batched);
+        assert_eq!((second.prefilled_tokens, second.cached_tokens), (1, n - 1));
+        assert_eq!(second.generated_tokens, first.generated_tokens);
+        model.plain = true;
+        let (plain, cost) = run(&mut model);
+        assert_eq!(
+            plain, batched,
+            "the plain path gives the same greedy candidates"
+        );
+        assert_eq!(
+            (
+                cost.prefilled_tokens,
+                cost.cached_tokens,
+                cost.generated_tokens
+            ),
+            (3 * n, 0, first.generated_tokens)
+        );
+        assert_eq!(SearchModel::take_usage(&mut model), Some(Usage::default()));
+
+        model.plain = false;
+        let judge = |model: &mut LlamaGenerator| {
+            pollster::block_on(model.verdict_logprobs(Role::Planner, "Which is better?")).unwrap();
+            SearchModel::take_usage(model).unwrap()
+        };
+        let fresh = judge(&mut model);
+        assert_eq!(fresh.generated_tokens, 0);
+        assert!(
+            fresh.prefilled_tokens > 0 && fresh.cached_tokens == 0,
+            "{fresh:?}"
+        );
+        let repeat = judge(&mut model);
+        assert_eq!(
+            (repeat.prefilled_tokens, repeat.cached_tokens),
+            (1, fresh.prefilled_tokens - 1)
         );
     }
 }

@@ -57,6 +57,11 @@ pub struct PairsArgs {
     /// Compute backend: cpu or wgpu.
     #[arg(long, default_value = "cpu")]
     backend: umi_model::Backend,
+    /// No batching and no prefix reuse (every candidate decoded alone, every prompt prefilled
+    /// whole): the slow path, to measure what batched, prefix-shared generation saves
+    /// (scripts/bench/run.sh's mine task). Same candidates up to float rounding.
+    #[arg(long)]
+    plain: bool,
     /// Output folder: settings.json, search.jsonl, pairs.jsonl, report.json.
     #[arg(long)]
     out: PathBuf,
@@ -110,7 +115,7 @@ pub fn run(args: PairsArgs) -> Result<()> {
         bail!("{} gives no planner decision point", args.data.display());
     }
     let models = args.models.clone().or_shipped_agent(true);
-    let settings = serde_json::json!({
+    let mut settings = serde_json::json!({
         "data": args.data,
         "split": format!("{:?}", args.split).to_lowercase(),
         "dev_every": args.dev_every,
@@ -122,6 +127,9 @@ pub fn run(args: PairsArgs) -> Result<()> {
         "judge_format": "verdict",
         "prefix": "gold",
     });
+    if args.plain {
+        settings["plain"] = true.into();
+    }
     std::fs::create_dir_all(&args.out)?;
     let settings_path = args.out.join("settings.json");
     match std::fs::read_to_string(&settings_path) {
@@ -164,6 +172,7 @@ pub fn run(args: PairsArgs) -> Result<()> {
             umi_model::GenerationConfig::default(),
         )?;
         generator.max_input_tokens = Some(args.max_input_tokens);
+        generator.plain = args.plain;
         let bar = indicatif::ProgressBar::new(points.len() as u64)
             .with_position(run.points_done() as u64);
         bar.set_style(
@@ -198,6 +207,12 @@ pub fn run(args: PairsArgs) -> Result<()> {
         &args.out.join("report.json"),
         &serde_json::to_string_pretty(&report)?,
     )?;
+    if let Some(c) = &report.mean_cost_per_point {
+        eprintln!(
+            "per point: {:.0} prompt tokens prefilled, {:.0} from the prefix cache, {:.0} generated, {:.1} judge calls, {:.1} s",
+            c.prefilled_tokens, c.cached_tokens, c.generated_tokens, c.judge_calls, c.seconds
+        );
+    }
     eprintln!(
         "{} points, {} pairs; outcomes {}; wrote search.jsonl, pairs.jsonl and report.json to {} (train on them: umi train dpo --pairs {})",
         report.points,

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use umi_agent::GeneratorError;
+use umi_agent::{GeneratorError, Usage};
 use umi_data::conversation::Conversation;
 use umi_data::readers::Split;
 
@@ -205,6 +205,49 @@ pub struct MiningReport {
     pub gold_agreement: GoldAgreementRates,
     /// Mean wall time per point, seconds.
     pub mean_seconds_per_point: Option<f64>,
+    /// Mean model work per point, over the points that recorded it (psrlm-design.md §6's
+    /// cost per decision); absent when none did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_cost_per_point: Option<PointCost>,
+}
+
+/// Mean model work per decision point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PointCost {
+    /// Points it is the mean over.
+    pub points: usize,
+    /// Prompt tokens prefilled (not from a prefix cache).
+    pub prefilled_tokens: f64,
+    /// Prompt tokens taken from a prefix cache.
+    pub cached_tokens: f64,
+    /// Tokens sampled (candidates; judging reads logits and samples none).
+    pub generated_tokens: f64,
+    /// Judge calls (ordered pairs of distinct candidates).
+    pub judge_calls: f64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+impl PointCost {
+    /// The mean over the records with a [`SearchRecord::usage`]; `None` when there is none.
+    pub fn mean(records: &[SearchRecord]) -> Option<Self> {
+        let counted: Vec<(&SearchRecord, Usage)> = records
+            .iter()
+            .filter_map(|r| r.usage.map(|u| (r, u)))
+            .collect();
+        let n = counted.len();
+        let avg = |f: &dyn Fn(&(&SearchRecord, Usage)) -> f64| {
+            counted.iter().map(f).sum::<f64>() / n as f64
+        };
+        (n > 0).then(|| Self {
+            points: n,
+            prefilled_tokens: avg(&|(_, u)| u.prefilled_tokens as f64),
+            cached_tokens: avg(&|(_, u)| u.cached_tokens as f64),
+            generated_tokens: avg(&|(_, u)| u.generated_tokens as f64),
+            judge_calls: avg(&|(r, _)| r.verdicts.len() as f64),
+            seconds: avg(&|(r, _)| r.seconds),
+        })
+    }
 }
 
 /// Shares of the pairs whose chosen or rejected step makes the gold step's decision.
@@ -261,6 +304,7 @@ impl MiningReport {
                 rejected_plan_is_gold: agree(&|p| p.gold.rejected_plan == p.gold.plan),
             },
             mean_seconds_per_point: mean(&seconds),
+            mean_cost_per_point: PointCost::mean(records),
         }
     }
 }
