@@ -58,6 +58,12 @@ pub struct SynthArgs {
     /// others); test prompts always list all of them.
     #[arg(long, default_value_t = 0.5)]
     all_tools_share: f64,
+    /// Training tasks also draw from train-only query phrasings (more ways of asking for the
+    /// same thing); off, a seed writes the files it wrote before. Other training queries can
+    /// move the test tasks a seed draws: keep the test set of a run without it and use this
+    /// with --test 0 and another seed for extra training data.
+    #[arg(long)]
+    extra_phrasings: bool,
     /// Output folder.
     #[arg(long, default_value = "data/synth")]
     out: PathBuf,
@@ -113,6 +119,7 @@ fn synth(args: SynthArgs) -> Result<()> {
         train: args.train,
         test: args.test,
         all_tools_share: args.all_tools_share,
+        extra_phrasings: args.extra_phrasings,
     };
     let bar = ProgressBar::new((args.train + args.test) as u64).with_style(
         ProgressStyle::with_template("synth {bar:30} {pos}/{len} tasks [{elapsed} < {eta}]")

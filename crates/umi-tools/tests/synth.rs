@@ -14,6 +14,7 @@ fn small() -> SynthConfig {
         train: 60,
         test: 40,
         all_tools_share: 0.5,
+        extra_phrasings: false,
     }
 }
 
@@ -151,16 +152,52 @@ fn test_answers_state_the_expected_facts_and_kinds_are_mixed() {
 
 #[test]
 fn test_queries_are_held_apart_from_training() {
-    let out = synthesize(
-        &SynthConfig {
+    for extra_phrasings in [false, true] {
+        held_apart(&SynthConfig {
             seed: 3,
             train: 400,
             test: 100,
             all_tools_share: 0.5,
-        },
-        |_, _| {},
-    )
-    .unwrap();
+            extra_phrasings,
+        });
+    }
+}
+
+/// With the train-only phrasings, training queries take shapes the default never gives, and
+/// the test tasks a seed draws on their own stay the same.
+#[test]
+fn extra_phrasings_reach_training_only() {
+    let config = |extra_phrasings, train| SynthConfig {
+        seed: 5,
+        train,
+        test: 40,
+        all_tools_share: 0.5,
+        extra_phrasings,
+    };
+    let run = |c: SynthConfig| synthesize(&c, |_, _| {}).unwrap();
+    assert_eq!(run(config(false, 0)).test, run(config(true, 0)).test);
+    let opening = |q: &str| q.split(' ').take(3).collect::<Vec<_>>().join(" ");
+    let default: HashSet<String> = run(config(false, 400))
+        .train
+        .iter()
+        .map(|c| opening(&c.instruction))
+        .collect();
+    let extra = run(config(true, 200));
+    let new: Vec<&str> = extra
+        .train
+        .iter()
+        .map(|c| c.instruction.as_str())
+        .filter(|q| !default.contains(&opening(q)))
+        .collect();
+    assert!(
+        new.len() >= 10,
+        "only {} of 200 training queries open in a new way: {new:?}",
+        new.len()
+    );
+}
+
+fn held_apart(config: &SynthConfig) {
+    let out = synthesize(config, |_, _| {}).unwrap();
     let train: HashSet<&str> = out.train.iter().map(|c| c.instruction.as_str()).collect();
     let test_queries: Vec<&str> = out.test.iter().map(|t| t.query.as_str()).collect();
     for q in &test_queries {

@@ -53,6 +53,12 @@ pub struct SynthConfig {
     /// tools the task needs plus 2–6 others, in the server's order), as a cheaper way to teach
     /// tool choice; test tasks always list all tools, as `umi run` does.
     pub all_tools_share: f64,
+    /// Training tasks also draw their queries from train-only phrasings (added 2026-12-01, for
+    /// models that must generalise to the held-apart test phrasings); off, a seed gives the
+    /// files it gave before. Test tasks never use them, but other training queries can move
+    /// the test tasks a seed draws: for a fixed test set, make the test tasks without this
+    /// and the extra training data with `test = 0` and another seed.
+    pub extra_phrasings: bool,
 }
 
 impl Default for SynthConfig {
@@ -62,6 +68,7 @@ impl Default for SynthConfig {
             train: 3000,
             test: 200,
             all_tools_share: 0.5,
+            extra_phrasings: false,
         }
     }
 }
@@ -90,6 +97,8 @@ pub(crate) struct TaskOutcome {
 pub(crate) struct Session {
     pub rng: SmallRng,
     pub split: Split,
+    /// [`SynthConfig::extra_phrasings`].
+    extra_phrasings: bool,
     tools: HttpTools,
     steps: Vec<Step>,
     used: Vec<String>,
@@ -149,6 +158,27 @@ impl Session {
     /// One of `items`, among those the split owns (see [`values::pick`]).
     pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         values::pick(&mut self.rng, self.split, items)
+    }
+
+    /// A query phrasing: one of `items` as [`Session::pick`] picks it, or, for a training task
+    /// with [`SynthConfig::extra_phrasings`], one of the training part of `items` and
+    /// `train_only` together. Test tasks draw exactly as [`Session::pick`] does.
+    pub fn pick_phrasing(
+        &mut self,
+        items: &[&'static str],
+        train_only: &[&'static str],
+    ) -> &'static str {
+        if self.split == Split::Test || !self.extra_phrasings || train_only.is_empty() {
+            return self.pick(items);
+        }
+        let pool: Vec<&'static str> = items
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| items.len() < 4 || Split::Train.owns(*i))
+            .map(|(_, t)| *t)
+            .chain(train_only.iter().copied())
+            .collect();
+        pool[self.rng.random_range(0..pool.len())]
     }
 
     /// One of `items`, whatever the split (for rationale and answer wording).
@@ -226,11 +256,13 @@ fn play(
     index: usize,
     split: Split,
     kind: TaskKind,
+    extra_phrasings: bool,
 ) -> Result<(TaskOutcome, Trajectory, Vec<String>, Vec<ToolSpec>), String> {
     let server = FreshServer::start(index)?;
     let mut session = Session {
         rng: SmallRng::seed_from_u64(seed),
         split,
+        extra_phrasings,
         tools: HttpTools::new(server.specs.clone(), Duration::from_secs(10)),
         steps: Vec::new(),
         used: Vec::new(),
@@ -323,7 +355,7 @@ pub fn synthesize(
         let mut tries = 0;
         let (outcome, trajectory, used, specs) = loop {
             let seed: u64 = rng.random();
-            let played = play(seed, i, split, kind)?;
+            let played = play(seed, i, split, kind, config.extra_phrasings)?;
             tries += 1;
             if seen.insert(played.0.query.clone()) || tries >= 50 {
                 break played;

@@ -8,14 +8,22 @@ pub(super) fn currency_and_weekday(s: &mut Session) -> Result<TaskOutcome, Strin
     let d = values::date(&mut s.rng, s.split);
     let spoken = values::spoken_date(&mut s.rng, d);
     let query = fill(
-        s.pick(&[
-            "What is {amt} {from} in {to}, and what day of the week is {d}?",
-            "Convert {amt} {from} to {to} and tell me which weekday {d} is.",
-            "Two questions: how much is {amt} {from} in {to}, and what day is {d}?",
-            "I'm paying {amt} {from} on {d}. How many {to} is that, and what weekday is it?",
-            "How many {to} is {amt} {from}? Also, which day of the week is {d}?",
-            "Which weekday is {d}, and what is {amt} {from} worth in {to}?",
-        ]),
+        s.pick_phrasing(
+            &[
+                "What is {amt} {from} in {to}, and what day of the week is {d}?",
+                "Convert {amt} {from} to {to} and tell me which weekday {d} is.",
+                "Two questions: how much is {amt} {from} in {to}, and what day is {d}?",
+                "I'm paying {amt} {from} on {d}. How many {to} is that, and what weekday is it?",
+                "How many {to} is {amt} {from}? Also, which day of the week is {d}?",
+                "Which weekday is {d}, and what is {amt} {from} worth in {to}?",
+            ],
+            &[
+                "Need two facts: the {to} value of {amt} {from}, and the weekday of {d}.",
+                "Tell me what {amt} {from} converts to in {to}. Then tell me the weekday of {d}.",
+                "Can you convert {amt} {from} into {to}, then look up the day of the week for {d}?",
+                "Please do two things: change {amt} {from} to {to} and find which day {d} is.",
+            ],
+        ),
         &[
             ("amt", amt.to_string()),
             ("from", fname),
@@ -79,13 +87,21 @@ pub(super) fn currency_of_country(s: &mut Session) -> Result<TaskOutcome, String
     let i = s.rng.random_range(0..CURRENCIES.len());
     let (fc, fname) = (CURRENCIES[i].0, s.any(CURRENCIES[i].1).to_string());
     let query = fill(
-        s.pick(&[
-            "How much is {amt} {from} in the currency of {c}?",
-            "I'm travelling to {c} with {amt} {from}. How much is that in the local currency?",
-            "Convert {amt} {from} into {c}'s currency.",
-            "What is {amt} {from} worth in the money used in {c}?",
-            "I will spend {amt} {from} in {c}. How much local currency is that?",
-        ]),
+        s.pick_phrasing(
+            &[
+                "How much is {amt} {from} in the currency of {c}?",
+                "I'm travelling to {c} with {amt} {from}. How much is that in the local currency?",
+                "Convert {amt} {from} into {c}'s currency.",
+                "What is {amt} {from} worth in the money used in {c}?",
+                "I will spend {amt} {from} in {c}. How much local currency is that?",
+            ],
+            &[
+                "Turn {amt} {from} into whatever currency {c} uses.",
+                "{c} has its own currency. How much of it do I get for {amt} {from}?",
+                "Find the currency of {c} and convert {amt} {from} into it.",
+                "My budget is {amt} {from}. What is that in the currency people pay with in {c}?",
+            ],
+        ),
         &[("amt", amt.to_string()), ("from", fname), ("c", c.into())],
     );
     let lead = s.any(&[
@@ -152,12 +168,20 @@ pub(super) fn currency_of_country(s: &mut Session) -> Result<TaskOutcome, String
 pub(super) fn weeks_between(s: &mut Session) -> Result<TaskOutcome, String> {
     let (a, b) = date_pair(s);
     let query = fill(
-        s.pick(&[
-            "How many weeks are there between {a} and {b}?",
-            "How many weeks is it from {a} to {b}?",
-            "Express the time from {a} to {b} in weeks.",
-            "From {a} until {b}: how many weeks is that?",
-        ]),
+        s.pick_phrasing(
+            &[
+                "How many weeks are there between {a} and {b}?",
+                "How many weeks is it from {a} to {b}?",
+                "Express the time from {a} to {b} in weeks.",
+                "From {a} until {b}: how many weeks is that?",
+            ],
+            &[
+                "Give me the number of weeks from {a} to {b}.",
+                "In weeks, how long is the span between {a} and {b}?",
+                "I have a project running from {a} to {b}. How many weeks long is it?",
+                "Tell me how many weeks pass between {a} and {b}.",
+            ],
+        ),
         &[("a", iso(a)), ("b", iso(b))],
     );
     let lead = s.any(&[
@@ -211,22 +235,38 @@ pub(super) fn population_sum_or_difference(s: &mut Session) -> Result<TaskOutcom
     let sum = s.rng.random_bool(0.5);
     let query = if sum {
         fill(
-            s.pick(&[
-                "What is the combined population of {a} and {b}?",
-                "How many people live in {a} and {b} together?",
-                "Add up the populations of {a} and {b}.",
-                "What is the total population of {a} plus {b}?",
-            ]),
+            s.pick_phrasing(
+                &[
+                    "What is the combined population of {a} and {b}?",
+                    "How many people live in {a} and {b} together?",
+                    "Add up the populations of {a} and {b}.",
+                    "What is the total population of {a} plus {b}?",
+                ],
+                &[
+                    "Sum the populations of {a} and {b}.",
+                    "If you put everyone in {a} and {b} together, how many people is that?",
+                    "Tell me how many inhabitants {a} and {b} have altogether.",
+                    "Together, {a} and {b} have how many residents?",
+                ],
+            ),
             &[("a", a.into()), ("b", b.into())],
         )
     } else {
         fill(
-            s.pick(&[
-                "What is the difference in population between {a} and {b}?",
-                "How many more people live in one of {a} and {b} than in the other?",
-                "By how much do the populations of {a} and {b} differ?",
-                "Compare the populations of {a} and {b}: what is the gap?",
-            ]),
+            s.pick_phrasing(
+                &[
+                    "What is the difference in population between {a} and {b}?",
+                    "How many more people live in one of {a} and {b} than in the other?",
+                    "By how much do the populations of {a} and {b} differ?",
+                    "Compare the populations of {a} and {b}: what is the gap?",
+                ],
+                &[
+                    "How much larger is the population of {a} or {b} than the other one?",
+                    "Subtract the smaller population from the larger one, for {a} and {b}.",
+                    "Tell me how far apart the populations of {a} and {b} are.",
+                    "Find the difference between how many people live in {a} and in {b}.",
+                ],
+            ),
             &[("a", a.into()), ("b", b.into())],
         )
     };
@@ -324,12 +364,19 @@ pub(super) fn list_tool(s: &mut Session, tool: &str, lead: &str) -> Result<Value
 pub(super) fn todos_then_list(s: &mut Session) -> Result<TaskOutcome, String> {
     let (a, b) = two_todos(s);
     let query = fill(
-        s.pick(&[
+        s.pick_phrasing(
+        &[
             "Add \"{a}\" and \"{b}\" to my to-do list, then show me the list.",
             "Put \"{a}\" and \"{b}\" on my to-dos and tell me what is on the list.",
             "I need to {a} and {b}. Add both to my to-do list and list my to-dos.",
             "New to-dos: \"{a}\", \"{b}\". What does my list look like now?",
-        ]),
+        ],
+        &[
+            "Please add two to-dos, \"{a}\" and \"{b}\", and then list everything on my to-do list.",
+            "Two things for my to-do list: \"{a}\" and \"{b}\". Afterwards show me all my to-dos.",
+            "Save \"{a}\" and \"{b}\" as to-dos and read my list back to me.",
+        ],
+        ),
         &[("a", a.into()), ("b", b.into())],
     );
     let lead = s.any(&["There are two items to add; first ", ""]);
@@ -367,12 +414,19 @@ pub(super) fn event_after_days(s: &mut Session) -> Result<TaskOutcome, String> {
     let d = values::date(&mut s.rng, s.split);
     let n = values::small(&mut s.rng, s.split, 2, 90);
     let query = fill(
-        s.pick(&[
-            "Schedule the {t} {n} days after {d}.",
-            "Put the {t} on my calendar {n} days after {d}.",
-            "The {t} is {n} days after {d}. Add it to my calendar.",
-            "Add \"{t}\" to the calendar, {n} days from {d}.",
-        ]),
+        s.pick_phrasing(
+            &[
+                "Schedule the {t} {n} days after {d}.",
+                "Put the {t} on my calendar {n} days after {d}.",
+                "The {t} is {n} days after {d}. Add it to my calendar.",
+                "Add \"{t}\" to the calendar, {n} days from {d}.",
+            ],
+            &[
+                "Count {n} days forward from {d} and book the {t} on that date.",
+                "Please put the {t} in my calendar on the date {n} days after {d}.",
+                "I want the {t} in my calendar on the day that is {n} days past {d}.",
+            ],
+        ),
         &[("t", title.into()), ("n", n.to_string()), ("d", iso(d))],
     );
     let lead = s.any(&["First I need the date. ", ""]);
@@ -417,12 +471,20 @@ pub(super) fn distance_total(s: &mut Session) -> Result<TaskOutcome, String> {
     let v = values::small(&mut s.rng, s.split, 2, 30) as f64;
     let n = values::small(&mut s.rng, s.split, 2, 60) as f64;
     let query = fill(
-        s.pick(&[
-            "I run {v} {from} every day. How many {to} is that over {n} days?",
-            "If I walk {v} {from} a day for {n} days, how many {to} do I cover?",
-            "My commute is {v} {from} each way-day, {n} days a month. How many {to} per month?",
-            "A trip of {v} {from} per day for {n} days: how far is that in {to}?",
-        ]),
+        s.pick_phrasing(
+            &[
+                "I run {v} {from} every day. How many {to} is that over {n} days?",
+                "If I walk {v} {from} a day for {n} days, how many {to} do I cover?",
+                "My commute is {v} {from} each way-day, {n} days a month. How many {to} per month?",
+                "A trip of {v} {from} per day for {n} days: how far is that in {to}?",
+            ],
+            &[
+                "I cycle {v} {from} daily. Over {n} days, how many {to} is that?",
+                "Every day for {n} days I swim {v} {from}. What total is that in {to}?",
+                "Multiply {v} {from} by {n} days and give me the total in {to}.",
+                "I hike {v} {from} each day for {n} days. What is the total distance in {to}?",
+            ],
+        ),
         &[
             ("v", fmt_num(v, 6)),
             ("from", fname.into()),
@@ -483,12 +545,19 @@ pub(super) fn distance_total(s: &mut Session) -> Result<TaskOutcome, String> {
 pub(super) fn todo_then_complete(s: &mut Session) -> Result<TaskOutcome, String> {
     let t = s.pick(TODOS);
     let query = fill(
-        s.pick(&[
-            "Add \"{t}\" to my to-do list and mark it as done.",
-            "I already did this: {t}. Add it to my to-dos and check it off.",
-            "Create the to-do \"{t}\" and then complete it.",
-            "Log \"{t}\" as a to-do item that is already done.",
-        ]),
+        s.pick_phrasing(
+            &[
+                "Add \"{t}\" to my to-do list and mark it as done.",
+                "I already did this: {t}. Add it to my to-dos and check it off.",
+                "Create the to-do \"{t}\" and then complete it.",
+                "Log \"{t}\" as a to-do item that is already done.",
+            ],
+            &[
+                "Put \"{t}\" on my to-do list and tick it off right away.",
+                "\"{t}\" is finished already: add it as a to-do and mark it complete.",
+                "Add the to-do \"{t}\", then set it to done.",
+            ],
+        ),
         &[("t", t.into())],
     );
     let lead = s.any(&["I first add the item, then complete it by its id. ", ""]);
@@ -529,12 +598,19 @@ pub(super) fn alarms_then_list(s: &mut Session) -> Result<TaskOutcome, String> {
         }
     };
     let query = fill(
-        s.pick(&[
-            "Set alarms for {a} and {b}, then tell me which alarms I have.",
-            "I need two alarms, {a} and {b}. Set them and list my alarms.",
-            "Add alarms at {a} and {b} and show me all my alarms.",
-            "Please set an alarm at {a} and another at {b}; which alarms are set now?",
-        ]),
+        s.pick_phrasing(
+            &[
+                "Set alarms for {a} and {b}, then tell me which alarms I have.",
+                "I need two alarms, {a} and {b}. Set them and list my alarms.",
+                "Add alarms at {a} and {b} and show me all my alarms.",
+                "Please set an alarm at {a} and another at {b}; which alarms are set now?",
+            ],
+            &[
+                "Set one alarm at {a} and one at {b}, then list all alarms.",
+                "I want alarms at {a} and at {b}. After setting them, show the alarm list.",
+                "Create two alarms ({a} and {b}) and tell me every alarm that is set.",
+            ],
+        ),
         &[("a", a.clone()), ("b", b.clone())],
     );
     let lead = s.any(&["Two alarms to set; first ", ""]);
@@ -572,12 +648,19 @@ pub(super) fn alarms_then_list(s: &mut Session) -> Result<TaskOutcome, String> {
 pub(super) fn days_and_weekday(s: &mut Session) -> Result<TaskOutcome, String> {
     let (a, b) = date_pair(s);
     let query = fill(
-        s.pick(&[
+        s.pick_phrasing(
+        &[
             "How many days are there from {a} to {b}, and what weekday is {b}?",
             "Count the days between {a} and {b}, and tell me the day of the week of {b}.",
             "My trip is from {a} to {b}. How many days is that, and on which weekday do I return?",
             "What weekday is {b}, and how many days after {a} is it?",
-        ]),
+        ],
+        &[
+            "Tell me the number of days from {a} to {b} and the weekday of {b}.",
+            "Between {a} and {b}, how many days pass? Also, which day of the week is {b}?",
+            "Two things about {b}: its weekday, and its distance in days from {a}.",
+        ],
+        ),
         &[("a", iso(a)), ("b", iso(b))],
     );
     let lead = s.any(&["Two parts; first the number of days. ", ""]);

@@ -182,16 +182,25 @@ pub(super) fn date_difference(s: &mut Session) -> Result<TaskOutcome, String> {
         values::spoken_date(&mut s.rng, b),
     );
     let query = fill(
-        s.pick(&[
-            "How many days are there between {a} and {b}?",
-            "How many days from {a} until {b}?",
-            "Count the days from {a} to {b}.",
-            "How long is it, in days, from {a} to {b}?",
-            "What is the number of days between {a} and {b}?",
-            "If today is {a}, how many days are left until {b}?",
-            "How many days separate {a} and {b}?",
-            "Days from {a} to {b}?",
-        ]),
+        s.pick_phrasing(
+            &[
+                "How many days are there between {a} and {b}?",
+                "How many days from {a} until {b}?",
+                "Count the days from {a} to {b}.",
+                "How long is it, in days, from {a} to {b}?",
+                "What is the number of days between {a} and {b}?",
+                "If today is {a}, how many days are left until {b}?",
+                "How many days separate {a} and {b}?",
+                "Days from {a} to {b}?",
+            ],
+            &[
+                "Work out how many days lie between {a} and {b}.",
+                "What's the day count from {a} to {b}?",
+                "I started on {a} and finished on {b}. How many days was that?",
+                "Tell me the number of days between {a} and {b}.",
+                "How many days does it take to get from {a} to {b}?",
+            ],
+        ),
         &[("a", sa.clone()), ("b", sb.clone())],
     );
     let days = count_days(s, &iso(a), &iso(b), "")?;
@@ -248,26 +257,42 @@ pub(super) fn add_days(s: &mut Session) -> Result<TaskOutcome, String> {
     let before = s.rng.random_bool(0.25);
     let query = if before {
         fill(
-            s.pick(&[
-                "What date was it {n} days before {date}?",
-                "Which date is {n} days earlier than {date}?",
-                "Go back {n} days from {date}: what is the date?",
-                "What was the date {n} days before {date}?",
-            ]),
+            s.pick_phrasing(
+                &[
+                    "What date was it {n} days before {date}?",
+                    "Which date is {n} days earlier than {date}?",
+                    "Go back {n} days from {date}: what is the date?",
+                    "What was the date {n} days before {date}?",
+                ],
+                &[
+                    "Subtract {n} days from {date}. Which date is that?",
+                    "Count back {n} days from {date}; what date do I land on?",
+                    "Which date lies {n} days prior to {date}?",
+                ],
+            ),
             &[("n", n.to_string()), ("date", spoken.clone())],
         )
     } else {
         fill(
-            s.pick(&[
-                "What date is {n} days after {date}?",
-                "Which date will it be {n} days from {date}?",
-                "If I start on {date}, what is the date {n} days later?",
-                "What is the date {n} days after {date}, and which weekday is it?",
-                "Add {n} days to {date}. What date do I get?",
-                "My project starts on {date} and lasts {n} days. On what date does it end?",
-                "Which day is {n} days past {date}?",
-                "What will the date be {n} days after {date}?",
-            ]),
+            s.pick_phrasing(
+                &[
+                    "What date is {n} days after {date}?",
+                    "Which date will it be {n} days from {date}?",
+                    "If I start on {date}, what is the date {n} days later?",
+                    "What is the date {n} days after {date}, and which weekday is it?",
+                    "Add {n} days to {date}. What date do I get?",
+                    "My project starts on {date} and lasts {n} days. On what date does it end?",
+                    "Which day is {n} days past {date}?",
+                    "What will the date be {n} days after {date}?",
+                ],
+                &[
+                    "Tell me the date {n} days on from {date}.",
+                    "Count {n} days forward from {date}. Which date is it?",
+                    "A deadline is {n} days after {date}. When is it?",
+                    "{n} days from {date} is which date?",
+                    "Starting {date}, add {n} days and give me the resulting date.",
+                ],
+            ),
             &[("n", n.to_string()), ("date", spoken.clone())],
         )
     };
@@ -447,16 +472,24 @@ pub(super) fn units(s: &mut Session) -> Result<TaskOutcome, String> {
     let v = unit_value(kind, s);
     let (fname, tname) = (s.any(from_names).to_string(), s.any(to_names).to_string());
     let query = fill(
-        s.pick(&[
-            "How many {to} are in {v} {from}?",
-            "Convert {v} {from} to {to}.",
-            "What is {v} {from} in {to}?",
-            "{v} {from} is how many {to}?",
-            "Please express {v} {from} in {to}.",
-            "How much is {v} {from} in {to}?",
-            "I measured {v} {from}. What is that in {to}?",
-            "Change {v} {from} into {to}.",
-        ]),
+        s.pick_phrasing(
+            &[
+                "How many {to} are in {v} {from}?",
+                "Convert {v} {from} to {to}.",
+                "What is {v} {from} in {to}?",
+                "{v} {from} is how many {to}?",
+                "Please express {v} {from} in {to}.",
+                "How much is {v} {from} in {to}?",
+                "I measured {v} {from}. What is that in {to}?",
+                "Change {v} {from} into {to}.",
+            ],
+            &[
+                "What do {v} {from} come to in {to}?",
+                "Convert this for me: {v} {from} to {to}.",
+                "I have {v} {from}; tell me the amount in {to}.",
+                "Can you give me {v} {from} in {to}?",
+            ],
+        ),
         &[
             ("v", fmt_num(v, 6)),
             ("from", fname.clone()),

@@ -39,21 +39,35 @@ pub(super) fn add_todo(s: &mut Session) -> Result<TaskOutcome, String> {
         .then(|| values::date(&mut s.rng, s.split));
     let query = match due {
         Some(d) => fill(
-            s.pick(&[
-                "Add \"{t}\" to my to-do list, due {d}.",
-                "I need to {t} by {d}. Put it on my to-do list.",
-                "Remind me to {t}; it is due on {d}. Add it to my to-dos.",
-                "Create a to-do item \"{t}\" with the due date {d}.",
-            ]),
+            s.pick_phrasing(
+                &[
+                    "Add \"{t}\" to my to-do list, due {d}.",
+                    "I need to {t} by {d}. Put it on my to-do list.",
+                    "Remind me to {t}; it is due on {d}. Add it to my to-dos.",
+                    "Create a to-do item \"{t}\" with the due date {d}.",
+                ],
+                &[
+                    "Please add the to-do \"{t}\" and set its due date to {d}.",
+                    "Put \"{t}\" on my list of to-dos, due on {d}.",
+                    "I have to {t} before {d}; make it a to-do with that due date.",
+                ],
+            ),
             &[("t", t.into()), ("d", iso(d))],
         ),
         None => fill(
-            s.pick(&[
-                "Add \"{t}\" to my to-do list.",
-                "Put \"{t}\" on my to-do list, please.",
-                "I must remember to {t}. Add it to my to-dos.",
-                "New to-do item: {t}.",
-            ]),
+            s.pick_phrasing(
+                &[
+                    "Add \"{t}\" to my to-do list.",
+                    "Put \"{t}\" on my to-do list, please.",
+                    "I must remember to {t}. Add it to my to-dos.",
+                    "New to-do item: {t}.",
+                ],
+                &[
+                    "Please remember this as a to-do: {t}.",
+                    "Add a to-do to {t}.",
+                    "Can you put \"{t}\" on my to-dos?",
+                ],
+            ),
             &[("t", t.into())],
         ),
     };
@@ -123,21 +137,35 @@ pub(super) fn set_alarm(s: &mut Session) -> Result<TaskOutcome, String> {
     let label = s.rng.random_bool(0.5).then(|| s.pick(ALARM_LABELS));
     let query = match label {
         Some(l) => fill(
-            s.pick(&[
-                "Set an alarm at {time} labelled \"{l}\".",
-                "Please set a \"{l}\" alarm for {time}.",
-                "I need an alarm at {time} to {l}.",
-                "Create an alarm for {time} called \"{l}\".",
-            ]),
+            s.pick_phrasing(
+                &[
+                    "Set an alarm at {time} labelled \"{l}\".",
+                    "Please set a \"{l}\" alarm for {time}.",
+                    "I need an alarm at {time} to {l}.",
+                    "Create an alarm for {time} called \"{l}\".",
+                ],
+                &[
+                    "Alarm at {time}, label it \"{l}\".",
+                    "Make a {time} alarm with the label \"{l}\".",
+                    "I'd like an alarm at {time}; use \"{l}\" as its label.",
+                ],
+            ),
             &[("time", hhmm.clone()), ("l", l.into())],
         ),
         None => fill(
-            s.pick(&[
-                "Set an alarm for {time}.",
-                "Wake me up at {time}.",
-                "Please set an alarm at {time}.",
-                "I need an alarm at {time}.",
-            ]),
+            s.pick_phrasing(
+                &[
+                    "Set an alarm for {time}.",
+                    "Wake me up at {time}.",
+                    "Please set an alarm at {time}.",
+                    "I need an alarm at {time}.",
+                ],
+                &[
+                    "Can you set an alarm at {time}?",
+                    "Alarm for {time}, please.",
+                    "Make sure an alarm goes off at {time}.",
+                ],
+            ),
             &[("time", hhmm.clone())],
         ),
     };
@@ -217,14 +245,21 @@ pub(super) fn add_event(s: &mut Session) -> Result<TaskOutcome, String> {
         .then(|| values::time(&mut s.rng, s.split).0);
     let spoken = values::spoken_date(&mut s.rng, d);
     let query = fill(
-        s.pick(&[
-            "Add \"{t}\" to my calendar on {d}{time}.",
-            "Put the {t} on my calendar for {d}{time}.",
-            "Schedule the {t} on {d}{time}.",
-            "Create a calendar event \"{t}\" on {d}{time}.",
-            "Please note the {t} in my calendar: {d}{time}.",
-            "I have a {t} on {d}{time}; add it to the calendar.",
-        ]),
+        s.pick_phrasing(
+            &[
+                "Add \"{t}\" to my calendar on {d}{time}.",
+                "Put the {t} on my calendar for {d}{time}.",
+                "Schedule the {t} on {d}{time}.",
+                "Create a calendar event \"{t}\" on {d}{time}.",
+                "Please note the {t} in my calendar: {d}{time}.",
+                "I have a {t} on {d}{time}; add it to the calendar.",
+            ],
+            &[
+                "Book the {t} in my calendar on {d}{time}.",
+                "My calendar needs the {t} on {d}{time}.",
+                "Enter \"{t}\" into the calendar for {d}{time}.",
+            ],
+        ),
         &[
             ("t", title.into()),
             ("d", spoken.clone()),

@@ -51,12 +51,19 @@ pub(super) fn alarm_time_format(s: &mut Session) -> Result<TaskOutcome, String> 
     let (hhmm, spoken) = values::time(&mut s.rng, s.split);
     let label = s.rng.random_bool(0.4).then(|| s.pick(ALARM_LABELS));
     let query = fill(
-        s.pick(&[
-            "Set an alarm for {t}.",
-            "Wake me up at {t}.",
-            "Please set an alarm at {t}{l}.",
-            "I need an alarm at {t}{l}.",
-        ]),
+        s.pick_phrasing(
+            &[
+                "Set an alarm for {t}.",
+                "Wake me up at {t}.",
+                "Please set an alarm at {t}{l}.",
+                "I need an alarm at {t}{l}.",
+            ],
+            &[
+                "Can you set an alarm at {t}{l}?",
+                "Make an alarm go off at {t}{l}.",
+                "Alarm at {t}{l}, please.",
+            ],
+        ),
         &[
             ("t", spoken.clone()),
             (
@@ -90,12 +97,19 @@ pub(super) fn date_format(s: &mut Session) -> Result<TaskOutcome, String> {
     let d = values::date(&mut s.rng, s.split);
     let written = values::slashed_date(&mut s.rng, d);
     let query = fill(
-        s.pick(&[
-            "What day of the week is {d}?",
-            "Which weekday is {d}?",
-            "On what day of the week does {d} fall?",
-            "Tell me the weekday of {d}.",
-        ]),
+        s.pick_phrasing(
+            &[
+                "What day of the week is {d}?",
+                "Which weekday is {d}?",
+                "On what day of the week does {d} fall?",
+                "Tell me the weekday of {d}.",
+            ],
+            &[
+                "I need to know what day {d} is.",
+                "Is {d} a Monday, a Friday or another day?",
+                "What weekday does {d} fall on?",
+            ],
+        ),
         &[("d", written.clone())],
     );
     if lookup_weekday(s, &written, "").is_ok() {
