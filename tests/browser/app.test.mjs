@@ -29,6 +29,8 @@
 //   SHOT, SHOT_END       screenshots: mid-run (first observation, or first token) and at the end
 //   SHOT_LOADED          screenshot after the first load (speed estimate, storage)
 //   SHOT_PREFILL         screenshot (viewport) while the first prefill is under way, if caught
+//   JUDGE_WIDTH, JUDGE_TEMPERATURE   "why this step?" on the finished run's first planner step
+//                        (default 4 samples at 1.2: distinct steps from the memorising fixture)
 //   CHROMIUM             browser binary (default /usr/bin/chromium)
 //   TRAIN=1              instead of an agent run, fine-tune with the "Fine-tune" panel: load the
 //                        model, pick TRAIN_DATA (α-UMi JSON), type the settings of TRAIN_REFERENCE
@@ -293,6 +295,7 @@ try {
     }
     if (trace.length === 0) fail('the trace is empty');
     if (scenario) checkScenario(trace, status, scenario);
+    await checkWhyThisStep();
     await checkPrefillProgress();
     await checkStopDuringPrefill();
     await checkStorage();
@@ -468,6 +471,51 @@ async function cacheList() {
 }
 
 /** The Storage section lists the app shell and the model with their files, and the space used. */
+/**
+ * "why this step?" on the finished run's first planner step: the worker samples JUDGE_WIDTH
+ * (default 4) alternatives at JUDGE_TEMPERATURE (default 1.2) and judges every ordered pair of
+ * the distinct steps; the table lists the taken step first (and only it as taken), one judge
+ * call per ordered pair, at most one win per call, and the samples spread over the rows.
+ */
+async function checkWhyThisStep() {
+  if ((env.MODE || 'multi') !== 'multi') return;
+  const first = '#trace .step[data-role="planner"]';
+  const button = await page.$(`${first} button.why`);
+  if (!button) { fail('the finished run\'s planner step has no "why this step?" button'); return; }
+  const taken = (await page.$eval(`${first} pre.text`, (e) => e.textContent)).trim();
+  // the memorising fixture repeats its step at the default temperature: sample hotter so that
+  // distinct steps meet the judge
+  const width = Number(env.JUDGE_WIDTH || 4);
+  await page.fill('#judge-width', String(width));
+  await page.fill('#judge-temperature', env.JUDGE_TEMPERATURE || '1.2');
+  const started = Date.now();
+  await button.click();
+  try {
+    await page.waitForSelector(`${first} .judgment, ${first} .judgment-error`, { timeout: runTimeout });
+  } catch (e) { fail(`"why this step?" gave no judgment: ${e.message}`); return; }
+  const error = await page.$eval(`${first}`, (el) => el.querySelector('.judgment-error')?.textContent ?? null);
+  if (error !== null) { fail(`"why this step?" failed: ${error}`); return; }
+  const j = await page.$eval(`${first} .judgment`, (el) => ({
+    calls: Number(el.dataset.calls),
+    summary: el.querySelector('.judgment-summary')?.textContent ?? '',
+    rows: [...el.querySelectorAll('tr[data-wins]')].map((r) => ({
+      taken: r.classList.contains('taken'), wins: Number(r.dataset.wins),
+      sampled: Number(r.dataset.sampled), text: r.querySelector('td.text')?.textContent ?? '',
+    })),
+  }));
+  const m = j.rows.length;
+  log(`why this step: ${((Date.now() - started) / 1000).toFixed(1)} s; ${j.summary}; wins ${JSON.stringify(j.rows.map((r) => r.wins))}, sampled ${JSON.stringify(j.rows.map((r) => r.sampled))}`);
+  if (m < 1 || !j.rows[0].taken || j.rows.slice(1).some((r) => r.taken)) fail(`the judgment table does not list the taken step first and alone: ${JSON.stringify(j.rows)}`);
+  if (j.calls !== m * (m - 1)) fail(`${m} distinct steps need ${m * (m - 1)} judge calls (both orders), the table says ${j.calls}`);
+  const wins = j.rows.reduce((a, r) => a + r.wins, 0);
+  if (wins > j.calls) fail(`${wins} wins from ${j.calls} judge calls`);
+  const sampled = j.rows.reduce((a, r) => a + r.sampled, 0);
+  if (sampled !== width) fail(`the rows account for ${sampled} samples, not the ${width} drawn`);
+  if (m < 2) fail(`all ${width} samples repeated the taken step, so nothing was judged: raise JUDGE_TEMPERATURE`);
+  if (taken && m >= 1 && !j.rows[0].text.includes(taken)) fail(`the taken row "${j.rows[0].text}" is not the trace's step "${taken}"`);
+  if (!/ranks \d+ of \d+/.test(j.summary)) fail(`the judgment summary gives no rank: "${j.summary}"`);
+}
+
 async function checkStorage() {
   const caches = await cacheList();
   const usage = await text('#storage-usage');

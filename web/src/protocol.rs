@@ -160,6 +160,16 @@ pub enum ToWorker {
     PauseTraining,
     /// Continue the paused fine-tuning run (same trainer, optimizer state and data order).
     ResumeTraining,
+    /// "Why this step?": judge planner step `step` (from 0, as the trace numbers it) of the
+    /// last finished run against the alternatives the planner samples at the same point.
+    JudgeStep {
+        /// The planner step.
+        step: usize,
+        /// Alternatives sampled (psrlm-design.md's w).
+        width: usize,
+        /// Their sampling temperature.
+        temperature: f64,
+    },
 }
 
 /// What the model loader is doing.
@@ -327,6 +337,13 @@ pub enum FromWorker {
     /// The adapters the roles run with now (sent after a load, an import and a saved
     /// fine-tuning run); a role not listed runs its base model.
     Adapters(Vec<InstalledAdapter>),
+    /// A planner step judged (answer to [`ToWorker::JudgeStep`]), or why it could not be.
+    StepJudged {
+        /// The planner step.
+        step: usize,
+        /// The taken step and the sampled alternatives with their wins.
+        result: Result<umi_reward::StepJudgment, String>,
+    },
 }
 
 /// Where an installed adapter came from.

@@ -30,8 +30,8 @@ pub use eft::{
 pub use judge_eval::{JudgeEval, JudgeEvalReport, JudgeProgress, Prediction, judge_rows};
 pub use mine::{
     GoldAgreementRates, GoldPoint, MineConfig, MinedPair, MinedPoint, MiningReport, MiningRun,
-    PointCost, Sampling, SearchModel, SearchRecord, candidate_seed, gold_points, mine_point,
-    split_points,
+    PointCost, Sampling, SearchModel, SearchRecord, StepJudgment, candidate_seed, gold_points,
+    judge_step, mine_point, split_points,
 };
 pub use search::{
     ExecSignal, Outcome, dedupe, judge_pairs, outcome, position_consistency, score, select,

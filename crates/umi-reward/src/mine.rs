@@ -299,19 +299,13 @@ pub fn candidate_seed(base: u64, id: &str, k: usize) -> u64 {
     umi_model::SplitMix64::new(base, &format!("{id}/k{k}")).next_u64()
 }
 
-/// Samples, judges and selects at one gold decision point (planner steps, verdict-format
-/// judge): the record of what happened, and the pair when the point gave one.
-///
-/// # Errors
-///
-/// When the model fails.
-pub async fn mine_point<M: SearchModel>(
+/// The planner prompt at `point` and the `config.width` candidate steps sampled there
+/// (parsed as the agent parses them), with whether each raw output had a `Next:` marker.
+async fn sample_candidates<M: SearchModel>(
     model: &mut M,
     point: &GoldPoint,
     config: &MineConfig,
-) -> Result<(SearchRecord, Option<MinedPair>), GeneratorError> {
-    let started = web_time::Instant::now();
-    model.take_usage(); // only this point's work is counted
+) -> Result<(String, Vec<String>, Vec<bool>), GeneratorError> {
     let hist = history(&point.history);
     let prompt = PromptSet::ToolBench.input(Role::Planner, &point.tools, &hist, "");
     let stop = [umi_data::parse::END_OF_TURN.to_string()];
@@ -333,25 +327,112 @@ pub async fn mine_point<M: SearchModel>(
         candidates.push(parsed.text);
         had_marker.push(parsed.had_marker);
     }
+    Ok((prompt, candidates, had_marker))
+}
+
+/// Every ordered pair of the distinct `unique` steps at `point` judged by `model` (verdict
+/// format, read from the logits): `(i, j, verdict, p_A)` per call, `i` shown as A; none for
+/// fewer than two steps.
+async fn judge_all<M: SearchModel>(
+    model: &mut M,
+    point: &GoldPoint,
+    unique: &[String],
+) -> Result<Vec<(usize, usize, Verdict, f64)>, GeneratorError> {
+    let hist = history(&point.history);
+    let mut verdicts = Vec::new();
+    for (i, j) in judge_pairs(unique.len()) {
+        let judge = judge_input(
+            JudgeTarget::Planner,
+            JudgeFormat::Verdict,
+            &point.tools,
+            &hist,
+            None,
+            &unique[i],
+            &unique[j],
+        );
+        let (a, b) = model.verdict_logprobs(Role::Planner, &judge).await?;
+        let (v, p) = verdict_from_logprobs(a, b);
+        verdicts.push((i, j, v, p));
+    }
+    Ok(verdicts)
+}
+
+/// A step that was taken, judged against the alternatives the model samples at the same point
+/// (the web app's "why this step?": psrlm-design.md's judge turned on a live trajectory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepJudgment {
+    /// The taken step first (index 0), then the distinct sampled steps that differ from it.
+    pub candidates: Vec<String>,
+    /// How many of the `width` samples gave each candidate (the taken step: those equal to it).
+    pub sampled: Vec<usize>,
+    /// `(i, j, verdict, p_A)` per judge call, `i` shown as A.
+    pub verdicts: Vec<(usize, usize, Verdict, f64)>,
+    /// Wins per candidate (both orders of every pair judged).
+    pub wins: Vec<u32>,
+    /// Position consistency of the judge over these pairs.
+    pub position_consistency: Option<f64>,
+    /// The model work it took.
+    pub usage: Option<Usage>,
+}
+
+impl StepJudgment {
+    /// Where the taken step ranks by wins: 1 + the number of candidates with more wins.
+    pub fn rank_of_taken(&self) -> usize {
+        1 + self.wins.iter().filter(|&&w| w > self.wins[0]).count()
+    }
+}
+
+/// Judges `point.gold` (the step taken there) against `config.width` steps sampled at the same
+/// point, every ordered pair of the distinct ones, as [`mine_point`] judges its candidates.
+///
+/// # Errors
+///
+/// When the model fails.
+pub async fn judge_step<M: SearchModel>(
+    model: &mut M,
+    point: &GoldPoint,
+    config: &MineConfig,
+) -> Result<StepJudgment, GeneratorError> {
+    model.take_usage(); // only this judgment's work is counted
+    let (_, samples, _) = sample_candidates(model, point, config).await?;
+    let taken = parse_planner_output(&point.gold, NoMarkerDefault::Caller).text;
+    let mut all = vec![taken];
+    all.extend(samples);
+    let (candidates, index) = dedupe(&all);
+    let mut sampled = vec![0; candidates.len()];
+    for &i in &index[1..] {
+        sampled[i] += 1;
+    }
+    let verdicts = judge_all(model, point, &candidates).await?;
+    let plain: Vec<(usize, usize, Verdict)> =
+        verdicts.iter().map(|&(i, j, v, _)| (i, j, v)).collect();
+    Ok(StepJudgment {
+        wins: score(candidates.len(), &plain),
+        position_consistency: position_consistency(candidates.len(), &plain),
+        candidates,
+        sampled,
+        verdicts,
+        usage: model.take_usage(),
+    })
+}
+
+/// Samples, judges and selects at one gold decision point (planner steps, verdict-format
+/// judge): the record of what happened, and the pair when the point gave one.
+///
+/// # Errors
+///
+/// When the model fails.
+pub async fn mine_point<M: SearchModel>(
+    model: &mut M,
+    point: &GoldPoint,
+    config: &MineConfig,
+) -> Result<(SearchRecord, Option<MinedPair>), GeneratorError> {
+    let started = web_time::Instant::now();
+    model.take_usage(); // only this point's work is counted
+    let (prompt, candidates, had_marker) = sample_candidates(model, point, config).await?;
     let (unique, unique_index) = dedupe(&candidates);
     let m = unique.len();
-    let mut verdicts = Vec::new();
-    if m >= 2 {
-        for (i, j) in judge_pairs(m) {
-            let judge = judge_input(
-                JudgeTarget::Planner,
-                JudgeFormat::Verdict,
-                &point.tools,
-                &hist,
-                None,
-                &unique[i],
-                &unique[j],
-            );
-            let (a, b) = model.verdict_logprobs(Role::Planner, &judge).await?;
-            let (v, p) = verdict_from_logprobs(a, b);
-            verdicts.push((i, j, v, p));
-        }
-    }
+    let verdicts = judge_all(model, point, &unique).await?;
     let plain: Vec<(usize, usize, Verdict)> =
         verdicts.iter().map(|&(i, j, v, _)| (i, j, v)).collect();
     let valid = vec![true; m];
@@ -536,6 +617,43 @@ mod tests {
         assert_eq!(seeds.len(), 4);
         assert_ne!(seeds[0], seeds[1]);
         assert_eq!(seeds[2], candidate_seed(42, "t0003-d01", 2));
+    }
+
+    /// The taken step is candidate 0, sampled copies of it are merged into it and counted, and
+    /// it is judged against the distinct alternatives in both orders.
+    #[test]
+    fn a_taken_step_is_judged_against_the_sampled_alternatives() {
+        let mut model = Scripted {
+            samples: vec![
+                "a good step. Next: conclusion.",
+                "an ok step. Next: caller.",
+                "I call it. Next: caller.",
+                "a good step. Next: conclusion.",
+            ],
+            next: 0,
+            seeds: vec![],
+            always_a: false,
+        };
+        let config = MineConfig {
+            width: 4,
+            ..MineConfig::default()
+        };
+        let judged = pollster::block_on(judge_step(&mut model, &point(), &config)).unwrap();
+        assert_eq!(
+            judged.candidates,
+            [
+                "I call it. Next: caller.",
+                "a good step. Next: conclusion.",
+                "an ok step. Next: caller."
+            ]
+        );
+        assert_eq!(judged.sampled, [1, 2, 1]);
+        assert_eq!(judged.verdicts.len(), 6, "3 distinct steps, both orders");
+        // quality: taken 0, good 2, ok 1; ties go to A
+        assert_eq!(judged.wins, [0, 4, 2]);
+        assert_eq!(judged.rank_of_taken(), 3);
+        assert_eq!(judged.usage, None, "the scripted model counts nothing");
+        assert_eq!(model.seeds.len(), 4);
     }
 
     #[test]

@@ -294,8 +294,20 @@ pub fn App() -> impl IntoView {
             }
             trace.event(&event);
         }
+        FromWorker::StepJudged { step, result } => {
+            run_status.set(match &result {
+                Ok(j) => format!(
+                    "judged planner step #{step}: the taken step ranks {} of {}",
+                    j.rank_of_taken(),
+                    j.candidates.len()
+                ),
+                Err(e) => format!("judging planner step #{step} failed: {e}"),
+            });
+            trace.judged(step, result);
+        }
         FromWorker::Finished { stop, record: r } => {
             trace.settle();
+            trace.judgeable.set(true);
             panel.recorded.update(|n| *n += 1); // the worker keeps the trajectory for training
             record.set(r);
             run_status.set(format!("done: {stop}"));

@@ -3,8 +3,25 @@
 
 use leptos::prelude::*;
 use umi_data::Role;
+use umi_reward::StepJudgment;
 
 use umi_agent::AgentEvent;
+
+use crate::page::worker_link::{post, use_worker};
+use crate::protocol::ToWorker;
+
+/// Where a planner step's "why this step?" stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Judgment {
+    /// Not asked.
+    None,
+    /// Asked; the worker is sampling and judging.
+    Pending,
+    /// The taken step and the sampled alternatives with their wins.
+    Done(StepJudgment),
+    /// Why it could not be judged.
+    Failed(String),
+}
 
 /// One entry of the trace (`.step` in the DOM, `data-role` = [`TraceStep::role`]).
 #[derive(Clone)]
@@ -21,6 +38,10 @@ pub struct TraceStep {
     pub note: ArcRwSignal<String>,
     /// Still streaming.
     pub live: ArcRwSignal<bool>,
+    /// The planner step's index (from 0) once the agent reported it.
+    pub planner_step: ArcRwSignal<Option<usize>>,
+    /// Its "why this step?" judgment.
+    pub judgment: ArcRwSignal<Judgment>,
 }
 
 /// The trace of the current run.
@@ -28,6 +49,12 @@ pub struct TraceStep {
 pub struct Trace {
     /// The steps, in order.
     pub steps: RwSignal<Vec<TraceStep>>,
+    /// The run finished by itself, so its planner steps can be judged.
+    pub judgeable: RwSignal<bool>,
+    /// Alternatives "why this step?" samples (as typed).
+    pub judge_width: RwSignal<String>,
+    /// Their temperature (as typed).
+    pub judge_temperature: RwSignal<String>,
 }
 
 /// The trace role a generating model role streams into (the backbone plans in single mode).
@@ -45,12 +72,33 @@ impl Trace {
     pub fn new() -> Self {
         Self {
             steps: RwSignal::new(Vec::new()),
+            judgeable: RwSignal::new(false),
+            judge_width: RwSignal::new(umi_reward::MineConfig::default().width.to_string()),
+            judge_temperature: RwSignal::new(
+                umi_reward::MineConfig::default().temperature.to_string(),
+            ),
         }
     }
 
     /// Removes every step.
     pub fn clear(&self) {
         self.steps.set(Vec::new());
+        self.judgeable.set(false);
+    }
+
+    /// Shows the worker's judgment of planner step `step`.
+    pub fn judged(&self, step: usize, result: Result<StepJudgment, String>) {
+        let target = self.steps.with_untracked(|s| {
+            s.iter()
+                .find(|st| st.planner_step.get_untracked() == Some(step))
+                .cloned()
+        });
+        if let Some(target) = target {
+            target.judgment.set(match result {
+                Ok(j) => Judgment::Done(j),
+                Err(e) => Judgment::Failed(e),
+            });
+        }
     }
 
     /// Adds a finished step.
@@ -66,6 +114,8 @@ impl Trace {
             text: ArcRwSignal::new(text),
             note: ArcRwSignal::new(String::new()),
             live: ArcRwSignal::new(live),
+            planner_step: ArcRwSignal::new(None),
+            judgment: ArcRwSignal::new(Judgment::None),
         };
         self.steps.update(|s| s.push(step.clone()));
         step
@@ -111,6 +161,7 @@ impl Trace {
                 let s = self.finish("planner", format!("planner #{step}"));
                 s.text.set(text.clone());
                 s.note.set(next.marker().to_string());
+                s.planner_step.set(Some(*step));
             }
             AgentEvent::Action { step, action } => {
                 let s = self.finish("caller", format!("caller #{step}"));
@@ -148,6 +199,28 @@ impl Trace {
 #[component]
 pub fn TraceView(trace: Trace) -> impl IntoView {
     view! {
+        <Show when=move || trace.judgeable.get()>
+            <div id="judge-settings" class="row">
+                "why this step? compares a planner step with "
+                <input
+                    id="judge-width"
+                    type="number"
+                    min="1"
+                    prop:value=move || trace.judge_width.get()
+                    on:input=move |ev| trace.judge_width.set(event_target_value(&ev))
+                />
+                " steps sampled at temperature "
+                <input
+                    id="judge-temperature"
+                    type="number"
+                    min="0.1"
+                    step="0.1"
+                    prop:value=move || trace.judge_temperature.get()
+                    on:input=move |ev| trace.judge_temperature.set(event_target_value(&ev))
+                />
+                ", judged by the planner in both orders."
+            </div>
+        </Show>
         <div id="trace">
             <For each=move || trace.steps.get() key=|s| s.id let:step>
                 <div
@@ -176,8 +249,123 @@ pub fn TraceView(trace: Trace) -> impl IntoView {
                             move || text.get()
                         }
                     </pre>
+                    <WhyThisStep trace=trace step=step.clone() />
                 </div>
             </For>
+        </div>
+    }
+}
+
+/// A planner step's "why this step?" button (once the run finished) and its judgment: the taken
+/// step against the alternatives the planner samples at the same point, with the wins the
+/// model's own pairwise judging gave each (psrlm-design.md §2.5).
+#[component]
+fn WhyThisStep(trace: Trace, step: TraceStep) -> impl IntoView {
+    let worker = use_worker();
+    let planner_step = step.planner_step.clone();
+    let judgment = step.judgment.clone();
+    let ask = {
+        let (planner_step, judgment) = (planner_step.clone(), judgment.clone());
+        move |_| {
+            let Some(n) = planner_step.get_untracked() else {
+                return;
+            };
+            let width = trace.judge_width.get_untracked().trim().parse::<usize>();
+            let temperature = trace
+                .judge_temperature
+                .get_untracked()
+                .trim()
+                .parse::<f64>();
+            let (Ok(width @ 1..), Ok(temperature)) = (width, temperature) else {
+                judgment.set(Judgment::Failed(
+                    "the number of steps to sample must be a positive whole number".into(),
+                ));
+                return;
+            };
+            if temperature.is_nan() || temperature <= 0.0 {
+                judgment.set(Judgment::Failed(
+                    "the sampling temperature must be above 0".into(),
+                ));
+                return;
+            }
+            judgment.set(Judgment::Pending);
+            let message = ToWorker::JudgeStep {
+                step: n,
+                width,
+                temperature,
+            };
+            if let Err(e) = post(worker, &message, None) {
+                judgment.set(Judgment::Failed(e));
+            }
+        }
+    };
+    let shown = {
+        let (planner_step, judgment) = (planner_step.clone(), judgment.clone());
+        move || {
+            trace.judgeable.get()
+                && planner_step.get().is_some()
+                && !matches!(judgment.get(), Judgment::Pending)
+        }
+    };
+    view! {
+        <Show when=shown>
+            <button class="why" on:click=ask.clone()>
+                "why this step?"
+            </button>
+        </Show>
+        {move || match judgment.get() {
+            Judgment::None => ().into_any(),
+            Judgment::Pending => {
+                view! { <p class="judgment-pending">"judging: sampling alternatives…"</p> }
+                    .into_any()
+            }
+            Judgment::Failed(e) => view! { <p class="judgment-error">{e}</p> }.into_any(),
+            Judgment::Done(j) => judgment_view(&j).into_any(),
+        }}
+    }
+}
+
+/// The judgment as a table: one row per distinct step, the taken one first.
+fn judgment_view(j: &StepJudgment) -> impl IntoView + use<> {
+    let calls = j.verdicts.len();
+    let summary = format!(
+        "the taken step ranks {} of {} by the model's own pairwise judging ({} judge calls, both orders{})",
+        j.rank_of_taken(),
+        j.candidates.len(),
+        calls,
+        j.position_consistency
+            .map(|c| format!("; position consistency {:.0} %", 100.0 * c))
+            .unwrap_or_default(),
+    );
+    let rows: Vec<_> = j
+        .candidates
+        .iter()
+        .zip(&j.wins)
+        .zip(&j.sampled)
+        .enumerate()
+        .map(|(i, ((text, wins), sampled))| {
+            view! {
+                <tr class:taken=i == 0 data-wins=*wins data-sampled=*sampled>
+                    <td class="who">{if i == 0 { "taken" } else { "sampled" }}</td>
+                    <td class="wins">{*wins}</td>
+                    <td class="sampled">{*sampled}</td>
+                    <td class="text">{text.clone()}</td>
+                </tr>
+            }
+        })
+        .collect();
+    view! {
+        <div class="judgment" data-calls=calls>
+            <p class="judgment-summary">{summary}</p>
+            <table>
+                <tr>
+                    <th>""</th>
+                    <th>"wins"</th>
+                    <th>"sampled"</th>
+                    <th>"step"</th>
+                </tr>
+                {rows}
+            </table>
         </div>
     }
 }

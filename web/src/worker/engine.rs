@@ -15,9 +15,11 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 use crate::js::js_error;
 use crate::protocol::{
     ADAPTER_CONFIG, ADAPTER_MODEL, AdapterOrigin, FromWorker, InstalledAdapter, ModelChoice,
-    Progress, ToWorker, TrainData, TrainObjective, TrainSettings, adapter_url, decode, encode,
+    Progress, RunSettings, ToWorker, TrainData, TrainObjective, TrainSettings, adapter_url, decode,
+    encode,
 };
 use crate::worker::adapters::store_adapter;
+use crate::worker::judge::judge_run_step;
 use crate::worker::run::run_agent;
 use crate::worker::scope::now_ms;
 use crate::worker::shipped::shipped_agent;
@@ -41,10 +43,23 @@ struct State {
     job: Option<TrainJob>,
     /// Trajectories of the finished runs, as α-UMi records (training data).
     recorded: Vec<serde_json::Value>,
+    /// The last finished run: its settings and record (what "why this step?" judges).
+    last_run: Option<(RunSettings, String)>,
     /// A load, a run or fine-tuning is in progress.
     busy: bool,
     /// Aborts the run in progress.
     abort: Option<AbortHandle>,
+}
+
+impl State {
+    /// The adapters a run uses: none for a zero-shot run, else each role's installed one.
+    fn run_adapters(&self, zero_shot: bool) -> RoleMap<AdapterSet> {
+        if zero_shot {
+            Default::default()
+        } else {
+            self.adapters.clone().map(Option::unwrap_or_default)
+        }
+    }
 }
 
 struct Engine {
@@ -114,16 +129,18 @@ impl Engine {
                 let adapters = {
                     let mut state = self.state.borrow_mut();
                     state.abort = Some(handle);
-                    if settings.zero_shot {
-                        Default::default()
-                    } else {
-                        state.adapters.clone().map(Option::unwrap_or_default)
-                    }
+                    state.last_run = None;
+                    state.run_adapters(settings.zero_shot)
                 };
                 spawn_local(async move {
-                    let end =
-                        run_agent(settings, models, adapters, self.post.clone(), registration)
-                            .await;
+                    let end = run_agent(
+                        settings.clone(),
+                        models,
+                        adapters,
+                        self.post.clone(),
+                        registration,
+                    )
+                    .await;
                     let mut state = self.state.borrow_mut();
                     state.abort = None;
                     state.busy = false;
@@ -131,6 +148,7 @@ impl Engine {
                         && let Ok(value) = serde_json::from_str(record)
                     {
                         state.recorded.push(value);
+                        state.last_run = Some((settings, record.clone()));
                     }
                     drop(state);
                     (self.post)(end);
@@ -173,6 +191,44 @@ impl Engine {
                             (self.post)(FromWorker::TrainFailed(e));
                         }
                     }
+                });
+            }
+            ToWorker::JudgeStep {
+                step,
+                width,
+                temperature,
+            } => {
+                let fail = |e: &str| {
+                    (self.post)(FromWorker::StepJudged {
+                        step,
+                        result: Err(e.into()),
+                    })
+                };
+                let (models, run) = {
+                    let state = self.state.borrow();
+                    (state.roles.clone(), state.last_run.clone())
+                };
+                let (Some(models), Some((settings, record))) = (models, run) else {
+                    fail("finish a run first: a step of the last finished run is judged");
+                    return;
+                };
+                if !self.claim() {
+                    fail("busy: wait for the load, run or fine-tuning");
+                    return;
+                }
+                let adapters = self.state.borrow().run_adapters(settings.zero_shot);
+                spawn_local(async move {
+                    let result = judge_run_step(
+                        &settings,
+                        &record,
+                        step,
+                        (width, temperature),
+                        models,
+                        adapters,
+                    )
+                    .await;
+                    self.state.borrow_mut().busy = false;
+                    (self.post)(FromWorker::StepJudged { step, result });
                 });
             }
             ToWorker::PauseTraining => self.pause.set(true),

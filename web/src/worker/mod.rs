@@ -4,6 +4,7 @@
 pub mod adapters;
 pub mod engine;
 pub mod gpu;
+pub mod judge;
 pub mod run;
 pub mod scope;
 pub mod shipped;
