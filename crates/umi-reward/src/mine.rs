@@ -698,6 +698,17 @@ mod tests {
         assert_eq!(points[1].history.len(), 5);
     }
 
+    /// The tiny test model (assets/tiny, f32 GGUF) on the CPU as every role's generator.
+    fn tiny_generator(config: umi_model::GenerationConfig) -> LlamaGenerator {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../assets/tiny/gguf/tiny-f32.gguf"
+        );
+        let device = umi_model::Backend::Cpu.device().unwrap();
+        let loaded = umi_model::load_model(path.as_ref(), &device).unwrap();
+        LlamaGenerator::shared(loaded, config)
+    }
+
     /// Batched candidates (`LlamaGenerator`'s `sample_many`, a shared prompt prefix): greedy
     /// ones equal the candidates generated one by one, on a real (tiny) model; sampled ones
     /// repeat for their seeds. (Sampled draws can differ from one-by-one ones: attention sums
@@ -705,14 +716,7 @@ mod tests {
     /// rounding into other draws.)
     #[test]
     fn batched_candidates_equal_candidates_generated_one_by_one() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../assets/tiny/gguf/tiny-f32.gguf"
-        );
-        let loaded =
-            umi_model::load_model(path.as_ref(), &umi_model::Backend::Cpu.device().unwrap())
-                .unwrap();
-        let mut model = LlamaGenerator::shared(loaded, umi_model::GenerationConfig::default());
+        let mut model = tiny_generator(umi_model::GenerationConfig::default());
         let prompt = "Plan the next step.";
         let greedy: Vec<Sampling> = (0..3)
             .map(|k| Sampling {
@@ -749,24 +753,17 @@ mod tests {
             "different seeds give different candidates"
         );
     }
+
     /// What a point costs is counted as the model ran it: a batch prefills its prompt once and
     /// a repeat of it only its last token; the plain path (`umi reward pairs --plain`) prefills
     /// every candidate's prompt whole and gives the batch's greedy candidates; judging counts
     /// its prefill and samples nothing; taking the counts starts them again.
     #[test]
     fn usage_counts_prefill_once_per_batch_and_every_prompt_in_plain_mode() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../assets/tiny/gguf/tiny-f32.gguf"
-        );
-        let loaded =
-            umi_model::load_model(path.as_ref(), &umi_model::Backend::Cpu.device().unwrap())
-                .unwrap();
-        let config = umi_model::GenerationConfig {
+        let mut model = tiny_generator(umi_model::GenerationConfig {
             max_new_tokens: 16, // the tiny model's context is 128
             ..Default::default()
-        };
-        let mut model = LlamaGenerator::shared(loaded, config);
+        });
         let prompt = "Plan the next step.";
         let n = model
             .prompt_length(Role::Planner, prompt)

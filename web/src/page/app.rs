@@ -22,6 +22,7 @@ use crate::page::adapters::{AdapterImport, AdapterList};
 use crate::page::finetune::{FineTune, TrainPanel};
 use crate::page::storage::Storage;
 use crate::page::trace::{Trace, TraceView};
+use crate::page::widgets::TextInput;
 use crate::page::worker_link::{WorkerHandle, post, provide_worker};
 use crate::protocol::{
     FromWorker, MeasuredSpeed, ModelChoice, Progress, RunSettings, Stage, ToWorker, decode,
@@ -130,31 +131,6 @@ async fn copy_to_clipboard(text: &str) -> Result<(), String> {
         .map_err(|_| "writeText returned no promise".to_string())?;
     JsFuture::from(promise).await.map_err(js_error)?;
     Ok(())
-}
-
-/// A text input bound to `value`.
-#[component]
-fn TextInput(
-    /// The element id.
-    id: &'static str,
-    /// The value.
-    value: RwSignal<String>,
-    /// Shown when empty.
-    #[prop(optional)]
-    placeholder: &'static str,
-    /// `text` unless given.
-    #[prop(default = "text")]
-    kind: &'static str,
-) -> impl IntoView {
-    view! {
-        <input
-            id=id
-            type=kind
-            placeholder=placeholder
-            prop:value=value
-            on:input=move |ev| value.set(event_target_value(&ev))
-        />
-    }
 }
 
 /// The application.

@@ -7,6 +7,7 @@ use umi_reward::StepJudgment;
 
 use umi_agent::AgentEvent;
 
+use crate::page::widgets::TextInput;
 use crate::page::worker_link::{post, use_worker};
 use crate::protocol::ToWorker;
 
@@ -202,21 +203,14 @@ pub fn TraceView(trace: Trace) -> impl IntoView {
         <Show when=move || trace.judgeable.get()>
             <div id="judge-settings" class="row">
                 "why this step? compares a planner step with "
-                <input
-                    id="judge-width"
-                    type="number"
-                    min="1"
-                    prop:value=move || trace.judge_width.get()
-                    on:input=move |ev| trace.judge_width.set(event_target_value(&ev))
-                />
+                <TextInput id="judge-width" value=trace.judge_width kind="number" min="1" />
                 " steps sampled at temperature "
-                <input
+                <TextInput
                     id="judge-temperature"
-                    type="number"
+                    value=trace.judge_temperature
+                    kind="number"
                     min="0.1"
                     step="0.1"
-                    prop:value=move || trace.judge_temperature.get()
-                    on:input=move |ev| trace.judge_temperature.set(event_target_value(&ev))
                 />
                 ", judged by the planner in both orders."
             </div>

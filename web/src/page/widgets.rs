@@ -27,3 +27,37 @@ pub fn RoleSelect(
         </select>
     }
 }
+
+/// An `<input>` bound to `value` (a text field unless `kind` says otherwise; `min` and `step`
+/// for number fields).
+#[component]
+pub fn TextInput(
+    /// The element id.
+    id: &'static str,
+    /// The value.
+    value: RwSignal<String>,
+    /// Shown when empty.
+    #[prop(optional)]
+    placeholder: &'static str,
+    /// `text` unless given.
+    #[prop(default = "text")]
+    kind: &'static str,
+    /// The smallest number accepted (number fields).
+    #[prop(optional)]
+    min: Option<&'static str>,
+    /// The step of the spinner (number fields).
+    #[prop(optional)]
+    step: Option<&'static str>,
+) -> impl IntoView {
+    view! {
+        <input
+            id=id
+            type=kind
+            placeholder=placeholder
+            min=min
+            step=step
+            prop:value=value
+            on:input=move |ev| value.set(event_target_value(&ev))
+        />
+    }
+}

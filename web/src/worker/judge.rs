@@ -6,14 +6,14 @@
 
 use std::rc::Rc;
 
-use umi_agent::{AgentMode, LlamaGenerator};
+use umi_agent::AgentMode;
 use umi_data::RoleMap;
 use umi_data::conversation::{Conversation, Speaker};
-use umi_model::{AdapterSet, GenerationConfig, LoadedModel};
+use umi_model::{AdapterSet, LoadedModel};
 use umi_reward::{GoldPoint, MineConfig, StepJudgment, judge_step};
 
 use crate::protocol::RunSettings;
-use crate::worker::PREFILL_CHUNK;
+use crate::worker::run::run_generator;
 
 /// Judges planner step `step` (from 0) of the run `record` (as `umi run --json` writes it) made
 /// with `settings` against `width` alternatives sampled at `temperature` (top-p 0.95, at most
@@ -63,13 +63,7 @@ pub async fn judge_run_step(
         max_new_tokens: defaults.max_new_tokens.min(settings.max_new_tokens),
         ..defaults
     };
-    let generation = GenerationConfig {
-        max_new_tokens: config.max_new_tokens,
-        prefill_chunk: PREFILL_CHUNK,
-        ..Default::default()
-    };
-    let mut generator = LlamaGenerator::for_roles(models, adapters, generation);
-    generator.use_chat_template = !settings.raw_prompts;
+    let mut generator = run_generator(settings, config.max_new_tokens, models, adapters);
     judge_step(&mut generator, &point, &config)
         .await
         .map_err(|e| e.to_string())

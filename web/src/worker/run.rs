@@ -39,6 +39,25 @@ pub async fn load_tools(settings: &RunSettings) -> Result<Vec<ToolSpec>, String>
 /// applies its own).
 const TOOL_DOCS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// The generator of a run made with `settings` (its prompt format), at most `max_new_tokens`
+/// per step: the roles' `models` with their `adapters`, prefilled in the worker's chunks.
+/// The agent run and the judging of its steps ([`crate::worker::judge`]) use the same one.
+pub fn run_generator(
+    settings: &RunSettings,
+    max_new_tokens: usize,
+    models: RoleMap<Rc<LoadedModel>>,
+    adapters: RoleMap<AdapterSet>,
+) -> LlamaGenerator {
+    let config = GenerationConfig {
+        max_new_tokens,
+        prefill_chunk: PREFILL_CHUNK,
+        ..Default::default()
+    };
+    let mut generator = LlamaGenerator::for_roles(models, adapters, config);
+    generator.use_chat_template = !settings.raw_prompts;
+    generator
+}
+
 /// Runs the agent on `settings.query` with `planner`, `caller` and `summarizer` (the same model
 /// when shared) and each role's fine-tuned `adapters` (planner, caller, summarizer; empty when
 /// none), posting its events and status through `post`; `abort` stops it (at once: the run
@@ -59,13 +78,7 @@ pub async fn run_agent(
         Ok(specs) => specs,
         Err(e) => return FromWorker::Failed(e),
     };
-    let config = GenerationConfig {
-        max_new_tokens: settings.max_new_tokens,
-        prefill_chunk: PREFILL_CHUNK,
-        ..Default::default()
-    };
-    let mut generator = LlamaGenerator::for_roles(models, adapters, config);
-    generator.use_chat_template = !settings.raw_prompts;
+    let generator = run_generator(&settings, settings.max_new_tokens, models, adapters);
     let mut query = Query::new(settings.query.clone());
     query.config.mode = settings.mode;
     query.config.max_steps = settings.max_steps;
