@@ -9,6 +9,39 @@ use umi_data::{PromptSet, Role, role_samples};
 
 use crate::fs::write_atomically;
 
+/// Where a command's trajectories come from: a file (or folder) in one of the formats the
+/// readers know, and the period of the train/dev split. Each command keeps its own `--split`
+/// (their defaults differ: train for training and mining, dev for evaluation).
+#[derive(clap::Args)]
+pub struct TrajectoryArgs {
+    /// Trajectories: α-UMi conversation JSON, or another --format.
+    #[arg(long, default_value = crate::eval::DEFAULT_EVAL_DATA)]
+    pub data: PathBuf,
+    /// Data format: alpha-umi, toolbench (raw answers), api-bank or toolalpaca.
+    #[arg(long, default_value = "alpha-umi")]
+    pub format: DataFormat,
+    /// Split period: record i is in dev when i % dev_every == 0 (6 → 50 of the 300 OOD
+    /// trajectories); train is the others.
+    #[arg(long, default_value_t = 6)]
+    pub dev_every: usize,
+}
+
+impl TrajectoryArgs {
+    /// Every usable record of `--data`, in file order; the records the reader skipped are
+    /// listed on stderr.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or is not in `--format`.
+    pub fn read(&self) -> Result<Vec<umi_data::Conversation>> {
+        let (conversations, report) = readers::read(self.format, &self.data)?;
+        for s in &report.skipped {
+            eprintln!("warning: skipped {s}");
+        }
+        Ok(conversations)
+    }
+}
+
 #[derive(clap::Subcommand)]
 pub enum DataCommand {
     /// Read a dataset and write α-UMi conversations, the role training sets

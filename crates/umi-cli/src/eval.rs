@@ -11,7 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use umi_agent::AgentMode;
 use umi_data::PromptSet;
-use umi_data::readers::{DataFormat, Split, read};
+use umi_data::readers::{DataFormat, Split};
+
+use crate::data::TrajectoryArgs;
 use umi_eval::{DecisionPoint, EvalReport, decision_points, evaluate, predict};
 use umi_model::Backend;
 
@@ -28,21 +30,14 @@ pub const DEFAULT_EVAL_DATA: &str =
 pub struct EvalArgs {
     #[command(subcommand)]
     command: Option<EvalCommand>,
-    /// α-UMi conversation JSON with reference trajectories.
-    #[arg(long, default_value = DEFAULT_EVAL_DATA)]
-    data: PathBuf,
-    /// Data format: alpha-umi, toolbench (raw answers), api-bank or toolalpaca.
-    #[arg(long, default_value = "alpha-umi")]
-    format: DataFormat,
+    #[command(flatten)]
+    trajectories: TrajectoryArgs,
     /// Prompt family: toolbench, or toolalpaca (default for --format toolalpaca).
     #[arg(long)]
     prompt_set: Option<String>,
     /// Which trajectories: dev (every `--dev-every`-th, from the first), train (the others) or all.
     #[arg(long, default_value = "dev")]
     split: Split,
-    /// Split period: record i is in dev when i % dev_every == 0 (6 → 50 of 300).
-    #[arg(long, default_value_t = 6)]
-    dev_every: usize,
     /// Score only the first N decision points of the split (quick looks; a later run without
     /// it in the same --out goes on from there).
     #[arg(long)]
@@ -111,14 +106,11 @@ pub struct RunReport {
 }
 
 fn points_of(args: &EvalArgs) -> Result<(Vec<(usize, DecisionPoint)>, usize)> {
-    let (conversations, report) = read(args.format, &args.data)?;
-    for s in &report.skipped {
-        eprintln!("warning: skipped {s}");
-    }
+    let conversations = args.trajectories.read()?;
     let mut points = Vec::new();
     let mut trajectories = 0;
     for (i, c) in conversations.iter().enumerate() {
-        if args.split.keeps(i, args.dev_every) {
+        if args.split.keeps(i, args.trajectories.dev_every) {
             trajectories += 1;
             points.extend(decision_points(c).into_iter().map(|p| (i, p)));
         }
@@ -129,7 +121,7 @@ fn points_of(args: &EvalArgs) -> Result<(Vec<(usize, DecisionPoint)>, usize)> {
     if points.is_empty() {
         bail!(
             "{} has no decision points in split {}",
-            args.data.display(),
+            args.trajectories.data.display(),
             args.split
         );
     }
@@ -221,7 +213,7 @@ fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
         .clone()
         .expect("clap requires --out when no subcommand is given");
     let mode = args.mode;
-    let set = match (args.prompt_set.as_deref(), args.format) {
+    let set = match (args.prompt_set.as_deref(), args.trajectories.format) {
         (Some("toolalpaca"), _) | (None, DataFormat::ToolAlpaca) => PromptSet::ToolAlpaca,
         (Some("toolbench") | None, _) => PromptSet::ToolBench,
         (Some(other), _) => bail!("--prompt-set must be toolbench or toolalpaca, not {other:?}"),
@@ -229,9 +221,9 @@ fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
     let (points, trajectories) = points_of(&args)?;
     let [planner, caller, summarizer] = args.models.describe();
     let settings = RunSettings {
-        data: args.data.display().to_string(),
+        data: args.trajectories.data.display().to_string(),
         split: args.split.to_string(),
-        dev_every: args.dev_every,
+        dev_every: args.trajectories.dev_every,
         mode,
         planner,
         caller,

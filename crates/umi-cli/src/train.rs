@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use umi_data::readers::{DataFormat, Split, read};
+use umi_data::readers::Split;
+
+use crate::data::TrajectoryArgs;
 use umi_data::{PromptSet, Role, role_samples};
 use umi_model::{
     Backend, LoraConfig, load_model, load_peft, merge_lora, save_hf, save_hf_tokenizer, save_peft,
@@ -44,18 +46,11 @@ pub enum TrainCommand {
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// Training data (α-UMi conversation JSON, or another --format).
-    #[arg(long, default_value = crate::eval::DEFAULT_EVAL_DATA)]
-    data: PathBuf,
-    /// Data format: alpha-umi, toolbench, api-bank.
-    #[arg(long, default_value = "alpha-umi")]
-    format: DataFormat,
+    #[command(flatten)]
+    trajectories: TrajectoryArgs,
     /// Records used: train (all but every --dev-every-th), dev or all.
     #[arg(long, default_value = "train")]
     split: Split,
-    /// Split period (record i is dev when i % dev_every == 0).
-    #[arg(long, default_value_t = 6)]
-    dev_every: usize,
     /// Base model (.gguf or Hugging Face folder).
     #[arg(long, default_value = crate::DEFAULT_MODEL)]
     model: PathBuf,
@@ -187,11 +182,10 @@ fn config_of(role: Role, a: &TrainArgs) -> TrainConfig {
 fn train(role: Role, args: TrainArgs) -> Result<()> {
     let mut config = config_of(role, &args);
     config.validate()?;
-    let (conversations, report) = read(args.format, &args.data)?;
-    for s in &report.skipped {
-        eprintln!("warning: skipped {s}");
-    }
-    let conversations = args.split.select(conversations, args.dev_every);
+    let conversations = args.trajectories.read()?;
+    let conversations = args
+        .split
+        .select(conversations, args.trajectories.dev_every);
     let mut samples: Vec<_> = conversations
         .iter()
         .flat_map(|c| role_samples(c, role, PromptSet::ToolBench))
@@ -219,7 +213,10 @@ fn train(role: Role, args: TrainArgs) -> Result<()> {
         );
     }
     if samples.is_empty() {
-        bail!("{} gives no {role:?} samples", args.data.display());
+        bail!(
+            "{} gives no {role:?} samples",
+            args.trajectories.data.display()
+        );
     }
 
     let device = args.backend.device()?;

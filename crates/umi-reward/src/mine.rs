@@ -497,6 +497,18 @@ mod tests {
         always_a: bool,
     }
 
+    impl Scripted {
+        /// Samples `samples` in turn; `always_a` answers "A" whatever the steps.
+        fn new(samples: Vec<&'static str>, always_a: bool) -> Self {
+            Self {
+                samples,
+                next: 0,
+                seeds: Vec::new(),
+                always_a,
+            }
+        }
+    }
+
     fn quality(step: &str) -> i32 {
         if step.contains("good") {
             2
@@ -569,17 +581,15 @@ mod tests {
 
     #[test]
     fn the_best_and_worst_by_self_judgment_become_the_pair() {
-        let mut model = Scripted {
-            samples: vec![
+        let mut model = Scripted::new(
+            vec![
                 "an ok step. Next: caller.",
                 "a bad step",
                 "a good step. Next: conclusion.",
                 "an ok step. Next: caller.",
             ],
-            next: 0,
-            seeds: vec![],
-            always_a: false,
-        };
+            false,
+        );
         let config = MineConfig {
             width: 4,
             ..MineConfig::default()
@@ -623,17 +633,15 @@ mod tests {
     /// it is judged against the distinct alternatives in both orders.
     #[test]
     fn a_taken_step_is_judged_against_the_sampled_alternatives() {
-        let mut model = Scripted {
-            samples: vec![
+        let mut model = Scripted::new(
+            vec![
                 "a good step. Next: conclusion.",
                 "an ok step. Next: caller.",
                 "I call it. Next: caller.",
                 "a good step. Next: conclusion.",
             ],
-            next: 0,
-            seeds: vec![],
-            always_a: false,
-        };
+            false,
+        );
         let config = MineConfig {
             width: 4,
             ..MineConfig::default()
@@ -658,16 +666,14 @@ mod tests {
 
     #[test]
     fn a_judge_that_always_says_a_mines_nothing() {
-        let mut model = Scripted {
-            samples: vec![
+        let mut model = Scripted::new(
+            vec![
                 "one. Next: caller.",
                 "two. Next: caller.",
                 "three. Next: give up.",
             ],
-            next: 0,
-            seeds: vec![],
-            always_a: true,
-        };
+            true,
+        );
         let config = MineConfig {
             width: 3,
             ..MineConfig::default()

@@ -7,25 +7,20 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use umi_data::judge::JudgeFormat;
-use umi_data::readers::{DataFormat, Split, read};
+use umi_data::readers::Split;
+
+use crate::data::TrajectoryArgs;
 use umi_reward::{EftConfig, EftSet};
 
 use crate::fs::write_atomically;
 
 #[derive(clap::Args)]
 pub struct EftArgs {
-    /// Trajectories (α-UMi conversation JSON, or another --format).
-    #[arg(long, default_value = crate::eval::DEFAULT_EVAL_DATA)]
-    data: PathBuf,
-    /// Data format: alpha-umi, toolbench, api-bank.
-    #[arg(long, default_value = "alpha-umi")]
-    format: DataFormat,
+    #[command(flatten)]
+    trajectories: TrajectoryArgs,
     /// Records used: train (all but every --dev-every-th), dev (a judge test set) or all.
     #[arg(long, default_value = "train")]
     split: Split,
-    /// Split period (record i is dev when i % dev_every == 0).
-    #[arg(long, default_value_t = 6)]
-    dev_every: usize,
     /// Judge format: explain (explanation, then [[A]]/[[B]]) or verdict (verdict first).
     #[arg(long, default_value = "verdict")]
     judge_format: String,
@@ -49,20 +44,22 @@ pub fn run(args: EftArgs) -> Result<()> {
         "verdict" => JudgeFormat::Verdict,
         other => bail!("--judge-format must be explain or verdict, not {other:?}"),
     };
-    let (conversations, report) = read(args.format, &args.data)?;
-    for s in &report.skipped {
-        eprintln!("warning: skipped {s}");
-    }
+    let conversations = args.trajectories.read()?;
     let config = EftConfig {
         format,
         max_negatives_per_point: args.max_negatives_per_point,
         seed: args.seed,
     };
-    let set = EftSet::new(&conversations, args.split, args.dev_every, &config);
+    let set = EftSet::new(
+        &conversations,
+        args.split,
+        args.trajectories.dev_every,
+        &config,
+    );
     if set.rows.is_empty() {
         bail!(
             "{} gives no planner decision point with a Next: marker in the {:?} split",
-            args.data.display(),
+            args.trajectories.data.display(),
             args.split
         );
     }
@@ -75,7 +72,7 @@ pub fn run(args: EftArgs) -> Result<()> {
     let by_kind = set.rows_by_kind();
     let rows = set.rows.len();
     let report = serde_json::json!({
-        "data": args.data,
+        "data": args.trajectories.data,
         "split": format!("{:?}", args.split).to_lowercase(),
         "conversations": set.conversations,
         "rows": rows,

@@ -6,25 +6,20 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use umi_data::readers::{DataFormat, Split, read};
+use umi_data::readers::Split;
+
+use crate::data::TrajectoryArgs;
 use umi_reward::{MineConfig, MiningRun, split_points};
 
 use crate::fs::write_atomically;
 
 #[derive(clap::Args)]
 pub struct PairsArgs {
-    /// Reference trajectories (α-UMi conversation JSON, or another --format).
-    #[arg(long, default_value = crate::eval::DEFAULT_EVAL_DATA)]
-    data: PathBuf,
-    /// Data format: alpha-umi, toolbench, api-bank.
-    #[arg(long, default_value = "alpha-umi")]
-    format: DataFormat,
+    #[command(flatten)]
+    trajectories: TrajectoryArgs,
     /// Records used: train (all but every --dev-every-th) or all; dev needs --allow-dev.
     #[arg(long, default_value = "train")]
     split: Split,
-    /// Split period (record i is dev when i % dev_every == 0).
-    #[arg(long, default_value_t = 6)]
-    dev_every: usize,
     /// Mine the dev split too (its pairs must not train a model evaluated on it).
     #[arg(long)]
     allow_dev: bool,
@@ -101,24 +96,24 @@ pub fn run(args: PairsArgs) -> Result<()> {
     if config.width < 2 {
         bail!("--width must be at least 2 (pairs need two candidates)");
     }
-    let (conversations, report) = read(args.format, &args.data)?;
-    for s in &report.skipped {
-        eprintln!("warning: skipped {s}");
-    }
+    let conversations = args.trajectories.read()?;
     let points = split_points(
         &conversations,
         args.split,
-        args.dev_every,
+        args.trajectories.dev_every,
         args.limit_trajectories,
     );
     if points.is_empty() {
-        bail!("{} gives no planner decision point", args.data.display());
+        bail!(
+            "{} gives no planner decision point",
+            args.trajectories.data.display()
+        );
     }
     let models = args.models.clone().or_shipped_agent(true);
     let mut settings = serde_json::json!({
-        "data": args.data,
+        "data": args.trajectories.data,
         "split": format!("{:?}", args.split).to_lowercase(),
-        "dev_every": args.dev_every,
+        "dev_every": args.trajectories.dev_every,
         "limit_trajectories": args.limit_trajectories,
         "models": models.describe()[0],
         "raw_prompts": models.raw_prompts,
