@@ -1,43 +1,30 @@
 //! `umi train local --adapter DIR`: continued fine-tuning of a trained role adapter starts from
 //! its weights and LoRA settings, not from a fresh adapter.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::Path;
+
+use common::{loss_curve, ood_train, tiny_train};
 
 /// `umi train local --role planner` on the tiny model; `extra` appended.
-fn train(out: &Path, max_steps: usize, extra: &[&str]) -> std::process::Output {
-    let root = repo();
-    Command::new(env!("CARGO_BIN_EXE_umi"))
-        .current_dir(&root)
-        .args(["train", "local", "--role", "planner", "--lora-dropout", "0"])
-        .args(["--lr", "2e-3", "--warmup-ratio", "0", "--max-len", "96"])
-        .args(["--save-every", "100"])
-        .arg("--model")
-        .arg(root.join("assets/tiny/gguf/tiny-f32.gguf"))
-        .arg("--data")
-        .arg(root.join("../shared/data/alpha-umi-toolbench/ood-train/out_of_domain_train300.json"))
-        .arg("--max-steps")
-        .arg(max_steps.to_string())
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+fn train(data: &Path, out: &Path, max_steps: usize, extra: &[&str]) -> std::process::Output {
+    tiny_train(
+        &["train", "local", "--role", "planner"],
+        data,
+        out,
+        max_steps,
+    )
+    .args(["--lora-dropout", "0", "--lr", "2e-3", "--warmup-ratio", "0"])
+    .args(["--max-len", "96", "--save-every", "100"])
+    .args(extra)
+    .output()
+    .unwrap()
 }
 
 /// The losses of `loss.csv`, one per step.
 fn losses(out: &Path) -> Vec<f64> {
-    std::fs::read_to_string(out.join("loss.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
-        .collect()
+    loss_curve(out).into_iter().map(|(_, l)| l).collect()
 }
 
 fn adapter_r(dir: &Path) -> u64 {
@@ -49,16 +36,14 @@ fn adapter_r(dir: &Path) -> u64 {
 
 #[test]
 fn a_continued_adapter_starts_from_its_weights_and_keeps_its_settings() {
-    let data = repo().join("../shared/data/alpha-umi-toolbench/ood-train");
-    if !data.exists() {
-        eprintln!("skipping: {} is missing", data.display());
+    let Some(data) = ood_train() else {
         return;
-    }
+    };
     let tmp = std::env::temp_dir().join(format!("umi-train-continue-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
 
     let first = tmp.join("first");
-    let out = train(&first, 24, &["--lora", "--lora-r", "8"]);
+    let out = train(&data, &first, 24, &["--lora", "--lora-r", "8"]);
     assert!(
         out.status.success(),
         "{}",
@@ -70,7 +55,7 @@ fn a_continued_adapter_starts_from_its_weights_and_keeps_its_settings() {
     // The same seed and schedule length give the same first batch: a fresh adapter (B = 0)
     // scores it with the base model's loss, the continued one with the trained adapter's.
     let fresh = tmp.join("fresh");
-    let out = train(&fresh, 2, &["--lora", "--lora-r", "8"]);
+    let out = train(&data, &fresh, 2, &["--lora", "--lora-r", "8"]);
     assert!(
         out.status.success(),
         "{}",
@@ -78,6 +63,7 @@ fn a_continued_adapter_starts_from_its_weights_and_keeps_its_settings() {
     );
     let continued = tmp.join("continued");
     let out = train(
+        &data,
         &continued,
         2,
         &["--adapter", adapter.to_str().unwrap(), "--lora-r", "4"],
@@ -100,7 +86,12 @@ fn a_continued_adapter_starts_from_its_weights_and_keeps_its_settings() {
     assert_eq!(adapter_r(&continued.join("final/adapter")), 8);
 
     // A folder that is not an adapter is an error naming it.
-    let out = train(&tmp.join("bad"), 2, &["--adapter", tmp.to_str().unwrap()]);
+    let out = train(
+        &data,
+        &tmp.join("bad"),
+        2,
+        &["--adapter", tmp.to_str().unwrap()],
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

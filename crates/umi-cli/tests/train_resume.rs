@@ -1,48 +1,24 @@
 //! `umi train` killed with SIGKILL, then `--resume`: training continues from the newest
 //! checkpoint and the loss curve joins up with an uninterrupted run's, step for step.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{loss_curve as curve, ood_train, tiny_train};
 
-fn train(out: &Path, max_steps: usize, resume: bool) -> Command {
-    let root = repo();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_umi"));
-    cmd.current_dir(&root)
-        .args(["train", "global", "--lora", "--lora-dropout", "0"])
+fn train(data: &Path, out: &Path, max_steps: usize, resume: bool) -> Command {
+    let mut cmd = tiny_train(&["train", "global"], data, out, max_steps);
+    cmd.args(["--lora", "--lora-dropout", "0"])
         .args(["--lr", "1e-3", "--max-len", "96", "--save-every", "5"])
-        .arg("--model")
-        .arg(root.join("assets/tiny/gguf/tiny-f32.gguf"))
-        .arg("--data")
-        .arg(root.join("../shared/data/alpha-umi-toolbench/ood-train/out_of_domain_train300.json"))
-        .arg("--max-steps")
-        .arg(max_steps.to_string())
-        .arg("--out")
-        .arg(out)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if resume {
         cmd.arg("--resume");
     }
     cmd
-}
-
-/// `(step, loss)` rows of `loss.csv`.
-fn curve(out: &Path) -> Vec<(usize, f64)> {
-    let text = std::fs::read_to_string(out.join("loss.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let mut f = l.split(',');
-            let step = f.next().unwrap().parse().unwrap();
-            let loss = f.next().unwrap().parse().unwrap();
-            (step, loss)
-        })
-        .collect()
 }
 
 fn newest_checkpoint(out: &Path) -> Option<usize> {
@@ -61,23 +37,26 @@ fn newest_checkpoint(out: &Path) -> Option<usize> {
 
 #[test]
 fn a_killed_run_resumes_from_its_last_checkpoint_on_the_same_curve() {
-    let data = repo().join("../shared/data/alpha-umi-toolbench/ood-train");
-    if !data.exists() {
-        eprintln!("skipping: {} is missing", data.display());
+    let Some(data) = ood_train() else {
         return;
-    }
+    };
     let tmp = std::env::temp_dir().join(format!("umi-train-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let total = 60;
 
     let whole = tmp.join("whole");
-    assert!(train(&whole, total, false).status().unwrap().success());
+    assert!(
+        train(&data, &whole, total, false)
+            .status()
+            .unwrap()
+            .success()
+    );
     let reference = curve(&whole);
     assert_eq!(reference.len(), total);
 
     // Kill -9 as soon as the second checkpoint is on disk.
     let killed = tmp.join("killed");
-    let mut child = train(&killed, total, false).spawn().unwrap();
+    let mut child = train(&data, &killed, total, false).spawn().unwrap();
     let started = Instant::now();
     while newest_checkpoint(&killed).is_none_or(|s| s < 10) {
         assert!(
@@ -104,7 +83,12 @@ fn a_killed_run_resumes_from_its_last_checkpoint_on_the_same_curve() {
             .exists()
     );
 
-    assert!(train(&killed, total, true).status().unwrap().success());
+    assert!(
+        train(&data, &killed, total, true)
+            .status()
+            .unwrap()
+            .success()
+    );
     let joined = curve(&killed);
     assert_eq!(
         joined.iter().map(|r| r.0).collect::<Vec<_>>(),
