@@ -14,7 +14,10 @@ use umi_data::PromptSet;
 use umi_data::readers::{DataFormat, Split};
 
 use crate::data::TrajectoryArgs;
-use umi_eval::{DecisionPoint, EvalReport, decision_points, evaluate, predict};
+use umi_eval::compare::paired_bootstrap;
+use umi_eval::{
+    DecisionPoint, DecisionScore, EvalReport, decision_points, evaluate, predict, score_decision,
+};
 use umi_model::Backend;
 
 use crate::fs::{claim_out_dir, write_atomically};
@@ -106,26 +109,35 @@ pub struct RunReport {
 }
 
 fn points_of(args: &EvalArgs) -> Result<(Vec<(usize, DecisionPoint)>, usize)> {
-    let conversations = args.trajectories.read()?;
+    split_points(&args.trajectories, args.split, args.limit)
+}
+
+/// The decision points of `split` of the trajectories, each with its trajectory's index in the
+/// file, the first `limit` of them when given, and the number of trajectories in the split.
+fn split_points(
+    trajectories: &TrajectoryArgs,
+    split: Split,
+    limit: Option<usize>,
+) -> Result<(Vec<(usize, DecisionPoint)>, usize)> {
+    let conversations = trajectories.read()?;
     let mut points = Vec::new();
-    let mut trajectories = 0;
+    let mut count = 0;
     for (i, c) in conversations.iter().enumerate() {
-        if args.split.keeps(i, args.trajectories.dev_every) {
-            trajectories += 1;
+        if split.keeps(i, trajectories.dev_every) {
+            count += 1;
             points.extend(decision_points(c).into_iter().map(|p| (i, p)));
         }
     }
-    if let Some(limit) = args.limit {
+    if let Some(limit) = limit {
         points.truncate(limit);
     }
     if points.is_empty() {
         bail!(
-            "{} has no decision points in split {}",
-            args.trajectories.data.display(),
-            args.split
+            "{} has no decision points in split {split}",
+            trajectories.data.display(),
         );
     }
-    Ok((points, trajectories))
+    Ok((points, count))
 }
 
 /// Predictions already in `path` (a resumed run), by decision index (`None` where there is none
@@ -199,6 +211,7 @@ fn scored<'a>(
 pub fn run(args: EvalArgs, models: &mut ModelCache) -> Result<()> {
     match args.command {
         Some(EvalCommand::Live(live)) => crate::eval_live::run_live(*live, models),
+        Some(EvalCommand::Compare(args)) => compare(args),
         None => run_eval(args, models),
     }
 }
@@ -341,6 +354,125 @@ pub enum EvalCommand {
     /// per task) and passes when it concludes with every expected fact, or gives up on a task
     /// no tool can do. Writes results.jsonl (resumable), report.json and report.md in --out.
     Live(Box<crate::eval_live::LiveArgs>),
+    /// Compares two finished static evaluations of the same decisions (two --out folders of
+    /// `umi eval`): each metric before and after, the change and its 95 % paired-bootstrap
+    /// interval (trajectories resampled with their decisions), in bold where it excludes zero.
+    Compare(CompareArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// The first run's folder (the baseline).
+    before: PathBuf,
+    /// The second run's folder.
+    after: PathBuf,
+    /// Format of the data file the runs read (their settings.json names the file).
+    #[arg(long, default_value = "alpha-umi")]
+    format: DataFormat,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 10_000)]
+    resamples: usize,
+    /// Seed of the resampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the comparison as JSON instead of a markdown table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A finished run's settings and the scores of its decisions, in decision order, with each
+/// decision's trajectory index.
+///
+/// # Errors
+///
+/// When the folder holds no run, its data cannot be read, or it has not scored every decision of
+/// its split (compare whole splits only).
+fn finished_run(
+    dir: &Path,
+    format: DataFormat,
+) -> Result<(RunSettings, Vec<(usize, DecisionScore)>)> {
+    let path = dir.join("settings.json");
+    let settings: RunSettings =
+        serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (is {} an `umi eval` --out folder?)",
+                path.display(),
+                dir.display()
+            )
+        })?)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let split: Split = settings
+        .split
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let trajectories = TrajectoryArgs {
+        data: PathBuf::from(&settings.data),
+        format,
+        dev_every: settings.dev_every,
+    };
+    let (points, _) = split_points(&trajectories, split, None)?;
+    let (done, _, _) = read_done(&dir.join("predictions.jsonl"), &points)?;
+    let missing = done.iter().filter(|r| r.is_none()).count();
+    if missing > 0 {
+        bail!(
+            "{} has predicted {} of the {} decisions of its split: finish it (rerun `umi eval` with the same --out) before comparing",
+            dir.display(),
+            points.len() - missing,
+            points.len()
+        );
+    }
+    let scores = points
+        .iter()
+        .zip(done.iter().flatten())
+        .map(|((trajectory, point), record)| {
+            (*trajectory, score_decision(point, &record.prediction))
+        })
+        .collect();
+    Ok((settings, scores))
+}
+
+fn compare(args: CompareArgs) -> Result<()> {
+    let (before_settings, before) = finished_run(&args.before, args.format)?;
+    let (after_settings, after) = finished_run(&args.after, args.format)?;
+    let same = |b: &RunSettings| (b.data.clone(), b.split.clone(), b.dev_every);
+    if same(&before_settings) != same(&after_settings) {
+        bail!(
+            "the runs scored different decisions: {} is {} split {} (every {}), {} is {} split {} (every {})",
+            args.before.display(),
+            before_settings.data,
+            before_settings.split,
+            before_settings.dev_every,
+            args.after.display(),
+            after_settings.data,
+            after_settings.split,
+            after_settings.dev_every
+        );
+    }
+    let trajectory: Vec<usize> = before.iter().map(|(t, _)| *t).collect();
+    let (before, after): (Vec<DecisionScore>, Vec<DecisionScore>) = (
+        before.into_iter().map(|(_, s)| s).collect(),
+        after.into_iter().map(|(_, s)| s).collect(),
+    );
+    let comparison = paired_bootstrap(&before, &after, &trajectory, args.resamples, args.seed)
+        .map_err(anyhow::Error::msg)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&comparison)?);
+    } else {
+        let label = |dir: &Path| {
+            let report: Option<RunReport> = std::fs::read_to_string(dir.join("report.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+            report.map_or_else(|| dir.display().to_string(), |r| r.label)
+        };
+        let (mut before, mut after) = (label(&args.before), label(&args.after));
+        if before == after {
+            // the same set-up (e.g. another checkpoint path): the folders tell them apart
+            before = args.before.display().to_string();
+            after = args.after.display().to_string();
+        }
+        print!("{}", comparison.markdown(&before, &after));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

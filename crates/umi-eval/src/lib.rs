@@ -4,9 +4,11 @@
 //! Plan ACC (`plan_em`), Act. EM (`action_em`), Hallu. (`hallucination_rate`) and Arg. F1
 //! (`argument_f1`, with its easy/hard split) and R-L ([`rouge_l_f`] over final answers).
 //!
-//! [`live`] is the real-time evaluation: the whole agent on live tools, scored by pass rate.
+//! [`compare`] tells whether one run's metrics differ from another's on the same decisions (a
+//! paired bootstrap over trajectories). [`live`] is the real-time evaluation: the whole agent on live tools, scored by pass rate.
 #![warn(missing_docs)]
 
+pub mod compare;
 pub mod live;
 mod paper;
 mod predict;
@@ -197,64 +199,123 @@ pub struct EvalReport {
     pub rouge_l: f64,
 }
 
-/// Scores `(point, prediction)` pairs.
-pub fn evaluate<'a>(pairs: impl IntoIterator<Item = (&'a DecisionPoint, &'a str)>) -> EvalReport {
-    let (mut n, mut plan_ok, mut calls, mut action_ok, mut hallucinated) =
-        (0usize, 0usize, 0usize, 0usize, 0usize);
-    let (mut f1, mut easy, mut hard, mut rouge) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (point, prediction) in pairs {
-        let (r, p) = (parse_output(&point.reference), parse_output(prediction));
-        n += 1;
-        plan_ok += usize::from(r.plan == p.plan);
-        if p.plan == Plan::Call && p.action != "none" && !point.tool_names.contains(&p.action) {
-            hallucinated += 1;
-        }
-        if r.plan == Plan::Finish {
-            let answer = if p.plan == Plan::Finish {
-                p.answer.as_str()
-            } else {
-                "none"
-            };
-            rouge.push(rouge_l_f(answer, &r.answer).unwrap_or(0.0));
-        }
-        if r.plan == Plan::Call {
-            calls += 1;
-            let same = r.action == p.action && p.plan == Plan::Call;
-            action_ok += usize::from(same);
-            let score = if same {
+/// What one decision contributes to each metric of [`EvalReport`] (the evaluator's rules of
+/// `evaluate-multi_agent.py`, decision by decision, so that any subset of decisions, e.g. a
+/// bootstrap resample ([`compare`]), can be scored without parsing again).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionScore {
+    /// The predicted plan equals the reference plan (Plan ACC).
+    pub plan_ok: bool,
+    /// The prediction calls a tool that is not in the list (Hallu.).
+    pub hallucinated: bool,
+    /// Where the reference calls a tool: the same tool was called (Act. EM), the argument F1
+    /// (`None` when the reference's arguments do not parse: left out of Arg. F1, as the
+    /// evaluator does) and whether the reference's arguments are `{}` (easy) or not (hard).
+    pub call: Option<CallScore>,
+    /// Where the reference is a final answer: ROUGE-L F of the predicted answer (`"none"` when
+    /// the prediction did not conclude).
+    pub rouge_l: Option<f64>,
+}
+
+/// A reference call's share of [`DecisionScore`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CallScore {
+    /// Same tool name, and the prediction is a call.
+    pub action_ok: bool,
+    /// Arg. F1 (0 when the names differ); `None` when the reference's arguments do not parse.
+    pub argument_f1: Option<f64>,
+    /// The reference's arguments are `{}`.
+    pub empty_arguments: bool,
+}
+
+/// Scores one decision: `prediction` against `point`'s reference.
+pub fn score_decision(point: &DecisionPoint, prediction: &str) -> DecisionScore {
+    let (r, p) = (parse_output(&point.reference), parse_output(prediction));
+    let hallucinated =
+        p.plan == Plan::Call && p.action != "none" && !point.tool_names.contains(&p.action);
+    let rouge_l = (r.plan == Plan::Finish).then(|| {
+        let answer = if p.plan == Plan::Finish {
+            p.answer.as_str()
+        } else {
+            "none"
+        };
+        rouge_l_f(answer, &r.answer).unwrap_or(0.0)
+    });
+    let call = (r.plan == Plan::Call).then(|| {
+        let action_ok = r.action == p.action && p.plan == Plan::Call;
+        CallScore {
+            action_ok,
+            argument_f1: if action_ok {
                 argument_f1(&r.action_input, &p.action_input)
             } else {
                 Some(0.0)
-            };
-            if let Some(score) = score {
-                f1.push(score);
-                let empty = matches!(serde_json::from_str::<Value>(&r.action_input), Ok(Value::Object(o)) if o.is_empty());
-                if empty {
-                    easy.push(score)
-                } else {
-                    hard.push(score)
+            },
+            empty_arguments: matches!(serde_json::from_str::<Value>(&r.action_input), Ok(Value::Object(o)) if o.is_empty()),
+        }
+    });
+    DecisionScore {
+        plan_ok: r.plan == p.plan,
+        hallucinated,
+        call,
+        rouge_l,
+    }
+}
+
+impl EvalReport {
+    /// The metrics of a set of scored decisions (a decision may come more than once, as in a
+    /// bootstrap resample, and then counts that often).
+    pub fn from_scores<'a>(scores: impl IntoIterator<Item = &'a DecisionScore>) -> Self {
+        let (mut n, mut plan_ok, mut calls, mut action_ok, mut hallucinated) =
+            (0usize, 0usize, 0usize, 0usize, 0usize);
+        let mut sums = [(0.0f64, 0usize); 4]; // Arg. F1, easy, hard, R-L
+        let mut add = |k: usize, v: f64| {
+            sums[k].0 += v;
+            sums[k].1 += 1;
+        };
+        for score in scores {
+            n += 1;
+            plan_ok += usize::from(score.plan_ok);
+            hallucinated += usize::from(score.hallucinated);
+            if let Some(rouge) = score.rouge_l {
+                add(3, rouge);
+            }
+            if let Some(call) = score.call {
+                calls += 1;
+                action_ok += usize::from(call.action_ok);
+                if let Some(f1) = call.argument_f1 {
+                    add(0, f1);
+                    add(if call.empty_arguments { 1 } else { 2 }, f1);
                 }
             }
         }
-    }
-    let mean = |v: &[f64]| {
-        if v.is_empty() {
-            0.0
-        } else {
-            v.iter().sum::<f64>() / v.len() as f64
+        let mean = |(sum, count): (f64, usize)| if count == 0 { 0.0 } else { sum / count as f64 };
+        let frac = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        EvalReport {
+            samples: n,
+            plan_em: frac(plan_ok, n),
+            action_em: frac(action_ok, calls),
+            hallucination_rate: frac(hallucinated, n),
+            argument_f1: mean(sums[0]),
+            easy_f1: mean(sums[1]),
+            hard_f1: mean(sums[2]),
+            rouge_l: mean(sums[3]),
         }
-    };
-    let frac = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    EvalReport {
-        samples: n,
-        plan_em: frac(plan_ok, n),
-        action_em: frac(action_ok, calls),
-        hallucination_rate: frac(hallucinated, n),
-        argument_f1: mean(&f1),
-        easy_f1: mean(&easy),
-        hard_f1: mean(&hard),
-        rouge_l: mean(&rouge),
     }
+
+    /// The dev score of process-based self-rewarding's model selection (psrlm-design.md §2.11):
+    /// the mean of Plan ACC, Act. EM, Arg. F1 and R-L.
+    pub fn dev_score(&self) -> f64 {
+        (self.plan_em + self.action_em + self.argument_f1 + self.rouge_l) / 4.0
+    }
+}
+
+/// Scores `(point, prediction)` pairs.
+pub fn evaluate<'a>(pairs: impl IntoIterator<Item = (&'a DecisionPoint, &'a str)>) -> EvalReport {
+    let scores: Vec<DecisionScore> = pairs
+        .into_iter()
+        .map(|(point, prediction)| score_decision(point, prediction))
+        .collect();
+    EvalReport::from_scores(&scores)
 }
 
 #[cfg(test)]

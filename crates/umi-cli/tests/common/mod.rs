@@ -1,5 +1,6 @@
-//! What the `umi train` tests share: the tiny model, the OOD train file and the loss curve a
-//! run writes.
+//! What the `umi train` and `umi eval` tests share: the tiny model, the OOD train file and the loss curve a
+//! run writes. Each test binary uses a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
