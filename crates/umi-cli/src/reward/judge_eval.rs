@@ -18,6 +18,10 @@ pub struct JudgeEvalArgs {
     /// Most new tokens of an explain-format judgment.
     #[arg(long, default_value_t = 96)]
     max_new_tokens: usize,
+    /// Judge prompts are left-truncated to this many tokens (as `umi eval` and `umi reward
+    /// pairs` cut theirs).
+    #[arg(long, default_value_t = 3750)]
+    max_input_tokens: usize,
     /// Compute backend: cpu or wgpu.
     #[arg(long, default_value = "cpu")]
     backend: umi_model::Backend,
@@ -56,6 +60,7 @@ pub fn run(args: JudgeEvalArgs) -> Result<()> {
     };
     let mut generator =
         models.generator(&mut crate::models::ModelCache::default(), &device, config)?;
+    generator.max_input_tokens = Some(args.max_input_tokens);
     let bar = indicatif::ProgressBar::new(rows.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
