@@ -27,6 +27,7 @@ mod params;
 pub mod qmatmul;
 mod rng;
 mod rope;
+pub mod softmax;
 mod tokenizer;
 pub mod weights;
 

@@ -3,13 +3,14 @@
 //! then a final RMSNorm and the LM head (optionally tied to the token embedding).
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
 use crate::linear::LoraLinear;
 use crate::rope::RotaryEmbedding;
+use crate::softmax::softmax_last;
 
 /// Root-mean-square layer norm: `x / sqrt(mean(x²) + eps) · weight`.
 #[derive(Module, Debug)]
@@ -105,7 +106,7 @@ impl Attention {
             scores = scores + mask.unsqueeze::<4>();
         }
         let out = match shared {
-            None => softmax(scores, 3).matmul(v), // [batch_size, num_kv_heads, n_rep·seq_len, head_dim]
+            None => softmax_last(scores).matmul(v), // [batch_size, num_kv_heads, n_rep·seq_len, head_dim]
             Some((k_shared, v_shared)) => {
                 // A prefix shared by every sequence (KvCache::share_prefix): the queries of all
                 // sequences meet its keys and values in one product, so it is read once.
@@ -117,7 +118,7 @@ impl Attention {
                     .matmul(k_shared.swap_dims(2, 3)) // [1, num_kv_heads, batch_size·rows, shared_len]
                     .reshape([num_kv_heads, batch_size, rows, shared_len])
                     .swap_dims(0, 1);
-                let probs = softmax(Tensor::cat(vec![shared_scores, scores], 3), 3);
+                let probs = softmax_last(Tensor::cat(vec![shared_scores, scores], 3));
                 let own_len = probs.dims()[3] - shared_len;
                 let own = probs.clone().narrow(3, shared_len, own_len).matmul(v);
                 let from_shared = probs
