@@ -4,13 +4,13 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::silu;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
 use crate::linear::LoraLinear;
 use crate::rope::RotaryEmbedding;
-use crate::softmax::softmax_last;
+use crate::softmax::{Causal, softmax_causal};
 
 /// Root-mean-square layer norm: `x / sqrt(mean(x²) + eps) · weight`.
 #[derive(Module, Debug)]
@@ -100,13 +100,14 @@ impl Attention {
         let q = q
             .reshape([batch_size, num_kv_heads, rows, head_dim])
             .mul_scalar(scale);
-        let mut scores = q.clone().matmul(k.swap_dims(2, 3)); // [batch_size, num_kv_heads, n_rep·seq_len, own_len]
-        if seq_len > 1 {
-            let mask = causal_mask(n_rep, seq_len, own_start, &scores.device());
-            scores = scores + mask.unsqueeze::<4>();
-        }
+        let scores = q.clone().matmul(k.swap_dims(2, 3)); // [batch_size, num_kv_heads, n_rep·seq_len, own_len]
+        // new position i sees the earlier positions and itself (one new position sees them all)
+        let causal = (seq_len > 1).then_some(Causal {
+            period: seq_len,
+            offset: own_start,
+        });
         let out = match shared {
-            None => softmax_last(scores).matmul(v), // [batch_size, num_kv_heads, n_rep·seq_len, head_dim]
+            None => softmax_causal(scores, causal).matmul(v), // [batch_size, num_kv_heads, n_rep·seq_len, head_dim]
             Some((k_shared, v_shared)) => {
                 // A prefix shared by every sequence (KvCache::share_prefix): the queries of all
                 // sequences meet its keys and values in one product, so it is read once.
@@ -118,7 +119,11 @@ impl Attention {
                     .matmul(k_shared.swap_dims(2, 3)) // [1, num_kv_heads, batch_size·rows, shared_len]
                     .reshape([num_kv_heads, batch_size, rows, shared_len])
                     .swap_dims(0, 1);
-                let probs = softmax_last(Tensor::cat(vec![shared_scores, scores], 3));
+                let causal = causal.map(|c| Causal {
+                    offset: shared_len + c.offset,
+                    ..c
+                });
+                let probs = softmax_causal(Tensor::cat(vec![shared_scores, scores], 3), causal);
                 let own_len = probs.dims()[3] - shared_len;
                 let own = probs.clone().narrow(3, shared_len, own_len).matmul(v);
                 let from_shared = probs
@@ -137,34 +142,6 @@ impl Attention {
             .reshape([batch_size, seq_len, num_heads * head_dim]);
         self.o_proj.forward(out)
     }
-}
-
-/// Additive causal mask for `seq_len` new positions after `start` cached ones, repeated for the
-/// `n_rep` stacked query heads of a KV group: `0` where attending is allowed, `-inf` elsewhere.
-///
-/// # Shapes
-///
-/// - output: `[n_rep·seq_len, start + seq_len]`
-fn causal_mask(
-    n_rep: usize,
-    seq_len: usize,
-    start: usize,
-    device: &burn::tensor::Device,
-) -> Tensor<2> {
-    let total_len = start + seq_len;
-    let mut mask = Vec::with_capacity(n_rep * seq_len * total_len);
-    for _ in 0..n_rep {
-        for i in 0..seq_len {
-            mask.extend((0..total_len).map(|j| {
-                if j > start + i {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            }));
-        }
-    }
-    Tensor::from_data(TensorData::new(mask, [n_rep * seq_len, total_len]), device)
 }
 
 /// SwiGLU feed-forward block: `down(silu(gate(x)) · up(x))`.

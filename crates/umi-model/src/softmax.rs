@@ -2,14 +2,30 @@
 //!
 //! burn 0.22 computes softmax from differentiable pieces (max, subtract, exp, sum, divide), so a
 //! training step's backward pass runs the chain rule through each of them and computes every
-//! exponential again (`Exp`'s backward recomputes `exp(x)`): on SmolLM2 LoRA training on the CPU
-//! that was about a fifth of the main thread's time (perf, 2026-12-01). On the CPU backend (flex)
-//! [`softmax_last`] is one kernel forward, `y = exp(x - max) / Σ exp(x - max)` row by row, and one
-//! backward from the saved output, `dx = y ⊙ (dy − Σ dy ⊙ y)` (the softmax Jacobian-vector product),
-//! both split over rows with rayon; an autodiff node of its own (a burn backend extension) keeps
-//! `y` for the backward. On other backends (wgpu / WebGPU) it is burn's `softmax`.
+//! exponential again (`Exp`'s backward recomputes `exp(x)`); the causal mask was a host-built
+//! `-inf` tensor added to the scores in every layer. On SmolLM2 LoRA training on the CPU that was
+//! about a fifth of the main thread's time (perf, 2026-12-01). On the CPU backend (flex)
+//! [`softmax_causal`] is one kernel forward, `y = exp(x - max) / Σ exp(x - max)` over the columns
+//! each row may see (the causal mask is an index bound, not a tensor), and one backward from the
+//! saved output, `dx = y ⊙ (dy − Σ dy ⊙ y)` (the softmax Jacobian-vector product; masked
+//! entries have `y = 0`), both split over rows with rayon; an autodiff node of its own (a burn
+//! backend extension) keeps `y` for the backward. On other backends (wgpu / WebGPU) it is the
+//! additive mask and burn's `softmax`, as before.
 
 use burn::tensor::Tensor;
+
+/// A causal mask over the last two axes of attention scores `[…, rows, columns]`: row `r` may
+/// attend to columns `0..=offset + r % period` (later ones get probability 0). `period` is the
+/// number of new positions (the rows stack `rows / period` query heads of one KV group, each over
+/// the same positions) and `offset` the number of positions before them (cached, or a shared
+/// prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Causal {
+    /// New positions per stacked head (`seq_len`).
+    pub period: usize,
+    /// Positions before the new ones.
+    pub offset: usize,
+}
 
 /// `softmax(x, D - 1)`: rows of the last axis sum to 1. Entries of `-inf` (masked positions)
 /// get probability 0; each row needs one finite entry.
@@ -27,6 +43,72 @@ pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     burn::tensor::activation::softmax(x, D - 1)
 }
 
+/// [`softmax_last`] of attention scores under a [`Causal`] mask (`None`: no mask). On the CPU
+/// backend the mask is applied inside the kernel; elsewhere an additive `-inf` mask is built and
+/// added first.
+///
+/// # Shapes
+///
+/// - x, output: `[batch_size, heads, rows, offset + period]`
+///
+/// # Panics
+///
+/// If the last axis is not `offset + period` long or `rows` is not a multiple of `period` (a
+/// caller's bug: the attention code builds both from the same shapes).
+pub fn softmax_causal(x: Tensor<4>, causal: Option<Causal>) -> Tensor<4> {
+    let Some(Causal { period, offset }) = causal else {
+        return softmax_last(x);
+    };
+    let [_, _, rows, columns] = x.dims();
+    assert!(
+        period > 0 && rows.is_multiple_of(period) && columns == offset + period,
+        "causal softmax over {rows} x {columns} scores with period {period} and offset {offset}"
+    );
+    #[cfg(feature = "flex")]
+    if flex::is_flex(&x.device()) {
+        return Tensor::from_dispatch(
+            <burn::backend::Dispatch as flex::SoftmaxBackend>::softmax_last_causal(
+                x.into_dispatch(),
+                period,
+                offset,
+            ),
+        );
+    }
+    let mask = causal_mask(rows / period, period, offset, &x.device());
+    softmax_last(x + mask.unsqueeze::<4>())
+}
+
+/// Additive causal mask for `seq_len` new positions after `start` earlier ones, repeated for the
+/// `n_rep` stacked query heads of a KV group: `0` where attending is allowed, `-inf` elsewhere.
+///
+/// # Shapes
+///
+/// - output: `[n_rep · seq_len, start + seq_len]`
+fn causal_mask(
+    n_rep: usize,
+    seq_len: usize,
+    start: usize,
+    device: &burn::tensor::Device,
+) -> Tensor<2> {
+    let total_len = start + seq_len;
+    let mut mask = Vec::with_capacity(n_rep * seq_len * total_len);
+    for _ in 0..n_rep {
+        for i in 0..seq_len {
+            mask.extend((0..total_len).map(|j| {
+                if j > start + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            }));
+        }
+    }
+    Tensor::from_data(
+        burn::tensor::TensorData::new(mask, [n_rep * seq_len, total_len]),
+        device,
+    )
+}
+
 #[cfg(feature = "flex")]
 mod flex {
     use burn::backend::TensorMetadata;
@@ -34,10 +116,10 @@ mod flex {
     use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-    use burn::backend::ops::{ActivationOps, FloatTensorOps};
+    use burn::backend::ops::FloatTensorOps;
     use burn::backend::tensor::FloatTensor;
     use burn::backend::{Autodiff, Backend, backend_extension};
-    use burn::tensor::{DType, Device, TensorData};
+    use burn::tensor::{DType, Device, FloatDType, TensorData};
     use burn_flex::{Flex, FlexTensor};
     use rayon::prelude::*;
 
@@ -55,7 +137,14 @@ mod flex {
     pub trait SoftmaxBackend: Backend {
         /// `softmax(x)` over the last axis.
         fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self>;
-        /// The gradient of `x` from the output `y` of [`SoftmaxBackend::softmax_last`] and the
+        /// `softmax(x)` over the last axis of `[…, rows, columns]` scores where row `r` sees
+        /// columns `0..=offset + r % period` only ([`super::Causal`]).
+        fn softmax_last_causal(
+            x: FloatTensor<Self>,
+            period: usize,
+            offset: usize,
+        ) -> FloatTensor<Self>;
+        /// The gradient of `x` from the output `y` of a softmax above (masked or not) and the
         /// gradient `grad` of `y`: `y ⊙ (grad − Σ_last grad ⊙ y)`.
         fn softmax_last_backward(
             y: FloatTensor<Self>,
@@ -63,30 +152,46 @@ mod flex {
         ) -> FloatTensor<Self>;
     }
 
-    /// Rows of at least this many values are split over threads.
+    /// Tensors of at least this many values are split over threads.
     const PARALLEL_ELEMENTS: usize = 1 << 14;
 
-    /// The values of `t` in row-major order (a copy only when `t` is strided).
-    fn dense(t: &FlexTensor) -> FlexTensor {
+    /// `t` as dense f32 (a copy only when `t` is strided or of another float type).
+    fn dense_f32(t: FlexTensor) -> FlexTensor {
+        let t = if t.dtype() == DType::F32 {
+            t
+        } else {
+            Flex::float_cast(t, FloatDType::F32)
+        };
         if t.layout().contiguous_offsets().is_some() {
-            t.clone()
+            t
         } else {
             t.to_contiguous()
         }
     }
 
-    /// Applies `row(out_row, inputs…)` to every row of the last axis, over threads when large.
+    /// `out` (f32) in the float type `dtype`.
+    fn cast_back(out: FlexTensor, dtype: DType) -> FlexTensor {
+        match dtype {
+            DType::F64 => Flex::float_cast(out, FloatDType::F64),
+            DType::F16 => Flex::float_cast(out, FloatDType::F16),
+            DType::BF16 => Flex::float_cast(out, FloatDType::BF16),
+            _ => out,
+        }
+    }
+
+    /// Applies `row(index, out_row, input rows…)` to every row of the last axis (`index` counts
+    /// rows over all leading axes), over threads when large.
     fn map_rows(
         shape: &burn::tensor::Shape,
         inputs: &[&[f32]],
-        row: impl Fn(&mut [f32], &[&[f32]]) + Sync,
+        row: impl Fn(usize, &mut [f32], &[&[f32]]) + Sync,
     ) -> FlexTensor {
         let n = *shape.as_slice().last().unwrap_or(&1);
         let mut out = vec![0f32; shape.num_elements()];
         if n > 0 {
             let job = |(r, o): (usize, &mut [f32])| {
                 let rows: Vec<&[f32]> = inputs.iter().map(|x| &x[r * n..(r + 1) * n]).collect();
-                row(o, &rows);
+                row(r, o, &rows);
             };
             if out.len() >= PARALLEL_ELEMENTS {
                 out.par_chunks_mut(n).enumerate().for_each(job);
@@ -97,46 +202,60 @@ mod flex {
         FlexTensor::from_data(TensorData::new(out, shape.clone()))
     }
 
+    /// `out[..visible] = softmax(row[..visible])`, the rest 0.
+    fn softmax_row(out: &mut [f32], row: &[f32], visible: usize) {
+        let (row, (out, masked)) = (&row[..visible], out.split_at_mut(visible));
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o = (v - max).exp();
+            sum += *o;
+        }
+        let inv = 1.0 / sum;
+        out.iter_mut().for_each(|o| *o *= inv);
+        masked.fill(0.0);
+    }
+
+    /// The softmax kernel; `visible(row index, columns)` is how many leading columns a row sees.
+    fn softmax_kernel(x: FlexTensor, visible: impl Fn(usize, usize) -> usize + Sync) -> FlexTensor {
+        let dtype = x.dtype();
+        let x = dense_f32(x);
+        let values = x.as_slice::<f32>().expect("dense f32");
+        let out = map_rows(x.layout().shape(), &[values], |r, out, rows| {
+            let n = out.len();
+            softmax_row(out, rows[0], visible(r, n).min(n));
+        });
+        cast_back(out, dtype)
+    }
+
     impl SoftmaxBackend for Flex {
         fn softmax_last(x: FlexTensor) -> FlexTensor {
-            if x.dtype() != DType::F32 {
-                let last = x.layout().num_dims().saturating_sub(1);
-                return <Flex as ActivationOps<Flex>>::softmax(x, last);
-            }
-            let x = dense(&x);
-            let values = x.as_slice::<f32>().expect("dense f32");
-            map_rows(x.layout().shape(), &[values], |out, rows| {
-                let row = rows[0];
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for (o, &v) in out.iter_mut().zip(row) {
-                    *o = (v - max).exp();
-                    sum += *o;
-                }
-                let inv = 1.0 / sum;
-                out.iter_mut().for_each(|o| *o *= inv);
-            })
+            softmax_kernel(x, |_, n| n)
+        }
+
+        fn softmax_last_causal(x: FlexTensor, period: usize, offset: usize) -> FlexTensor {
+            let dims = x.layout().shape().as_slice();
+            let rows = dims.len().checked_sub(2).map_or(1, |d| dims[d]).max(1);
+            let period = period.max(1);
+            softmax_kernel(x, move |r, _| offset + (r % rows) % period + 1)
         }
 
         fn softmax_last_backward(y: FlexTensor, grad: FlexTensor) -> FlexTensor {
-            if y.dtype() != DType::F32 || grad.dtype() != DType::F32 {
-                let last = y.layout().num_dims().saturating_sub(1);
-                let dot = Flex::float_sum_dim(Flex::float_mul(grad.clone(), y.clone()), last);
-                return Flex::float_mul(y, Flex::float_sub(grad, dot));
-            }
-            let (y, grad) = (dense(&y), dense(&grad));
+            let dtype = y.dtype();
+            let (y, grad) = (dense_f32(y), dense_f32(grad));
             let shape = y.layout().shape().clone();
             let (ys, gs) = (
                 y.as_slice::<f32>().expect("dense f32"),
                 grad.as_slice::<f32>().expect("dense f32"),
             );
-            map_rows(&shape, &[ys, gs], |out, rows| {
+            let out = map_rows(&shape, &[ys, gs], |_, out, rows| {
                 let (y, g) = (rows[0], rows[1]);
                 let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
                 for ((o, &yi), &gi) in out.iter_mut().zip(y).zip(g) {
                     *o = yi * (gi - dot);
                 }
-            })
+            });
+            cast_back(out, dtype)
         }
     }
 
@@ -156,19 +275,35 @@ mod flex {
         }
     }
 
+    /// [`SoftmaxLast`] around a forward `f` of the wrapped backend.
+    fn tracked<B: Backend + SoftmaxBackend, C: CheckpointStrategy>(
+        x: FloatTensor<Autodiff<B, C>>,
+        f: impl FnOnce(FloatTensor<B>) -> FloatTensor<B>,
+    ) -> FloatTensor<Autodiff<B, C>> {
+        match SoftmaxLast
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = f(x.primitive().clone());
+                prep.finish(y.clone(), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(f(x.primitive().clone())),
+        }
+    }
+
     impl<B: Backend + SoftmaxBackend, C: CheckpointStrategy> SoftmaxBackend for Autodiff<B, C> {
         fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
-            match SoftmaxLast
-                .prepare::<C>([x.node()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => {
-                    let y = B::softmax_last(x.primitive().clone());
-                    prep.finish(y.clone(), y)
-                }
-                OpsKind::UnTracked(prep) => prep.finish(B::softmax_last(x.primitive().clone())),
-            }
+            tracked::<B, C>(x, B::softmax_last)
+        }
+
+        fn softmax_last_causal(
+            x: FloatTensor<Self>,
+            period: usize,
+            offset: usize,
+        ) -> FloatTensor<Self> {
+            tracked::<B, C>(x, |x| B::softmax_last_causal(x, period, offset))
         }
 
         fn softmax_last_backward(
@@ -188,7 +323,7 @@ mod flex {
 mod tests {
     use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
-    use super::softmax_last;
+    use super::{Causal, causal_mask, softmax_causal, softmax_last};
 
     fn max_abs_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
         let (a, b) = (a.into_data(), b.into_data());
@@ -261,5 +396,43 @@ mod tests {
             burn::tensor::activation::softmax(x, 2),
         );
         assert!(diff < 1e-6, "{diff}");
+    }
+
+    /// The causal kernel against the additive mask + burn's softmax, forward and gradient: 2 KV
+    /// heads, 3 stacked query heads of 4 new positions after 5 earlier ones.
+    #[test]
+    fn the_causal_kernel_equals_the_additive_mask() {
+        let device = Device::flex().autodiff();
+        let (period, offset) = (4, 5);
+        let shape = [2, 2, 3 * period, offset + period];
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 2.0), &device);
+        let upstream = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let run = |fused: bool| {
+            let x = x.clone().detach().require_grad();
+            let y = if fused {
+                softmax_causal(x.clone(), Some(Causal { period, offset }))
+            } else {
+                let mask = causal_mask(3, period, offset, &x.device());
+                burn::tensor::activation::softmax(x.clone() + mask.unsqueeze::<4>(), 3)
+            };
+            let grads = (y.clone() * upstream.clone()).sum().backward();
+            let g = x.grad(&grads).unwrap();
+            (
+                y.detach().into_data().try_to_vec::<f32>().unwrap(),
+                g.into_data().try_to_vec::<f32>().unwrap(),
+            )
+        };
+        let ((y1, g1), (y2, g2)) = (run(true), run(false));
+        let diff = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max)
+        };
+        assert!(diff(&y1, &y2) < 1e-6 && diff(&g1, &g2) < 1e-5);
+        // row 1 of the second stacked head (position offset + 1) sees columns 0..=6
+        let row = &y1[(period + 1) * (offset + period)..(period + 2) * (offset + period)];
+        assert!(row[..7].iter().all(|&p| p > 0.0) && row[7..].iter().all(|&p| p == 0.0));
+        assert_eq!(softmax_causal(x.clone(), None).dims(), shape);
     }
 }
