@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{ood_train, repo};
+use common::{repo, ten_ood_trajectories};
 
 fn umi(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_umi"))
@@ -63,17 +63,9 @@ fn metric(comparison: &serde_json::Value, name: &str) -> serde_json::Value {
 
 #[test]
 fn two_finished_runs_compare_with_intervals_and_an_unfinished_one_is_refused() {
-    let Some(ood) = ood_train() else {
+    let Some((tmp, data)) = ten_ood_trajectories("eval-compare") else {
         return;
     };
-    let tmp = std::env::temp_dir().join(format!("umi-eval-compare-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    // the first 10 OOD trajectories: 5 in the dev split
-    let all: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(&ood).unwrap()).unwrap();
-    let data = tmp.join("ten.json");
-    std::fs::write(&data, serde_json::to_string(&all[..10]).unwrap()).unwrap();
 
     let (long, short, part) = (tmp.join("long"), tmp.join("short"), tmp.join("part"));
     ok(eval(&data, &long, "12", &[]));

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{ood_train, repo};
+use common::{repo, ten_ood_trajectories};
 
 fn psrlm(data: &Path, out: &Path) -> Output {
     let adapter = repo().join("assets/tiny/peft-umi/adapter");
@@ -41,16 +41,9 @@ fn psrlm(data: &Path, out: &Path) -> Output {
 
 #[test]
 fn the_schedule_runs_its_stages_stops_on_no_pairs_and_resumes() {
-    let Some(ood) = ood_train() else {
+    let Some((tmp, data)) = ten_ood_trajectories("psrlm-script") else {
         return;
     };
-    let tmp = std::env::temp_dir().join(format!("umi-psrlm-script-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    let all: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(&ood).unwrap()).unwrap();
-    let data = tmp.join("ten.json");
-    std::fs::write(&data, serde_json::to_string(&all[..10]).unwrap()).unwrap();
     let out = tmp.join("run");
 
     let first = psrlm(&data, &out);

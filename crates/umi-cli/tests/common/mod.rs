@@ -23,6 +23,21 @@ pub fn ood_train() -> Option<PathBuf> {
     }
 }
 
+/// A fresh temporary folder named for `test` and this process, holding `ten.json`: the first 10
+/// trajectories of the OOD train file (5 of them in a `--dev-every 2` dev split). `None` (the test
+/// is skipped) without the shared data. Returns the folder and the file.
+pub fn ten_ood_trajectories(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let ood = ood_train()?;
+    let tmp = std::env::temp_dir().join(format!("umi-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let all: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&ood).unwrap()).unwrap();
+    let data = tmp.join("ten.json");
+    std::fs::write(&data, serde_json::to_string(&all[..10]).unwrap()).unwrap();
+    Some((tmp, data))
+}
+
 /// `umi <stage…>` (e.g. `train local --role planner`) on the tiny f32 model and `data`, for
 /// `max_steps` steps into `out`, run from the repository root with no stdin; the caller adds
 /// the rest.
