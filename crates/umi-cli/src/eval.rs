@@ -12,14 +12,13 @@ use serde::{Deserialize, Serialize};
 use umi_agent::AgentMode;
 use umi_data::PromptSet;
 use umi_data::readers::{DataFormat, Split};
-
-use crate::data::TrajectoryArgs;
 use umi_eval::compare::paired_bootstrap;
 use umi_eval::{
     DecisionPoint, DecisionScore, EvalReport, decision_points, evaluate, predict, score_decision,
 };
 use umi_model::Backend;
 
+use crate::data::TrajectoryArgs;
 use crate::fs::{claim_out_dir, write_atomically};
 use crate::models::{ModelCache, RoleModelArgs, default_label};
 
@@ -380,38 +379,27 @@ pub struct CompareArgs {
     json: bool,
 }
 
-/// A finished run's settings and the scores of its decisions, in decision order, with each
-/// decision's trajectory index.
+/// The settings of the `umi eval` run in `dir`.
+fn run_settings(dir: &Path) -> Result<RunSettings> {
+    let path = dir.join("settings.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (is {} an `umi eval` --out folder?)",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// The scores of every decision of `points` as the run in `dir` predicted them, in order.
 ///
 /// # Errors
 ///
-/// When the folder holds no run, its data cannot be read, or it has not scored every decision of
-/// its split (compare whole splits only).
-fn finished_run(
-    dir: &Path,
-    format: DataFormat,
-) -> Result<(RunSettings, Vec<(usize, DecisionScore)>)> {
-    let path = dir.join("settings.json");
-    let settings: RunSettings =
-        serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "reading {} (is {} an `umi eval` --out folder?)",
-                path.display(),
-                dir.display()
-            )
-        })?)
-        .with_context(|| format!("parsing {}", path.display()))?;
-    let split: Split = settings
-        .split
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let trajectories = TrajectoryArgs {
-        data: PathBuf::from(&settings.data),
-        format,
-        dev_every: settings.dev_every,
-    };
-    let (points, _) = split_points(&trajectories, split, None)?;
-    let (done, _, _) = read_done(&dir.join("predictions.jsonl"), &points)?;
+/// When its predictions cannot be read or do not cover every decision (compare whole splits
+/// only).
+fn finished_scores(dir: &Path, points: &[(usize, DecisionPoint)]) -> Result<Vec<DecisionScore>> {
+    let (done, _, _) = read_done(&dir.join("predictions.jsonl"), points)?;
     let missing = done.iter().filter(|r| r.is_none()).count();
     if missing > 0 {
         bail!(
@@ -421,19 +409,16 @@ fn finished_run(
             points.len()
         );
     }
-    let scores = points
+    Ok(points
         .iter()
         .zip(done.iter().flatten())
-        .map(|((trajectory, point), record)| {
-            (*trajectory, score_decision(point, &record.prediction))
-        })
-        .collect();
-    Ok((settings, scores))
+        .map(|((_, point), record)| score_decision(point, &record.prediction))
+        .collect())
 }
 
 fn compare(args: CompareArgs) -> Result<()> {
-    let (before_settings, before) = finished_run(&args.before, args.format)?;
-    let (after_settings, after) = finished_run(&args.after, args.format)?;
+    let (before_settings, after_settings) =
+        (run_settings(&args.before)?, run_settings(&args.after)?);
     let same = |b: &RunSettings| (b.data.clone(), b.split.clone(), b.dev_every);
     if same(&before_settings) != same(&after_settings) {
         bail!(
@@ -448,11 +433,19 @@ fn compare(args: CompareArgs) -> Result<()> {
             after_settings.dev_every
         );
     }
-    let trajectory: Vec<usize> = before.iter().map(|(t, _)| *t).collect();
-    let (before, after): (Vec<DecisionScore>, Vec<DecisionScore>) = (
-        before.into_iter().map(|(_, s)| s).collect(),
-        after.into_iter().map(|(_, s)| s).collect(),
-    );
+    let split: Split = before_settings
+        .split
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.before.join("settings.json").display()))?;
+    let trajectories = TrajectoryArgs {
+        data: PathBuf::from(&before_settings.data),
+        format: args.format,
+        dev_every: before_settings.dev_every,
+    };
+    let (points, _) = split_points(&trajectories, split, None)?;
+    let before = finished_scores(&args.before, &points)?;
+    let after = finished_scores(&args.after, &points)?;
+    let trajectory: Vec<usize> = points.iter().map(|(t, _)| *t).collect();
     let comparison = paired_bootstrap(&before, &after, &trajectory, args.resamples, args.seed)
         .map_err(anyhow::Error::msg)?;
     if args.json {

@@ -179,20 +179,13 @@ mod flex {
         }
     }
 
-    /// Applies `row(index, out_row, input rows…)` to every row of the last axis (`index` counts
-    /// rows over all leading axes), over threads when large.
-    fn map_rows(
-        shape: &burn::tensor::Shape,
-        inputs: &[&[f32]],
-        row: impl Fn(usize, &mut [f32], &[&[f32]]) + Sync,
-    ) -> FlexTensor {
+    /// Fills a tensor of `shape` row by row of its last axis: `row(index, out_row)`, where `index`
+    /// counts rows over all leading axes; over threads when large.
+    fn map_rows(shape: &burn::tensor::Shape, row: impl Fn(usize, &mut [f32]) + Sync) -> FlexTensor {
         let n = *shape.as_slice().last().unwrap_or(&1);
         let mut out = vec![0f32; shape.num_elements()];
         if n > 0 {
-            let job = |(r, o): (usize, &mut [f32])| {
-                let rows: Vec<&[f32]> = inputs.iter().map(|x| &x[r * n..(r + 1) * n]).collect();
-                row(r, o, &rows);
-            };
+            let job = |(r, o): (usize, &mut [f32])| row(r, o);
             if out.len() >= PARALLEL_ELEMENTS {
                 out.par_chunks_mut(n).enumerate().for_each(job);
             } else {
@@ -221,9 +214,9 @@ mod flex {
         let dtype = x.dtype();
         let x = dense_f32(x);
         let values = x.as_slice::<f32>().expect("dense f32");
-        let out = map_rows(x.layout().shape(), &[values], |r, out, rows| {
+        let out = map_rows(x.layout().shape(), |r, out| {
             let n = out.len();
-            softmax_row(out, rows[0], visible(r, n).min(n));
+            softmax_row(out, &values[r * n..(r + 1) * n], visible(r, n).min(n));
         });
         cast_back(out, dtype)
     }
@@ -248,8 +241,9 @@ mod flex {
                 y.as_slice::<f32>().expect("dense f32"),
                 grad.as_slice::<f32>().expect("dense f32"),
             );
-            let out = map_rows(&shape, &[ys, gs], |_, out, rows| {
-                let (y, g) = (rows[0], rows[1]);
+            let out = map_rows(&shape, |r, out| {
+                let n = out.len();
+                let (y, g) = (&ys[r * n..(r + 1) * n], &gs[r * n..(r + 1) * n]);
                 let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
                 for ((o, &yi), &gi) in out.iter_mut().zip(y).zip(g) {
                     *o = yi * (gi - dot);
