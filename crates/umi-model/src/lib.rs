@@ -22,12 +22,12 @@ mod linear;
 mod llama;
 mod load;
 mod lora;
+pub mod ops;
 mod params;
 #[cfg(not(target_family = "wasm"))]
 pub mod qmatmul;
 mod rng;
 mod rope;
-pub mod softmax;
 mod tokenizer;
 pub mod weights;
 

@@ -195,10 +195,8 @@ impl LoraLinear {
         let Some(lora) = &self.lora else {
             return y;
         };
-        let x = if lora.training && lora.dropout > 0.0 {
-            let keep = 1.0 - lora.dropout;
-            let mask = Tensor::<2>::random(x.dims(), Distribution::Bernoulli(keep), &x.device());
-            x * mask.div_scalar(keep)
+        let x = if lora.training {
+            crate::ops::dropout(x, lora.dropout)
         } else {
             x
         };

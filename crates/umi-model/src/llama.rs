@@ -3,14 +3,13 @@
 //! then a final RMSNorm and the LM head (optionally tied to the token embedding).
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::silu;
 use burn::tensor::{Int, Tensor};
 
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
 use crate::linear::LoraLinear;
+use crate::ops::{Causal, softmax_causal, swiglu};
 use crate::rope::RotaryEmbedding;
-use crate::softmax::{Causal, softmax_causal};
 
 /// Root-mean-square layer norm: `x / sqrt(mean(x²) + eps) · weight`.
 #[derive(Module, Debug)]
@@ -165,7 +164,7 @@ impl Mlp {
             LoraLinear::forward_many(&[&self.gate_proj, &self.up_proj], x)
                 .try_into()
                 .expect("two projections"); // [batch_size, seq_len, intermediate_size] each
-        self.down_proj.forward(silu(gate) * up)
+        self.down_proj.forward(swiglu(gate, up))
     }
 }
 

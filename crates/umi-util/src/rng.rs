@@ -30,10 +30,15 @@ impl SplitMix64 {
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(GOLDEN_GAMMA);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix(self.0)
+    }
+
+    /// Output `index` (from 0) of the stream `SplitMix64::from_state(state)`, computed directly
+    /// (the state advances by a constant, so no output depends on those before it): for
+    /// filling a buffer in parallel with the numbers a sequential stream would give.
+    #[inline(always)]
+    pub fn at(state: u64, index: u64) -> u64 {
+        mix(state.wrapping_add(index.wrapping_add(1).wrapping_mul(GOLDEN_GAMMA)))
     }
 
     /// Uniform in `[0, 1)`, 53 bits.
@@ -51,6 +56,14 @@ impl SplitMix64 {
     }
 }
 
+/// splitmix64's output function of a state.
+#[inline(always)]
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +76,14 @@ mod tests {
         assert_eq!(s.next_u64(), 0xE220_A839_7B1D_CDAF);
         assert_eq!(s.next_u64(), 0x6E78_9E6A_A1B9_65F4);
         assert_eq!(s.next_u64(), 0x06C4_5D18_8009_454F);
+    }
+
+    #[test]
+    fn any_output_can_be_computed_directly() {
+        let mut s = SplitMix64::from_state(42);
+        for i in 0..5 {
+            assert_eq!(SplitMix64::at(42, i), s.next_u64());
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct Causal {
 /// - x, output: any shape; the last axis is normalised
 pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "flex")]
-    if flex::is_flex(&x.device()) {
+    if crate::ops::host::is_flex(&x.device()) {
         return Tensor::from_dispatch(
             <burn::backend::Dispatch as flex::SoftmaxBackend>::softmax_last(x.into_dispatch()),
         );
@@ -65,7 +65,7 @@ pub fn softmax_causal(x: Tensor<4>, causal: Option<Causal>) -> Tensor<4> {
         "causal softmax over {rows} x {columns} scores with period {period} and offset {offset}"
     );
     #[cfg(feature = "flex")]
-    if flex::is_flex(&x.device()) {
+    if crate::ops::host::is_flex(&x.device()) {
         return Tensor::from_dispatch(
             <burn::backend::Dispatch as flex::SoftmaxBackend>::softmax_last_causal(
                 x.into_dispatch(),
@@ -119,17 +119,10 @@ mod flex {
     use burn::backend::ops::FloatTensorOps;
     use burn::backend::tensor::FloatTensor;
     use burn::backend::{Autodiff, Backend, backend_extension};
-    use burn::tensor::{DType, Device, FloatDType, TensorData};
     use burn_flex::{Flex, FlexTensor};
-    use rayon::prelude::*;
 
-    /// Whether `device` (or the device an autodiff device wraps) is the CPU backend.
-    pub fn is_flex(device: &Device) -> bool {
-        matches!(
-            device.clone().inner().as_dispatch(),
-            burn::backend::DispatchDevice::Flex(_)
-        )
-    }
+    use crate::ops::host::{cast_back, dense_f32, map_rows};
+    use crate::ops::simd;
 
     /// Softmax over the last axis and its backward, as one kernel each where the backend has
     /// one.
@@ -152,58 +145,11 @@ mod flex {
         ) -> FloatTensor<Self>;
     }
 
-    /// Tensors of at least this many values are split over threads.
-    const PARALLEL_ELEMENTS: usize = 1 << 14;
-
-    /// `t` as dense f32 (a copy only when `t` is strided or of another float type).
-    fn dense_f32(t: FlexTensor) -> FlexTensor {
-        let t = if t.dtype() == DType::F32 {
-            t
-        } else {
-            Flex::float_cast(t, FloatDType::F32)
-        };
-        if t.layout().contiguous_offsets().is_some() {
-            t
-        } else {
-            t.to_contiguous()
-        }
-    }
-
-    /// `out` (f32) in the float type `dtype`.
-    fn cast_back(out: FlexTensor, dtype: DType) -> FlexTensor {
-        match dtype {
-            DType::F64 => Flex::float_cast(out, FloatDType::F64),
-            DType::F16 => Flex::float_cast(out, FloatDType::F16),
-            DType::BF16 => Flex::float_cast(out, FloatDType::BF16),
-            _ => out,
-        }
-    }
-
-    /// Fills a tensor of `shape` row by row of its last axis: `row(index, out_row)`, where `index`
-    /// counts rows over all leading axes; over threads when large.
-    fn map_rows(shape: &burn::tensor::Shape, row: impl Fn(usize, &mut [f32]) + Sync) -> FlexTensor {
-        let n = *shape.as_slice().last().unwrap_or(&1);
-        let mut out = vec![0f32; shape.num_elements()];
-        if n > 0 {
-            let job = |(r, o): (usize, &mut [f32])| row(r, o);
-            if out.len() >= PARALLEL_ELEMENTS {
-                out.par_chunks_mut(n).enumerate().for_each(job);
-            } else {
-                out.chunks_mut(n).enumerate().for_each(job);
-            }
-        }
-        FlexTensor::from_data(TensorData::new(out, shape.clone()))
-    }
-
     /// `out[..visible] = softmax(row[..visible])`, the rest 0.
+    #[inline(always)]
     fn softmax_row(out: &mut [f32], row: &[f32], visible: usize) {
         let (row, (out, masked)) = (&row[..visible], out.split_at_mut(visible));
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f32;
-        for (o, &v) in out.iter_mut().zip(row) {
-            *o = (v - max).exp();
-            sum += *o;
-        }
+        let sum = simd::exp_shifted_sum(out, row, simd::max(row));
         let inv = 1.0 / sum;
         out.iter_mut().for_each(|o| *o *= inv);
         masked.fill(0.0);
@@ -216,7 +162,8 @@ mod flex {
         let values = x.as_slice::<f32>().expect("dense f32");
         let out = map_rows(x.layout().shape(), |r, out| {
             let n = out.len();
-            softmax_row(out, &values[r * n..(r + 1) * n], visible(r, n).min(n));
+            let row = &values[r * n..(r + 1) * n];
+            simd::vectorized(|| softmax_row(out, row, visible(r, n).min(n)));
         });
         cast_back(out, dtype)
     }
@@ -244,10 +191,12 @@ mod flex {
             let out = map_rows(&shape, |r, out| {
                 let n = out.len();
                 let (y, g) = (&ys[r * n..(r + 1) * n], &gs[r * n..(r + 1) * n]);
-                let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
-                for ((o, &yi), &gi) in out.iter_mut().zip(y).zip(g) {
-                    *o = yi * (gi - dot);
-                }
+                simd::vectorized(|| {
+                    let dot = simd::dot(y, g);
+                    for ((o, &yi), &gi) in out.iter_mut().zip(y).zip(g) {
+                        *o = yi * (gi - dot);
+                    }
+                });
             });
             cast_back(out, dtype)
         }
@@ -347,7 +296,7 @@ mod tests {
     fn the_fused_softmax_and_its_gradient_equal_burns() {
         let device = Device::flex().autodiff();
         assert!(
-            super::flex::is_flex(&device),
+            crate::ops::host::is_flex(&device),
             "the fused kernel is what is tested"
         );
         let x = scores(&device);
