@@ -130,6 +130,11 @@ if task train; then
   if want transformers && has peft; then
     bench "$GT" "$PY" "$HERE/peer_peft_train.py" "$SMOL_HF" --seq-len 512 --batch-size 1
   fi
+  GT4="SmolLM2-135M-Instruct, batch 4 × 512 tokens"
+  [ $UMI_OK = 1 ] && bench "$GT4" "$UMI" bench --train --model "$SMOL_GGUF" --prompt-tokens 512 --batch-size 4 --runs 3
+  if want transformers && has peft; then
+    bench "$GT4" "$PY" "$HERE/peer_peft_train.py" "$SMOL_HF" --seq-len 512 --batch-size 4
+  fi
   SINK=$LINES
 fi
 
