@@ -20,3 +20,15 @@ mod swiglu;
 pub use dropout::dropout;
 pub use softmax::{Causal, softmax_causal, softmax_last};
 pub use swiglu::swiglu;
+
+/// The largest absolute difference between two tensors' values (the kernels' tests).
+#[cfg(all(test, feature = "flex"))]
+fn max_abs_diff<const D: usize>(a: burn::tensor::Tensor<D>, b: burn::tensor::Tensor<D>) -> f32 {
+    let (a, b) = (a.into_data(), b.into_data());
+    a.as_slice::<f32>()
+        .unwrap()
+        .iter()
+        .zip(b.as_slice::<f32>().unwrap())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -121,7 +121,7 @@ mod flex {
     use burn::backend::{Autodiff, Backend, backend_extension};
     use burn_flex::{Flex, FlexTensor};
 
-    use crate::ops::host::{cast_back, dense_f32, map_rows};
+    use crate::ops::host::{cast_back, dense_f32, map_rows, values};
     use crate::ops::simd;
 
     /// Softmax over the last axis and its backward, as one kernel each where the backend has
@@ -159,7 +159,7 @@ mod flex {
     fn softmax_kernel(x: FlexTensor, visible: impl Fn(usize, usize) -> usize + Sync) -> FlexTensor {
         let dtype = x.dtype();
         let x = dense_f32(x);
-        let values = x.as_slice::<f32>().expect("dense f32");
+        let values = values(&x);
         let out = map_rows(x.layout().shape(), |r, out| {
             let n = out.len();
             let row = &values[r * n..(r + 1) * n];
@@ -184,10 +184,7 @@ mod flex {
             let dtype = y.dtype();
             let (y, grad) = (dense_f32(y), dense_f32(grad));
             let shape = y.layout().shape().clone();
-            let (ys, gs) = (
-                y.as_slice::<f32>().expect("dense f32"),
-                grad.as_slice::<f32>().expect("dense f32"),
-            );
+            let (ys, gs) = (values(&y), values(&grad));
             let out = map_rows(&shape, |r, out| {
                 let n = out.len();
                 let (y, g) = (&ys[r * n..(r + 1) * n], &gs[r * n..(r + 1) * n]);
@@ -267,16 +264,7 @@ mod tests {
     use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
     use super::{Causal, causal_mask, softmax_causal, softmax_last};
-
-    fn max_abs_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
-        let (a, b) = (a.into_data(), b.into_data());
-        a.as_slice::<f32>()
-            .unwrap()
-            .iter()
-            .zip(b.as_slice::<f32>().unwrap())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
-    }
+    use crate::ops::max_abs_diff;
 
     /// Scores with a causal `-inf` mask, like attention's.
     fn scores(device: &Device) -> Tensor<3> {

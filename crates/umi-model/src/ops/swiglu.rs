@@ -201,16 +201,7 @@ mod tests {
     use burn::tensor::{Device, Distribution, Tensor};
 
     use super::swiglu;
-
-    fn max_abs_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
-        let (a, b) = (a.into_data(), b.into_data());
-        a.as_slice::<f32>()
-            .unwrap()
-            .iter()
-            .zip(b.as_slice::<f32>().unwrap())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
-    }
+    use crate::ops::max_abs_diff;
 
     /// The fused kernel and its gradients against burn's `silu(g) * up`, on a tensor large
     /// enough to be split over threads (and with a tail shorter than a task), and on a strided
