@@ -57,7 +57,8 @@ def llama_forward(weights, cfg, tokens, dtype=np.float64, linear=None):
     """Full causal forward from position 0.
 
     linear(x, w): the projection x @ w.T (w as [out, in]); replace it to model quantized
-    matmuls (assets/tiny/q8/make_q8_reference.py). The embedding lookup always reads the f32 table.
+    matmuls (assets/tiny/q8/make_q8_reference.py). The embedding lookup reads the table in `weights`
+    (make_q8_reference.py passes the Q8_0 one, dequantized).
 
     weights: dict HF tensor name -> np.ndarray ([out, in] for linear layers).
     cfg: dict with HF config.json field names.

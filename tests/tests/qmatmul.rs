@@ -9,12 +9,19 @@ use umi_model::burn::tensor::Device;
 use umi_model::{load_model, load_peft};
 use umi_tests::{assert_close, assets, load_folder, logits, reference_cases_of};
 
-/// `q8_reference.json`'s flattened logits per sequence for `folder`.
+/// `q8_reference.json`'s flattened logits per sequence for `folder`: the short sequences
+/// (8-bit products, `"sequences"`) or the long ones (f32 against dequantized weights, `"dense"`).
 fn q8_reference(folder: &str) -> Vec<(Vec<u32>, Vec<f64>)> {
+    q8_reference_of(folder, "")
+}
+
+fn q8_reference_of(folder: &str, prefix: &str) -> Vec<(Vec<u32>, Vec<f64>)> {
     let path = assets().join("tiny/q8/q8_reference.json");
     let all: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let seqs: Vec<Vec<u32>> = serde_json::from_value(all[folder]["sequences"].clone()).unwrap();
-    let logits: Vec<Vec<Vec<f64>>> = serde_json::from_value(all[folder]["logits"].clone()).unwrap();
+    let seqs: Vec<Vec<u32>> =
+        serde_json::from_value(all[folder][format!("{prefix}sequences")].clone()).unwrap();
+    let logits: Vec<Vec<Vec<f64>>> =
+        serde_json::from_value(all[folder][format!("{prefix}logits")].clone()).unwrap();
     seqs.into_iter()
         .zip(logits)
         .map(|(s, l)| (s, l.into_iter().flatten().collect()))
@@ -59,18 +66,23 @@ fn q8_logits_stay_within_quantization_error_of_the_reference() {
             .map(|c| logits(&model, &c.tokens, &mut model.new_cache()))
             .collect();
         let bytes = model.quantize_q8_0();
-        // every projection and the head: 1 byte per weight plus a 4-byte scale per 32
+        // every projection (the head too when untied) and the embedding: 1 byte per weight
+        // plus a 4-byte scale per 32; no f32 weight is left
         let params: usize = model
             .projections()
             .iter()
             .map(|(_, p)| p.d_input() * p.d_output())
             .sum::<usize>()
-            + if model.lm_head.is_none() {
-                model.config.vocab_size * model.config.hidden_size
-            } else {
-                0
-            };
+            + model.config.vocab_size * model.config.hidden_size;
         assert_eq!(bytes, params + params / 8, "{folder}: Q8_0 bytes");
+        assert_eq!(
+            model.embed_tokens.val().dims(),
+            [0, 0],
+            "{folder}: f32 embedding"
+        );
+        for (name, p) in model.projections() {
+            assert_eq!(p.weight.val().dims(), [0, 0], "{folder}: f32 {name}");
+        }
         let q8_cases = q8_reference(folder);
         assert_eq!(q8_cases.len(), cases.len());
         for ((case, f32_out), (q8_tokens, q8_want)) in cases.iter().zip(&f32_logits).zip(&q8_cases)
@@ -98,6 +110,79 @@ fn q8_logits_stay_within_quantization_error_of_the_reference() {
             );
         }
     }
+}
+
+#[test]
+fn prompts_run_in_f32_against_the_dequantized_weights() {
+    let device = Device::flex();
+    for folder in ["llama-gqa", "llama-tied"] {
+        let mut model = load_folder(&assets().join("tiny").join(folder), &device);
+        model.quantize_q8_0();
+        let cases = q8_reference_of(folder, "dense_");
+        assert!(!cases.is_empty());
+        for (tokens, want) in cases {
+            assert!(tokens.len() > 8, "a prompt longer than Q8_MAX_ROWS");
+            let got = logits(&model, &tokens, &mut model.new_cache());
+            let what = format!("{folder} dense q8 logits for {tokens:?}");
+            assert_close(&got, &want, 0.0, 2e-3, &what);
+        }
+    }
+}
+
+#[test]
+fn loading_in_q8_equals_quantizing_the_f32_model() {
+    let device = Device::flex();
+    for file in ["tiny/gguf/tiny-f32.gguf", "tiny/gguf/tiny-q8_0.gguf"] {
+        let path = assets().join(file);
+        let mut after = load_model(&path, &device).unwrap().model;
+        after.quantize_q8_0();
+        let direct = umi_model::load_model_q8_0(&path, &device).unwrap().model;
+        assert!(direct.is_quantized());
+        assert_eq!(direct.q8_bytes(), after.q8_bytes(), "{file}");
+        // short (8-bit) and long (dense) inputs, and decoding on a cache
+        for tokens in [
+            vec![1u32, 11, 48, 85],
+            (0..12).map(|i| i * 19 + 2).collect(),
+        ] {
+            let a = logits(&after, &tokens, &mut after.new_cache());
+            let b = logits(&direct, &tokens, &mut direct.new_cache());
+            assert_eq!(a, b, "{file}: logits for {tokens:?}");
+        }
+    }
+}
+
+#[test]
+fn merging_into_a_quantized_model_uses_its_dequantized_weights() {
+    let device = Device::flex();
+    let dir = assets().join("tiny/peft/adapter");
+    let path = assets().join("tiny/gguf/tiny-f32.gguf");
+    let ids = [1u32, 11, 48, 85, 122, 159, 196, 233, 7, 9];
+    let mut q8 = umi_model::load_model_q8_0(&path, &device).unwrap().model;
+    load_peft(&mut q8, &dir, &device).unwrap();
+    let unmerged = logits(&q8, &ids, &mut q8.new_cache());
+    let adapted: Vec<bool> = q8
+        .projections()
+        .iter()
+        .map(|(_, p)| p.lora.is_some())
+        .collect();
+    assert!(adapted.iter().any(|&a| a));
+    umi_model::merge_lora(&mut q8);
+    for ((name, p), adapted) in q8.projections().into_iter().zip(adapted) {
+        assert!(p.lora.is_none(), "{name} keeps its adapter");
+        // merged weights are f32 again; the others stay in Q8_0
+        assert_eq!(p.q8.is_none(), adapted, "{name}");
+        assert_eq!(p.weight.val().dims()[0] > 0, adapted, "{name}");
+    }
+    let merged = logits(&q8, &ids, &mut q8.new_cache());
+    // the long input ran in f32 against the dequantized weights before merging, so merging
+    // changes the arithmetic only by the order of the sums
+    let (err, scale) = gap(&merged, &as_f64(&unmerged));
+    assert!(err < 1e-3 * scale.max(1.0), "merged vs unmerged: {err}");
+    // the base model stays quantized (the embedding): saving it is refused
+    let out = std::env::temp_dir().join(format!("umi-q8-save-{}", std::process::id()));
+    let e = umi_model::save_hf(&q8, &out).unwrap_err().to_string();
+    assert!(e.contains("Q8_0"), "{e}");
+    assert!(!out.exists());
 }
 
 #[test]

@@ -8,6 +8,13 @@ GGML's Q8_0 definition, not from umi's code:
   from zero, in f32 arithmetic: inv = 1/d, q = round(v * inv)); weights per output row,
   activations per token; y = sum_b d_w[b] * d_x[b] * sum_k q_w[b,k] * q_x[b,k].
 
+The token embedding is held in Q8_0 as well (rows of 32-value blocks, as llama.cpp's Q8_0
+`token_embd`): lookups read its dequantized rows and a tied LM head multiplies with it.
+
+Inputs of more than 8 rows (a prompt; umi's `Q8_MAX_ROWS`) are compute-bound: umi multiplies
+them in float32 with the dequantized weights (d * q) instead of quantizing the activations.
+`dense` holds logits of longer sequences computed that way.
+
 The rest of the forward runs in float32 (as umi does), so a rounding that lands on a different
 integer because of summation order can still differ by one quantum in rare elements.
 
@@ -48,19 +55,43 @@ def q8_linear(x, w):
     return y.astype(np.float32)
 
 
+MAX_Q8_ROWS = 8
+
+
+def dequantize(w):
+    """w [out, in] -> its Q8_0 values d * q in float32, [out, in]."""
+    q, d = quantize(w)
+    return (q * d).astype(np.float32).reshape(np.shape(w))
+
+
+def umi_linear(x, w):
+    """8-bit products for at most MAX_Q8_ROWS rows, float32 against d * q beyond."""
+    if x.shape[0] <= MAX_Q8_ROWS:
+        return q8_linear(x, w)
+    return (np.asarray(x, dtype=np.float32) @ dequantize(w).T).astype(np.float32)
+
+
 def main():
     reference = json.load(open(os.path.join(os.path.dirname(here), "reference.json")))
     out = {}
     for folder in ["llama-gqa", "llama-tied"]:
         d = os.path.join(os.path.dirname(here), folder)
         cfg = json.load(open(os.path.join(d, "config.json")))
-        weights = load_file(os.path.join(d, "model.safetensors"))
+        weights = dict(load_file(os.path.join(d, "model.safetensors")))
+        # the embedding table as umi holds it: Q8_0, read back as d * q
+        weights["model.embed_tokens.weight"] = dequantize(weights["model.embed_tokens.weight"])
         seqs = reference[folder]["sequences"]
         logits = [
-            llama_forward(weights, cfg, s, dtype=np.float32, linear=q8_linear).astype(float).round(6).tolist()
+            llama_forward(weights, cfg, s, dtype=np.float32, linear=umi_linear).astype(float).round(6).tolist()
             for s in seqs
         ]
-        out[folder] = {"sequences": seqs, "logits": logits}
+        vocab = cfg["vocab_size"]
+        dense_seqs = [[(i * 37 + 5) % vocab for i in range(13)]]
+        dense = [
+            llama_forward(weights, cfg, s, dtype=np.float32, linear=umi_linear).astype(float).round(6).tolist()
+            for s in dense_seqs
+        ]
+        out[folder] = {"sequences": seqs, "logits": logits, "dense_sequences": dense_seqs, "dense_logits": dense}
     with open(os.path.join(here, "q8_reference.json"), "w") as f:
         json.dump(out, f)
     print("wrote", os.path.join(here, "q8_reference.json"))

@@ -105,8 +105,7 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
         return run_train_bench(args);
     }
     let device = args.backend.device()?;
-    let mut loaded = models::load_with_progress(&args.model, &device)?;
-    args.quant.apply(&mut loaded, &device)?;
+    let loaded = args.quant.load(&args.model, &device)?;
     let model = &loaded.model;
     let vocab = model.config.vocab_size;
     if args.prompt_tokens + args.new_tokens > model.max_positions() {

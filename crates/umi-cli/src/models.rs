@@ -74,27 +74,56 @@ pub enum Quant {
 }
 
 impl Quant {
-    /// Puts `loaded` in this format.
+    /// Whether weights are held in Q8_0 on `device`.
     ///
     /// # Errors
     ///
     /// Q8_0 on a device other than the CPU.
-    pub fn apply(self, loaded: &mut LoadedModel, device: &Device) -> Result<()> {
+    pub fn q8_on(self, device: &Device) -> Result<bool> {
         let on_cpu = *device == Device::flex();
-        if self == Quant::F32 || (self == Quant::Auto && !on_cpu) {
-            return Ok(());
+        match self {
+            Quant::F32 => Ok(false),
+            Quant::Auto => Ok(on_cpu),
+            Quant::Q8_0 if on_cpu => Ok(true),
+            Quant::Q8_0 => bail!("--quant q8_0 runs on the CPU backend only (pass --backend cpu)"),
         }
-        if !on_cpu {
-            bail!("--quant q8_0 runs on the CPU backend only (pass --backend cpu)");
+    }
+
+    /// Puts `loaded` (loaded in f32, e.g. to merge an adapter first) in this format.
+    ///
+    /// # Errors
+    ///
+    /// As [`Quant::q8_on`].
+    pub fn apply(self, loaded: &mut LoadedModel, device: &Device) -> Result<()> {
+        if self.q8_on(device)? {
+            loaded.model.quantize_q8_0();
+            report_q8(loaded);
         }
-        let bytes = loaded.model.quantize_q8_0();
-        eprintln!(
-            "quantized {} to Q8_0 for inference: {:.0} MB of 8-bit weights",
-            loaded.origin,
-            bytes as f64 / 1e6
-        );
         Ok(())
     }
+
+    /// Loads the model at `path` in this format: in Q8_0 each weight is quantized as it is
+    /// read, so the f32 model is never held (see [`load_with_progress`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Quant::q8_on`] and [`load_with_progress`].
+    pub fn load(self, path: &Path, device: &Device) -> Result<LoadedModel> {
+        let q8 = self.q8_on(device)?;
+        let loaded = load_with_progress_as(path, device, q8)?;
+        if q8 {
+            report_q8(&loaded);
+        }
+        Ok(loaded)
+    }
+}
+
+fn report_q8(loaded: &LoadedModel) {
+    eprintln!(
+        "holding {} in Q8_0 for inference: {:.0} MB of 8-bit weights",
+        loaded.origin,
+        loaded.model.q8_bytes() as f64 / 1e6
+    );
 }
 
 /// Where the shipped α-UMi agent for the default model lives: one PEFT LoRA adapter per role
@@ -154,15 +183,16 @@ impl RoleModelArgs {
 
     /// --model loaded afresh, with --init-adapter merged into it.
     fn load_backbone(&self, cache: &mut ModelCache, device: &Device) -> Result<LoadedModel> {
-        let mut backbone = cache.load_owned(&self.model, device)?;
-        if let Some(dir) = &self.init_adapter {
-            load_peft(&mut backbone.model, dir, device)
-                .with_context(|| format!("loading the adapter {}", dir.display()))?;
-            merge_lora(&mut backbone.model);
-        }
-        self.quant
-            .unwrap_or_default()
-            .apply(&mut backbone, device)?;
+        let quant = self.quant.unwrap_or_default();
+        let Some(dir) = &self.init_adapter else {
+            return cache.load_owned(&self.model, device, quant);
+        };
+        // merged into the f32 weights, quantized after
+        let mut backbone = cache.load_owned(&self.model, device, Quant::F32)?;
+        load_peft(&mut backbone.model, dir, device)
+            .with_context(|| format!("loading the adapter {}", dir.display()))?;
+        merge_lora(&mut backbone.model);
+        quant.apply(&mut backbone, device)?;
         Ok(backbone)
     }
 
@@ -284,27 +314,36 @@ impl ModelCache {
         if let Some(m) = self.models.get(path) {
             return Ok(m.clone());
         }
-        let mut m = Self::load_owned(self, path, device)?;
-        self.quant.apply(&mut m, device)?;
-        let m = Rc::new(m);
+        let m = Rc::new(self.load_owned(path, device, self.quant)?);
         self.models.insert(path.to_path_buf(), m.clone());
         Ok(m)
     }
 
-    /// The model at `path`, loaded afresh (a backbone whose adapters will be swapped).
-    pub fn load_owned(&mut self, path: &Path, device: &Device) -> Result<LoadedModel> {
+    /// The model at `path` in format `quant`, loaded afresh (a backbone whose adapters will
+    /// be swapped).
+    pub fn load_owned(
+        &mut self,
+        path: &Path,
+        device: &Device,
+        quant: Quant,
+    ) -> Result<LoadedModel> {
         if !path.exists() && path == Path::new(DEFAULT_MODEL) {
             bail!(
                 "the default model {DEFAULT_MODEL} is not installed; run `scripts/setup.sh` first (or pass --model PATH)"
             );
         }
-        load_with_progress(path, device)
+        quant.load(path, device)
     }
 }
 
 /// Loads the model at `path`, showing on a terminal a spinner with the file size and the time
 /// so far (reading, dequantizing and uploading are one call), then one line with what loaded.
 pub fn load_with_progress(path: &Path, device: &Device) -> Result<LoadedModel> {
+    load_with_progress_as(path, device, false)
+}
+
+/// [`load_with_progress`], in Q8_0 when `q8` ([`umi_model::load_model_q8_0`]).
+fn load_with_progress_as(path: &Path, device: &Device, q8: bool) -> Result<LoadedModel> {
     let size_mb = std::fs::metadata(path)
         .map(|m| m.len() as f64 / 1e6)
         .unwrap_or(0.0);
@@ -321,7 +360,12 @@ pub fn load_with_progress(path: &Path, device: &Device) -> Result<LoadedModel> {
     spinner.set_message(what);
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let start = std::time::Instant::now();
-    let loaded = load_model(path, device).with_context(|| format!("loading {}", path.display()));
+    let loaded = if q8 {
+        umi_model::load_model_q8_0(path, device)
+    } else {
+        load_model(path, device)
+    };
+    let loaded = loaded.with_context(|| format!("loading {}", path.display()));
     spinner.finish_and_clear();
     let loaded = loaded?;
     let c = &loaded.model.config;

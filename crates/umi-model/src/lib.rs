@@ -45,6 +45,8 @@ pub use generate::{
 };
 pub use linear::{LoraAdapter, LoraLinear};
 pub use llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};
+#[cfg(not(target_family = "wasm"))]
+pub use load::load_model_q8_0;
 pub use load::{LoadedModel, load_gguf_bytes, load_hf_files, load_hf_folder, load_model};
 pub use lora::{
     AdapterSet, LoraConfig, PeftFiles, attach_lora, convert_peft_f16, hf_state_dict, load_peft,

@@ -12,12 +12,12 @@ use burn::tensor::{Device, Distribution, Tensor};
 /// computed as `(x·A)·B`, never as a dense `A·B` delta, so its cost is `O(r·(in + out))` per token.
 #[derive(Module, Debug)]
 pub struct LoraLinear {
-    /// Base weight, `[in, out]`.
+    /// Base weight, `[in, out]`; empty (`[0, 0]`) when the weight is held in Q8_0 instead.
     pub weight: Param<Tensor<2>>,
     /// Low-rank adapter, if one is attached.
     pub lora: Option<LoraAdapter>,
-    /// A Q8_0 copy of `weight` that inference multiplies with instead (CPU only, no gradient;
-    /// see [`crate::Llama::quantize_q8_0`]). The adapter stays f32.
+    /// The base weight in Q8_0, replacing `weight` for inference (CPU only, no gradient; see
+    /// [`crate::Llama::quantize_q8_0`]). The adapter stays f32.
     #[module(skip)]
     pub q8: Option<QuantizedWeight>,
 }
@@ -48,10 +48,37 @@ pub struct LoraAdapter {
     pub training: bool,
 }
 
-/// Inputs of at most this many rows (tokens of a batch) use the Q8_0 weight when there is one;
-/// longer ones the f32 weight.
+/// Inputs of at most this many rows (tokens of a batch) are multiplied with a Q8_0 weight in
+/// 8-bit; longer ones in f32 against the weight dequantized slice by slice
+/// ([`Q8Matrix::for_dense_slices`](crate::qmatmul::Q8Matrix::for_dense_slices)).
 #[cfg(not(target_family = "wasm"))]
 pub const Q8_MAX_ROWS: usize = 8;
+
+/// `x · Wᵀ` for a Q8_0 `W` of any number of input rows: 8-bit dot products up to
+/// [`Q8_MAX_ROWS`] rows (decoding, memory-bound), f32 GEMM against dequantized slices of `W`
+/// beyond (a prompt, compute-bound).
+///
+/// # Shapes
+///
+/// - x: `[tokens, in]`; output: `[tokens, out]`
+#[cfg(not(target_family = "wasm"))]
+pub(crate) fn q8_product(w: &crate::qmatmul::Q8Matrix, x: Tensor<2>) -> Tensor<2> {
+    if x.dims()[0] <= Q8_MAX_ROWS {
+        return q8_matmul(w, x);
+    }
+    let device = x.device();
+    let cols = w.cols();
+    let mut parts = w.for_dense_slices(|slice, n| {
+        let slice =
+            Tensor::<2>::from_data(burn::tensor::TensorData::new(slice, [n, cols]), &device);
+        x.clone().matmul(slice.transpose()) // [tokens, n]
+    });
+    if parts.len() == 1 {
+        parts.pop().expect("one slice")
+    } else {
+        Tensor::cat(parts, 1)
+    }
+}
 
 /// `x · Wᵢᵀ` with Q8_0 `Wᵢ` on the host, all in one pass ([`Q8Matrix::matmul_many`]):
 /// `[tokens, in]` → `[tokens, out_i]` each.
@@ -84,6 +111,15 @@ pub(crate) fn q8_matmul(w: &crate::qmatmul::Q8Matrix, x: Tensor<2>) -> Tensor<2>
     q8_matmul_many(&[w], x).pop().expect("one product")
 }
 
+/// An empty `[0, 0]` tensor: the f32 slot of a weight held in Q8_0.
+#[cfg(not(target_family = "wasm"))]
+pub(crate) fn empty_weight(device: &Device) -> Tensor<2> {
+    Tensor::from_data(
+        burn::tensor::TensorData::new(Vec::<f32>::new(), [0, 0]),
+        device,
+    )
+}
+
 impl LoraLinear {
     /// Wraps a `[in, out]` weight without an adapter.
     pub fn new(weight: Tensor<2>) -> Self {
@@ -94,14 +130,46 @@ impl LoraLinear {
         }
     }
 
+    /// A projection whose weight is held in Q8_0 only (`[out, in]`, as [`Q8Matrix`] stores
+    /// it), without an adapter; `device` is where adapters and activations live.
+    ///
+    /// [`Q8Matrix`]: crate::qmatmul::Q8Matrix
+    #[cfg(not(target_family = "wasm"))]
+    pub fn quantized(weight: crate::qmatmul::Q8Matrix, device: &Device) -> Self {
+        Self {
+            weight: Param::from_tensor(empty_weight(device)),
+            lora: None,
+            q8: Some(QuantizedWeight(std::sync::Arc::new(weight))),
+        }
+    }
+
     /// Input width.
     pub fn d_input(&self) -> usize {
+        #[cfg(not(target_family = "wasm"))]
+        if let Some(q) = &self.q8 {
+            return q.0.cols();
+        }
         self.weight.shape().dims::<2>()[0]
     }
 
     /// Output width.
     pub fn d_output(&self) -> usize {
+        #[cfg(not(target_family = "wasm"))]
+        if let Some(q) = &self.q8 {
+            return q.0.rows();
+        }
         self.weight.shape().dims::<2>()[1]
+    }
+
+    /// The base weight in f32, `[in, out]`: `weight`, or the Q8_0 weight dequantized.
+    pub fn weight_f32(&self) -> Tensor<2> {
+        #[cfg(not(target_family = "wasm"))]
+        if let Some(q) = &self.q8 {
+            let device = self.weight.val().device();
+            let data = burn::tensor::TensorData::new(q.0.dequantize(), [q.0.rows(), q.0.cols()]);
+            return Tensor::<2>::from_data(data, &device).transpose();
+        }
+        self.weight.val()
     }
 
     /// Attaches a fresh adapter of rank `rank`: `A ~ N(0, 1/rank)`, `B = 0`, so the layer's
@@ -139,10 +207,8 @@ impl LoraLinear {
         let [batch_size, seq_len, d_in] = x.dims();
         let x = x.reshape([batch_size * seq_len, d_in]); // [tokens, in]
         let y = match &self.q8 {
-            // Decoding (a few rows) is memory-bound: 8-bit weights. A prompt's many rows are
-            // compute-bound, where the f32 GEMM is faster.
             #[cfg(not(target_family = "wasm"))]
-            Some(q) if batch_size * seq_len <= Q8_MAX_ROWS => q8_matmul(&q.0, x.clone()),
+            Some(q) => q8_product(&q.0, x.clone()),
             _ => x.clone().matmul(self.weight.val()), // [tokens, out]
         };
         let y = self.add_lora(x, y);

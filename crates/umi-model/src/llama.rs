@@ -214,9 +214,11 @@ pub struct Llama {
     /// The hyperparameters the model was built from.
     #[module(skip)]
     pub config: LlamaConfig,
-    /// A Q8_0 copy of the tied LM head (`embed_tokens`), set by [`Llama::quantize_q8_0`].
+    /// The token embedding in Q8_0 (`[vocab_size, hidden_size]`), replacing `embed_tokens`
+    /// (then empty) for inference: lookups dequantize its rows and a tied LM head multiplies
+    /// with it. Set by [`Llama::quantize_q8_0`] or a quantized load.
     #[module(skip)]
-    pub lm_head_q8: Option<crate::linear::QuantizedWeight>,
+    pub embed_q8: Option<crate::linear::QuantizedWeight>,
 }
 
 impl Llama {
@@ -265,11 +267,25 @@ impl Llama {
         );
         let hidden_size = self.config.hidden_size;
         let ids = tokens.reshape([batch_size * seq_len]);
-        let mut x =
-            self.embed_tokens
-                .val()
-                .select(0, ids)
-                .reshape([batch_size, seq_len, hidden_size]); // [batch_size, seq_len, hidden_size]
+        let x = match &self.embed_q8 {
+            #[cfg(not(target_family = "wasm"))]
+            Some(q) => {
+                let device = ids.device();
+                let ids: Vec<usize> = ids
+                    .into_data()
+                    .convert::<i64>()
+                    .iter::<i64>()
+                    .map(|id| usize::try_from(id).unwrap_or(usize::MAX))
+                    .collect();
+                let data = burn::tensor::TensorData::new(
+                    q.0.gather_rows(&ids),
+                    [batch_size * seq_len, hidden_size],
+                );
+                Tensor::<2>::from_data(data, &device)
+            }
+            _ => self.embed_tokens.val().select(0, ids),
+        };
+        let mut x = x.reshape([batch_size, seq_len, hidden_size]); // [batch_size, seq_len, hidden_size]
         for (layer, layer_cache) in self.layers.iter().zip(cache.iter_mut()) {
             x = layer.forward(x, &self.rotary, layer_cache);
         }
@@ -288,11 +304,9 @@ impl Llama {
             None => {
                 let [batch_size, seq_len, hidden_size] = hidden.dims();
                 let hidden = hidden.reshape([batch_size * seq_len, hidden_size]);
-                let logits = match &self.lm_head_q8 {
+                let logits = match &self.embed_q8 {
                     #[cfg(not(target_family = "wasm"))]
-                    Some(q) if batch_size * seq_len <= crate::linear::Q8_MAX_ROWS => {
-                        crate::linear::q8_matmul(&q.0, hidden)
-                    }
+                    Some(q) => crate::linear::q8_product(&q.0, hidden),
                     _ => hidden.matmul(self.embed_tokens.val().transpose()), // [tokens, vocab_size]
                 };
                 logits.reshape([batch_size, seq_len, self.config.vocab_size])
@@ -305,42 +319,66 @@ impl Llama {
         KvCache::for_layers(self.layers.len())
     }
 
+    /// Whether any weight is held in Q8_0 ([`Llama::quantize_q8_0`]) instead of f32.
+    pub fn is_quantized(&self) -> bool {
+        self.embed_q8.is_some() || self.projections().iter().any(|(_, p)| p.q8.is_some())
+    }
+
     /// The context window (`max_position_embeddings`).
     pub fn max_positions(&self) -> usize {
         self.rotary.max_positions()
     }
 }
 
-/// Q8_0 copies for CPU inference (`qmatmul.rs`).
+/// Q8_0 weights for CPU inference (`qmatmul.rs`).
 #[cfg(not(target_family = "wasm"))]
 impl Llama {
-    /// Gives every projection and the LM head (tied or not) a Q8_0 copy of its weight, which
-    /// inference then multiplies with on the host ([`Q8Matrix::matmul`](crate::qmatmul::Q8Matrix::matmul)); LoRA adapters stay
-    /// f32 and keep working (they can be swapped afterwards). Returns the bytes the Q8_0
-    /// copies take. Weights whose input width is not a multiple of 32 stay f32.
+    /// Puts every projection's weight and the token embedding (which a tied LM head shares) in
+    /// Q8_0 and drops their f32 values, so the model holds about 1.1 bytes per weight instead
+    /// of 4: decoding multiplies in 8-bit, prompts in f32 against slices dequantized on the
+    /// fly, embedding lookups dequantize their rows ([`Q8Matrix`](crate::qmatmul::Q8Matrix)).
+    /// Loading with [`crate::load_model_q8_0`] gives the same model without ever holding the
+    /// f32 weights. Returns the bytes the Q8_0 weights take ([`Llama::q8_bytes`]). Weights
+    /// whose input width is not a multiple of 32 stay f32; weights already in Q8_0 are kept.
     ///
-    /// For the CPU backend: on a GPU every projection would read its input back to the host.
-    /// The f32 weights are kept (training, merging and saving use them); [`crate::merge_lora`]
-    /// drops the copies of the weights it changes, so quantize after merging.
+    /// For inference on the CPU backend (on a GPU every projection would read its input back
+    /// to the host). LoRA adapters stay f32 and can be attached, swapped and trained on top;
+    /// [`crate::merge_lora`] merges into the dequantized weight (the result is f32 again);
+    /// saving the base model ([`crate::save_hf`]) is refused.
     pub fn quantize_q8_0(&mut self) -> usize {
-        let mut bytes = 0;
         for (_, p) in self.projections_mut() {
+            if p.q8.is_some() {
+                continue;
+            }
             let [d_in, d_out] = p.weight.shape().dims::<2>();
+            let device = p.weight.val().device();
             let data = host_f32(p.weight.val());
-            p.q8 = crate::qmatmul::Q8Matrix::from_columns(&data, d_in, d_out).map(|q| {
-                bytes += q.bytes();
-                crate::linear::QuantizedWeight(std::sync::Arc::new(q))
-            });
+            if let Some(q) = crate::qmatmul::Q8Matrix::from_columns(&data, d_in, d_out) {
+                p.q8 = Some(crate::linear::QuantizedWeight(std::sync::Arc::new(q)));
+                p.weight = burn::module::Param::from_tensor(crate::linear::empty_weight(&device));
+            }
         }
-        if self.lm_head.is_none() {
+        if self.embed_q8.is_none() {
             let [vocab, hidden] = self.embed_tokens.shape().dims::<2>();
+            let device = self.embed_tokens.val().device();
             let data = host_f32(self.embed_tokens.val());
-            self.lm_head_q8 = crate::qmatmul::Q8Matrix::from_rows(&data, vocab, hidden).map(|q| {
-                bytes += q.bytes();
-                crate::linear::QuantizedWeight(std::sync::Arc::new(q))
-            });
+            if let Some(q) = crate::qmatmul::Q8Matrix::from_rows(&data, vocab, hidden) {
+                self.embed_q8 = Some(crate::linear::QuantizedWeight(std::sync::Arc::new(q)));
+                self.embed_tokens =
+                    burn::module::Param::from_tensor(crate::linear::empty_weight(&device));
+            }
         }
-        bytes
+        self.q8_bytes()
+    }
+
+    /// Bytes the Q8_0 weights take (8-bit values plus an f32 scale per 32); 0 for an f32 model.
+    pub fn q8_bytes(&self) -> usize {
+        self.projections()
+            .iter()
+            .filter_map(|(_, p)| p.q8.as_ref())
+            .chain(&self.embed_q8)
+            .map(|q| q.0.bytes())
+            .sum()
     }
 }
 

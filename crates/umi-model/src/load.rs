@@ -8,7 +8,7 @@ use crate::chat::ChatTemplate;
 use crate::config::LlamaConfig;
 use crate::llama::Llama;
 use crate::tokenizer::Tokenizer;
-use crate::weights::{GgufFile, LoadProgress, SafetensorsFolder, build_llama_with_progress};
+use crate::weights::{GgufFile, LoadProgress, SafetensorsFolder};
 use crate::{Error, Result};
 
 /// A model ready to generate: weights on a device, its tokenizer and its chat template.
@@ -36,12 +36,29 @@ pub struct LoadedModel {
 ///
 /// An [`Error`] naming the file, the tensor and what was expected when anything does not fit.
 pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
+    load(path, device, false)
+}
+
+/// [`load_model`] with every projection and the token embedding put in Q8_0 as they are read
+/// (CPU inference; see [`Llama::quantize_q8_0`]): the f32 weights never all live at once, so
+/// peak memory stays near the Q8_0 model's size. Adapters to merge need the f32 model:
+/// [`load_model`], [`crate::merge_lora`], then [`Llama::quantize_q8_0`].
+///
+/// # Errors
+///
+/// As [`load_model`].
+#[cfg(not(target_family = "wasm"))]
+pub fn load_model_q8_0(path: &Path, device: &Device) -> Result<LoadedModel> {
+    load(path, device, true)
+}
+
+fn load(path: &Path, device: &Device, q8: bool) -> Result<LoadedModel> {
     let is_gguf = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
     if is_gguf {
         let mut gguf = GgufFile::open(path)?;
-        return from_gguf(&mut gguf, device, &mut |_| {});
+        return from_gguf(&mut gguf, device, q8, &mut |_| {});
     }
     let folder = if path.is_dir() {
         path
@@ -59,7 +76,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
             message: "expected a .gguf file or a Hugging Face model folder".into(),
         });
     };
-    load_hf_folder(folder, device)
+    hf_folder(folder, device, q8)
 }
 
 /// Loads a model from GGUF bytes already in memory (browser downloads, tests), calling
@@ -76,19 +93,20 @@ pub fn load_gguf_bytes(
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
     let mut gguf = GgufFile::from_bytes(bytes, name)?;
-    from_gguf(&mut gguf, device, on_progress)
+    from_gguf(&mut gguf, device, false, on_progress)
 }
 
 fn from_gguf<R: std::io::Read + std::io::Seek>(
     gguf: &mut GgufFile<R>,
     device: &Device,
+    q8: bool,
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
     let config = gguf.config()?;
     let tokenizer = Tokenizer::from_gguf(gguf)?;
     check_vocab(&tokenizer, &config, gguf.name(), true)?;
     let chat_template = ChatTemplate::detect(gguf.string_opt("tokenizer.chat_template").as_deref());
-    let model = build_llama_with_progress(&config, gguf, device, on_progress)?;
+    let model = crate::weights::build(&config, gguf, device, q8, on_progress)?;
     Ok(LoadedModel {
         model,
         tokenizer,
@@ -133,6 +151,10 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
 ///
 /// As [`load_model`].
 pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<LoadedModel> {
+    hf_folder(folder, device, false)
+}
+
+fn hf_folder(folder: &Path, device: &Device, q8: bool) -> Result<LoadedModel> {
     let config_path = folder.join("config.json");
     let config_json = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
         path: config_path.clone(),
@@ -145,15 +167,12 @@ pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<LoadedModel> {
         source,
     })?;
     let source = SafetensorsFolder::open(folder)?;
-    from_hf_parts(
-        &config_json,
-        &tokenizer_json,
+    let text = HfTextFiles {
+        config_json: &config_json,
+        tokenizer_json: &tokenizer_json,
         tokenizer_config,
-        source,
-        folder,
-        device,
-        &mut |_| {},
-    )
+    };
+    from_hf_parts(text, source, folder, device, q8, &mut |_| {})
 }
 
 /// Loads a Hugging Face model from its files already in memory (browser uploads), given as
@@ -213,26 +232,34 @@ pub fn load_hf_files(
     }
     shards.sort_by(|a, b| a.0.cmp(&b.0));
     let source = SafetensorsFolder::from_files(folder, shards)?;
-    from_hf_parts(
-        &config_json,
-        &tokenizer_json,
+    let text = HfTextFiles {
+        config_json: &config_json,
+        tokenizer_json: &tokenizer_json,
         tokenizer_config,
-        source,
-        folder,
-        device,
-        on_progress,
-    )
+    };
+    from_hf_parts(text, source, folder, device, false, on_progress)
+}
+
+/// The small files of a Hugging Face model folder, read.
+struct HfTextFiles<'a> {
+    config_json: &'a str,
+    tokenizer_json: &'a [u8],
+    tokenizer_config: Option<serde_json::Value>,
 }
 
 fn from_hf_parts(
-    config_json: &str,
-    tokenizer_json: &[u8],
-    tokenizer_config: Option<serde_json::Value>,
+    text: HfTextFiles<'_>,
     mut source: SafetensorsFolder,
     folder: &Path,
     device: &Device,
+    q8: bool,
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
+    let HfTextFiles {
+        config_json,
+        tokenizer_json,
+        tokenizer_config,
+    } = text;
     let config_path = folder.join("config.json");
     let config = LlamaConfig::from_json(config_json, &config_path.display().to_string())?;
     let add_bos = tokenizer_config
@@ -255,7 +282,7 @@ fn from_hf_parts(
             .and_then(|c| c.get("chat_template"))
             .and_then(|v| v.as_str()),
     );
-    let model = build_llama_with_progress(&config, &mut source, device, on_progress)?;
+    let model = crate::weights::build(&config, &mut source, device, q8, on_progress)?;
     Ok(LoadedModel {
         model,
         tokenizer,

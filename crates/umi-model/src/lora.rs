@@ -204,14 +204,15 @@ pub fn attach_lora(
 }
 
 /// Folds every adapter into its base weight (`W ← W + s·A·B`) and removes it: the merged model
-/// computes the same function without adapter cost.
+/// computes the same function without adapter cost. A weight held in Q8_0 is merged into its
+/// dequantized values and stays f32 ([`crate::Llama::quantize_q8_0`] again to quantize it):
+/// merge before quantizing to merge into the original weights.
 pub fn merge_lora(model: &mut Llama) {
     for (_, p) in model.projections_mut() {
         if let Some(lora) = p.lora.take() {
             let delta = lora.a.val().matmul(lora.b.val()).mul_scalar(lora.scaling);
-            let merged = p.weight.val() + delta;
+            let merged = p.weight_f32() + delta;
             p.weight = Param::from_tensor(merged);
-            // A Q8_0 copy of the old weight would now be wrong: quantize after merging.
             p.q8 = None;
         }
     }
@@ -627,6 +628,14 @@ pub fn peft_from_bytes(
 ///
 /// [`Error::Device`] if a tensor cannot be read back.
 pub fn hf_state_dict(model: &Llama) -> Result<BTreeMap<String, HostTensor>> {
+    if model.is_quantized() {
+        return Err(Error::Config {
+            file: "model".into(),
+            message: "the model's weights are held in Q8_0 for inference; load it without \
+                      quantizing to read its f32 weights"
+                .into(),
+        });
+    }
     let mut out = BTreeMap::new();
     let vec1 = |t: Tensor<1>| -> Result<HostTensor> {
         let n = t.dims()[0];
@@ -655,6 +664,14 @@ pub fn hf_state_dict(model: &Llama) -> Result<BTreeMap<String, HostTensor>> {
 /// [`Error::Io`] when the folder cannot be written; [`Error::Config`] if adapters are attached
 /// (merge or remove them first: an unmerged checkpoint would silently drop them).
 pub fn save_hf(model: &Llama, dir: &Path) -> Result<()> {
+    if model.is_quantized() {
+        return Err(Error::Config {
+            file: dir.display().to_string(),
+            message: "the model's weights are held in Q8_0 for inference (--quant); load it \
+                      without quantizing to save it"
+                .into(),
+        });
+    }
     if model.projections().iter().any(|(_, p)| p.lora.is_some()) {
         return Err(Error::Config {
             file: dir.display().to_string(),

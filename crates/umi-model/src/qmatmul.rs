@@ -8,12 +8,19 @@
 //! from the f32 product by the two roundings (weights and activations to 8 bits), about 0.5 %
 //! of a typical logit; `tests/tests/qmatmul.rs` bounds it against the f32 model.
 //!
+//! Inputs of many rows (a prompt) are compute-bound instead: they are multiplied in f32 with
+//! slices of the matrix dequantized on the fly ([`Q8Matrix::for_dense_slices`]), so a
+//! quantized model holds no f32 copy of its weights at all.
+//!
 //! Inference only: no gradient flows through a quantized projection (training keeps f32).
 
 use rayon::prelude::*;
 
 /// Inputs per quantization block.
 pub const Q8_BLOCK: usize = 32;
+
+/// The most weights [`Q8Matrix::for_dense_slices`] dequantizes at once (8 MiB of f32).
+pub const DENSE_SLICE_VALUES: usize = 1 << 21;
 
 /// A `[rows, cols]` matrix (rows = outputs, cols = inputs, PyTorch's `[out, in]`) in Q8_0:
 /// each row in blocks of [`Q8_BLOCK`] consecutive values sharing a scale `d = max|w| / 127`,
@@ -96,10 +103,84 @@ impl Q8Matrix {
 
     /// The matrix as f32 again (`q · d`), row-major `[rows, cols]`.
     pub fn dequantize(&self) -> Vec<f32> {
-        self.qs
-            .chunks_exact(Q8_BLOCK)
-            .zip(&self.scales)
-            .flat_map(|(q, &d)| q.iter().map(move |&v| v as f32 * d))
+        let mut out = vec![0f32; self.rows * self.cols];
+        self.dequantize_rows_into(0, &mut out);
+        out
+    }
+
+    /// Rows `first..first + n` as f32 (`q · d`), written row-major into `out` (`[n, cols]`,
+    /// `n = out.len() / cols`).
+    ///
+    /// # Panics
+    ///
+    /// If `out.len()` is not a multiple of `cols` or the rows run past the matrix.
+    pub fn dequantize_rows_into(&self, first: usize, out: &mut [f32]) {
+        let n = out.len() / self.cols.max(1);
+        assert!(
+            n * self.cols == out.len() && first + n <= self.rows,
+            "Q8Matrix::dequantize_rows_into: rows {first}..{} of a [{}, {}] matrix into {} values",
+            first + n,
+            self.rows,
+            self.cols,
+            out.len()
+        );
+        let qs = &self.qs[first * self.cols..(first + n) * self.cols];
+        let scales = &self.scales[first * self.cols / Q8_BLOCK..];
+        for ((o, q), &d) in out
+            .chunks_exact_mut(Q8_BLOCK)
+            .zip(qs.chunks_exact(Q8_BLOCK))
+            .zip(scales)
+        {
+            for (o, &q) in o.iter_mut().zip(q) {
+                *o = f32::from(q) * d;
+            }
+        }
+    }
+
+    /// The rows `ids` as f32, row-major `[ids.len(), cols]`: an embedding lookup in a
+    /// quantized table (llama.cpp's `get_rows` on a Q8_0 `token_embd`).
+    ///
+    /// # Panics
+    ///
+    /// If an id is not below `rows`.
+    pub fn gather_rows(&self, ids: &[usize]) -> Vec<f32> {
+        let mut out = vec![0f32; ids.len() * self.cols];
+        for (&id, row) in ids.iter().zip(out.chunks_exact_mut(self.cols.max(1))) {
+            assert!(
+                id < self.rows,
+                "Q8Matrix::gather_rows: row {id} of a matrix with {} rows",
+                self.rows
+            );
+            self.dequantize_rows_into(id, row);
+        }
+        out
+    }
+
+    /// `x · Wᵀ` in f32 against the dequantized matrix, for inputs of many rows (a prompt),
+    /// where the product is compute-bound and f32 GEMM beats the 8-bit dot products: the
+    /// weights are dequantized a slice of output rows at a time (at most
+    /// [`DENSE_SLICE_VALUES`] values, on all threads), so no f32 copy of the whole matrix
+    /// is ever held. `gemm(x, w_slice)` computes `x · w_sliceᵀ` for a `[n, cols]` slice; the
+    /// results are the slices' outputs in order.
+    ///
+    /// # Shapes
+    ///
+    /// - w_slice given to `gemm`: `[n, cols]` row-major, `n ≤ rows`
+    pub fn for_dense_slices<T>(&self, mut gemm: impl FnMut(Vec<f32>, usize) -> T) -> Vec<T> {
+        let slice_rows = (DENSE_SLICE_VALUES / self.cols.max(1)).clamp(1, self.rows.max(1));
+        (0..self.rows)
+            .step_by(slice_rows)
+            .map(|first| {
+                let n = slice_rows.min(self.rows - first);
+                let mut w = vec![0f32; n * self.cols];
+                let rows_per_task = 32;
+                w.par_chunks_mut(rows_per_task * self.cols)
+                    .enumerate()
+                    .for_each(|(task, out)| {
+                        self.dequantize_rows_into(first + task * rows_per_task, out)
+                    });
+                gemm(w, n)
+            })
             .collect()
     }
 

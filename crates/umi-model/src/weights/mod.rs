@@ -128,6 +128,20 @@ pub fn build_llama_with_progress(
     device: &Device,
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<Llama> {
+    build(config, source, device, false, on_progress)
+}
+
+/// The model from `source`, with every projection and the token embedding put in Q8_0 as it
+/// is read when `q8` (native only: [`crate::load_model_q8_0`]), so the f32 weights never all
+/// live at once (peak memory: the Q8_0 model plus one f32 tensor); the model then equals the
+/// f32 one after [`Llama::quantize_q8_0`].
+pub(crate) fn build(
+    config: &LlamaConfig,
+    source: &mut dyn WeightSource,
+    device: &Device,
+    q8: bool,
+    on_progress: &mut dyn FnMut(LoadProgress),
+) -> Result<Llama> {
     config.validate(&source.origin())?;
     let hidden = config.hidden_size;
     let head_dim = config.head_dim();
@@ -143,8 +157,10 @@ pub fn build_llama_with_progress(
             params_total: config.num_parameters(),
         },
         on_progress,
+        q8,
     };
-    let embed_tokens = loader.tensor(&weight_name(EMBED_TOKENS), &[config.vocab_size, hidden])?;
+    let (embed_tokens, embed_q8) =
+        loader.embedding(&weight_name(EMBED_TOKENS), config.vocab_size, hidden)?;
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for i in 0..config.num_hidden_layers {
         let name = |part: LayerPart| weight_name(&layer_module(i, part));
@@ -198,7 +214,7 @@ pub fn build_llama_with_progress(
             device,
         ),
         config: config.clone(),
-        lm_head_q8: None,
+        embed_q8,
     })
 }
 
@@ -207,6 +223,12 @@ struct Loader<'a> {
     device: &'a Device,
     progress: LoadProgress,
     on_progress: &'a mut dyn FnMut(LoadProgress),
+    /// Put projections and the embedding in Q8_0 as they are read.
+    #[cfg_attr(
+        target_family = "wasm",
+        expect(dead_code, reason = "Q8_0 is native only")
+    )]
+    q8: bool,
 }
 
 impl Loader<'_> {
@@ -236,8 +258,40 @@ impl Loader<'_> {
         Ok(tensor)
     }
 
-    /// Loads an HF `[out, in]` projection and stores it `[in, out]`.
+    /// The token embedding `[vocab, hidden]`: as an f32 tensor, or in Q8_0 (with an empty f32
+    /// slot) when loading quantized.
+    fn embedding(
+        &mut self,
+        name: &str,
+        vocab: usize,
+        hidden: usize,
+    ) -> Result<(Tensor<2>, Option<crate::linear::QuantizedWeight>)> {
+        #[cfg(not(target_family = "wasm"))]
+        if self.q8 {
+            let host = self.host(name, &[vocab, hidden])?;
+            if let Some(q) = crate::qmatmul::Q8Matrix::from_rows(&host.data, vocab, hidden) {
+                self.loaded(&[vocab, hidden]);
+                let q = crate::linear::QuantizedWeight(std::sync::Arc::new(q));
+                return Ok((crate::linear::empty_weight(self.device), Some(q)));
+            }
+            let tensor = Tensor::from_data(TensorData::new(host.data, host.shape), self.device);
+            self.loaded(&[vocab, hidden]);
+            return Ok((tensor, None));
+        }
+        Ok((self.tensor(name, &[vocab, hidden])?, None))
+    }
+
+    /// Loads an HF `[out, in]` projection and stores it `[in, out]` (or in Q8_0, which keeps
+    /// `[out, in]`, when loading quantized).
     fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<LoraLinear> {
+        #[cfg(not(target_family = "wasm"))]
+        if self.q8 && inp.is_multiple_of(crate::qmatmul::Q8_BLOCK) {
+            let host = self.host(name, &[out, inp])?;
+            let q = crate::qmatmul::Q8Matrix::from_rows(&host.data, out, inp)
+                .expect("the width is a multiple of the block");
+            self.loaded(&[out, inp]);
+            return Ok(LoraLinear::quantized(q, self.device));
+        }
         let host = self.host(name, &[out, inp])?.transposed();
         let tensor = Tensor::from_data(TensorData::new(host.data, host.shape), self.device);
         self.loaded(&[out, inp]);
