@@ -28,6 +28,14 @@ pub struct QuantizedWeight(
     #[cfg(not(target_family = "wasm"))] pub std::sync::Arc<crate::qmatmul::Q8Matrix>,
 );
 
+#[cfg(not(target_family = "wasm"))]
+impl QuantizedWeight {
+    /// Shares `weight` (cheap to clone, as the adapters' copies of the model are).
+    pub fn new(weight: crate::qmatmul::Q8Matrix) -> Self {
+        Self(std::sync::Arc::new(weight))
+    }
+}
+
 /// Low-rank adapter: `A` is `[in, r]`, `B` is `[r, out]`, `scaling` is `alpha / r`.
 ///
 /// Matches PEFT's `lora_A.weight` (`[r, in]` = `Aᵀ`) and `lora_B.weight` (`[out, r]` = `Bᵀ`).
@@ -139,7 +147,7 @@ impl LoraLinear {
         Self {
             weight: Param::from_tensor(empty_weight(device)),
             lora: None,
-            q8: Some(QuantizedWeight(std::sync::Arc::new(weight))),
+            q8: Some(QuantizedWeight::new(weight)),
         }
     }
 

@@ -354,7 +354,7 @@ impl Llama {
             let device = p.weight.val().device();
             let data = host_f32(p.weight.val());
             if let Some(q) = crate::qmatmul::Q8Matrix::from_columns(&data, d_in, d_out) {
-                p.q8 = Some(crate::linear::QuantizedWeight(std::sync::Arc::new(q)));
+                p.q8 = Some(crate::linear::QuantizedWeight::new(q));
                 p.weight = burn::module::Param::from_tensor(crate::linear::empty_weight(&device));
             }
         }
@@ -363,7 +363,7 @@ impl Llama {
             let device = self.embed_tokens.val().device();
             let data = host_f32(self.embed_tokens.val());
             if let Some(q) = crate::qmatmul::Q8Matrix::from_rows(&data, vocab, hidden) {
-                self.embed_q8 = Some(crate::linear::QuantizedWeight(std::sync::Arc::new(q)));
+                self.embed_q8 = Some(crate::linear::QuantizedWeight::new(q));
                 self.embed_tokens =
                     burn::module::Param::from_tensor(crate::linear::empty_weight(&device));
             }

@@ -626,13 +626,14 @@ pub fn peft_from_bytes(
 ///
 /// # Errors
 ///
-/// [`Error::Device`] if a tensor cannot be read back.
+/// [`Error::Device`] if a tensor cannot be read back; [`Error::Config`] if the weights are held
+/// in Q8_0 ([`Llama::quantize_q8_0`], [`crate::load_model_q8_0`]).
 pub fn hf_state_dict(model: &Llama) -> Result<BTreeMap<String, HostTensor>> {
     if model.is_quantized() {
         return Err(Error::Config {
             file: "model".into(),
-            message: "the model's weights are held in Q8_0 for inference; load it without \
-                      quantizing to read its f32 weights"
+            message: "the model's weights are held in Q8_0 for inference (--quant); load it \
+                      without quantizing to read or save its f32 weights"
                 .into(),
         });
     }
@@ -662,22 +663,17 @@ pub fn hf_state_dict(model: &Llama) -> Result<BTreeMap<String, HostTensor>> {
 /// # Errors
 ///
 /// [`Error::Io`] when the folder cannot be written; [`Error::Config`] if adapters are attached
-/// (merge or remove them first: an unmerged checkpoint would silently drop them).
+/// (merge or remove them first: an unmerged checkpoint would silently drop them) or the weights
+/// are held in Q8_0 (nothing is written then).
 pub fn save_hf(model: &Llama, dir: &Path) -> Result<()> {
-    if model.is_quantized() {
-        return Err(Error::Config {
-            file: dir.display().to_string(),
-            message: "the model's weights are held in Q8_0 for inference (--quant); load it \
-                      without quantizing to save it"
-                .into(),
-        });
-    }
     if model.projections().iter().any(|(_, p)| p.lora.is_some()) {
         return Err(Error::Config {
             file: dir.display().to_string(),
             message: "the model has LoRA adapters attached; merge them (merge_lora) or save them with save_peft".into(),
         });
     }
+    // read first: a quantized model is refused before anything is written
+    let state = hf_state_dict(model)?;
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
@@ -691,10 +687,7 @@ pub fn save_hf(model: &Llama, dir: &Path) -> Result<()> {
         map.insert("model_type".into(), "llama".into());
         map.insert("torch_dtype".into(), "float32".into());
     }
-    write_atomically(
-        &dir.join("model.safetensors"),
-        &safetensors_bytes(&hf_state_dict(model)?)?,
-    )?;
+    write_atomically(&dir.join("model.safetensors"), &safetensors_bytes(&state)?)?;
     write_atomically(
         &dir.join("config.json"),
         serde_json::to_string_pretty(&config)

@@ -253,9 +253,14 @@ impl Loader<'_> {
 
     fn tensor<const D: usize>(&mut self, name: &str, expected: &[usize]) -> Result<Tensor<D>> {
         let host = self.host(name, expected)?;
-        let tensor = Tensor::from_data(TensorData::new(host.data, host.shape), self.device);
-        self.loaded(expected);
-        Ok(tensor)
+        Ok(self.upload(host))
+    }
+
+    /// Puts a tensor that was read on the device and counts it as loaded.
+    fn upload<const D: usize>(&mut self, host: HostTensor) -> Tensor<D> {
+        let tensor = Tensor::from_data(TensorData::new(host.data, host.shape.clone()), self.device);
+        self.loaded(&host.shape);
+        tensor
     }
 
     /// The token embedding `[vocab, hidden]`: as an f32 tensor, or in Q8_0 (with an empty f32
@@ -271,12 +276,10 @@ impl Loader<'_> {
             let host = self.host(name, &[vocab, hidden])?;
             if let Some(q) = crate::qmatmul::Q8Matrix::from_rows(&host.data, vocab, hidden) {
                 self.loaded(&[vocab, hidden]);
-                let q = crate::linear::QuantizedWeight(std::sync::Arc::new(q));
+                let q = crate::linear::QuantizedWeight::new(q);
                 return Ok((crate::linear::empty_weight(self.device), Some(q)));
             }
-            let tensor = Tensor::from_data(TensorData::new(host.data, host.shape), self.device);
-            self.loaded(&[vocab, hidden]);
-            return Ok((tensor, None));
+            return Ok((self.upload(host), None));
         }
         Ok((self.tensor(name, &[vocab, hidden])?, None))
     }
@@ -293,9 +296,7 @@ impl Loader<'_> {
             return Ok(LoraLinear::quantized(q, self.device));
         }
         let host = self.host(name, &[out, inp])?.transposed();
-        let tensor = Tensor::from_data(TensorData::new(host.data, host.shape), self.device);
-        self.loaded(&[out, inp]);
-        Ok(LoraLinear::new(tensor))
+        Ok(LoraLinear::new(self.upload(host)))
     }
 
     /// Counts a tensor of `shape` as loaded and reports it.
