@@ -8,7 +8,7 @@ use burn::tensor::{Int, Tensor};
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
 use crate::linear::LoraLinear;
-use crate::ops::{Causal, softmax_causal, swiglu};
+use crate::ops::{Causal, attention, softmax_causal, swiglu};
 use crate::rope::RotaryEmbedding;
 
 /// Root-mean-square layer norm: `x / sqrt(mean(x²) + eps) · weight`.
@@ -99,15 +99,15 @@ impl Attention {
         let q = q
             .reshape([batch_size, num_kv_heads, rows, head_dim])
             .mul_scalar(scale);
-        let scores = q.clone().matmul(k.swap_dims(2, 3)); // [batch_size, num_kv_heads, n_rep·seq_len, own_len]
         // new position i sees the earlier positions and itself (one new position sees them all)
         let causal = (seq_len > 1).then_some(Causal {
             period: seq_len,
             offset: own_start,
         });
         let out = match shared {
-            None => softmax_causal(scores, causal).matmul(v), // [batch_size, num_kv_heads, n_rep·seq_len, head_dim]
+            None => attention(q, k, v, causal), // [batch_size, num_kv_heads, n_rep·seq_len, head_dim]
             Some((k_shared, v_shared)) => {
+                let scores = q.clone().matmul(k.swap_dims(2, 3)); // [batch_size, num_kv_heads, n_rep·seq_len, own_len]
                 // A prefix shared by every sequence (KvCache::share_prefix): the queries of all
                 // sequences meet its keys and values in one product, so it is read once.
                 let shared_len = k_shared.dims()[2];

@@ -1,6 +1,7 @@
 //! Fused tensor operations of [`crate::llama`] and [`crate::LoraLinear`], with kernels of their
 //! own on the CPU backend (flex) and burn's composed operations elsewhere (wgpu / WebGPU):
 //!
+//! - [`attention`]: `softmax(q · kᵀ) · v` of a few new positions over the cached ones (decoding);
 //! - [`softmax_causal`] / [`softmax_last`]: attention probabilities, the causal mask an index
 //!   bound;
 //! - [`swiglu`]: the MLP's `silu(gate) ⊙ up`;
@@ -9,6 +10,7 @@
 //! Each CPU kernel is a burn backend extension (`#[backend_extension(Flex, Autodiff)]`) with an
 //! autodiff node of its own, so training differentiates the fused form instead of the pieces.
 
+mod attention;
 mod dropout;
 #[cfg(feature = "flex")]
 mod host;
@@ -17,6 +19,7 @@ pub mod simd;
 mod softmax;
 mod swiglu;
 
+pub use attention::attention;
 pub use dropout::dropout;
 pub use softmax::{Causal, softmax_causal, softmax_last};
 pub use swiglu::swiglu;

@@ -110,6 +110,9 @@ fn causal_mask(
 }
 
 #[cfg(feature = "flex")]
+pub(crate) use flex::SoftmaxBackend;
+
+#[cfg(feature = "flex")]
 mod flex {
     use burn::backend::TensorMetadata;
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
