@@ -8,7 +8,7 @@ use burn::tensor::{Int, Tensor};
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
 use crate::linear::LoraLinear;
-use crate::ops::{Causal, attention, softmax_causal, swiglu};
+use crate::ops::{Causal, attention, attention_with_prefix, swiglu};
 use crate::rope::RotaryEmbedding;
 
 /// Root-mean-square layer norm: `x / sqrt(mean(x²) + eps) · weight`.
@@ -106,34 +106,8 @@ impl Attention {
         });
         let out = match shared {
             None => attention(q, k, v, causal), // [batch_size, num_kv_heads, n_rep·seq_len, head_dim]
-            Some((k_shared, v_shared)) => {
-                let scores = q.clone().matmul(k.swap_dims(2, 3)); // [batch_size, num_kv_heads, n_rep·seq_len, own_len]
-                // A prefix shared by every sequence (KvCache::share_prefix): the queries of all
-                // sequences meet its keys and values in one product, so it is read once.
-                let shared_len = k_shared.dims()[2];
-                let q_all =
-                    q.swap_dims(0, 1)
-                        .reshape([1, num_kv_heads, batch_size * rows, head_dim]);
-                let shared_scores = q_all
-                    .matmul(k_shared.swap_dims(2, 3)) // [1, num_kv_heads, batch_size·rows, shared_len]
-                    .reshape([num_kv_heads, batch_size, rows, shared_len])
-                    .swap_dims(0, 1);
-                let causal = causal.map(|c| Causal {
-                    offset: shared_len + c.offset,
-                    ..c
-                });
-                let probs = softmax_causal(Tensor::cat(vec![shared_scores, scores], 3), causal);
-                let own_len = probs.dims()[3] - shared_len;
-                let own = probs.clone().narrow(3, shared_len, own_len).matmul(v);
-                let from_shared = probs
-                    .narrow(3, 0, shared_len)
-                    .swap_dims(0, 1)
-                    .reshape([1, num_kv_heads, batch_size * rows, shared_len])
-                    .matmul(v_shared)
-                    .reshape([num_kv_heads, batch_size, rows, head_dim])
-                    .swap_dims(0, 1);
-                from_shared + own
-            }
+            // A prefix shared by every sequence (KvCache::share_prefix): read once for all.
+            Some(prefix) => attention_with_prefix(q, prefix, k, v, causal),
         };
         let out = out
             .reshape([batch_size, num_heads, seq_len, head_dim])

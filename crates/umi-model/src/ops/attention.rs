@@ -9,8 +9,11 @@
 //! [`attention`] with few new positions is one kernel: each query row computes its scores
 //! against the keys it may see, their softmax and the weighted sum of the values, reading the
 //! cache's keys and values in place (strided views of its buffers, no copy), with the rows of
-//! all heads split over rayon's threads. Prompts (many new positions), autodiff tensors
-//! (training) and other backends (wgpu / WebGPU) take the composed path.
+//! all heads split over rayon's threads. [`attention_with_prefix`] is the same kernel for
+//! sequences that continue one shared prompt (candidate sampling, `KvCache::share_prefix`):
+//! each row reads the prefix's keys and values, then its own sequence's, under one softmax.
+//! Prompts (many new positions), autodiff tensors (training) and other backends (wgpu /
+//! WebGPU) take the composed path.
 
 use burn::tensor::Tensor;
 
@@ -47,13 +50,10 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: Option<Causal
         && !v.is_autodiff()
         && causal.is_none_or(|c| c.period <= MAX_KERNEL_POSITIONS)
     {
-        let [_, _, rows, _] = q.dims();
-        let columns = k.dims()[2];
+        if let Some(c) = causal {
+            c.check(q.dims()[2], k.dims()[2]);
+        }
         let (period, offset) = causal.map_or((0, 0), |c| (c.period, c.offset));
-        assert!(
-            period == 0 || (rows.is_multiple_of(period) && columns == offset + period),
-            "attention over {rows} x {columns} scores with period {period} and offset {offset}"
-        );
         return Tensor::from_dispatch(
             <burn::backend::Dispatch as flex::AttentionBackend>::attention(
                 q.into_dispatch(),
@@ -67,17 +67,112 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: Option<Causal
     softmax_causal(q.matmul(k.swap_dims(2, 3)), causal).matmul(v)
 }
 
+/// [`attention`] of sequences that continue one shared prefix ([`crate::KvCache::share_prefix`]):
+/// every query row sees all of the prefix's positions, then its own sequence's positions under
+/// `causal` (whose `offset` counts the sequence's own positions before the new ones). The
+/// softmax runs over both together; the prefix is read once for all sequences.
+///
+/// # Shapes
+///
+/// - q: `[batch_size, heads, rows, head_dim]`, scaled by `1/√head_dim`
+/// - k_prefix, v_prefix: `[1, heads, prefix_len, head_dim]`
+/// - k, v: `[batch_size, heads, columns, head_dim]` (any strides)
+/// - output: `[batch_size, heads, rows, head_dim]`
+///
+/// # Panics
+///
+/// As [`attention`], and if the prefix's keys and values differ in shape.
+pub fn attention_with_prefix(
+    q: Tensor<4>,
+    (k_prefix, v_prefix): (Tensor<4>, Tensor<4>),
+    k: Tensor<4>,
+    v: Tensor<4>,
+    causal: Option<Causal>,
+) -> Tensor<4> {
+    assert_eq!(
+        k.dims(),
+        v.dims(),
+        "attention: keys and values differ in shape"
+    );
+    assert_eq!(
+        k_prefix.dims(),
+        v_prefix.dims(),
+        "attention: the prefix's keys and values differ in shape"
+    );
+    #[cfg(feature = "flex")]
+    if crate::ops::host::is_flex(&q.device())
+        && [&q, &k, &v, &k_prefix, &v_prefix]
+            .iter()
+            .all(|t| !t.is_autodiff())
+        && causal.is_none_or(|c| c.period <= MAX_KERNEL_POSITIONS)
+    {
+        if let Some(c) = causal {
+            c.check(q.dims()[2], k.dims()[2]);
+        }
+        let (period, offset) = causal.map_or((0, 0), |c| (c.period, c.offset));
+        return Tensor::from_dispatch(
+            <burn::backend::Dispatch as flex::AttentionBackend>::attention_with_prefix(
+                q.into_dispatch(),
+                k_prefix.into_dispatch(),
+                v_prefix.into_dispatch(),
+                k.into_dispatch(),
+                v.into_dispatch(),
+                period,
+                offset,
+            ),
+        );
+    }
+    composed_with_prefix(q, (k_prefix, v_prefix), k, v, causal)
+}
+
+/// [`attention_with_prefix`] from burn's operations: the queries of all sequences meet the
+/// prefix's keys in one product, then one softmax over prefix and own scores.
+fn composed_with_prefix(
+    q: Tensor<4>,
+    (k_prefix, v_prefix): (Tensor<4>, Tensor<4>),
+    k: Tensor<4>,
+    v: Tensor<4>,
+    causal: Option<Causal>,
+) -> Tensor<4> {
+    let [batch_size, heads, rows, head_dim] = q.dims();
+    let scores = q.clone().matmul(k.swap_dims(2, 3)); // [batch_size, heads, rows, own_len]
+    let prefix_len = k_prefix.dims()[2];
+    let q_all = q
+        .swap_dims(0, 1)
+        .reshape([1, heads, batch_size * rows, head_dim]);
+    let prefix_scores = q_all
+        .matmul(k_prefix.swap_dims(2, 3)) // [1, heads, batch_size·rows, prefix_len]
+        .reshape([heads, batch_size, rows, prefix_len])
+        .swap_dims(0, 1);
+    let causal = causal.map(|c| Causal {
+        offset: prefix_len + c.offset,
+        ..c
+    });
+    let probs = softmax_causal(Tensor::cat(vec![prefix_scores, scores], 3), causal);
+    let own_len = probs.dims()[3] - prefix_len;
+    let own = probs.clone().narrow(3, prefix_len, own_len).matmul(v);
+    let from_prefix = probs
+        .narrow(3, 0, prefix_len)
+        .swap_dims(0, 1)
+        .reshape([1, heads, batch_size * rows, prefix_len])
+        .matmul(v_prefix)
+        .reshape([heads, batch_size, rows, head_dim])
+        .swap_dims(0, 1);
+    from_prefix + own
+}
+
 #[cfg(feature = "flex")]
 mod flex {
+    use burn::backend::TensorMetadata;
     use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
     use burn::backend::ops::FloatTensorOps;
     use burn::backend::tensor::FloatTensor;
     use burn::backend::{Autodiff, Backend, backend_extension};
-    use burn::tensor::{DType, FloatDType, TensorData};
+    use burn::tensor::TensorData;
     use burn_flex::{Flex, FlexTensor};
     use rayon::prelude::*;
 
-    use crate::ops::host::{cast_back, dense_f32, values};
+    use crate::ops::host::{as_f32, cast_back, dense_f32, values};
     use crate::ops::simd;
     use crate::ops::softmax::SoftmaxBackend;
 
@@ -96,6 +191,18 @@ mod flex {
             period: usize,
             offset: usize,
         ) -> FloatTensor<Self>;
+
+        /// [`attention`](AttentionBackend::attention) where every row also sees all positions
+        /// of a prefix `[1, heads, prefix_len, head_dim]` shared by the batch, before its own.
+        fn attention_with_prefix(
+            q: FloatTensor<Self>,
+            k_prefix: FloatTensor<Self>,
+            v_prefix: FloatTensor<Self>,
+            k: FloatTensor<Self>,
+            v: FloatTensor<Self>,
+            period: usize,
+            offset: usize,
+        ) -> FloatTensor<Self>;
     }
 
     /// An f32 tensor whose last axis is contiguous (a copy otherwise), read in place through
@@ -106,11 +213,7 @@ mod flex {
 
     impl Rows {
         fn new(t: FlexTensor) -> Self {
-            let t = if t.dtype() == DType::F32 {
-                t
-            } else {
-                Flex::float_cast(t, FloatDType::F32)
-            };
+            let t = as_f32(t);
             let layout = t.layout();
             let plain =
                 layout.strides().last() == Some(&1) && layout.strides().iter().all(|&s| s >= 0);
@@ -167,6 +270,14 @@ mod flex {
     }
 
     impl<'a> Strided<'a> {
+        /// No rows.
+        const EMPTY: Strided<'static> = Strided {
+            values: &[],
+            stride: 0,
+            n: 0,
+            head_dim: 0,
+        };
+
         #[inline(always)]
         fn row(&self, j: usize) -> &'a [f32] {
             &self.values[j * self.stride..j * self.stride + self.head_dim]
@@ -178,9 +289,12 @@ mod flex {
     /// level (a closure would not be inlined into `simd::vectorized`'s context).
     struct AttendRow<'a> {
         q: &'a [f32],
+        /// A shared prefix's keys and values (`n == 0` without one), seen before `keys`.
+        prefix_keys: Strided<'a>,
+        prefix_values: Strided<'a>,
         keys: Strided<'a>,
         values: Strided<'a>,
-        /// `2 · keys.n` values: the logits, then the probabilities.
+        /// `2 · (prefix_keys.n + keys.n)` values: the logits, then the probabilities.
         scratch: &'a mut [f32],
         out: &'a mut [f32],
     }
@@ -192,21 +306,32 @@ mod flex {
         fn with_simd<S: pulp::Simd>(self, _simd: S) {
             let AttendRow {
                 q,
+                prefix_keys,
+                prefix_values,
                 keys,
                 values,
                 scratch,
                 out,
             } = self;
-            let (logits, probs) = scratch.split_at_mut(keys.n);
-            scores(q, keys, logits);
+            let np = prefix_keys.n;
+            let (logits, probs) = scratch.split_at_mut(np + keys.n);
+            scores(q, prefix_keys, &mut logits[..np]);
+            scores(q, keys, &mut logits[np..]);
             let sum = simd::exp_shifted_sum(probs, logits, simd::max(logits));
             let inv = 1.0 / sum;
             out.fill(0.0);
-            for (j, &p) in probs.iter().enumerate() {
-                let weight = p * inv;
-                for (o, &x) in out.iter_mut().zip(values.row(j)) {
-                    *o += weight * x;
-                }
+            weighted_sum(&probs[..np], inv, prefix_values, out);
+            weighted_sum(&probs[np..], inv, values, out);
+        }
+    }
+
+    /// `out += Σ_j probs[j] · scale · values[j]`.
+    #[inline(always)]
+    fn weighted_sum(probs: &[f32], scale: f32, values: Strided<'_>, out: &mut [f32]) {
+        for (j, &p) in probs.iter().enumerate() {
+            let weight = p * scale;
+            for (o, &x) in out.iter_mut().zip(values.row(j)) {
+                *o += weight * x;
             }
         }
     }
@@ -227,44 +352,85 @@ mod flex {
             period: usize,
             offset: usize,
         ) -> FlexTensor {
-            let dtype = q.dtype();
-            let q = dense_f32(q);
-            let dims = q.layout().shape().as_slice().to_vec();
-            let [_, heads, rows, head_dim] = [dims[0], dims[1], dims[2], dims[3]];
-            let (k, v) = (Rows::new(k), Rows::new(v));
-            let columns = k.tensor.layout().shape().as_slice()[2];
-            let (k, v) = (k.view(), v.view());
-            let qs = values(&q);
-            let mut out = vec![0f32; qs.len()];
-            let row = |index: usize, out: &mut [f32]| {
-                let (bh, r) = (index / rows, index % rows);
-                let (b, h) = (bh / heads, bh % heads);
-                let visible = if period == 0 {
-                    columns
-                } else {
-                    (offset + r % period + 1).min(columns)
-                };
-                let mut scratch = vec![0f32; 2 * visible];
-                pulp::Arch::new().dispatch(AttendRow {
-                    q: &qs[index * head_dim..(index + 1) * head_dim],
-                    keys: k.rows(b, h, visible, head_dim),
-                    values: v.rows(b, h, visible, head_dim),
-                    scratch: &mut scratch,
-                    out,
-                });
-            };
-            let width = head_dim.max(1);
-            if out.len() * columns >= PARALLEL_WORK {
-                out.par_chunks_mut(width)
-                    .enumerate()
-                    .for_each(|(i, o)| row(i, o));
-            } else {
-                out.chunks_mut(width)
-                    .enumerate()
-                    .for_each(|(i, o)| row(i, o));
-            }
-            cast_back(FlexTensor::from_data(TensorData::new(out, dims)), dtype)
+            attend(q, None, k, v, period, offset)
         }
+
+        fn attention_with_prefix(
+            q: FlexTensor,
+            k_prefix: FlexTensor,
+            v_prefix: FlexTensor,
+            k: FlexTensor,
+            v: FlexTensor,
+            period: usize,
+            offset: usize,
+        ) -> FlexTensor {
+            attend(q, Some((k_prefix, v_prefix)), k, v, period, offset)
+        }
+    }
+
+    /// The kernel of both [`AttentionBackend`] methods: one [`AttendRow`] per query row, rows
+    /// over rayon's threads when the call is large.
+    fn attend(
+        q: FlexTensor,
+        prefix: Option<(FlexTensor, FlexTensor)>,
+        k: FlexTensor,
+        v: FlexTensor,
+        period: usize,
+        offset: usize,
+    ) -> FlexTensor {
+        let dtype = q.dtype();
+        let q = dense_f32(q);
+        let dims = q.layout().shape().as_slice().to_vec();
+        let [_, heads, rows, head_dim] = [dims[0], dims[1], dims[2], dims[3]];
+        let (k, v) = (Rows::new(k), Rows::new(v));
+        let columns = k.tensor.layout().shape().as_slice()[2];
+        let prefix = prefix.map(|(kp, vp)| (Rows::new(kp), Rows::new(vp)));
+        let prefix_len = prefix
+            .as_ref()
+            .map_or(0, |(kp, _)| kp.tensor.layout().shape().as_slice()[2]);
+        let prefix_views = prefix.as_ref().map(|(kp, vp)| (kp.view(), vp.view()));
+        let (k, v) = (k.view(), v.view());
+        let qs = values(&q);
+        let mut out = vec![0f32; qs.len()];
+        let row = |scratch: &mut Vec<f32>, index: usize, out: &mut [f32]| {
+            let (bh, r) = (index / rows, index % rows);
+            let (b, h) = (bh / heads, bh % heads);
+            let visible = if period == 0 {
+                columns
+            } else {
+                (offset + r % period + 1).min(columns)
+            };
+            let (prefix_keys, prefix_values) = match &prefix_views {
+                Some((kp, vp)) => (
+                    kp.rows(0, h, prefix_len, head_dim),
+                    vp.rows(0, h, prefix_len, head_dim),
+                ),
+                None => (Strided::EMPTY, Strided::EMPTY),
+            };
+            pulp::Arch::new().dispatch(AttendRow {
+                q: &qs[index * head_dim..(index + 1) * head_dim],
+                prefix_keys,
+                prefix_values,
+                keys: k.rows(b, h, visible, head_dim),
+                values: v.rows(b, h, visible, head_dim),
+                scratch: &mut scratch[..2 * (prefix_len + visible)],
+                out,
+            });
+        };
+        let width = head_dim.max(1);
+        // one scratch buffer per rayon task (per call when run serially), not per row
+        let scratch = || vec![0f32; 2 * (prefix_len + columns)];
+        if out.len() * (prefix_len + columns) >= PARALLEL_WORK {
+            out.par_chunks_mut(width)
+                .enumerate()
+                .for_each_init(scratch, |s, (i, o)| row(s, i, o));
+        } else {
+            let mut s = scratch();
+            out.chunks_mut(width)
+                .enumerate()
+                .for_each(|(i, o)| row(&mut s, i, o));
+        }
+        cast_back(FlexTensor::from_data(TensorData::new(out, dims)), dtype)
     }
 
     /// Under autodiff, the composed form (differentiable pieces); [`super::attention`] sends
@@ -287,6 +453,28 @@ mod flex {
             };
             Self::float_matmul(probs, v)
         }
+
+        fn attention_with_prefix(
+            q: FloatTensor<Self>,
+            k_prefix: FloatTensor<Self>,
+            v_prefix: FloatTensor<Self>,
+            k: FloatTensor<Self>,
+            v: FloatTensor<Self>,
+            period: usize,
+            offset: usize,
+        ) -> FloatTensor<Self> {
+            // the prefix repeated for every sequence, before its own positions
+            let batch_size = k.shape().as_slice()[0];
+            let (k_prefix, v_prefix) = (
+                Self::float_repeat_dim(k_prefix, 0, batch_size),
+                Self::float_repeat_dim(v_prefix, 0, batch_size),
+            );
+            let prefix_len = k_prefix.shape().as_slice()[2];
+            let k = Self::float_cat(vec![k_prefix, k], 2);
+            let v = Self::float_cat(vec![v_prefix, v], 2);
+            let offset = if period == 0 { 0 } else { prefix_len + offset };
+            Self::attention(q, k, v, period, offset)
+        }
     }
 }
 
@@ -294,7 +482,7 @@ mod flex {
 mod tests {
     use burn::tensor::{Device, Distribution, Tensor};
 
-    use super::attention;
+    use super::{attention, attention_with_prefix, composed_with_prefix};
     use crate::ops::{Causal, max_abs_diff, softmax_causal};
 
     /// The composed reference: matmul, masked softmax, matmul.
@@ -360,6 +548,50 @@ mod tests {
                 composed(q, k, v, causal),
             );
             assert!(unmasked > 1e-3, "the mask changed nothing: {unmasked}");
+        }
+    }
+
+    #[test]
+    fn a_shared_prefix_equals_attention_over_the_prefix_copied_into_every_sequence() {
+        let device = Device::flex();
+        // 3 sequences after a 20-position prefix, 2 KV heads of 64; each sequence has 5 own
+        // positions cached, then 1 (no mask) or 3 (causal) new ones
+        let (batch, heads, head_dim, prefix_len) = (3, 2, 64, 20);
+        let k_prefix = cache_view(1, heads, prefix_len, head_dim, &device);
+        let v_prefix = cache_view(1, heads, prefix_len, head_dim, &device);
+        for (period, own_cached) in [(1, 5), (3, 5)] {
+            let causal = (period > 1).then_some(Causal {
+                period,
+                offset: own_cached,
+            });
+            let q = Tensor::<4>::random(
+                [batch, heads, 3 * period, head_dim],
+                Distribution::Normal(0.0, 0.5),
+                &device,
+            );
+            let k = cache_view(batch, heads, own_cached + period, head_dim, &device);
+            let v = cache_view(batch, heads, own_cached + period, head_dim, &device);
+            let prefix = (k_prefix.clone(), v_prefix.clone());
+            let fused =
+                attention_with_prefix(q.clone(), prefix.clone(), k.clone(), v.clone(), causal);
+            // the reference: the prefix copied in front of each sequence's own positions
+            let copied = |p: &Tensor<4>, own: &Tensor<4>| {
+                Tensor::cat(vec![p.clone().repeat_dim(0, batch), own.clone()], 2)
+            };
+            let full_causal = causal.map(|c| Causal {
+                offset: prefix_len + c.offset,
+                ..c
+            });
+            let want = composed(
+                q.clone(),
+                copied(&k_prefix, &k),
+                copied(&v_prefix, &v),
+                full_causal,
+            );
+            let diff = max_abs_diff(fused, want.clone());
+            assert!(diff < 1e-5, "kernel, period {period}: {diff}");
+            let diff = max_abs_diff(composed_with_prefix(q, prefix, k, v, causal), want);
+            assert!(diff < 1e-5, "composed, period {period}: {diff}");
         }
     }
 

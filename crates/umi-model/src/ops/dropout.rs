@@ -72,12 +72,15 @@ fn mask_values(state: u64, keep: f64, n: usize) -> Vec<f32> {
     let mut mask = vec![0f32; n];
     crate::ops::host::for_chunks(&mut mask, CHUNK, |c, chunk| {
         let first = (c * CHUNK) as u64;
-        crate::ops::simd::vectorized(|| {
-            for (i, m) in chunk.iter_mut().enumerate() {
-                let z = crate::SplitMix64::at(state, first + i as u64);
-                *m = if z >> 32 < threshold { scale } else { 0.0 };
-            }
-        })
+        crate::ops::simd::vectorized(
+            #[inline(always)]
+            || {
+                for (i, m) in chunk.iter_mut().enumerate() {
+                    let z = crate::SplitMix64::at(state, first + i as u64);
+                    *m = if z >> 32 < threshold { scale } else { 0.0 };
+                }
+            },
+        )
     });
     mask
 }

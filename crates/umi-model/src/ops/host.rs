@@ -19,15 +19,20 @@ pub fn is_flex(device: &Device) -> bool {
 
 /// `t` as dense f32 (a copy only when `t` is strided or of another float type).
 pub fn dense_f32(t: FlexTensor) -> FlexTensor {
-    let t = if t.dtype() == DType::F32 {
-        t
-    } else {
-        Flex::float_cast(t, FloatDType::F32)
-    };
+    let t = as_f32(t);
     if t.layout().contiguous_offsets().is_some() {
         t
     } else {
         t.to_contiguous()
+    }
+}
+
+/// `t` as f32, strides kept (a cast only when `t` is of another float type).
+pub fn as_f32(t: FlexTensor) -> FlexTensor {
+    if t.dtype() == DType::F32 {
+        t
+    } else {
+        Flex::float_cast(t, FloatDType::F32)
     }
 }
 

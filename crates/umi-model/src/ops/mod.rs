@@ -2,6 +2,7 @@
 //! own on the CPU backend (flex) and burn's composed operations elsewhere (wgpu / WebGPU):
 //!
 //! - [`attention`]: `softmax(q · kᵀ) · v` of a few new positions over the cached ones (decoding);
+//!   [`attention_with_prefix`] the same for sequences continuing one shared prompt (sampling);
 //! - [`softmax_causal`] / [`softmax_last`]: attention probabilities, the causal mask an index
 //!   bound;
 //! - [`swiglu`]: the MLP's `silu(gate) ⊙ up`;
@@ -19,7 +20,7 @@ pub mod simd;
 mod softmax;
 mod swiglu;
 
-pub use attention::attention;
+pub use attention::{attention, attention_with_prefix};
 pub use dropout::dropout;
 pub use softmax::{Causal, softmax_causal, softmax_last};
 pub use swiglu::swiglu;

@@ -15,6 +15,10 @@ const LANES: usize = 16;
 
 /// Runs `f` compiled for the best SIMD level of this CPU (pulp's dispatch): the
 /// `#[inline(always)]` loops `f` calls are vectorised with that level's instructions.
+///
+/// Mark the closure itself `#[inline(always)]` (`vectorized(#[inline(always)] || ...)`): a
+/// plain closure is compiled as its own function at the baseline level (SSE2, `xmm` registers
+/// only in the disassembly), and the loops inside it with it, whatever level dispatch picked.
 #[inline(always)]
 pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     struct Run<F>(F);

@@ -27,6 +27,23 @@ pub struct Causal {
     pub offset: usize,
 }
 
+impl Causal {
+    /// Checks that the mask fits `rows × columns` scores: `rows` a multiple of `period > 0`
+    /// and `columns == offset + period`.
+    ///
+    /// # Panics
+    ///
+    /// If it does not fit: a caller's bug, the attention code builds the mask and the scores
+    /// from the same shapes.
+    pub fn check(self, rows: usize, columns: usize) {
+        let Causal { period, offset } = self;
+        assert!(
+            period > 0 && rows.is_multiple_of(period) && columns == offset + period,
+            "causal mask with period {period} and offset {offset} over {rows} x {columns} scores"
+        );
+    }
+}
+
 /// `softmax(x, D - 1)`: rows of the last axis sum to 1. Entries of `-inf` (masked positions)
 /// get probability 0; each row needs one finite entry.
 ///
@@ -60,10 +77,7 @@ pub fn softmax_causal(x: Tensor<4>, causal: Option<Causal>) -> Tensor<4> {
         return softmax_last(x);
     };
     let [_, _, rows, columns] = x.dims();
-    assert!(
-        period > 0 && rows.is_multiple_of(period) && columns == offset + period,
-        "causal softmax over {rows} x {columns} scores with period {period} and offset {offset}"
-    );
+    Causal { period, offset }.check(rows, columns);
     #[cfg(feature = "flex")]
     if crate::ops::host::is_flex(&x.device()) {
         return Tensor::from_dispatch(
@@ -166,7 +180,10 @@ mod flex {
         let out = map_rows(x.layout().shape(), |r, out| {
             let n = out.len();
             let row = &values[r * n..(r + 1) * n];
-            simd::vectorized(|| softmax_row(out, row, visible(r, n).min(n)));
+            simd::vectorized(
+                #[inline(always)]
+                || softmax_row(out, row, visible(r, n).min(n)),
+            );
         });
         cast_back(out, dtype)
     }
@@ -191,12 +208,15 @@ mod flex {
             let out = map_rows(&shape, |r, out| {
                 let n = out.len();
                 let (y, g) = (&ys[r * n..(r + 1) * n], &gs[r * n..(r + 1) * n]);
-                simd::vectorized(|| {
-                    let dot = simd::dot(y, g);
-                    for ((o, &yi), &gi) in out.iter_mut().zip(y).zip(g) {
-                        *o = yi * (gi - dot);
-                    }
-                });
+                simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        let dot = simd::dot(y, g);
+                        for ((o, &yi), &gi) in out.iter_mut().zip(y).zip(g) {
+                            *o = yi * (gi - dot);
+                        }
+                    },
+                );
             });
             cast_back(out, dtype)
         }

@@ -86,11 +86,14 @@ mod flex {
             let mut out = vec![0f32; g.len()];
             for_chunks(&mut out, CHUNK, |c, out| {
                 let (g, u) = (&g[c * CHUNK..], &u[c * CHUNK..]);
-                simd::vectorized(|| {
-                    for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
-                        *o = g * sigmoid(g) * u;
-                    }
-                })
+                simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+                            *o = g * sigmoid(g) * u;
+                        }
+                    },
+                )
             });
             cast_back(FlexTensor::from_data(TensorData::new(out, shape)), dtype)
         }
@@ -108,13 +111,16 @@ mod flex {
             let job = |(c, (dg, du)): (usize, (&mut [f32], &mut [f32]))| {
                 let at = c * CHUNK;
                 let (g, u, dy) = (&g[at..], &u[at..], &dy[at..]);
-                simd::vectorized(|| {
-                    for (i, (dg, du)) in dg.iter_mut().zip(du.iter_mut()).enumerate() {
-                        let s = sigmoid(g[i]);
-                        *du = dy[i] * g[i] * s;
-                        *dg = dy[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
-                    }
-                })
+                simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        for (i, (dg, du)) in dg.iter_mut().zip(du.iter_mut()).enumerate() {
+                            let s = sigmoid(g[i]);
+                            *du = dy[i] * g[i] * s;
+                            *dg = dy[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
+                        }
+                    },
+                )
             };
             if g.len() >= PARALLEL_ELEMENTS {
                 dg.par_chunks_mut(CHUNK)
