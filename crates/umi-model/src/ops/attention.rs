@@ -44,16 +44,7 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: Option<Causal
         "attention: keys and values differ in shape"
     );
     #[cfg(feature = "flex")]
-    if crate::ops::host::is_flex(&q.device())
-        && !q.is_autodiff()
-        && !k.is_autodiff()
-        && !v.is_autodiff()
-        && causal.is_none_or(|c| c.period <= MAX_KERNEL_POSITIONS)
-    {
-        if let Some(c) = causal {
-            c.check(q.dims()[2], k.dims()[2]);
-        }
-        let (period, offset) = causal.map_or((0, 0), |c| (c.period, c.offset));
+    if let Some((period, offset)) = kernel_mask(&[&q, &k, &v], causal) {
         return Tensor::from_dispatch(
             <burn::backend::Dispatch as flex::AttentionBackend>::attention(
                 q.into_dispatch(),
@@ -100,16 +91,7 @@ pub fn attention_with_prefix(
         "attention: the prefix's keys and values differ in shape"
     );
     #[cfg(feature = "flex")]
-    if crate::ops::host::is_flex(&q.device())
-        && [&q, &k, &v, &k_prefix, &v_prefix]
-            .iter()
-            .all(|t| !t.is_autodiff())
-        && causal.is_none_or(|c| c.period <= MAX_KERNEL_POSITIONS)
-    {
-        if let Some(c) = causal {
-            c.check(q.dims()[2], k.dims()[2]);
-        }
-        let (period, offset) = causal.map_or((0, 0), |c| (c.period, c.offset));
+    if let Some((period, offset)) = kernel_mask(&[&q, &k, &v, &k_prefix, &v_prefix], causal) {
         return Tensor::from_dispatch(
             <burn::backend::Dispatch as flex::AttentionBackend>::attention_with_prefix(
                 q.into_dispatch(),
@@ -123,6 +105,28 @@ pub fn attention_with_prefix(
         );
     }
     composed_with_prefix(q, (k_prefix, v_prefix), k, v, causal)
+}
+
+/// The CPU kernel's `(period, offset)` (`(0, 0)`: no mask) when it serves this call: flex
+/// tensors, none under autodiff, at most [`MAX_KERNEL_POSITIONS`] new positions; `None` for
+/// the composed path. `tensors` starts with `q` and the sequences' own keys.
+///
+/// # Panics
+///
+/// If the mask does not fit the scores ([`Causal::check`]).
+#[cfg(feature = "flex")]
+fn kernel_mask(tensors: &[&Tensor<4>], causal: Option<Causal>) -> Option<(usize, usize)> {
+    let (q, k) = (tensors[0], tensors[1]);
+    let served = crate::ops::host::is_flex(&q.device())
+        && tensors.iter().all(|t| !t.is_autodiff())
+        && causal.is_none_or(|c| c.period <= MAX_KERNEL_POSITIONS);
+    if !served {
+        return None;
+    }
+    if let Some(c) = causal {
+        c.check(q.dims()[2], k.dims()[2]);
+    }
+    Some(causal.map_or((0, 0), |c| (c.period, c.offset)))
 }
 
 /// [`attention_with_prefix`] from burn's operations: the queries of all sequences meet the
