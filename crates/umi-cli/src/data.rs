@@ -97,6 +97,11 @@ pub struct SynthArgs {
     /// with --test 0 and another seed for extra training data.
     #[arg(long)]
     extra_phrasings: bool,
+    /// Training multi-tool chains name their parts in the planner's rationales: the first step
+    /// lists what the query asks for, each later step what is done and what is left. Off, a
+    /// seed writes the files it wrote before; the test tasks are the same either way.
+    #[arg(long)]
+    plan_parts: bool,
     /// Output folder.
     #[arg(long, default_value = "data/synth")]
     out: PathBuf,
@@ -153,6 +158,7 @@ fn synth(args: SynthArgs) -> Result<()> {
         test: args.test,
         all_tools_share: args.all_tools_share,
         extra_phrasings: args.extra_phrasings,
+        plan_parts: args.plan_parts,
     };
     let bar = ProgressBar::new((args.train + args.test) as u64).with_style(
         ProgressStyle::with_template("synth {bar:30} {pos}/{len} tasks [{elapsed} < {eta}]")

@@ -15,6 +15,7 @@ fn small() -> SynthConfig {
         test: 40,
         all_tools_share: 0.5,
         extra_phrasings: false,
+        plan_parts: false,
     }
 }
 
@@ -159,6 +160,7 @@ fn test_queries_are_held_apart_from_training() {
             test: 100,
             all_tools_share: 0.5,
             extra_phrasings,
+            plan_parts: extra_phrasings,
         });
     }
 }
@@ -173,6 +175,7 @@ fn extra_phrasings_reach_training_only() {
         test: 40,
         all_tools_share: 0.5,
         extra_phrasings,
+        plan_parts: false,
     };
     let run = |c: SynthConfig| synthesize(&c, |_, _| {}).unwrap();
     assert_eq!(run(config(false, 0)).test, run(config(true, 0)).test);
@@ -193,6 +196,74 @@ fn extra_phrasings_reach_training_only() {
         new.len() >= 10,
         "only {} of 200 training queries open in a new way: {new:?}",
         new.len()
+    );
+}
+
+/// With plan_parts, the test tasks and every training query stay as they were; each training
+/// multi-tool chain opens by naming its parts and ends on a step saying they are all done.
+#[test]
+fn plan_parts_change_training_rationales_only() {
+    let config = |plan_parts| SynthConfig {
+        seed: 9,
+        train: 120,
+        test: 40,
+        all_tools_share: 0.5,
+        extra_phrasings: false,
+        plan_parts,
+    };
+    let plain = synthesize(&config(false), |_, _| {}).unwrap();
+    let planned = synthesize(&config(true), |_, _| {}).unwrap();
+    assert_eq!(plain.test, planned.test);
+    assert_eq!(plain.test_gold, planned.test_gold);
+    let queries = |o: &umi_tools::synth::SynthOutput| -> Vec<String> {
+        o.train.iter().map(|c| c.instruction.clone()).collect()
+    };
+    assert_eq!(queries(&plain), queries(&planned));
+    let planner_turns = |c: &umi_data::Conversation| -> Vec<String> {
+        c.conversations
+            .iter()
+            .filter(|t| t.from == Speaker::Assistant)
+            .map(|t| t.value.clone())
+            .collect()
+    };
+    let mut chains = 0;
+    for ((c, kind), before) in planned
+        .train
+        .iter()
+        .zip(&planned.train_kinds)
+        .zip(&plain.train)
+    {
+        let steps = planner_turns(c);
+        if *kind != TaskKind::MultiTool {
+            assert_eq!(steps, planner_turns(before), "{}", c.instruction);
+            continue;
+        }
+        chains += 1;
+        let first = &steps[0];
+        let names_parts = ["two things", "Two steps", "Three steps", "(1)"]
+            .iter()
+            .any(|p| first.contains(p));
+        assert!(
+            names_parts,
+            "first step names no parts: {first:?} ({})",
+            c.instruction
+        );
+        let last = steps.last().unwrap();
+        assert!(
+            last.ends_with("Next: conclusion.")
+                && (last.contains("done") || last.contains("answered") || last.contains("left")),
+            "last step does not say every part is done: {last:?}"
+        );
+        for middle in &steps[1..steps.len() - 1] {
+            assert!(
+                middle.contains("done") || middle.contains("Done") || middle.contains("are in"),
+                "a middle step says nothing about progress: {middle:?}"
+            );
+        }
+    }
+    assert!(
+        chains >= 20,
+        "only {chains} multi-tool chains among 120 tasks"
     );
 }
 

@@ -59,6 +59,13 @@ pub struct SynthConfig {
     /// the test tasks a seed draws: for a fixed test set, make the test tasks without this
     /// and the extra training data with `test = 0` and another seed.
     pub extra_phrasings: bool,
+    /// Training multi-tool chains name their parts in the planner's rationales (added
+    /// 2026-12-02): the first step lists what the query asks for, in the order the chain serves
+    /// it, each later step says what is done and what is left, and the last one that every part
+    /// is answered, so a planner can read its own plan before it decides `Next: conclusion.`
+    /// Off, a seed gives the files it gave before; test tasks never change (their queries and
+    /// values are drawn before any rationale).
+    pub plan_parts: bool,
 }
 
 impl Default for SynthConfig {
@@ -69,6 +76,7 @@ impl Default for SynthConfig {
             test: 200,
             all_tools_share: 0.5,
             extra_phrasings: false,
+            plan_parts: false,
         }
     }
 }
@@ -99,6 +107,8 @@ pub(crate) struct Session {
     pub split: Split,
     /// [`SynthConfig::extra_phrasings`].
     extra_phrasings: bool,
+    /// [`SynthConfig::plan_parts`].
+    plan_parts: bool,
     tools: HttpTools,
     steps: Vec<Step>,
     used: Vec<String>,
@@ -181,6 +191,22 @@ impl Session {
         pool[self.rng.random_range(0..pool.len())]
     }
 
+    /// The lead of a planner step in a multi-tool chain: with [`SynthConfig::plan_parts`], for a
+    /// training task, one of `plans` filled with `vars` (the query's parts: what is done, what
+    /// is left); otherwise `drawn`, the lead as drawn before, with no further random draw, so
+    /// a seed without the option gives the files it gave before.
+    pub fn plan_lead(
+        &mut self,
+        drawn: &str,
+        plans: &[&'static str],
+        vars: &[(&str, String)],
+    ) -> String {
+        if self.split == Split::Test || !self.plan_parts || plans.is_empty() {
+            return drawn.to_string();
+        }
+        values::fill(self.any(plans), vars)
+    }
+
     /// One of `items`, whatever the split (for rationale and answer wording).
     pub fn any<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.rng.random_range(0..items.len())]
@@ -256,13 +282,14 @@ fn play(
     index: usize,
     split: Split,
     kind: TaskKind,
-    extra_phrasings: bool,
+    config: &SynthConfig,
 ) -> Result<(TaskOutcome, Trajectory, Vec<String>, Vec<ToolSpec>), String> {
     let server = FreshServer::start(index)?;
     let mut session = Session {
         rng: SmallRng::seed_from_u64(seed),
         split,
-        extra_phrasings,
+        extra_phrasings: config.extra_phrasings,
+        plan_parts: config.plan_parts,
         tools: HttpTools::new(server.specs.clone(), Duration::from_secs(10)),
         steps: Vec::new(),
         used: Vec::new(),
@@ -355,7 +382,7 @@ pub fn synthesize(
         let mut tries = 0;
         let (outcome, trajectory, used, specs) = loop {
             let seed: u64 = rng.random();
-            let played = play(seed, i, split, kind, config.extra_phrasings)?;
+            let played = play(seed, i, split, kind, config)?;
             tries += 1;
             if seen.insert(played.0.query.clone()) || tries >= 50 {
                 break played;

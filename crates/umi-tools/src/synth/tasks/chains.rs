@@ -36,7 +36,21 @@ pub(super) fn currency_and_weekday(s: &mut Session) -> Result<TaskOutcome, Strin
         "I will answer both parts, starting with the currency. ",
         "",
     ]);
-    let r = convert(s, amt, fc, tc, lead)?;
+    let parts = [
+        ("amt", amt.to_string()),
+        ("from", fc.to_string()),
+        ("to", tc.to_string()),
+        ("d", iso(d)),
+    ];
+    let lead = s.plan_lead(
+        lead,
+        &[
+            "The query asks two things: {amt} {from} in {to}, and the weekday of {d}. First the conversion. ",
+            "Two parts: (1) convert {amt} {from} to {to}; (2) the weekday of {d}. I start with part 1. ",
+        ],
+        &parts,
+    );
+    let r = convert(s, amt, fc, tc, &lead)?;
     let x = fmt_num(num(&r, "amount")?, 2);
     let lead = fill(
         s.any(&[
@@ -51,6 +65,14 @@ pub(super) fn currency_and_weekday(s: &mut Session) -> Result<TaskOutcome, Strin
             ("x", x.clone()),
             ("d", iso(d)),
         ],
+    );
+    let lead = s.plan_lead(
+        &lead,
+        &[
+            "Part 1 is done: {amt} {from} is {x} {to}. Still open: part 2, the weekday of {d}. ",
+            "Done: {x} {to}. Left: the weekday of {d}. ",
+        ],
+        &[parts.as_slice(), &[("x", x.clone())]].concat(),
     );
     let day = lookup_weekday(s, &iso(d), &lead)?;
     let vars = [
@@ -67,6 +89,14 @@ pub(super) fn currency_and_weekday(s: &mut Session) -> Result<TaskOutcome, Strin
             "Both parts are answered: {amt} {from} is {x} {to}, and {d} is a {day}.",
             "The weekday is {day} and the amount {x} {to}, so I can conclude.",
         ]),
+        &vars,
+    );
+    let thought = s.plan_lead(
+        &thought,
+        &[
+            "Both parts are answered: {amt} {from} is {x} {to}, and {d} is a {day}. Nothing is left.",
+            "All parts are done: {x} {to} and {day}.",
+        ],
         &vars,
     );
     let answer = fill(
@@ -110,6 +140,18 @@ pub(super) fn currency_of_country(s: &mut Session) -> Result<TaskOutcome, String
         "",
     ]);
     let lead = fill(lead, &[("c", c.into())]);
+    let lead = s.plan_lead(
+        &lead,
+        &[
+            "Two steps: the currency of {c}, then {amt} {from} converted into it. First the currency. ",
+            "The query needs (1) the currency {c} uses and (2) {amt} {from} in that currency. Part 1 first. ",
+        ],
+        &[
+            ("c", c.to_string()),
+            ("amt", amt.to_string()),
+            ("from", fc.to_string()),
+        ],
+    );
     let r = ok(country_lookup(s, c, &lead), "country_info")?;
     let code = text(&r, "currency")?;
     let vars = [
@@ -121,6 +163,11 @@ pub(super) fn currency_of_country(s: &mut Session) -> Result<TaskOutcome, String
     if code == fc {
         let thought = fill(
             "{c} uses {code}, the currency the amount is already in, so no conversion is needed.",
+            &vars,
+        );
+        let thought = s.plan_lead(
+            &thought,
+            &["Step 1 is done: {c} uses {code}, the currency the amount is already in, so step 2 is not needed."],
             &vars,
         );
         let answer = fill(
@@ -138,6 +185,14 @@ pub(super) fn currency_of_country(s: &mut Session) -> Result<TaskOutcome, String
         ]),
         &vars,
     );
+    let lead = s.plan_lead(
+        &lead,
+        &[
+            "Step 1 is done: {c} uses {code}. Left: converting {amt} {from} to {code}. ",
+            "Part 1 is done ({code}). Still open: {amt} {from} in {code}. ",
+        ],
+        &vars,
+    );
     let r = convert(s, amt, fc, &code, &lead)?;
     let x = fmt_num(num(&r, "amount")?, 2);
     let vars = [
@@ -152,6 +207,11 @@ pub(super) fn currency_of_country(s: &mut Session) -> Result<TaskOutcome, String
             "{amt} {from} is {x} {code}, the currency of {c}.",
             "I have the local amount: {x} {code}.",
         ]),
+        &vars,
+    );
+    let thought = s.plan_lead(
+        &thought,
+        &["Both steps are done: {c} uses {code}, and {amt} {from} is {x} {code}."],
         &vars,
     );
     let answer = fill(
@@ -189,12 +249,28 @@ pub(super) fn weeks_between(s: &mut Session) -> Result<TaskOutcome, String> {
         "",
         "I start with the days between the dates. ",
     ]);
-    let days = count_days(s, &iso(a), &iso(b), lead)?;
+    let lead = s.plan_lead(
+        lead,
+        &[
+            "Two steps: the days from {a} to {b}, then those days divided by 7. First the days. ",
+            "The weeks need (1) the number of days from {a} to {b} and (2) that number divided by 7. Step 1 first. ",
+        ],
+        &[("a", iso(a)), ("b", iso(b))],
+    );
+    let days = count_days(s, &iso(a), &iso(b), &lead)?;
     let lead = fill(
         s.any(&[
             "There are {n} days; dividing by 7 gives the weeks. ",
             "date_difference gave {n} days. Now I divide by 7. ",
         ]),
+        &[("n", days.to_string())],
+    );
+    let lead = s.plan_lead(
+        &lead,
+        &[
+            "Step 1 is done: {n} days. Left: dividing {n} by 7 for the weeks. ",
+            "Done: {n} days. Still open: step 2, the weeks ({n} divided by 7). ",
+        ],
         &[("n", days.to_string())],
     );
     let w = calculate(s, days as f64, "divide", 7.0, &lead)?;
@@ -207,6 +283,11 @@ pub(super) fn weeks_between(s: &mut Session) -> Result<TaskOutcome, String> {
     ];
     let thought = fill(
         s.any(&["{n} days are {x} weeks.", "The calculator gives {x} weeks."]),
+        &vars,
+    );
+    let thought = s.plan_lead(
+        &thought,
+        &["Both steps are done: {n} days are {x} weeks."],
         &vars,
     );
     let answer = fill(
@@ -274,7 +355,16 @@ pub(super) fn population_sum_or_difference(s: &mut Session) -> Result<TaskOutcom
         "I need both populations, starting with the first country. ",
         "",
     ]);
-    let ra = ok(country_lookup(s, a, lead), "country_info")?;
+    let what = if sum { "sum" } else { "difference" };
+    let lead = s.plan_lead(
+        lead,
+        &[
+            "Three steps: the population of {a}, the population of {b}, then their {what}. First {a}. ",
+            "The query needs (1) {a}'s population, (2) {b}'s population and (3) their {what}. Step 1 first. ",
+        ],
+        &[("a", a.into()), ("b", b.into()), ("what", what.into())],
+    );
+    let ra = ok(country_lookup(s, a, &lead), "country_info")?;
     let pa = num(&ra, "population")?;
     let lead = fill(
         s.any(&[
@@ -282,6 +372,19 @@ pub(super) fn population_sum_or_difference(s: &mut Session) -> Result<TaskOutcom
             "The population of {a} is {p}. ",
         ]),
         &[("a", a.into()), ("p", fmt_num(pa, 0)), ("b", b.into())],
+    );
+    let lead = s.plan_lead(
+        &lead,
+        &[
+            "Step 1 is done: {a} has {p} people. Next: the population of {b}, then the {what}. ",
+            "Done: {a} ({p}). Left: {b}'s population and the {what}. ",
+        ],
+        &[
+            ("a", a.into()),
+            ("p", fmt_num(pa, 0)),
+            ("b", b.into()),
+            ("what", what.into()),
+        ],
     );
     let rb = ok(country_lookup(s, b, &lead), "country_info")?;
     let pb = num(&rb, "population")?;
@@ -304,6 +407,20 @@ pub(super) fn population_sum_or_difference(s: &mut Session) -> Result<TaskOutcom
             ("pb", fmt_num(pb, 0)),
         ],
     );
+    let lead = s.plan_lead(
+        &lead,
+        &[
+            "Steps 1 and 2 are done: {a} has {pa} and {b} has {pb} people. Left: their {what}. ",
+            "Both populations are in ({pa} and {pb}). Still open: step 3, the {what}. ",
+        ],
+        &[
+            ("a", a.into()),
+            ("b", b.into()),
+            ("pa", fmt_num(pa, 0)),
+            ("pb", fmt_num(pb, 0)),
+            ("what", what.into()),
+        ],
+    );
     let r = calculate(s, x, op, y, &lead)?;
     let rs = fmt_num(r, 0);
     let vars = [
@@ -313,9 +430,10 @@ pub(super) fn population_sum_or_difference(s: &mut Session) -> Result<TaskOutcom
         ("pb", fmt_num(pb, 0)),
         ("r", rs.clone()),
     ];
+    let done = s.plan_lead("", &["All steps are done. ", "Nothing is left. "], &vars);
     let (thought, answer) = if sum {
         (
-            fill("Together they have {r} people.", &vars),
+            fill(&format!("{done}Together they have {{r}} people."), &vars),
             fill(
                 s.any(&[
                     "{a} ({pa}) and {b} ({pb}) have a combined population of {r}.",
@@ -326,7 +444,7 @@ pub(super) fn population_sum_or_difference(s: &mut Session) -> Result<TaskOutcom
         )
     } else {
         (
-            fill("The difference is {r} people.", &vars),
+            fill(&format!("{done}The difference is {{r}} people."), &vars),
             fill(
                 s.any(&[
                     "{a} has {pa} people and {b} has {pb}: a difference of {r}.",
@@ -380,13 +498,39 @@ pub(super) fn todos_then_list(s: &mut Session) -> Result<TaskOutcome, String> {
         &[("a", a.into()), ("b", b.into())],
     );
     let lead = s.any(&["There are two items to add; first ", ""]);
-    let ra = todo(s, a, None, lead)?;
-    let lead = fill(
-        "\"{a}\" is item {id}. ",
-        &[("a", a.into()), ("id", fmt_num(num(&ra, "id")?, 0))],
+    let lead = s.plan_lead(
+        lead,
+        &[
+            "Three steps: add \"{a}\", add \"{b}\", then list the to-dos. First \"{a}\": ",
+            "The query needs (1) \"{a}\" added, (2) \"{b}\" added and (3) the list shown. Step 1: ",
+        ],
+        &[("a", a.into()), ("b", b.into())],
+    );
+    let ra = todo(s, a, None, &lead)?;
+    let vars = [
+        ("a", a.to_string()),
+        ("b", b.to_string()),
+        ("id", fmt_num(num(&ra, "id")?, 0)),
+    ];
+    let lead = fill("\"{a}\" is item {id}. ", &vars);
+    let lead = s.plan_lead(
+        &lead,
+        &[
+            "Step 1 is done: \"{a}\" is item {id}. Next: add \"{b}\", then the list. ",
+            "Done: \"{a}\" (item {id}). Left: \"{b}\" and the list. ",
+        ],
+        &vars,
     );
     todo(s, b, None, &lead)?;
-    let r = list_tool(s, "list_todos", "Both items are added. ")?;
+    let lead = s.plan_lead(
+        "Both items are added. ",
+        &[
+            "Steps 1 and 2 are done: both items are added. Left: showing the list. ",
+            "Both items are in. Still open: step 3, the list. ",
+        ],
+        &vars,
+    );
+    let r = list_tool(s, "list_todos", &lead)?;
     let items: Vec<String> = r
         .get("todos")
         .and_then(Value::as_array)
@@ -395,8 +539,12 @@ pub(super) fn todos_then_list(s: &mut Session) -> Result<TaskOutcome, String> {
         .map(|t| format!("{} (item {})", t["title"].as_str().unwrap_or(""), t["id"]))
         .collect();
     let vars = [("n", items.len().to_string()), ("items", items.join(", "))];
+    let done = s.plan_lead("", &["All steps are done. "], &vars);
     let (thought, answer) = (
-        fill("The list has {n} open items: {items}.", &vars),
+        fill(
+            &format!("{done}The list has {{n}} open items: {{items}}."),
+            &vars,
+        ),
         fill(
             s.any(&[
                 "Both items are added. Your to-do list now has {n} items: {items}.",
@@ -430,7 +578,15 @@ pub(super) fn event_after_days(s: &mut Session) -> Result<TaskOutcome, String> {
         &[("t", title.into()), ("n", n.to_string()), ("d", iso(d))],
     );
     let lead = s.any(&["First I need the date. ", ""]);
-    let (date, day) = shift_date(s, &iso(d), n, lead)?;
+    let lead = s.plan_lead(
+        lead,
+        &[
+            "Two steps: the date {n} days after {d}, then \"{t}\" on that date. First the date. ",
+            "The query needs (1) the date {n} days after {d} and (2) \"{t}\" added on it. Step 1 first. ",
+        ],
+        &[("t", title.into()), ("n", n.to_string()), ("d", iso(d))],
+    );
+    let (date, day) = shift_date(s, &iso(d), n, &lead)?;
     let lead = fill(
         s.any(&[
             "The date is {date} ({day}). ",
@@ -442,6 +598,18 @@ pub(super) fn event_after_days(s: &mut Session) -> Result<TaskOutcome, String> {
             ("n", n.to_string()),
         ],
     );
+    let lead = s.plan_lead(
+        &lead,
+        &[
+            "Step 1 is done: the date is {date} ({day}). Left: adding \"{t}\" on {date}. ",
+            "Done: {date}. Still open: step 2, \"{t}\" on the calendar. ",
+        ],
+        &[
+            ("t", title.into()),
+            ("date", date.clone()),
+            ("day", day.clone()),
+        ],
+    );
     calendar(s, title, &date, None, &lead)?;
     let vars = [
         ("t", title.to_string()),
@@ -449,7 +617,14 @@ pub(super) fn event_after_days(s: &mut Session) -> Result<TaskOutcome, String> {
         ("day", day),
     ];
     let (thought, answer) = (
-        fill("\"{t}\" is on the calendar on {date}.", &vars),
+        fill(
+            &s.plan_lead(
+                "\"{t}\" is on the calendar on {date}.",
+                &["Both steps are done: \"{t}\" is on the calendar on {date}."],
+                &[],
+            ),
+            &vars,
+        ),
         fill(
             s.any(&[
                 "I scheduled \"{t}\" on {date}, a {day}.",
@@ -493,13 +668,38 @@ pub(super) fn distance_total(s: &mut Session) -> Result<TaskOutcome, String> {
         ],
     );
     let lead = s.any(&["First the total distance. ", ""]);
-    let total = calculate(s, v, "multiply", n, lead)?;
+    let lead = s.plan_lead(
+        lead,
+        &[
+            "Two steps: {v} {from} times {n} days, then that total in {to}. First the total. ",
+            "The query needs (1) the total, {v} {from} times {n}, and (2) that total in {to}. Step 1 first. ",
+        ],
+        &[
+            ("v", fmt_num(v, 6)),
+            ("from", from.into()),
+            ("to", to.into()),
+            ("n", fmt_num(n, 6)),
+        ],
+    );
+    let total = calculate(s, v, "multiply", n, &lead)?;
     let lead = fill(
         s.any(&[
             "The total is {t} {from}. Now I convert it. ",
             "{t} {from} in all. ",
         ]),
         &[("t", fmt_num(total, 6)), ("from", from.into())],
+    );
+    let lead = s.plan_lead(
+        &lead,
+        &[
+            "Step 1 is done: {t} {from} in total. Left: converting it to {to}. ",
+            "Done: {t} {from}. Still open: step 2, the total in {to}. ",
+        ],
+        &[
+            ("t", fmt_num(total, 6)),
+            ("from", from.into()),
+            ("to", to.into()),
+        ],
     );
     let thought = fill(
         s.any(&[
@@ -529,7 +729,14 @@ pub(super) fn distance_total(s: &mut Session) -> Result<TaskOutcome, String> {
         ("to", tname.to_string()),
     ];
     let (thought, answer) = (
-        fill("{t} {from} is {x} {to}.", &vars),
+        fill(
+            &s.plan_lead(
+                "{t} {from} is {x} {to}.",
+                &["Both steps are done: {t} {from} is {x} {to}."],
+                &[],
+            ),
+            &vars,
+        ),
         fill(
             s.any(&[
                 "That is {t} {from} in total, or about {x} {to}.",
@@ -561,7 +768,15 @@ pub(super) fn todo_then_complete(s: &mut Session) -> Result<TaskOutcome, String>
         &[("t", t.into())],
     );
     let lead = s.any(&["I first add the item, then complete it by its id. ", ""]);
-    let r = todo(s, t, None, lead)?;
+    let lead = s.plan_lead(
+        lead,
+        &[
+            "Two steps: add \"{t}\", then mark it done by its id. First I add it: ",
+            "The query needs (1) \"{t}\" added and (2) that item marked as done. Step 1: ",
+        ],
+        &[("t", t.into())],
+    );
+    let r = todo(s, t, None, &lead)?;
     let id = num(&r, "id")? as i64;
     let thought = fill(
         s.any(&[
@@ -570,13 +785,28 @@ pub(super) fn todo_then_complete(s: &mut Session) -> Result<TaskOutcome, String>
         ]),
         &[("t", t.into()), ("id", id.to_string())],
     );
+    let thought = s.plan_lead(
+        &thought,
+        &[
+            "Step 1 is done: \"{t}\" is item {id}. Left: marking item {id} done with complete_todo.",
+            "Done: item {id}. Still open: step 2, complete_todo with id {id}.",
+        ],
+        &[("t", t.into()), ("id", id.to_string())],
+    );
     ok(
         s.call(&thought, "complete_todo", json!({"id": id})),
         "complete_todo",
     )?;
     let vars = [("t", t.to_string()), ("id", id.to_string())];
     let (thought, answer) = (
-        fill("Item {id} is marked as done.", &vars),
+        fill(
+            &s.plan_lead(
+                "Item {id} is marked as done.",
+                &["Both steps are done: item {id} is added and marked as done."],
+                &[],
+            ),
+            &vars,
+        ),
         fill(
             s.any(&[
                 "I added \"{t}\" (item {id}) and marked it as done.",
@@ -614,12 +844,34 @@ pub(super) fn alarms_then_list(s: &mut Session) -> Result<TaskOutcome, String> {
         &[("a", a.clone()), ("b", b.clone())],
     );
     let lead = s.any(&["Two alarms to set; first ", ""]);
-    ok(alarm(s, &a, None, lead), "set_alarm")?;
-    ok(
-        alarm(s, &b, None, &format!("The {a} alarm is set. ")),
-        "set_alarm",
-    )?;
-    let r = list_tool(s, "list_alarms", "Both alarms are set. ")?;
+    let vars = [("a", a.clone()), ("b", b.clone())];
+    let lead = s.plan_lead(
+        lead,
+        &[
+            "Three steps: an alarm at {a}, an alarm at {b}, then the list of alarms. First ",
+            "The query needs (1) the {a} alarm, (2) the {b} alarm and (3) the alarm list. Step 1: ",
+        ],
+        &vars,
+    );
+    ok(alarm(s, &a, None, &lead), "set_alarm")?;
+    let lead = s.plan_lead(
+        &format!("The {a} alarm is set. "),
+        &[
+            "Step 1 is done: the {a} alarm is set. Next: the {b} alarm, then the list. ",
+            "Done: {a}. Left: the {b} alarm and the list. ",
+        ],
+        &vars,
+    );
+    ok(alarm(s, &b, None, &lead), "set_alarm")?;
+    let lead = s.plan_lead(
+        "Both alarms are set. ",
+        &[
+            "Steps 1 and 2 are done: both alarms are set. Left: listing the alarms. ",
+            "Both alarms are in. Still open: step 3, the list. ",
+        ],
+        &vars,
+    );
+    let r = list_tool(s, "list_alarms", &lead)?;
     let times: Vec<String> = r
         .get("alarms")
         .and_then(Value::as_array)
@@ -632,7 +884,14 @@ pub(super) fn alarms_then_list(s: &mut Session) -> Result<TaskOutcome, String> {
         ("times", times.join(" and ")),
     ];
     let (thought, answer) = (
-        fill("There are {n} alarms: {times}.", &vars),
+        fill(
+            &s.plan_lead(
+                "There are {n} alarms: {times}.",
+                &["All steps are done. There are {n} alarms: {times}."],
+                &[],
+            ),
+            &vars,
+        ),
         fill(
             s.any(&[
                 "Your alarms are set for {times}.",
@@ -664,10 +923,26 @@ pub(super) fn days_and_weekday(s: &mut Session) -> Result<TaskOutcome, String> {
         &[("a", iso(a)), ("b", iso(b))],
     );
     let lead = s.any(&["Two parts; first the number of days. ", ""]);
-    let n = count_days(s, &iso(a), &iso(b), lead)?;
+    let lead = s.plan_lead(
+        lead,
+        &[
+            "The query asks two things: the days from {a} to {b}, and the weekday of {b}. First the days. ",
+            "Two parts: (1) the number of days from {a} to {b}; (2) the weekday of {b}. I start with part 1. ",
+        ],
+        &[("a", iso(a)), ("b", iso(b))],
+    );
+    let n = count_days(s, &iso(a), &iso(b), &lead)?;
     let lead = fill(
         "There are {n} days. Now I need the weekday. ",
         &[("n", n.to_string())],
+    );
+    let lead = s.plan_lead(
+        &lead,
+        &[
+            "Part 1 is done: {n} days. Still open: part 2, the weekday of {b}. ",
+            "Done: {n} days. Left: the weekday of {b}. ",
+        ],
+        &[("n", n.to_string()), ("b", iso(b))],
     );
     let day = lookup_weekday(s, &iso(b), &lead)?;
     let vars = [
@@ -677,7 +952,14 @@ pub(super) fn days_and_weekday(s: &mut Session) -> Result<TaskOutcome, String> {
         ("b", iso(b)),
     ];
     let (thought, answer) = (
-        fill("I have both: {n} days, and {b} is a {day}.", &vars),
+        fill(
+            &s.plan_lead(
+                "I have both: {n} days, and {b} is a {day}.",
+                &["Both parts are answered: {n} days, and {b} is a {day}. Nothing is left."],
+                &[],
+            ),
+            &vars,
+        ),
         fill(
             s.any(&[
                 "There are {n} days from {a} to {b}, and {b} is a {day}.",
