@@ -102,6 +102,12 @@ pub struct SynthArgs {
     /// seed writes the files it wrote before; the test tasks are the same either way.
     #[arg(long)]
     plan_parts: bool,
+    /// Training planner rationales work out the steps small planners get wrong: date_difference
+    /// (not add_days) for a day count, `days` -N for "N days before", the calculator's `op` by
+    /// name, 12-hour times as hour + 12, day-first dates read as day, month, year. Off, a seed
+    /// writes the files it wrote before; the test tasks are the same either way.
+    #[arg(long)]
+    worked_steps: bool,
     /// Output folder.
     #[arg(long, default_value = "data/synth")]
     out: PathBuf,
@@ -159,6 +165,7 @@ fn synth(args: SynthArgs) -> Result<()> {
         all_tools_share: args.all_tools_share,
         extra_phrasings: args.extra_phrasings,
         plan_parts: args.plan_parts,
+        worked_steps: args.worked_steps,
     };
     let bar = ProgressBar::new((args.train + args.test) as u64).with_style(
         ProgressStyle::with_template("synth {bar:30} {pos}/{len} tasks [{elapsed} < {eta}]")

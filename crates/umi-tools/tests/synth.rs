@@ -16,6 +16,7 @@ fn small() -> SynthConfig {
         all_tools_share: 0.5,
         extra_phrasings: false,
         plan_parts: false,
+        worked_steps: false,
     }
 }
 
@@ -161,6 +162,7 @@ fn test_queries_are_held_apart_from_training() {
             all_tools_share: 0.5,
             extra_phrasings,
             plan_parts: extra_phrasings,
+            worked_steps: extra_phrasings,
         });
     }
 }
@@ -176,6 +178,7 @@ fn extra_phrasings_reach_training_only() {
         all_tools_share: 0.5,
         extra_phrasings,
         plan_parts: false,
+        worked_steps: false,
     };
     let run = |c: SynthConfig| synthesize(&c, |_, _| {}).unwrap();
     assert_eq!(run(config(false, 0)).test, run(config(true, 0)).test);
@@ -210,6 +213,7 @@ fn plan_parts_change_training_rationales_only() {
         all_tools_share: 0.5,
         extra_phrasings: false,
         plan_parts,
+        worked_steps: false,
     };
     let plain = synthesize(&config(false), |_, _| {}).unwrap();
     let planned = synthesize(&config(true), |_, _| {}).unwrap();
@@ -265,6 +269,107 @@ fn plan_parts_change_training_rationales_only() {
         chains >= 20,
         "only {chains} multi-tool chains among 120 tasks"
     );
+}
+
+/// With worked_steps, the test tasks and every training query stay as they were, and each
+/// training planner step before a calculator, add_days or date_difference call, or before a
+/// retried alarm or weekday, works the step out in words: the `op`, the signed day count, why
+/// date_difference, the hour + 12, the day, month and year.
+#[test]
+fn worked_steps_change_training_rationales_only() {
+    let config = |worked_steps| SynthConfig {
+        seed: 11,
+        train: 240,
+        test: 40,
+        all_tools_share: 0.5,
+        extra_phrasings: false,
+        plan_parts: false,
+        worked_steps,
+    };
+    let plain = synthesize(&config(false), |_, _| {}).unwrap();
+    let worked = synthesize(&config(true), |_, _| {}).unwrap();
+    assert_eq!(plain.test, worked.test);
+    assert_eq!(plain.test_gold, worked.test_gold);
+    let queries = |o: &umi_tools::synth::SynthOutput| -> Vec<String> {
+        o.train.iter().map(|c| c.instruction.clone()).collect()
+    };
+    assert_eq!(queries(&plain), queries(&worked));
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for c in &worked.train {
+        let turns = &c.conversations;
+        for (i, turn) in turns.iter().enumerate().skip(1) {
+            if turn.from != Speaker::Caller || turns[i - 1].from != Speaker::Assistant {
+                continue;
+            }
+            let plan = &turns[i - 1].value;
+            let action = parse_action(&turn.value).expect("the generator writes actions");
+            let args: serde_json::Value = serde_json::from_str(&action.input).unwrap();
+            // a retry follows the tool's rejection of the first call's format
+            let rejected = |why: &str| {
+                i >= 2
+                    && turns[i - 2].from == Speaker::Observation
+                    && turns[i - 2].value.contains(why)
+            };
+            let (family, ok) = match action.name.as_str() {
+                "calculator" => {
+                    let op = args["op"].as_str().unwrap();
+                    (
+                        "calculator",
+                        plan.contains(&format!("op {op}"))
+                            || plan.contains(&format!("op \"{op}\"")),
+                    )
+                }
+                "add_days" => {
+                    let n = args["days"].as_i64().unwrap();
+                    let sign = if n < 0 { "negative" } else { "forward" };
+                    (
+                        "add_days",
+                        plan.contains(&format!("days {n}"))
+                            && (plan.contains(sign)
+                                || plan.contains("not a day count")
+                                || plan.contains("earlier")
+                                || plan.contains("positive")),
+                    )
+                }
+                "date_difference" => (
+                    "date_difference",
+                    plan.contains("not add_days")
+                        || plan.contains("add_days would")
+                        || plan.contains("A day count"),
+                ),
+                "set_alarm" if rejected("is not HH:MM") => {
+                    let (hh, _) = args["time"].as_str().unwrap().split_once(':').unwrap();
+                    (
+                        "alarm retry",
+                        plan.contains("24-hour") && plan.contains(&format!(" {hh}")),
+                    )
+                }
+                "weekday" if rejected("is not YYYY-MM-DD") => (
+                    "weekday retry",
+                    plan.contains("day, month") || plan.contains(", month "),
+                ),
+                _ => continue,
+            };
+            assert!(
+                ok,
+                "{family} step not worked out: {plan:?} before {:?} ({})",
+                action.input, c.instruction
+            );
+            *seen.entry(family).or_default() += 1;
+        }
+    }
+    for family in [
+        "calculator",
+        "add_days",
+        "date_difference",
+        "alarm retry",
+        "weekday retry",
+    ] {
+        assert!(
+            seen.get(family).copied().unwrap_or(0) >= 1,
+            "no {family} step among 240 tasks: {seen:?}"
+        );
+    }
 }
 
 fn held_apart(config: &SynthConfig) {

@@ -66,6 +66,13 @@ pub struct SynthConfig {
     /// Off, a seed gives the files it gave before; test tasks never change (their queries and
     /// values are drawn before any rationale).
     pub plan_parts: bool,
+    /// Training planner rationales work out the step the small planner got wrong most often
+    /// (added 2026-12-02, from the live failures in EVAL.md): a day count names date_difference
+    /// and why not add_days, a date N days before passes `days` as -N, a calculator step names
+    /// its `op`, a 12-hour time is turned into HH:MM as hour + 12, and a day-first date is
+    /// read as day, month and year before it is written YYYY-MM-DD. Off, a seed gives the files
+    /// it gave before; test tasks never change.
+    pub worked_steps: bool,
 }
 
 impl Default for SynthConfig {
@@ -77,6 +84,7 @@ impl Default for SynthConfig {
             all_tools_share: 0.5,
             extra_phrasings: false,
             plan_parts: false,
+            worked_steps: false,
         }
     }
 }
@@ -109,6 +117,8 @@ pub(crate) struct Session {
     extra_phrasings: bool,
     /// [`SynthConfig::plan_parts`].
     plan_parts: bool,
+    /// [`SynthConfig::worked_steps`].
+    worked_steps: bool,
     tools: HttpTools,
     steps: Vec<Step>,
     used: Vec<String>,
@@ -207,6 +217,22 @@ impl Session {
         values::fill(self.any(plans), vars)
     }
 
+    /// A planner rationale: with [`SynthConfig::worked_steps`], for a training task, one of
+    /// `worked` filled with `vars` (the step worked out); otherwise `drawn`, the rationale as
+    /// drawn before, with no further random draw, so a seed without the option gives the files
+    /// it gave before.
+    pub fn worked(
+        &mut self,
+        drawn: String,
+        worked: &[&'static str],
+        vars: &[(&str, String)],
+    ) -> String {
+        if self.split == Split::Test || !self.worked_steps || worked.is_empty() {
+            return drawn;
+        }
+        values::fill(self.any(worked), vars)
+    }
+
     /// One of `items`, whatever the split (for rationale and answer wording).
     pub fn any<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.rng.random_range(0..items.len())]
@@ -290,6 +316,7 @@ fn play(
         split,
         extra_phrasings: config.extra_phrasings,
         plan_parts: config.plan_parts,
+        worked_steps: config.worked_steps,
         tools: HttpTools::new(server.specs.clone(), Duration::from_secs(10)),
         steps: Vec::new(),
         used: Vec::new(),

@@ -159,13 +159,23 @@ pub(super) fn date_pair(s: &mut Session) -> ((i64, i64, i64), (i64, i64, i64)) {
 }
 
 pub(super) fn count_days(s: &mut Session, a: &str, b: &str, lead: &str) -> Result<i64, String> {
-    let thought = fill(
+    let vars = [("lead", lead.into()), ("a", a.into()), ("b", b.into())];
+    let drawn = fill(
         s.any(&[
             "{lead}I will call date_difference with start_date {a} and end_date {b}.",
             "{lead}The date_difference tool counts the days from {a} to {b}.",
             "{lead}To count the days between {a} and {b} I use date_difference.",
         ]),
-        &[("lead", lead.into()), ("a", a.into()), ("b", b.into())],
+        &vars,
+    );
+    let thought = s.worked(
+        drawn,
+        &[
+            "{lead}This asks for a number of days, not a date, so I use date_difference (add_days would give a date) with start_date {a} and end_date {b}.",
+            "{lead}Counting the days between two dates is date_difference, not add_days: start_date {a}, end_date {b}.",
+            "{lead}A day count from {a} to {b}: date_difference with start_date {a} and end_date {b} (the earlier date first).",
+        ],
+        &vars,
     );
     let r = s.call(
         &thought,
@@ -231,18 +241,34 @@ pub(super) fn shift_date(
     n: i64,
     lead: &str,
 ) -> Result<(String, String), String> {
-    let thought = fill(
+    let vars = [
+        ("lead", lead.into()),
+        ("date", date.into()),
+        ("n", n.to_string()),
+        ("m", n.abs().to_string()),
+    ];
+    let drawn = fill(
         s.any(&[
             "{lead}I will call add_days with date {date} and days {n}.",
             "{lead}The add_days tool gives the date {n} days from {date}.",
             "{lead}I need the date that is {n} days from {date}, so I use add_days.",
         ]),
-        &[
-            ("lead", lead.into()),
-            ("date", date.into()),
-            ("n", n.to_string()),
-        ],
+        &vars,
     );
+    let worked: &[&str] = if n < 0 {
+        &[
+            "{lead}{m} days before {date} means going back, so add_days gets a negative count: date {date}, days {n}.",
+            "{lead}Before means a negative count: add_days with date {date} and days {n} ({m} days back).",
+            "{lead}The query wants a date, not a day count, and it lies {m} days earlier: add_days with date {date} and days {n}.",
+        ]
+    } else {
+        &[
+            "{lead}{n} days after {date} means going forward, so add_days gets a positive count: date {date}, days {n}.",
+            "{lead}The query wants a date, not a day count, so I use add_days (not date_difference) with date {date} and days {n}.",
+            "{lead}Forward in time means a positive count: add_days with date {date} and days {n}.",
+        ]
+    };
+    let thought = s.worked(drawn, worked, &vars);
     let r = ok(
         s.call(&thought, "add_days", json!({"date": date, "days": n})),
         "add_days",
@@ -340,19 +366,29 @@ pub(super) fn calculate(
         "divide" => "divided by",
         _ => "to the power of",
     };
-    let thought = fill(
+    let vars = [
+        ("lead", lead.into()),
+        ("a", sa),
+        ("op", op.into()),
+        ("word", word.into()),
+        ("b", sb),
+    ];
+    let drawn = fill(
         s.any(&[
             "{lead}I will use the calculator to compute {a} {word} {b}.",
             "{lead}The calculator tool can compute {a} {word} {b} with op {op}.",
             "{lead}I need {a} {word} {b}, so I call the calculator with op {op}.",
         ]),
+        &vars,
+    );
+    let thought = s.worked(
+        drawn,
         &[
-            ("lead", lead.into()),
-            ("a", sa),
-            ("op", op.into()),
-            ("word", word.into()),
-            ("b", sb),
+            "{lead}{a} {word} {b} is the calculator's op {op}: a {a}, op {op}, b {b}.",
+            "{lead}I call the calculator with a {a}, op \"{op}\" ({word}) and b {b}.",
+            "{lead}The calculator's ops are add, subtract, multiply, divide and power; {word} is {op}, so a {a}, op {op}, b {b}.",
         ],
+        &vars,
     );
     let args = json!({"a": json_num(a), "op": op, "b": json_num(b)});
     num(

@@ -77,20 +77,53 @@ pub(super) fn alarm_time_format(s: &mut Session) -> Result<TaskOutcome, String> 
     if alarm(s, &spoken, label, "").is_ok() {
         return Err(format!("synthetic task: set_alarm accepted {spoken:?}"));
     }
-    let thought = fill(
+    let vars = hour_vars(&spoken, &hhmm);
+    let drawn = fill(
         s.any(&[
             "set_alarm rejected \"{sp}\": the time must be HH:MM. {sp} is {t}, so I set the alarm again with {t}.",
             "The tool needs the time as HH:MM, so \"{sp}\" has to be written {t}. I will call set_alarm again.",
             "The error says the time is not HH:MM. In 24-hour form {sp} is {t}; I retry with that.",
         ]),
-        &[("sp", spoken.clone()), ("t", hhmm.clone())],
+        &vars,
     );
+    let worked: &[&str] = if vars[3].1 == "pm" && vars[2].1 != "12" {
+        &[
+            "set_alarm rejected \"{sp}\": the time must be HH:MM in 24-hour form. {sp} is hour {h} pm, and pm adds 12: {h} + 12 = {hh}, so the time is {t}. I retry.",
+            "The error says the time is not HH:MM. Hour {h} pm is {h} + 12 = {hh} on a 24-hour clock, with minute {mm}: {t}. I call set_alarm again.",
+        ]
+    } else {
+        &[
+            "set_alarm rejected \"{sp}\": the time must be HH:MM in 24-hour form. {sp} is hour {h} {ampm}, which stays {hh} on a 24-hour clock, so the time is {t}. I retry.",
+            "The error says the time is not HH:MM. Hour {h} {ampm} is {hh} on a 24-hour clock, with minute {mm}: {t}. I call set_alarm again.",
+        ]
+    };
+    let thought = s.worked(drawn, worked, &vars);
     let args = match label {
         Some(l) => json!({"time": hhmm, "label": l}),
         None => json!({"time": hhmm}),
     };
     ok(s.call(&thought, "set_alarm", args), "set_alarm")?;
     finish_alarm(s, query, &hhmm, label)
+}
+
+/// Template variables of a 12-hour time `spoken` and its `hhmm`: `sp`, `t` (HH:MM), `h` (the
+/// 12-hour hour), `ampm`, `hh` (the 24-hour hour) and `mm` (the minutes), in that order.
+fn hour_vars(spoken: &str, hhmm: &str) -> [(&'static str, String); 6] {
+    let (hh, mm) = hhmm.split_once(':').unwrap_or((hhmm, "00"));
+    let ampm = if spoken.ends_with("pm") { "pm" } else { "am" };
+    let h = spoken
+        .split(|c: char| c == ':' || !c.is_ascii_digit())
+        .next()
+        .unwrap_or(hh)
+        .to_string();
+    [
+        ("sp", spoken.to_string()),
+        ("t", hhmm.to_string()),
+        ("h", h),
+        ("ampm", ampm.to_string()),
+        ("hh", hh.to_string()),
+        ("mm", mm.to_string()),
+    ]
 }
 
 pub(super) fn date_format(s: &mut Session) -> Result<TaskOutcome, String> {
@@ -115,13 +148,28 @@ pub(super) fn date_format(s: &mut Session) -> Result<TaskOutcome, String> {
     if lookup_weekday(s, &written, "").is_ok() {
         return Err(format!("synthetic task: weekday accepted {written:?}"));
     }
-    let thought = fill(
+    let vars = [
+        ("w", written.clone()),
+        ("iso", iso(d)),
+        ("y", d.0.to_string()),
+        ("m", format!("{:02}", d.1)),
+        ("d", format!("{:02}", d.2)),
+    ];
+    let drawn = fill(
         s.any(&[
             "The weekday tool rejected \"{w}\" because dates must be YYYY-MM-DD. Day first, {w} is {iso}, so I call weekday again with {iso}.",
             "The date has to be written YYYY-MM-DD: \"{w}\" (day, month, year) becomes {iso}. I retry.",
             "The error says \"{w}\" is not YYYY-MM-DD. I rewrite it as {iso} and call weekday again.",
         ]),
-        &[("w", written.clone()), ("iso", iso(d))],
+        &vars,
+    );
+    let thought = s.worked(
+        drawn,
+        &[
+            "The weekday tool rejected \"{w}\": dates must be YYYY-MM-DD. Day first, \"{w}\" is day {d}, month {m}, year {y}, so it is {iso}. I call weekday again.",
+            "The error says \"{w}\" is not YYYY-MM-DD. Read day, month, year: day {d}, month {m}, year {y}; year first that is {iso}. I retry.",
+        ],
+        &vars,
     );
     let r = ok(
         s.call(&thought, "weekday", json!({"date": iso(d)})),
