@@ -48,8 +48,8 @@ pub struct RoleModelArgs {
     #[arg(long)]
     pub raw_prompts: bool,
     /// Run --model as it is (zero-shot, chat template) instead of the α-UMi agent umi ships
-    /// for the default model (`assets/agent/`), which is used when no model or adapter flag is
-    /// given.
+    /// for the default model (`assets/agent/`), which plays every role that has no
+    /// --*-adapter of its own when no other model is given.
     #[arg(long)]
     pub zero_shot: bool,
     /// Weight format for inference: f32 (as loaded), q8_0 (8-bit weights and activations in
@@ -132,31 +132,74 @@ pub const SHIPPED_AGENT: &str = "assets/agent/smollm2-135m-instruct";
 
 impl RoleModelArgs {
     /// These flags with the shipped agent filled in: when the multi-LLM agent (`multi`) runs
-    /// on nothing but the default model (no per-role model, no adapter, no `--zero-shot`) and
-    /// `assets/agent/` holds the three role adapters, they are used, with raw α-UMi prompts as
-    /// they were trained. umi ships no single-LLM model, so single mode keeps the base model.
-    pub fn or_shipped_agent(mut self, multi: bool) -> Self {
-        let untouched = self.model == Path::new(DEFAULT_MODEL)
+    /// on the default model alone (no per-role model, no `--init-adapter`, no `--zero-shot`)
+    /// and `assets/agent/` holds the three role adapters, every role without its own
+    /// `--*-adapter` gets the shipped one, with raw α-UMi prompts as they were trained (so
+    /// `--caller-adapter runs/x` tries a new caller inside the shipped agent, rather than
+    /// beside a zero-shot planner and summarizer). umi ships no single-LLM model, so single
+    /// mode keeps the base model.
+    pub fn or_shipped_agent(self, multi: bool) -> Self {
+        self.or_agent_in(multi, Path::new(SHIPPED_AGENT))
+    }
+
+    /// [`RoleModelArgs::or_shipped_agent`] with the agent's folder `dir`.
+    fn or_agent_in(mut self, multi: bool, dir: &Path) -> Self {
+        let default_backbone = self.model == Path::new(DEFAULT_MODEL)
             && self.init_adapter.is_none()
-            && self.models().iter().all(|m| m.is_none())
-            && self.adapters().iter().all(|a| a.is_none());
-        if self.zero_shot || !untouched || !multi {
+            && self.models().iter().all(|m| m.is_none());
+        if self.zero_shot || !default_backbone || !multi {
             return self;
         }
-        let dir = Path::new(SHIPPED_AGENT);
-        let role = |name: &str| dir.join(name);
-        if !["planner", "caller", "summarizer"]
+        let roles = ["planner", "caller", "summarizer"];
+        if !roles
             .iter()
-            .all(|r| role(r).join("adapter_config.json").is_file())
+            .all(|r| dir.join(r).join("adapter_config.json").is_file())
         {
             return self;
         }
-        eprintln!(
-            "using the α-UMi agent shipped in {SHIPPED_AGENT} (planner, caller and summarizer adapters on {DEFAULT_MODEL}; --zero-shot runs the base model alone)"
-        );
-        self.planner_adapter = Some(role("planner"));
-        self.caller_adapter = Some(role("caller"));
-        self.summarizer_adapter = Some(role("summarizer"));
+        let given = self.adapters().map(Option::is_some);
+        if given.iter().all(|g| *g) {
+            return self;
+        }
+        let filled: Vec<&str> = roles
+            .iter()
+            .zip(given)
+            .filter(|(_, g)| !g)
+            .map(|(r, _)| *r)
+            .collect();
+        if filled.len() == 3 {
+            eprintln!(
+                "using the α-UMi agent shipped in {} (planner, caller and summarizer adapters on {DEFAULT_MODEL}; --zero-shot runs the base model alone)",
+                dir.display()
+            );
+        } else {
+            let kept: Vec<&str> = roles
+                .iter()
+                .zip(given)
+                .filter(|(_, g)| *g)
+                .map(|(r, _)| *r)
+                .collect();
+            eprintln!(
+                "using the {} adapter{} of the α-UMi agent shipped in {} with the given {} adapter{}; prompts are sent raw, as umi trains adapters",
+                filled.join(" and "),
+                if filled.len() > 1 { "s" } else { "" },
+                dir.display(),
+                kept.join(" and "),
+                if kept.len() > 1 { "s" } else { "" },
+            );
+        }
+        for (slot, role) in [
+            &mut self.planner_adapter,
+            &mut self.caller_adapter,
+            &mut self.summarizer_adapter,
+        ]
+        .into_iter()
+        .zip(roles)
+        {
+            if slot.is_none() {
+                *slot = Some(dir.join(role));
+            }
+        }
         self.raw_prompts = true;
         self
     }
@@ -402,4 +445,87 @@ pub fn default_label(label: &Option<String>, models: &RoleModelArgs, mode: &str)
             if adapted { " + LoRA" } else { "" },
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        models: RoleModelArgs,
+    }
+
+    fn args(flags: &[&str]) -> RoleModelArgs {
+        Cli::try_parse_from(std::iter::once("umi").chain(flags.iter().copied()))
+            .unwrap()
+            .models
+    }
+
+    /// A folder laid out as assets/agent/<model>/: one adapter_config.json per role.
+    fn agent_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("umi-agent-{name}-{}", std::process::id()));
+        for role in ["planner", "caller", "summarizer"] {
+            std::fs::create_dir_all(dir.join(role)).unwrap();
+            std::fs::write(dir.join(role).join("adapter_config.json"), "{}").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn the_shipped_agent_fills_the_roles_no_adapter_was_given_for() {
+        let dir = agent_dir("fill");
+        let all = args(&[]).or_agent_in(true, &dir);
+        assert_eq!(
+            all.adapters().map(Clone::clone),
+            [
+                Some(dir.join("planner")),
+                Some(dir.join("caller")),
+                Some(dir.join("summarizer"))
+            ]
+        );
+        assert!(all.raw_prompts);
+        let one = args(&["--caller-adapter", "runs/c"]).or_agent_in(true, &dir);
+        assert_eq!(
+            one.adapters().map(Clone::clone),
+            [
+                Some(dir.join("planner")),
+                Some(PathBuf::from("runs/c")),
+                Some(dir.join("summarizer"))
+            ]
+        );
+        assert!(one.raw_prompts);
+        // nothing is filled for zero-shot runs, other backbones, single mode, or when every
+        // role has its adapter
+        for flags in [
+            &["--zero-shot"][..],
+            &["--model", "other.gguf", "--caller-adapter", "runs/c"],
+            &["--caller", "other.gguf"],
+            &["--init-adapter", "runs/g"],
+        ] {
+            let kept = args(flags).or_agent_in(true, &dir);
+            assert!(
+                kept.planner_adapter.is_none() && !kept.raw_prompts,
+                "{flags:?}"
+            );
+        }
+        assert!(args(&[]).or_agent_in(false, &dir).planner_adapter.is_none());
+        let given = args(&[
+            "--planner-adapter",
+            "p",
+            "--caller-adapter",
+            "c",
+            "--summarizer-adapter",
+            "s",
+        ])
+        .or_agent_in(true, &dir);
+        assert_eq!(given.summarizer_adapter, Some(PathBuf::from("s")));
+        assert!(!given.raw_prompts);
+        // an incomplete agent folder is not used
+        std::fs::remove_file(dir.join("caller").join("adapter_config.json")).unwrap();
+        assert!(args(&[]).or_agent_in(true, &dir).planner_adapter.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
