@@ -2,7 +2,8 @@
 # The whole-split live evaluation of EVAL.md in one command: `umi eval live` on every task of
 # data/synth/test.jsonl, split into one shard per CPU core (each shard one thread, as the
 # published runs), then merged into OUT/ with its report.md for all tasks. Resumable: run it
-# again with the same arguments and each shard continues where it stopped.
+# again with the same arguments and each shard continues where it stopped (a finished run
+# only shows its report again).
 #
 # Usage: scripts/eval_live.sh OUT [extra `umi eval live` flags...]
 #   scripts/eval_live.sh eval/live-shipped --quant q8_0
@@ -12,7 +13,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-[ $# -ge 1 ] || { sed -n 2,10p "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,11p "$0" >&2; exit 2; }
 out="$1"
 shift
 umi="${CARGO_TARGET_DIR:-$root/target}/release/umi"
@@ -21,6 +22,12 @@ tasks="${TASKS:-data/synth/test.jsonl}"
 if [ ! -f "$tasks" ]; then
   [ "$tasks" = data/synth/test.jsonl ] || { echo "eval_live: no task file $tasks" >&2; exit 1; }
   "$umi" data synth --out data/synth
+fi
+if [ -f "$out/results.jsonl" ] && [ "$(grep -c . "$out/results.jsonl")" -ge "$(grep -c . "$tasks")" ]; then
+  # a finished run: rewrite and show its report rather than evaluate every task again
+  "$umi" eval live --tasks "$tasks" --out "$out" "$@"
+  cat "$out/report.md"
+  exit 0
 fi
 shards="${SHARDS:-$(nproc)}"
 pids=()

@@ -161,24 +161,23 @@ impl RoleModelArgs {
         if given.iter().all(|g| *g) {
             return self;
         }
-        let filled: Vec<&str> = roles
-            .iter()
-            .zip(given)
-            .filter(|(_, g)| !g)
-            .map(|(r, _)| *r)
-            .collect();
+        // the roles whose adapter was given (`true`) or not (`false`)
+        let pick = |want: bool| -> Vec<&str> {
+            roles
+                .iter()
+                .zip(given)
+                .filter(|(_, g)| *g == want)
+                .map(|(r, _)| *r)
+                .collect()
+        };
+        let filled = pick(false);
         if filled.len() == 3 {
             eprintln!(
                 "using the α-UMi agent shipped in {} (planner, caller and summarizer adapters on {DEFAULT_MODEL}; --zero-shot runs the base model alone)",
                 dir.display()
             );
         } else {
-            let kept: Vec<&str> = roles
-                .iter()
-                .zip(given)
-                .filter(|(_, g)| *g)
-                .map(|(r, _)| *r)
-                .collect();
+            let kept = pick(true);
             eprintln!(
                 "using the {} adapter{} of the α-UMi agent shipped in {} with the given {} adapter{}; prompts are sent raw, as umi trains adapters",
                 filled.join(" and "),

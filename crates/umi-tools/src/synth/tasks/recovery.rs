@@ -86,7 +86,8 @@ pub(super) fn alarm_time_format(s: &mut Session) -> Result<TaskOutcome, String> 
         ]),
         &vars,
     );
-    let worked: &[&str] = if vars[3].1 == "pm" && vars[2].1 != "12" {
+    // 1 pm to 11 pm add 12 hours; 12 pm stays 12, am hours stay (12 am is 00)
+    let worked: &[&str] = if hhmm.as_str() >= "13:00" {
         &[
             "set_alarm rejected \"{sp}\": the time must be HH:MM in 24-hour form. {sp} is hour {h} pm, and pm adds 12: {h} + 12 = {hh}, so the time is {t}. I retry.",
             "The error says the time is not HH:MM. Hour {h} pm is {h} + 12 = {hh} on a 24-hour clock, with minute {mm}: {t}. I call set_alarm again.",
