@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use umi_agent::{AgentConfig, AgentMode};
+use umi_data::Speaker;
 use umi_eval::live::{
     LiveConfig, LiveEvent, LiveRecord, LiveReport, LiveTask, ToolSource, read_results, read_tasks,
     run_tasks,
@@ -69,6 +70,12 @@ pub(crate) struct LiveArgs {
     /// Compute backend: cpu or wgpu.
     #[arg(long, default_value = "cpu")]
     pub(crate) backend: Backend,
+    /// Run no task: score the records already in --out's results.jsonl again with the current
+    /// checker (their saved final answers against --tasks' expected facts), rewrite
+    /// results.jsonl's scores (trajectories and answers kept) and the report. For runs scored
+    /// by an older checker.
+    #[arg(long)]
+    pub(crate) rescore: bool,
 }
 
 /// `I/N` with I < N.
@@ -134,7 +141,145 @@ fn check_done(path: &Path, done: &[LiveRecord], tasks: &[LiveTask]) -> Result<()
     Ok(())
 }
 
+/// `--rescore`: the records of `args.out` scored again against `args.tasks` with the current
+/// checker, results.jsonl rewritten with the new scores, the report written again under the
+/// run's saved settings and label.
+fn rescore(args: &LiveArgs) -> Result<()> {
+    let tasks = read_tasks(&args.tasks)?;
+    let results_path = args.out.join("results.jsonl");
+    let settings_path = args.out.join("settings.json");
+    let settings: LiveSettings =
+        serde_json::from_str(&std::fs::read_to_string(&settings_path).with_context(|| {
+            format!("reading {} (is --out a live run?)", settings_path.display())
+        })?)
+        .with_context(|| format!("reading {}", settings_path.display()))?;
+    let (mut records, torn) = read_results(&results_path)?;
+    if records.is_empty() {
+        bail!("{} holds no records to rescore", results_path.display());
+    }
+    if torn {
+        eprintln!(
+            "warning: the last line of {} is incomplete and is dropped",
+            results_path.display()
+        );
+    }
+    check_done(&results_path, &records, &tasks)?;
+    // the file's own lines, in record order, so that records whose score stays are kept byte
+    // for byte (a float read and written again can change its last digit)
+    let text = std::fs::read_to_string(&results_path)
+        .with_context(|| format!("reading {}", results_path.display()))?;
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .take(records.len())
+        .collect();
+    let mut changed = 0;
+    for (record, line) in records.iter_mut().zip(&mut lines) {
+        let task = tasks
+            .iter()
+            .find(|t| t.id == record.id)
+            .expect("check_done found every record's task");
+        let observations: Vec<&str> = record
+            .trajectory
+            .conversations
+            .iter()
+            .filter(|t| t.from == Speaker::Observation)
+            .map(|t| t.value.as_str())
+            .collect();
+        let outcome = umi_eval::live::score(
+            task,
+            record.stop_reason,
+            record.final_answer.as_deref(),
+            &observations,
+        );
+        if outcome.pass != record.pass {
+            eprintln!(
+                "{} [{}] {} -> {}: {:?}",
+                record.id,
+                record.kind,
+                if record.pass { "pass" } else { "FAIL" },
+                if outcome.pass { "pass" } else { "FAIL" },
+                record.final_answer.as_deref().unwrap_or("")
+            );
+        }
+        if (
+            outcome.pass,
+            outcome.gave_up,
+            &outcome.missing,
+            &task.expected,
+        ) != (
+            record.pass,
+            record.gave_up,
+            &record.missing,
+            &record.expected,
+        ) {
+            changed += 1;
+            record.expected = task.expected.clone();
+            record.pass = outcome.pass;
+            record.gave_up = outcome.gave_up;
+            record.missing = outcome.missing;
+            *line = serde_json::to_string(record)?;
+        }
+    }
+    if changed > 0 || torn {
+        write_atomically(&results_path, &(lines.join("\n") + "\n"))?;
+    }
+    eprintln!(
+        "rescored {} records with the current checker: {changed} changed",
+        records.len()
+    );
+    let label = std::fs::read_to_string(args.out.join("report.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<LiveRunReport>(&t).ok())
+        .map_or_else(|| settings.planner.clone(), |r| r.label);
+    // reported in the task file's order, as a run reports them
+    let mut by_id: HashMap<String, LiveRecord> =
+        records.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let reported: Vec<LiveRecord> = tasks.iter().filter_map(|t| by_id.remove(&t.id)).collect();
+    write_report(&args.out, &args.tasks, label, settings, &reported)
+}
+
+/// Writes report.json and report.md of `records` to `out` and prints the table.
+fn write_report(
+    out: &Path,
+    tasks: &Path,
+    label: String,
+    settings: LiveSettings,
+    reported: &[LiveRecord],
+) -> Result<()> {
+    let report = LiveReport::new(reported);
+    let run_report = LiveRunReport {
+        label: label.clone(),
+        settings,
+        report: report.clone(),
+        seconds: reported.iter().map(|r| r.seconds).sum(),
+    };
+    write_atomically(
+        &out.join("report.json"),
+        &serde_json::to_string_pretty(&run_report)?,
+    )?;
+    let table = format!(
+        "Live evaluation of **{label}** on {} ({} tasks):\n\n{}",
+        tasks.display(),
+        report.overall.tasks,
+        report.to_markdown()
+    );
+    write_atomically(&out.join("report.md"), &table)?;
+    println!("{table}");
+    eprintln!(
+        "pass rate {:.1}% over {} tasks; report in {}",
+        100.0 * report.overall.pass_rate,
+        report.overall.tasks,
+        out.display()
+    );
+    Ok(())
+}
+
 pub(crate) fn run_live(mut args: LiveArgs, models: &mut ModelCache) -> Result<()> {
+    if args.rescore {
+        return rescore(&args);
+    }
     // as `umi run`: the shipped α-UMi agent unless models, adapters or --zero-shot are given
     args.models = args
         .models
@@ -310,31 +455,71 @@ pub(crate) fn run_live(mut args: LiveArgs, models: &mut ModelCache) -> Result<()
         .iter()
         .filter_map(|t| records.remove(&t.id))
         .collect();
-    let report = LiveReport::new(&reported);
     let label = default_label(&args.label, &args.models, args.mode.as_str());
-    let run_report = LiveRunReport {
-        label: label.clone(),
-        settings,
-        report: report.clone(),
-        seconds: reported.iter().map(|r| r.seconds).sum(),
-    };
-    write_atomically(
-        &args.out.join("report.json"),
-        &serde_json::to_string_pretty(&run_report)?,
-    )?;
-    let table = format!(
-        "Live evaluation of **{label}** on {} ({} tasks):\n\n{}",
-        args.tasks.display(),
-        report.overall.tasks,
-        report.to_markdown()
-    );
-    write_atomically(&args.out.join("report.md"), &table)?;
-    println!("{table}");
-    eprintln!(
-        "pass rate {:.1}% over {} tasks; report in {}",
-        100.0 * report.overall.pass_rate,
-        report.overall.tasks,
-        args.out.display()
-    );
-    Ok(())
+    write_report(&args.out, &args.tasks, label, settings, &reported)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record the checker before 2026-12-03 failed ("March 8, 2023" for the fact 2023-03-08,
+    /// which the tool returned), taken from a committed run, rescored: it passes, results.jsonl and the report say so, and the
+    /// trajectory is kept.
+    #[test]
+    fn rescore_applies_the_current_checker_to_saved_records() {
+        let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../eval/live-caller-mix-104-q8");
+        let line = std::fs::read_to_string(run.join("results.jsonl"))
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("\"id\":\"test-0023\""))
+            .expect("test-0023 in the committed run")
+            .to_string();
+        // as the checker before 2026-12-03 scored it
+        let mut old: LiveRecord = serde_json::from_str(&line).unwrap();
+        (old.pass, old.missing) = (false, vec!["2023-03-08".into()]);
+        let line = serde_json::to_string(&old).unwrap();
+        let dir = std::env::temp_dir().join(format!("umi-rescore-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(run.join("settings.json"), dir.join("settings.json")).unwrap();
+        std::fs::write(dir.join("results.jsonl"), format!("{line}\n")).unwrap();
+        let task = serde_json::json!({
+            "id": "test-0023", "kind": "one-tool", "query": old.query,
+            "expected": ["2023-03-08", "22:30"], "give_up": false, "tools": ["add_calendar_event"],
+        });
+        let tasks = dir.join("tasks.jsonl");
+        std::fs::write(&tasks, format!("{task}\n")).unwrap();
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            live: LiveArgs,
+        }
+        let args = <Cli as clap::Parser>::try_parse_from([
+            "eval-live",
+            "--rescore",
+            "--tasks",
+            tasks.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .unwrap()
+        .live;
+        rescore(&args).unwrap();
+        let (new, torn) = read_results(&dir.join("results.jsonl")).unwrap();
+        assert!(!torn);
+        assert_eq!(new.len(), 1);
+        assert!(new[0].pass && new[0].missing.is_empty());
+        assert_eq!(new[0].final_answer, old.final_answer);
+        assert_eq!(
+            serde_json::to_value(&new[0].trajectory).unwrap(),
+            serde_json::to_value(&old.trajectory).unwrap()
+        );
+        let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        assert!(report.contains("| **all** | 1 | 100.0 |"), "{report}");
+        // a second rescore changes nothing: the file stays byte for byte
+        let before = std::fs::read(dir.join("results.jsonl")).unwrap();
+        rescore(&args).unwrap();
+        assert_eq!(std::fs::read(dir.join("results.jsonl")).unwrap(), before);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

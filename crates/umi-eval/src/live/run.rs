@@ -226,13 +226,13 @@ pub async fn run_task<G: Generator>(
     let (trajectory, stop) = agent.run(&task.query, on_event).await?;
     let seconds = start.elapsed().as_secs_f64();
     let final_answer = trajectory.final_answer.as_ref().map(|a| a.0.clone());
-    let outcome = score(task, stop, final_answer.as_deref());
     let observations: Vec<&str> = trajectory
         .steps
         .iter()
         .filter(|s| s.action.is_some())
         .map(|s| s.observation.as_ref().map_or("", |o| o.0.as_str()))
         .collect();
+    let outcome = score(task, stop, final_answer.as_deref(), &observations);
     Ok(LiveRecord {
         id: task.id.clone(),
         kind: task.kind,
