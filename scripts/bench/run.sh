@@ -102,6 +102,8 @@ if task generate; then
 # Q8_0: umi quantizes the same f32 values at load (--quant q8_0), llama.cpp reads them from the Q8_0 file
 # (plus batched sampling: 6 continuations of the prompt in one batch vs one sampled stream)
 [ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs 3 --quant q8_0 --samples 6
+# Q4_1: umi keeps the Q4_1 file's 4-bit weights (--quant q4_1; its embedding in Q8_0 as the file has it)
+[ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs 3 --quant q4_1
 if want transformers && has transformers; then
   bench "$G1" "$PY" "$HERE/peer_transformers.py" "$SMOL_HF"
 fi

@@ -12,7 +12,7 @@ fn tiny(quantize: bool) -> LoadedModel {
     let mut loaded =
         load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), &Device::flex()).unwrap();
     if quantize {
-        loaded.model.quantize_q8_0();
+        loaded.model.quantize(umi_model::QFormat::Q8_0);
     }
     loaded
 }

@@ -1,4 +1,4 @@
-//! Q8_0 inference (`Llama::quantize_q8_0`, umi-model's `qmatmul.rs`) against an independent
+//! Quantized inference (`Llama::quantize`, umi-model's `qmatmul.rs`): Q8_0 against an independent
 //! numpy Q8_0 forward (`assets/tiny/q8/make_q8_reference.py`, from GGML's definition of the
 //! format), against the float64 reference of `assets/tiny/make_tiny.py` (off by the error of
 //! 8-bit weights and activations, about 2 % RMS on these tiny random models) and with LoRA
@@ -65,7 +65,7 @@ fn q8_logits_stay_within_quantization_error_of_the_reference() {
             .iter()
             .map(|c| logits(&model, &c.tokens, &mut model.new_cache()))
             .collect();
-        let bytes = model.quantize_q8_0();
+        let bytes = model.quantize(umi_model::QFormat::Q8_0);
         // every projection (the head too when untied) and the embedding: 1 byte per weight
         // plus a 4-byte scale per 32; no f32 weight is left
         let params: usize = model
@@ -117,11 +117,11 @@ fn prompts_run_in_f32_against_the_dequantized_weights() {
     let device = Device::flex();
     for folder in ["llama-gqa", "llama-tied"] {
         let mut model = load_folder(&assets().join("tiny").join(folder), &device);
-        model.quantize_q8_0();
+        model.quantize(umi_model::QFormat::Q8_0);
         let cases = q8_reference_of(folder, "dense_");
         assert!(!cases.is_empty());
         for (tokens, want) in cases {
-            assert!(tokens.len() > 8, "a prompt longer than Q8_MAX_ROWS");
+            assert!(tokens.len() > 8, "a prompt longer than QUANTIZED_MAX_ROWS");
             let got = logits(&model, &tokens, &mut model.new_cache());
             let what = format!("{folder} dense q8 logits for {tokens:?}");
             assert_close(&got, &want, 0.0, 2e-3, &what);
@@ -135,10 +135,12 @@ fn loading_in_q8_equals_quantizing_the_f32_model() {
     for file in ["tiny/gguf/tiny-f32.gguf", "tiny/gguf/tiny-q8_0.gguf"] {
         let path = assets().join(file);
         let mut after = load_model(&path, &device).unwrap().model;
-        after.quantize_q8_0();
-        let direct = umi_model::load_model_q8_0(&path, &device).unwrap().model;
+        after.quantize(umi_model::QFormat::Q8_0);
+        let direct = umi_model::load_model_quantized(&path, &device, umi_model::QFormat::Q8_0)
+            .unwrap()
+            .model;
         assert!(direct.is_quantized());
-        assert_eq!(direct.q8_bytes(), after.q8_bytes(), "{file}");
+        assert_eq!(direct.quantized_bytes(), after.quantized_bytes(), "{file}");
         // short (8-bit) and long (dense) inputs, and decoding on a cache
         for tokens in [
             vec![1u32, 11, 48, 85],
@@ -157,7 +159,9 @@ fn merging_into_a_quantized_model_uses_its_dequantized_weights() {
     let dir = assets().join("tiny/peft/adapter");
     let path = assets().join("tiny/gguf/tiny-f32.gguf");
     let ids = [1u32, 11, 48, 85, 122, 159, 196, 233, 7, 9];
-    let mut q8 = umi_model::load_model_q8_0(&path, &device).unwrap().model;
+    let mut q8 = umi_model::load_model_quantized(&path, &device, umi_model::QFormat::Q8_0)
+        .unwrap()
+        .model;
     load_peft(&mut q8, &dir, &device).unwrap();
     let unmerged = logits(&q8, &ids, &mut q8.new_cache());
     let adapted: Vec<bool> = q8
@@ -170,7 +174,7 @@ fn merging_into_a_quantized_model_uses_its_dequantized_weights() {
     for ((name, p), adapted) in q8.projections().into_iter().zip(adapted) {
         assert!(p.lora.is_none(), "{name} keeps its adapter");
         // merged weights are f32 again; the others stay in Q8_0
-        assert_eq!(p.q8.is_none(), adapted, "{name}");
+        assert_eq!(p.quantized.is_none(), adapted, "{name}");
         assert_eq!(p.weight.val().dims()[0] > 0, adapted, "{name}");
     }
     let merged = logits(&q8, &ids, &mut q8.new_cache());
@@ -189,7 +193,7 @@ fn merging_into_a_quantized_model_uses_its_dequantized_weights() {
 fn q8_decoding_with_the_kv_cache_equals_recomputation() {
     let device = Device::flex();
     let mut model = load_folder(&assets().join("tiny/llama-gqa"), &device);
-    model.quantize_q8_0();
+    model.quantize(umi_model::QFormat::Q8_0);
     let tokens = [1u32, 17, 42, 99, 3, 250, 7, 128];
     let full = logits(&model, &tokens, &mut model.new_cache());
     let mut cache = model.new_cache();
@@ -220,7 +224,7 @@ fn lora_adapters_apply_on_top_of_q8_weights() {
     let mut q8 = load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), &device)
         .unwrap()
         .model;
-    q8.quantize_q8_0();
+    q8.quantize(umi_model::QFormat::Q8_0);
     load_peft(&mut q8, &dir, &device).unwrap();
     let got = logits(&q8, &ids, &mut q8.new_cache());
     let (err, _) = gap(&got, &want);
@@ -232,4 +236,82 @@ fn lora_adapters_apply_on_top_of_q8_weights() {
         rms < 0.04 && err < 0.25 * effect,
         "q8 + adapter off by {err} (RMS {rms})"
     );
+}
+
+/// Q4_1 projections (`--quant q4_1`, the embedding in Q8_0): parity with the same model held
+/// in f32 with the dequantized weights. Prompts longer than `QUANTIZED_MAX_ROWS` run in f32
+/// against those very weights (equal up to summation order); short inputs (decoding) differ
+/// only by the 8-bit rounding of the activations. Against the float64 reference the error is
+/// that of 4-bit weights.
+#[test]
+fn q4_1_logits_equal_the_dequantized_model_up_to_activation_rounding() {
+    use umi_model::QFormat;
+    use umi_model::burn::module::Param;
+    use umi_model::burn::tensor::{Tensor, TensorData};
+    let device = Device::flex();
+    for folder in ["llama-gqa", "llama-tied"] {
+        let mut model = load_folder(&assets().join("tiny").join(folder), &device);
+        let bytes = model.quantize(QFormat::Q4_1);
+        let projections: usize = model
+            .projections()
+            .iter()
+            .map(|(_, p)| p.d_input() * p.d_output())
+            .sum();
+        let embedding = model.config.vocab_size * model.config.hidden_size;
+        // 4 bits per projection weight plus two f32 per 32; the embedding in Q8_0
+        assert_eq!(
+            bytes,
+            projections / 2 + projections / 4 + embedding + embedding / 8,
+            "{folder}: Q4_1 bytes"
+        );
+        for (name, p) in model.projections() {
+            let q = p.quantized.as_ref().expect("quantized");
+            assert_eq!(q.0.format(), QFormat::Q4_1, "{folder}: {name}");
+        }
+        let embed = model.embed_quantized.as_ref().expect("quantized embedding");
+        assert_eq!(embed.0.format(), QFormat::Q8_0, "{folder}: embedding");
+
+        // the f32 twin: every weight replaced by its dequantized values
+        let mut twin = load_folder(&assets().join("tiny").join(folder), &device);
+        for ((_, p), (_, t)) in model.projections().into_iter().zip(twin.projections_mut()) {
+            t.weight = Param::from_tensor(p.weight_f32());
+        }
+        let [vocab, hidden] = [model.config.vocab_size, model.config.hidden_size];
+        twin.embed_tokens = Param::from_tensor(Tensor::from_data(
+            TensorData::new(embed.0.dequantize(), [vocab, hidden]),
+            &device,
+        ));
+        assert!(!twin.is_quantized());
+
+        let long: Vec<u32> = (0..12).map(|i| i * 19 + 2).collect();
+        let got = logits(&model, &long, &mut model.new_cache());
+        let want = as_f64(&logits(&twin, &long, &mut twin.new_cache()));
+        assert_close(
+            &got,
+            &want,
+            0.0,
+            2e-4,
+            &format!("{folder} dense q4_1 logits"),
+        );
+
+        for case in reference_cases_of(folder) {
+            assert!(case.tokens.len() <= 8, "decoding-sized input");
+            let got = logits(&model, &case.tokens, &mut model.new_cache());
+            let want = as_f64(&logits(&twin, &case.tokens, &mut twin.new_cache()));
+            let rms = rms_rel(&got, &want);
+            let rms_ref = rms_rel(&got, &case.logits);
+            eprintln!(
+                "{folder} {:?}: q4_1 vs dequantized twin relative RMS {rms:.2e}, vs reference {rms_ref:.2e}",
+                case.tokens
+            );
+            assert!(
+                rms < 0.03,
+                "{folder}: activation rounding moved logits by {rms}"
+            );
+            assert!(rms > 1e-7, "{folder}: the 4-bit kernel did not run");
+            // a 4-bit step is range/15 against Q8_0's range/254: ~17x Q8_0's weight error
+            // (Q8_0 is about 2 % RMS on these tiny random models; 4-bit about 26 %)
+            assert!(rms_ref < 0.4, "{folder}: Q4_1 error {rms_ref}");
+        }
+    }
 }

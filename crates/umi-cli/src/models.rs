@@ -8,7 +8,8 @@ use anyhow::{Context, Result, bail};
 use umi_agent::LlamaGenerator;
 use umi_data::RoleMap;
 use umi_model::{
-    AdapterSet, Device, GenerationConfig, LoadedModel, load_model, load_peft, merge_lora, read_peft,
+    AdapterSet, Device, GenerationConfig, LoadedModel, QFormat, load_model, load_peft, merge_lora,
+    read_peft,
 };
 
 use crate::DEFAULT_MODEL;
@@ -53,9 +54,12 @@ pub struct RoleModelArgs {
     #[arg(long)]
     pub zero_shot: bool,
     /// Weight format for inference: f32 (as loaded), q8_0 (8-bit weights and activations in
-    /// blocks of 32, about 2 % RMS off the f32 logits; CPU backend only), or auto (q8_0 on the
-    /// CPU backend, f32 on a GPU). Adapters stay f32. Default: auto for `umi run`, f32 for
-    /// the evaluations and `umi reward` (the reference numbers are f32).
+    /// blocks of 32, about 2 % RMS off the f32 logits; CPU backend only), q4_1 (4-bit
+    /// projection weights with a scale and a minimum per 32, the token embedding and tied LM
+    /// head in Q8_0, as llama.cpp's Q4_1 files hold them; faster, further off the f32 logits;
+    /// CPU backend only), or auto (q8_0 on the CPU backend, f32 on a GPU). Adapters stay f32.
+    /// Default: auto for `umi run`, f32 for the evaluations and `umi reward` (the reference
+    /// numbers are f32).
     #[arg(long, value_enum)]
     pub quant: Option<Quant>,
 }
@@ -66,63 +70,80 @@ pub enum Quant {
     /// As loaded (GGUF's quantized types are dequantized to f32 at load).
     #[default]
     F32,
-    /// GGML's Q8_0 layout (`Llama::quantize_q8_0`), multiplied on the CPU in 8-bit.
+    /// GGML's Q8_0 layout (`Llama::quantize`), multiplied on the CPU in 8-bit.
     #[value(name = "q8_0")]
     Q8_0,
+    /// GGML's Q4_1 layout for the projections (`Llama::quantize`), the embedding in Q8_0.
+    #[value(name = "q4_1")]
+    Q4_1,
     /// Q8_0 on the CPU backend (1.6x faster, same pass rate in EVAL.md), f32 on a GPU.
     Auto,
 }
 
 impl Quant {
-    /// Whether weights are held in Q8_0 on `device`.
+    /// The format weights are held in on `device` (`None`: f32).
     ///
     /// # Errors
     ///
-    /// Q8_0 on a device other than the CPU.
-    pub fn q8_on(self, device: &Device) -> Result<bool> {
+    /// A quantized format on a device other than the CPU.
+    pub fn format_on(self, device: &Device) -> Result<Option<QFormat>> {
         let on_cpu = *device == Device::flex();
-        match self {
-            Quant::F32 => Ok(false),
-            Quant::Auto => Ok(on_cpu),
-            Quant::Q8_0 if on_cpu => Ok(true),
-            Quant::Q8_0 => bail!("--quant q8_0 runs on the CPU backend only (pass --backend cpu)"),
+        let format = match self {
+            Quant::F32 => return Ok(None),
+            Quant::Auto if on_cpu => QFormat::Q8_0,
+            Quant::Auto => return Ok(None),
+            Quant::Q8_0 => QFormat::Q8_0,
+            Quant::Q4_1 => QFormat::Q4_1,
+        };
+        if !on_cpu {
+            bail!(
+                "--quant {} runs on the CPU backend only (pass --backend cpu)",
+                format.name().to_lowercase()
+            );
         }
+        Ok(Some(format))
     }
 
     /// Puts `loaded` (loaded in f32, e.g. to merge an adapter first) in this format.
     ///
     /// # Errors
     ///
-    /// As [`Quant::q8_on`].
+    /// As [`Quant::format_on`].
     pub fn apply(self, loaded: &mut LoadedModel, device: &Device) -> Result<()> {
-        if self.q8_on(device)? {
-            loaded.model.quantize_q8_0();
-            report_q8(loaded);
+        if let Some(format) = self.format_on(device)? {
+            loaded.model.quantize(format);
+            report_quantized(loaded, format);
         }
         Ok(())
     }
 
-    /// Loads the model at `path` in this format: in Q8_0 each weight is quantized as it is
+    /// Loads the model at `path` in this format: quantized, each weight is quantized as it is
     /// read, so the f32 model is never held (see [`load_with_progress`]).
     ///
     /// # Errors
     ///
-    /// As [`Quant::q8_on`] and [`load_with_progress`].
+    /// As [`Quant::format_on`] and [`load_with_progress`].
     pub fn load(self, path: &Path, device: &Device) -> Result<LoadedModel> {
-        let q8 = self.q8_on(device)?;
-        let loaded = load_with_progress_as(path, device, q8)?;
-        if q8 {
-            report_q8(&loaded);
+        let format = self.format_on(device)?;
+        let loaded = load_with_progress_as(path, device, format)?;
+        if let Some(format) = format {
+            report_quantized(&loaded, format);
         }
         Ok(loaded)
     }
 }
 
-fn report_q8(loaded: &LoadedModel) {
+fn report_quantized(loaded: &LoadedModel, format: QFormat) {
+    let embedding = if format == QFormat::Q8_0 {
+        ""
+    } else {
+        " (the token embedding in Q8_0)"
+    };
     eprintln!(
-        "holding {} in Q8_0 for inference: {:.0} MB of 8-bit weights",
+        "holding {} in {}{embedding} for inference: {:.0} MB of quantized weights",
         loaded.origin,
-        loaded.model.q8_bytes() as f64 / 1e6
+        format.name(),
+        loaded.model.quantized_bytes() as f64 / 1e6
     );
 }
 
@@ -238,8 +259,8 @@ impl RoleModelArgs {
         Ok(backbone)
     }
 
-    /// Planner, caller and summarizer as `path` or `path + adapter`, with ` (Q8_0)` when
-    /// quantized (run settings, labels).
+    /// Planner, caller and summarizer as `path` or `path + adapter`, with ` (Q8_0)` or
+    /// ` (Q4_1)` when quantized (run settings, labels).
     pub fn describe(&self) -> [String; 3] {
         let mut out: [String; 3] = Default::default();
         for (i, (model, adapter)) in self.models().into_iter().zip(self.adapters()).enumerate() {
@@ -253,6 +274,7 @@ impl RoleModelArgs {
             };
             match self.quant {
                 Some(Quant::Q8_0) => out[i].push_str(" (Q8_0)"),
+                Some(Quant::Q4_1) => out[i].push_str(" (Q4_1)"),
                 Some(Quant::Auto) => out[i].push_str(" (Q8_0 on the CPU)"),
                 Some(Quant::F32) | None => {}
             }
@@ -381,11 +403,15 @@ impl ModelCache {
 /// Loads the model at `path`, showing on a terminal a spinner with the file size and the time
 /// so far (reading, dequantizing and uploading are one call), then one line with what loaded.
 pub fn load_with_progress(path: &Path, device: &Device) -> Result<LoadedModel> {
-    load_with_progress_as(path, device, false)
+    load_with_progress_as(path, device, None)
 }
 
-/// [`load_with_progress`], in Q8_0 when `q8` ([`umi_model::load_model_q8_0`]).
-fn load_with_progress_as(path: &Path, device: &Device, q8: bool) -> Result<LoadedModel> {
+/// [`load_with_progress`], quantized to `format` when given ([`umi_model::load_model_quantized`]).
+fn load_with_progress_as(
+    path: &Path,
+    device: &Device,
+    format: Option<QFormat>,
+) -> Result<LoadedModel> {
     let size_mb = std::fs::metadata(path)
         .map(|m| m.len() as f64 / 1e6)
         .unwrap_or(0.0);
@@ -402,8 +428,8 @@ fn load_with_progress_as(path: &Path, device: &Device, q8: bool) -> Result<Loade
     spinner.set_message(what);
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let start = std::time::Instant::now();
-    let loaded = if q8 {
-        umi_model::load_model_q8_0(path, device)
+    let loaded = if let Some(format) = format {
+        umi_model::load_model_quantized(path, device, format)
     } else {
         load_model(path, device)
     };

@@ -43,10 +43,12 @@ pub use generate::{
     FinishReason, GenerationConfig, GenerationOutput, Progress, Sampler, TextStream, argmax,
     generate, generate_cached, generate_many, next_token_logits, next_token_logits_batch,
 };
+#[cfg(not(target_family = "wasm"))]
+pub use linear::QUANTIZED_MAX_ROWS;
 pub use linear::{LoraAdapter, LoraLinear};
 pub use llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};
 #[cfg(not(target_family = "wasm"))]
-pub use load::load_model_q8_0;
+pub use load::load_model_quantized;
 pub use load::{LoadedModel, load_gguf_bytes, load_hf_files, load_hf_folder, load_model};
 pub use lora::{
     AdapterSet, LoraConfig, PeftFiles, attach_lora, convert_peft_f16, hf_state_dict, load_peft,
@@ -57,7 +59,7 @@ pub use params::ParamRef;
 pub use rng::SplitMix64;
 pub use rope::RotaryEmbedding;
 pub use tokenizer::Tokenizer;
-pub use weights::LoadProgress;
+pub use weights::{LoadProgress, QFormat};
 
 /// Re-exported so downstream crates use the same burn.
 pub use burn;

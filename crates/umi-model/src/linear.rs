@@ -12,26 +12,26 @@ use burn::tensor::{Device, Distribution, Tensor};
 /// computed as `(x·A)·B`, never as a dense `A·B` delta, so its cost is `O(r·(in + out))` per token.
 #[derive(Module, Debug)]
 pub struct LoraLinear {
-    /// Base weight, `[in, out]`; empty (`[0, 0]`) when the weight is held in Q8_0 instead.
+    /// Base weight, `[in, out]`; empty (`[0, 0]`) when the weight is held quantized instead.
     pub weight: Param<Tensor<2>>,
     /// Low-rank adapter, if one is attached.
     pub lora: Option<LoraAdapter>,
-    /// The base weight in Q8_0, replacing `weight` for inference (CPU only, no gradient; see
-    /// [`crate::Llama::quantize_q8_0`]). The adapter stays f32.
+    /// The base weight quantized (Q8_0 or Q4_1), replacing `weight` for inference (CPU only,
+    /// no gradient; see [`crate::Llama::quantize`]). The adapter stays f32.
     #[module(skip)]
-    pub q8: Option<QuantizedWeight>,
+    pub quantized: Option<QuantizedWeight>,
 }
 
-/// The Q8_0 form of a projection's base weight (native builds; nothing on wasm32).
+/// The quantized form of a projection's base weight (native builds; nothing on wasm32).
 #[derive(Debug, Clone)]
 pub struct QuantizedWeight(
-    #[cfg(not(target_family = "wasm"))] pub std::sync::Arc<crate::qmatmul::Q8Matrix>,
+    #[cfg(not(target_family = "wasm"))] pub std::sync::Arc<crate::qmatmul::QMatrix>,
 );
 
 #[cfg(not(target_family = "wasm"))]
 impl QuantizedWeight {
     /// Shares `weight` (cheap to clone, as the adapters' copies of the model are).
-    pub fn new(weight: crate::qmatmul::Q8Matrix) -> Self {
+    pub fn new(weight: crate::qmatmul::QMatrix) -> Self {
         Self(std::sync::Arc::new(weight))
     }
 }
@@ -56,23 +56,23 @@ pub struct LoraAdapter {
     pub training: bool,
 }
 
-/// Inputs of at most this many rows (tokens of a batch) are multiplied with a Q8_0 weight in
-/// 8-bit; longer ones in f32 against the weight dequantized slice by slice
-/// ([`Q8Matrix::for_dense_slices`](crate::qmatmul::Q8Matrix::for_dense_slices)).
+/// Inputs of at most this many rows (tokens of a batch) are multiplied with a quantized weight
+/// in integer arithmetic; longer ones in f32 against the weight dequantized slice by slice
+/// ([`QMatrix::for_dense_slices`](crate::qmatmul::QMatrix::for_dense_slices)).
 #[cfg(not(target_family = "wasm"))]
-pub const Q8_MAX_ROWS: usize = 8;
+pub const QUANTIZED_MAX_ROWS: usize = 8;
 
-/// `x · Wᵀ` for a Q8_0 `W` of any number of input rows: 8-bit dot products up to
-/// [`Q8_MAX_ROWS`] rows (decoding, memory-bound), f32 GEMM against dequantized slices of `W`
+/// `x · Wᵀ` for a quantized `W` of any number of input rows: integer dot products up to
+/// [`QUANTIZED_MAX_ROWS`] rows (decoding, memory-bound), f32 GEMM against dequantized slices of `W`
 /// beyond (a prompt, compute-bound).
 ///
 /// # Shapes
 ///
 /// - x: `[tokens, in]`; output: `[tokens, out]`
 #[cfg(not(target_family = "wasm"))]
-pub(crate) fn q8_product(w: &crate::qmatmul::Q8Matrix, x: Tensor<2>) -> Tensor<2> {
-    if x.dims()[0] <= Q8_MAX_ROWS {
-        return q8_matmul(w, x);
+pub(crate) fn quantized_product(w: &crate::qmatmul::QMatrix, x: Tensor<2>) -> Tensor<2> {
+    if x.dims()[0] <= QUANTIZED_MAX_ROWS {
+        return quantized_matmul(w, x);
     }
     let device = x.device();
     let cols = w.cols();
@@ -88,12 +88,15 @@ pub(crate) fn q8_product(w: &crate::qmatmul::Q8Matrix, x: Tensor<2>) -> Tensor<2
     }
 }
 
-/// `x · Wᵢᵀ` with Q8_0 `Wᵢ` on the host, all in one pass ([`Q8Matrix::matmul_many`]):
+/// `x · Wᵢᵀ` with quantized `Wᵢ` on the host, all in one pass ([`QMatrix::matmul_many`]):
 /// `[tokens, in]` → `[tokens, out_i]` each.
 ///
-/// [`Q8Matrix::matmul_many`]: crate::qmatmul::Q8Matrix::matmul_many
+/// [`QMatrix::matmul_many`]: crate::qmatmul::QMatrix::matmul_many
 #[cfg(not(target_family = "wasm"))]
-pub(crate) fn q8_matmul_many(ws: &[&crate::qmatmul::Q8Matrix], x: Tensor<2>) -> Vec<Tensor<2>> {
+pub(crate) fn quantized_matmul_many(
+    ws: &[&crate::qmatmul::QMatrix],
+    x: Tensor<2>,
+) -> Vec<Tensor<2>> {
     let [tokens, _] = x.dims();
     let device = x.device();
     let data = x
@@ -101,7 +104,7 @@ pub(crate) fn q8_matmul_many(ws: &[&crate::qmatmul::Q8Matrix], x: Tensor<2>) -> 
         .convert::<f32>()
         .try_into_vec::<f32>()
         .expect("f32 after convert");
-    crate::qmatmul::Q8Matrix::matmul_many(ws, &data, tokens)
+    crate::qmatmul::QMatrix::matmul_many(ws, &data, tokens)
         .into_iter()
         .zip(ws)
         .map(|(y, w)| {
@@ -113,13 +116,13 @@ pub(crate) fn q8_matmul_many(ws: &[&crate::qmatmul::Q8Matrix], x: Tensor<2>) -> 
         .collect()
 }
 
-/// `x · Wᵀ` with a Q8_0 `W` on the host: `[tokens, in]` → `[tokens, out]`.
+/// `x · Wᵀ` with a quantized `W` on the host: `[tokens, in]` → `[tokens, out]`.
 #[cfg(not(target_family = "wasm"))]
-pub(crate) fn q8_matmul(w: &crate::qmatmul::Q8Matrix, x: Tensor<2>) -> Tensor<2> {
-    q8_matmul_many(&[w], x).pop().expect("one product")
+pub(crate) fn quantized_matmul(w: &crate::qmatmul::QMatrix, x: Tensor<2>) -> Tensor<2> {
+    quantized_matmul_many(&[w], x).pop().expect("one product")
 }
 
-/// An empty `[0, 0]` tensor: the f32 slot of a weight held in Q8_0.
+/// An empty `[0, 0]` tensor: the f32 slot of a weight held quantized.
 #[cfg(not(target_family = "wasm"))]
 pub(crate) fn empty_weight(device: &Device) -> Tensor<2> {
     Tensor::from_data(
@@ -134,27 +137,27 @@ impl LoraLinear {
         Self {
             weight: Param::from_tensor(weight),
             lora: None,
-            q8: None,
+            quantized: None,
         }
     }
 
-    /// A projection whose weight is held in Q8_0 only (`[out, in]`, as [`Q8Matrix`] stores
+    /// A projection whose weight is held quantized only (`[out, in]`, as [`QMatrix`] stores
     /// it), without an adapter; `device` is where adapters and activations live.
     ///
-    /// [`Q8Matrix`]: crate::qmatmul::Q8Matrix
+    /// [`QMatrix`]: crate::qmatmul::QMatrix
     #[cfg(not(target_family = "wasm"))]
-    pub fn quantized(weight: crate::qmatmul::Q8Matrix, device: &Device) -> Self {
+    pub fn quantized(weight: crate::qmatmul::QMatrix, device: &Device) -> Self {
         Self {
             weight: Param::from_tensor(empty_weight(device)),
             lora: None,
-            q8: Some(QuantizedWeight::new(weight)),
+            quantized: Some(QuantizedWeight::new(weight)),
         }
     }
 
     /// Input width.
     pub fn d_input(&self) -> usize {
         #[cfg(not(target_family = "wasm"))]
-        if let Some(q) = &self.q8 {
+        if let Some(q) = &self.quantized {
             return q.0.cols();
         }
         self.weight.shape().dims::<2>()[0]
@@ -163,16 +166,16 @@ impl LoraLinear {
     /// Output width.
     pub fn d_output(&self) -> usize {
         #[cfg(not(target_family = "wasm"))]
-        if let Some(q) = &self.q8 {
+        if let Some(q) = &self.quantized {
             return q.0.rows();
         }
         self.weight.shape().dims::<2>()[1]
     }
 
-    /// The base weight in f32, `[in, out]`: `weight`, or the Q8_0 weight dequantized.
+    /// The base weight in f32, `[in, out]`: `weight`, or the quantized weight dequantized.
     pub fn weight_f32(&self) -> Tensor<2> {
         #[cfg(not(target_family = "wasm"))]
-        if let Some(q) = &self.q8 {
+        if let Some(q) = &self.quantized {
             let device = self.weight.val().device();
             let data = burn::tensor::TensorData::new(q.0.dequantize(), [q.0.rows(), q.0.cols()]);
             return Tensor::<2>::from_data(data, &device).transpose();
@@ -214,9 +217,9 @@ impl LoraLinear {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [batch_size, seq_len, d_in] = x.dims();
         let x = x.reshape([batch_size * seq_len, d_in]); // [tokens, in]
-        let y = match &self.q8 {
+        let y = match &self.quantized {
             #[cfg(not(target_family = "wasm"))]
-            Some(q) => q8_product(&q.0, x.clone()),
+            Some(q) => quantized_product(&q.0, x.clone()),
             _ => x.clone().matmul(self.weight.val()), // [tokens, out]
         };
         let y = self.add_lora(x, y);
@@ -225,8 +228,8 @@ impl LoraLinear {
     }
 
     /// [`LoraLinear::forward`] of several projections of the same input (a layer's q/k/v or
-    /// gate/up): when all have Q8_0 weights and the input is a few rows, their base products
-    /// run in one pass over the weights ([`Q8Matrix::matmul_many`]); otherwise one by one.
+    /// gate/up): when all have quantized weights and the input is a few rows, their base products
+    /// run in one pass over the weights ([`QMatrix::matmul_many`]); otherwise one by one.
     /// The results are those of `forward`, in order.
     ///
     /// # Shapes
@@ -234,18 +237,18 @@ impl LoraLinear {
     /// - x: `[batch_size, seq_len, in]`
     /// - output i: `[batch_size, seq_len, out_i]`
     ///
-    /// [`Q8Matrix::matmul_many`]: crate::qmatmul::Q8Matrix::matmul_many
+    /// [`QMatrix::matmul_many`]: crate::qmatmul::QMatrix::matmul_many
     pub fn forward_many(projections: &[&Self], x: Tensor<3>) -> Vec<Tensor<3>> {
         #[cfg(not(target_family = "wasm"))]
         {
             let [batch_size, seq_len, d_in] = x.dims();
-            let q8: Option<Vec<&crate::qmatmul::Q8Matrix>> = projections
+            let quantized: Option<Vec<&crate::qmatmul::QMatrix>> = projections
                 .iter()
-                .map(|p| p.q8.as_ref().map(|q| &*q.0))
+                .map(|p| p.quantized.as_ref().map(|q| &*q.0))
                 .collect();
-            if let Some(q8) = q8.filter(|_| batch_size * seq_len <= Q8_MAX_ROWS) {
+            if let Some(ws) = quantized.filter(|_| batch_size * seq_len <= QUANTIZED_MAX_ROWS) {
                 let x = x.reshape([batch_size * seq_len, d_in]);
-                return q8_matmul_many(&q8, x.clone())
+                return quantized_matmul_many(&ws, x.clone())
                     .into_iter()
                     .zip(projections)
                     .map(|(y, p)| {

@@ -188,11 +188,11 @@ pub struct Llama {
     /// The hyperparameters the model was built from.
     #[module(skip)]
     pub config: LlamaConfig,
-    /// The token embedding in Q8_0 (`[vocab_size, hidden_size]`), replacing `embed_tokens`
-    /// (then empty) for inference: lookups dequantize its rows and a tied LM head multiplies
-    /// with it. Set by [`Llama::quantize_q8_0`] or a quantized load.
+    /// The token embedding quantized (`[vocab_size, hidden_size]`, always Q8_0), replacing
+    /// `embed_tokens` (then empty) for inference: lookups dequantize its rows and a tied LM
+    /// head multiplies with it. Set by [`Llama::quantize`] or a quantized load.
     #[module(skip)]
-    pub embed_q8: Option<crate::linear::QuantizedWeight>,
+    pub embed_quantized: Option<crate::linear::QuantizedWeight>,
 }
 
 impl Llama {
@@ -241,7 +241,7 @@ impl Llama {
         );
         let hidden_size = self.config.hidden_size;
         let ids = tokens.reshape([batch_size * seq_len]);
-        let x = match &self.embed_q8 {
+        let x = match &self.embed_quantized {
             #[cfg(not(target_family = "wasm"))]
             Some(q) => {
                 let device = ids.device();
@@ -278,9 +278,9 @@ impl Llama {
             None => {
                 let [batch_size, seq_len, hidden_size] = hidden.dims();
                 let hidden = hidden.reshape([batch_size * seq_len, hidden_size]);
-                let logits = match &self.embed_q8 {
+                let logits = match &self.embed_quantized {
                     #[cfg(not(target_family = "wasm"))]
-                    Some(q) => crate::linear::q8_product(&q.0, hidden),
+                    Some(q) => crate::linear::quantized_product(&q.0, hidden),
                     _ => hidden.matmul(self.embed_tokens.val().transpose()), // [tokens, vocab_size]
                 };
                 logits.reshape([batch_size, seq_len, self.config.vocab_size])
@@ -293,9 +293,13 @@ impl Llama {
         KvCache::for_layers(self.layers.len())
     }
 
-    /// Whether any weight is held in Q8_0 ([`Llama::quantize_q8_0`]) instead of f32.
+    /// Whether any weight is held quantized ([`Llama::quantize`]) instead of f32.
     pub fn is_quantized(&self) -> bool {
-        self.embed_q8.is_some() || self.projections().iter().any(|(_, p)| p.q8.is_some())
+        self.embed_quantized.is_some()
+            || self
+                .projections()
+                .iter()
+                .any(|(_, p)| p.quantized.is_some())
     }
 
     /// The context window (`max_position_embeddings`).
@@ -304,53 +308,58 @@ impl Llama {
     }
 }
 
-/// Q8_0 weights for CPU inference (`qmatmul.rs`).
+/// Quantized weights for CPU inference (`qmatmul.rs`).
 #[cfg(not(target_family = "wasm"))]
 impl Llama {
-    /// Puts every projection's weight and the token embedding (which a tied LM head shares) in
-    /// Q8_0 and drops their f32 values, so the model holds about 1.1 bytes per weight instead
-    /// of 4: decoding multiplies in 8-bit, prompts in f32 against slices dequantized on the
-    /// fly, embedding lookups dequantize their rows ([`Q8Matrix`](crate::qmatmul::Q8Matrix)).
-    /// Loading with [`crate::load_model_q8_0`] gives the same model without ever holding the
-    /// f32 weights. Returns the bytes the Q8_0 weights take ([`Llama::q8_bytes`]). Weights
-    /// whose input width is not a multiple of 32 stay f32; weights already in Q8_0 are kept.
+    /// Puts every projection's weight in `format` and the token embedding (which a tied LM
+    /// head shares) in Q8_0, and drops their f32 values, so the model holds about 1.1 bytes
+    /// per weight (Q8_0) or 0.75 per projection weight (Q4_1) instead of 4: decoding
+    /// multiplies in integers, prompts in f32 against slices dequantized on the fly,
+    /// embedding lookups dequantize their rows ([`QMatrix`](crate::qmatmul::QMatrix)). The
+    /// embedding stays 8-bit as in llama.cpp's Q4_1 files (its `token_embd` is Q8_0): as the
+    /// LM head it decides every token. Loading with [`crate::load_model_quantized`] gives the
+    /// same model without ever holding the f32 weights. Returns the bytes the quantized
+    /// weights take ([`Llama::quantized_bytes`]). Weights whose input width is not a multiple
+    /// of 32 stay f32; weights already quantized are kept.
     ///
     /// For inference on the CPU backend (on a GPU every projection would read its input back
     /// to the host). LoRA adapters stay f32 and can be attached, swapped and trained on top;
     /// [`crate::merge_lora`] merges into the dequantized weight (the result is f32 again);
     /// saving the base model ([`crate::save_hf`]) is refused.
-    pub fn quantize_q8_0(&mut self) -> usize {
+    pub fn quantize(&mut self, format: crate::qmatmul::QFormat) -> usize {
         for (_, p) in self.projections_mut() {
-            if p.q8.is_some() {
+            if p.quantized.is_some() {
                 continue;
             }
             let [d_in, d_out] = p.weight.shape().dims::<2>();
             let device = p.weight.val().device();
             let data = host_f32(p.weight.val());
-            if let Some(q) = crate::qmatmul::Q8Matrix::from_columns(&data, d_in, d_out) {
-                p.q8 = Some(crate::linear::QuantizedWeight::new(q));
+            if let Some(q) = crate::qmatmul::QMatrix::from_columns(format, &data, d_in, d_out) {
+                p.quantized = Some(crate::linear::QuantizedWeight::new(q));
                 p.weight = burn::module::Param::from_tensor(crate::linear::empty_weight(&device));
             }
         }
-        if self.embed_q8.is_none() {
+        if self.embed_quantized.is_none() {
             let [vocab, hidden] = self.embed_tokens.shape().dims::<2>();
             let device = self.embed_tokens.val().device();
             let data = host_f32(self.embed_tokens.val());
-            if let Some(q) = crate::qmatmul::Q8Matrix::from_rows(&data, vocab, hidden) {
-                self.embed_q8 = Some(crate::linear::QuantizedWeight::new(q));
+            let embedding = crate::qmatmul::QFormat::Q8_0;
+            if let Some(q) = crate::qmatmul::QMatrix::from_rows(embedding, &data, vocab, hidden) {
+                self.embed_quantized = Some(crate::linear::QuantizedWeight::new(q));
                 self.embed_tokens =
                     burn::module::Param::from_tensor(crate::linear::empty_weight(&device));
             }
         }
-        self.q8_bytes()
+        self.quantized_bytes()
     }
 
-    /// Bytes the Q8_0 weights take (8-bit values plus an f32 scale per 32); 0 for an f32 model.
-    pub fn q8_bytes(&self) -> usize {
+    /// Bytes the quantized weights take (values plus f32 block constants); 0 for an f32
+    /// model.
+    pub fn quantized_bytes(&self) -> usize {
         self.projections()
             .iter()
-            .filter_map(|(_, p)| p.q8.as_ref())
-            .chain(&self.embed_q8)
+            .filter_map(|(_, p)| p.quantized.as_ref())
+            .chain(&self.embed_quantized)
             .map(|q| q.0.bytes())
             .sum()
     }

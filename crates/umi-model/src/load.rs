@@ -36,29 +36,33 @@ pub struct LoadedModel {
 ///
 /// An [`Error`] naming the file, the tensor and what was expected when anything does not fit.
 pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
-    load(path, device, false)
+    load(path, device, None)
 }
 
-/// [`load_model`] with every projection and the token embedding put in Q8_0 as they are read
-/// (CPU inference; see [`Llama::quantize_q8_0`]): the f32 weights never all live at once, so
-/// peak memory stays near the Q8_0 model's size. Adapters to merge need the f32 model:
-/// [`load_model`], [`crate::merge_lora`], then [`Llama::quantize_q8_0`].
+/// [`load_model`] with every projection put in `format` and the token embedding in Q8_0 as
+/// they are read (CPU inference; see [`Llama::quantize`]): the f32 weights never all live at
+/// once, so peak memory stays near the quantized model's size. Adapters to merge need the
+/// f32 model: [`load_model`], [`crate::merge_lora`], then [`Llama::quantize`].
 ///
 /// # Errors
 ///
 /// As [`load_model`].
 #[cfg(not(target_family = "wasm"))]
-pub fn load_model_q8_0(path: &Path, device: &Device) -> Result<LoadedModel> {
-    load(path, device, true)
+pub fn load_model_quantized(
+    path: &Path,
+    device: &Device,
+    format: crate::QFormat,
+) -> Result<LoadedModel> {
+    load(path, device, Some(format))
 }
 
-fn load(path: &Path, device: &Device, q8: bool) -> Result<LoadedModel> {
+fn load(path: &Path, device: &Device, quant: Option<crate::QFormat>) -> Result<LoadedModel> {
     let is_gguf = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
     if is_gguf {
         let mut gguf = GgufFile::open(path)?;
-        return from_gguf(&mut gguf, device, q8, &mut |_| {});
+        return from_gguf(&mut gguf, device, quant, &mut |_| {});
     }
     let folder = if path.is_dir() {
         path
@@ -76,7 +80,7 @@ fn load(path: &Path, device: &Device, q8: bool) -> Result<LoadedModel> {
             message: "expected a .gguf file or a Hugging Face model folder".into(),
         });
     };
-    hf_folder(folder, device, q8)
+    hf_folder(folder, device, quant)
 }
 
 /// Loads a model from GGUF bytes already in memory (browser downloads, tests), calling
@@ -93,20 +97,20 @@ pub fn load_gguf_bytes(
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
     let mut gguf = GgufFile::from_bytes(bytes, name)?;
-    from_gguf(&mut gguf, device, false, on_progress)
+    from_gguf(&mut gguf, device, None, on_progress)
 }
 
 fn from_gguf<R: std::io::Read + std::io::Seek>(
     gguf: &mut GgufFile<R>,
     device: &Device,
-    q8: bool,
+    quant: Option<crate::QFormat>,
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
     let config = gguf.config()?;
     let tokenizer = Tokenizer::from_gguf(gguf)?;
     check_vocab(&tokenizer, &config, gguf.name(), true)?;
     let chat_template = ChatTemplate::detect(gguf.string_opt("tokenizer.chat_template").as_deref());
-    let model = crate::weights::build(&config, gguf, device, q8, on_progress)?;
+    let model = crate::weights::build(&config, gguf, device, quant, on_progress)?;
     Ok(LoadedModel {
         model,
         tokenizer,
@@ -151,10 +155,10 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
 ///
 /// As [`load_model`].
 pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<LoadedModel> {
-    hf_folder(folder, device, false)
+    hf_folder(folder, device, None)
 }
 
-fn hf_folder(folder: &Path, device: &Device, q8: bool) -> Result<LoadedModel> {
+fn hf_folder(folder: &Path, device: &Device, quant: Option<crate::QFormat>) -> Result<LoadedModel> {
     let config_path = folder.join("config.json");
     let config_json = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
         path: config_path.clone(),
@@ -172,7 +176,7 @@ fn hf_folder(folder: &Path, device: &Device, q8: bool) -> Result<LoadedModel> {
         tokenizer_json: &tokenizer_json,
         tokenizer_config,
     };
-    from_hf_parts(text, source, folder, device, q8, &mut |_| {})
+    from_hf_parts(text, source, folder, device, quant, &mut |_| {})
 }
 
 /// Loads a Hugging Face model from its files already in memory (browser uploads), given as
@@ -237,7 +241,7 @@ pub fn load_hf_files(
         tokenizer_json: &tokenizer_json,
         tokenizer_config,
     };
-    from_hf_parts(text, source, folder, device, false, on_progress)
+    from_hf_parts(text, source, folder, device, None, on_progress)
 }
 
 /// The small files of a Hugging Face model folder, read.
@@ -252,7 +256,7 @@ fn from_hf_parts(
     mut source: SafetensorsFolder,
     folder: &Path,
     device: &Device,
-    q8: bool,
+    quant: Option<crate::QFormat>,
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
     let HfTextFiles {
@@ -282,7 +286,7 @@ fn from_hf_parts(
             .and_then(|c| c.get("chat_template"))
             .and_then(|v| v.as_str()),
     );
-    let model = crate::weights::build(&config, &mut source, device, q8, on_progress)?;
+    let model = crate::weights::build(&config, &mut source, device, quant, on_progress)?;
     Ok(LoadedModel {
         model,
         tokenizer,

@@ -204,8 +204,8 @@ pub fn attach_lora(
 }
 
 /// Folds every adapter into its base weight (`W ← W + s·A·B`) and removes it: the merged model
-/// computes the same function without adapter cost. A weight held in Q8_0 is merged into its
-/// dequantized values and stays f32 ([`crate::Llama::quantize_q8_0`] again to quantize it):
+/// computes the same function without adapter cost. A weight held quantized is merged into its
+/// dequantized values and stays f32 ([`crate::Llama::quantize`] again to quantize it):
 /// merge before quantizing to merge into the original weights.
 pub fn merge_lora(model: &mut Llama) {
     for (_, p) in model.projections_mut() {
@@ -213,7 +213,7 @@ pub fn merge_lora(model: &mut Llama) {
             let delta = lora.a.val().matmul(lora.b.val()).mul_scalar(lora.scaling);
             let merged = p.weight_f32() + delta;
             p.weight = Param::from_tensor(merged);
-            p.q8 = None;
+            p.quantized = None;
         }
     }
 }
@@ -627,12 +627,12 @@ pub fn peft_from_bytes(
 /// # Errors
 ///
 /// [`Error::Device`] if a tensor cannot be read back; [`Error::Config`] if the weights are held
-/// in Q8_0 ([`Llama::quantize_q8_0`], [`crate::load_model_q8_0`]).
+/// quantized ([`Llama::quantize`], [`crate::load_model_quantized`]).
 pub fn hf_state_dict(model: &Llama) -> Result<BTreeMap<String, HostTensor>> {
     if model.is_quantized() {
         return Err(Error::Config {
             file: "model".into(),
-            message: "the model's weights are held in Q8_0 for inference (--quant); load it \
+            message: "the model's weights are held quantized (Q8_0 or Q4_1) for inference (--quant); load it \
                       without quantizing to read or save its f32 weights"
                 .into(),
         });
@@ -664,7 +664,7 @@ pub fn hf_state_dict(model: &Llama) -> Result<BTreeMap<String, HostTensor>> {
 ///
 /// [`Error::Io`] when the folder cannot be written; [`Error::Config`] if adapters are attached
 /// (merge or remove them first: an unmerged checkpoint would silently drop them) or the weights
-/// are held in Q8_0 (nothing is written then).
+/// are held quantized (nothing is written then).
 pub fn save_hf(model: &Llama, dir: &Path) -> Result<()> {
     if model.projections().iter().any(|(_, p)| p.lora.is_some()) {
         return Err(Error::Config {

@@ -1,64 +1,87 @@
-//! Q8_0 weights for CPU inference: a projection's weight kept as 8-bit integers with one scale
-//! per block of 32 inputs (GGML's `Q8_0` layout, with f32 instead of f16 scales), multiplied
-//! with activations quantized the same way, as llama.cpp's `ggml_vec_dot_q8_0_q8_0` does.
+//! Quantized weights for CPU inference: a projection's weight kept in one of GGML's block
+//! formats ([`QFormat`]: `Q8_0`, 8-bit values with a scale per block of 32 inputs, or `Q4_1`,
+//! 4-bit values with a scale and a minimum per block, both with f32 instead of f16 block
+//! constants), multiplied with activations quantized to Q8_0, as llama.cpp's
+//! `ggml_vec_dot_q8_0_q8_0` and `ggml_vec_dot_q4_1_q8_1` do.
 //!
 //! Decoding is memory-bound: every new token reads every weight once. Q8_0 reads 1.125 bytes
-//! per weight instead of f32's 4, and the integer dot products run in SIMD registers (AVX-512
-//! or AVX2 when the CPU has them, chosen at run time by `pulp`; portable code otherwise). The result differs
-//! from the f32 product by the two roundings (weights and activations to 8 bits), about 0.5 %
-//! of a typical logit; `tests/tests/qmatmul.rs` bounds it against the f32 model.
+//! per weight and Q4_1 0.75 instead of f32's 4, and the integer dot products run in SIMD
+//! registers (AVX-512 or AVX2 when the CPU has them, chosen at run time by `pulp`; portable
+//! code otherwise). The result differs from the f32 product by the roundings (weights to 8 or
+//! 4 bits, activations to 8 bits); `tests/tests/qmatmul.rs` bounds it against the f32 model.
 //!
 //! Inputs of many rows (a prompt) are compute-bound instead: they are multiplied in f32 with
-//! slices of the matrix dequantized on the fly ([`Q8Matrix::for_dense_slices`]), so a
+//! slices of the matrix dequantized on the fly ([`QMatrix::for_dense_slices`]), so a
 //! quantized model holds no f32 copy of its weights at all.
 //!
 //! Inference only: no gradient flows through a quantized projection (training keeps f32).
 
 use rayon::prelude::*;
 
-/// Inputs per quantization block.
+pub use crate::weights::QFormat;
+
+/// Inputs per quantization block (both formats).
 pub const Q8_BLOCK: usize = 32;
 
-/// The most weights [`Q8Matrix::for_dense_slices`] dequantizes at once (8 MiB of f32).
+/// The most weights [`QMatrix::for_dense_slices`] dequantizes at once (8 MiB of f32).
 pub const DENSE_SLICE_VALUES: usize = 1 << 21;
 
-/// A `[rows, cols]` matrix (rows = outputs, cols = inputs, PyTorch's `[out, in]`) in Q8_0:
-/// each row in blocks of [`Q8_BLOCK`] consecutive values sharing a scale `d = max|w| / 127`,
-/// stored as `round(w / d)` in `i8`.
+/// A `[rows, cols]` matrix (rows = outputs, cols = inputs, PyTorch's `[out, in]`) in a
+/// [`QFormat`]: each row in blocks of [`Q8_BLOCK`] consecutive values.
 #[derive(Debug, Clone)]
-pub struct Q8Matrix {
+pub struct QMatrix {
     rows: usize,
     cols: usize,
-    /// `rows × cols` quantized values, row-major.
-    qs: Vec<i8>,
-    /// `rows × cols / 32` scales, row-major.
-    scales: Vec<f32>,
+    blocks: Blocks,
 }
 
-impl Q8Matrix {
+/// The blocks of a [`QMatrix`], row-major; `scales` (and `mins`) hold one value per block.
+#[derive(Debug, Clone)]
+enum Blocks {
+    /// `rows × cols` values.
+    Q8_0 { qs: Vec<i8>, scales: Vec<f32> },
+    /// `rows × cols / 2` bytes, 16 per block in GGML's order: byte `j` holds value `j` in its
+    /// low nibble and value `j + 16` in its high nibble.
+    Q4_1 {
+        qs: Vec<u8>,
+        scales: Vec<f32>,
+        mins: Vec<f32>,
+    },
+}
+
+impl QMatrix {
     /// Quantizes a row-major `[rows, cols]` matrix; `None` when `cols` is not a multiple of
     /// [`Q8_BLOCK`] (the projection then stays f32).
     ///
     /// # Panics
     ///
     /// If `data.len() != rows * cols`.
-    pub fn from_rows(data: &[f32], rows: usize, cols: usize) -> Option<Self> {
+    pub fn from_rows(format: QFormat, data: &[f32], rows: usize, cols: usize) -> Option<Self> {
         assert_eq!(
             data.len(),
             rows * cols,
-            "Q8Matrix::from_rows: shape mismatch"
+            "QMatrix::from_rows: shape mismatch"
         );
         if cols == 0 || !cols.is_multiple_of(Q8_BLOCK) {
             return None;
         }
-        let mut qs = vec![0i8; rows * cols];
-        let scales = quantize_blocks(data, &mut qs);
-        Some(Self {
-            rows,
-            cols,
-            qs,
-            scales,
-        })
+        let blocks = match format {
+            QFormat::Q8_0 => {
+                let mut qs = vec![0i8; rows * cols];
+                let scales = quantize_blocks(data, &mut qs);
+                Blocks::Q8_0 { qs, scales }
+            }
+            QFormat::Q4_1 => {
+                let n = data.len() / Q8_BLOCK;
+                let (mut qs, mut scales, mut mins) =
+                    (vec![0u8; data.len() / 2], vec![0f32; n], vec![0f32; n]);
+                for (b, w) in data.chunks_exact(Q8_BLOCK).enumerate() {
+                    (scales[b], mins[b]) = quantize_block_q4_1(w, &mut qs[b * 16..(b + 1) * 16]);
+                }
+                Blocks::Q4_1 { qs, scales, mins }
+            }
+        };
+        Some(Self { rows, cols, blocks })
     }
 
     /// Quantizes a row-major `[cols, rows]` matrix stored input-major (burn's `[in, out]`
@@ -67,11 +90,11 @@ impl Q8Matrix {
     /// # Panics
     ///
     /// If `data.len() != rows * cols`.
-    pub fn from_columns(data: &[f32], d_in: usize, d_out: usize) -> Option<Self> {
+    pub fn from_columns(format: QFormat, data: &[f32], d_in: usize, d_out: usize) -> Option<Self> {
         assert_eq!(
             data.len(),
             d_in * d_out,
-            "Q8Matrix::from_columns: shape mismatch"
+            "QMatrix::from_columns: shape mismatch"
         );
         let mut t = vec![0f32; data.len()];
         for (i, row) in data.chunks_exact(d_out).enumerate() {
@@ -79,7 +102,15 @@ impl Q8Matrix {
                 t[o * d_in + i] = v;
             }
         }
-        Self::from_rows(&t, d_out, d_in)
+        Self::from_rows(format, &t, d_out, d_in)
+    }
+
+    /// The format the weights are held in.
+    pub fn format(&self) -> QFormat {
+        match self.blocks {
+            Blocks::Q8_0 { .. } => QFormat::Q8_0,
+            Blocks::Q4_1 { .. } => QFormat::Q4_1,
+        }
     }
 
     /// Output width (rows).
@@ -92,19 +123,22 @@ impl Q8Matrix {
         self.cols
     }
 
-    /// Bytes the quantized values and scales take.
+    /// Bytes the quantized values and block constants take.
     pub fn bytes(&self) -> usize {
-        self.qs.len() + 4 * self.scales.len()
+        match &self.blocks {
+            Blocks::Q8_0 { qs, scales } => qs.len() + 4 * scales.len(),
+            Blocks::Q4_1 { qs, scales, mins } => qs.len() + 4 * (scales.len() + mins.len()),
+        }
     }
 
-    /// The matrix as f32 again (`q · d`), row-major `[rows, cols]`.
+    /// The matrix as f32 again (`q · d`, or `q · d + m`), row-major `[rows, cols]`.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.rows * self.cols];
         self.dequantize_rows_into(0, &mut out);
         out
     }
 
-    /// Rows `first..first + n` as f32 (`q · d`), written row-major into `out` (`[n, cols]`,
+    /// Rows `first..first + n` as f32, written row-major into `out` (`[n, cols]`,
     /// `n = out.len() / cols`).
     ///
     /// # Panics
@@ -114,27 +148,45 @@ impl Q8Matrix {
         let n = out.len() / self.cols.max(1);
         assert!(
             n * self.cols == out.len() && first + n <= self.rows,
-            "Q8Matrix::dequantize_rows_into: rows {first}..{} of a [{}, {}] matrix into {} values",
+            "QMatrix::dequantize_rows_into: rows {first}..{} of a [{}, {}] matrix into {} values",
             first + n,
             self.rows,
             self.cols,
             out.len()
         );
-        let qs = &self.qs[first * self.cols..(first + n) * self.cols];
-        let scales = &self.scales[first * self.cols / Q8_BLOCK..];
-        for ((o, q), &d) in out
-            .chunks_exact_mut(Q8_BLOCK)
-            .zip(qs.chunks_exact(Q8_BLOCK))
-            .zip(scales)
-        {
-            for (o, &q) in o.iter_mut().zip(q) {
-                *o = f32::from(q) * d;
+        let first_block = first * self.cols / Q8_BLOCK;
+        match &self.blocks {
+            Blocks::Q8_0 { qs, scales } => {
+                let qs = &qs[first * self.cols..(first + n) * self.cols];
+                for ((o, q), &d) in out
+                    .chunks_exact_mut(Q8_BLOCK)
+                    .zip(qs.chunks_exact(Q8_BLOCK))
+                    .zip(&scales[first_block..])
+                {
+                    for (o, &q) in o.iter_mut().zip(q) {
+                        *o = f32::from(q) * d;
+                    }
+                }
+            }
+            Blocks::Q4_1 { qs, scales, mins } => {
+                let qs = &qs[first * self.cols / 2..(first + n) * self.cols / 2];
+                for ((o, q), (&d, &m)) in out
+                    .chunks_exact_mut(Q8_BLOCK)
+                    .zip(qs.chunks_exact(Q8_BLOCK / 2))
+                    .zip(scales[first_block..].iter().zip(&mins[first_block..]))
+                {
+                    let (low, high) = o.split_at_mut(Q8_BLOCK / 2);
+                    for ((l, h), &q) in low.iter_mut().zip(high).zip(q) {
+                        *l = f32::from(q & 0x0F) * d + m;
+                        *h = f32::from(q >> 4) * d + m;
+                    }
+                }
             }
         }
     }
 
     /// The rows `ids` as f32, row-major `[ids.len(), cols]`: an embedding lookup in a
-    /// quantized table (llama.cpp's `get_rows` on a Q8_0 `token_embd`).
+    /// quantized table (llama.cpp's `get_rows` on a quantized `token_embd`).
     ///
     /// # Panics
     ///
@@ -144,7 +196,7 @@ impl Q8Matrix {
         for (&id, row) in ids.iter().zip(out.chunks_exact_mut(self.cols.max(1))) {
             assert!(
                 id < self.rows,
-                "Q8Matrix::gather_rows: row {id} of a matrix with {} rows",
+                "QMatrix::gather_rows: row {id} of a matrix with {} rows",
                 self.rows
             );
             self.dequantize_rows_into(id, row);
@@ -153,7 +205,7 @@ impl Q8Matrix {
     }
 
     /// `x · Wᵀ` in f32 against the dequantized matrix, for inputs of many rows (a prompt),
-    /// where the product is compute-bound and f32 GEMM beats the 8-bit dot products: the
+    /// where the product is compute-bound and f32 GEMM beats the integer dot products: the
     /// weights are dequantized a slice of output rows at a time (at most
     /// [`DENSE_SLICE_VALUES`] values, on all threads), so no f32 copy of the whole matrix
     /// is ever held. `gemm(x, w_slice)` computes `x · w_sliceᵀ` for a `[n, cols]` slice; the
@@ -199,7 +251,8 @@ impl Q8Matrix {
 
     /// `x · Wᵢᵀ` for several matrices that read the same input (a layer's q/k/v or gate/up
     /// projections): `x` is quantized once and all the products share one parallel pass, so
-    /// the thread pool starts once instead of once per matrix.
+    /// the thread pool starts once instead of once per matrix. The matrices may be in
+    /// different formats.
     ///
     /// # Shapes
     ///
@@ -210,19 +263,29 @@ impl Q8Matrix {
     ///
     /// If `ws` is empty, the matrices' widths differ, or `x.len() != tokens * cols`.
     pub fn matmul_many(ws: &[&Self], x: &[f32], tokens: usize) -> Vec<Vec<f32>> {
-        let cols = ws.first().expect("Q8Matrix::matmul_many: no matrix").cols;
+        let cols = ws.first().expect("QMatrix::matmul_many: no matrix").cols;
         assert!(
             ws.iter().all(|w| w.cols == cols),
-            "Q8Matrix::matmul_many: the matrices' widths differ"
+            "QMatrix::matmul_many: the matrices' widths differ"
         );
         assert_eq!(
             x.len(),
             tokens * cols,
-            "Q8Matrix::matmul: x has the wrong size"
+            "QMatrix::matmul: x has the wrong size"
         );
         let blocks = cols / Q8_BLOCK;
         let mut xq = vec![0i8; x.len()];
         let xd = quantize_blocks(x, &mut xq);
+        // Q4_1's minimum multiplies the sum of a block's activations: `d_x · Σ q_x` per block
+        // (what GGML's Q8_1 stores as `s`).
+        let xs: Vec<f32> = if ws.iter().any(|w| w.format() == QFormat::Q4_1) {
+            xq.chunks_exact(Q8_BLOCK)
+                .zip(&xd)
+                .map(|(q, &d)| d * q.iter().map(|&v| i32::from(v)).sum::<i32>() as f32)
+                .collect()
+        } else {
+            Vec::new()
+        };
         // Work in chunks of output rows, each reading its weights once for every token:
         // `[rows, tokens]` here, transposed at the end when there is more than one token.
         let rows_per_task = (16_384 / cols).clamp(1, 64);
@@ -239,15 +302,29 @@ impl Q8Matrix {
         let kernel = Kernel::detect();
         tasks.into_par_iter().for_each(|(w, first, out)| {
             let n = out.len() / tokens;
-            kernel.run(RowsKernel {
-                wq: &w.qs[first * cols..(first + n) * cols],
-                wd: &w.scales[first * blocks..(first + n) * blocks],
-                xq: &xq,
-                xd: &xd,
-                cols,
-                tokens,
-                out,
-            })
+            let block_range = first * blocks..(first + n) * blocks;
+            match &w.blocks {
+                Blocks::Q8_0 { qs, scales } => kernel.run(RowsKernel {
+                    wq: &qs[first * cols..(first + n) * cols],
+                    wd: &scales[block_range],
+                    xq: &xq,
+                    xd: &xd,
+                    cols,
+                    tokens,
+                    out,
+                }),
+                Blocks::Q4_1 { qs, scales, mins } => kernel.run_q4_1(Q4RowsKernel {
+                    wq: &qs[first * cols / 2..(first + n) * cols / 2],
+                    wd: &scales[block_range.clone()],
+                    wm: &mins[block_range],
+                    xq: &xq,
+                    xd: &xd,
+                    xs: &xs,
+                    cols,
+                    tokens,
+                    out,
+                }),
+            }
         });
         if tokens == 1 {
             return outs;
@@ -265,6 +342,24 @@ impl Q8Matrix {
             })
             .collect()
     }
+}
+
+/// Quantizes 32 values to Q4_1 as GGML's `quantize_row_q4_1_ref` does (`q = min(15,
+/// ⌊(w − m)/d + ½⌋)`), writing 16 bytes of nibbles into `q`; returns `(d, m)`.
+fn quantize_block_q4_1(w: &[f32], q: &mut [u8]) -> (f32, f32) {
+    let (mut min, mut max) = (f32::INFINITY, f32::NEG_INFINITY);
+    for &v in w {
+        min = min.min(v);
+        max = max.max(v);
+    }
+    let d = (max - min) / 15.0;
+    let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let level = |v: f32| (((v - min) * inv + 0.5) as u8).min(15);
+    let (low, high) = w.split_at(Q8_BLOCK / 2);
+    for ((q, &l), &h) in q.iter_mut().zip(low).zip(high) {
+        *q = level(l) | (level(h) << 4);
+    }
+    (d, min)
 }
 
 /// Quantizes `values` block by block into `q` (as [`quantize_block`]) and returns the blocks'
@@ -364,6 +459,18 @@ impl Kernel {
             Self::Portable(arch) => arch.dispatch(rows),
         }
     }
+
+    /// [`Kernel::run`] for Q4_1 weights; the AVX-512 machines run the AVX2 code (the 4-bit
+    /// kernel is bound by the weights' bytes, not by the vector width).
+    fn run_q4_1(self, rows: Q4RowsKernel<'_>) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512(simd) => pulp::Simd::vectorize(*simd, avx2::Rows4 { simd: *simd, rows }),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2(simd) => pulp::Simd::vectorize(simd, avx2::Rows4 { simd, rows }),
+            Self::Portable(arch) => arch.dispatch(rows),
+        }
+    }
 }
 
 /// Some weight rows against every token, compiled once per SIMD level by `pulp`.
@@ -405,6 +512,81 @@ impl pulp::WithSimd for RowsKernel<'_> {
     }
 }
 
+/// Some Q4_1 weight rows against every token ([`RowsKernel`] for 4-bit weights).
+struct Q4RowsKernel<'a> {
+    /// 16 bytes per block (GGML's nibble order).
+    wq: &'a [u8],
+    wd: &'a [f32],
+    wm: &'a [f32],
+    xq: &'a [i8],
+    xd: &'a [f32],
+    /// `d_x · Σ q_x` per block of every token.
+    xs: &'a [f32],
+    cols: usize,
+    tokens: usize,
+    /// `[rows of this task, tokens]`.
+    out: &'a mut [f32],
+}
+
+/// One Q4_1 row's blocks: nibbles, scales, minimums.
+type Q4Row<'a> = (&'a [u8], &'a [f32], &'a [f32]);
+/// One token's Q8_0 blocks: values, scales, `d·Σq` per block.
+type Q8Token<'a> = (&'a [i8], &'a [f32], &'a [f32]);
+
+impl Q4RowsKernel<'_> {
+    /// [`RowsKernel::each_dot`] for 4-bit rows.
+    #[inline(always)]
+    fn each_dot(self, dot: impl Fn(Q4Row<'_>, Q8Token<'_>) -> f32) {
+        let blocks = self.cols / Q8_BLOCK;
+        for (r, out) in self.out.chunks_exact_mut(self.tokens).enumerate() {
+            let b = r * blocks..(r + 1) * blocks;
+            let w = (
+                &self.wq[r * self.cols / 2..(r + 1) * self.cols / 2],
+                &self.wd[b.clone()],
+                &self.wm[b],
+            );
+            for (t, y) in out.iter_mut().enumerate() {
+                let b = t * blocks..(t + 1) * blocks;
+                let x = (
+                    &self.xq[t * self.cols..(t + 1) * self.cols],
+                    &self.xd[b.clone()],
+                    &self.xs[b],
+                );
+                *y = dot(w, x);
+            }
+        }
+    }
+}
+
+impl pulp::WithSimd for Q4RowsKernel<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+        self.each_dot(dot_q4_1)
+    }
+}
+
+/// `Σ_b (d_w[b]·d_x[b]·Σ_k q_w[b,k]·q_x[b,k] + m_w[b]·d_x[b]·Σ_k q_x[b,k])`, which is
+/// `Σ (d_w·q_w + m_w)·(d_x·q_x)` with exact integer sums per block.
+#[inline(always)]
+fn dot_q4_1((wq, wd, wm): Q4Row<'_>, (xq, xd, xs): Q8Token<'_>) -> f32 {
+    let mut acc = 0f32;
+    for ((w, x), ((dw, mw), (dx, sx))) in wq
+        .chunks_exact(Q8_BLOCK / 2)
+        .zip(xq.chunks_exact(Q8_BLOCK))
+        .zip(wd.iter().zip(wm).zip(xd.iter().zip(xs)))
+    {
+        let mut s = 0i32;
+        for j in 0..Q8_BLOCK / 2 {
+            s += i32::from(w[j] & 0x0F) * i32::from(x[j])
+                + i32::from(w[j] >> 4) * i32::from(x[j + Q8_BLOCK / 2]);
+        }
+        acc += s as f32 * (dw * dx) + mw * sx;
+    }
+    acc
+}
+
 /// `Σ_b d_w[b]·d_x[b]·Σ_k q_w[b,k]·q_x[b,k]`: exact integer sums per block (a reduction
 /// LLVM turns into `vpmaddwd` under AVX2).
 #[inline(always)]
@@ -431,7 +613,7 @@ fn dot_q8(wq: &[i8], wd: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
 /// saturates i16), so only the f32 accumulation order differs from the portable loop.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use std::arch::x86_64::{__m256, __m256i};
+    use std::arch::x86_64::{__m128i, __m256, __m256i};
 
     use super::{Q8_BLOCK, RowsKernel};
 
@@ -448,6 +630,60 @@ mod avx2 {
             let Rows { simd, rows } = self;
             rows.each_dot(|wq, wd, xq, xd| dot(simd, wq, wd, xq, xd))
         }
+    }
+
+    /// Q4_1 rows on AVX2, after llama.cpp's `ggml_vec_dot_q4_1_q8_1`: a block's 16 bytes are
+    /// split into their low nibbles (values 0–15) and high nibbles (16–31) in one 256-bit
+    /// register, `vpmaddubsw` multiplies them (unsigned, at most 15) with x's signed values,
+    /// `vpmaddwd` gives 8 i32 lanes scaled by `d_w·d_x`; the minimum's term `m_w·d_x·Σq_x`
+    /// is added per block. The integer sums are exact (a pair is at most 2·15·127).
+    pub(super) struct Rows4<'a> {
+        pub simd: pulp::x86::V3,
+        pub rows: super::Q4RowsKernel<'a>,
+    }
+
+    impl pulp::WithSimd for Rows4<'_> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+            let Rows4 { simd, rows } = self;
+            rows.each_dot(|w, x| dot_q4_1(simd, w, x))
+        }
+    }
+
+    #[inline(always)]
+    fn dot_q4_1(
+        simd: pulp::x86::V3,
+        (wq, wd, wm): super::Q4Row<'_>,
+        (xq, xd, xs): super::Q8Token<'_>,
+    ) -> f32 {
+        let ones = simd.avx._mm256_set1_epi16(1);
+        let nibble = simd.sse2._mm_set1_epi8(0x0F);
+        let mut acc: __m256 = simd.avx._mm256_setzero_ps();
+        let mut acc_min = 0f32;
+        for ((w, x), ((&dw, &mw), (&dx, &sx))) in wq
+            .chunks_exact(Q8_BLOCK / 2)
+            .zip(xq.chunks_exact(Q8_BLOCK))
+            .zip(wd.iter().zip(wm).zip(xd.iter().zip(xs)))
+        {
+            let bytes: [u8; Q8_BLOCK / 2] = w.try_into().expect("a Q4_1 block is 16 bytes");
+            let bytes: __m128i = pulp::cast(bytes);
+            let low = simd.sse2._mm_and_si128(bytes, nibble);
+            let high = simd
+                .sse2
+                ._mm_and_si128(simd.sse2._mm_srli_epi16::<4>(bytes), nibble);
+            let w = simd.avx._mm256_set_m128i(high, low);
+            let pairs = simd.avx2._mm256_maddubs_epi16(w, load(x));
+            let lanes = simd.avx2._mm256_madd_epi16(pairs, ones);
+            let lanes = simd.avx._mm256_cvtepi32_ps(lanes);
+            acc = simd
+                .fma
+                ._mm256_fmadd_ps(lanes, simd.avx._mm256_set1_ps(dw * dx), acc);
+            acc_min += mw * sx;
+        }
+        let lanes: [f32; 8] = pulp::cast(acc);
+        lanes.iter().sum::<f32>() + acc_min
     }
 
     #[inline(always)]
@@ -547,30 +783,81 @@ mod avx512 {
 mod tests {
     use super::*;
 
+    const FORMATS: [QFormat; 2] = [QFormat::Q8_0, QFormat::Q4_1];
+
     fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = crate::SplitMix64::new(seed, "q8 test");
         (0..n).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect()
     }
 
+    fn q8(data: &[f32], rows: usize, cols: usize) -> QMatrix {
+        QMatrix::from_rows(QFormat::Q8_0, data, rows, cols).unwrap()
+    }
+
     #[test]
     fn quantization_error_is_within_half_a_step() {
         let w = values(4 * 64, 1);
-        let q = Q8Matrix::from_rows(&w, 4, 64).unwrap();
-        for (block, (orig, back)) in w
-            .chunks_exact(32)
-            .zip(q.dequantize().chunks_exact(32))
-            .enumerate()
-        {
-            let step = orig.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
-            for (a, b) in orig.iter().zip(back) {
+        for format in FORMATS {
+            let q = QMatrix::from_rows(format, &w, 4, 64).unwrap();
+            assert_eq!(q.format(), format);
+            for (block, (orig, back)) in w
+                .chunks_exact(32)
+                .zip(q.dequantize().chunks_exact(32))
+                .enumerate()
+            {
+                let (min, max) = orig
+                    .iter()
+                    .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                let step = match format {
+                    QFormat::Q8_0 => max.abs().max(min.abs()) / 127.0,
+                    QFormat::Q4_1 => (max - min) / 15.0,
+                };
+                for (a, b) in orig.iter().zip(back) {
+                    assert!(
+                        (a - b).abs() <= 0.5 * step + 1e-6,
+                        "{format:?} block {block}: {a} vs {b}"
+                    );
+                }
+            }
+            assert!(QMatrix::from_rows(format, &w, 8, 32).is_some());
+            assert!(QMatrix::from_rows(format, &w[..4 * 48], 4, 48).is_none());
+        }
+        let bytes = |f| QMatrix::from_rows(f, &w, 4, 64).unwrap().bytes();
+        assert_eq!(bytes(QFormat::Q8_0), 4 * 64 + 4 * 8);
+        assert_eq!(bytes(QFormat::Q4_1), 4 * 32 + 8 * 8);
+    }
+
+    /// A block as a GGUF file holds it (GGML's Q4_1 layout: f16 d and m, then nibbles),
+    /// dequantized by the GGUF reader and quantized again, gets the file's nibbles back and
+    /// the same values: `--quant q4_1` on a Q4_1 file keeps the file's weights.
+    #[test]
+    fn a_gguf_q4_1_block_comes_back_unchanged() {
+        let mut rng = crate::SplitMix64::new(3, "q4_1 block");
+        for trial in 0..50 {
+            let d = half::f16::from_f32((rng.unit() * 0.1 + 1e-3) as f32);
+            let m = half::f16::from_f32((rng.unit() - 0.5) as f32);
+            let mut nibbles: Vec<u8> = (0..32).map(|_| (rng.unit() * 16.0) as u8 % 16).collect();
+            // a block quantized by GGML spans its whole range: 0 and 15 both occur
+            nibbles[trial % 32] = 0;
+            nibbles[(trial + 7) % 32] = 15;
+            let mut block = Vec::new();
+            block.extend(d.to_le_bytes());
+            block.extend(m.to_le_bytes());
+            block.extend((0..16).map(|j| nibbles[j] | (nibbles[j + 16] << 4)));
+            let file_values =
+                crate::weights::dequantize(crate::weights::GgmlType::Q4_1, &block, 32).unwrap();
+            let q = QMatrix::from_rows(QFormat::Q4_1, &file_values, 1, 32).unwrap();
+            let Blocks::Q4_1 { qs, .. } = &q.blocks else {
+                panic!("Q4_1 blocks")
+            };
+            assert_eq!(&qs[..], &block[4..], "trial {trial}: nibbles");
+            for (k, (a, b)) in file_values.iter().zip(q.dequantize()).enumerate() {
                 assert!(
-                    (a - b).abs() <= 0.5 * step + 1e-7,
-                    "block {block}: {a} vs {b}"
+                    (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                    "trial {trial}, value {k}: {a} vs {b}"
                 );
             }
         }
-        assert!(Q8Matrix::from_rows(&w, 8, 32).is_some());
-        assert!(Q8Matrix::from_rows(&w[..4 * 48], 4, 48).is_none());
     }
 
     /// The vectorised quantization rounds as the scalar definition does (half away from zero),
@@ -609,53 +896,82 @@ mod tests {
         let (rows, cols, tokens) = (70, 96, 5);
         let w = values(rows * cols, 2);
         let x = values(tokens * cols, 3);
-        let q = Q8Matrix::from_rows(&w, rows, cols).unwrap();
-        let y = q.matmul(&x, tokens);
-        // Reference: both operands rounded the same way, multiplied in f64.
-        let xq = Q8Matrix::from_rows(&x, tokens, cols).unwrap().dequantize();
-        let wq = q.dequantize();
-        for t in 0..tokens {
-            for r in 0..rows {
-                let want: f64 = (0..cols)
-                    .map(|c| f64::from(xq[t * cols + c]) * f64::from(wq[r * cols + c]))
-                    .sum();
-                let got = f64::from(y[t * rows + r]);
-                assert!((got - want).abs() < 1e-4, "y[{t},{r}] = {got}, want {want}");
+        // Reference: the activations rounded the same way, multiplied in f64.
+        let xq = q8(&x, tokens, cols).dequantize();
+        for format in FORMATS {
+            let q = QMatrix::from_rows(format, &w, rows, cols).unwrap();
+            let y = q.matmul(&x, tokens);
+            let wq = q.dequantize();
+            for t in 0..tokens {
+                for r in 0..rows {
+                    let want: f64 = (0..cols)
+                        .map(|c| f64::from(xq[t * cols + c]) * f64::from(wq[r * cols + c]))
+                        .sum();
+                    let got = f64::from(y[t * rows + r]);
+                    assert!(
+                        (got - want).abs() < 1e-4,
+                        "{format:?} y[{t},{r}] = {got}, want {want}"
+                    );
+                }
             }
+            // And close to the exact f32 product (the quantization error itself).
+            let exact: f64 = (0..cols).map(|c| f64::from(x[c]) * f64::from(w[c])).sum();
+            let tolerance = if format == QFormat::Q8_0 { 0.05 } else { 0.3 };
+            assert!(
+                (f64::from(y[0]) - exact).abs() < tolerance,
+                "{format:?}: {} vs {exact}",
+                y[0]
+            );
         }
-        // And close to the exact f32 product (the quantization error itself).
-        let exact: f64 = (0..cols).map(|c| f64::from(x[c]) * f64::from(w[c])).sum();
-        assert!(
-            (f64::from(y[0]) - exact).abs() < 0.05,
-            "{} vs {exact}",
-            y[0]
-        );
     }
 
     /// Odd and even numbers of blocks (AVX-512 takes two at a time), including the full range
-    /// of quantized values (±127 in every block: a value's scale maps its block's max to 127).
+    /// of quantized values (±127 in every Q8_0 block, 0 and 15 in every Q4_1 block).
     #[test]
     fn every_kernel_gives_the_portable_result() {
         for cols in [160, 192, 32] {
-            every_kernel_gives_the_portable_result_for(cols);
+            for format in FORMATS {
+                every_kernel_gives_the_portable_result_for(format, cols);
+            }
         }
     }
 
-    fn every_kernel_gives_the_portable_result_for(cols: usize) {
+    fn every_kernel_gives_the_portable_result_for(format: QFormat, cols: usize) {
         let (rows, tokens) = (9, 3);
-        let w = Q8Matrix::from_rows(&values(rows * cols, 5), rows, cols).unwrap();
-        let x = Q8Matrix::from_rows(&values(tokens * cols, 6), tokens, cols).unwrap();
+        let w = QMatrix::from_rows(format, &values(rows * cols, 5), rows, cols).unwrap();
+        let x = q8(&values(tokens * cols, 6), tokens, cols);
+        let Blocks::Q8_0 { qs: xq, scales: xd } = &x.blocks else {
+            panic!("Q8_0 activations")
+        };
+        let xs: Vec<f32> = xq
+            .chunks_exact(Q8_BLOCK)
+            .zip(xd)
+            .map(|(q, &d)| d * q.iter().map(|&v| i32::from(v)).sum::<i32>() as f32)
+            .collect();
         let run = |kernel: Kernel| {
             let mut out = vec![0f32; rows * tokens];
-            kernel.run(RowsKernel {
-                wq: &w.qs,
-                wd: &w.scales,
-                xq: &x.qs,
-                xd: &x.scales,
-                cols,
-                tokens,
-                out: &mut out,
-            });
+            match &w.blocks {
+                Blocks::Q8_0 { qs, scales } => kernel.run(RowsKernel {
+                    wq: qs,
+                    wd: scales,
+                    xq,
+                    xd,
+                    cols,
+                    tokens,
+                    out: &mut out,
+                }),
+                Blocks::Q4_1 { qs, scales, mins } => kernel.run_q4_1(Q4RowsKernel {
+                    wq: qs,
+                    wd: scales,
+                    wm: mins,
+                    xq,
+                    xd,
+                    xs: &xs,
+                    cols,
+                    tokens,
+                    out: &mut out,
+                }),
+            }
             out
         };
         let portable = run(Kernel::Portable(pulp::Arch::new()));
@@ -664,7 +980,7 @@ mod tests {
             for (i, (a, b)) in portable.iter().zip(&out).enumerate() {
                 assert!(
                     (a - b).abs() <= 1e-4 * a.abs().max(1.0),
-                    "{cols} columns, kernel {k}, out[{i}]: {a} vs {b}"
+                    "{format:?}, {cols} columns, kernel {k}, out[{i}]: {a} vs {b}"
                 );
             }
         }
@@ -675,16 +991,18 @@ mod tests {
     #[test]
     fn a_tokens_product_does_not_depend_on_its_batch() {
         let (rows, cols) = (11, 96);
-        let w = Q8Matrix::from_rows(&values(rows * cols, 10), rows, cols).unwrap();
-        for tokens in 1..=8 {
-            let x = values(tokens * cols, 11 + tokens as u64);
-            let batch = w.matmul(&x, tokens);
-            for (t, token) in x.chunks_exact(cols).enumerate() {
-                assert_eq!(
-                    &batch[t * rows..(t + 1) * rows],
-                    &w.matmul(token, 1)[..],
-                    "token {t} of {tokens}"
-                );
+        for format in FORMATS {
+            let w = QMatrix::from_rows(format, &values(rows * cols, 10), rows, cols).unwrap();
+            for tokens in 1..=8 {
+                let x = values(tokens * cols, 11 + tokens as u64);
+                let batch = w.matmul(&x, tokens);
+                for (t, token) in x.chunks_exact(cols).enumerate() {
+                    assert_eq!(
+                        &batch[t * rows..(t + 1) * rows],
+                        &w.matmul(token, 1)[..],
+                        "{format:?}: token {t} of {tokens}"
+                    );
+                }
             }
         }
     }
@@ -692,10 +1010,10 @@ mod tests {
     #[test]
     fn products_in_one_pass_equal_separate_products() {
         let (cols, tokens) = (64, 3);
-        let a = Q8Matrix::from_rows(&values(5 * cols, 7), 5, cols).unwrap();
-        let b = Q8Matrix::from_rows(&values(130 * cols, 8), 130, cols).unwrap();
+        let a = q8(&values(5 * cols, 7), 5, cols);
+        let b = QMatrix::from_rows(QFormat::Q4_1, &values(130 * cols, 8), 130, cols).unwrap();
         let x = values(tokens * cols, 9);
-        let both = Q8Matrix::matmul_many(&[&a, &b], &x, tokens);
+        let both = QMatrix::matmul_many(&[&a, &b], &x, tokens);
         assert_eq!(both.len(), 2);
         assert_eq!(both[0], a.matmul(&x, tokens));
         assert_eq!(both[1], b.matmul(&x, tokens));
@@ -706,13 +1024,17 @@ mod tests {
     fn input_major_weights_are_transposed() {
         let (d_in, d_out) = (64, 3);
         let w_in_out = values(d_in * d_out, 4);
-        let q = Q8Matrix::from_columns(&w_in_out, d_in, d_out).unwrap();
-        assert_eq!((q.rows(), q.cols()), (d_out, d_in));
-        let back = q.dequantize();
-        for i in 0..d_in {
-            for o in 0..d_out {
-                assert!((back[o * d_in + i] - w_in_out[i * d_out + o]).abs() < 0.01);
+        for (format, tolerance) in [(QFormat::Q8_0, 0.01), (QFormat::Q4_1, 0.07)] {
+            let q = QMatrix::from_columns(format, &w_in_out, d_in, d_out).unwrap();
+            assert_eq!((q.rows(), q.cols()), (d_out, d_in));
+            let back = q.dequantize();
+            for i in 0..d_in {
+                for o in 0..d_out {
+                    assert!((back[o * d_in + i] - w_in_out[i * d_out + o]).abs() < tolerance);
+                }
             }
+            // a row read alone equals the same row of the whole matrix
+            assert_eq!(q.gather_rows(&[2]), back[2 * d_in..].to_vec());
         }
     }
 }

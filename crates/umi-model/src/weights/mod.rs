@@ -10,7 +10,7 @@ mod random;
 pub(crate) mod safetensors;
 
 pub use gguf::GgufFile;
-pub use quant::{GgmlType, dequantize};
+pub use quant::{GgmlType, QFormat, dequantize};
 pub use random::RandomWeights;
 pub use safetensors::{SafetensorsFolder, is_plain_relative};
 
@@ -128,18 +128,18 @@ pub fn build_llama_with_progress(
     device: &Device,
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<Llama> {
-    build(config, source, device, false, on_progress)
+    build(config, source, device, None, on_progress)
 }
 
-/// The model from `source`, with every projection and the token embedding put in Q8_0 as it
-/// is read when `q8` (native only: [`crate::load_model_q8_0`]), so the f32 weights never all
-/// live at once (peak memory: the Q8_0 model plus one f32 tensor); the model then equals the
-/// f32 one after [`Llama::quantize_q8_0`].
+/// The model from `source`, with every projection put in the format `quant` names and the
+/// token embedding in Q8_0 as they are read (native only: [`crate::load_model_quantized`]),
+/// so the f32 weights never all live at once (peak memory: the quantized model plus one f32
+/// tensor); the model then equals the f32 one after [`Llama::quantize`].
 pub(crate) fn build(
     config: &LlamaConfig,
     source: &mut dyn WeightSource,
     device: &Device,
-    q8: bool,
+    quant: Option<QFormat>,
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<Llama> {
     config.validate(&source.origin())?;
@@ -157,9 +157,9 @@ pub(crate) fn build(
             params_total: config.num_parameters(),
         },
         on_progress,
-        q8,
+        quant,
     };
-    let (embed_tokens, embed_q8) =
+    let (embed_tokens, embed_quantized) =
         loader.embedding(&weight_name(EMBED_TOKENS), config.vocab_size, hidden)?;
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for i in 0..config.num_hidden_layers {
@@ -214,7 +214,7 @@ pub(crate) fn build(
             device,
         ),
         config: config.clone(),
-        embed_q8,
+        embed_quantized,
     })
 }
 
@@ -223,12 +223,12 @@ struct Loader<'a> {
     device: &'a Device,
     progress: LoadProgress,
     on_progress: &'a mut dyn FnMut(LoadProgress),
-    /// Put projections and the embedding in Q8_0 as they are read.
+    /// Put projections in this format and the embedding in Q8_0 as they are read.
     #[cfg_attr(
         target_family = "wasm",
-        expect(dead_code, reason = "Q8_0 is native only")
+        expect(dead_code, reason = "quantized weights are native only")
     )]
-    q8: bool,
+    quant: Option<QFormat>,
 }
 
 impl Loader<'_> {
@@ -264,7 +264,7 @@ impl Loader<'_> {
     }
 
     /// The token embedding `[vocab, hidden]`: as an f32 tensor, or in Q8_0 (with an empty f32
-    /// slot) when loading quantized.
+    /// slot) when loading quantized (in any format: see [`Llama::quantize`]).
     fn embedding(
         &mut self,
         name: &str,
@@ -272,9 +272,10 @@ impl Loader<'_> {
         hidden: usize,
     ) -> Result<(Tensor<2>, Option<crate::linear::QuantizedWeight>)> {
         #[cfg(not(target_family = "wasm"))]
-        if self.q8 {
+        if self.quant.is_some() {
             let host = self.host(name, &[vocab, hidden])?;
-            if let Some(q) = crate::qmatmul::Q8Matrix::from_rows(&host.data, vocab, hidden) {
+            let q = crate::qmatmul::QMatrix::from_rows(QFormat::Q8_0, &host.data, vocab, hidden);
+            if let Some(q) = q {
                 self.loaded(&[vocab, hidden]);
                 let q = crate::linear::QuantizedWeight::new(q);
                 return Ok((crate::linear::empty_weight(self.device), Some(q)));
@@ -284,13 +285,16 @@ impl Loader<'_> {
         Ok((self.tensor(name, &[vocab, hidden])?, None))
     }
 
-    /// Loads an HF `[out, in]` projection and stores it `[in, out]` (or in Q8_0, which keeps
+    /// Loads an HF `[out, in]` projection and stores it `[in, out]` (or quantized, which keeps
     /// `[out, in]`, when loading quantized).
     fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<LoraLinear> {
         #[cfg(not(target_family = "wasm"))]
-        if self.q8 && inp.is_multiple_of(crate::qmatmul::Q8_BLOCK) {
+        if let Some(format) = self
+            .quant
+            .filter(|_| inp.is_multiple_of(crate::qmatmul::Q8_BLOCK))
+        {
             let host = self.host(name, &[out, inp])?;
-            let q = crate::qmatmul::Q8Matrix::from_rows(&host.data, out, inp)
+            let q = crate::qmatmul::QMatrix::from_rows(format, &host.data, out, inp)
                 .expect("the width is a multiple of the block");
             self.loaded(&[out, inp]);
             return Ok(LoraLinear::quantized(q, self.device));

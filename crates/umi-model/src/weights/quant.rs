@@ -183,6 +183,29 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
+/// How a quantized matrix (`qmatmul::QMatrix`, native builds) holds its weights: GGML's block formats (`ggml-quants.c`), each block of
+/// [`Q8_BLOCK`] consecutive inputs of a row with its own constants, kept in f32 here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QFormat {
+    /// `w = d·q`, `q = round(w / d)` in `-127..=127`, `d = max|w| / 127`: 36 bytes per block
+    /// (1.125 per weight).
+    Q8_0,
+    /// `w = d·q + m`, `q` in `0..=15` (two per byte), `m = min w`, `d = (max w − m) / 15`:
+    /// 24 bytes per block (0.75 per weight). A GGUF file's Q4_1 blocks come back with the
+    /// same `q` (the file's `d` and `m` are its own block's minimum and step).
+    Q4_1,
+}
+
+impl QFormat {
+    /// GGML's name of the format (`Q8_0`, `Q4_1`).
+    pub fn name(self) -> &'static str {
+        match self {
+            QFormat::Q8_0 => "Q8_0",
+            QFormat::Q4_1 => "Q4_1",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
