@@ -220,7 +220,11 @@ impl LoraLinear {
         let y = match &self.quantized {
             #[cfg(not(target_family = "wasm"))]
             Some(q) => quantized_product(&q.0, x.clone()),
-            _ => x.clone().matmul(self.weight.val()), // [tokens, out]
+            _ => crate::ops::matmul_weight(
+                x.clone(),
+                self.weight.val(),
+                crate::ops::WeightLayout::InOut,
+            ), // [tokens, out]
         };
         let y = self.add_lora(x, y);
         let d_out = y.dims()[1];

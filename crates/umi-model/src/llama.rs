@@ -281,7 +281,11 @@ impl Llama {
                 let logits = match &self.embed_quantized {
                     #[cfg(not(target_family = "wasm"))]
                     Some(q) => crate::linear::quantized_product(&q.0, hidden),
-                    _ => hidden.matmul(self.embed_tokens.val().transpose()), // [tokens, vocab_size]
+                    _ => crate::ops::matmul_weight(
+                        hidden,
+                        self.embed_tokens.val(),
+                        crate::ops::WeightLayout::OutIn,
+                    ), // [tokens, vocab_size]
                 };
                 logits.reshape([batch_size, seq_len, self.config.vocab_size])
             }

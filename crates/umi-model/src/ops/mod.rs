@@ -6,7 +6,8 @@
 //! - [`softmax_causal`] / [`softmax_last`]: attention probabilities, the causal mask an index
 //!   bound;
 //! - [`swiglu`]: the MLP's `silu(gate) ⊙ up`;
-//! - [`dropout`]: LoRA's input dropout, its mask drawn on the host.
+//! - [`dropout`]: LoRA's input dropout, its mask drawn on the host;
+//! - [`matmul_weight`]: a decode step's few rows times an f32 weight, on all threads.
 //!
 //! Each CPU kernel is a burn backend extension (`#[backend_extension(Flex, Autodiff)]`) with an
 //! autodiff node of its own, so training differentiates the fused form instead of the pieces.
@@ -15,6 +16,7 @@ mod attention;
 mod dropout;
 #[cfg(feature = "flex")]
 mod host;
+mod matvec;
 #[cfg(feature = "flex")]
 pub mod simd;
 mod softmax;
@@ -22,6 +24,7 @@ mod swiglu;
 
 pub use attention::{attention, attention_with_prefix};
 pub use dropout::dropout;
+pub use matvec::{WeightLayout, matmul_weight};
 pub use softmax::{Causal, softmax_causal, softmax_last};
 pub use swiglu::swiglu;
 
