@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use umi_model::{
     Backend, GenerationConfig, Sampler, argmax, next_token_logits, next_token_logits_batch,
 };
@@ -46,6 +46,10 @@ pub(crate) struct BenchArgs {
     /// sampled stream in the same run; `--new-tokens` each, EOS ignored.
     #[arg(long, default_value_t = 0)]
     samples: usize,
+    /// A LoRA adapter folder (PEFT layout, e.g. a role of the shipped agent) attached for
+    /// generation, unmerged, as `umi run` applies each role's adapter.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
 }
 
 /// Decode tokens/s of `rows` sampled continuations of `prompt` decoded as one batch (all of
@@ -105,7 +109,12 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
         return run_train_bench(args);
     }
     let device = args.backend.device()?;
-    let loaded = args.quant.load(&args.model, &device)?;
+    let mut loaded = args.quant.load(&args.model, &device)?;
+    if let Some(dir) = &args.adapter {
+        let (_, adapters) = umi_model::read_peft(&loaded.model, dir, &device)
+            .with_context(|| format!("reading the adapter in {}", dir.display()))?;
+        loaded.model.set_adapters(&adapters);
+    }
     let model = &loaded.model;
     let vocab = model.config.vocab_size;
     if args.prompt_tokens + args.new_tokens > model.max_positions() {
@@ -173,6 +182,9 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
         "decode_tok_s": median(decode),
         "peak_rss_mib": peak_rss_mib(),
     });
+    if let Some(dir) = &args.adapter {
+        line["adapter"] = dir.display().to_string().into();
+    }
     if args.samples > 0 {
         line["samples"] = args.samples.into();
         line["sampled_one_stream_tok_s"] = median(one_stream).into();
@@ -190,6 +202,9 @@ pub(crate) fn run_train_bench(args: BenchArgs) -> Result<()> {
 
     if args.batch_size == 0 {
         bail!("--batch-size must be positive");
+    }
+    if args.adapter.is_some() {
+        bail!("--adapter is for generation; --train attaches fresh adapters");
     }
     let device = args.backend.device()?;
     let loaded = models::load_with_progress(&args.model, &device)?;

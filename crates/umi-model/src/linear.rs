@@ -281,7 +281,11 @@ impl LoraLinear {
         } else {
             x
         };
-        let delta = x.matmul(lora.a.val()).matmul(lora.b.val()); // [tokens, out]
+        // a decode step's few rows take umi's kernel (burn's gemm spent 11 % of a SmolLM2
+        // Q8_0 decode with the planner adapter packing these tiny products); longer inputs
+        // and autodiff tensors fall back to burn's matmul
+        let xa = crate::ops::matmul_weight(x, lora.a.val(), crate::ops::WeightLayout::InOut);
+        let delta = crate::ops::matmul_weight(xa, lora.b.val(), crate::ops::WeightLayout::InOut); // [tokens, out]
         y + delta.mul_scalar(lora.scaling)
     }
 }

@@ -6,12 +6,15 @@
 //! `[rows, head_dim] × [head_dim, positions]` products are too small for the matmul to split
 //! over threads: on SmolLM2 Q8_0 decoding with 2 threads they were 15 % of the main thread's
 //! time while the other thread waited (perf, 2026-12-02). On the CPU backend (flex),
-//! [`attention`] with few new positions is one kernel: each query row computes its scores
-//! against the keys it may see, their softmax and the weighted sum of the values, reading the
-//! cache's keys and values in place (strided views of its buffers, no copy), with the rows of
-//! all heads split over rayon's threads. [`attention_with_prefix`] is the same kernel for
-//! sequences that continue one shared prompt (candidate sampling, `KvCache::share_prefix`):
-//! each row reads the prefix's keys and values, then its own sequence's, under one softmax.
+//! [`attention`] with few new positions is one kernel that reads the cache's keys and values in
+//! place (strided views of its buffers, no copy). The query rows that see the same keys (the
+//! stacked query heads of one KV head: 3 on SmolLM2, 8 on TinyLlama) are computed together, so
+//! each key and value row is read once for all of them, and a long cache is split into chunks
+//! of positions whose partial softmaxes are merged afterwards (flash-decoding), so that a
+//! decode step's few rows still spread over all of rayon's threads. [`attention_with_prefix`]
+//! is the same kernel for sequences that continue one shared prompt (candidate sampling,
+//! `KvCache::share_prefix`): the prefix's keys and values are read once for the rows of every
+//! sequence, then each sequence's own, under one softmax.
 //! Prompts (many new positions), autodiff tensors (training) and other backends (wgpu /
 //! WebGPU) take the composed path.
 
@@ -176,7 +179,7 @@ mod flex {
     use burn_flex::{Flex, FlexTensor};
     use rayon::prelude::*;
 
-    use crate::ops::host::{as_f32, cast_back, dense_f32, values};
+    use crate::ops::host::{as_f32, cast_back, dense_f32, for_chunks, values};
     use crate::ops::simd;
     use crate::ops::softmax::SoftmaxBackend;
 
@@ -274,77 +277,133 @@ mod flex {
     }
 
     impl<'a> Strided<'a> {
-        /// No rows.
-        const EMPTY: Strided<'static> = Strided {
-            values: &[],
-            stride: 0,
-            n: 0,
-            head_dim: 0,
-        };
-
         #[inline(always)]
         fn row(&self, j: usize) -> &'a [f32] {
             &self.values[j * self.stride..j * self.stride + self.head_dim]
         }
+
+        /// Rows `start..end` of these rows.
+        fn slice(self, start: usize, end: usize) -> Strided<'a> {
+            if start >= end {
+                return Strided {
+                    values: &[],
+                    n: 0,
+                    ..self
+                };
+            }
+            let first = start * self.stride;
+            Strided {
+                values: &self.values[first..(end - 1) * self.stride + self.head_dim],
+                n: end - start,
+                ..self
+            }
+        }
     }
 
-    /// One query row: its scores against `keys`, their softmax, and the weighted sum of
-    /// `values` into `out`. A `pulp` kernel so that the loops are compiled for the CPU's SIMD
-    /// level (a closure would not be inlined into `simd::vectorized`'s context).
-    struct AttendRow<'a> {
+    /// Keys (and values) one task reads at most: a long cache is split into chunks of this
+    /// many positions whose partial softmaxes are merged afterwards (flash-decoding), so that
+    /// the few query rows of a decode step still spread over every thread. Fixed, so that
+    /// results do not depend on the number of threads.
+    const CHUNK: usize = 128;
+
+    /// Query rows one task holds at most (their scores stay in cache).
+    const MAX_TASK_ROWS: usize = 32;
+
+    /// What one task leaves per query row: the largest score `m`, `s = Σ e^(score - m)`, then
+    /// `o = Σ e^(score - m) · value` (`head_dim` values).
+    const PARTIAL_HEADER: usize = 2;
+
+    /// Query rows that read the same keys, over one chunk of those keys: each key and value
+    /// row is read once for all of them. On SmolLM2 (3 query heads per KV head) a decode
+    /// step's keys were read 3 times by the earlier row-by-row kernel; candidates sampled after
+    /// one prompt read the prompt's keys once for all sequences here, not once per sequence.
+    struct AttendTile<'a> {
+        /// `n_rows × head_dim` queries, one after the other.
         q: &'a [f32],
-        /// A shared prefix's keys and values (`n == 0` without one), seen before `keys`.
-        prefix_keys: Strided<'a>,
-        prefix_values: Strided<'a>,
+        /// How many of the chunk's keys each row sees (its first ones; the causal mask).
+        visible: &'a [usize],
         keys: Strided<'a>,
         values: Strided<'a>,
-        /// `2 · (prefix_keys.n + keys.n)` values: the logits, then the probabilities.
+        /// `2 · n_rows · keys.n` values: the scores, then their exponentials.
         scratch: &'a mut [f32],
+        /// `n_rows × (PARTIAL_HEADER + head_dim)` values: each row's partial.
         out: &'a mut [f32],
     }
 
-    impl pulp::WithSimd for AttendRow<'_> {
+    impl pulp::WithSimd for AttendTile<'_> {
         type Output = ();
 
         #[inline(always)]
         fn with_simd<S: pulp::Simd>(self, _simd: S) {
-            let AttendRow {
+            let AttendTile {
                 q,
-                prefix_keys,
-                prefix_values,
+                visible,
                 keys,
                 values,
                 scratch,
                 out,
             } = self;
-            let np = prefix_keys.n;
-            let (logits, probs) = scratch.split_at_mut(np + keys.n);
-            scores(q, prefix_keys, &mut logits[..np]);
-            scores(q, keys, &mut logits[np..]);
-            let sum = simd::exp_shifted_sum(probs, logits, simd::max(logits));
-            let inv = 1.0 / sum;
-            out.fill(0.0);
-            weighted_sum(&probs[..np], inv, prefix_values, out);
-            weighted_sum(&probs[np..], inv, values, out);
-        }
-    }
-
-    /// `out += Σ_j probs[j] · scale · values[j]`.
-    #[inline(always)]
-    fn weighted_sum(probs: &[f32], scale: f32, values: Strided<'_>, out: &mut [f32]) {
-        for (j, &p) in probs.iter().enumerate() {
-            let weight = p * scale;
-            for (o, &x) in out.iter_mut().zip(values.row(j)) {
-                *o += weight * x;
+            let (n, head_dim) = (keys.n, keys.head_dim);
+            let n_rows = visible.len();
+            let (logits, probs) = scratch.split_at_mut(n_rows * n);
+            for j in 0..n {
+                let key = keys.row(j);
+                for (r, &seen) in visible.iter().enumerate() {
+                    if j < seen {
+                        logits[r * n + j] = simd::dot(&q[r * head_dim..(r + 1) * head_dim], key);
+                    }
+                }
+            }
+            let width = PARTIAL_HEADER + head_dim;
+            for (r, &seen) in visible.iter().enumerate() {
+                let row_logits = &logits[r * n..r * n + seen];
+                let m = simd::max(row_logits);
+                let s = simd::exp_shifted_sum(&mut probs[r * n..r * n + seen], row_logits, m);
+                let partial = &mut out[r * width..(r + 1) * width];
+                partial[0] = m;
+                partial[1] = s;
+                partial[PARTIAL_HEADER..].fill(0.0);
+            }
+            for j in 0..n {
+                let value = values.row(j);
+                for (r, &seen) in visible.iter().enumerate() {
+                    if j < seen {
+                        let p = probs[r * n + j];
+                        let o = &mut out[r * width + PARTIAL_HEADER..(r + 1) * width];
+                        for (o, &x) in o.iter_mut().zip(value) {
+                            *o += p * x;
+                        }
+                    }
+                }
             }
         }
     }
 
-    /// `out[j] = q · keys[j]`.
+    /// `out = Σ_c e^(m_c - M) · o_c / Σ_c e^(m_c - M) · s_c` over one row's partials (in the
+    /// order given), `M` their largest `m`. Partials of rows that saw no key of their chunk
+    /// (`s == 0`) count for nothing.
     #[inline(always)]
-    fn scores(q: &[f32], keys: Strided<'_>, out: &mut [f32]) {
-        for (j, o) in out.iter_mut().enumerate() {
-            *o = simd::dot(q, keys.row(j));
+    fn merge<'p>(partials: impl Iterator<Item = &'p [f32]> + Clone, out: &mut [f32]) {
+        let top = partials
+            .clone()
+            .filter(|p| p[1] > 0.0)
+            .map(|p| p[0])
+            .fold(f32::NEG_INFINITY, f32::max);
+        out.fill(0.0);
+        let mut sum = 0.0;
+        for p in partials.filter(|p| p[1] > 0.0) {
+            let scale = simd::exp(p[0] - top);
+            sum += scale * p[1];
+            for (o, &x) in out.iter_mut().zip(&p[PARTIAL_HEADER..]) {
+                *o += scale * x;
+            }
+        }
+        if sum == 0.0 {
+            return; // no key at all: zeros, as an empty weighted sum
+        }
+        let inv = 1.0 / sum;
+        for o in out.iter_mut() {
+            *o *= inv;
         }
     }
 
@@ -372,8 +431,58 @@ mod flex {
         }
     }
 
-    /// The kernel of both [`AttentionBackend`] methods: one [`AttendRow`] per query row, rows
-    /// over rayon's threads when the call is large.
+    /// One [`AttendTile`]: the rows `rows` of the rows that read `keys` (all sequences' rows
+    /// of `head` for the shared prefix, numbered `b · rows_per_sequence + r`, or sequence
+    /// `b`'s own rows of `head`), over the keys `columns`.
+    #[derive(Clone, Copy)]
+    struct Task {
+        head: usize,
+        /// `None`: the shared prefix; `Some(b)`: sequence `b`'s own keys.
+        sequence: Option<usize>,
+        rows: (usize, usize),
+        columns: (usize, usize),
+    }
+
+    /// How a set of `n_rows` rows over `n_columns` keys splits into tasks: blocks of at most
+    /// [`MAX_TASK_ROWS`] rows times chunks of at most [`CHUNK`] keys (at least one chunk).
+    struct Split {
+        row_blocks: usize,
+        chunks: usize,
+    }
+
+    impl Split {
+        fn new(n_rows: usize, n_columns: usize) -> Self {
+            Self {
+                row_blocks: n_rows.div_ceil(MAX_TASK_ROWS),
+                chunks: n_columns.div_ceil(CHUNK).max(1),
+            }
+        }
+
+        fn tasks(
+            &self,
+            n_rows: usize,
+            n_columns: usize,
+            head: usize,
+            sequence: Option<usize>,
+        ) -> impl Iterator<Item = Task> + '_ {
+            (0..self.row_blocks).flat_map(move |rb| {
+                (0..self.chunks).map(move |c| Task {
+                    head,
+                    sequence,
+                    rows: (rb * MAX_TASK_ROWS, ((rb + 1) * MAX_TASK_ROWS).min(n_rows)),
+                    columns: (c * CHUNK, ((c + 1) * CHUNK).min(n_columns)),
+                })
+            })
+        }
+
+        /// The index (among this set's tasks) of row `row`'s task over chunk `chunk`.
+        fn task_of(&self, row: usize, chunk: usize) -> usize {
+            (row / MAX_TASK_ROWS) * self.chunks + chunk
+        }
+    }
+
+    /// The kernel of both [`AttentionBackend`] methods: [`AttendTile`]s over rayon's threads
+    /// when the call is large, then each query row's partials merged.
     fn attend(
         q: FlexTensor,
         prefix: Option<(FlexTensor, FlexTensor)>,
@@ -385,7 +494,7 @@ mod flex {
         let dtype = q.dtype();
         let q = dense_f32(q);
         let dims = q.layout().shape().as_slice().to_vec();
-        let [_, heads, rows, head_dim] = [dims[0], dims[1], dims[2], dims[3]];
+        let [batch_size, heads, rows, head_dim] = [dims[0], dims[1], dims[2], dims[3]];
         let (k, v) = (Rows::new(k), Rows::new(v));
         let columns = k.tensor.layout().shape().as_slice()[2];
         let prefix = prefix.map(|(kp, vp)| (Rows::new(kp), Rows::new(vp)));
@@ -396,44 +505,130 @@ mod flex {
         let (k, v) = (k.view(), v.view());
         let qs = values(&q);
         let mut out = vec![0f32; qs.len()];
-        let row = |scratch: &mut Vec<f32>, index: usize, out: &mut [f32]| {
-            let (bh, r) = (index / rows, index % rows);
-            let (b, h) = (bh / heads, bh % heads);
-            let visible = if period == 0 {
+        if out.is_empty() {
+            return cast_back(FlexTensor::from_data(TensorData::new(out, dims)), dtype);
+        }
+        // own keys row r of a sequence sees (the causal mask)
+        let own_visible = |r: usize| {
+            if period == 0 {
                 columns
             } else {
                 (offset + r % period + 1).min(columns)
+            }
+        };
+        // the tasks: per head, the prefix's (all sequences' rows together); then per sequence
+        // and head, its own keys'
+        let prefix_rows = batch_size * rows;
+        let prefix_split = Split::new(prefix_rows, prefix_len);
+        let own_split = Split::new(rows, columns);
+        let mut tasks = Vec::new();
+        if prefix_views.is_some() && prefix_len > 0 {
+            for h in 0..heads {
+                tasks.extend(prefix_split.tasks(prefix_rows, prefix_len, h, None));
+            }
+        }
+        let own_start = tasks.len();
+        for b in 0..batch_size {
+            for h in 0..heads {
+                tasks.extend(own_split.tasks(rows, columns, h, Some(b)));
+            }
+        }
+        let width = PARTIAL_HEADER + head_dim;
+        let mut partials = vec![0f32; tasks.iter().map(|t| (t.rows.1 - t.rows.0) * width).sum()];
+        let mut slots = Vec::with_capacity(tasks.len());
+        let mut rest = partials.as_mut_slice();
+        for t in &tasks {
+            let (slot, tail) = rest.split_at_mut((t.rows.1 - t.rows.0) * width);
+            slots.push(slot);
+            rest = tail;
+        }
+        let run = |scratch: &mut (Vec<f32>, Vec<f32>, Vec<usize>),
+                   (task, slot): (&Task, &mut [f32])| {
+            let (queries, scores, visible) = scratch;
+            let (r0, r1) = task.rows;
+            let (c0, c1) = task.columns;
+            let h = task.head;
+            queries.clear();
+            visible.clear();
+            let (keys, values) = match task.sequence {
+                None => {
+                    let (kp, vp) = prefix_views.as_ref().expect("prefix tasks have a prefix");
+                    for i in r0..r1 {
+                        let (b, r) = (i / rows, i % rows);
+                        let at = ((b * heads + h) * rows + r) * head_dim;
+                        queries.extend_from_slice(&qs[at..at + head_dim]);
+                        visible.push(c1 - c0);
+                    }
+                    (
+                        kp.rows(0, h, prefix_len, head_dim),
+                        vp.rows(0, h, prefix_len, head_dim),
+                    )
+                }
+                Some(b) => {
+                    let at = ((b * heads + h) * rows + r0) * head_dim;
+                    queries.extend_from_slice(&qs[at..at + (r1 - r0) * head_dim]);
+                    visible.extend((r0..r1).map(|r| own_visible(r).clamp(c0, c1) - c0));
+                    (
+                        k.rows(b, h, columns, head_dim),
+                        v.rows(b, h, columns, head_dim),
+                    )
+                }
             };
-            let (prefix_keys, prefix_values) = match &prefix_views {
-                Some((kp, vp)) => (
-                    kp.rows(0, h, prefix_len, head_dim),
-                    vp.rows(0, h, prefix_len, head_dim),
-                ),
-                None => (Strided::EMPTY, Strided::EMPTY),
-            };
-            pulp::Arch::new().dispatch(AttendRow {
-                q: &qs[index * head_dim..(index + 1) * head_dim],
-                prefix_keys,
-                prefix_values,
-                keys: k.rows(b, h, visible, head_dim),
-                values: v.rows(b, h, visible, head_dim),
-                scratch: &mut scratch[..2 * (prefix_len + visible)],
-                out,
+            let n = c1 - c0;
+            scores.resize(2 * (r1 - r0) * n, 0.0);
+            pulp::Arch::new().dispatch(AttendTile {
+                q: queries,
+                visible,
+                keys: keys.slice(c0, c1),
+                values: values.slice(c0, c1),
+                scratch: scores,
+                out: slot,
             });
         };
-        let width = head_dim.max(1);
-        // one scratch buffer per rayon task (per call when run serially), not per row
-        let scratch = || vec![0f32; 2 * (prefix_len + columns)];
-        if out.len() * (prefix_len + columns) >= PARALLEL_WORK {
-            out.par_chunks_mut(width)
-                .enumerate()
-                .for_each_init(scratch, |s, (i, o)| row(s, i, o));
+        let scratch = || (Vec::new(), Vec::new(), Vec::new());
+        if out.len() * (prefix_len + columns) >= PARALLEL_WORK && tasks.len() > 1 {
+            tasks
+                .par_iter()
+                .zip(slots)
+                .for_each_init(scratch, |s, job| run(s, job));
         } else {
             let mut s = scratch();
-            out.chunks_mut(width)
-                .enumerate()
-                .for_each(|(i, o)| row(&mut s, i, o));
+            tasks.iter().zip(slots).for_each(|job| run(&mut s, job));
         }
+        // each row's partials: the prefix's chunks, then its own keys' chunks
+        let slot_starts: Vec<usize> = tasks
+            .iter()
+            .scan(0, |at, t| {
+                let start = *at;
+                *at += (t.rows.1 - t.rows.0) * width;
+                Some(start)
+            })
+            .collect();
+        let prefix_tasks_per_head = prefix_split.row_blocks * prefix_split.chunks;
+        let own_tasks_per_head = own_split.row_blocks * own_split.chunks;
+        let partial = |task: usize, row: usize| {
+            let at = slot_starts[task] + (row - tasks[task].rows.0) * width;
+            &partials[at..at + width]
+        };
+        let with_prefix = own_start > 0;
+        for_chunks(&mut out, head_dim, |index, o| {
+            let (bh, r) = (index / rows, index % rows);
+            let (b, h) = (bh / heads, bh % heads);
+            let prefix_row = b * rows + r;
+            let from_prefix = (0..if with_prefix { prefix_split.chunks } else { 0 }).map(|c| {
+                partial(
+                    h * prefix_tasks_per_head + prefix_split.task_of(prefix_row, c),
+                    prefix_row,
+                )
+            });
+            let own = (0..own_split.chunks).map(|c| {
+                partial(
+                    own_start + bh * own_tasks_per_head + own_split.task_of(r, c),
+                    r,
+                )
+            });
+            merge(from_prefix.chain(own), o);
+        });
         cast_back(FlexTensor::from_data(TensorData::new(out, dims)), dtype)
     }
 
@@ -597,6 +792,61 @@ mod tests {
             let diff = max_abs_diff(composed_with_prefix(q, prefix, k, v, causal), want);
             assert!(diff < 1e-5, "composed, period {period}: {diff}");
         }
+    }
+
+    #[test]
+    fn long_caches_merge_their_chunks_into_the_composed_form() {
+        let device = Device::flex();
+        // 258 cached positions (chunks of 128, 128 and 2), 8 stacked query heads (TinyLlama's
+        // group): unmasked, and 4 new positions whose mask ends on both sides of the last
+        // chunk's start (rows of the first position see none of it)
+        for causal in [
+            None,
+            Some(Causal {
+                period: 4,
+                offset: 254,
+            }),
+        ] {
+            let rows = 8 * causal.map_or(1, |c| c.period);
+            let q = Tensor::<4>::random([2, 2, rows, 64], Distribution::Normal(0.0, 0.5), &device);
+            let (k, v) = (
+                cache_view(2, 2, 258, 64, &device),
+                cache_view(2, 2, 258, 64, &device),
+            );
+            let fused = attention(q.clone(), k.clone(), v.clone(), causal);
+            let diff = max_abs_diff(fused, composed(q, k, v, causal));
+            assert!(diff < 1e-5, "{causal:?}: {diff}");
+        }
+    }
+
+    #[test]
+    fn a_long_prefix_shared_by_many_rows_equals_the_copied_prefix() {
+        let device = Device::flex();
+        // 12 sequences × 3 stacked query heads = 36 rows read the prefix (more than one task
+        // holds), 200 prefix positions (2 chunks), 3 own positions each
+        let (batch, heads, rows, head_dim, prefix_len) = (12, 2, 3, 64, 200);
+        let k_prefix = cache_view(1, heads, prefix_len, head_dim, &device);
+        let v_prefix = cache_view(1, heads, prefix_len, head_dim, &device);
+        let q = Tensor::<4>::random(
+            [batch, heads, rows, head_dim],
+            Distribution::Normal(0.0, 0.5),
+            &device,
+        );
+        let k = cache_view(batch, heads, 3, head_dim, &device);
+        let v = cache_view(batch, heads, 3, head_dim, &device);
+        let fused = attention_with_prefix(
+            q.clone(),
+            (k_prefix.clone(), v_prefix.clone()),
+            k.clone(),
+            v.clone(),
+            None,
+        );
+        let copied = |p: &Tensor<4>, own: &Tensor<4>| {
+            Tensor::cat(vec![p.clone().repeat_dim(0, batch), own.clone()], 2)
+        };
+        let want = composed(q, copied(&k_prefix, &k), copied(&v_prefix, &v), None);
+        let diff = max_abs_diff(fused, want);
+        assert!(diff < 1e-5, "{diff}");
     }
 
     #[test]
