@@ -88,9 +88,15 @@ mod flex {
     use crate::ops::host::{cast_back, dense_f32, values};
     use crate::ops::simd;
 
-    /// Input rows of an `[in, out]` weight per task (at least): about 64 KiB of SmolLM2's
-    /// widest weights, so a call has several tasks per thread.
-    const MIN_ROWS_PER_TASK: usize = 16;
+    /// Input rows of an `[in, out]` weight per task: 9 tasks for SmolLM2's 576-wide inputs,
+    /// 32 for TinyLlama's 2048. Fixed, so that the order of the partial sums (and the result)
+    /// does not depend on the number of threads.
+    const IN_ROWS_PER_TASK: usize = 64;
+    /// Weights (values) from which the products are split over threads: smaller ones (a LoRA
+    /// adapter's `A` and `B`, 9,216 values per projection on SmolLM2 at rank 16) cost less
+    /// than waking the thread pool (rayon's idle spinning was 15 % of an adapter's decode
+    /// samples when they were split).
+    const PARALLEL_WEIGHT: usize = 1 << 16;
     /// Output rows of an `[out, in]` weight per task.
     const OUT_ROWS_PER_TASK: usize = 256;
 
@@ -153,24 +159,26 @@ mod flex {
     /// `x · w` for `w` `[in, out]`: blocks of input rows, each streamed once into partial sums
     /// `[tokens, out]`, added in block order.
     fn in_out(x: &[f32], w: &[f32], tokens: usize, d_in: usize, d_out: usize) -> Vec<f32> {
-        let tasks = (4 * rayon::current_num_threads()).clamp(1, d_in.div_ceil(MIN_ROWS_PER_TASK));
-        let rows_per_task = d_in.div_ceil(tasks.max(1)).max(1);
-        let partials: Vec<Vec<f32>> = (0..d_in.div_ceil(rows_per_task))
-            .into_par_iter()
-            .map(|task| {
-                let rows = task * rows_per_task..((task + 1) * rows_per_task).min(d_in);
-                let mut acc = vec![0f32; tokens * d_out];
-                pulp::Arch::new().dispatch(Axpy {
-                    x,
-                    w,
-                    rows,
-                    d_in,
-                    d_out,
-                    acc: &mut acc,
-                });
-                acc
-            })
-            .collect();
+        let task = |task: usize| {
+            let rows = task * IN_ROWS_PER_TASK..((task + 1) * IN_ROWS_PER_TASK).min(d_in);
+            let mut acc = vec![0f32; tokens * d_out];
+            pulp::Arch::new().dispatch(Axpy {
+                x,
+                w,
+                rows,
+                d_in,
+                d_out,
+                acc: &mut acc,
+            });
+            acc
+        };
+        let tasks = 0..d_in.div_ceil(IN_ROWS_PER_TASK);
+        // the same blocks either way, so the sum does not depend on the path taken
+        let partials: Vec<Vec<f32>> = if w.len() < PARALLEL_WEIGHT {
+            tasks.map(task).collect()
+        } else {
+            tasks.into_par_iter().map(task).collect()
+        };
         let mut partials = partials.into_iter();
         let mut out = partials
             .next()
