@@ -88,10 +88,11 @@ mod flex {
     use crate::ops::host::{cast_back, dense_f32, values};
     use crate::ops::simd;
 
-    /// Input rows of an `[in, out]` weight per task: 9 tasks for SmolLM2's 576-wide inputs,
-    /// 32 for TinyLlama's 2048. Fixed, so that the order of the partial sums (and the result)
-    /// does not depend on the number of threads.
-    const IN_ROWS_PER_TASK: usize = 64;
+    /// Input rows of an `[in, out]` weight per task: 18 tasks for SmolLM2's 576-wide inputs
+    /// (an even split over 2 threads, as 9 tasks of 64 rows were not), 64 for TinyLlama's
+    /// 2048. Fixed, so that the order of the partial sums (and the result) does not depend on
+    /// the number of threads.
+    const IN_ROWS_PER_TASK: usize = 32;
     /// Weights (values) from which the products are split over threads: smaller ones (a LoRA
     /// adapter's `A` and `B`, 9,216 values per projection on SmolLM2 at rank 16) cost less
     /// than waking the thread pool (rayon's idle spinning was 15 % of an adapter's decode
