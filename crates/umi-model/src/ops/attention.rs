@@ -534,11 +534,18 @@ mod flex {
             }
         }
         let width = PARTIAL_HEADER + head_dim;
-        let mut partials = vec![0f32; tasks.iter().map(|t| (t.rows.1 - t.rows.0) * width).sum()];
+        // where each task's partials start (and, last, their total)
+        let slot_starts: Vec<usize> = std::iter::once(0)
+            .chain(tasks.iter().scan(0, |at, t| {
+                *at += (t.rows.1 - t.rows.0) * width;
+                Some(*at)
+            }))
+            .collect();
+        let mut partials = vec![0f32; slot_starts[tasks.len()]];
         let mut slots = Vec::with_capacity(tasks.len());
         let mut rest = partials.as_mut_slice();
-        for t in &tasks {
-            let (slot, tail) = rest.split_at_mut((t.rows.1 - t.rows.0) * width);
+        for bounds in slot_starts.windows(2) {
+            let (slot, tail) = rest.split_at_mut(bounds[1] - bounds[0]);
             slots.push(slot);
             rest = tail;
         }
@@ -596,14 +603,6 @@ mod flex {
             tasks.iter().zip(slots).for_each(|job| run(&mut s, job));
         }
         // each row's partials: the prefix's chunks, then its own keys' chunks
-        let slot_starts: Vec<usize> = tasks
-            .iter()
-            .scan(0, |at, t| {
-                let start = *at;
-                *at += (t.rows.1 - t.rows.0) * width;
-                Some(start)
-            })
-            .collect();
         let prefix_tasks_per_head = prefix_split.row_blocks * prefix_split.chunks;
         let own_tasks_per_head = own_split.row_blocks * own_split.chunks;
         let partial = |task: usize, row: usize| {
