@@ -238,6 +238,64 @@ fn lora_adapters_apply_on_top_of_q8_weights() {
     );
 }
 
+/// How the agent runs a role on a Q8_0 model (`LlamaGenerator::for_roles`): the role's adapters
+/// merged into a copy of the quantized weights, which stay Q8_0. The merged copy is as close
+/// to the f32 model with its adapter as the attached adapter is, and the model it was copied
+/// from (another role's, sharing the weights) is untouched.
+#[test]
+fn adapters_merged_into_q8_weights_match_the_attached_adapter() {
+    let device = Device::flex();
+    let dir = assets().join("tiny/peft/adapter");
+    let ids = [1u32, 11, 48, 85, 122, 159, 196, 233];
+    let path = assets().join("tiny/gguf/tiny-f32.gguf");
+    let mut f32_model = load_model(&path, &device).unwrap().model;
+    let base = logits(&f32_model, &ids, &mut f32_model.new_cache());
+    load_peft(&mut f32_model, &dir, &device).unwrap();
+    let want = as_f64(&logits(&f32_model, &ids, &mut f32_model.new_cache()));
+    let (effect, _) = gap(&base, &want);
+
+    let mut shared = umi_model::load_model_quantized(&path, &device, umi_model::QFormat::Q8_0)
+        .unwrap()
+        .model;
+    let before = logits(&shared, &ids, &mut shared.new_cache());
+    load_peft(&mut shared, &dir, &device).unwrap();
+    let attached = logits(&shared, &ids, &mut shared.new_cache());
+    let adapted = shared
+        .projections()
+        .iter()
+        .filter(|(_, p)| p.lora.is_some())
+        .count();
+    assert!(adapted > 0);
+
+    let mut role = shared.clone();
+    assert_eq!(umi_model::merge_lora_quantized(&mut role), adapted);
+    for (name, p) in role.projections() {
+        assert!(p.lora.is_none(), "{name} keeps its adapter");
+        let q = p.quantized.as_ref().expect("still quantized");
+        assert_eq!(q.0.format(), umi_model::QFormat::Q8_0, "{name}");
+    }
+    let merged = logits(&role, &ids, &mut role.new_cache());
+    let (err_merged, _) = gap(&merged, &want);
+    let (err_attached, _) = gap(&attached, &want);
+    let rms = rms_rel(&merged, &want);
+    eprintln!(
+        "adapter effect {effect:.3}; vs f32 + adapter: merged {err_merged:.2e} (RMS {rms:.2e}), attached {err_attached:.2e}"
+    );
+    assert!(
+        rms < 0.04 && err_merged < 0.25 * effect,
+        "merged q8 off by {err_merged} (RMS {rms})"
+    );
+    // the merge rounds once more: it stays within twice the attached adapter's error
+    assert!(
+        err_merged < 2.0 * err_attached + 1e-3,
+        "merged {err_merged} vs attached {err_attached}"
+    );
+    // the copy it was merged from still runs its attached adapter on the base weights
+    assert_eq!(logits(&shared, &ids, &mut shared.new_cache()), attached);
+    shared.take_adapters();
+    assert_eq!(logits(&shared, &ids, &mut shared.new_cache()), before);
+}
+
 /// Q4_1 projections (`--quant q4_1`, the embedding in Q8_0): parity with the same model held
 /// in f32 with the dequantized weights. Prompts longer than `QUANTIZED_MAX_ROWS` run in f32
 /// against those very weights (equal up to summation order); short inputs (decoding) differ

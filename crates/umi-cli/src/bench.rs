@@ -50,6 +50,10 @@ pub(crate) struct BenchArgs {
     /// generation, unmerged, as `umi run` applies each role's adapter.
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// Merge `--adapter` into the Q8_0 weights instead (`umi_model::merge_lora_quantized`):
+    /// the base model's speed, other logits (EVAL.md: not used by the agent).
+    #[arg(long, requires = "adapter")]
+    merge_adapter: bool,
 }
 
 /// Decode tokens/s of `rows` sampled continuations of `prompt` decoded as one batch (all of
@@ -114,6 +118,12 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
         let (_, adapters) = umi_model::read_peft(&loaded.model, dir, &device)
             .with_context(|| format!("reading the adapter in {}", dir.display()))?;
         loaded.model.set_adapters(&adapters);
+        if args.merge_adapter {
+            if loaded.model.quantized_format() != Some(umi_model::QFormat::Q8_0) {
+                bail!("--merge-adapter merges into Q8_0 weights: add --quant q8_0");
+            }
+            umi_model::merge_lora_quantized(&mut loaded.model);
+        }
     }
     let model = &loaded.model;
     let vocab = model.config.vocab_size;
@@ -184,6 +194,12 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
     });
     if let Some(dir) = &args.adapter {
         line["adapter"] = dir.display().to_string().into();
+        line["adapter_merged"] = loaded
+            .model
+            .projections()
+            .iter()
+            .all(|(_, p)| p.lora.is_none())
+            .into();
     }
     if args.samples > 0 {
         line["samples"] = args.samples.into();

@@ -50,6 +50,8 @@ pub use llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};
 #[cfg(not(target_family = "wasm"))]
 pub use load::load_model_quantized;
 pub use load::{LoadedModel, load_gguf_bytes, load_hf_files, load_hf_folder, load_model};
+#[cfg(not(target_family = "wasm"))]
+pub use lora::merge_lora_quantized;
 pub use lora::{
     AdapterSet, LoraConfig, PeftFiles, attach_lora, convert_peft_f16, hf_state_dict, load_peft,
     merge_lora, peft_files, peft_from_bytes, peft_state_dict, peft_state_dict_async, read_peft,

@@ -357,6 +357,14 @@ impl Llama {
         self.quantized_bytes()
     }
 
+    /// The format of the quantized projections (`None` for an f32 model); with
+    /// [`Llama::quantize`] they all share one.
+    pub fn quantized_format(&self) -> Option<crate::qmatmul::QFormat> {
+        self.projections()
+            .iter()
+            .find_map(|(_, p)| p.quantized.as_ref().map(|q| q.0.format()))
+    }
+
     /// Bytes the quantized weights take (values plus f32 block constants); 0 for an f32
     /// model.
     pub fn quantized_bytes(&self) -> usize {

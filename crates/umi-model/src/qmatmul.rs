@@ -300,6 +300,13 @@ impl QMatrix {
             })
             .collect();
         let kernel = Kernel::detect();
+        let vnni = match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni(_) if ws.iter().any(|w| w.format() == QFormat::Q8_0) => {
+                VnniInput::new(&xq, &xd, cols)
+            }
+            _ => VnniInput::default(),
+        };
         tasks.into_par_iter().for_each(|(w, first, out)| {
             let n = out.len() / tokens;
             let block_range = first * blocks..(first + n) * blocks;
@@ -309,6 +316,7 @@ impl QMatrix {
                     wd: &scales[block_range],
                     xq: &xq,
                     xd: &xd,
+                    vnni: &vnni,
                     cols,
                     tokens,
                     out,
@@ -418,6 +426,8 @@ fn quantize_block(w: &[f32], q: &mut [i8]) -> f32 {
 #[derive(Clone, Copy)]
 enum Kernel {
     #[cfg(target_arch = "x86_64")]
+    Vnni(archmage::X64V4xToken),
+    #[cfg(target_arch = "x86_64")]
     Avx512(pulp::x86::V4),
     #[cfg(target_arch = "x86_64")]
     Avx2(pulp::x86::V3),
@@ -426,6 +436,10 @@ enum Kernel {
 
 impl Kernel {
     fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(token) = <archmage::X64V4xToken as archmage::SimdToken>::summon() {
+            return Self::Vnni(token);
+        }
         #[cfg(target_arch = "x86_64")]
         if let Some(simd) = pulp::x86::V4::try_new() {
             return Self::Avx512(simd);
@@ -437,12 +451,29 @@ impl Kernel {
         Self::Portable(pulp::Arch::new())
     }
 
-    /// Every kernel this CPU can run, best first (the tests compare them).
+    /// The kernel's name in test messages.
+    #[cfg(test)]
+    fn name(self) -> &'static str {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Vnni(_) => "vnni",
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512(_) => "avx512",
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2(_) => "avx2",
+            Self::Portable(_) => "portable",
+        }
+    }
+
+    /// Every kernel this CPU can run, best first and the portable one last (the tests compare
+    /// them).
     #[cfg(test)]
     fn available() -> Vec<Self> {
         let mut kernels = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
+            kernels
+                .extend(<archmage::X64V4xToken as archmage::SimdToken>::summon().map(Self::Vnni));
             kernels.extend(pulp::x86::V4::try_new().map(Self::Avx512));
             kernels.extend(pulp::x86::V3::try_new().map(Self::Avx2));
         }
@@ -452,6 +483,8 @@ impl Kernel {
 
     fn run(self, rows: RowsKernel<'_>) {
         match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Vnni(token) => vnni::rows(token, rows),
             #[cfg(target_arch = "x86_64")]
             Self::Avx512(simd) => pulp::Simd::vectorize(simd, avx512::Rows { simd, rows }),
             #[cfg(target_arch = "x86_64")]
@@ -465,11 +498,44 @@ impl Kernel {
     fn run_q4_1(self, rows: Q4RowsKernel<'_>) {
         match self {
             #[cfg(target_arch = "x86_64")]
+            Self::Vnni(_) => {
+                let simd = pulp::x86::V3::try_new().expect("a VNNI CPU has AVX2");
+                pulp::Simd::vectorize(simd, avx2::Rows4 { simd, rows })
+            }
+            #[cfg(target_arch = "x86_64")]
             Self::Avx512(simd) => pulp::Simd::vectorize(*simd, avx2::Rows4 { simd: *simd, rows }),
             #[cfg(target_arch = "x86_64")]
             Self::Avx2(simd) => pulp::Simd::vectorize(simd, avx2::Rows4 { simd, rows }),
             Self::Portable(arch) => arch.dispatch(rows),
         }
+    }
+}
+
+/// The activations as the VNNI kernel reads them, prepared once per product for every task:
+/// the values offset to unsigned bytes (`q ⊕ 0x80` = `q + 128`), and each pair of blocks' two
+/// scales spread over 8 lanes each (16 per pair), per token.
+#[derive(Default)]
+struct VnniInput {
+    xu: Vec<u8>,
+    xs: Vec<f32>,
+}
+
+impl VnniInput {
+    fn new(xq: &[i8], xd: &[f32], cols: usize) -> Self {
+        let blocks = cols / Q8_BLOCK;
+        let pairs = blocks / 2;
+        let xu = xq.iter().map(|&v| v.cast_unsigned() ^ 0x80).collect();
+        let mut xs = vec![0f32; xd.len() / blocks.max(1) * pairs * 16];
+        if pairs == 0 {
+            return Self { xu, xs };
+        }
+        for (d, lanes) in xd.chunks_exact(blocks).zip(xs.chunks_exact_mut(pairs * 16)) {
+            for (d, lanes) in d.chunks_exact(2).zip(lanes.chunks_exact_mut(16)) {
+                lanes[..8].fill(d[0]);
+                lanes[8..].fill(d[1]);
+            }
+        }
+        Self { xu, xs }
     }
 }
 
@@ -479,6 +545,8 @@ struct RowsKernel<'a> {
     wd: &'a [f32],
     xq: &'a [i8],
     xd: &'a [f32],
+    /// What the VNNI kernel reads instead of `xq` and `xd` ([`VnniInput`]); empty otherwise.
+    vnni: &'a VnniInput,
     cols: usize,
     tokens: usize,
     /// `[rows of this task, tokens]`.
@@ -716,6 +784,139 @@ mod avx2 {
     }
 }
 
+/// The AVX-512 VNNI kernel (x86-64-v4 with VNNI: Ice Lake, Zen 4 and later): one `vpdpbusd`
+/// multiplies 64 unsigned bytes with 64 signed ones and adds each group of 4 products into one of
+/// 16 i32 lanes. It needs one unsigned operand, so x is offset by 128 (`x ⊕ 0x80` as a byte,
+/// prepared once per task for all its rows) and the offset's share `128·Σw` is taken off by
+/// starting the sum at `−128·Σw`, itself one `vpdpbusd` of the weights with bytes of 128, computed
+/// once per row and block pair and shared by every token. Per token and pair of blocks that
+/// leaves a load, a `vpdpbusd`, a conversion and the scaling `fma`, where the AVX-512 kernel
+/// takes x's sign onto w and sums in two steps; the scale vectors (`d_x` of each block over its 8
+/// lanes) are prepared per task too, and up to 8 tokens share each load of a weight pair.
+///
+/// The lanes hold the same exact integer sums as the AVX-512 kernel's (4 consecutive products
+/// each), scaled and accumulated in the same order, so both kernels give the same bits; an odd
+/// last block is added by the portable loop.
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use archmage::prelude::*;
+
+    use super::{Q8_BLOCK, RowsKernel};
+
+    const PAIR: usize = 2 * Q8_BLOCK;
+
+    /// Rows against every token: the tokens go through [`row`] in groups of up to 8 (4 and 2
+    /// and 1 for the rest), whose accumulators stay in registers while each weight pair is read.
+    #[arcane(import_intrinsics)]
+    pub(super) fn rows(token: X64V4xToken, k: RowsKernel<'_>) {
+        let RowsKernel {
+            wq,
+            wd,
+            xq,
+            xd,
+            vnni,
+            cols,
+            tokens,
+            out,
+        } = k;
+        let blocks = cols / Q8_BLOCK;
+        let pairs = blocks / 2;
+        let (xu, xs) = (&vnni.xu, &vnni.xs);
+        let x_of = |t: usize| {
+            (
+                &xu[t * cols..(t + 1) * cols],
+                &xs[t * pairs * 16..(t + 1) * pairs * 16],
+            )
+        };
+        for (r, out) in out.chunks_exact_mut(tokens).enumerate() {
+            let w_row = &wq[r * cols..(r + 1) * cols];
+            let d_row = &wd[r * blocks..(r + 1) * blocks];
+            let mut first = 0;
+            while first < tokens {
+                let left = tokens - first;
+                let n = if left >= 8 {
+                    8
+                } else if left >= 4 {
+                    4
+                } else if left >= 2 {
+                    2
+                } else {
+                    1
+                };
+                let sums = &mut out[first..first + n];
+                match n {
+                    8 => sums.copy_from_slice(&row::<8>(
+                        token,
+                        w_row,
+                        d_row,
+                        std::array::from_fn(|j| x_of(first + j)),
+                    )),
+                    4 => sums.copy_from_slice(&row::<4>(
+                        token,
+                        w_row,
+                        d_row,
+                        std::array::from_fn(|j| x_of(first + j)),
+                    )),
+                    2 => sums.copy_from_slice(&row::<2>(
+                        token,
+                        w_row,
+                        d_row,
+                        std::array::from_fn(|j| x_of(first + j)),
+                    )),
+                    _ => sums.copy_from_slice(&row::<1>(token, w_row, d_row, [x_of(first)])),
+                }
+                if blocks % 2 == 1 {
+                    let (b, k) = (2 * pairs, 2 * pairs * Q8_BLOCK);
+                    for (j, sum) in sums.iter_mut().enumerate() {
+                        let t = first + j;
+                        *sum += super::dot_q8(
+                            &w_row[k..],
+                            &d_row[b..],
+                            &xq[t * cols + k..(t + 1) * cols],
+                            &xd[t * blocks + b..(t + 1) * blocks],
+                        );
+                    }
+                }
+                first += n;
+            }
+        }
+    }
+
+    /// One row's pairs of blocks against `N` tokens (x offset to bytes, scales per pair),
+    /// returning each token's sum.
+    #[rite(import_intrinsics)]
+    fn row<const N: usize>(
+        _token: X64V4xToken,
+        w_row: &[i8],
+        d_row: &[f32],
+        x: [(&[u8], &[f32]); N],
+    ) -> [f32; N] {
+        let zero = _mm512_setzero_si512();
+        let bias = _mm512_set1_epi8(i8::MIN); // bytes of 0x80 = 128 unsigned
+        let mut acc = [_mm512_setzero_ps(); N];
+        let mut xu = x.map(|(u, _)| u.chunks_exact(PAIR));
+        let mut xs = x.map(|(_, s)| s.chunks_exact(16));
+        for (w, d) in w_row.chunks_exact(PAIR).zip(d_row.chunks_exact(2)) {
+            let w: &[i8; PAIR] = w.try_into().expect("a pair of blocks");
+            let w = _mm512_loadu_si512(w);
+            let start = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, w));
+            let dw = _mm512_insertf32x8::<1>(_mm512_set1_ps(d[0]), _mm256_set1_ps(d[1]));
+            for j in 0..N {
+                let u: &[u8; PAIR] = xu[j]
+                    .next()
+                    .expect("x is as wide")
+                    .try_into()
+                    .expect("a pair");
+                let s: &[f32; 16] = xs[j].next().expect("a scale pair").try_into().expect("16");
+                let lanes = _mm512_dpbusd_epi32(start, _mm512_loadu_si512(u), w);
+                let scale = _mm512_mul_ps(dw, _mm512_loadu_ps(s));
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), scale, acc[j]);
+            }
+        }
+        acc.map(|a| _mm512_reduce_add_ps(a))
+    }
+}
+
 /// The AVX-512 kernel: the AVX2 kernel's arithmetic on 512-bit registers, two blocks per
 /// step. AVX-512 has no `vpsignb`, so w takes x's sign with a masked `0 - w` on x's sign bits;
 /// lanes 0–7 of the `vpmaddwd` result belong to the first block and 8–15 to the second, so the
@@ -937,7 +1138,37 @@ mod tests {
     }
 
     fn every_kernel_gives_the_portable_result_for(format: QFormat, cols: usize) {
-        let (rows, tokens) = (9, 3);
+        // 11 tokens: more than the VNNI kernel's pass of 8
+        for tokens in [1, 3, 11] {
+            let outs = kernel_outputs(format, cols, tokens);
+            let portable = &outs.last().expect("the portable kernel").1;
+            for (name, out) in &outs {
+                for (i, (a, b)) in portable.iter().zip(out).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+                        "{format:?}, {cols} columns, {tokens} tokens, {name}, out[{i}]: {a} vs {b}"
+                    );
+                }
+            }
+            // the VNNI kernel sums the AVX-512 kernel's integer lanes in its order
+            let named = |n: &str| outs.iter().find(|(name, _)| *name == n).map(|(_, o)| o);
+            if let (Some(vnni), Some(avx512)) = (named("vnni"), named("avx512"))
+                && format == QFormat::Q8_0
+                && (cols / Q8_BLOCK).is_multiple_of(2)
+            {
+                assert_eq!(vnni, avx512, "{cols} columns, {tokens} tokens");
+            }
+        }
+    }
+
+    /// Every available kernel's `[rows, tokens]` products of one random matrix, by name, the
+    /// portable one last.
+    fn kernel_outputs(
+        format: QFormat,
+        cols: usize,
+        tokens: usize,
+    ) -> Vec<(&'static str, Vec<f32>)> {
+        let rows = 9;
         let w = QMatrix::from_rows(format, &values(rows * cols, 5), rows, cols).unwrap();
         let x = q8(&values(tokens * cols, 6), tokens, cols);
         let Blocks::Q8_0 { qs: xq, scales: xd } = &x.blocks else {
@@ -948,6 +1179,7 @@ mod tests {
             .zip(xd)
             .map(|(q, &d)| d * q.iter().map(|&v| i32::from(v)).sum::<i32>() as f32)
             .collect();
+        let vnni = VnniInput::new(xq, xd, cols);
         let run = |kernel: Kernel| {
             let mut out = vec![0f32; rows * tokens];
             match &w.blocks {
@@ -956,6 +1188,7 @@ mod tests {
                     wd: scales,
                     xq,
                     xd,
+                    vnni: &vnni,
                     cols,
                     tokens,
                     out: &mut out,
@@ -974,16 +1207,10 @@ mod tests {
             }
             out
         };
-        let portable = run(Kernel::Portable(pulp::Arch::new()));
-        for (k, kernel) in Kernel::available().into_iter().enumerate() {
-            let out = run(kernel);
-            for (i, (a, b)) in portable.iter().zip(&out).enumerate() {
-                assert!(
-                    (a - b).abs() <= 1e-4 * a.abs().max(1.0),
-                    "{format:?}, {cols} columns, kernel {k}, out[{i}]: {a} vs {b}"
-                );
-            }
-        }
+        Kernel::available()
+            .into_iter()
+            .map(|kernel| (kernel.name(), run(kernel)))
+            .collect()
     }
 
     /// Batched decoding relies on it: a token's products do not depend on the other tokens of
