@@ -206,18 +206,26 @@ fn q8_decoding_with_the_kv_cache_equals_recomputation() {
     assert!(err < 1e-4, "incremental vs full q8 logits differ by {err}");
 }
 
+/// The tiny f32 model's logits for `ids` with the tiny PEFT adapter (float64), and how far the
+/// adapter moves them from the base model's (largest |Δ|, and the largest |logit|).
+fn f32_adapter_reference(ids: &[u32], device: &Device) -> (Vec<f64>, f64, f64) {
+    let dir = assets().join("tiny/peft/adapter");
+    let mut f32_model = load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), device)
+        .unwrap()
+        .model;
+    let base = logits(&f32_model, ids, &mut f32_model.new_cache());
+    load_peft(&mut f32_model, &dir, device).unwrap();
+    let want = as_f64(&logits(&f32_model, ids, &mut f32_model.new_cache()));
+    let (effect, scale) = gap(&base, &want);
+    (want, effect, scale)
+}
+
 #[test]
 fn lora_adapters_apply_on_top_of_q8_weights() {
     let device = Device::flex();
     let dir = assets().join("tiny/peft/adapter");
     let ids = [1u32, 11, 48, 85, 122, 159, 196, 233];
-    let mut f32_model = load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), &device)
-        .unwrap()
-        .model;
-    let base = logits(&f32_model, &ids, &mut f32_model.new_cache());
-    load_peft(&mut f32_model, &dir, &device).unwrap();
-    let want = as_f64(&logits(&f32_model, &ids, &mut f32_model.new_cache()));
-    let (effect, scale) = gap(&base, &want);
+    let (want, effect, scale) = f32_adapter_reference(&ids, &device);
     assert!(effect > 0.1, "the adapter changes the logits by {effect}");
 
     // quantize first, then attach the adapter (how the agent swaps role adapters)
@@ -238,21 +246,17 @@ fn lora_adapters_apply_on_top_of_q8_weights() {
     );
 }
 
-/// How the agent runs a role on a Q8_0 model (`LlamaGenerator::for_roles`): the role's adapters
-/// merged into a copy of the quantized weights, which stay Q8_0. The merged copy is as close
-/// to the f32 model with its adapter as the attached adapter is, and the model it was copied
-/// from (another role's, sharing the weights) is untouched.
+/// `merge_lora_quantized` (`umi bench --merge-adapter`; the agent keeps its adapters attached,
+/// EVAL.md): the adapters merged into a copy of the Q8_0 weights, which stay Q8_0. The merged
+/// copy is as close to the f32 model with its adapter as the attached adapter is, and the model
+/// it was copied from (sharing the weights) is untouched.
 #[test]
 fn adapters_merged_into_q8_weights_match_the_attached_adapter() {
     let device = Device::flex();
     let dir = assets().join("tiny/peft/adapter");
     let ids = [1u32, 11, 48, 85, 122, 159, 196, 233];
     let path = assets().join("tiny/gguf/tiny-f32.gguf");
-    let mut f32_model = load_model(&path, &device).unwrap().model;
-    let base = logits(&f32_model, &ids, &mut f32_model.new_cache());
-    load_peft(&mut f32_model, &dir, &device).unwrap();
-    let want = as_f64(&logits(&f32_model, &ids, &mut f32_model.new_cache()));
-    let (effect, _) = gap(&base, &want);
+    let (want, effect, _) = f32_adapter_reference(&ids, &device);
 
     let mut shared = umi_model::load_model_quantized(&path, &device, umi_model::QFormat::Q8_0)
         .unwrap()

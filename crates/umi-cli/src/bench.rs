@@ -194,12 +194,7 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
     });
     if let Some(dir) = &args.adapter {
         line["adapter"] = dir.display().to_string().into();
-        line["adapter_merged"] = loaded
-            .model
-            .projections()
-            .iter()
-            .all(|(_, p)| p.lora.is_none())
-            .into();
+        line["adapter_merged"] = args.merge_adapter.into();
     }
     if args.samples > 0 {
         line["samples"] = args.samples.into();

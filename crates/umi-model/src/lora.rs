@@ -220,9 +220,9 @@ pub fn merge_lora(model: &mut Llama) {
 
 /// Folds every adapter that sits on a Q8_0 weight into that weight and removes it, the result
 /// quantized to Q8_0 again (`W ← Q8_0(dequantize(W) + s·A·B)`): the merged projection decodes
-/// as fast as the base model, where an attached adapter reads its f32 `A` and `B` (19.5 MB per
-/// token on SmolLM2 at rank 16, 17 % of the Q8_0 weights' bytes) in products of their own
-/// (a SmolLM2 Q8_0 decode with the planner adapter ran at 0.73× the base model's speed).
+/// as fast as the base model, where an attached adapter runs two products of its own per
+/// projection (a SmolLM2 Q8_0 decode with the planner adapter ran at 0.73× the base model's
+/// speed).
 /// The merged weight is a new matrix (the model's others stay shared with its copies), so each
 /// merged role costs one copy of the projections' quantized bytes.
 ///

@@ -787,12 +787,13 @@ mod avx2 {
 /// The AVX-512 VNNI kernel (x86-64-v4 with VNNI: Ice Lake, Zen 4 and later): one `vpdpbusd`
 /// multiplies 64 unsigned bytes with 64 signed ones and adds each group of 4 products into one of
 /// 16 i32 lanes. It needs one unsigned operand, so x is offset by 128 (`x ⊕ 0x80` as a byte,
-/// prepared once per task for all its rows) and the offset's share `128·Σw` is taken off by
+/// prepared once per product for every task: `VnniInput`) and the offset's share `128·Σw` is taken off by
 /// starting the sum at `−128·Σw`, itself one `vpdpbusd` of the weights with bytes of 128, computed
 /// once per row and block pair and shared by every token. Per token and pair of blocks that
 /// leaves a load, a `vpdpbusd`, a conversion and the scaling `fma`, where the AVX-512 kernel
 /// takes x's sign onto w and sums in two steps; the scale vectors (`d_x` of each block over its 8
-/// lanes) are prepared per task too, and up to 8 tokens share each load of a weight pair.
+/// lanes) are prepared with the offset values, and up to 8 tokens share each load of a weight
+/// pair.
 ///
 /// The lanes hold the same exact integer sums as the AVX-512 kernel's (4 consecutive products
 /// each), scaled and accumulated in the same order, so both kernels give the same bits; an odd
