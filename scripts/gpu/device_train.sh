@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine (the `device` tool), in the last call of scripts/gpu/README.md: trains
-# the planner, caller and summarizer LoRA adapters of the shipped agent with PyTorch + PEFT on
-# exactly umi's examples (`umi train local --export-for`), all three at once on the one GPU, and
-# leaves in $OUT: {planner,caller,summarizer}/adapter_{config.json,model.safetensors} (f16) and
-# logs.tar.gz (each role's loss.csv and log). The model parts must already be in /tmp/umi.
+# the LoRA adapters listed in .gpu/final/jobs.txt with PyTorch + PEFT on exactly umi's examples
+# (`umi train local --export-for`), all jobs at once on the one GPU, each schedule fitted to the
+# time budget (train_peft.py --time-budget). Leaves in $OUT one NAME.tar per job (the adapter
+# folder: adapter_config.json, adapter_model.safetensors in f16, loss.csv) and logs.tar.gz (each
+# job's export and training log). The model parts must already be in /tmp/umi (or in .gpu/final).
 #
-# Usage: scripts/gpu/device_train.sh [EPOCHS=2] [BATCH=16] [TIME_LIMIT_S=330] [LR=5e-4]
+# .gpu/final/jobs.txt, one job per line (written by scripts/gpu/prepare.sh):
+#   NAME ROLE DATA EPOCHS LR      DATA: a file in .gpu/final (.json.xz: α-UMi trajectories)
+#
+# Usage: scripts/gpu/device_train.sh [BATCH=16] [BUDGET_S=380]
 set -uo pipefail
-epochs="${1:-2}" batch="${2:-16}" limit="${3:-330}" lr="${4:-5e-4}"
+batch="${1:-16}" budget="${2:-380}"
 w=/tmp/umi out="${OUT:?OUT must be set}"
 mkdir -p "$w" "$out" "$w/logs"
 cp .gpu/final/gguf-part-* "$w/" 2>/dev/null || true
@@ -17,31 +21,35 @@ if [ "$(sha256sum "$w/model.gguf" | cut -d' ' -f1)" != "$(cat .gpu/final/model.s
   ls -la "$w" >&2; exit 1
 fi
 xz -dc .gpu/final/umi.xz > "$w/umi" && chmod +x "$w/umi"
-xz -dc .gpu/final/train.json.xz > "$w/train.json"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
 python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'cuda', torch.cuda.is_available())"
 t0=$(date +%s)
-pids=()
-for role in planner caller summarizer; do
-  "$w/umi" train local --role "$role" --model "$w/model.gguf" --data "$w/train.json" --split all \
-    --lora --lora-r 16 --lora-alpha 32 --lr "$lr" --warmup-ratio 0.05 --max-len 1536 \
-    --out "$w/unused-$role" --export-for "$w/exp-$role" >"$w/logs/$role-export.log" 2>&1 &
-  pids+=($!)
+names=() pids=()
+while read -r name role data epochs lr; do
+  [ -z "${name:-}" ] && continue
+  case "$name" in \#*) continue ;; esac
+  [ -f "$w/$data.json" ] || xz -dc ".gpu/final/$data" > "$w/$data.json"
+  "$w/umi" train local --role "$role" --model "$w/model.gguf" --data "$w/$data.json" --split all \
+    --lora --lora-r 16 --lora-alpha 32 --lr "$lr" --epochs "$epochs" --warmup-ratio 0.03 --max-len 1536 \
+    --out "$w/unused-$name" --export-for "$w/exp-$name" >"$w/logs/$name-export.log" 2>&1 &
+  names+=("$name") pids+=($!)
+done < .gpu/final/jobs.txt
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || { echo "device_train: export of ${names[$i]} failed"; tail -n 20 "$w/logs/${names[$i]}-export.log"; exit 1; }
 done
-for p in "${pids[@]}"; do wait "$p" || { echo "device_train: export failed"; tail -n 20 "$w"/logs/*-export.log; exit 1; }; done
-echo "exported in $(( $(date +%s) - t0 )) s"
+echo "exported ${names[*]} in $(( $(date +%s) - t0 )) s"
 pids=()
-for role in planner caller summarizer; do
-  PYTHONUNBUFFERED=1 python3 scripts/gpu/train_peft.py "$w/exp-$role" --out "$out/$role" \
-    --batch-size "$batch" --epochs "$epochs" --time-limit "$limit" >"$w/logs/$role-train.log" 2>&1 &
+for name in "${names[@]}"; do
+  PYTHONUNBUFFERED=1 python3 scripts/gpu/train_peft.py "$w/exp-$name" --out "$w/adapter-$name" \
+    --batch-size "$batch" --time-budget "$budget" --time-limit "$(( budget + 40 ))" >"$w/logs/$name-train.log" 2>&1 &
   pids+=($!)
 done
 status=0
 for p in "${pids[@]}"; do wait "$p" || status=1; done
-for role in planner caller summarizer; do
-  echo "== $role"; tail -n 4 "$w/logs/$role-train.log"
-  [ -f "$out/$role/loss.csv" ] && mv "$out/$role/loss.csv" "$w/logs/$role-loss.csv"
-  rm -f "$out/$role/README.md"
+for name in "${names[@]}"; do
+  echo "== $name"; grep -E "examples|time budget|time limit|wrote" "$w/logs/$name-train.log"; tail -n 2 "$w/logs/$name-train.log"
+  rm -f "$w/adapter-$name/README.md"
+  [ -f "$w/adapter-$name/adapter_model.safetensors" ] && tar -C "$w" -cf "$out/$name.tar" "adapter-$name"
 done
 tar -C "$w" -czf "$out/logs.tar.gz" logs
 echo "trained in $(( $(date +%s) - t0 )) s; status $status"

@@ -1,26 +1,38 @@
 #!/usr/bin/env bash
 # Packs what scripts/gpu/device_train.sh needs on the GPU machine (the `device` tool, one H200,
 # at most 64 MiB per call with the working tree): a stripped, xz-compressed release `umi`, the
-# training data, and the default model (93 MB) cut into parts that fit beside the working tree,
-# one folder per call, all under the git-ignored .gpu/.
+# training data of each job, the job list, and the default model (93 MB) cut into parts that fit
+# beside the working tree, one folder per call, all under the git-ignored .gpu/.
 #
-# Usage: scripts/gpu/prepare.sh [data/synth-all/train.json]
+# Usage: scripts/gpu/prepare.sh JOBS_FILE
+#   JOBS_FILE: one job per line, `NAME ROLE DATA EPOCHS LR` (DATA: α-UMi trajectories JSON), e.g.
+#     planner    planner    data/synth-mix/train.json        2 5e-4
+#     caller     caller     data/synth-caller-mix/train.json 2 5e-4
+# The working tree travels with every call (~50 MB with assets/ and eval/): run
+# `scripts/gpu/slim_tree.sh on` first so that the model fits in two calls, `off` afterwards.
 # Then (scripts/gpu/README.md): one `run` per .gpu/partN (carry [".gpu/partN"], command
 # `mkdir -p /tmp/umi && cp .gpu/partN/* /tmp/umi/`), back to back (the machine stays warm 30 s),
 # then the last one carries .gpu/final (which may hold the last part too) and runs
 # scripts/gpu/device_train.sh.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+jobs_file="$(realpath "${1:?usage: scripts/gpu/prepare.sh JOBS_FILE (NAME ROLE DATA EPOCHS LR per line)}")"
 cd "$root"
-data="${1:-data/synth-all/train.json}"
-[ -f "$data" ] || { echo "prepare: $data not found (umi data synth --all-tools-share 1.0 --out data/synth-all)" >&2; exit 1; }
 scripts/setup.sh >/dev/null
 target="${CARGO_TARGET_DIR:-$root/target}"
 cargo build --release --locked -p umi-cli
 rm -rf .gpu && mkdir -p .gpu/final
 strip -o .gpu/umi "$target/release/umi"
 xz -T2 -6 -c .gpu/umi > .gpu/final/umi.xz && rm .gpu/umi
-xz -T2 -9 -c "$data" > .gpu/final/train.json.xz
+: > .gpu/final/jobs.txt
+while read -r name role data epochs lr; do
+  [ -z "${name:-}" ] && continue
+  case "$name" in \#*) continue ;; esac
+  [ -f "$data" ] || { echo "prepare: $jobs_file: job $name: $data not found" >&2; exit 1; }
+  packed="$(echo "$data" | tr '/' '_' | sed 's/\.json$//').json.xz"
+  [ -f ".gpu/final/$packed" ] || xz -T2 -9 -c "$data" > ".gpu/final/$packed"
+  echo "$name $role $packed $epochs $lr" >> .gpu/final/jobs.txt
+done < "$jobs_file"
 gguf=models/SmolLM2-135M-Instruct.Q4_1.gguf
 sha256sum "$gguf" | cut -d' ' -f1 > .gpu/final/model.sha256
 # what travels besides a part: the tracked tree and untracked files git does not ignore
@@ -40,4 +52,5 @@ for f in .gpu/gguf-part-*; do
 done
 final=$(du -cb .gpu/final/* | tail -1 | cut -f1)
 echo "prepare: working tree $tree bytes; $n model parts of at most $room bytes; final payload $final bytes"
+cat .gpu/final/jobs.txt
 ls -la .gpu/*

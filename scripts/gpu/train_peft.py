@@ -7,6 +7,12 @@ trainer; the adapter it writes is PEFT's layout, which umi loads (`umi train exp
 copy umi ships).
 
   train_peft.py DIR --out ADAPTER_DIR [--batch-size 16] [--epochs N] [--lr X] [--max-steps N]
+                [--time-budget S]
+
+--time-budget S fits the schedule to a time budget: after PROBE_STEPS steps it measures the
+seconds per step and, if the planned steps would not end within S seconds, shortens the schedule
+to the steps that fit (warm-up recomputed from the same ratio, cosine to 0 at the new end), so that
+a run cut by the clock still ends with its learning rate at 0 rather than mid-schedule.
 
 Same recipe as umi's trainer (crates/umi-train): LoRA r / alpha / dropout / target modules from
 run.json; AdamW (betas, eps, decoupled weight decay from run.json); linear warm-up for
@@ -33,6 +39,9 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+PROBE_STEPS = 12  # steps timed (after the first two, which pay CUDA's start-up) before fitting
+
+
 def batches_of(examples, batch_size, seed):
     """Length-bucketed batches (indices), in a seeded shuffled order."""
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
@@ -52,6 +61,9 @@ def main():
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--time-limit", type=float, default=None,
                    help="seconds: stop early (and save) when a step ends past this")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds of training: after a few steps the schedule is shortened (fewer "
+                        "steps, same warm-up ratio, cosine to 0) so that it ends within this budget")
     p.add_argument("--save-dtype", choices=["f16", "f32"], default="f16",
                    help="adapter tensors as written (f16: what umi ships)")
     a = p.parse_args()
@@ -106,6 +118,9 @@ def main():
     rows, step, epoch, started = [], 0, 0, time.time()
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device == "cuda" \
         else torch.autocast(device_type="cpu", enabled=False)
+    probe_start = None
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
     while step < total:
         for batch in batches_of(examples, a.batch_size, cfg["seed"] + epoch):
             if step >= total:
@@ -138,6 +153,18 @@ def main():
                 done = sum(r[5] for r in rows)
                 log(f"step {step}/{total}  loss {sum(r[1] for r in rows[-20:]) / len(rows[-20:]):.4f}"
                     f"  lr {lr_at(step):.2e}  {done / (time.time() - started):.0f} tok/s")
+            if a.time_budget is not None and step == 2:
+                probe_start = time.time()
+            if a.time_budget is not None and step == 2 + PROBE_STEPS:
+                per_step = (time.time() - probe_start) / PROBE_STEPS
+                fits = step + int((a.time_budget - (time.time() - started)) / (per_step * 1.08))
+                if fits < total:
+                    log(f"time budget {a.time_budget:.0f} s at {per_step:.3f} s/step: "
+                        f"{fits} of the planned {total} steps ({fits / steps_per_epoch:.2f} epochs)")
+                    total = max(step, fits)
+                    warmup = math.ceil(cfg["warmup_ratio"] * total)
+                else:
+                    log(f"time budget {a.time_budget:.0f} s at {per_step:.3f} s/step: all {total} steps fit")
             if a.time_limit is not None and time.time() - started > a.time_limit:
                 log(f"time limit: stopping after step {step} of {total}")
                 total = step
