@@ -11,20 +11,22 @@
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 exclude="$(git rev-parse --git-path info/exclude)"
-mark="# umi slim_tree"
+begin="# umi slim_tree begin" end="# umi slim_tree end"  # gitignore has no trailing comments
 case "${1:-}" in
   on)
     mkdir -p "$(dirname "$exclude")" && touch "$exclude"
+    echo "$begin" >> "$exclude"
     git ls-files | cut -d/ -f1 | sort -u | while read -r top; do
       [ "$top" = scripts ] && continue
       git rm -r -q --cached -- "$top"
-      echo "/$top $mark" >> "$exclude"
+      echo "/$top" >> "$exclude"
     done
+    echo "$end" >> "$exclude"
     echo "slim_tree: only scripts/ travels; $(git ls-files | wc -l) files tracked in the index"
     ;;
   off)
     git reset -q
-    [ -f "$exclude" ] && sed -i "/$mark\$/d" "$exclude"
+    [ -f "$exclude" ] && sed -i "/^$begin\$/,/^$end\$/d" "$exclude"
     echo "slim_tree: index back from HEAD; $(git status --short | wc -l) changed paths"
     ;;
   *) echo "usage: scripts/gpu/slim_tree.sh on|off" >&2; exit 2 ;;
