@@ -23,6 +23,7 @@ fi
 xz -dc .gpu/final/umi.xz > "$w/umi" && chmod +x "$w/umi"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
 python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'cuda', torch.cuda.is_available())"
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 t0=$(date +%s)
 names=() pids=()
 while read -r name role data epochs lr; do
