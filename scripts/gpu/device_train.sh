@@ -6,7 +6,7 @@
 # folder: adapter_config.json, adapter_model.safetensors in f16, loss.csv) and logs.tar.gz (each
 # job's export and training log). The model parts must already be in /tmp/umi (or in .gpu/final).
 #
-# .gpu/final/jobs.txt, one job per line (written by scripts/gpu/prepare.sh):
+# .gpu/final/jobs.txt, one job per line (written by scripts/gpu/prepare.sh from a jobs file):
 #   NAME ROLE DATA EPOCHS LR      DATA: a file in .gpu/final (.json.xz: α-UMi trajectories)
 #
 # Usage: scripts/gpu/device_train.sh [BATCH=16] [BUDGET_S=380]
@@ -26,9 +26,7 @@ python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 t0=$(date +%s)
 names=() pids=()
-while read -r name role data epochs lr; do
-  [ -z "${name:-}" ] && continue
-  case "$name" in \#*) continue ;; esac
+while read -r name role data epochs lr; do  # prepare.sh wrote it without comments or blanks
   [ -f "$w/$data.json" ] || xz -dc ".gpu/final/$data" > "$w/$data.json"
   "$w/umi" train local --role "$role" --model "$w/model.gguf" --data "$w/$data.json" --split all \
     --lora --lora-r 16 --lora-alpha 32 --lr "$lr" --epochs "$epochs" --warmup-ratio 0.03 --max-len 1536 \
