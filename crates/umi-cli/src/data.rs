@@ -108,6 +108,13 @@ pub struct SynthArgs {
     /// writes the files it wrote before; the test tasks are the same either way.
     #[arg(long)]
     worked_steps: bool,
+    /// Training queries take more shapes: more train-only phrasings for the date, calendar,
+    /// to-do and population tasks, a greeting or closing around some queries, more "N days
+    /// before" tasks, and two-part date questions that ask for the weekday first (their
+    /// trajectories serve the parts in the order asked). Off, a seed writes the files it wrote
+    /// before; the test tasks never use it.
+    #[arg(long)]
+    paraphrase: bool,
     /// Output folder.
     #[arg(long, default_value = "data/synth")]
     out: PathBuf,
@@ -166,6 +173,7 @@ fn synth(args: SynthArgs) -> Result<()> {
         extra_phrasings: args.extra_phrasings,
         plan_parts: args.plan_parts,
         worked_steps: args.worked_steps,
+        paraphrase: args.paraphrase,
     };
     let bar = ProgressBar::new((args.train + args.test) as u64).with_style(
         ProgressStyle::with_template("synth {bar:30} {pos}/{len} tasks [{elapsed} < {eta}]")

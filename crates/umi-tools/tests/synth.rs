@@ -17,6 +17,7 @@ fn small() -> SynthConfig {
         extra_phrasings: false,
         plan_parts: false,
         worked_steps: false,
+        paraphrase: false,
     }
 }
 
@@ -163,6 +164,7 @@ fn test_queries_are_held_apart_from_training() {
             extra_phrasings,
             plan_parts: extra_phrasings,
             worked_steps: extra_phrasings,
+            paraphrase: extra_phrasings,
         });
     }
 }
@@ -179,6 +181,7 @@ fn extra_phrasings_reach_training_only() {
         extra_phrasings,
         plan_parts: false,
         worked_steps: false,
+        paraphrase: false,
     };
     let run = |c: SynthConfig| synthesize(&c, |_, _| {}).unwrap();
     assert_eq!(run(config(false, 0)).test, run(config(true, 0)).test);
@@ -202,6 +205,71 @@ fn extra_phrasings_reach_training_only() {
     );
 }
 
+/// With paraphrase, the test tasks a seed draws on their own stay the same; training queries
+/// get greetings and closings, and two-part date questions that ask for the weekday first are
+/// served weekday first, concluding only once both facts are in.
+#[test]
+fn paraphrase_reaches_training_only() {
+    let config = |paraphrase, train| SynthConfig {
+        seed: 13,
+        train,
+        test: 40,
+        all_tools_share: 0.5,
+        extra_phrasings: false,
+        plan_parts: false,
+        worked_steps: false,
+        paraphrase,
+    };
+    let run = |c: SynthConfig| synthesize(&c, |_, _| {}).unwrap();
+    assert_eq!(run(config(false, 0)).test, run(config(true, 0)).test);
+    let out = run(config(true, 600));
+    let framed = out
+        .train
+        .iter()
+        .filter(|c| {
+            [
+                "Quick question: ",
+                "Hi! ",
+                "Hey there. ",
+                "For my planning: ",
+            ]
+            .iter()
+            .any(|o| c.instruction.starts_with(o))
+                || c.instruction.ends_with(" Thanks!")
+        })
+        .count();
+    assert!(framed >= 10, "only {framed} of 600 training queries framed");
+    let mut weekday_first = 0;
+    for c in &out.train {
+        let calls: Vec<String> = c
+            .conversations
+            .iter()
+            .filter(|t| t.from == Speaker::Caller)
+            .map(|t| parse_action(&t.value).unwrap().name)
+            .collect();
+        if calls != ["weekday", "date_difference"] {
+            continue;
+        }
+        weekday_first += 1;
+        let last = c.conversations.last().unwrap();
+        assert_eq!(last.from, Speaker::Conclusion, "{}", c.instruction);
+        let plans: Vec<&str> = c
+            .conversations
+            .iter()
+            .filter(|t| t.from == Speaker::Assistant)
+            .map(|t| t.value.as_str())
+            .collect();
+        assert_eq!(plans.len(), 3, "{plans:?}");
+        assert!(plans[1].ends_with("Next: caller."), "{plans:?}");
+        assert!(plans[2].contains("I have both"), "{plans:?}");
+    }
+    assert!(
+        weekday_first >= 2,
+        "only {weekday_first} weekday-first chains among 600 tasks"
+    );
+    held_apart(&config(true, 400));
+}
+
 /// With plan_parts, the test tasks and every training query stay as they were; each training
 /// multi-tool chain opens by naming its parts and ends on a step saying they are all done.
 #[test]
@@ -214,6 +282,7 @@ fn plan_parts_change_training_rationales_only() {
         extra_phrasings: false,
         plan_parts,
         worked_steps: false,
+        paraphrase: false,
     };
     let plain = synthesize(&config(false), |_, _| {}).unwrap();
     let planned = synthesize(&config(true), |_, _| {}).unwrap();
@@ -285,6 +354,7 @@ fn worked_steps_change_training_rationales_only() {
         extra_phrasings: false,
         plan_parts: false,
         worked_steps,
+        paraphrase: false,
     };
     let plain = synthesize(&config(false), |_, _| {}).unwrap();
     let worked = synthesize(&config(true), |_, _| {}).unwrap();

@@ -73,6 +73,14 @@ pub struct SynthConfig {
     /// read as day, month and year before it is written YYYY-MM-DD. Off, a seed gives the files
     /// it gave before; test tasks never change.
     pub worked_steps: bool,
+    /// Training queries take more shapes (added 2026-12-04, for the phrasing gap of the live
+    /// evaluation: the planner solved a chain type in its training phrasings and failed it in
+    /// the held-apart ones): more train-only phrasings for the date, calendar, to-do and
+    /// population families, a greeting or closing around some queries, more "N days before"
+    /// tasks, and a two-part date question that may ask for the weekday first, whose
+    /// trajectory then serves the parts in the order the query asks them. Off, a seed gives
+    /// the files it gave before; test tasks never use any of it.
+    pub paraphrase: bool,
 }
 
 impl Default for SynthConfig {
@@ -85,6 +93,7 @@ impl Default for SynthConfig {
             extra_phrasings: false,
             plan_parts: false,
             worked_steps: false,
+            paraphrase: false,
         }
     }
 }
@@ -119,6 +128,8 @@ pub(crate) struct Session {
     plan_parts: bool,
     /// [`SynthConfig::worked_steps`].
     worked_steps: bool,
+    /// [`SynthConfig::paraphrase`].
+    paraphrase: bool,
     tools: HttpTools,
     steps: Vec<Step>,
     used: Vec<String>,
@@ -197,6 +208,35 @@ impl Session {
             .filter(|(i, _)| items.len() < 4 || Split::Train.owns(*i))
             .map(|(_, t)| *t)
             .chain(train_only.iter().copied())
+            .collect();
+        pool[self.rng.random_range(0..pool.len())]
+    }
+
+    /// Whether this task takes the extra shapes of [`SynthConfig::paraphrase`] (a training
+    /// task with the option on).
+    pub fn varied(&self) -> bool {
+        self.paraphrase && self.split == Split::Train
+    }
+
+    /// A query phrasing as [`Session::pick_phrasing`] picks it, or, for a task that is
+    /// [`Session::varied`], one of the training part of `items`, `train_only` and `more`
+    /// together.
+    pub fn pick_phrasing_more(
+        &mut self,
+        items: &[&'static str],
+        train_only: &[&'static str],
+        more: &[&'static str],
+    ) -> &'static str {
+        if !self.varied() || more.is_empty() {
+            return self.pick_phrasing(items, train_only);
+        }
+        let pool: Vec<&'static str> = items
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| items.len() < 4 || Split::Train.owns(*i))
+            .map(|(_, t)| *t)
+            .chain(train_only.iter().copied())
+            .chain(more.iter().copied())
             .collect();
         pool[self.rng.random_range(0..pool.len())]
     }
@@ -317,12 +357,16 @@ fn play(
         extra_phrasings: config.extra_phrasings,
         plan_parts: config.plan_parts,
         worked_steps: config.worked_steps,
+        paraphrase: config.paraphrase,
         tools: HttpTools::new(server.specs.clone(), Duration::from_secs(10)),
         steps: Vec::new(),
         used: Vec::new(),
         final_answer: None,
     };
-    let outcome = tasks::play(&mut session, kind)?;
+    let mut outcome = tasks::play(&mut session, kind)?;
+    if session.varied() && session.rng.random_bool(0.35) {
+        outcome.query = frame(&mut session.rng, &outcome.query);
+    }
     let trajectory = Trajectory {
         query: outcome.query.clone(),
         steps: std::mem::take(&mut session.steps),
@@ -341,6 +385,37 @@ fn play(
         ));
     }
     Ok((outcome, trajectory, session.used, server.specs.clone()))
+}
+
+/// `query` with a greeting before it, a closing after it, or both ([`SynthConfig::paraphrase`]):
+/// words a person adds that change nothing about the task.
+fn frame(rng: &mut SmallRng, query: &str) -> String {
+    const OPENINGS: [&str; 8] = [
+        "Quick question: ",
+        "Hi! ",
+        "Hello! ",
+        "Please help me with this. ",
+        "I have a question. ",
+        "Could you help? ",
+        "Hey there. ",
+        "For my planning: ",
+    ];
+    const CLOSINGS: [&str; 5] = [
+        " Thanks!",
+        " Thank you.",
+        " Please be quick.",
+        " I need this today.",
+        " Thanks in advance.",
+    ];
+    let (open, close) = match rng.random_range(0..3) {
+        0 => (OPENINGS[rng.random_range(0..OPENINGS.len())], ""),
+        1 => ("", CLOSINGS[rng.random_range(0..CLOSINGS.len())]),
+        _ => (
+            OPENINGS[rng.random_range(0..OPENINGS.len())],
+            CLOSINGS[rng.random_range(0..CLOSINGS.len())],
+        ),
+    };
+    format!("{open}{query}{close}")
 }
 
 /// The tool docs a prompt lists: all of them, or the `used` ones plus 2–6 others, in the

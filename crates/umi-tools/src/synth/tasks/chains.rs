@@ -228,7 +228,7 @@ pub(super) fn currency_of_country(s: &mut Session) -> Result<TaskOutcome, String
 pub(super) fn weeks_between(s: &mut Session) -> Result<TaskOutcome, String> {
     let (a, b) = date_pair(s);
     let query = fill(
-        s.pick_phrasing(
+        s.pick_phrasing_more(
             &[
                 "How many weeks are there between {a} and {b}?",
                 "How many weeks is it from {a} to {b}?",
@@ -240,6 +240,12 @@ pub(super) fn weeks_between(s: &mut Session) -> Result<TaskOutcome, String> {
                 "In weeks, how long is the span between {a} and {b}?",
                 "I have a project running from {a} to {b}. How many weeks long is it?",
                 "Tell me how many weeks pass between {a} and {b}.",
+            ],
+            &[
+                "Between {a} and {b}, how many weeks go by?",
+                "{a} to {b}: give me the length in weeks.",
+                "Starting {a} and ending {b}, how many weeks is the span?",
+                "In weeks, not days: how long from {a} until {b}?",
             ],
         ),
         &[("a", iso(a)), ("b", iso(b))],
@@ -316,7 +322,7 @@ pub(super) fn population_sum_or_difference(s: &mut Session) -> Result<TaskOutcom
     let sum = s.rng.random_bool(0.5);
     let query = if sum {
         fill(
-            s.pick_phrasing(
+            s.pick_phrasing_more(
                 &[
                     "What is the combined population of {a} and {b}?",
                     "How many people live in {a} and {b} together?",
@@ -329,12 +335,17 @@ pub(super) fn population_sum_or_difference(s: &mut Session) -> Result<TaskOutcom
                     "Tell me how many inhabitants {a} and {b} have altogether.",
                     "Together, {a} and {b} have how many residents?",
                 ],
+                &[
+                    "{a} and {b}: what is their population in total?",
+                    "Population of {a} plus population of {b}: how much is that?",
+                    "How many inhabitants do {a} and {b} have combined?",
+                ],
             ),
             &[("a", a.into()), ("b", b.into())],
         )
     } else {
         fill(
-            s.pick_phrasing(
+            s.pick_phrasing_more(
                 &[
                     "What is the difference in population between {a} and {b}?",
                     "How many more people live in one of {a} and {b} than in the other?",
@@ -346,6 +357,11 @@ pub(super) fn population_sum_or_difference(s: &mut Session) -> Result<TaskOutcom
                     "Subtract the smaller population from the larger one, for {a} and {b}.",
                     "Tell me how far apart the populations of {a} and {b} are.",
                     "Find the difference between how many people live in {a} and in {b}.",
+                ],
+                &[
+                    "{a} versus {b}: how big is the difference in population?",
+                    "What is the population gap between {a} and {b}?",
+                    "How many people separate the populations of {a} and {b}?",
                 ],
             ),
             &[("a", a.into()), ("b", b.into())],
@@ -482,7 +498,7 @@ pub(super) fn list_tool(s: &mut Session, tool: &str, lead: &str) -> Result<Value
 pub(super) fn todos_then_list(s: &mut Session) -> Result<TaskOutcome, String> {
     let (a, b) = two_todos(s);
     let query = fill(
-        s.pick_phrasing(
+        s.pick_phrasing_more(
         &[
             "Add \"{a}\" and \"{b}\" to my to-do list, then show me the list.",
             "Put \"{a}\" and \"{b}\" on my to-dos and tell me what is on the list.",
@@ -493,6 +509,12 @@ pub(super) fn todos_then_list(s: &mut Session) -> Result<TaskOutcome, String> {
             "Please add two to-dos, \"{a}\" and \"{b}\", and then list everything on my to-do list.",
             "Two things for my to-do list: \"{a}\" and \"{b}\". Afterwards show me all my to-dos.",
             "Save \"{a}\" and \"{b}\" as to-dos and read my list back to me.",
+        ],
+        &[
+            "To-do list: add \"{a}\" and \"{b}\", then tell me everything on it.",
+            "Could you note \"{a}\" and \"{b}\" as to-dos? Then show me the full list.",
+            "Two new tasks, \"{a}\" and \"{b}\". After adding them, what is on my to-do list?",
+            "Add these to-dos: \"{a}\", \"{b}\". Then list my to-dos.",
         ],
         ),
         &[("a", a.into()), ("b", b.into())],
@@ -562,7 +584,7 @@ pub(super) fn event_after_days(s: &mut Session) -> Result<TaskOutcome, String> {
     let d = values::date(&mut s.rng, s.split);
     let n = values::small(&mut s.rng, s.split, 2, 90);
     let query = fill(
-        s.pick_phrasing(
+        s.pick_phrasing_more(
             &[
                 "Schedule the {t} {n} days after {d}.",
                 "Put the {t} on my calendar {n} days after {d}.",
@@ -573,6 +595,13 @@ pub(super) fn event_after_days(s: &mut Session) -> Result<TaskOutcome, String> {
                 "Count {n} days forward from {d} and book the {t} on that date.",
                 "Please put the {t} in my calendar on the date {n} days after {d}.",
                 "I want the {t} in my calendar on the day that is {n} days past {d}.",
+            ],
+            &[
+                "Book the {t} for {n} days from {d}.",
+                "The {t} happens {n} days later than {d}; put it in my calendar.",
+                "Set up a calendar event \"{t}\" on the day {n} days following {d}.",
+                "Mark \"{t}\" in my calendar {n} days on from {d}.",
+                "{n} days from {d} I have the {t}. Please schedule it.",
             ],
         ),
         &[("t", title.into()), ("n", n.to_string()), ("d", iso(d))],
@@ -906,6 +935,9 @@ pub(super) fn alarms_then_list(s: &mut Session) -> Result<TaskOutcome, String> {
 
 pub(super) fn days_and_weekday(s: &mut Session) -> Result<TaskOutcome, String> {
     let (a, b) = date_pair(s);
+    if s.varied() && s.rng.random_bool(0.5) {
+        return weekday_and_days(s, a, b);
+    }
     let query = fill(
         s.pick_phrasing(
         &[
@@ -967,6 +999,56 @@ pub(super) fn days_and_weekday(s: &mut Session) -> Result<TaskOutcome, String> {
             ]),
             &vars,
         ),
+    );
+    s.conclude(&thought, &answer);
+    Ok(outcome(query, vec![n.to_string(), day]))
+}
+
+/// [`days_and_weekday`] asked weekday first (`SynthConfig::paraphrase`, training only): the
+/// trajectory looks the weekday up first, then counts the days, so the planner learns to serve
+/// the parts in the order asked and to conclude only when both are in.
+fn weekday_and_days(
+    s: &mut Session,
+    a: (i64, i64, i64),
+    b: (i64, i64, i64),
+) -> Result<TaskOutcome, String> {
+    let query = fill(
+        s.any(&[
+            "Which day of the week is {b}? And how many days separate it from {a}?",
+            "First tell me the weekday of {b}, then the number of days from {a} to {b}.",
+            "I need the weekday of {b} and the day count since {a}.",
+            "On what weekday does {b} fall, and how many days have passed since {a} by then?",
+            "Give me the day of the week for {b}, plus how many days lie between {a} and {b}.",
+            "{b}: which weekday is it, and how far is it in days from {a}?",
+        ]),
+        &[("a", iso(a)), ("b", iso(b))],
+    );
+    let lead = s.any(&["Two parts; first the weekday. ", ""]);
+    let day = lookup_weekday(s, &iso(b), lead)?;
+    let lead = fill(
+        s.any(&[
+            "{b} is a {day}. Now I need the number of days from {a}. ",
+            "The weekday is {day}. The second part is the day count from {a} to {b}. ",
+        ]),
+        &[("a", iso(a)), ("b", iso(b)), ("day", day.clone())],
+    );
+    let n = count_days(s, &iso(a), &iso(b), &lead)?;
+    let vars = [
+        ("n", n.to_string()),
+        ("day", day.clone()),
+        ("a", iso(a)),
+        ("b", iso(b)),
+    ];
+    let thought = fill(
+        "I have both: {b} is a {day}, and it is {n} days after {a}.",
+        &vars,
+    );
+    let answer = fill(
+        s.any(&[
+            "{b} is a {day}, {n} days after {a}.",
+            "{b} falls on a {day}; there are {n} days from {a} to {b}.",
+        ]),
+        &vars,
     );
     s.conclude(&thought, &answer);
     Ok(outcome(query, vec![n.to_string(), day]))

@@ -192,7 +192,7 @@ pub(super) fn date_difference(s: &mut Session) -> Result<TaskOutcome, String> {
         values::spoken_date(&mut s.rng, b),
     );
     let query = fill(
-        s.pick_phrasing(
+        s.pick_phrasing_more(
             &[
                 "How many days are there between {a} and {b}?",
                 "How many days from {a} until {b}?",
@@ -209,6 +209,12 @@ pub(super) fn date_difference(s: &mut Session) -> Result<TaskOutcome, String> {
                 "I started on {a} and finished on {b}. How many days was that?",
                 "Tell me the number of days between {a} and {b}.",
                 "How many days does it take to get from {a} to {b}?",
+            ],
+            &[
+                "Between {a} and {b}: how many days?",
+                "{a} until {b} is how many days?",
+                "How many days lie from {a} up to {b}?",
+                "Number of days, {a} to {b}?",
             ],
         ),
         &[("a", sa.clone()), ("b", sb.clone())],
@@ -280,10 +286,10 @@ pub(super) fn add_days(s: &mut Session) -> Result<TaskOutcome, String> {
     let d = values::date(&mut s.rng, s.split);
     let spoken = values::spoken_date(&mut s.rng, d);
     let n = values::small(&mut s.rng, s.split, 1, 400);
-    let before = s.rng.random_bool(0.25);
+    let before = s.rng.random_bool(if s.varied() { 0.4 } else { 0.25 });
     let query = if before {
         fill(
-            s.pick_phrasing(
+            s.pick_phrasing_more(
                 &[
                     "What date was it {n} days before {date}?",
                     "Which date is {n} days earlier than {date}?",
@@ -294,6 +300,12 @@ pub(super) fn add_days(s: &mut Session) -> Result<TaskOutcome, String> {
                     "Subtract {n} days from {date}. Which date is that?",
                     "Count back {n} days from {date}; what date do I land on?",
                     "Which date lies {n} days prior to {date}?",
+                ],
+                &[
+                    "Take {n} days away from {date}. What's the date?",
+                    "{n} days earlier than {date} was which date?",
+                    "Rewind {n} days from {date}: which date is it?",
+                    "Going backwards on the calendar, which date is {n} days from {date}?",
                 ],
             ),
             &[("n", n.to_string()), ("date", spoken.clone())],
