@@ -115,6 +115,11 @@ pub struct SynthArgs {
     /// before; the test tasks never use it.
     #[arg(long)]
     paraphrase: bool,
+    /// Validation tasks written to valid.jsonl (for choosing checkpoints without the test
+    /// tasks): training values, queries in train-only phrasings held out of training (every
+    /// third of each family's list). With 0, a seed writes the files it wrote before.
+    #[arg(long, default_value_t = 0)]
+    valid: usize,
     /// Output folder.
     #[arg(long, default_value = "data/synth")]
     out: PathBuf,
@@ -162,8 +167,8 @@ fn synth(args: SynthArgs) -> Result<()> {
             args.all_tools_share
         );
     }
-    if args.train + args.test == 0 {
-        bail!("nothing to do: --train and --test are both 0");
+    if args.train + args.test + args.valid == 0 {
+        bail!("nothing to do: --train, --test and --valid are all 0");
     }
     let config = SynthConfig {
         seed: args.seed,
@@ -174,8 +179,9 @@ fn synth(args: SynthArgs) -> Result<()> {
         plan_parts: args.plan_parts,
         worked_steps: args.worked_steps,
         paraphrase: args.paraphrase,
+        valid: args.valid,
     };
-    let bar = ProgressBar::new((args.train + args.test) as u64).with_style(
+    let bar = ProgressBar::new((args.train + args.test + args.valid) as u64).with_style(
         ProgressStyle::with_template("synth {bar:30} {pos}/{len} tasks [{elapsed} < {eta}]")
             .expect("static template"),
     );
@@ -197,6 +203,13 @@ fn synth(args: SynthArgs) -> Result<()> {
         writeln!(jsonl, "{}", serde_json::to_string(task)?)?;
     }
     write_atomically(&args.out.join("test.jsonl"), std::str::from_utf8(&jsonl)?)?;
+    if args.valid > 0 {
+        let mut jsonl = Vec::new();
+        for task in &out.valid {
+            writeln!(jsonl, "{}", serde_json::to_string(task)?)?;
+        }
+        write_atomically(&args.out.join("valid.jsonl"), std::str::from_utf8(&jsonl)?)?;
+    }
     let count = |kinds: Vec<TaskKind>| {
         TaskKind::ALL
             .iter()
@@ -218,6 +231,7 @@ fn synth(args: SynthArgs) -> Result<()> {
         "seed": args.seed, "all_tools_share": args.all_tools_share,
         "train": {"trajectories": out.train.len(), "kinds": train_counts},
         "test": {"tasks": out.test.len(), "kinds": test_counts},
+        "valid": {"tasks": out.valid.len()},
     });
     write_atomically(
         &args.out.join("synth_report.json"),
@@ -229,6 +243,12 @@ fn synth(args: SynthArgs) -> Result<()> {
         out.train.len(),
         out.test.len(),
     );
+    if args.valid > 0 {
+        eprintln!(
+            "wrote {} validation tasks to {dir}/valid.jsonl",
+            out.valid.len()
+        );
+    }
     Ok(())
 }
 

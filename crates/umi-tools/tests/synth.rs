@@ -18,6 +18,7 @@ fn small() -> SynthConfig {
         plan_parts: false,
         worked_steps: false,
         paraphrase: false,
+        valid: 0,
     }
 }
 
@@ -165,6 +166,7 @@ fn test_queries_are_held_apart_from_training() {
             plan_parts: extra_phrasings,
             worked_steps: extra_phrasings,
             paraphrase: extra_phrasings,
+            valid: 0,
         });
     }
 }
@@ -182,6 +184,7 @@ fn extra_phrasings_reach_training_only() {
         plan_parts: false,
         worked_steps: false,
         paraphrase: false,
+        valid: 0,
     };
     let run = |c: SynthConfig| synthesize(&c, |_, _| {}).unwrap();
     assert_eq!(run(config(false, 0)).test, run(config(true, 0)).test);
@@ -219,6 +222,7 @@ fn paraphrase_reaches_training_only() {
         plan_parts: false,
         worked_steps: false,
         paraphrase,
+        valid: 0,
     };
     let run = |c: SynthConfig| synthesize(&c, |_, _| {}).unwrap();
     assert_eq!(run(config(false, 0)).test, run(config(true, 0)).test);
@@ -270,6 +274,66 @@ fn paraphrase_reaches_training_only() {
     held_apart(&config(true, 400));
 }
 
+/// Validation tasks leave the test tasks and, without train-only phrasings, the training data
+/// as they were; with them, training never uses the held-out phrasings the validation queries
+/// are asked in.
+#[test]
+fn validation_tasks_are_asked_in_held_out_phrasings() {
+    let config = |extra, valid| SynthConfig {
+        seed: 17,
+        train: 300,
+        test: 40,
+        all_tools_share: 0.5,
+        extra_phrasings: extra,
+        plan_parts: false,
+        worked_steps: false,
+        paraphrase: extra,
+        valid,
+    };
+    let run = |c: SynthConfig| synthesize(&c, |_, _| {}).unwrap();
+    let (plain, with_valid) = (run(config(false, 0)), run(config(false, 30)));
+    assert_eq!(plain.train, with_valid.train);
+    assert_eq!(plain.test, with_valid.test);
+    assert!(plain.valid.is_empty());
+    assert_eq!(with_valid.valid.len(), 30);
+    let out = run(config(true, 80));
+    assert_eq!(out.valid[0].id, "valid-0001");
+    // a phrasing's opening words (digits dropped) stand for it: the held-out phrasings open
+    // in ways no training query does
+    let opening = |q: &str| {
+        q.split(' ')
+            .take(3)
+            .map(|w| {
+                w.chars()
+                    .filter(|c| !c.is_ascii_digit())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let train: HashSet<&str> = out.train.iter().map(|c| c.instruction.as_str()).collect();
+    let train_openings: HashSet<String> = train.iter().map(|q| opening(q)).collect();
+    let test: HashSet<&str> = out.test.iter().map(|t| t.query.as_str()).collect();
+    let mut new_openings = 0;
+    let mut asked = 0;
+    for task in &out.valid {
+        assert!(!train.contains(task.query.as_str()), "{}", task.query);
+        assert!(!test.contains(task.query.as_str()), "{}", task.query);
+        assert_eq!(task.give_up, task.kind == TaskKind::GiveUp);
+        if task.kind != TaskKind::GiveUp {
+            assert!(!task.expected.is_empty(), "{}", task.query);
+            asked += 1;
+            if !train_openings.contains(&opening(&task.query)) {
+                new_openings += 1;
+            }
+        }
+    }
+    assert!(
+        new_openings * 2 >= asked,
+        "only {new_openings} of {asked} validation queries open in a way training does not"
+    );
+}
+
 /// With plan_parts, the test tasks and every training query stay as they were; each training
 /// multi-tool chain opens by naming its parts and ends on a step saying they are all done.
 #[test]
@@ -283,6 +347,7 @@ fn plan_parts_change_training_rationales_only() {
         plan_parts,
         worked_steps: false,
         paraphrase: false,
+        valid: 0,
     };
     let plain = synthesize(&config(false), |_, _| {}).unwrap();
     let planned = synthesize(&config(true), |_, _| {}).unwrap();
@@ -355,6 +420,7 @@ fn worked_steps_change_training_rationales_only() {
         plan_parts: false,
         worked_steps,
         paraphrase: false,
+        valid: 0,
     };
     let plain = synthesize(&config(false), |_, _| {}).unwrap();
     let worked = synthesize(&config(true), |_, _| {}).unwrap();

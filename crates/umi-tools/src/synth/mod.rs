@@ -81,6 +81,13 @@ pub struct SynthConfig {
     /// trajectory then serves the parts in the order the query asks them. Off, a seed gives
     /// the files it gave before; test tasks never use any of it.
     pub paraphrase: bool,
+    /// Validation tasks to write (added 2026-12-04), for choosing checkpoints without looking
+    /// at the test tasks: drawn after the test tasks (so a seed's test tasks stay the same),
+    /// with training values, and queries from a held-out part of the train-only phrasings
+    /// (every third of each family's list, from the second), which training then never uses;
+    /// families without train-only phrasings ask in training phrasings (never a training
+    /// query itself). With 0, a seed gives the files it gave before.
+    pub valid: usize,
 }
 
 impl Default for SynthConfig {
@@ -94,6 +101,7 @@ impl Default for SynthConfig {
             plan_parts: false,
             worked_steps: false,
             paraphrase: false,
+            valid: 0,
         }
     }
 }
@@ -107,6 +115,8 @@ pub struct SynthOutput {
     pub train_kinds: Vec<TaskKind>,
     /// Test tasks with their expected facts.
     pub test: Vec<LiveTask>,
+    /// Validation tasks ([`SynthConfig::valid`]) with their expected facts.
+    pub valid: Vec<LiveTask>,
     /// The reference trajectory of each test task (same order), for static evaluation.
     pub test_gold: Vec<Conversation>,
 }
@@ -130,6 +140,10 @@ pub(crate) struct Session {
     worked_steps: bool,
     /// [`SynthConfig::paraphrase`].
     paraphrase: bool,
+    /// A validation task ([`SynthConfig::valid`]): training values, held-out phrasings.
+    validation: bool,
+    /// Training tasks leave the validation phrasings alone ([`SynthConfig::valid`] > 0).
+    hold_valid: bool,
     tools: HttpTools,
     steps: Vec<Step>,
     used: Vec<String>,
@@ -199,6 +213,9 @@ impl Session {
         items: &[&'static str],
         train_only: &[&'static str],
     ) -> &'static str {
+        if let Some(held) = self.validation_phrasing(train_only) {
+            return held;
+        }
         if self.split == Split::Test || !self.extra_phrasings || train_only.is_empty() {
             return self.pick(items);
         }
@@ -207,15 +224,47 @@ impl Session {
             .enumerate()
             .filter(|(i, _)| items.len() < 4 || Split::Train.owns(*i))
             .map(|(_, t)| *t)
-            .chain(train_only.iter().copied())
+            .chain(self.training_part(train_only))
             .collect();
         pool[self.rng.random_range(0..pool.len())]
+    }
+
+    /// Whether item `i` of a train-only list of `len` phrasings is held out for validation
+    /// ([`SynthConfig::valid`]): every third from the second, in lists of at least two.
+    fn held_for_validation(i: usize, len: usize) -> bool {
+        len >= 2 && i % 3 == 1
+    }
+
+    /// For a validation task, one of the held-out train-only phrasings (`None` for other
+    /// tasks, or when the list holds none out).
+    fn validation_phrasing(&mut self, train_only: &[&'static str]) -> Option<&'static str> {
+        if !self.validation {
+            return None;
+        }
+        let held: Vec<&'static str> = train_only
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Self::held_for_validation(*i, train_only.len()))
+            .map(|(_, t)| *t)
+            .collect();
+        (!held.is_empty()).then(|| held[self.rng.random_range(0..held.len())])
+    }
+
+    /// The train-only phrasings training may use: all of them, or, with validation tasks
+    /// ([`SynthConfig::valid`]), those not held out for them.
+    fn training_part(&self, train_only: &[&'static str]) -> Vec<&'static str> {
+        train_only
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !(self.hold_valid && Self::held_for_validation(*i, train_only.len())))
+            .map(|(_, t)| *t)
+            .collect()
     }
 
     /// Whether this task takes the extra shapes of [`SynthConfig::paraphrase`] (a training
     /// task with the option on).
     pub fn varied(&self) -> bool {
-        self.paraphrase && self.split == Split::Train
+        self.paraphrase && self.split == Split::Train && !self.validation
     }
 
     /// A query phrasing as [`Session::pick_phrasing`] picks it, or, for a task that is
@@ -235,7 +284,7 @@ impl Session {
             .enumerate()
             .filter(|(i, _)| items.len() < 4 || Split::Train.owns(*i))
             .map(|(_, t)| *t)
-            .chain(train_only.iter().copied())
+            .chain(self.training_part(train_only))
             .chain(more.iter().copied())
             .collect();
         pool[self.rng.random_range(0..pool.len())]
@@ -346,7 +395,7 @@ impl Drop for FreshServer {
 fn play(
     seed: u64,
     index: usize,
-    split: Split,
+    (split, validation): (Split, bool),
     kind: TaskKind,
     config: &SynthConfig,
 ) -> Result<(TaskOutcome, Trajectory, Vec<String>, Vec<ToolSpec>), String> {
@@ -358,6 +407,8 @@ fn play(
         plan_parts: config.plan_parts,
         worked_steps: config.worked_steps,
         paraphrase: config.paraphrase,
+        validation,
+        hold_valid: config.valid > 0,
         tools: HttpTools::new(server.specs.clone(), Duration::from_secs(10)),
         steps: Vec::new(),
         used: Vec::new(),
@@ -440,7 +491,8 @@ fn prompt_tools(
         .collect()
 }
 
-/// Writes `config.train` trajectories and `config.test` test tasks, calling `progress(done,
+/// Writes `config.train` trajectories, `config.test` test tasks and `config.valid` validation
+/// tasks, calling `progress(done,
 /// total)` after each.
 ///
 /// Kinds are mixed 40 % one-tool, 30 % multi-tool, 15 % error-recovery and 15 % give-up, in
@@ -454,7 +506,7 @@ pub fn synthesize(
     config: &SynthConfig,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<SynthOutput, String> {
-    let total = config.train + config.test;
+    let total = config.train + config.test + config.valid;
     // Deterministic proportions: of every 20 tasks, 8 one-tool, 6 multi-tool, 3
     // error-recovery and 3 give-up.
     let kind_of = |j: usize| match j % 20 {
@@ -469,22 +521,25 @@ pub fn synthesize(
         train_kinds: Vec::with_capacity(config.train),
         test: Vec::with_capacity(config.test),
         test_gold: Vec::with_capacity(config.test),
+        valid: Vec::with_capacity(config.valid),
     };
     let mut seen = std::collections::HashSet::new();
     for i in 0..total {
-        let (split, j) = if i < config.train {
-            (Split::Train, i)
+        let (split, validation, j) = if i < config.train {
+            (Split::Train, false, i)
+        } else if i < config.train + config.test {
+            (Split::Test, false, i - config.train)
         } else {
-            (Split::Test, i - config.train)
+            (Split::Train, true, i - config.train - config.test)
         };
         let kind = kind_of(j);
-        let all = split == Split::Test || rng.random_bool(config.all_tools_share);
+        let all = split == Split::Test || validation || rng.random_bool(config.all_tools_share);
         // A query asked before is drawn again (small value pools repeat), so no two tasks
         // and no test and training task share a query.
         let mut tries = 0;
         let (outcome, trajectory, used, specs) = loop {
             let seed: u64 = rng.random();
-            let played = play(seed, i, split, kind, config)?;
+            let played = play(seed, i, (split, validation), kind, config)?;
             tries += 1;
             if seen.insert(played.0.query.clone()) || tries >= 50 {
                 break played;
@@ -493,6 +548,14 @@ pub fn synthesize(
         let tools = prompt_tools(&mut rng, &specs, &used, all);
         let conversation = trajectory.to_conversation(&tools);
         match split {
+            Split::Train if validation => out.valid.push(LiveTask {
+                id: format!("valid-{:04}", j + 1),
+                kind: outcome.kind,
+                query: outcome.query,
+                expected: outcome.expected,
+                give_up: outcome.kind == TaskKind::GiveUp,
+                tools: used,
+            }),
             Split::Train => {
                 out.train.push(conversation);
                 out.train_kinds.push(outcome.kind);
