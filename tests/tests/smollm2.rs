@@ -137,9 +137,15 @@ fn perplexity_of(logits: &[f32], ids: &[u32], vocab: usize) -> f64 {
 
 /// `--quant q4_1` on the Q4_1 file keeps the file's 4-bit weights (re-quantizing the
 /// dequantized blocks gives the same nibbles): a prompt (more than `QUANTIZED_MAX_ROWS`
-/// tokens, f32 against the dequantized weights) gets the f32 path's logits, and decoding-sized
-/// inputs differ only by the 8-bit rounding of the activations, less than Q8_0 (which rounds
-/// the weights again) differs; the perplexity stays within 2 % of the reference.
+/// tokens, f32 against the dequantized weights) gets the f32 path's logits, decoding-sized
+/// inputs differ only by the 8-bit rounding of the activations (a few % of the logits, as for
+/// Q8_0), and the perplexity decoded token by token stays within 5 % of the reference.
+///
+/// Which of Q4_1 and Q8_0 lands closer to f32 on decoding-sized inputs is not compared: both
+/// round every activation to 8 bits, and that rounding noise swamps Q8_0's second rounding of
+/// the weights. A change of 7e-7 (relative) in the f32 attention's sums (the kernel of
+/// 2026-12-04) moved the 8-position errors from Q4_1 3.8 % / Q8_0 4.8 % to 5.2 % / 4.6 %: one
+/// flipped activation rounding cascades through 30 layers into another draw of the same noise.
 ///
 /// Greedy text is not compared: on the reference's prompt the f32 model's top two first
 /// tokens are 0.3 logits apart, and prefilling the prompt's last tokens through the 8-bit
@@ -176,8 +182,17 @@ fn smollm2_q4_1_keeps_the_files_weights() {
         "Q4_1 prompt logits",
     );
 
-    let short = &ids(&reference["perplexity"]["ids"])[..umi_model::QUANTIZED_MAX_ROWS];
-    let want = logits(&f32_model, short);
+    // decoding-sized steps (QUANTIZED_MAX_ROWS tokens each, the integer products) over 32
+    // positions, so that the error is measured on more than one draw of the rounding noise
+    let text = ids(&reference["perplexity"]["ids"]);
+    let chunked = |model: &umi_model::Llama| -> Vec<f32> {
+        let mut cache = model.new_cache();
+        text[..32]
+            .chunks(umi_model::QUANTIZED_MAX_ROWS)
+            .flat_map(|chunk| umi_tests::logits(model, chunk, &mut cache))
+            .collect()
+    };
+    let want = chunked(&f32_model);
     let rms = |got: &[f32]| {
         let num: f64 = got
             .iter()
@@ -187,14 +202,11 @@ fn smollm2_q4_1_keeps_the_files_weights() {
         let den: f64 = want.iter().map(|&b| f64::from(b).powi(2)).sum();
         (num / den).sqrt()
     };
-    let (rms_q4, rms_q8) = (
-        rms(&logits(&q4.model, short)),
-        rms(&logits(&q8.model, short)),
-    );
-    eprintln!("decoding-sized input vs f32: Q4_1 {rms_q4:.3e}, Q8_0 {rms_q8:.3e} relative RMS");
+    let (rms_q4, rms_q8) = (rms(&chunked(&q4.model)), rms(&chunked(&q8.model)));
+    eprintln!("decoding-sized steps vs f32: Q4_1 {rms_q4:.3e}, Q8_0 {rms_q8:.3e} relative RMS");
     assert!(rms_q4 > 1e-6, "the 4-bit products did not run");
     assert!(
-        rms_q4 < rms_q8 && rms_q4 < 0.06,
+        rms_q4 < 0.08 && rms_q8 < 0.08,
         "Q4_1 {rms_q4}, Q8_0 {rms_q8}"
     );
 

@@ -859,13 +859,15 @@ mod tests {
     #[test]
     fn a_few_new_positions_keep_the_causal_mask() {
         let device = Device::flex();
-        let (period, offset) = (4, 9);
-        let causal = Some(Causal { period, offset });
-        // 2 stacked query heads of 4 new positions after 9 cached ones, one large enough to
-        // be split over threads
-        for (heads, head_dim) in [(2, 8), (4, 64)] {
+        // stacked query heads of a few new positions after cached ones: 2 heads of 4 after 9
+        // (one case large enough to be split over threads), and a SmolLM2 prompt of 8 tokens
+        // (3 stacked heads, 24 rows across the SIMD lanes, nothing cached)
+        for (heads, head_dim, stacked, period, offset) in
+            [(2, 8, 2, 4, 9), (4, 64, 2, 4, 9), (3, 64, 3, 8, 0)]
+        {
+            let causal = Some(Causal { period, offset });
             let q = Tensor::<4>::random(
-                [1, heads, 2 * period, head_dim],
+                [1, heads, stacked * period, head_dim],
                 Distribution::Normal(0.0, 1.0),
                 &device,
             );

@@ -219,12 +219,24 @@ impl Session {
         if self.split == Split::Test || !self.extra_phrasings || train_only.is_empty() {
             return self.pick(items);
         }
+        self.pick_training_phrasing(items, train_only, &[])
+    }
+
+    /// One of the training part of `items` (all of a list shorter than 4), the train-only
+    /// phrasings training may use ([`Session::training_part`]) and `more`, drawn uniformly.
+    fn pick_training_phrasing(
+        &mut self,
+        items: &[&'static str],
+        train_only: &[&'static str],
+        more: &[&'static str],
+    ) -> &'static str {
         let pool: Vec<&'static str> = items
             .iter()
             .enumerate()
             .filter(|(i, _)| items.len() < 4 || Split::Train.owns(*i))
             .map(|(_, t)| *t)
             .chain(self.training_part(train_only))
+            .chain(more.iter().copied())
             .collect();
         pool[self.rng.random_range(0..pool.len())]
     }
@@ -279,15 +291,7 @@ impl Session {
         if !self.varied() || more.is_empty() {
             return self.pick_phrasing(items, train_only);
         }
-        let pool: Vec<&'static str> = items
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| items.len() < 4 || Split::Train.owns(*i))
-            .map(|(_, t)| *t)
-            .chain(self.training_part(train_only))
-            .chain(more.iter().copied())
-            .collect();
-        pool[self.rng.random_range(0..pool.len())]
+        self.pick_training_phrasing(items, train_only, more)
     }
 
     /// The lead of a planner step in a multi-tool chain: with [`SynthConfig::plan_parts`], for a
