@@ -160,7 +160,7 @@ pub fn run(command: DataCommand) -> Result<()> {
 
 fn synth(args: SynthArgs) -> Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
-    use umi_tools::synth::{SynthConfig, TaskKind, synthesize};
+    use umi_tools::synth::{LiveTask, SynthConfig, TaskKind, synthesize};
     if !(0.0..=1.0).contains(&args.all_tools_share) {
         bail!(
             "--all-tools-share must be between 0 and 1, not {}",
@@ -198,17 +198,17 @@ fn synth(args: SynthArgs) -> Result<()> {
         &args.out.join("test.json"),
         &serde_json::to_string_pretty(&out.test_gold)?,
     )?;
-    let mut jsonl = Vec::new();
-    for task in &out.test {
-        writeln!(jsonl, "{}", serde_json::to_string(task)?)?;
-    }
-    write_atomically(&args.out.join("test.jsonl"), std::str::from_utf8(&jsonl)?)?;
-    if args.valid > 0 {
-        let mut jsonl = Vec::new();
-        for task in &out.valid {
-            writeln!(jsonl, "{}", serde_json::to_string(task)?)?;
+    let write_tasks = |name: &str, tasks: &[LiveTask]| -> Result<()> {
+        let mut jsonl = String::new();
+        for task in tasks {
+            jsonl.push_str(&serde_json::to_string(task)?);
+            jsonl.push('\n');
         }
-        write_atomically(&args.out.join("valid.jsonl"), std::str::from_utf8(&jsonl)?)?;
+        write_atomically(&args.out.join(name), &jsonl)
+    };
+    write_tasks("test.jsonl", &out.test)?;
+    if args.valid > 0 {
+        write_tasks("valid.jsonl", &out.valid)?;
     }
     let count = |kinds: Vec<TaskKind>| {
         TaskKind::ALL

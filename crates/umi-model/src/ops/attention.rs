@@ -329,7 +329,8 @@ mod flex {
         visible: &'a [usize],
         keys: Strided<'a>,
         values: Strided<'a>,
-        /// `2 · n_rows · keys.n` values: the scores, then their exponentials.
+        /// [`tile_scratch_len`] values: the scores, the exponentials (`n_rows · keys.n` each),
+        /// then the transposed queries of [`scores_across_rows`] when it runs.
         scratch: &'a mut [f32],
         /// `n_rows × (PARTIAL_HEADER + head_dim)` values: each row's partial.
         out: &'a mut [f32],
@@ -343,6 +344,18 @@ mod flex {
 
     /// Lanes of one accumulator in the kernels below: every SIMD width divides it.
     const LANES: usize = 16;
+
+    /// The scratch values an [`AttendTile`] of `n_rows` query rows over `n` keys of `head_dim`
+    /// uses: scores and exponentials, and room for the queries transposed to `[head_dim,
+    /// rows padded to LANES]` when the rows go across the lanes.
+    fn tile_scratch_len(n_rows: usize, n: usize, head_dim: usize) -> usize {
+        let transposed = if n_rows >= ROWS_ACROSS_LANES {
+            head_dim * n_rows.div_ceil(LANES) * LANES
+        } else {
+            0
+        };
+        2 * n_rows * n + transposed
+    }
 
     impl pulp::WithSimd for AttendTile<'_> {
         type Output = ();
@@ -359,9 +372,10 @@ mod flex {
             } = self;
             let (n, head_dim) = (keys.n, keys.head_dim);
             let n_rows = visible.len();
-            let (logits, probs) = scratch.split_at_mut(n_rows * n);
+            let (logits, rest) = scratch.split_at_mut(n_rows * n);
+            let (probs, transposed) = rest.split_at_mut(n_rows * n);
             if n_rows >= ROWS_ACROSS_LANES {
-                scores_across_rows(q, visible, keys, logits);
+                scores_across_rows(q, visible, keys, logits, transposed);
             } else {
                 for j in 0..n {
                     let key = keys.row(j);
@@ -401,18 +415,27 @@ mod flex {
     /// SIMD lanes: the queries are transposed to `[head_dim, rows]` (rows padded to
     /// [`LANES`]) and each key's values are broadcast, so no dot product needs a horizontal
     /// sum, and each load of the transposed queries serves 4 keys. Each score is the sum over
-    /// `head_dim` in order, whatever the number of rows.
+    /// `head_dim` in order, whatever the number of rows. `qt` (at least `head_dim` × the rows
+    /// padded to [`LANES`] values, the tile's scratch) receives the transposed queries.
     #[inline(always)]
-    fn scores_across_rows(q: &[f32], visible: &[usize], keys: Strided<'_>, logits: &mut [f32]) {
+    fn scores_across_rows(
+        q: &[f32],
+        visible: &[usize],
+        keys: Strided<'_>,
+        logits: &mut [f32],
+        qt: &mut [f32],
+    ) {
         let (n, head_dim) = (keys.n, keys.head_dim);
         let n_rows = visible.len();
         let padded = n_rows.div_ceil(LANES) * LANES;
-        let mut qt = vec![0f32; head_dim * padded];
-        for r in 0..n_rows {
-            for d in 0..head_dim {
-                qt[d * padded + r] = q[r * head_dim + d];
+        let qt = &mut qt[..head_dim * padded];
+        for d in 0..head_dim {
+            let column = &mut qt[d * padded..(d + 1) * padded];
+            for (r, x) in column.iter_mut().enumerate() {
+                *x = if r < n_rows { q[r * head_dim + d] } else { 0.0 };
             }
         }
+        let qt = &*qt;
         let seen_max = visible.iter().copied().max().unwrap_or(0).min(n);
         for lane0 in (0..n_rows).step_by(LANES) {
             let rows = (n_rows - lane0).min(LANES);
@@ -716,7 +739,7 @@ mod flex {
                 }
             };
             let n = c1 - c0;
-            scores.resize(2 * (r1 - r0) * n, 0.0);
+            scores.resize(tile_scratch_len(r1 - r0, n, head_dim), 0.0);
             pulp::Arch::new().dispatch(AttendTile {
                 q: queries,
                 visible,

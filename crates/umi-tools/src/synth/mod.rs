@@ -495,9 +495,21 @@ fn prompt_tools(
         .collect()
 }
 
+/// The live task of a played test or validation trajectory: id `{prefix}-{j + 1:04}`, the
+/// query and expected facts of `outcome`, the tools it `used`.
+fn live_task(prefix: &str, j: usize, outcome: TaskOutcome, used: Vec<String>) -> LiveTask {
+    LiveTask {
+        id: format!("{prefix}-{:04}", j + 1),
+        kind: outcome.kind,
+        query: outcome.query,
+        expected: outcome.expected,
+        give_up: outcome.kind == TaskKind::GiveUp,
+        tools: used,
+    }
+}
+
 /// Writes `config.train` trajectories, `config.test` test tasks and `config.valid` validation
-/// tasks, calling `progress(done,
-/// total)` after each.
+/// tasks, calling `progress(done, total)` after each.
 ///
 /// Kinds are mixed 40 % one-tool, 30 % multi-tool, 15 % error-recovery and 15 % give-up, in
 /// both parts.
@@ -552,27 +564,13 @@ pub fn synthesize(
         let tools = prompt_tools(&mut rng, &specs, &used, all);
         let conversation = trajectory.to_conversation(&tools);
         match split {
-            Split::Train if validation => out.valid.push(LiveTask {
-                id: format!("valid-{:04}", j + 1),
-                kind: outcome.kind,
-                query: outcome.query,
-                expected: outcome.expected,
-                give_up: outcome.kind == TaskKind::GiveUp,
-                tools: used,
-            }),
+            Split::Train if validation => out.valid.push(live_task("valid", j, outcome, used)),
             Split::Train => {
                 out.train.push(conversation);
                 out.train_kinds.push(outcome.kind);
             }
             Split::Test => {
-                out.test.push(LiveTask {
-                    id: format!("test-{:04}", j + 1),
-                    kind: outcome.kind,
-                    query: outcome.query,
-                    expected: outcome.expected,
-                    give_up: outcome.kind == TaskKind::GiveUp,
-                    tools: used,
-                });
+                out.test.push(live_task("test", j, outcome, used));
                 out.test_gold.push(conversation);
             }
         }
