@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Write a TinyLlama-1.1B-shaped HF Llama folder with random weights (speed does not depend on values).
 
-  make_random_llama.py [DST_DIR]            default /work/main/models/bench/tinyllama-random
+  make_random_llama.py [DST_DIR] [--shape tinyllama|smollm2]   default /work/main/models/bench/tinyllama-random
+
+--shape smollm2 writes the SmolLM2-135M shape instead (576 hidden, 30 layers, 9 query / 3 KV heads, vocab 49152,
+tied embeddings, f16 ~270 MB): the GPU benchmark (scripts/bench/gpu.sh) uses it where the real GGUF cannot travel.
 
 Writes config.json, model.safetensors (float16, ~2.2 GB; loaders upcast to f32), tokenizer.json (a trivial WordLevel
 tokenizer, "t0".."t31999", unk "t0", whitespace pre-tokenizer) and tokenizer_config.json. The safetensors file is
@@ -37,6 +40,11 @@ CONFIG = {
     "torch_dtype": "float16",
 }
 
+# SmolLM2-135M-Instruct's shape (its config.json; the GGUF's metadata agrees)
+SMOLLM2 = dict(CONFIG, vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+               num_attention_heads=9, num_key_value_heads=3, head_dim=64, rope_theta=100000.0,
+               max_position_embeddings=8192, tie_word_embeddings=True)
+
 
 def tensor_specs(c):
     """(name, shape, kind) in HF naming; kind 'norm' -> ones, else N(0, 0.02)."""
@@ -57,7 +65,9 @@ def tensor_specs(c):
             (p + "mlp.up_proj.weight", (i, h), "w"),
             (p + "mlp.down_proj.weight", (h, i), "w"),
         ]
-    specs += [("model.norm.weight", (h,), "norm"), ("lm_head.weight", (v, h), "w")]
+    specs.append(("model.norm.weight", (h,), "norm"))
+    if not c["tie_word_embeddings"]:
+        specs.append(("lm_head.weight", (v, h), "w"))
     return specs
 
 
@@ -100,10 +110,19 @@ def wordlevel_tokenizer(vocab_size):
 
 
 def main():
-    dst = sys.argv[1] if len(sys.argv) > 1 else "/work/main/models/bench/tinyllama-random"
-    if dst in ("-h", "--help"):
+    args = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in args):
         print(__doc__)
         return
+    config = CONFIG
+    if "--shape" in args:
+        at = args.index("--shape")
+        shape = args[at + 1] if at + 1 < len(args) else ""
+        if shape not in ("tinyllama", "smollm2"):
+            sys.exit(f"make_random_llama.py: --shape takes tinyllama or smollm2, not {shape!r}")
+        config = SMOLLM2 if shape == "smollm2" else CONFIG
+        del args[at:at + 2]
+    dst = args[0] if args else "/work/main/models/bench/tinyllama-random"
     os.makedirs(dst, exist_ok=True)
     rng = np.random.default_rng(1234)
 
@@ -112,15 +131,15 @@ def main():
             return np.ones(shape, np.float16)
         return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float16)
 
-    n = write_safetensors_streaming(os.path.join(dst, "model.safetensors"), tensor_specs(CONFIG), make)
+    n = write_safetensors_streaming(os.path.join(dst, "model.safetensors"), tensor_specs(config), make)
     with open(os.path.join(dst, "config.json"), "w") as f:
-        json.dump(CONFIG, f, indent=2)
+        json.dump(config, f, indent=2)
     with open(os.path.join(dst, "tokenizer.json"), "w") as f:
-        json.dump(wordlevel_tokenizer(CONFIG["vocab_size"]), f)
+        json.dump(wordlevel_tokenizer(config["vocab_size"]), f)
     with open(os.path.join(dst, "tokenizer_config.json"), "w") as f:
         json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "t0", "bos_token": "t1",
                    "eos_token": "t2", "model_max_length": 2048}, f, indent=2)
-    params = sum(int(np.prod(s)) for _, s, _ in tensor_specs(CONFIG))
+    params = sum(int(np.prod(s)) for _, s, _ in tensor_specs(config))
     print(f"wrote {dst}: {params:,} parameters, model.safetensors {n:,} bytes (f16)")
 
 

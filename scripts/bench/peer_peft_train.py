@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch + PEFT on CPU: LoRA training steps, the twin of `umi bench --train`.
 
-  peer_peft_train.py MODEL_DIR [--seq-len 512] [--batch-size 1] [--runs 3] [--threads 2]
+  peer_peft_train.py MODEL_DIR [--seq-len 512] [--batch-size 1] [--runs 3] [--threads 2] [--device cpu|cuda]
 
 Same step as umi's: BATCH_SIZE rows of SEQ_LEN tokens (row r, token i = ((i + r) * 7919 + 13) % vocab),
 labels = the inputs (loss on every shifted position), LoRA r 8 / alpha 16 / dropout 0 on q, k, v, o,
@@ -29,6 +29,7 @@ def main():
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--runs", type=int, default=common.RUNS)
     p.add_argument("--threads", type=int, default=common.THREADS)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: on the GPU (scripts/bench/gpu.sh)")
     a = p.parse_args()
 
     import peft
@@ -39,7 +40,7 @@ def main():
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)
     torch.manual_seed(42)
-    model = AutoModelForCausalLM.from_pretrained(a.model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(a.model_dir, dtype=torch.float32).to(a.device)
     model = get_peft_model(model, LoraConfig(
         r=8, lora_alpha=16, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
@@ -48,7 +49,7 @@ def main():
     opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     vocab = model.config.vocab_size
     ids = torch.tensor([[((i + r) * 7919 + 13) % vocab for i in range(a.seq_len)]
-                        for r in range(a.batch_size)], dtype=torch.long)
+                        for r in range(a.batch_size)], dtype=torch.long, device=a.device)
     tokens = a.batch_size * a.seq_len
 
     rates = []
@@ -66,7 +67,7 @@ def main():
             rates.append(rate)
 
     print(json.dumps({
-        "system": f"PyTorch {torch.__version__.split('+')[0]} + PEFT {peft.__version__} (CPU)",
+        "system": f"PyTorch {torch.__version__.split('+')[0]} + PEFT {peft.__version__} ({a.device.upper()})",
         "model": a.model_dir,
         "precision": "f32",
         "task": "lora-train",

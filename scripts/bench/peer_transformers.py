@@ -2,6 +2,9 @@
 """transformers + torch on CPU, f32, 2 threads: prefill 512 / decode 128 greedy, median of 3 (rules in common.py).
 
   peer_transformers.py MODEL_DIR [--prompt-tokens 512] [--new-tokens 128] [--runs 3] [--threads 2] [--dtype float32]
+                       [--device cpu|cuda]
+
+--device cuda runs on the GPU (scripts/bench/gpu.sh), timings taken after torch.cuda.synchronize().
 
 Prints one JSON line on stdout, like `umi bench`. Progress goes to stderr.
 """
@@ -22,6 +25,7 @@ def main():
     p.add_argument("--runs", type=int, default=common.RUNS)
     p.add_argument("--threads", type=int, default=common.THREADS)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = p.parse_args()
 
     import torch
@@ -36,18 +40,24 @@ def main():
         model = AutoModelForCausalLM.from_pretrained(a.model_dir, dtype=dtype)
     except TypeError:  # transformers < 4.56 spells it torch_dtype
         model = AutoModelForCausalLM.from_pretrained(a.model_dir, torch_dtype=dtype)
-    model.eval()
+    model.eval().to(a.device)
+
+    def sync():
+        if a.device == "cuda":
+            torch.cuda.synchronize()
     common.log(f"loaded {a.model_dir} in {time.perf_counter() - t0:.1f}s, "
                f"attn={getattr(model.config, '_attn_implementation', '?')}")
     vocab = model.config.vocab_size
-    ids = torch.tensor([common.prompt_ids(vocab, a.prompt_tokens)], dtype=torch.long)
+    ids = torch.tensor([common.prompt_ids(vocab, a.prompt_tokens)], dtype=torch.long, device=a.device)
 
     pre, dec = [], []
     with torch.inference_mode():
         for r in range(a.runs):
+            sync()
             t0 = time.perf_counter()
             out = model(input_ids=ids, use_cache=True)
             nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
+            sync()
             t1 = time.perf_counter()
             past = out.past_key_values
             del out
@@ -57,6 +67,7 @@ def main():
                 past = out.past_key_values
                 nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
                 toks.append(int(nxt))
+            sync()
             t2 = time.perf_counter()
             del out, past
             pre.append(t1 - t0)
@@ -65,7 +76,7 @@ def main():
                        f"decode {a.new_tokens / (t2 - t1):.2f} tok/s, first tokens {toks[:6]}")
 
     prec = "f32" if a.dtype == "float32" else "bf16"
-    common.report(f"transformers {transformers.__version__} + torch {torch.__version__.split('+')[0]} (CPU)",
+    common.report(f"transformers {transformers.__version__} + torch {torch.__version__.split('+')[0]} ({a.device.upper()})",
                   a.model_dir, prec, pre, dec, a.prompt_tokens, a.new_tokens)
 
 
