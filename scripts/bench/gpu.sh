@@ -9,9 +9,12 @@
 # Here, before the call (scripts/bench/README.md, "GPU"):
 #   scripts/gpu/slim_tree.sh on
 #   mkdir -p .gpu/bench && strip -o .gpu/umi target/release/umi && xz -T2 -6 -c .gpu/umi > .gpu/bench/umi.xz
+#   git rev-parse --short HEAD > .gpu/bench/commit
 #   and the Vulkan loader .debs in .gl/ (the device tool's README)
 # The call: carry [".gpu/bench", ".gl"], command `scripts/bench/gpu.sh`, timeout_s <= 300.
-# Leaves $OUT/gpu.jsonl (one JSON line per measurement, as `umi bench` prints) and $OUT/gpu.log.
+# Leaves $OUT/gpu.jsonl (a meta line, then one JSON line per measurement as `umi bench` prints it,
+# with its label) and $OUT/gpu.log; copy gpu.jsonl to scripts/bench/gpu_results.jsonl and
+# re-render BENCHMARKS.md (render.py --gpu).
 set -uo pipefail
 out="${OUT:?OUT must be set (the device tool)}"
 w=/tmp/bench
@@ -22,7 +25,10 @@ ldconfig
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
 xz -dc .gpu/bench/umi.xz > "$w/umi" && chmod +x "$w/umi"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader)
+echo "$gpu"
+python3 -c 'import json, sys; print(json.dumps({"meta": {"date": sys.argv[1], "gpu": sys.argv[2], "umi_commit": sys.argv[3]}}))' \
+  "$(date -u +%Y-%m-%d)" "$gpu" "$(cat .gpu/bench/commit 2>/dev/null || echo unknown)" > "$out/gpu.jsonl"
 t0=$(date +%s)
 python3 scripts/bench/make_random_llama.py "$w/smollm2" --shape smollm2 2>/dev/null
 python3 scripts/bench/make_random_llama.py "$w/tinyllama" 2>/dev/null &

@@ -224,12 +224,49 @@ def render_mine(w, path):
     w("")
 
 
-def render(path, train_path=None, mine_path=None):
+def render_gpu(w, path):
+    """The GPU section from scripts/bench/gpu.sh's JSON lines (a meta line, then labelled results)."""
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    meta = next((r["meta"] for r in rows if "meta" in r), {})
+    by = {r["label"]: r for r in rows if "label" in r}
+    w("## GPU: umi wgpu vs PyTorch CUDA\n")
+    w(f"Measured {meta.get('date', '?')} on the GPU machine ({meta.get('gpu', '?')}) by `scripts/bench/gpu.sh` "
+      f"(umi at {meta.get('umi_commit', '?')}): random-weight models of each shape (`make_random_llama.py`, "
+      "f16 files, f32 in memory unless marked bf16), a 512-token prompt, 128 greedy new tokens, median of 3 runs; "
+      "PyTorch runs transformers' eager loop (one Python call per token). umi's *first run* is a fresh process's "
+      "single run (shaders compiled and tuned on the way: what a person meets on the first query); *warm* is a "
+      "second process. Ratios are umi warm ÷ peer.\n")
+    for model, prefix in (("SmolLM2-135M shape", "smollm2"), ("TinyLlama-1.1B shape", "tinyllama")):
+        umi = by.get(f"umi-{prefix}-warm")
+        present = [k for k in (f"umi-{prefix}-first", f"umi-{prefix}-warm", f"torch-{prefix}-f32",
+                               f"torch-{prefix}-bf16") if k in by]
+        if not present:
+            continue
+        w(f"### {model}\n")
+        w("| system | run | precision | prefill tok/s | decode tok/s | umi/peer prefill | umi/peer decode |")
+        w("|---|---|---|---:|---:|---:|---:|")
+        for k in present:
+            r = by[k]
+            run = "first run" if k.endswith("-first") else "warm"
+            rp = rd = "—"
+            if umi is not None and not is_umi(r):
+                rp, rd = ratio(umi["prefill_tok_s"], r["prefill_tok_s"]), ratio(umi["decode_tok_s"], r["decode_tok_s"])
+            w(f"| {r['system']} | {run} | {r.get('precision', '?')} | {fmt(r['prefill_tok_s'])} | "
+              f"{fmt(r['decode_tok_s'], 2)} | {rp} | {rd} |")
+        w("")
+        umi_t, peer_t = by.get(f"umi-{prefix}-train"), by.get(f"peft-{prefix}-train")
+        if umi_t and peer_t:
+            w(f"LoRA training, {umi_t['batch_size']} × {umi_t['seq_len']} tokens per step (r 8 on all seven "
+              f"projections, AdamW, f32): umi {fmt(umi_t['train_tok_s'])} tok/s, {peer_t['system']} "
+              f"{fmt(peer_t['train_tok_s'])} tok/s: **{ratio(umi_t['train_tok_s'], peer_t['train_tok_s'])}**.\n")
+
+
+def render(path, train_path=None, mine_path=None, gpu_path=None):
     d = json.load(open(path))
     meta, results = d["meta"], d["results"]
     out = []
     w = out.append
-    w("# CPU benchmarks: umi vs peers\n")
+    w("# Benchmarks: umi vs peers (CPU; the GPU machine at the end)\n")
     w(f"Measured {meta['date']} by `scripts/bench/run.sh`: batch 1, a {meta['shape']['prompt_tokens']}-token prompt "
       f"(prefill) then {meta['shape']['new_tokens']} greedy new tokens (decode, no EOS stop), "
       f"{meta['shape']['threads']} threads, median of {meta['shape']['runs']} runs; prompt token i = "
@@ -266,6 +303,8 @@ def render(path, train_path=None, mine_path=None):
         render_train(w, train_path)
     if mine_path and os.path.exists(mine_path):
         render_mine(w, mine_path)
+    if gpu_path and os.path.exists(gpu_path):
+        render_gpu(w, gpu_path)
     w("## Targets (from performance-anchors.md)\n")
     w("Decode ≥ 1.0× llama.cpp at equal precision and ≥ 2× transformers; prefill ≥ 1.0× llama.cpp at f32; peak RSS "
       "within 1.2× of the weights plus the KV cache.\n")
@@ -275,8 +314,8 @@ def render(path, train_path=None, mine_path=None):
       "`TASKS=train` measures only LoRA training, `TASKS=generate` only generation, `TASKS=mine` the cost per "
       "decision of self-rewarding mining; "
       "`scripts/bench/render.py scripts/bench/results.json --train scripts/bench/train_results.json "
-      "--mine scripts/bench/mine_results.json > BENCHMARKS.md` "
-      "re-renders).")
+      "--mine scripts/bench/mine_results.json --gpu scripts/bench/gpu_results.jsonl > BENCHMARKS.md` "
+      "re-renders; the GPU section comes from `scripts/bench/gpu.sh` on the GPU machine, its header says how).")
     print("\n".join(out))
 
 
@@ -288,11 +327,12 @@ def main():
     p.add_argument("--venv")
     p.add_argument("--train", help="train_results.json (LoRA training runs) to render too")
     p.add_argument("--mine", help="mine_results.json (cost per mining decision) to render too")
+    p.add_argument("--gpu", help="gpu_results.jsonl (scripts/bench/gpu.sh on the GPU machine) to render too")
     a = p.parse_args()
     if a.collect:
         collect(a.collect, a.umi, a.venv)
     elif a.results:
-        render(a.results, a.train, a.mine)
+        render(a.results, a.train, a.mine, a.gpu)
     else:
         p.error("give results.json or --collect LINES")
 

@@ -164,4 +164,4 @@ if task mine; then
   "$PY" "$HERE/render.py" --collect "$MINE_LINES" --umi "$UMI" --venv "$VENV" > "$MINE_OUT" || exit 1
   echo "wrote $MINE_OUT" >&2
 fi
-"$PY" "$HERE/render.py" "$OUT" --train "$TRAIN_OUT" --mine "$MINE_OUT" > "$ROOT/BENCHMARKS.md" && echo "wrote $ROOT/BENCHMARKS.md" >&2
+"$PY" "$HERE/render.py" "$OUT" --train "$TRAIN_OUT" --mine "$MINE_OUT" --gpu "$HERE/gpu_results.jsonl" > "$ROOT/BENCHMARKS.md" && echo "wrote $ROOT/BENCHMARKS.md" >&2
