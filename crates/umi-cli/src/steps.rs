@@ -154,11 +154,113 @@ pub fn write_curve(out: &Path, history: &[StepStats]) -> Result<()> {
         writeln!(csv)?;
     }
     write_atomically(&out.join("loss.csv"), std::str::from_utf8(&csv)?)?;
+    plot_curve(&out.join("loss.svg"), history)
+}
+
+/// Reads a `loss.csv` as [`write_curve`] writes it (also `scripts/gpu/train_peft.py`'s, which
+/// has the same columns): one [`StepStats`] per row, DPO metrics where the header has them.
+///
+/// # Errors
+///
+/// The file cannot be read, its header lacks one of `step, loss, grad_norm, learning_rate,
+/// target_tokens, tokens`, or a row has a missing or non-numeric value (named with its line).
+pub fn read_curve(csv: &Path) -> Result<Vec<StepStats>> {
+    let text = std::fs::read_to_string(csv)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", csv.display()))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, header)) = lines.next() else {
+        bail!("{}: empty file (expected a loss.csv header)", csv.display());
+    };
+    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let column = |name: &str| names.iter().position(|n| *n == name);
+    let required = [
+        "step",
+        "loss",
+        "grad_norm",
+        "learning_rate",
+        "target_tokens",
+        "tokens",
+    ];
+    let mut at = [0usize; 6];
+    for (slot, name) in at.iter_mut().zip(required) {
+        *slot = column(name).ok_or_else(|| {
+            anyhow::anyhow!("{}: header has no `{name}` column: {header}", csv.display())
+        })?;
+    }
+    let dpo_names = [
+        "rewards_chosen",
+        "rewards_rejected",
+        "rewards_margin",
+        "rewards_accuracy",
+        "logps_chosen",
+        "logps_rejected",
+    ];
+    let dpo_at: Option<Vec<usize>> = dpo_names.iter().map(|n| column(n)).collect();
+    let mut history = Vec::new();
+    for (i, line) in lines {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let number = |c: usize| -> Result<f64> {
+            let cell = cells.get(c).copied().unwrap_or("");
+            cell.parse::<f64>().map_err(|_| {
+                anyhow::anyhow!(
+                    "{} line {}: column `{}` is {cell:?}, not a number",
+                    csv.display(),
+                    i + 1,
+                    names[c]
+                )
+            })
+        };
+        let count = |c: usize| -> Result<usize> {
+            let x = number(c)?;
+            if x < 0.0 || x.fract() != 0.0 {
+                bail!(
+                    "{} line {}: column `{}` is {x}, not a count",
+                    csv.display(),
+                    i + 1,
+                    names[c]
+                );
+            }
+            Ok(x as usize)
+        };
+        let dpo = match &dpo_at {
+            Some(c) => Some(umi_train::DpoStats {
+                rewards_chosen: number(c[0])?,
+                rewards_rejected: number(c[1])?,
+                rewards_margin: number(c[2])?,
+                rewards_accuracy: number(c[3])?,
+                logps_chosen: number(c[4])?,
+                logps_rejected: number(c[5])?,
+            }),
+            None => None,
+        };
+        history.push(StepStats {
+            step: count(at[0])?,
+            loss: number(at[1])?,
+            grad_norm: number(at[2])?,
+            learning_rate: number(at[3])?,
+            target_tokens: count(at[4])?,
+            tokens: count(at[5])?,
+            dpo,
+        });
+    }
+    Ok(history)
+}
+
+/// The loss curve of `history` as an SVG at `path` (800 × 480; DPO runs add the reward
+/// margin). Nothing is written for an empty history.
+///
+/// # Errors
+///
+/// The file cannot be written.
+pub fn plot_curve(path: &Path, history: &[StepStats]) -> Result<()> {
     if history.is_empty() {
         return Ok(());
     }
+    let dpo = history.iter().any(|s| s.dpo.is_some());
     use plotters::prelude::*;
-    let path = out.join("loss.svg");
     let margins: Vec<(usize, f64)> = history
         .iter()
         .filter_map(|s| s.dpo.map(|d| (s.step, d.rewards_margin)))
@@ -171,7 +273,7 @@ pub fn write_curve(out: &Path, history: &[StepStats]) -> Result<()> {
         * 1.05;
     let bottom = margins.iter().map(|m| m.1).fold(0.0, f64::min) * 1.05;
     let last = history.last().map_or(1, |s| s.step);
-    let root = SVGBackend::new(&path, (800, 480)).into_drawing_area();
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
@@ -213,4 +315,88 @@ pub fn write_curve(out: &Path, history: &[StepStats]) -> Result<()> {
         Ok(())
     };
     draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("umi-steps-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// What `write_curve` writes, `read_curve` reads back (SFT and DPO columns), and
+    /// `plot_curve` draws an SVG from it.
+    #[test]
+    fn a_written_curve_reads_back_and_plots() {
+        let dir = temp_dir("roundtrip");
+        let step = |i: usize, dpo: bool| StepStats {
+            step: i,
+            loss: 2.5 / i as f64,
+            grad_norm: 0.75 + i as f64,
+            learning_rate: 1e-4 * i as f64,
+            target_tokens: 10 * i,
+            tokens: 100 * i,
+            dpo: dpo.then_some(umi_train::DpoStats {
+                rewards_chosen: 0.25,
+                rewards_rejected: -0.5 * i as f64,
+                rewards_margin: 0.25 + 0.5 * i as f64,
+                rewards_accuracy: 1.0,
+                logps_chosen: -12.5,
+                logps_rejected: -20.0,
+            }),
+        };
+        for dpo in [false, true] {
+            let history: Vec<StepStats> = (1..=3).map(|i| step(i, dpo)).collect();
+            write_curve(&dir, &history).unwrap();
+            let back = read_curve(&dir.join("loss.csv")).unwrap();
+            assert_eq!(back.len(), 3);
+            for (a, b) in history.iter().zip(&back) {
+                assert_eq!(
+                    (a.step, a.target_tokens, a.tokens),
+                    (b.step, b.target_tokens, b.tokens)
+                );
+                assert_eq!(
+                    (a.loss, a.grad_norm, a.learning_rate),
+                    (b.loss, b.grad_norm, b.learning_rate)
+                );
+                assert_eq!(
+                    a.dpo.map(|d| d.rewards_margin),
+                    b.dpo.map(|d| d.rewards_margin)
+                );
+            }
+            let svg = dir.join("again.svg");
+            plot_curve(&svg, &back).unwrap();
+            assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A header without a required column, and a cell that is not a number, are errors that
+    /// name the column (and the line).
+    #[test]
+    fn a_bad_curve_names_what_is_wrong() {
+        let dir = temp_dir("bad");
+        let csv = dir.join("loss.csv");
+        std::fs::write(&csv, "step,loss\n1,2\n").unwrap();
+        let e = read_curve(&csv).unwrap_err().to_string();
+        assert!(e.contains("no `grad_norm` column"), "{e}");
+        std::fs::write(
+            &csv,
+            "step,loss,grad_norm,learning_rate,target_tokens,tokens\n1,2,1,0.1,5,9\n2,nan?,1,0.1,5,9\n",
+        )
+        .unwrap();
+        let e = read_curve(&csv).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("`loss`"), "{e}");
+        std::fs::write(
+            &csv,
+            "step,loss,grad_norm,learning_rate,target_tokens,tokens\n1.5,2,1,0.1,5,9\n",
+        )
+        .unwrap();
+        let e = read_curve(&csv).unwrap_err().to_string();
+        assert!(e.contains("not a count"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -42,6 +42,12 @@ pub enum TrainCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Draw a loss.csv (umi's, or scripts/gpu/train_peft.py's) as an SVG beside it (the
+    /// curve `umi train` draws while it runs, loss.csv -> loss.svg; DPO runs add the margin).
+    Plot {
+        /// The loss.csv (columns step, loss, grad_norm, learning_rate, target_tokens, tokens).
+        csv: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -143,6 +149,16 @@ pub fn run(command: TrainCommand) -> Result<()> {
         TrainCommand::Export { adapter, out } => {
             umi_model::convert_peft_f16(&adapter, &out)?;
             eprintln!("wrote {} (f16)", out.display());
+            Ok(())
+        }
+        TrainCommand::Plot { csv } => {
+            let history = crate::steps::read_curve(&csv)?;
+            if history.is_empty() {
+                bail!("{}: no steps to plot", csv.display());
+            }
+            let svg = csv.with_extension("svg");
+            crate::steps::plot_curve(&svg, &history)?;
+            eprintln!("wrote {} ({} steps)", svg.display(), history.len());
             Ok(())
         }
         TrainCommand::Global(args) => train(Role::Backbone, args),
