@@ -116,21 +116,35 @@ pub fn step_loop(
     Ok(())
 }
 
+/// The columns of every `loss.csv` row, in order ([`write_curve`], [`read_curve`]).
+const STEP_COLUMNS: [&str; 6] = [
+    "step",
+    "loss",
+    "grad_norm",
+    "learning_rate",
+    "target_tokens",
+    "tokens",
+];
+
+/// The columns DPO steps add after [`STEP_COLUMNS`]: TRL's metrics.
+const DPO_COLUMNS: [&str; 6] = [
+    "rewards_chosen",
+    "rewards_rejected",
+    "rewards_margin",
+    "rewards_accuracy",
+    "logps_chosen",
+    "logps_rejected",
+];
+
 /// `loss.csv` and `loss.svg` of `history` in `out`. DPO steps add TRL's metrics as columns
 /// (`rewards_chosen, rewards_rejected, rewards_margin, rewards_accuracy, logps_chosen,
 /// logps_rejected`) and the reward margin as a second line.
 pub fn write_curve(out: &Path, history: &[StepStats]) -> Result<()> {
     let dpo = history.iter().any(|s| s.dpo.is_some());
     let mut csv = Vec::new();
-    write!(
-        csv,
-        "step,loss,grad_norm,learning_rate,target_tokens,tokens"
-    )?;
+    write!(csv, "{}", STEP_COLUMNS.join(","))?;
     if dpo {
-        write!(
-            csv,
-            ",rewards_chosen,rewards_rejected,rewards_margin,rewards_accuracy,logps_chosen,logps_rejected"
-        )?;
+        write!(csv, ",{}", DPO_COLUMNS.join(","))?;
     }
     writeln!(csv)?;
     for s in history {
@@ -176,29 +190,13 @@ pub fn read_curve(csv: &Path) -> Result<Vec<StepStats>> {
     };
     let names: Vec<&str> = header.split(',').map(str::trim).collect();
     let column = |name: &str| names.iter().position(|n| *n == name);
-    let required = [
-        "step",
-        "loss",
-        "grad_norm",
-        "learning_rate",
-        "target_tokens",
-        "tokens",
-    ];
     let mut at = [0usize; 6];
-    for (slot, name) in at.iter_mut().zip(required) {
+    for (slot, name) in at.iter_mut().zip(STEP_COLUMNS) {
         *slot = column(name).ok_or_else(|| {
             anyhow::anyhow!("{}: header has no `{name}` column: {header}", csv.display())
         })?;
     }
-    let dpo_names = [
-        "rewards_chosen",
-        "rewards_rejected",
-        "rewards_margin",
-        "rewards_accuracy",
-        "logps_chosen",
-        "logps_rejected",
-    ];
-    let dpo_at: Option<Vec<usize>> = dpo_names.iter().map(|n| column(n)).collect();
+    let dpo_at: Option<Vec<usize>> = DPO_COLUMNS.iter().map(|n| column(n)).collect();
     let mut history = Vec::new();
     for (i, line) in lines {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
