@@ -5,9 +5,12 @@
 # beside the working tree, one folder per call, all under the git-ignored .gpu/.
 #
 # Usage: scripts/gpu/prepare.sh JOBS_FILE
-#   JOBS_FILE: one job per line, `NAME ROLE DATA EPOCHS LR` (DATA: α-UMi trajectories JSON), e.g.
+#   JOBS_FILE: one job per line, `NAME ROLE DATA EPOCHS LR [OPTION=VALUE ...]` (DATA: α-UMi
+#   trajectories JSON; ROLE and the options as scripts/gpu/device_train.sh says), e.g.
 #     planner    planner    data/synth-mix/train.json        2 5e-4
 #     caller     caller     data/synth-caller-mix/train.json 2 5e-4
+#     tb-global  backbone   data/toolbench-glpft/train.json  2 5e-4 max_len=4096
+#     tb-planner planner    data/toolbench-glpft/train.json  1 5e-4 max_len=4096 init=tb-global
 # The working tree travels with every call (~50 MB with assets/ and eval/): run
 # `scripts/gpu/slim_tree.sh on` first so that the model fits in two calls, `off` afterwards.
 # Then (scripts/gpu/README.md): one `run` per .gpu/partN (carry [".gpu/partN"], command
@@ -25,13 +28,27 @@ rm -rf .gpu && mkdir -p .gpu/final
 strip -o .gpu/umi "$target/release/umi"
 xz -T2 -6 -c .gpu/umi > .gpu/final/umi.xz && rm .gpu/umi
 : > .gpu/final/jobs.txt
-while read -r name role data epochs lr; do
+seen=" "
+while read -r name role data epochs lr options; do
   [ -z "${name:-}" ] && continue
   case "$name" in \#*) continue ;; esac
-  [ -f "$data" ] || { echo "prepare: $jobs_file: job $name: $data not found" >&2; exit 1; }
+  bad() { echo "prepare: $jobs_file: job $name: $1" >&2; exit 1; }
+  [ -n "${lr:-}" ] || bad "a job is NAME ROLE DATA EPOCHS LR [OPTION=VALUE ...]"
+  case "$role" in planner|caller|summarizer|backbone) ;; *) bad "unknown role $role" ;; esac
+  [ -f "$data" ] || bad "$data not found"
+  case "$seen" in *" $name "*) bad "a second job of that name" ;; esac
+  for opt in ${options:-}; do
+    case "$opt" in
+      init=*) case "$seen" in *" ${opt#init=} "*) ;; *) bad "$opt: no earlier job of that name" ;; esac ;;
+      split=all|split=train|split=dev) ;;
+      max_len=*|budget=*) [[ "${opt#*=}" =~ ^[0-9]+$ ]] || bad "$opt: not a number" ;;
+      *) bad "unknown option $opt (init=JOB, split=all|train|dev, max_len=N, budget=S)" ;;
+    esac
+  done
+  seen="$seen$name "
   packed="$(echo "$data" | tr '/' '_' | sed 's/\.json$//').json.xz"
   [ -f ".gpu/final/$packed" ] || xz -T2 -9 -c "$data" > ".gpu/final/$packed"
-  echo "$name $role $packed $epochs $lr" >> .gpu/final/jobs.txt
+  echo "$name $role $packed $epochs $lr${options:+ $options}" >> .gpu/final/jobs.txt
 done < "$jobs_file"
 gguf=models/SmolLM2-135M-Instruct.Q4_1.gguf
 sha256sum "$gguf" | cut -d' ' -f1 > .gpu/final/model.sha256
