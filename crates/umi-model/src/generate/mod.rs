@@ -118,6 +118,10 @@ pub struct Sampler {
     temperature: f64,
     top_p: f64,
     rng: crate::rng::SplitMix64,
+    /// `e^((logit - max) / T)` per id, reused from call to call.
+    weights: Vec<f32>,
+    /// The ids that may be in the nucleus, with their weights.
+    candidates: Vec<(u32, f64)>,
 }
 
 impl Sampler {
@@ -143,56 +147,75 @@ impl Sampler {
             temperature: config.temperature,
             top_p: config.top_p,
             rng: crate::rng::SplitMix64::new(config.seed, "sampler"),
+            weights: Vec::new(),
+            candidates: Vec::new(),
         })
     }
 
-    /// Chooses a token id from `logits` (`[vocab_size]`).
+    /// Chooses a token id from `logits` (`[vocab_size]`): greedy at temperature 0, otherwise
+    /// from the nucleus (the shortest run of the most probable ids, ties by id, whose share of
+    /// the mass reaches `top_p`) in proportion to `e^((logit - max) / T)`.
+    ///
+    /// The weights are computed in f32 in one vectorised pass (the f64 `exp` of every id of a
+    /// 49,152-token vocabulary, and a partial sort of them all, were a tenth of a batched
+    /// sampling step on the host thread while the other threads waited). The nucleus is then
+    /// looked for among the ids whose weight is at least a threshold, 2⁻¹⁰ of the largest
+    /// first and lower when their mass falls short of `top_p`: every id above the threshold
+    /// comes before every id below it in the order, so when the run ends among them it is the
+    /// run the whole sorted vocabulary gives. `top_p = 1` keeps every id.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         if self.temperature == 0.0 {
             return argmax(logits);
         }
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let mut probs: Vec<(u32, f64)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as u32, ((l as f64 - max) / self.temperature).exp()))
-            .collect();
-        let total: f64 = probs.iter().map(|p| p.1).sum();
-        // The nucleus is the shortest run of the most probable ids (ties by id) whose mass
-        // reaches top_p. It is usually a few ids, so it is looked for among the `k` most
-        // probable, found in linear time, and the whole vocabulary is sorted only when they do
-        // not reach top_p (always when top_p = 1): the same ids in the same order either way.
+        let scale = (1.0 / self.temperature) as f32;
+        self.weights.resize(logits.len(), 0.0);
+        let weights = &mut self.weights;
+        let total = crate::ops::simd::vectorized(
+            #[inline(always)]
+            || {
+                let max = crate::ops::simd::max(logits);
+                crate::ops::simd::exp_scaled_sum(weights, logits, max, scale)
+            },
+        );
+        let total = f64::from(total);
         let descending = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        let mut k = 64;
+        let mut threshold = if self.top_p < 1.0 { 1.0 / 1024.0 } else { 0.0 };
         let cut = loop {
-            if k < probs.len() && self.top_p < 1.0 {
-                probs.select_nth_unstable_by(k - 1, descending);
-                probs[..k].sort_unstable_by(descending);
-            } else {
-                k = probs.len();
-                probs.sort_unstable_by(descending);
-            }
+            self.candidates.clear();
+            self.candidates.extend(
+                self.weights
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &w)| w >= threshold)
+                    .map(|(i, &w)| (i as u32, f64::from(w))),
+            );
+            self.candidates.sort_unstable_by(descending);
             let mut kept = 0.0;
-            let cut = probs[..k].iter().position(|p| {
+            let cut = self.candidates.iter().position(|p| {
                 kept += p.1 / total;
                 kept >= self.top_p
             });
             match cut {
                 Some(i) => break i + 1,
-                None if k == probs.len() => break k,
-                None => k *= 8,
+                None if threshold == 0.0 => break self.candidates.len(),
+                // (below f32's smallest normal the next try keeps every id)
+                None if threshold < 1e-30 => threshold = 0.0,
+                None => threshold /= 1024.0,
             }
         };
-        probs.truncate(cut);
-        let mass: f64 = probs.iter().map(|p| p.1).sum();
+        let nucleus = &self.candidates[..cut];
+        let Some(last) = nucleus.last() else {
+            return argmax(logits); // no finite weight at all (NaN or -inf logits)
+        };
+        let mass: f64 = nucleus.iter().map(|p| p.1).sum();
         let mut r = self.rng.unit() * mass;
-        for (id, p) in &probs {
+        for (id, p) in nucleus {
             r -= p;
             if r <= 0.0 {
                 return *id;
             }
         }
-        probs.last().map(|p| p.0).unwrap_or(0)
+        last.0
     }
 }
 

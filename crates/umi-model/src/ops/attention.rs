@@ -374,16 +374,27 @@ mod flex {
             let n_rows = visible.len();
             let (logits, rest) = scratch.split_at_mut(n_rows * n);
             let (probs, transposed) = rest.split_at_mut(n_rows * n);
-            if n_rows >= ROWS_ACROSS_LANES {
-                scores_across_rows(q, visible, keys, logits, transposed);
-            } else {
-                for j in 0..n {
-                    let key = keys.row(j);
-                    for (r, &seen) in visible.iter().enumerate() {
-                        if j < seen {
-                            logits[r * n + j] =
-                                simd::dot(&q[r * head_dim..(r + 1) * head_dim], key);
-                        }
+            // the rows across the lanes, but not a last lane block of only a few rows (2 of
+            // 6 candidates' 18 would fill 2 of 16 lanes): those take dot products
+            let across = match n_rows {
+                r if r < ROWS_ACROSS_LANES => 0,
+                r if r > LANES && r % LANES < ROWS_ACROSS_LANES => r / LANES * LANES,
+                r => r,
+            };
+            if across > 0 {
+                scores_across_rows(
+                    &q[..across * head_dim],
+                    &visible[..across],
+                    keys,
+                    &mut logits[..across * n],
+                    transposed,
+                );
+            }
+            for j in 0..n {
+                let key = keys.row(j);
+                for (r, &seen) in visible.iter().enumerate().skip(across) {
+                    if j < seen {
+                        logits[r * n + j] = simd::dot(&q[r * head_dim..(r + 1) * head_dim], key);
                     }
                 }
             }
@@ -981,9 +992,17 @@ mod tests {
     fn a_long_prefix_shared_by_many_rows_equals_the_copied_prefix() {
         let device = Device::flex();
         // 12 sequences × 3 stacked query heads = 36 rows read the prefix (more than one task
-        // holds: 32 rows across the SIMD lanes, then 4 by dot products), 202 prefix positions
-        // (2 chunks, the second not a multiple of 4 keys), 3 own positions each
-        let (batch, heads, rows, head_dim, prefix_len) = (12, 2, 3, 64, 202);
+        // holds: 32 rows across the SIMD lanes, then 4 by dot products); 6 × 3 = 18 rows (16
+        // across the lanes, the last 2 by dot products, in one task); 202 prefix positions (2
+        // chunks, the second not a multiple of 4 keys), 3 own positions each
+        for batch in [12, 6] {
+            a_long_prefix_case(&device, batch);
+        }
+    }
+
+    fn a_long_prefix_case(device: &Device, batch: usize) {
+        let (heads, rows, head_dim, prefix_len) = (2, 3, 64, 202);
+        let device = device.clone();
         let k_prefix = cache_view(1, heads, prefix_len, head_dim, &device);
         let v_prefix = cache_view(1, heads, prefix_len, head_dim, &device);
         let q = Tensor::<4>::random(
@@ -1005,7 +1024,7 @@ mod tests {
         };
         let want = composed(q, copied(&k_prefix, &k), copied(&v_prefix, &v), None);
         let diff = max_abs_diff(fused, want);
-        assert!(diff < 1e-5, "{diff}");
+        assert!(diff < 1e-5, "{batch} sequences: {diff}");
     }
 
     #[test]

@@ -17,7 +17,6 @@ mod dropout;
 #[cfg(feature = "flex")]
 mod host;
 mod matvec;
-#[cfg(feature = "flex")]
 pub mod simd;
 mod softmax;
 mod swiglu;

@@ -5,9 +5,8 @@
 //! softmax and SwiGLU kernels it was 8-11 % of a SmolLM2 LoRA training step (perf,
 //! 2026-12-01). [`vectorized`] runs a closure inside `pulp`'s runtime dispatch, so the loops
 //! it inlines are compiled with AVX-512 or AVX2 where the CPU has them, and [`exp`] is plain
-//! float arithmetic that those loops vectorise.
-
-use pulp::{Arch, Simd, WithSimd};
+//! float arithmetic that those loops vectorise. In the browser (wasm32, no run-time dispatch)
+//! the same loops run as compiled, so every target computes the same values in the same order.
 
 /// Accumulators per reduction: a multiple of every vector width (4, 8, 16 f32 lanes), so the
 /// compiler keeps them in registers and the sum order does not depend on the SIMD level.
@@ -19,8 +18,10 @@ const LANES: usize = 16;
 /// Mark the closure itself `#[inline(always)]` (`vectorized(#[inline(always)] || ...)`): a
 /// plain closure is compiled as its own function at the baseline level (SSE2, `xmm` registers
 /// only in the disassembly), and the loops inside it with it, whatever level dispatch picked.
+#[cfg(not(target_family = "wasm"))]
 #[inline(always)]
 pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    use pulp::{Arch, Simd, WithSimd};
     struct Run<F>(F);
     impl<R, F: FnOnce() -> R> WithSimd for Run<F> {
         type Output = R;
@@ -30,6 +31,59 @@ pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
         }
     }
     Arch::new().dispatch(Run(f))
+}
+
+/// [`vectorized`] in the browser: `f` as compiled (wasm32 has no run-time SIMD dispatch).
+#[cfg(target_family = "wasm")]
+#[inline(always)]
+pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// `out[i] = e^((x[i] - shift) · scale)` for every `i`; returns `Σ out` (lane-wise
+/// accumulators, so the order of the sum is the same at every SIMD level and on every target).
+///
+/// # Panics
+///
+/// If `out` and `x` differ in length.
+#[inline(always)]
+pub fn exp_scaled_sum(out: &mut [f32], x: &[f32], shift: f32, scale: f32) -> f32 {
+    assert_eq!(out.len(), x.len(), "exp_scaled_sum: lengths differ");
+    let mut acc = [0f32; LANES];
+    let (out_main, out_tail) = out.split_at_mut(x.len() / LANES * LANES);
+    let (x_main, x_tail) = x.split_at(out_main.len());
+    for (o, v) in out_main
+        .chunks_exact_mut(LANES)
+        .zip(x_main.chunks_exact(LANES))
+    {
+        for ((o, &v), a) in o.iter_mut().zip(v).zip(&mut acc) {
+            *o = exp((v - shift) * scale);
+            *a += *o;
+        }
+    }
+    let mut sum = sum_lanes(acc);
+    for (o, &v) in out_tail.iter_mut().zip(x_tail) {
+        *o = exp((v - shift) * scale);
+        sum += *o;
+    }
+    sum
+}
+
+/// `Σ acc` as a tree: the upper half of the lanes added to the lower, then again down to one
+/// lane (4 vector additions), rather than a left-to-right fold, which the compiler must keep in
+/// order (floating-point addition does not associate): 15 dependent additions with a shuffle
+/// each, as much work as the 4 multiply-adds of a 64-value dot product. The order is the same
+/// at every SIMD level and on every target.
+#[inline(always)]
+fn sum_lanes(mut acc: [f32; LANES]) -> f32 {
+    let mut width = LANES / 2;
+    while width > 0 {
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+        width /= 2;
+    }
+    acc[0]
 }
 
 /// `e^x` within 2 ulp of the true value for `x ≤ 88`: `e^x = 2^n · e^r` with `n = round(x /
@@ -66,32 +120,15 @@ pub fn exp(x: f32) -> f32 {
     if x < LO { 0.0 } else { p * two_n }
 }
 
-/// `out[i] = e^(x[i] - shift)` for every `i`; returns `Σ out`.
+/// `out[i] = e^(x[i] - shift)` for every `i`; returns `Σ out` ([`exp_scaled_sum`] with scale 1,
+/// whose product is exact).
 ///
 /// # Panics
 ///
 /// If `out` and `x` differ in length.
 #[inline(always)]
 pub fn exp_shifted_sum(out: &mut [f32], x: &[f32], shift: f32) -> f32 {
-    assert_eq!(out.len(), x.len(), "exp_shifted_sum: lengths differ");
-    let mut acc = [0f32; LANES];
-    let (out_main, out_tail) = out.split_at_mut(x.len() / LANES * LANES);
-    let (x_main, x_tail) = x.split_at(out_main.len());
-    for (o, v) in out_main
-        .chunks_exact_mut(LANES)
-        .zip(x_main.chunks_exact(LANES))
-    {
-        for ((o, &v), a) in o.iter_mut().zip(v).zip(&mut acc) {
-            *o = exp(v - shift);
-            *a += *o;
-        }
-    }
-    let mut sum = acc.iter().sum::<f32>();
-    for (o, &v) in out_tail.iter_mut().zip(x_tail) {
-        *o = exp(v - shift);
-        sum += *o;
-    }
-    sum
+    exp_scaled_sum(out, x, shift, 1.0)
 }
 
 /// The largest value of `x` (`-inf` when empty; NaNs are skipped, as `f32::max` does).
@@ -129,7 +166,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
             *s += x * y;
         }
     }
-    acc.iter().sum::<f32>() + tail
+    sum_lanes(acc) + tail
 }
 
 #[cfg(test)]
