@@ -17,6 +17,8 @@
 #                         `umi eval`'s dev split, every 6th record, out)
 #            max_len=N    tokens per example, longer ones keep their end (default 1536)
 #            budget=S     seconds of training for this job (default BUDGET_S)
+#            batch=N      examples per step for this job (default BATCH; long examples want
+#                         fewer: 16 × 4096 tokens hold ~35 GB of activations)
 #
 # Usage: scripts/gpu/device_train.sh [BATCH=16] [BUDGET_S=380]
 set -uo pipefail
@@ -39,13 +41,14 @@ names=() pids=()
 # $w/ended-NAME when it stops, whatever the outcome, so that jobs waiting on it go on or give up.
 run_job() {
   local name="$1" role="$2" data="$3" epochs="$4" lr="$5"; shift 5
-  local init="" split=all max_len=1536 job_budget="$budget" opt
+  local init="" split=all max_len=1536 job_budget="$budget" job_batch="$batch" opt
   for opt in "$@"; do
     case "$opt" in
       init=*) init="${opt#init=}" ;;
       split=*) split="${opt#split=}" ;;
       max_len=*) max_len="${opt#max_len=}" ;;
       budget=*) job_budget="${opt#budget=}" ;;
+      batch=*) job_batch="${opt#batch=}" ;;
       *) echo "device_train: job $name: unknown option $opt" >&2; return 1 ;;
     esac
   done
@@ -65,7 +68,7 @@ run_job() {
     || { echo "device_train: export of $name failed"; tail -n 20 "$w/logs/$name-export.log"; return 1; }
   echo "$name: training after $(( $(date +%s) - t0 )) s"
   PYTHONUNBUFFERED=1 python3 scripts/gpu/train_peft.py "$w/exp-$name" --out "$w/adapter-$name" \
-    --batch-size "$batch" --time-budget "$job_budget" --time-limit "$(( job_budget + 40 ))" \
+    --batch-size "$job_batch" --time-budget "$job_budget" --time-limit "$(( job_budget + 40 ))" \
     >"$w/logs/$name-train.log" 2>&1
 }
 while read -r name role data epochs lr options; do  # prepare.sh wrote it without comments or blanks

@@ -41,8 +41,8 @@ while read -r name role data epochs lr options; do
     case "$opt" in
       init=*) case "$seen" in *" ${opt#init=} "*) ;; *) bad "$opt: no earlier job of that name" ;; esac ;;
       split=all|split=train|split=dev) ;;
-      max_len=*|budget=*) [[ "${opt#*=}" =~ ^[0-9]+$ ]] || bad "$opt: not a number" ;;
-      *) bad "unknown option $opt (init=JOB, split=all|train|dev, max_len=N, budget=S)" ;;
+      max_len=*|budget=*|batch=*) [[ "${opt#*=}" =~ ^[0-9]+$ ]] || bad "$opt: not a number" ;;
+      *) bad "unknown option $opt (init=JOB, split=all|train|dev, max_len=N, budget=S, batch=N)" ;;
     esac
   done
   seen="$seen$name "
