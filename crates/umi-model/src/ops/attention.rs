@@ -390,11 +390,32 @@ mod flex {
                     transposed,
                 );
             }
-            for j in 0..n {
-                let key = keys.row(j);
-                for (r, &seen) in visible.iter().enumerate().skip(across) {
-                    if j < seen {
-                        logits[r * n + j] = simd::dot(&q[r * head_dim..(r + 1) * head_dim], key);
+            #[cfg(target_arch = "x86_64")]
+            let by_dots = if head_dim == 64
+                && across < n_rows
+                && let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon()
+            {
+                few_rows::scores(
+                    token,
+                    &q[across * head_dim..],
+                    &visible[across..],
+                    keys,
+                    &mut logits[across * n..],
+                );
+                false
+            } else {
+                true
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let by_dots = true;
+            if by_dots {
+                for j in 0..n {
+                    let key = keys.row(j);
+                    for (r, &seen) in visible.iter().enumerate().skip(across) {
+                        if j < seen {
+                            logits[r * n + j] =
+                                simd::dot(&q[r * head_dim..(r + 1) * head_dim], key);
+                        }
                     }
                 }
             }
@@ -494,6 +515,99 @@ mod flex {
                 store(j, &acc);
                 j += 1;
             }
+        }
+    }
+
+    /// The scores of a few query rows (a decode step's query heads of one KV head, or what is
+    /// left after the rows across the lanes) with 64-value heads, on AVX-512: 16 keys at a
+    /// time, one register of products per key, summed across the lanes of all 16 registers at
+    /// once by a tree of shuffles (4 levels, 15 shuffle pairs) into one register of 16 scores.
+    /// One dot product per row and key with a horizontal sum each was compiled into 2-lane
+    /// pieces and was the largest part of a batched decode step's attention (perf annotate,
+    /// 2026-12-04).
+    #[cfg(target_arch = "x86_64")]
+    mod few_rows {
+        use archmage::prelude::*;
+
+        use super::Strided;
+
+        /// `logits[r · n + j] = q_r · key_j` for the `visible[r]` first keys of each row (`n`
+        /// = `keys.n`; `q`: the rows' 64 values one after the other).
+        #[arcane(import_intrinsics)]
+        pub(super) fn scores(
+            token: X64V4Token,
+            q: &[f32],
+            visible: &[usize],
+            keys: Strided<'_>,
+            logits: &mut [f32],
+        ) {
+            let n = keys.n;
+            let key_of = |j: usize| -> &[f32; 64] { keys.row(j).try_into().expect("64 values") };
+            for (r, &seen) in visible.iter().enumerate() {
+                let seen = seen.min(n);
+                let row: &[f32; 64] = q[r * 64..(r + 1) * 64].try_into().expect("64 values");
+                let qv: [__m512; 4] = std::array::from_fn(|c| {
+                    _mm512_loadu_ps(row[c * 16..(c + 1) * 16].try_into().expect("16"))
+                });
+                let out = &mut logits[r * n..(r + 1) * n];
+                let mut j = 0;
+                while j + 16 <= seen {
+                    let products: [__m512; 16] =
+                        std::array::from_fn(|k| products(token, &qv, key_of(j + k)));
+                    let sums = sum_each(token, products);
+                    _mm512_storeu_ps((&mut out[j..j + 16]).try_into().expect("16"), sums);
+                    j += 16;
+                }
+                while j < seen {
+                    out[j] = _mm512_reduce_add_ps(products(token, &qv, key_of(j)));
+                    j += 1;
+                }
+            }
+        }
+
+        /// `q ⊙ key` summed over the 4 blocks of 16: 16 lanes whose sum is the dot product.
+        #[rite(import_intrinsics)]
+        fn products(_token: X64V4Token, q: &[__m512; 4], key: &[f32; 64]) -> __m512 {
+            let k = |c: usize| _mm512_loadu_ps(key[c * 16..(c + 1) * 16].try_into().expect("16"));
+            let mut acc = _mm512_mul_ps(q[0], k(0));
+            for (c, &qc) in q.iter().enumerate().skip(1) {
+                acc = _mm512_fmadd_ps(qc, k(c), acc);
+            }
+            acc
+        }
+
+        /// Lane `k` of the result is the sum of `a[k]`'s 16 lanes.
+        #[rite(import_intrinsics)]
+        fn sum_each(_token: X64V4Token, a: [__m512; 16]) -> __m512 {
+            // 16 → 8: the 256-bit halves of each register added; b[i] holds keys 2i, 2i+1
+            let b: [__m512; 8] = std::array::from_fn(|i| {
+                let (x, y) = (a[2 * i], a[2 * i + 1]);
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b01_00_01_00>(x, y),
+                    _mm512_shuffle_f32x4::<0b11_10_11_10>(x, y),
+                )
+            });
+            // 8 → 4: c[i]'s 128-bit block m holds key 4i + m (4 lanes)
+            let c: [__m512; 4] = std::array::from_fn(|i| {
+                let (x, y) = (b[2 * i], b[2 * i + 1]);
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b10_00_10_00>(x, y),
+                    _mm512_shuffle_f32x4::<0b11_01_11_01>(x, y),
+                )
+            });
+            // 4 → 2: d[i]'s block m holds key 8i + m in lanes 0, 2 and key 8i + 4 + m in 1, 3
+            let d: [__m512; 2] = std::array::from_fn(|i| {
+                let (x, y) = (c[2 * i], c[2 * i + 1]);
+                _mm512_add_ps(_mm512_unpacklo_ps(x, y), _mm512_unpackhi_ps(x, y))
+            });
+            // 2 → 1: lane p of block m holds key m + 4p
+            let e = _mm512_add_ps(
+                _mm512_shuffle_ps::<0b01_00_01_00>(d[0], d[1]),
+                _mm512_shuffle_ps::<0b11_10_11_10>(d[0], d[1]),
+            );
+            // lane k ← lane 4·(k mod 4) + k / 4
+            let order: [i32; 16] = std::array::from_fn(|k| (4 * (k % 4) + k / 4) as i32);
+            _mm512_permutexvar_ps(_mm512_loadu_si512(&order), e)
         }
     }
 
