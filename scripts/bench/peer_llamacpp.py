@@ -5,7 +5,7 @@
 
 Uses the low-level C API through the Llama object (llama_decode + llama_get_logits_ith + argmax) so that the Python
 wrapper's n_ctx x n_vocab score buffer is not filled (it would add ~130 MiB of RSS that llama.cpp itself does not use).
-n_ctx 1024, n_batch = n_ubatch = 512 (the prompt is one batch). Prints one JSON line on stdout.
+n_ctx max(1024, prompt + new tokens), n_batch = n_ubatch = the prompt's length (the prompt is one batch). Prints one JSON line on stdout.
 """
 import argparse
 import ctypes
@@ -45,7 +45,7 @@ def main():
     import llama_cpp
     from llama_cpp import Llama
 
-    llm = Llama(model_path=a.model, n_ctx=1024, n_batch=a.prompt_tokens, n_ubatch=a.prompt_tokens,
+    llm = Llama(model_path=a.model, n_ctx=max(1024, a.prompt_tokens + a.new_tokens), n_batch=a.prompt_tokens, n_ubatch=a.prompt_tokens,
                 n_threads=a.threads, n_threads_batch=a.threads, logits_all=False, flash_attn=a.flash_attn,
                 use_mmap=True, verbose=False)
     ctx = llm.ctx

@@ -115,6 +115,15 @@ if want llamacpp && has llama_cpp; then
   [ "${LLAMACPP_EXTRA:-0}" = 1 ] && bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_GGUF" --flash-attn
 fi
 
+# A long prompt, as α-UMi's ToolBench prompts are (1.2k-4k tokens): Q8_0, llama.cpp with and without
+# flash attention (its fastest prefill at this length)
+G1L="SmolLM2-135M-Instruct, a 2,048-token prompt"
+[ $UMI_OK = 1 ] && bench "$G1L" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 2048 --new-tokens 128 --runs 3 --quant q8_0
+if want llamacpp && has llama_cpp; then
+  bench "$G1L" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_Q8_GGUF" --prompt-tokens 2048
+  bench "$G1L" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_Q8_GGUF" --prompt-tokens 2048 --flash-attn
+fi
+
 if [ "${SKIP_TINY:-0}" != 1 ]; then
   G2="TinyLlama-1.1B shape (random weights, f16 safetensors)"
   [ $UMI_OK = 1 ] && bench "$G2" "$UMI" bench --model "$UMI_TINY_MODEL" --prompt-tokens 512 --new-tokens 128 --runs 3

@@ -361,7 +361,7 @@ mod flex {
         type Output = ();
 
         #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        fn with_simd<S: pulp::Simd>(self, simd: S) {
             let AttendTile {
                 q,
                 visible,
@@ -379,12 +379,34 @@ mod flex {
                 r if r > LANES && r % LANES < ROWS_ACROSS_LANES => r / LANES * LANES,
                 r => r,
             };
+            // on AVX-512 the rows across the lanes take the fused kernel, the rest (fewer than
+            // 8) this function again, by dot products
             #[cfg(target_arch = "x86_64")]
             if head_dim == 64
-                && across == n_rows
+                && across > 0
                 && let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon()
             {
-                many_rows::attend(token, q, visible, keys, values, scratch, out);
+                let (lanes_out, rest_out) = out.split_at_mut(across * (PARTIAL_HEADER + head_dim));
+                many_rows::attend(
+                    token,
+                    &q[..across * head_dim],
+                    &visible[..across],
+                    keys,
+                    values,
+                    scratch,
+                    lanes_out,
+                );
+                if across < n_rows {
+                    AttendTile {
+                        q: &q[across * head_dim..],
+                        visible: &visible[across..],
+                        keys,
+                        values,
+                        scratch,
+                        out: rest_out,
+                    }
+                    .with_simd(simd);
+                }
                 return;
             }
             let (logits, rest) = scratch.split_at_mut(n_rows * n);
