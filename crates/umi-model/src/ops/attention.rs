@@ -361,7 +361,7 @@ mod flex {
         type Output = ();
 
         #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, simd: S) {
+        fn with_simd<S: pulp::Simd>(self, _simd: S) {
             let AttendTile {
                 q,
                 visible,
@@ -370,7 +370,7 @@ mod flex {
                 scratch,
                 out,
             } = self;
-            let (n, head_dim) = (keys.n, keys.head_dim);
+            let head_dim = keys.head_dim;
             let n_rows = visible.len();
             // the rows across the lanes, but not a last lane block of only a few rows (2 of
             // 6 candidates' 18 would fill 2 of 16 lanes): those take dot products
@@ -380,7 +380,7 @@ mod flex {
                 r => r,
             };
             // on AVX-512 the rows across the lanes take the fused kernel, the rest (fewer than
-            // 8) this function again, by dot products
+            // 8) dot products
             #[cfg(target_arch = "x86_64")]
             if head_dim == 64
                 && across > 0
@@ -397,79 +397,98 @@ mod flex {
                     lanes_out,
                 );
                 if across < n_rows {
-                    AttendTile {
-                        q: &q[across * head_dim..],
-                        visible: &visible[across..],
+                    tile_rows(
+                        &q[across * head_dim..],
+                        &visible[across..],
+                        0,
                         keys,
                         values,
                         scratch,
-                        out: rest_out,
-                    }
-                    .with_simd(simd);
+                        rest_out,
+                    );
                 }
                 return;
             }
-            let (logits, rest) = scratch.split_at_mut(n_rows * n);
-            let (probs, transposed) = rest.split_at_mut(n_rows * n);
-            if across > 0 {
-                scores_across_rows(
-                    &q[..across * head_dim],
-                    &visible[..across],
-                    keys,
-                    &mut logits[..across * n],
-                    transposed,
-                );
-            }
-            #[cfg(target_arch = "x86_64")]
-            let by_dots = if head_dim == 64
-                && across < n_rows
-                && let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon()
-            {
-                few_rows::scores(
-                    token,
-                    &q[across * head_dim..],
-                    &visible[across..],
-                    keys,
-                    &mut logits[across * n..],
-                );
-                false
-            } else {
-                true
-            };
-            #[cfg(not(target_arch = "x86_64"))]
-            let by_dots = true;
-            if by_dots {
-                for j in 0..n {
-                    let key = keys.row(j);
-                    for (r, &seen) in visible.iter().enumerate().skip(across) {
-                        if j < seen {
-                            logits[r * n + j] =
-                                simd::dot(&q[r * head_dim..(r + 1) * head_dim], key);
-                        }
+            tile_rows(q, visible, across, keys, values, scratch, out);
+        }
+    }
+
+    /// [`AttendTile`]'s portable work (and the few rows' scores on AVX-512): the first
+    /// `across` rows' scores with the rows across the lanes, the others' by dot products, then
+    /// the softmax numerators and the weighted values into each row's partial. (A function of
+    /// its own rather than a second call of `with_simd`, which, recursive, was no longer
+    /// inlined into pulp's dispatch and ran at the baseline SIMD level.)
+    #[inline(always)]
+    fn tile_rows(
+        q: &[f32],
+        visible: &[usize],
+        across: usize,
+        keys: Strided<'_>,
+        values: Strided<'_>,
+        scratch: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let (n, head_dim) = (keys.n, keys.head_dim);
+        let n_rows = visible.len();
+        let (logits, rest) = scratch.split_at_mut(n_rows * n);
+        let (probs, transposed) = rest.split_at_mut(n_rows * n);
+        if across > 0 {
+            scores_across_rows(
+                &q[..across * head_dim],
+                &visible[..across],
+                keys,
+                &mut logits[..across * n],
+                transposed,
+            );
+        }
+        #[cfg(target_arch = "x86_64")]
+        let by_dots = if head_dim == 64
+            && across < n_rows
+            && let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon()
+        {
+            few_rows::scores(
+                token,
+                &q[across * head_dim..],
+                &visible[across..],
+                keys,
+                &mut logits[across * n..],
+            );
+            false
+        } else {
+            true
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let by_dots = true;
+        if by_dots {
+            for j in 0..n {
+                let key = keys.row(j);
+                for (r, &seen) in visible.iter().enumerate().skip(across) {
+                    if j < seen {
+                        logits[r * n + j] = simd::dot(&q[r * head_dim..(r + 1) * head_dim], key);
                     }
                 }
             }
-            let width = PARTIAL_HEADER + head_dim;
-            for (r, &seen) in visible.iter().enumerate() {
-                let row_logits = &logits[r * n..r * n + seen];
-                let m = simd::max(row_logits);
-                let s = simd::exp_shifted_sum(&mut probs[r * n..r * n + seen], row_logits, m);
-                probs[r * n + seen..(r + 1) * n].fill(0.0);
-                let partial = &mut out[r * width..(r + 1) * width];
-                partial[0] = m;
-                partial[1] = s;
+        }
+        let width = PARTIAL_HEADER + head_dim;
+        for (r, &seen) in visible.iter().enumerate() {
+            let row_logits = &logits[r * n..r * n + seen];
+            let m = simd::max(row_logits);
+            let s = simd::exp_shifted_sum(&mut probs[r * n..r * n + seen], row_logits, m);
+            probs[r * n + seen..(r + 1) * n].fill(0.0);
+            let partial = &mut out[r * width..(r + 1) * width];
+            partial[0] = m;
+            partial[1] = s;
+        }
+        let mut first = 0;
+        while first < n_rows {
+            let block = &visible[first..(first + 4).min(n_rows)];
+            match block.len() {
+                4 => weigh_values::<4>(first, block, probs, values, n, out),
+                3 => weigh_values::<3>(first, block, probs, values, n, out),
+                2 => weigh_values::<2>(first, block, probs, values, n, out),
+                _ => weigh_values::<1>(first, block, probs, values, n, out),
             }
-            let mut first = 0;
-            while first < n_rows {
-                let block = &visible[first..(first + 4).min(n_rows)];
-                match block.len() {
-                    4 => weigh_values::<4>(first, block, probs, values, n, out),
-                    3 => weigh_values::<3>(first, block, probs, values, n, out),
-                    2 => weigh_values::<2>(first, block, probs, values, n, out),
-                    _ => weigh_values::<1>(first, block, probs, values, n, out),
-                }
-                first += block.len();
-            }
+            first += block.len();
         }
     }
 
