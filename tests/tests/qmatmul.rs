@@ -206,6 +206,38 @@ fn q8_decoding_with_the_kv_cache_equals_recomputation() {
     assert!(err < 1e-4, "incremental vs full q8 logits differ by {err}");
 }
 
+#[test]
+fn an_f16_cache_moves_q8_logits_by_its_rounding_and_decodes_as_it_recomputes() {
+    let device = Device::flex();
+    let mut model = load_folder(&assets().join("tiny/llama-gqa"), &device);
+    model.quantize(umi_model::QFormat::Q8_0);
+    let tokens = [1u32, 17, 42, 99, 3, 250, 7, 128];
+    let f32_cache = logits(&model, &tokens, &mut model.new_cache());
+    model.kv_cache_f16 = true;
+    let full = logits(&model, &tokens, &mut model.new_cache());
+    // keys and values rounded to f16 (2^-11 relative): the logits move. The tiny model's
+    // random weights amplify it (1.4e-2 relative RMS when written); SmolLM2's real ones do not
+    // (3.6e-4, tests/tests/smollm2.rs)
+    let rms = rms_rel(&full, &as_f64(&f32_cache));
+    eprintln!("f16 vs f32 cache: relative RMS {rms:.2e}");
+    assert!(rms > 0.0, "the f16 cache changed nothing: was it used?");
+    assert!(
+        rms < 3e-2,
+        "the f16 cache moved the logits by {rms} (relative RMS)"
+    );
+    // both ways of running the sequence read the same f16 values
+    let mut cache = model.new_cache();
+    let mut step = logits(&model, &tokens[..3], &mut cache);
+    for t in &tokens[3..] {
+        step.extend(logits(&model, &[*t], &mut cache));
+    }
+    let (err, _) = gap(&step, &as_f64(&full));
+    assert!(
+        err < 1e-4,
+        "incremental vs full logits with an f16 cache differ by {err}"
+    );
+}
+
 /// The tiny f32 model's logits for `ids` with the tiny PEFT adapter (float64), and how far the
 /// adapter moves them from the base model's (largest |Δ|, and the largest |logit|).
 fn f32_adapter_reference(ids: &[u32], device: &Device) -> (Vec<f64>, f64, f64) {

@@ -112,6 +112,34 @@ fn smollm2_real_weights() {
     );
 }
 
+#[test]
+fn smollm2_f16_cache_moves_the_logits_by_its_rounding_only() {
+    let Some(path) = default_model() else { return };
+    let device = Device::flex();
+    let mut q8 = umi_model::load_model_quantized(&path, &device, umi_model::QFormat::Q8_0)
+        .expect("the installed SmolLM2 GGUF loads quantized")
+        .model;
+    let text = ids(&reference()["perplexity"]["ids"]);
+    let f32_cache = umi_tests::logits(&q8, &text, &mut q8.new_cache());
+    q8.kv_cache_f16 = true;
+    let f16_cache = umi_tests::logits(&q8, &text, &mut q8.new_cache());
+    let diff: f64 = f32_cache
+        .iter()
+        .zip(&f16_cache)
+        .map(|(a, b)| f64::from(a - b).powi(2))
+        .sum();
+    let norm: f64 = f32_cache.iter().map(|a| f64::from(*a).powi(2)).sum();
+    let rms = (diff / norm).sqrt();
+    eprintln!("SmolLM2 Q8_0, f16 vs f32 key/value cache: relative RMS {rms:.2e}");
+    // keys and values rounded to 2^-11 relative (llama.cpp's default cache): 3.6e-4 on the
+    // reference paragraph when written
+    assert!(rms > 0.0, "the f16 cache changed nothing: was it used?");
+    assert!(
+        rms < 1e-3,
+        "the f16 cache moved the logits by {rms} (relative RMS)"
+    );
+}
+
 fn perplexity(loaded: &LoadedModel, ids: &[u32]) -> f64 {
     let logits = umi_tests::logits(&loaded.model, ids, &mut loaded.model.new_cache());
     perplexity_of(&logits, ids, loaded.model.config.vocab_size)

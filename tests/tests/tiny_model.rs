@@ -96,7 +96,7 @@ fn a_prefix_cache_reuses_the_shared_tokens_and_gives_the_fresh_logits() {
         (&fourth[..], 0),
     ] {
         assert_eq!(prefix.reusable(prompt), reused, "{prompt:?}");
-        let mut cache = prefix.take_prefix(reused, model.layers.len());
+        let mut cache = prefix.take_prefix(reused, &model);
         assert_eq!(cache[0].len(), reused);
         let got = logits(&model, &prompt[reused..], &mut cache);
         prefix.store(prompt, &cache);

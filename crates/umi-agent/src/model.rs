@@ -230,7 +230,7 @@ impl LlamaGenerator {
         let loaded = self.models.for_role(role);
         let prefix = self.prefixes.get_mut(role);
         let cached = prefix.reusable(context);
-        let mut cache = prefix.take_prefix(cached, loaded.model.layers.len());
+        let mut cache = prefix.take_prefix(cached, &loaded.model);
         let logits = next_token_logits(&loaded.model, &context[cached..], &mut cache)
             .await
             .map_err(|e| fail(e.to_string()))?;

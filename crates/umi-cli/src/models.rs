@@ -125,22 +125,26 @@ impl Quant {
     /// As [`Quant::format_on`] and [`load_with_progress`].
     pub fn load(self, path: &Path, device: &Device) -> Result<LoadedModel> {
         let format = self.format_on(device)?;
-        let loaded = load_with_progress_as(path, device, format)?;
+        let mut loaded = load_with_progress_as(path, device, format)?;
         if let Some(format) = format {
-            report_quantized(&loaded, format);
+            report_quantized(&mut loaded, format);
         }
         Ok(loaded)
     }
 }
 
-fn report_quantized(loaded: &LoadedModel, format: QFormat) {
+/// Says what a quantized load holds, and turns on the f16 key/value cache that goes with
+/// quantized inference ([`umi_model::Llama::kv_cache_f16`]).
+fn report_quantized(loaded: &mut LoadedModel, format: QFormat) {
+    loaded.model.kv_cache_f16 = true;
     let embedding = if format == QFormat::Q8_0 {
         ""
     } else {
         " (the token embedding in Q8_0)"
     };
     eprintln!(
-        "holding {} in {}{embedding} for inference: {:.0} MB of quantized weights",
+        "holding {} in {}{embedding} for inference: {:.0} MB of quantized weights, keys and \
+         values cached in f16",
         loaded.origin,
         format.name(),
         loaded.model.quantized_bytes() as f64 / 1e6

@@ -193,6 +193,13 @@ pub struct Llama {
     /// head multiplies with it. Set by [`Llama::quantize`] or a quantized load.
     #[module(skip)]
     pub embed_quantized: Option<crate::linear::QuantizedWeight>,
+    /// Whether [`Llama::new_cache`] makes caches that store keys and values in f16
+    /// ([`KvCache::in_f16`]), as llama.cpp's default cache does: half the bytes each decode
+    /// step reads. Off by default (the logits tests compare f32 caches with their references);
+    /// `umi`'s quantized inference (`--quant`) turns it on. CPU backend only: elsewhere the
+    /// caches stay f32.
+    #[module(skip)]
+    pub kv_cache_f16: bool,
 }
 
 impl Llama {
@@ -293,8 +300,14 @@ impl Llama {
     }
 
     /// One empty [`KvCache`] per layer.
+    /// In f16 when [`Llama::kv_cache_f16`] is set and the model is on the CPU backend.
     pub fn new_cache(&self) -> Vec<KvCache> {
-        KvCache::for_layers(self.layers.len())
+        let caches = KvCache::for_layers(self.layers.len());
+        #[cfg(feature = "flex")]
+        if self.kv_cache_f16 && crate::ops::host::is_flex(&self.norm.weight.val().device()) {
+            return caches.into_iter().map(KvCache::in_f16).collect();
+        }
+        caches
     }
 
     /// Whether any weight is held quantized ([`Llama::quantize`]) instead of f32.

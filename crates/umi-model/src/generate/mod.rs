@@ -438,7 +438,7 @@ pub async fn generate_cached(
     let mut sampler = Sampler::new(config)?;
     let eos = tokenizer.eos_ids();
     let cached_tokens = prefix.reusable(prompt);
-    let mut cache = prefix.take_prefix(cached_tokens, model.layers.len());
+    let mut cache = prefix.take_prefix(cached_tokens, model);
     let mut tokens: Vec<u32> = Vec::new();
     let mut stream = TextStream::new(&config.stop_strings);
     let mut finish_reason = FinishReason::Length;
@@ -628,7 +628,7 @@ pub async fn generate_many(
         .collect::<Result<Vec<_>>>()?;
     let eos = tokenizer.eos_ids();
     let cached_tokens = prefix.reusable(prompt);
-    let mut cache = prefix.take_prefix(cached_tokens, model.layers.len());
+    let mut cache = prefix.take_prefix(cached_tokens, model);
 
     let start = Instant::now();
     let first = next_token_logits(model, &prompt[cached_tokens..], &mut cache).await?;

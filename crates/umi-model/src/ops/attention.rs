@@ -27,6 +27,10 @@
 //! too. Prefill, Q8_0, 2 threads, the same host in alternation (2026-12-05): 3,584 tokens 131
 //! → 352 tok/s, 2,048 tokens 209 → 414, 512 tokens 485 → 497 (the blocks of 32 rows also take
 //! fused multiply-adds on AVX-512, `many_rows`).
+//! Keys and values may be f16 ([`crate::KvCache::in_f16`], a quantized model's cache): the
+//! AVX-512 kernels convert each row as they load it (`vcvtph2ps`), the portable ones convert a
+//! task's chunk first. Against the f32 cache, same host in alternation (Q8_0, 2026-12-05):
+//! decode after a 2,048-token prompt 74 → 83 tok/s (3 runs each), peak RSS 380 → 305 MiB.
 //! Autodiff tensors (training) and other backends (wgpu / WebGPU) take the composed path.
 
 use burn::tensor::Tensor;
@@ -180,7 +184,7 @@ mod flex {
     use burn::backend::ops::FloatTensorOps;
     use burn::backend::tensor::FloatTensor;
     use burn::backend::{Autodiff, Backend, backend_extension};
-    use burn::tensor::TensorData;
+    use burn::tensor::{DType, TensorData};
     use burn_flex::{Flex, FlexTensor};
     use rayon::prelude::*;
 
@@ -217,15 +221,19 @@ mod flex {
         ) -> FloatTensor<Self>;
     }
 
-    /// An f32 tensor whose last axis is contiguous (a copy otherwise), read in place through
-    /// the strides of its other axes.
+    /// An f32 or f16 tensor (keys and values: [`crate::KvCache::in_f16`]) whose last axis is
+    /// contiguous (a copy otherwise), read in place through the strides of its other axes.
     struct Rows {
         tensor: FlexTensor,
     }
 
     impl Rows {
         fn new(t: FlexTensor) -> Self {
-            let t = as_f32(t);
+            let t = if t.dtype() == DType::F16 {
+                t
+            } else {
+                as_f32(t)
+            };
             let layout = t.layout();
             let plain =
                 layout.strides().last() == Some(&1) && layout.strides().iter().all(|&s| s >= 0);
@@ -239,32 +247,92 @@ mod flex {
             let layout = self.tensor.layout();
             let s = layout.strides();
             View {
-                values: self.tensor.storage::<f32>(),
+                values: if self.tensor.dtype() == DType::F16 {
+                    Values::F16(self.tensor.storage::<half::f16>())
+                } else {
+                    Values::F32(self.tensor.storage::<f32>())
+                },
                 offset: layout.start_offset(),
                 strides: [s[0] as usize, s[1] as usize, s[2] as usize],
             }
         }
     }
 
+    /// The storage of a [`Rows`].
+    #[derive(Clone, Copy)]
+    enum Values<'a> {
+        F32(&'a [f32]),
+        F16(&'a [half::f16]),
+    }
+
+    /// `dst[i] = src[i]` as f32 (f16 keys and values for the portable kernels): 16 values per
+    /// instruction on AVX-512 (`vcvtph2ps`), `half`'s conversion elsewhere.
+    ///
+    /// # Panics
+    ///
+    /// If the lengths differ.
+    fn f16_to_f32(src: &[half::f16], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len(), "f16_to_f32: lengths differ");
+        #[cfg(target_arch = "x86_64")]
+        if let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon() {
+            wide::f16_to_f32(token, src, dst);
+            return;
+        }
+        use half::slice::HalfFloatSliceExt;
+        src.convert_to_f32_slice(dst);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod wide {
+        use archmage::prelude::*;
+
+        /// [`super::f16_to_f32`] on AVX-512.
+        #[arcane(import_intrinsics)]
+        pub(super) fn f16_to_f32(_token: X64V4Token, src: &[half::f16], dst: &mut [f32]) {
+            use half::slice::HalfFloatSliceExt;
+            let bits: &[u16] = src.reinterpret_cast();
+            let whole = bits.len() / 16 * 16;
+            for (s, d) in bits[..whole]
+                .chunks_exact(16)
+                .zip(dst[..whole].chunks_exact_mut(16))
+            {
+                let s: &[u16; 16] = s.try_into().expect("16 values");
+                let d: &mut [f32; 16] = d.try_into().expect("16 values");
+                _mm512_storeu_ps(d, _mm512_cvtph_ps(_mm256_loadu_si256(s)));
+            }
+            src[whole..].convert_to_f32_slice(&mut dst[whole..]);
+        }
+    }
+
     /// A [`Rows`]'s storage with the strides of its three leading axes.
     struct View<'a> {
-        values: &'a [f32],
+        values: Values<'a>,
         offset: usize,
         strides: [usize; 3],
     }
 
     impl<'a> View<'a> {
-        /// The first `n` rows of batch `b`, head `h`.
-        fn rows(&self, b: usize, h: usize, n: usize, head_dim: usize) -> Strided<'a> {
+        /// Rows `c0..c1` of batch `b`, head `h`, in place.
+        fn chunk(
+            &self,
+            (b, h): (usize, usize),
+            (c0, c1): (usize, usize),
+            head_dim: usize,
+        ) -> Strided<'a> {
             let [sb, sh, stride] = self.strides;
-            let start = self.offset + b * sb + h * sh;
+            let n = c1.saturating_sub(c0);
+            let start = self.offset + b * sb + h * sh + c0 * stride;
             let end = if n == 0 {
                 start
             } else {
                 start + (n - 1) * stride + head_dim
             };
+            let values = match self.values {
+                Values::F32(v) => Values::F32(&v[start..end]),
+                Values::F16(v) => Values::F16(&v[start..end]),
+            };
             Strided {
-                values: &self.values[start..end],
+                values,
                 stride,
                 n,
                 head_dim,
@@ -272,34 +340,50 @@ mod flex {
         }
     }
 
-    /// `n` rows of `head_dim` values, `stride` apart.
+    /// `n` rows of `head_dim` values, `stride` apart, in f32 or f16.
     #[derive(Clone, Copy)]
     struct Strided<'a> {
-        values: &'a [f32],
+        values: Values<'a>,
         stride: usize,
         n: usize,
         head_dim: usize,
     }
 
     impl<'a> Strided<'a> {
+        /// Row `j`, of rows in f32 ([`Strided::in_f32`] converts f16 rows first).
+        ///
+        /// # Panics
+        ///
+        /// If the rows are f16: a caller's bug.
         #[inline(always)]
         fn row(&self, j: usize) -> &'a [f32] {
-            &self.values[j * self.stride..j * self.stride + self.head_dim]
+            match self.values {
+                Values::F32(v) => &v[j * self.stride..j * self.stride + self.head_dim],
+                Values::F16(_) => unreachable!("f16 rows are converted before the portable code"),
+            }
         }
 
-        /// Rows `start..end` of these rows.
-        fn slice(self, start: usize, end: usize) -> Strided<'a> {
-            if start >= end {
-                return Strided {
-                    values: &[],
-                    n: 0,
-                    ..self
-                };
+        /// The same rows in f32: these, or f16 rows converted into `buffer`.
+        fn in_f32<'s>(self, buffer: &'s mut Vec<f32>) -> Strided<'s>
+        where
+            'a: 's,
+        {
+            let Values::F16(values) = self.values else {
+                return self;
+            };
+            let head_dim = self.head_dim;
+            buffer.resize(self.n * head_dim, 0.0);
+            if self.stride == head_dim {
+                f16_to_f32(values, buffer);
+            } else {
+                for (j, row) in buffer.chunks_exact_mut(head_dim).enumerate() {
+                    let at = j * self.stride;
+                    f16_to_f32(&values[at..at + head_dim], row);
+                }
             }
-            let first = start * self.stride;
             Strided {
-                values: &self.values[first..(end - 1) * self.stride + self.head_dim],
-                n: end - start,
+                values: Values::F32(buffer),
+                stride: head_dim,
                 ..self
             }
         }
@@ -334,6 +418,8 @@ mod flex {
         scratch: &'a mut [f32],
         /// `n_rows × (PARTIAL_HEADER + head_dim)` values: each row's partial.
         out: &'a mut [f32],
+        /// Where f16 keys and values are converted for the portable code.
+        buffers: (&'a mut Vec<f32>, &'a mut Vec<f32>),
     }
 
     /// Query rows from which a tile's scores are computed with the rows across the SIMD
@@ -369,6 +455,7 @@ mod flex {
                 values,
                 scratch,
                 out,
+                buffers: (key_buffer, value_buffer),
             } = self;
             let head_dim = keys.head_dim;
             let n_rows = visible.len();
@@ -397,10 +484,10 @@ mod flex {
                     lanes_out,
                 );
                 if across < n_rows {
-                    tile_rows(
+                    few_rows::attend(
+                        token,
                         &q[across * head_dim..],
                         &visible[across..],
-                        0,
                         keys,
                         values,
                         scratch,
@@ -409,6 +496,15 @@ mod flex {
                 }
                 return;
             }
+            #[cfg(target_arch = "x86_64")]
+            if head_dim == 64
+                && let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon()
+            {
+                few_rows::attend(token, q, visible, keys, values, scratch, out);
+                return;
+            }
+            let keys = keys.in_f32(key_buffer);
+            let values = values.in_f32(value_buffer);
             tile_rows(q, visible, across, keys, values, scratch, out);
         }
     }
@@ -441,44 +537,15 @@ mod flex {
                 transposed,
             );
         }
-        #[cfg(target_arch = "x86_64")]
-        let by_dots = if head_dim == 64
-            && across < n_rows
-            && let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon()
-        {
-            few_rows::scores(
-                token,
-                &q[across * head_dim..],
-                &visible[across..],
-                keys,
-                &mut logits[across * n..],
-            );
-            false
-        } else {
-            true
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let by_dots = true;
-        if by_dots {
-            for j in 0..n {
-                let key = keys.row(j);
-                for (r, &seen) in visible.iter().enumerate().skip(across) {
-                    if j < seen {
-                        logits[r * n + j] = simd::dot(&q[r * head_dim..(r + 1) * head_dim], key);
-                    }
+        for j in 0..n {
+            let key = keys.row(j);
+            for (r, &seen) in visible.iter().enumerate().skip(across) {
+                if j < seen {
+                    logits[r * n + j] = simd::dot(&q[r * head_dim..(r + 1) * head_dim], key);
                 }
             }
         }
-        let width = PARTIAL_HEADER + head_dim;
-        for (r, &seen) in visible.iter().enumerate() {
-            let row_logits = &logits[r * n..r * n + seen];
-            let m = simd::max(row_logits);
-            let s = simd::exp_shifted_sum(&mut probs[r * n..r * n + seen], row_logits, m);
-            probs[r * n + seen..(r + 1) * n].fill(0.0);
-            let partial = &mut out[r * width..(r + 1) * width];
-            partial[0] = m;
-            partial[1] = s;
-        }
+        softmax_rows(visible, logits, probs, n, out);
         let mut first = 0;
         while first < n_rows {
             let block = &visible[first..(first + 4).min(n_rows)];
@@ -489,6 +556,30 @@ mod flex {
                 _ => weigh_values::<1>(first, block, probs, values, n, out),
             }
             first += block.len();
+        }
+    }
+
+    /// Each row's softmax numerators `e^(score - m)` over the keys it sees into `probs` (0
+    /// past them; `logits` and `probs` hold `n` values per row), and `m` and their sum into
+    /// the header of its partial (`out`: one partial of [`PARTIAL_HEADER`] + `head_dim`
+    /// values per row).
+    #[inline(always)]
+    fn softmax_rows(
+        visible: &[usize],
+        logits: &[f32],
+        probs: &mut [f32],
+        n: usize,
+        out: &mut [f32],
+    ) {
+        let width = out.len() / visible.len().max(1);
+        for (r, &seen) in visible.iter().enumerate() {
+            let row_logits = &logits[r * n..r * n + seen];
+            let m = simd::max(row_logits);
+            let s = simd::exp_shifted_sum(&mut probs[r * n..r * n + seen], row_logits, m);
+            probs[r * n + seen..(r + 1) * n].fill(0.0);
+            let partial = &mut out[r * width..(r + 1) * width];
+            partial[0] = m;
+            partial[1] = s;
         }
     }
 
@@ -578,12 +669,85 @@ mod flex {
     mod few_rows {
         use archmage::prelude::*;
 
-        use super::Strided;
+        use super::{PARTIAL_HEADER, Strided, Values};
+
+        /// Row `j` of 64 values as 4 registers, loaded or converted from f16 (`vcvtph2ps`): f16
+        /// keys and values are read at half the bytes and never written out as f32.
+        #[rite(import_intrinsics)]
+        pub(super) fn row64(_token: X64V4Token, rows: &Strided<'_>, j: usize) -> [__m512; 4] {
+            let at = j * rows.stride;
+            match rows.values {
+                Values::F32(v) => {
+                    let row: &[f32; 64] = v[at..at + 64].try_into().expect("64 values");
+                    std::array::from_fn(|c| {
+                        _mm512_loadu_ps(row[c * 16..(c + 1) * 16].try_into().expect("16"))
+                    })
+                }
+                Values::F16(v) => {
+                    use half::slice::HalfFloatSliceExt;
+                    let row: &[u16] = v[at..at + 64].reinterpret_cast();
+                    std::array::from_fn(|c| {
+                        let bits: &[u16; 16] = row[c * 16..(c + 1) * 16].try_into().expect("16");
+                        _mm512_cvtph_ps(_mm256_loadu_si256(bits))
+                    })
+                }
+            }
+        }
+
+        /// [`AttendTile`](super::AttendTile)'s work for a few rows (fewer than 8: a decode
+        /// step's query heads of one KV head, or those left after the rows across the lanes)
+        /// of 64 values: scores, softmax numerators, weighted values, into each row's partial.
+        /// `scratch` needs `2 · visible.len() · keys.n` values.
+        #[arcane(import_intrinsics)]
+        pub(super) fn attend(
+            token: X64V4Token,
+            q: &[f32],
+            visible: &[usize],
+            keys: Strided<'_>,
+            values: Strided<'_>,
+            scratch: &mut [f32],
+            out: &mut [f32],
+        ) {
+            let (n, n_rows) = (keys.n, visible.len());
+            let (logits, probs) = scratch[..2 * n_rows * n].split_at_mut(n_rows * n);
+            scores(token, q, visible, keys, logits);
+            super::softmax_rows(visible, logits, probs, n, out);
+            let width = PARTIAL_HEADER + 64;
+            for first in (0..n_rows).step_by(4) {
+                let count = (n_rows - first).min(4);
+                let upto = visible[first..first + count]
+                    .iter()
+                    .copied()
+                    .max()
+                    .unwrap_or(0)
+                    .min(n);
+                let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+                for j in 0..upto {
+                    let v = row64(token, &values, j);
+                    for (i, acc) in acc.iter_mut().enumerate().take(count) {
+                        // 0 past the keys the row sees (softmax_rows)
+                        let p = _mm512_set1_ps(probs[(first + i) * n + j]);
+                        for (a, &vc) in acc.iter_mut().zip(&v) {
+                            *a = _mm512_fmadd_ps(p, vc, *a);
+                        }
+                    }
+                }
+                for (i, acc) in acc.iter().enumerate().take(count) {
+                    let at = (first + i) * width + PARTIAL_HEADER;
+                    for (c, &a) in acc.iter().enumerate() {
+                        let o: &mut [f32; 16] = (&mut out[at + c * 16..at + (c + 1) * 16])
+                            .try_into()
+                            .expect("16");
+                        _mm512_storeu_ps(o, a);
+                    }
+                }
+            }
+        }
 
         /// `logits[r · n + j] = q_r · key_j` for the `visible[r]` first keys of each row (`n`
         /// = `keys.n`; `q`: the rows' 64 values one after the other).
-        #[arcane(import_intrinsics)]
-        pub(super) fn scores(
+        #[rite(import_intrinsics)]
+        fn scores(
             token: X64V4Token,
             q: &[f32],
             visible: &[usize],
@@ -591,7 +755,7 @@ mod flex {
             logits: &mut [f32],
         ) {
             let n = keys.n;
-            let key_of = |j: usize| -> &[f32; 64] { keys.row(j).try_into().expect("64 values") };
+            let key_of = |j: usize| row64(token, &keys, j);
             for (r, &seen) in visible.iter().enumerate() {
                 let seen = seen.min(n);
                 let row: &[f32; 64] = q[r * 64..(r + 1) * 64].try_into().expect("64 values");
@@ -616,11 +780,10 @@ mod flex {
 
         /// `q ⊙ key` summed over the 4 blocks of 16: 16 lanes whose sum is the dot product.
         #[rite(import_intrinsics)]
-        fn products(_token: X64V4Token, q: &[__m512; 4], key: &[f32; 64]) -> __m512 {
-            let k = |c: usize| _mm512_loadu_ps(key[c * 16..(c + 1) * 16].try_into().expect("16"));
-            let mut acc = _mm512_mul_ps(q[0], k(0));
+        fn products(_token: X64V4Token, q: &[__m512; 4], key: [__m512; 4]) -> __m512 {
+            let mut acc = _mm512_mul_ps(q[0], key[0]);
             for (c, &qc) in q.iter().enumerate().skip(1) {
-                acc = _mm512_fmadd_ps(qc, k(c), acc);
+                acc = _mm512_fmadd_ps(qc, key[c], acc);
             }
             acc
         }
@@ -671,6 +834,7 @@ mod flex {
     mod many_rows {
         use archmage::prelude::*;
 
+        use super::few_rows::row64;
         use super::{LANES, PARTIAL_HEADER, Strided};
 
         /// Keys whose scores are accumulated together (each load of the queries serves them).
@@ -682,7 +846,7 @@ mod flex {
         /// `(64 + keys.n) ·` the rows padded to 16 values.
         #[arcane(import_intrinsics)]
         pub(super) fn attend(
-            _token: X64V4Token,
+            token: X64V4Token,
             q: &[f32],
             visible: &[usize],
             keys: Strided<'_>,
@@ -702,7 +866,14 @@ mod flex {
                 }
             }
             let width = PARTIAL_HEADER + 64;
-            let key_of = |j: usize| -> &[f32; 64] { keys.row(j).try_into().expect("64 values") };
+            // a key's 64 values in f32, to be broadcast one by one
+            let key_of = |j: usize| -> [f32; 64] {
+                let mut key = [0f32; 64];
+                for (c, &x) in row64(token, &keys, j).iter().enumerate() {
+                    _mm512_storeu_ps((&mut key[c * 16..(c + 1) * 16]).try_into().expect("16"), x);
+                }
+                key
+            };
             for lane0 in (0..n_rows).step_by(LANES) {
                 let rows = (n_rows - lane0).min(LANES);
                 let seen: [i32; LANES] = std::array::from_fn(|l| {
@@ -726,7 +897,7 @@ mod flex {
                     let count = (seen_max - j).min(KEYS);
                     let mut acc = [_mm512_setzero_ps(); KEYS];
                     if count == KEYS {
-                        let k: [&[f32; 64]; KEYS] = std::array::from_fn(|i| key_of(j + i));
+                        let k: [[f32; 64]; KEYS] = std::array::from_fn(|i| key_of(j + i));
                         for d in 0..64 {
                             let qv = qd(d);
                             for (a, key) in acc.iter_mut().zip(&k) {
@@ -785,10 +956,7 @@ mod flex {
                         .unwrap_or(0);
                     let mut acc = [[_mm512_setzero_ps(); 4]; 4];
                     for j in 0..upto as usize {
-                        let row: &[f32; 64] = values.row(j).try_into().expect("64 values");
-                        let v: [__m512; 4] = std::array::from_fn(|c| {
-                            _mm512_loadu_ps(row[c * 16..(c + 1) * 16].try_into().expect("16"))
-                        });
+                        let v = row64(token, &values, j);
                         let at = j * padded + lane0 + first;
                         for (i, acc) in acc.iter_mut().enumerate() {
                             let p = _mm512_set1_ps(probs[at + i]);
@@ -963,6 +1131,10 @@ mod flex {
         }
     }
 
+    /// One thread's buffers: a task's queries, its tile's scratch, its rows' visible keys, and
+    /// its chunk of keys and of values converted from f16.
+    type Scratch = (Vec<f32>, Vec<f32>, Vec<usize>, Vec<f32>, Vec<f32>);
+
     /// The kernel of both [`AttentionBackend`] methods: [`AttendTile`]s over rayon's threads
     /// when the call is large, then each query row's partials merged.
     fn attend(
@@ -1038,18 +1210,17 @@ mod flex {
             slots.push(slot);
             rest = tail;
         }
-        let run = |scratch: &mut (Vec<f32>, Vec<f32>, Vec<usize>),
-                   (task, slot): (&Task, &mut [f32])| {
+        let run = |scratch: &mut Scratch, (task, slot): (&Task, &mut [f32])| {
             if slot.is_empty() {
                 return; // a task whose rows see none of its keys
             }
-            let (queries, scores, visible) = scratch;
+            let (queries, scores, visible, key_buffer, value_buffer) = scratch;
             let (r0, r1) = task.rows;
             let (c0, c1) = task.columns;
             let h = task.head;
             queries.clear();
             visible.clear();
-            let (keys, values) = match task.sequence {
+            let (key_view, value_view, b) = match task.sequence {
                 None => {
                     let (kp, vp) = prefix_views.as_ref().expect("prefix tasks have a prefix");
                     for i in r0..r1 {
@@ -1058,19 +1229,13 @@ mod flex {
                         queries.extend_from_slice(&qs[at..at + head_dim]);
                         visible.push(c1 - c0);
                     }
-                    (
-                        kp.rows(0, h, prefix_len, head_dim),
-                        vp.rows(0, h, prefix_len, head_dim),
-                    )
+                    (kp, vp, 0)
                 }
                 Some(b) => {
                     let at = ((b * heads + h) * rows + r0) * head_dim;
                     queries.extend_from_slice(&qs[at..at + (r1 - r0) * head_dim]);
                     visible.extend((r0..r1).map(|r| own_visible(r).clamp(c0, c1) - c0));
-                    (
-                        k.rows(b, h, columns, head_dim),
-                        v.rows(b, h, columns, head_dim),
-                    )
+                    (&k, &v, b)
                 }
             };
             let n = c1 - c0;
@@ -1078,13 +1243,14 @@ mod flex {
             pulp::Arch::new().dispatch(AttendTile {
                 q: queries,
                 visible,
-                keys: keys.slice(c0, c1),
-                values: values.slice(c0, c1),
+                keys: key_view.chunk((b, h), (c0, c1), head_dim),
+                values: value_view.chunk((b, h), (c0, c1), head_dim),
                 scratch: scores,
                 out: slot,
+                buffers: (key_buffer, value_buffer),
             });
         };
-        let scratch = || (Vec::new(), Vec::new(), Vec::new());
+        let scratch = Scratch::default;
         if out.len() * (prefix_len + columns) >= PARALLEL_WORK && tasks.len() > 1 {
             tasks
                 .par_iter()
@@ -1337,6 +1503,56 @@ mod tests {
             let diff = max_abs_diff(fused, composed(q, k, v, causal));
             assert!(diff < 1e-5, "{causal:?}: {diff}");
         }
+    }
+
+    #[test]
+    fn keys_and_values_stored_in_f16_are_read_as_their_values() {
+        use burn::tensor::FloatDType;
+        let device = Device::flex();
+        let half = |t: Tensor<4>| t.cast(FloatDType::F16);
+        let full = |t: &Tensor<4>| t.clone().cast(FloatDType::F32);
+        // a decode step (3 stacked query heads over 140 cached positions, a view of a larger
+        // buffer as the cache's), a prompt of 40 positions after 100 cached, and a decode step
+        // of 6 sequences over a shared 140-position prefix
+        for (rows, causal) in [
+            (3, None),
+            (
+                120,
+                Some(Causal {
+                    period: 40,
+                    offset: 100,
+                }),
+            ),
+        ] {
+            let q = Tensor::<4>::random([1, 2, rows, 64], Distribution::Normal(0.0, 0.5), &device);
+            let k = half(cache_view(1, 2, 140, 64, &device));
+            let v = half(cache_view(1, 2, 140, 64, &device));
+            let fused = attention(q.clone(), k.clone(), v.clone(), causal);
+            let diff = max_abs_diff(fused, composed(q, full(&k), full(&v), causal));
+            assert!(diff < 1e-5, "{causal:?}: {diff}");
+        }
+        let (kp, vp) = (
+            half(cache_view(1, 2, 140, 64, &device)),
+            half(cache_view(1, 2, 140, 64, &device)),
+        );
+        let q = Tensor::<4>::random([6, 2, 3, 64], Distribution::Normal(0.0, 0.5), &device);
+        let (k, v) = (
+            half(cache_view(6, 2, 2, 64, &device)),
+            half(cache_view(6, 2, 2, 64, &device)),
+        );
+        let fused = attention_with_prefix(
+            q.clone(),
+            (kp.clone(), vp.clone()),
+            k.clone(),
+            v.clone(),
+            None,
+        );
+        let copied = |p: &Tensor<4>, own: &Tensor<4>| {
+            Tensor::cat(vec![full(p).repeat_dim(0, 6), full(own)], 2)
+        };
+        let want = composed(q, copied(&kp, &k), copied(&vp, &v), None);
+        let diff = max_abs_diff(fused, want);
+        assert!(diff < 1e-5, "shared prefix: {diff}");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 mod attention;
 mod dropout;
 #[cfg(feature = "flex")]
-mod host;
+pub(crate) mod host;
 mod matvec;
 pub mod simd;
 mod softmax;

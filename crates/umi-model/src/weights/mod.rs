@@ -215,6 +215,7 @@ pub(crate) fn build(
         ),
         config: config.clone(),
         embed_quantized,
+        kv_cache_f16: false,
     })
 }
 
