@@ -85,15 +85,52 @@ def versions(umi, venv):
     return v
 
 
+# Fields of a result line that are speeds (the median over rounds is kept) and memory (the largest).
+SPEEDS = ("prefill_tok_s", "decode_tok_s", "sampled_one_stream_tok_s", "sampled_batch_tok_s", "train_tok_s")
+MEMORY = ("peak_rss_mib",)
+
+
+def merge_rounds(results):
+    """One result per (group, system, precision, model, shape) from lines measured in several rounds
+    (run.sh's ROUNDS: every system once per round, so that a change in the machine's speed during the run
+    reaches umi and its peers alike): the median of each speed, the largest peak RSS, `rounds` = how many."""
+    merged, order = {}, []
+    for r in results:
+        key = json.dumps({k: v for k, v in r.items() if k not in SPEEDS + MEMORY}, sort_keys=True)
+        if key not in merged:
+            merged[key] = []
+            order.append(key)
+        merged[key].append(r)
+    out = []
+    for key in order:
+        rows = merged[key]
+        r = dict(rows[0])
+        for f in SPEEDS:
+            values = sorted(x[f] for x in rows if x.get(f) is not None)
+            if values:
+                n = len(values)
+                r[f] = values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+        for f in MEMORY:
+            values = [x[f] for x in rows if x.get(f) is not None]
+            if values:
+                r[f] = max(values)
+        r["rounds"] = len(rows)
+        out.append(r)
+    return out
+
+
 def collect(lines_path, umi, venv):
     results = []
     for l in open(lines_path):
         l = l.strip()
         if l:
             results.append(json.loads(l))
+    results = merge_rounds(results)
+    rounds = max((r["rounds"] for r in results), default=1)
     meta = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "machine": machine(), "versions": versions(umi, venv),
             "shape": {"batch": 1, "prompt_tokens": 512, "new_tokens": 128, "threads": 2, "runs": 3,
+                      "rounds": rounds, "runs_per_round": int(os.environ.get("BENCH_RUNS_PER_ROUND", "3")),
                       "stat": "median"}}
     json.dump({"meta": meta, "results": results}, sys.stdout, indent=2)
     print()
@@ -267,11 +304,23 @@ def render(path, train_path=None, mine_path=None, gpu_path=None):
     out = []
     w = out.append
     w("# Benchmarks: umi vs peers (CPU; the GPU machine at the end)\n")
+    shape = meta["shape"]
+    if shape.get("rounds", 1) > 1:
+        how = (f"SmolLM2: the median of {shape['rounds']} rounds, in each of which every system ran once in turn (a "
+               f"process each, the median of its {shape.get('runs_per_round', 3)} runs), so that a change in the "
+               f"machine's speed during the run reaches umi and its peers alike; TinyLlama: one process each, the "
+               f"median of {shape['runs']} runs")
+    else:
+        how = f"median of {shape['runs']} runs"
     w(f"Measured {meta['date']} by `scripts/bench/run.sh`: batch 1, a {meta['shape']['prompt_tokens']}-token prompt "
       f"(prefill) then {meta['shape']['new_tokens']} greedy new tokens (decode, no EOS stop), "
-      f"{meta['shape']['threads']} threads, median of {meta['shape']['runs']} runs; prompt token i = "
+      f"{meta['shape']['threads']} threads, {how}; prompt token i = "
       f"(i·7919 + 13) mod vocab. Same shapes as `shared/docs/performance-anchors.md`. Peak RSS is the whole process "
-      f"(ru_maxrss), model loading included. Ratios are umi ÷ peer (above 1 means umi is faster).\n")
+      f"(ru_maxrss), model loading included. Ratios are umi ÷ peer (above 1 means umi is faster). "
+      f"llama.cpp caches keys and values in f16 at every precision, umi in f16 for its quantized rows (Q8_0, "
+      f"Q4_1) and in f32 for f32. The 2,048-token group is the "
+      f"length of α-UMi's ToolBench prompts (1.2k–4k tokens); llama.cpp runs there with and without flash "
+      f"attention.\n")
     machine_lines(w, meta)
 
     def generate_row(r, umi):

@@ -97,32 +97,43 @@ if want umi; then
 fi
 
 G1="SmolLM2-135M-Instruct"
-if task generate; then
-[ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs 3
-# Q8_0: umi quantizes the same f32 values at load (--quant q8_0), llama.cpp reads them from the Q8_0 file
-# (plus batched sampling: 6 continuations of the prompt in one batch vs one sampled stream)
-[ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs 3 --quant q8_0 --samples 6
-# Q4_1: umi keeps the Q4_1 file's 4-bit weights (--quant q4_1; its embedding in Q8_0 as the file has it)
-[ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs 3 --quant q4_1
-if want transformers && has transformers; then
-  bench "$G1" "$PY" "$HERE/peer_transformers.py" "$SMOL_HF"
-fi
-if want llamacpp && has llama_cpp; then
-  bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_F32_GGUF"
-  bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_Q8_GGUF"
-  [ -f "$SMOL_F16_GGUF" ] && [ "${LLAMACPP_EXTRA:-0}" = 1 ] && bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_F16_GGUF"
-  bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_GGUF"
-  [ "${LLAMACPP_EXTRA:-0}" = 1 ] && bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_GGUF" --flash-attn
-fi
+# SmolLM2 in ROUNDS rounds (default 3), every system once per round with RUNS runs (default 2):
+# render.py keeps the median over the rounds, so that a change in the shared machine's speed during
+# the run (seen: llama.cpp 40 % faster 20 minutes later) reaches umi and its peers alike.
+ROUNDS=${ROUNDS:-3}
+RUNS=${RUNS:-2}
+generate_round() {
+  [ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs $RUNS
+  # Q8_0: umi quantizes the same f32 values at load (--quant q8_0), llama.cpp reads them from the Q8_0 file
+  # (plus batched sampling: 6 continuations of the prompt in one batch vs one sampled stream)
+  [ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs $RUNS --quant q8_0 --samples 6
+  # Q4_1: umi keeps the Q4_1 file's 4-bit weights (--quant q4_1; its embedding in Q8_0 as the file has it)
+  [ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs $RUNS --quant q4_1
+  if want transformers && has transformers; then
+    bench "$G1" "$PY" "$HERE/peer_transformers.py" "$SMOL_HF" --runs $RUNS
+  fi
+  if want llamacpp && has llama_cpp; then
+    bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_F32_GGUF" --runs $RUNS
+    bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_Q8_GGUF" --runs $RUNS
+    [ -f "$SMOL_F16_GGUF" ] && [ "${LLAMACPP_EXTRA:-0}" = 1 ] && bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_F16_GGUF" --runs $RUNS
+    bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_GGUF" --runs $RUNS
+    [ "${LLAMACPP_EXTRA:-0}" = 1 ] && bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_GGUF" --runs $RUNS --flash-attn
+  fi
 
-# A long prompt, as α-UMi's ToolBench prompts are (1.2k-4k tokens): Q8_0, llama.cpp with and without
-# flash attention (its fastest prefill at this length)
-G1L="SmolLM2-135M-Instruct, a 2,048-token prompt"
-[ $UMI_OK = 1 ] && bench "$G1L" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 2048 --new-tokens 128 --runs 3 --quant q8_0
-if want llamacpp && has llama_cpp; then
-  bench "$G1L" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_Q8_GGUF" --prompt-tokens 2048
-  bench "$G1L" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_Q8_GGUF" --prompt-tokens 2048 --flash-attn
-fi
+  # A long prompt, as α-UMi's ToolBench prompts are (1.2k-4k tokens): Q8_0, llama.cpp with and without
+  # flash attention (its fastest prefill at this length)
+  G1L="SmolLM2-135M-Instruct, a 2,048-token prompt"
+  [ $UMI_OK = 1 ] && bench "$G1L" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 2048 --new-tokens 128 --runs $RUNS --quant q8_0
+  if want llamacpp && has llama_cpp; then
+    bench "$G1L" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_Q8_GGUF" --runs $RUNS --prompt-tokens 2048
+    bench "$G1L" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_Q8_GGUF" --runs $RUNS --prompt-tokens 2048 --flash-attn
+  fi
+}
+if task generate; then
+for round in $(seq "$ROUNDS"); do
+  echo "== round $round of $ROUNDS" >&2
+  generate_round
+done
 
 if [ "${SKIP_TINY:-0}" != 1 ]; then
   G2="TinyLlama-1.1B shape (random weights, f16 safetensors)"
@@ -162,7 +173,7 @@ fi
 # --- collect and render --------------------------------------------------------------------------
 # each task rewrites only its own results file; BENCHMARKS.md shows them all
 if task generate; then
-  "$PY" "$HERE/render.py" --collect "$LINES" --umi "$UMI" --venv "$VENV" > "$OUT" || exit 1
+  BENCH_RUNS_PER_ROUND=$RUNS "$PY" "$HERE/render.py" --collect "$LINES" --umi "$UMI" --venv "$VENV" > "$OUT" || exit 1
   echo "wrote $OUT" >&2
 fi
 if task train; then
