@@ -189,6 +189,16 @@ fn merging_into_a_quantized_model_uses_its_dequantized_weights() {
     assert!(!out.exists());
 }
 
+/// The logits of `tokens` run through one cache: the first 3 as a prompt, then one at a time.
+fn step_by_step(model: &umi_model::Llama, tokens: &[u32]) -> Vec<f32> {
+    let mut cache = model.new_cache();
+    let mut step = logits(model, &tokens[..3], &mut cache);
+    for t in &tokens[3..] {
+        step.extend(logits(model, &[*t], &mut cache));
+    }
+    step
+}
+
 #[test]
 fn q8_decoding_with_the_kv_cache_equals_recomputation() {
     let device = Device::flex();
@@ -196,11 +206,7 @@ fn q8_decoding_with_the_kv_cache_equals_recomputation() {
     model.quantize(umi_model::QFormat::Q8_0);
     let tokens = [1u32, 17, 42, 99, 3, 250, 7, 128];
     let full = logits(&model, &tokens, &mut model.new_cache());
-    let mut cache = model.new_cache();
-    let mut step = logits(&model, &tokens[..3], &mut cache);
-    for t in &tokens[3..] {
-        step.extend(logits(&model, &[*t], &mut cache));
-    }
+    let step = step_by_step(&model, &tokens);
     // activations are quantized per token, so a token's numbers do not depend on its batch
     let (err, _) = gap(&step, &as_f64(&full));
     assert!(err < 1e-4, "incremental vs full q8 logits differ by {err}");
@@ -226,11 +232,7 @@ fn an_f16_cache_moves_q8_logits_by_its_rounding_and_decodes_as_it_recomputes() {
         "the f16 cache moved the logits by {rms} (relative RMS)"
     );
     // both ways of running the sequence read the same f16 values
-    let mut cache = model.new_cache();
-    let mut step = logits(&model, &tokens[..3], &mut cache);
-    for t in &tokens[3..] {
-        step.extend(logits(&model, &[*t], &mut cache));
-    }
+    let step = step_by_step(&model, &tokens);
     let (err, _) = gap(&step, &as_f64(&full));
     assert!(
         err < 1e-4,

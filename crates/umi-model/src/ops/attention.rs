@@ -470,19 +470,20 @@ mod flex {
             // 8) dot products
             #[cfg(target_arch = "x86_64")]
             if head_dim == 64
-                && across > 0
                 && let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon()
             {
                 let (lanes_out, rest_out) = out.split_at_mut(across * (PARTIAL_HEADER + head_dim));
-                many_rows::attend(
-                    token,
-                    &q[..across * head_dim],
-                    &visible[..across],
-                    keys,
-                    values,
-                    scratch,
-                    lanes_out,
-                );
+                if across > 0 {
+                    many_rows::attend(
+                        token,
+                        &q[..across * head_dim],
+                        &visible[..across],
+                        keys,
+                        values,
+                        scratch,
+                        lanes_out,
+                    );
+                }
                 if across < n_rows {
                     few_rows::attend(
                         token,
@@ -494,13 +495,6 @@ mod flex {
                         rest_out,
                     );
                 }
-                return;
-            }
-            #[cfg(target_arch = "x86_64")]
-            if head_dim == 64
-                && let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon()
-            {
-                few_rows::attend(token, q, visible, keys, values, scratch, out);
                 return;
             }
             let keys = keys.in_f32(key_buffer);
@@ -658,8 +652,9 @@ mod flex {
         }
     }
 
-    /// The scores of a few query rows (a decode step's query heads of one KV head, or what is
-    /// left after the rows across the lanes) with 64-value heads, on AVX-512: 16 keys at a
+    /// A tile of a few query rows (a decode step's query heads of one KV head, or what is left
+    /// after the rows across the lanes) with 64-value heads, on AVX-512, and the value
+    /// weighting both kernels share. Scores: 16 keys at a
     /// time, one register of products per key, summed across the lanes of all 16 registers at
     /// once by a tree of shuffles (4 levels, 15 shuffle pairs) into one register of 16 scores.
     /// One dot product per row and key with a horizontal sum each was compiled into 2-lane
@@ -712,7 +707,6 @@ mod flex {
             let (logits, probs) = scratch[..2 * n_rows * n].split_at_mut(n_rows * n);
             scores(token, q, visible, keys, logits);
             super::softmax_rows(visible, logits, probs, n, out);
-            let width = PARTIAL_HEADER + 64;
             for first in (0..n_rows).step_by(4) {
                 let count = (n_rows - first).min(4);
                 let upto = visible[first..first + count]
@@ -721,25 +715,49 @@ mod flex {
                     .max()
                     .unwrap_or(0)
                     .min(n);
-                let mut acc = [[_mm512_setzero_ps(); 4]; 4];
-                for j in 0..upto {
-                    let v = row64(token, &values, j);
-                    for (i, acc) in acc.iter_mut().enumerate().take(count) {
-                        // 0 past the keys the row sees (softmax_rows)
-                        let p = _mm512_set1_ps(probs[(first + i) * n + j]);
-                        for (a, &vc) in acc.iter_mut().zip(&v) {
-                            *a = _mm512_fmadd_ps(p, vc, *a);
-                        }
+                // row-major probabilities, 0 past the keys a row sees (softmax_rows)
+                weigh(
+                    token,
+                    &values,
+                    upto,
+                    count,
+                    |i, j| probs[(first + i) * n + j],
+                    &mut out[first * (PARTIAL_HEADER + 64)..],
+                );
+            }
+        }
+
+        /// `o_i = Σ_j p(i, j) · value_j` over the first `upto` value rows (64 values each) for
+        /// `count` ≤ 4 rows, their accumulators in registers while each value row is read
+        /// once for all of them, into the partials of `out` (row `i`'s at `i · (`
+        /// [`PARTIAL_HEADER`] `+ 64)`, after its header). `p` must be 0 past the keys a row
+        /// sees.
+        #[rite(import_intrinsics)]
+        pub(super) fn weigh(
+            token: X64V4Token,
+            values: &Strided<'_>,
+            upto: usize,
+            count: usize,
+            p: impl Fn(usize, usize) -> f32,
+            out: &mut [f32],
+        ) {
+            let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+            for j in 0..upto {
+                let v = row64(token, values, j);
+                for (i, acc) in acc.iter_mut().enumerate().take(count) {
+                    let pij = _mm512_set1_ps(p(i, j));
+                    for (a, &vc) in acc.iter_mut().zip(&v) {
+                        *a = _mm512_fmadd_ps(pij, vc, *a);
                     }
                 }
-                for (i, acc) in acc.iter().enumerate().take(count) {
-                    let at = (first + i) * width + PARTIAL_HEADER;
-                    for (c, &a) in acc.iter().enumerate() {
-                        let o: &mut [f32; 16] = (&mut out[at + c * 16..at + (c + 1) * 16])
-                            .try_into()
-                            .expect("16");
-                        _mm512_storeu_ps(o, a);
-                    }
+            }
+            for (i, acc) in acc.iter().enumerate().take(count) {
+                let at = i * (PARTIAL_HEADER + 64) + PARTIAL_HEADER;
+                for (c, &a) in acc.iter().enumerate() {
+                    let o: &mut [f32; 16] = (&mut out[at + c * 16..at + (c + 1) * 16])
+                        .try_into()
+                        .expect("16");
+                    _mm512_storeu_ps(o, a);
                 }
             }
         }
@@ -834,7 +852,7 @@ mod flex {
     mod many_rows {
         use archmage::prelude::*;
 
-        use super::few_rows::row64;
+        use super::few_rows::{row64, weigh};
         use super::{LANES, PARTIAL_HEADER, Strided};
 
         /// Keys whose scores are accumulated together (each load of the queries serves them).
@@ -953,27 +971,17 @@ mod flex {
                         .iter()
                         .copied()
                         .max()
-                        .unwrap_or(0);
-                    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
-                    for j in 0..upto as usize {
-                        let v = row64(token, &values, j);
-                        let at = j * padded + lane0 + first;
-                        for (i, acc) in acc.iter_mut().enumerate() {
-                            let p = _mm512_set1_ps(probs[at + i]);
-                            for (a, &vc) in acc.iter_mut().zip(&v) {
-                                *a = _mm512_fmadd_ps(p, vc, *a);
-                            }
-                        }
-                    }
-                    for (i, acc) in acc.iter().enumerate().take(count) {
-                        let at = (lane0 + first + i) * width + PARTIAL_HEADER;
-                        for (c, &a) in acc.iter().enumerate() {
-                            let o: &mut [f32; 16] = (&mut out[at + c * 16..at + (c + 1) * 16])
-                                .try_into()
-                                .expect("16");
-                            _mm512_storeu_ps(o, a);
-                        }
-                    }
+                        .unwrap_or(0) as usize;
+                    let row0 = lane0 + first;
+                    // key-major probabilities
+                    weigh(
+                        token,
+                        &values,
+                        upto,
+                        count,
+                        |i, j| probs[j * padded + row0 + i],
+                        &mut out[row0 * width..],
+                    );
                 }
             }
         }
