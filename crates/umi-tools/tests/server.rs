@@ -429,6 +429,44 @@ fn writes_are_journaled_and_survive_restarts_and_torn_lines() {
 }
 
 #[test]
+fn reset_state_answers_as_a_fresh_server() {
+    let state = state_file("reset");
+    let journal = PathBuf::from(format!("{}.journal", state.display()));
+    let add = |url: &str, title: &str| {
+        raw(
+            url,
+            &post(
+                "/tools/add_todo",
+                None,
+                &format!(r#"{{"title": "{title}"}}"#),
+            ),
+        )
+    };
+    let server = serve("127.0.0.1:0", &state).unwrap();
+    for t in ["a", "b", "c"] {
+        assert!(add(&server.url, t).starts_with("HTTP/1.1 200"));
+    }
+    assert!(journal.exists());
+    server.reset_state().unwrap();
+    assert!(!journal.exists() && !state.exists());
+    let listed = raw(
+        &server.url,
+        &get("/tools/list_todos?include_done=true", None),
+    );
+    assert!(listed.contains(r#""todos":[]"#), "{listed}");
+    // ids start again, as on a server started on a missing state file
+    let after_reset = add(&server.url, "d");
+    server.stop();
+    let fresh = serve("127.0.0.1:0", &state_file("reset")).unwrap();
+    let on_fresh = add(&fresh.url, "d");
+    fresh.stop();
+    let body = |r: &str| r.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    assert!(after_reset.contains(r#""id":1"#), "{after_reset}");
+    assert_eq!(body(&after_reset), body(&on_fresh));
+    umi_tools::server::remove_state(&state);
+}
+
+#[test]
 fn tool_docs_are_read_within_the_timeout() {
     let silent = fake_server(None);
     let started = std::time::Instant::now();

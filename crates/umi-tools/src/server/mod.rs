@@ -173,11 +173,26 @@ pub struct ServerHandle {
     /// Base URL, e.g. `http://127.0.0.1:8080`.
     pub url: String,
     server: Arc<Server>,
+    tools: Arc<Tools>,
     stopping: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl ServerHandle {
+    /// Empties the to-do list, calendar and alarms and deletes their state file and journal:
+    /// the server then answers as one just started on a missing state file (ids start again
+    /// at 1). Meant for a client that plays one task after another, such as `umi data
+    /// synth`, instead of starting a server per task (each start costs threads that
+    /// `tiny_http` keeps for seconds after a stop). A request served while it runs sees the
+    /// state before or after it, never half of it.
+    ///
+    /// # Errors
+    ///
+    /// A message when a state file cannot be deleted (the in-memory state is empty anyway).
+    pub fn reset_state(&self) -> Result<(), String> {
+        self.tools.reset()
+    }
+
     /// Stops the server and waits for it.
     pub fn stop(mut self) {
         self.stopping.store(true, Ordering::SeqCst);
@@ -257,6 +272,7 @@ pub fn serve_with(
     Ok(ServerHandle {
         url,
         server,
+        tools,
         stopping,
         threads,
     })

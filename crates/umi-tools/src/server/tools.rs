@@ -126,6 +126,34 @@ impl Tools {
         Ok(tools)
     }
 
+    /// Empties the state, as a server started on a missing state file has it: no to-dos,
+    /// events or alarms, ids counted from the start again, snapshot and journal deleted.
+    pub(super) fn reset(&self) -> Result<(), String> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| "tool state is poisoned".to_string())?;
+        let mut journal = self
+            .journal
+            .lock()
+            .map_err(|_| "tool journal is poisoned".to_string())?;
+        *state = State::default();
+        journal.file = None;
+        journal.lines = 0;
+        for path in [
+            self.state_path.clone(),
+            Self::journal_path(&self.state_path),
+        ] {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(format!("{}: {e}", path.display()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the state atomically (temporary file + rename), so a crash never leaves half a file.
     fn save(&self, state: &State) -> Result<(), String> {
         if let Some(dir) = self.state_path.parent() {

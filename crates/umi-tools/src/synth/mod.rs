@@ -357,17 +357,21 @@ fn read_answer(raw: &str) -> ToolAnswer {
     Err(message.to_string())
 }
 
-/// A demo server started for one task, with fresh state, stopped (and its state removed) on drop.
-struct FreshServer {
+/// The demo server the generator plays its tasks against: started once, its state emptied
+/// before every task (so each task meets a fresh server's answers, ids from 1), stopped and its
+/// state file removed on drop. One server for all tasks rather than one per task: every
+/// `tiny_http` server leaves threads behind for seconds after it stops, which thousands of
+/// tasks turned into tens of thousands of threads.
+struct DemoServer {
     handle: Option<ServerHandle>,
     state: PathBuf,
     specs: Vec<ToolSpec>,
 }
 
-impl FreshServer {
-    fn start(index: usize) -> Result<Self, String> {
+impl DemoServer {
+    fn start() -> Result<Self, String> {
         let state = std::env::temp_dir().join(format!(
-            "umi-synth-{}-{index}-{}.json",
+            "umi-synth-{}-{}.json",
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -384,9 +388,17 @@ impl FreshServer {
             specs,
         })
     }
+
+    /// Empties the server's state for the next task.
+    fn reset(&self) -> Result<(), String> {
+        match &self.handle {
+            Some(h) => h.reset_state(),
+            None => Ok(()),
+        }
+    }
 }
 
-impl Drop for FreshServer {
+impl Drop for DemoServer {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
             h.stop();
@@ -402,8 +414,9 @@ fn play(
     (split, validation): (Split, bool),
     kind: TaskKind,
     config: &SynthConfig,
+    server: &DemoServer,
 ) -> Result<(TaskOutcome, Trajectory, Vec<String>, Vec<ToolSpec>), String> {
-    let server = FreshServer::start(index)?;
+    server.reset()?;
     let mut session = Session {
         rng: SmallRng::seed_from_u64(seed),
         split,
@@ -540,6 +553,7 @@ pub fn synthesize(
         valid: Vec::with_capacity(config.valid),
     };
     let mut seen = std::collections::HashSet::new();
+    let server = DemoServer::start()?;
     for i in 0..total {
         let (split, validation, j) = if i < config.train {
             (Split::Train, false, i)
@@ -555,7 +569,7 @@ pub fn synthesize(
         let mut tries = 0;
         let (outcome, trajectory, used, specs) = loop {
             let seed: u64 = rng.random();
-            let played = play(seed, i, (split, validation), kind, config)?;
+            let played = play(seed, i, (split, validation), kind, config, &server)?;
             tries += 1;
             if seen.insert(played.0.query.clone()) || tries >= 50 {
                 break played;
