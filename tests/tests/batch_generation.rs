@@ -160,3 +160,113 @@ fn bad_batches_are_errors() {
     };
     assert!(run(&[1, 2], &[bad]).contains("top_p"));
 }
+
+/// Continuous batching (`RaggedBatch`): prompts of different lengths, joining at different
+/// steps, with different configs; each sequence gets what generating it alone gives.
+fn check_ragged(quantize: bool, include_sampled: bool) {
+    let loaded = tiny(quantize);
+    let prompts: [&[u32]; 4] = [
+        &[1, 17, 42, 99, 3, 250, 7, 128],
+        &[1, 5],
+        &[1, 17, 42, 99, 3, 11, 12, 13, 14, 15, 16, 230, 231],
+        &[1, 200, 201, 202, 203],
+    ];
+    let configs: Vec<GenerationConfig> = configs(&loaded, prompts[0])
+        .into_iter()
+        .filter(|c| include_sampled || c.temperature == 0.0)
+        .collect();
+    // (prompt, config) per sequence; sequence i joins before step i / 2
+    let jobs: Vec<(&[u32], GenerationConfig)> = (0..8)
+        .map(|i| {
+            (
+                prompts[i % prompts.len()],
+                configs[i % configs.len()].clone(),
+            )
+        })
+        .collect();
+    let mut batch = umi_model::RaggedBatch::new();
+    let mut prefix = PrefixCache::new();
+    let mut done: Vec<Option<GenerationOutput>> = vec![None; jobs.len()];
+    let mut joined = 0;
+    let mut step = 0;
+    let mut widest = 0;
+    while done.iter().any(Option::is_none) {
+        while joined < jobs.len() && joined / 2 <= step {
+            let (prompt, config) = &jobs[joined];
+            pollster::block_on(batch.join(
+                &loaded.model,
+                joined,
+                prompt,
+                config.clone(),
+                &mut prefix,
+            ))
+            .unwrap();
+            joined += 1;
+        }
+        widest = widest.max(batch.len());
+        for (i, output) in pollster::block_on(batch.step(&loaded.model, &loaded.tokenizer)).unwrap()
+        {
+            assert!(
+                done[i].replace(output).is_none(),
+                "sequence {i} finished twice"
+            );
+        }
+        step += 1;
+        assert!(step < 100, "the batch never drained");
+    }
+    assert!(batch.is_empty());
+    assert!(widest >= 4, "at most {widest} sequences ran together");
+    for ((prompt, config), got) in jobs.iter().zip(&done) {
+        let got = got.as_ref().unwrap();
+        let want = alone(&loaded, prompt, config);
+        assert_eq!(got.tokens, want.tokens, "{prompt:?} {config:?}");
+        assert_eq!(got.text, want.text, "{prompt:?} {config:?}");
+        assert_eq!(
+            got.finish_reason, want.finish_reason,
+            "{prompt:?} {config:?}"
+        );
+        assert_eq!(got.prompt_tokens, prompt.len());
+    }
+    // the sequences stopped at different steps
+    let lengths: std::collections::BTreeSet<usize> = done
+        .iter()
+        .map(|o| o.as_ref().unwrap().tokens.len())
+        .collect();
+    assert!(lengths.len() >= 3, "lengths {lengths:?}");
+}
+
+/// Q8_0: every projection is computed per row and attention per sequence, so even the sampled
+/// draws agree.
+#[test]
+fn ragged_sequences_equal_sequences_generated_alone_q8() {
+    check_ragged(true, true);
+}
+
+#[test]
+fn ragged_greedy_sequences_equal_sequences_generated_alone_f32() {
+    check_ragged(false, false);
+}
+
+#[test]
+fn bad_ragged_joins_are_errors_and_join_nothing() {
+    let loaded = tiny(false);
+    let mut batch = umi_model::RaggedBatch::new();
+    let mut join = |prompt: &[u32], config: GenerationConfig| {
+        pollster::block_on(batch.join(&loaded.model, 0, prompt, config, &mut PrefixCache::new()))
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(join(&[], GenerationConfig::default()).contains("empty"));
+    let too_long = GenerationConfig {
+        max_new_tokens: 1_000_000,
+        ..Default::default()
+    };
+    assert!(join(&[1, 2], too_long).contains("context"));
+    let bad = GenerationConfig {
+        top_p: 2.0,
+        max_new_tokens: 4,
+        ..Default::default()
+    };
+    assert!(join(&[1, 2], bad).contains("top_p"));
+    assert!(batch.is_empty());
+}

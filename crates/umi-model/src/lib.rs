@@ -40,8 +40,8 @@ pub use device::wgpu_device_async;
 pub use device::{Backend, GpuInfo};
 pub use error::{Error, Result};
 pub use generate::{
-    FinishReason, GenerationConfig, GenerationOutput, Progress, Sampler, TextStream, argmax,
-    generate, generate_cached, generate_many, next_token_logits, next_token_logits_batch,
+    FinishReason, GenerationConfig, GenerationOutput, Progress, RaggedBatch, Sampler, TextStream,
+    argmax, generate, generate_cached, generate_many, next_token_logits, next_token_logits_batch,
 };
 #[cfg(not(target_family = "wasm"))]
 pub use linear::QUANTIZED_MAX_ROWS;

@@ -65,15 +65,56 @@ impl Attention {
     /// - x: `[batch_size, seq_len, hidden_size]`
     /// - output: `[batch_size, seq_len, hidden_size]`
     pub fn forward(&self, x: Tensor<3>, rope: &RotaryEmbedding, cache: &mut KvCache) -> Tensor<3> {
-        let [batch_size, seq_len, _] = x.dims();
+        let [q, k, v] = self.project(x);
+        self.o_proj.forward(self.attend([q, k, v], rope, cache))
+    }
+
+    /// [`Attention::forward`] for sequences that each continue their own cache by one token
+    /// (continuous batching: different prompts, different lengths): the projections run once
+    /// for all of them, RoPE and attention per sequence at its own position.
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[caches.len(), 1, hidden_size]`
+    /// - output: same
+    pub fn forward_ragged(
+        &self,
+        x: Tensor<3>,
+        rope: &RotaryEmbedding,
+        caches: &mut [&mut KvCache],
+    ) -> Tensor<3> {
+        let [q, k, v] = self.project(x);
+        let outs: Vec<Tensor<3>> = caches
+            .iter_mut()
+            .enumerate()
+            .map(|(s, cache)| {
+                let one = |t: &Tensor<3>| t.clone().narrow(0, s, 1);
+                self.attend([one(&q), one(&k), one(&v)], rope, cache)
+            })
+            .collect();
+        self.o_proj.forward(Tensor::cat(outs, 0))
+    }
+
+    /// The q, k and v projections of `x` (`[batch_size, seq_len, hidden_size]`), in one pass.
+    fn project(&self, x: Tensor<3>) -> [Tensor<3>; 3] {
+        LoraLinear::forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], x)
+            .try_into()
+            .expect("three projections")
+    }
+
+    /// RoPE, the cache and attention for projected queries, keys and values
+    /// (`[batch_size, seq_len, heads·head_dim]` each); the heads' outputs before `o_proj`,
+    /// `[batch_size, seq_len, num_heads·head_dim]`.
+    fn attend(
+        &self,
+        [q, k, v]: [Tensor<3>; 3],
+        rope: &RotaryEmbedding,
+        cache: &mut KvCache,
+    ) -> Tensor<3> {
+        let [batch_size, seq_len, _] = q.dims();
         let (num_heads, num_kv_heads, head_dim) =
             (self.num_heads, self.num_kv_heads, self.head_dim);
         let start = cache.len();
-
-        let [q, k, v]: [Tensor<3>; 3] =
-            LoraLinear::forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], x)
-                .try_into()
-                .expect("three projections");
         let q = q
             .reshape([batch_size, seq_len, num_heads, head_dim])
             .swap_dims(1, 2); // [batch_size, num_heads, seq_len, head_dim]
@@ -109,11 +150,9 @@ impl Attention {
             // A prefix shared by every sequence (KvCache::share_prefix): read once for all.
             Some(prefix) => attention_with_prefix(q, prefix, k, v, causal),
         };
-        let out = out
-            .reshape([batch_size, num_heads, seq_len, head_dim])
+        out.reshape([batch_size, num_heads, seq_len, head_dim])
             .swap_dims(1, 2) // [batch_size, seq_len, num_heads, head_dim]
-            .reshape([batch_size, seq_len, num_heads * head_dim]);
-        self.o_proj.forward(out)
+            .reshape([batch_size, seq_len, num_heads * head_dim])
     }
 }
 
@@ -165,6 +204,26 @@ impl DecoderLayer {
             + self
                 .self_attn
                 .forward(self.input_layernorm.forward(x), rope, cache);
+        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+    }
+
+    /// [`DecoderLayer::forward`] for sequences with caches of their own
+    /// ([`Attention::forward_ragged`]).
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[caches.len(), 1, hidden_size]`
+    /// - output: same
+    pub fn forward_ragged(
+        &self,
+        x: Tensor<3>,
+        rope: &RotaryEmbedding,
+        caches: &mut [&mut KvCache],
+    ) -> Tensor<3> {
+        let h = x.clone()
+            + self
+                .self_attn
+                .forward_ragged(self.input_layernorm.forward(x), rope, caches);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 }
@@ -247,10 +306,21 @@ impl Llama {
             self.max_positions()
         );
         let hidden_size = self.config.hidden_size;
-        let ids = tokens.reshape([batch_size * seq_len]);
-        let x = match &self.embed_quantized {
+        let x = self.embed(tokens.reshape([batch_size * seq_len]));
+        let mut x = x.reshape([batch_size, seq_len, hidden_size]); // [batch_size, seq_len, hidden_size]
+        for (layer, layer_cache) in self.layers.iter().zip(cache.iter_mut()) {
+            x = layer.forward(x, &self.rotary, layer_cache);
+        }
+        self.norm.forward(x)
+    }
+
+    /// The embeddings of `ids` (`[n]` → `[n, hidden_size]`), dequantized rows when the
+    /// embedding is held quantized.
+    fn embed(&self, ids: Tensor<1, Int>) -> Tensor<2> {
+        match &self.embed_quantized {
             #[cfg(not(target_family = "wasm"))]
             Some(q) => {
+                let [n] = ids.dims();
                 let device = ids.device();
                 let ids: Vec<usize> = ids
                     .into_data()
@@ -260,17 +330,62 @@ impl Llama {
                     .collect();
                 let data = burn::tensor::TensorData::new(
                     q.0.gather_rows(&ids),
-                    [batch_size * seq_len, hidden_size],
+                    [n, self.config.hidden_size],
                 );
                 Tensor::<2>::from_data(data, &device)
             }
             _ => self.embed_tokens.val().select(0, ids),
-        };
-        let mut x = x.reshape([batch_size, seq_len, hidden_size]); // [batch_size, seq_len, hidden_size]
-        for (layer, layer_cache) in self.layers.iter().zip(cache.iter_mut()) {
-            x = layer.forward(x, &self.rotary, layer_cache);
         }
-        self.norm.forward(x)
+    }
+
+    /// The next-token logits of sequences that each continue a cache of their own by one
+    /// token: `tokens[s]` extends `caches[s]` (one [`KvCache`] per layer), whose lengths may
+    /// all differ. The projections and the LM head run once for every sequence (the weights
+    /// are read once per step, as in a batch sharing one prompt); RoPE, the cache and
+    /// attention run per sequence at its own position. Each sequence's logits are those
+    /// [`Llama::forward`] gives it alone, up to the rounding of batched products (equal on
+    /// quantized weights, whose integer products do not depend on the batch).
+    ///
+    /// # Shapes
+    ///
+    /// - output: `[tokens.len(), vocab_size]`
+    ///
+    /// # Panics
+    ///
+    /// If `tokens` and `caches` differ in length or are empty, a sequence has not one cache
+    /// per layer, or a cache would exceed `max_position_embeddings`.
+    pub fn forward_ragged(&self, tokens: &[u32], caches: &mut [Vec<KvCache>]) -> Tensor<2> {
+        assert!(
+            !tokens.is_empty() && tokens.len() == caches.len(),
+            "forward_ragged: {} tokens for {} caches",
+            tokens.len(),
+            caches.len()
+        );
+        for cache in caches.iter() {
+            assert_eq!(
+                cache.len(),
+                self.layers.len(),
+                "one KvCache per layer is needed"
+            );
+            assert!(
+                cache[0].len() < self.max_positions(),
+                "{} cached positions leave no room under max_position_embeddings = {}",
+                cache[0].len(),
+                self.max_positions()
+            );
+        }
+        let n = tokens.len();
+        let device = self.norm.weight.val().device();
+        let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+        let ids = Tensor::<1, Int>::from_data(burn::tensor::TensorData::new(ids, [n]), &device);
+        let mut x = self.embed(ids).reshape([n, 1, self.config.hidden_size]);
+        for (l, layer) in self.layers.iter().enumerate() {
+            let mut layer_caches: Vec<&mut KvCache> =
+                caches.iter_mut().map(|c| &mut c[l]).collect();
+            x = layer.forward_ragged(x, &self.rotary, &mut layer_caches);
+        }
+        let logits = self.logits(self.norm.forward(x)); // [n, 1, vocab_size]
+        logits.reshape([n, self.config.vocab_size])
     }
 
     /// Projects hidden states to vocabulary logits with the LM head (or the tied embedding).

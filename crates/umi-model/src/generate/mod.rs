@@ -693,6 +693,197 @@ pub async fn generate_many(
         .collect())
 }
 
+/// Sequences with prompts of their own decoded together, each joining when its prompt is
+/// prefilled and leaving when it stops (continuous batching, as vLLM and llama.cpp's server
+/// schedule requests): every decode step is one [`Llama::forward_ragged`] over the sequences
+/// still running, so the weights are read once per step for all of them. `K` names a
+/// sequence for its caller (e.g. which request it answers).
+///
+/// A sequence gets the tokens [`generate_cached`] gives its prompt and config alone, up to the
+/// rounding of batched products (a test checks greedy identity on quantized weights). The
+/// model is passed to every call rather than held, so that a caller that swaps adapters
+/// between roles keeps one batch per role; it must be the same model, with the same
+/// adapters, for every call on one batch.
+#[derive(Debug)]
+pub struct RaggedBatch<K> {
+    rows: Vec<RaggedRow<K>>,
+}
+
+impl<K> Default for RaggedBatch<K> {
+    fn default() -> Self {
+        Self { rows: Vec::new() }
+    }
+}
+
+/// One sequence of a [`RaggedBatch`].
+#[derive(Debug)]
+struct RaggedRow<K> {
+    key: K,
+    config: GenerationConfig,
+    sampler: Sampler,
+    /// One per layer, this sequence's alone.
+    cache: Vec<KvCache>,
+    /// The next token's logits (`[vocab_size]`).
+    logits: Vec<f32>,
+    tokens: Vec<u32>,
+    text: String,
+    prompt_tokens: usize,
+    cached_tokens: usize,
+    prefill_time: Duration,
+    decode_start: Instant,
+}
+
+impl<K> RaggedBatch<K> {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sequences running.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether no sequence is running.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Prefills `prompt` (reusing and then replacing `prefix`'s keys and values as
+    /// [`generate_cached`] does) and adds its sequence, decoded with `config`, to the batch.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Generation`] for an empty prompt or a bad sampling setting,
+    /// [`Error::ContextOverflow`] when the prompt and `max_new_tokens` exceed the context;
+    /// nothing joins then.
+    pub async fn join(
+        &mut self,
+        model: &Llama,
+        key: K,
+        prompt: &[u32],
+        config: GenerationConfig,
+        prefix: &mut PrefixCache,
+    ) -> Result<()> {
+        if prompt.is_empty() {
+            return Err(Error::Generation("the prompt is empty".into()));
+        }
+        if prompt.len() + config.max_new_tokens > model.max_positions() {
+            return Err(Error::ContextOverflow {
+                prompt_tokens: prompt.len(),
+                max_new_tokens: config.max_new_tokens,
+                max_positions: model.max_positions(),
+            });
+        }
+        let sampler = Sampler::new(&config)?;
+        let start = Instant::now();
+        let cached_tokens = prefix.reusable(prompt);
+        let mut cache = prefix.take_prefix(cached_tokens, model);
+        let logits = next_token_logits(model, &prompt[cached_tokens..], &mut cache).await?;
+        prefix.store(prompt, &cache);
+        self.rows.push(RaggedRow {
+            key,
+            config,
+            sampler,
+            cache,
+            logits,
+            tokens: Vec::new(),
+            text: String::new(),
+            prompt_tokens: prompt.len(),
+            cached_tokens,
+            prefill_time: start.elapsed(),
+            decode_start: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Samples every sequence's next token; the sequences that stop (EOS, a stop string, their
+    /// `max_new_tokens`) leave the batch and are returned with their outputs, in the order
+    /// they joined; the others advance by one forward over all of them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Generation`] when the tokenizer or the device fails.
+    pub async fn step(
+        &mut self,
+        model: &Llama,
+        tokenizer: &Tokenizer,
+    ) -> Result<Vec<(K, GenerationOutput)>> {
+        let eos = tokenizer.eos_ids();
+        let mut finished = Vec::new();
+        let mut running = Vec::with_capacity(self.rows.len());
+        for mut row in std::mem::take(&mut self.rows) {
+            let mut finish = None;
+            if row.config.max_new_tokens == 0 {
+                finish = Some(FinishReason::Length);
+            } else {
+                let token = row.sampler.sample(&row.logits);
+                row.tokens.push(token);
+                if eos.contains(&token) {
+                    finish = Some(FinishReason::Eos);
+                } else {
+                    row.text = tokenizer.decode(&row.tokens, true)?;
+                    if let Some(stop) = cut_at_stop_string(&mut row.text, &row.config.stop_strings)
+                    {
+                        finish = Some(FinishReason::StopString(stop));
+                    } else if row.tokens.len() >= row.config.max_new_tokens {
+                        finish = Some(FinishReason::Length);
+                    }
+                }
+            }
+            match finish {
+                Some(finish_reason) => {
+                    let output = GenerationOutput {
+                        text: std::mem::take(&mut row.text),
+                        tokens: std::mem::take(&mut row.tokens),
+                        prompt_tokens: row.prompt_tokens,
+                        cached_tokens: row.cached_tokens,
+                        prefill_time: row.prefill_time,
+                        decode_time: row.decode_start.elapsed(),
+                        finish_reason,
+                    };
+                    finished.push((row.key, output));
+                }
+                None => running.push(row),
+            }
+        }
+        self.rows = running;
+        if self.rows.is_empty() {
+            return Ok(finished);
+        }
+        let next: Vec<u32> = self.rows.iter().map(|r| token_of_ragged(r)).collect();
+        let mut caches: Vec<Vec<KvCache>> = self
+            .rows
+            .iter_mut()
+            .map(|r| std::mem::take(&mut r.cache))
+            .collect();
+        let logits = model.forward_ragged(&next, &mut caches); // [rows, vocab_size]
+        for (row, cache) in self.rows.iter_mut().zip(caches) {
+            row.cache = cache;
+        }
+        let [rows, vocab_size] = logits.dims();
+        let flat = logits
+            .reshape([rows * vocab_size])
+            .into_data_async()
+            .await
+            .map_err(|e| Error::Generation(format!("reading the logits back failed: {e:?}")))?
+            .try_into_vec_as::<f32>()
+            .map_err(|e| Error::Generation(format!("the logits are not floats: {e:?}")))?;
+        for (row, logits) in self.rows.iter_mut().zip(flat.chunks_exact(vocab_size)) {
+            row.logits.clear();
+            row.logits.extend_from_slice(logits);
+        }
+        Ok(finished)
+    }
+}
+
+/// The last token a running ragged row sampled.
+fn token_of_ragged<K>(row: &RaggedRow<K>) -> u32 {
+    *row.tokens
+        .last()
+        .expect("a running row has sampled a token")
+}
+
 /// The last token a running row sampled.
 fn token_of(row: &Row<'_>) -> u32 {
     *row.tokens
