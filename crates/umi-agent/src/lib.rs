@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod agent;
+mod batched;
 pub mod decide;
 mod generator;
 mod model;
@@ -29,6 +30,7 @@ mod progress;
 mod query;
 
 pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, RunRecord, StopReason};
+pub use batched::{BatchHandle, Batcher};
 pub use decide::{AgentMode, Decided, Decision, decide, decide_multi, decide_single};
 pub use generator::{Generator, GeneratorError, PromptLength, ScriptedGenerator};
 pub use model::{LlamaGenerator, Usage};

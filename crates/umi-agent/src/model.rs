@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use umi_data::{Role, RoleMap};
 use umi_model::{
-    AdapterSet, GenerationConfig, LoadedModel, PrefixCache, Progress, generate_cached,
+    AdapterSet, GenerationConfig, LoadedModel, PrefixCache, Progress, RaggedBatch, generate_cached,
     generate_many, next_token_logits,
 };
 
@@ -402,6 +402,63 @@ impl LlamaGenerator {
             ids.drain(..ids.len() - budget);
         }
         Ok(ids)
+    }
+}
+
+/// Continuous batching of the agent's requests (`crate::batched`): a request joins its role's
+/// running batch, and a step advances that batch by one token.
+impl LlamaGenerator {
+    /// Prefills `prompt` as [`Generator::generate`] would (its truncation, prompt form,
+    /// prefix cache and stop strings) and adds it to `batch`, `role`'s batch, as `key`.
+    pub(crate) async fn join_batch(
+        &mut self,
+        batch: &mut RaggedBatch<usize>,
+        key: usize,
+        role: Role,
+        prompt: &str,
+        stop: &[String],
+    ) -> Result<(), GeneratorError> {
+        let ids = self.truncated_prompt(role, prompt, self.config.max_new_tokens)?;
+        self.forget_prefix_if_plain(role);
+        let mut config = self.config.clone();
+        config.stop_strings.extend(stop.iter().cloned());
+        let loaded = self.models.for_role(role);
+        batch
+            .join(
+                &loaded.model,
+                key,
+                &ids,
+                config,
+                self.prefixes.get_mut(role),
+            )
+            .await
+            .map_err(|e| GeneratorError {
+                role,
+                message: e.to_string(),
+            })
+    }
+
+    /// One decode step of `role`'s `batch`: the keys and texts of the requests that finished.
+    pub(crate) async fn step_batch(
+        &mut self,
+        batch: &mut RaggedBatch<usize>,
+        role: Role,
+    ) -> Result<Vec<(usize, String)>, GeneratorError> {
+        let loaded = self.models.for_role(role);
+        let finished = batch
+            .step(&loaded.model, &loaded.tokenizer)
+            .await
+            .map_err(|e| GeneratorError {
+                role,
+                message: e.to_string(),
+            })?;
+        Ok(finished
+            .into_iter()
+            .map(|(key, output)| {
+                self.usage += Usage::of(&output);
+                (key, output.text)
+            })
+            .collect())
     }
 }
 

@@ -3,13 +3,14 @@
 //! `umi eval live`, the agent on live tools scored by pass rate (`umi_eval::live`).
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use umi_agent::AgentMode;
+use umi_agent::{AgentMode, Batcher};
 use umi_data::PromptSet;
 use umi_data::readers::{DataFormat, Split};
 use umi_eval::compare::paired_bootstrap;
@@ -68,6 +69,10 @@ pub struct EvalArgs {
     /// Compute backend: cpu or wgpu.
     #[arg(long, default_value = "cpu")]
     backend: Backend,
+    /// Decisions predicted at once, their generations decoded together (continuous batching:
+    /// the weights are read once per step for all of them). 1: one after another.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    batch: u16,
 }
 
 /// What identifies a run: a rerun with the same settings resumes it.
@@ -265,7 +270,7 @@ fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
     let finished = done.iter().flatten().count();
     if finished < points.len() {
         let device = args.backend.device()?;
-        let mut generator = args.models.eval_generator(
+        let generator = args.models.eval_generator(
             models,
             &device,
             args.max_new_tokens,
@@ -285,22 +290,39 @@ fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
                 predictions_path.display()
             ));
         }
-        for (index, (trajectory, point)) in points.iter().enumerate() {
-            if done[index].is_some() {
-                continue;
+        let batcher = Batcher::new(generator, usize::from(args.batch));
+        let todo: Vec<usize> = (0..points.len()).filter(|&i| done[i].is_none()).collect();
+        let runs = todo.iter().map(|&index| {
+            let mut handle = batcher.handle();
+            let point = &points[index].1;
+            async move { predict(&mut handle, mode, set, point).await }
+        });
+        // Decisions overlap when batched: each is charged the time since the previous one
+        // finished, so that the seconds add up to the run's.
+        let mut last = Instant::now();
+        let mut failure: Option<anyhow::Error> = None;
+        let mut on_output = |n: usize, prediction: std::result::Result<String, _>| {
+            let index = todo[n];
+            let saved = prediction
+                .map_err(anyhow::Error::from)
+                .and_then(|prediction| {
+                    let record = PredictionRecord {
+                        index,
+                        trajectory: points[index].0,
+                        reference: points[index].1.reference.clone(),
+                        prediction,
+                        seconds: last.elapsed().as_secs_f64(),
+                    };
+                    last = Instant::now();
+                    writeln!(sink, "{}", serde_json::to_string(&record)?)?;
+                    sink.flush()?;
+                    done[index] = Some(record);
+                    Ok(())
+                });
+            if let Err(e) = saved {
+                failure = Some(e);
+                return ControlFlow::Break(());
             }
-            let t = Instant::now();
-            let prediction = pollster::block_on(predict(&mut generator, mode, set, point))?;
-            let record = PredictionRecord {
-                index,
-                trajectory: *trajectory,
-                reference: point.reference.clone(),
-                prediction,
-                seconds: t.elapsed().as_secs_f64(),
-            };
-            writeln!(sink, "{}", serde_json::to_string(&record)?)?;
-            sink.flush()?;
-            done[index] = Some(record);
             let so_far = evaluate(scored(&points, &done));
             bar.set_message(format!(
                 "Plan ACC {:.1}  Act. EM {:.1}",
@@ -308,6 +330,11 @@ fn run_eval(mut args: EvalArgs, models: &mut ModelCache) -> Result<()> {
                 100.0 * so_far.action_em
             ));
             bar.inc(1);
+            ControlFlow::Continue(())
+        };
+        pollster::block_on(batcher.run(runs, usize::from(args.batch), &mut on_output))?;
+        if let Some(e) = failure {
+            return Err(e);
         }
         bar.finish();
     }
