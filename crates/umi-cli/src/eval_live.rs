@@ -11,7 +11,7 @@ use umi_agent::{AgentConfig, AgentMode};
 use umi_data::Speaker;
 use umi_eval::live::{
     LiveConfig, LiveEvent, LiveRecord, LiveReport, LiveTask, ToolSource, read_results, read_tasks,
-    run_tasks,
+    run_tasks, run_tasks_batched,
 };
 use umi_model::Backend;
 
@@ -70,6 +70,11 @@ pub(crate) struct LiveArgs {
     /// Compute backend: cpu or wgpu.
     #[arg(long, default_value = "cpu")]
     pub(crate) backend: Backend,
+    /// Tasks run at once, their generations decoded together (continuous batching); each
+    /// task's seconds are then the time since the previous one finished. 1: one after
+    /// another, with the agent's text streamed to the progress line.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) batch: u16,
     /// Run no task: score the records already in --out's results.jsonl again with the current
     /// checker (their saved final answers against --tasks' expected facts), rewrite
     /// results.jsonl's scores (trajectories and answers kept) and the report. For runs scored
@@ -367,7 +372,7 @@ pub(crate) fn run_live(mut args: LiveArgs, models: &mut ModelCache) -> Result<()
             tool_timeout: std::time::Duration::from_secs(args.tool_timeout),
         };
         let device = args.backend.device()?;
-        let mut generator = args.models.eval_generator(
+        let generator = args.models.eval_generator(
             models,
             &device,
             args.max_new_tokens,
@@ -416,38 +421,52 @@ pub(crate) fn run_live(mut args: LiveArgs, models: &mut ModelCache) -> Result<()
             )
         };
         bar.set_message(pass_message(passed, finished));
-        let new = pollster::block_on(run_tasks(
-            &mut generator,
-            &todo,
-            &config,
-            &mut sink,
-            |event| match event {
-                LiveEvent::Started { task, .. } => bar.set_message(format!(
-                    "{}  now {} [{}]",
-                    pass_message(passed, finished),
-                    task.id,
-                    task.kind
-                )),
-                LiveEvent::Agent(_) => bar.tick(),
-                LiveEvent::Finished(r) => {
-                    finished += 1;
-                    passed += usize::from(r.pass);
-                    say(format!(
-                        "{} [{}] {} ({:?}, {} steps, {}/{} tool errors, {:.1} s)",
-                        r.id,
-                        r.kind,
-                        if r.pass { "pass" } else { "FAIL" },
-                        r.stop_reason,
-                        r.steps,
-                        r.tool_errors,
-                        r.tool_calls,
-                        r.seconds
-                    ));
-                    bar.set_message(pass_message(passed, finished));
-                    bar.inc(1);
-                }
-            },
-        ))?;
+        let mut on_event = |event: LiveEvent<'_>| match event {
+            LiveEvent::Started { task, .. } => bar.set_message(format!(
+                "{}  now {} [{}]",
+                pass_message(passed, finished),
+                task.id,
+                task.kind
+            )),
+            LiveEvent::Agent(_) => bar.tick(),
+            LiveEvent::Finished(r) => {
+                finished += 1;
+                passed += usize::from(r.pass);
+                say(format!(
+                    "{} [{}] {} ({:?}, {} steps, {}/{} tool errors, {:.1} s)",
+                    r.id,
+                    r.kind,
+                    if r.pass { "pass" } else { "FAIL" },
+                    r.stop_reason,
+                    r.steps,
+                    r.tool_errors,
+                    r.tool_calls,
+                    r.seconds
+                ));
+                bar.set_message(pass_message(passed, finished));
+                bar.inc(1);
+            }
+        };
+        let new = if args.batch > 1 {
+            let batcher = umi_agent::Batcher::new(generator, usize::from(args.batch));
+            pollster::block_on(run_tasks_batched(
+                &batcher,
+                &todo,
+                &config,
+                usize::from(args.batch),
+                &mut sink,
+                &mut on_event,
+            ))?
+        } else {
+            let mut generator = generator;
+            pollster::block_on(run_tasks(
+                &mut generator,
+                &todo,
+                &config,
+                &mut sink,
+                &mut on_event,
+            ))?
+        };
         bar.finish();
         records.extend(new.into_iter().map(|r| (r.id.clone(), r)));
     }

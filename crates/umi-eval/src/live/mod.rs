@@ -24,6 +24,9 @@ pub use error::{Error, Result};
 #[cfg(not(target_family = "wasm"))]
 pub use report::{LiveReport, LiveStats};
 #[cfg(not(target_family = "wasm"))]
-pub use run::{LiveConfig, LiveEvent, LiveRecord, ToolSource, read_results, run_task, run_tasks};
+pub use run::{
+    LiveConfig, LiveEvent, LiveRecord, ToolSource, read_results, run_task, run_tasks,
+    run_tasks_batched,
+};
 pub use score::{Outcome, answer_contains, is_tool_error, score};
 pub use task::{LiveTask, TaskKind, read_tasks};

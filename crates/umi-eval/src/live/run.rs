@@ -2,13 +2,14 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use umi_agent::{
-    Agent, AgentConfig, AgentEvent, Generator, GeneratorError, PromptLength, StopReason,
+    Agent, AgentConfig, AgentEvent, Batcher, Generator, GeneratorError, PromptLength, StopReason,
 };
 use umi_data::{Conversation, Role};
 use umi_tools::server::{ServerHandle, serve, tool_docs};
@@ -91,6 +92,8 @@ pub struct LiveRecord {
     /// Tool calls whose observation is an error ([`is_tool_error`]).
     pub tool_errors: usize,
     /// Wall time of the agent run, in seconds (model and tool time; server start-up excluded).
+    /// In a batched run ([`run_tasks_batched`]), where tasks overlap, the time since the
+    /// previous task finished instead, so that the seconds add up to the run's.
     pub seconds: f64,
     /// The run in α-UMi's conversation format, as `umi run --json` writes it
     /// (`{"tools", "instruction", "conversations"}`).
@@ -294,6 +297,62 @@ pub async fn run_tasks<G: Generator>(
         records.push(record);
     }
     Ok(records)
+}
+
+/// [`run_tasks`] with up to `concurrency` tasks at once on `batcher`'s generator, their
+/// generations decoded together ([`Batcher`]: continuous batching); each task's agent gets a
+/// handle of its own. Records are written and reported as tasks finish, in that order, with
+/// [`LiveRecord::seconds`] the time since the previous one finished. Events: `Started` and
+/// `Finished` (no [`LiveEvent::Agent`]: a batched generation does not stream).
+///
+/// # Errors
+///
+/// As [`run_tasks`]. Records written before the error stay in the sink.
+pub async fn run_tasks_batched(
+    batcher: &Batcher,
+    tasks: &[LiveTask],
+    config: &LiveConfig,
+    concurrency: usize,
+    sink: &mut impl Write,
+    on_event: impl FnMut(LiveEvent<'_>),
+) -> Result<Vec<LiveRecord>> {
+    let on_event = std::cell::RefCell::new(on_event);
+    let runs = tasks.iter().enumerate().map(|(index, task)| {
+        (on_event.borrow_mut())(LiveEvent::Started { index, task });
+        let mut handle = batcher.handle();
+        async move { run_task(&mut handle, task, config, |_| {}).await }
+    });
+    let mut records = Vec::with_capacity(tasks.len());
+    let mut failure = None;
+    let mut last = Instant::now();
+    batcher
+        .run(runs, concurrency, |_, record| {
+            let saved = record.and_then(|mut record| {
+                record.seconds = last.elapsed().as_secs_f64();
+                last = Instant::now();
+                let line = serde_json::to_string(&record).map_err(|e| Error::Sink(e.into()))?;
+                writeln!(sink, "{line}").map_err(Error::Sink)?;
+                sink.flush().map_err(Error::Sink)?;
+                Ok(record)
+            });
+            match saved {
+                Ok(record) => {
+                    (on_event.borrow_mut())(LiveEvent::Finished(&record));
+                    records.push(record);
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::Agent(e.into()))?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(records),
+    }
 }
 
 /// The records already in a results file (a resumed run), in file order, and whether a torn
