@@ -244,8 +244,20 @@ pub fn argmax(values: &[f32]) -> u32 {
 /// [`Error::Generation`] when the device cannot read the logits back.
 async fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>> {
     let [_, seq_len, vocab_size] = logits.dims();
-    let last = logits.narrow(1, seq_len - 1, 1).reshape([vocab_size]);
-    last.into_data_async()
+    read_logits(logits.narrow(1, seq_len - 1, 1).reshape([1, vocab_size])).await
+}
+
+/// Rows of logits (`[rows, vocab_size]`) read back to the host, row after row (awaited, as
+/// [`last_logits`] explains).
+///
+/// # Errors
+///
+/// [`Error::Generation`] when the device cannot read the logits back.
+async fn read_logits(logits: Tensor<2>) -> Result<Vec<f32>> {
+    let [rows, vocab_size] = logits.dims();
+    logits
+        .reshape([rows * vocab_size])
+        .into_data_async()
         .await
         .map_err(|e| Error::Generation(format!("reading the logits back failed: {e:?}")))?
         .try_into_vec_as::<f32>()
@@ -305,13 +317,7 @@ pub async fn next_token_logits_batch(
     let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [tokens.len(), 1]), &device);
     let logits = model.forward(input, cache); // [rows, 1, vocab_size]
     let [rows, _, vocab_size] = logits.dims();
-    let flat = logits
-        .reshape([rows * vocab_size])
-        .into_data_async()
-        .await
-        .map_err(|e| Error::Generation(format!("reading the logits back failed: {e:?}")))?
-        .try_into_vec_as::<f32>()
-        .map_err(|e| Error::Generation(format!("the logits are not floats: {e:?}")))?;
+    let flat = read_logits(logits.reshape([rows, vocab_size])).await?;
     Ok(flat.chunks(vocab_size).map(<[f32]>::to_vec).collect())
 }
 
@@ -425,16 +431,7 @@ pub async fn generate_cached(
     prefix: &mut PrefixCache,
     mut on_progress: impl FnMut(Progress<'_>) -> bool,
 ) -> Result<GenerationOutput> {
-    if prompt.is_empty() {
-        return Err(Error::Generation("the prompt is empty".into()));
-    }
-    if prompt.len() + config.max_new_tokens > model.max_positions() {
-        return Err(Error::ContextOverflow {
-            prompt_tokens: prompt.len(),
-            max_new_tokens: config.max_new_tokens,
-            max_positions: model.max_positions(),
-        });
-    }
+    check_prompt(model, prompt, config.max_new_tokens)?;
     let mut sampler = Sampler::new(config)?;
     let eos = tokenizer.eos_ids();
     let cached_tokens = prefix.reusable(prompt);
@@ -556,6 +553,72 @@ async fn prefill(
     Ok(Some(logits))
 }
 
+/// A prompt that can be continued by `max_new_tokens`: not empty, and within the context.
+fn check_prompt(model: &Llama, prompt: &[u32], max_new_tokens: usize) -> Result<()> {
+    if prompt.is_empty() {
+        return Err(Error::Generation("the prompt is empty".into()));
+    }
+    if prompt.len() + max_new_tokens > model.max_positions() {
+        return Err(Error::ContextOverflow {
+            prompt_tokens: prompt.len(),
+            max_new_tokens,
+            max_positions: model.max_positions(),
+        });
+    }
+    Ok(())
+}
+
+/// One sequence of a batch ([`generate_many`], [`RaggedBatch`]) while it runs: its sampler,
+/// tokens and text.
+#[derive(Debug)]
+struct Sequence {
+    sampler: Sampler,
+    tokens: Vec<u32>,
+    text: String,
+}
+
+impl Sequence {
+    fn new(config: &GenerationConfig) -> Result<Self> {
+        Ok(Self {
+            sampler: Sampler::new(config)?,
+            tokens: Vec::new(),
+            text: String::new(),
+        })
+    }
+
+    /// Samples the next token from `logits` and returns why the sequence stops there, if it
+    /// does: EOS, a stop string (cut from the text), `max_new_tokens` reached (a budget of 0
+    /// stops before sampling). The text is the tokens decoded, as [`generate_cached`] keeps it.
+    fn advance(
+        &mut self,
+        logits: &[f32],
+        config: &GenerationConfig,
+        tokenizer: &Tokenizer,
+    ) -> Result<Option<FinishReason>> {
+        if config.max_new_tokens == 0 {
+            return Ok(Some(FinishReason::Length));
+        }
+        let token = self.sampler.sample(logits);
+        self.tokens.push(token);
+        if tokenizer.eos_ids().contains(&token) {
+            return Ok(Some(FinishReason::Eos));
+        }
+        self.text = tokenizer.decode(&self.tokens, true)?;
+        if let Some(stop) = cut_at_stop_string(&mut self.text, &config.stop_strings) {
+            return Ok(Some(FinishReason::StopString(stop)));
+        }
+        Ok((self.tokens.len() >= config.max_new_tokens).then_some(FinishReason::Length))
+    }
+
+    /// The token sampled last (the next input of a running sequence).
+    fn last(&self) -> u32 {
+        *self
+            .tokens
+            .last()
+            .expect("a running sequence has sampled a token")
+    }
+}
+
 /// Cuts `text` at the earliest of `stop_strings` it contains and returns that stop string.
 fn cut_at_stop_string(text: &mut String, stop_strings: &[String]) -> Option<String> {
     let (stop, at) = stop_strings
@@ -570,9 +633,7 @@ fn cut_at_stop_string(text: &mut String, stop_strings: &[String]) -> Option<Stri
 /// One sequence of [`generate_many`] while it runs.
 struct Row<'a> {
     config: &'a GenerationConfig,
-    sampler: Sampler,
-    tokens: Vec<u32>,
-    text: String,
+    sequence: Sequence,
     finish_reason: Option<FinishReason>,
     decode_time: Duration,
 }
@@ -606,27 +667,18 @@ pub async fn generate_many(
         return Err(Error::Generation("no sequences to generate".into()));
     }
     let max_new_tokens = configs.iter().map(|c| c.max_new_tokens).max().unwrap_or(0);
-    if prompt.len() + max_new_tokens > model.max_positions() {
-        return Err(Error::ContextOverflow {
-            prompt_tokens: prompt.len(),
-            max_new_tokens,
-            max_positions: model.max_positions(),
-        });
-    }
+    check_prompt(model, prompt, max_new_tokens)?;
     let mut rows = configs
         .iter()
         .map(|config| {
             Ok(Row {
                 config,
-                sampler: Sampler::new(config)?,
-                tokens: Vec::new(),
-                text: String::new(),
+                sequence: Sequence::new(config)?,
                 finish_reason: None,
                 decode_time: Duration::ZERO,
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let eos = tokenizer.eos_ids();
     let cached_tokens = prefix.reusable(prompt);
     let mut cache = prefix.take_prefix(cached_tokens, model);
 
@@ -645,28 +697,12 @@ pub async fn generate_many(
         let mut kept = Vec::with_capacity(running.len());
         for (i, &r) in running.iter().enumerate() {
             let row = &mut rows[r];
-            if row.config.max_new_tokens == 0 {
-                row.finish_reason = Some(FinishReason::Length);
-            } else {
-                let token = row.sampler.sample(&logits[i]);
-                row.tokens.push(token);
-                if eos.contains(&token) {
-                    row.finish_reason = Some(FinishReason::Eos);
-                } else {
-                    row.text = tokenizer.decode(&row.tokens, true)?;
-                    if let Some(stop) = cut_at_stop_string(&mut row.text, &row.config.stop_strings)
-                    {
-                        row.finish_reason = Some(FinishReason::StopString(stop));
-                    } else if row.tokens.len() >= row.config.max_new_tokens {
-                        row.finish_reason = Some(FinishReason::Length);
-                    }
-                }
-            }
+            row.finish_reason = row.sequence.advance(&logits[i], row.config, tokenizer)?;
             if row.finish_reason.is_some() {
                 row.decode_time = decode_start.elapsed();
             } else {
                 kept.push(i);
-                next.push(token_of(row));
+                next.push(row.sequence.last());
             }
         }
         if kept.is_empty() {
@@ -682,8 +718,8 @@ pub async fn generate_many(
     Ok(rows
         .into_iter()
         .map(|row| GenerationOutput {
-            text: row.text,
-            tokens: row.tokens,
+            text: row.sequence.text,
+            tokens: row.sequence.tokens,
             prompt_tokens: prompt.len(),
             cached_tokens,
             prefill_time,
@@ -720,13 +756,11 @@ impl<K> Default for RaggedBatch<K> {
 struct RaggedRow<K> {
     key: K,
     config: GenerationConfig,
-    sampler: Sampler,
+    sequence: Sequence,
     /// One per layer, this sequence's alone.
     cache: Vec<KvCache>,
     /// The next token's logits (`[vocab_size]`).
     logits: Vec<f32>,
-    tokens: Vec<u32>,
-    text: String,
     prompt_tokens: usize,
     cached_tokens: usize,
     prefill_time: Duration,
@@ -765,17 +799,8 @@ impl<K> RaggedBatch<K> {
         config: GenerationConfig,
         prefix: &mut PrefixCache,
     ) -> Result<()> {
-        if prompt.is_empty() {
-            return Err(Error::Generation("the prompt is empty".into()));
-        }
-        if prompt.len() + config.max_new_tokens > model.max_positions() {
-            return Err(Error::ContextOverflow {
-                prompt_tokens: prompt.len(),
-                max_new_tokens: config.max_new_tokens,
-                max_positions: model.max_positions(),
-            });
-        }
-        let sampler = Sampler::new(&config)?;
+        check_prompt(model, prompt, config.max_new_tokens)?;
+        let sequence = Sequence::new(&config)?;
         let start = Instant::now();
         let cached_tokens = prefix.reusable(prompt);
         let mut cache = prefix.take_prefix(cached_tokens, model);
@@ -784,11 +809,9 @@ impl<K> RaggedBatch<K> {
         self.rows.push(RaggedRow {
             key,
             config,
-            sampler,
+            sequence,
             cache,
             logits,
-            tokens: Vec::new(),
-            text: String::new(),
             prompt_tokens: prompt.len(),
             cached_tokens,
             prefill_time: start.elapsed(),
@@ -809,33 +832,14 @@ impl<K> RaggedBatch<K> {
         model: &Llama,
         tokenizer: &Tokenizer,
     ) -> Result<Vec<(K, GenerationOutput)>> {
-        let eos = tokenizer.eos_ids();
         let mut finished = Vec::new();
         let mut running = Vec::with_capacity(self.rows.len());
         for mut row in std::mem::take(&mut self.rows) {
-            let mut finish = None;
-            if row.config.max_new_tokens == 0 {
-                finish = Some(FinishReason::Length);
-            } else {
-                let token = row.sampler.sample(&row.logits);
-                row.tokens.push(token);
-                if eos.contains(&token) {
-                    finish = Some(FinishReason::Eos);
-                } else {
-                    row.text = tokenizer.decode(&row.tokens, true)?;
-                    if let Some(stop) = cut_at_stop_string(&mut row.text, &row.config.stop_strings)
-                    {
-                        finish = Some(FinishReason::StopString(stop));
-                    } else if row.tokens.len() >= row.config.max_new_tokens {
-                        finish = Some(FinishReason::Length);
-                    }
-                }
-            }
-            match finish {
+            match row.sequence.advance(&row.logits, &row.config, tokenizer)? {
                 Some(finish_reason) => {
                     let output = GenerationOutput {
-                        text: std::mem::take(&mut row.text),
-                        tokens: std::mem::take(&mut row.tokens),
+                        text: row.sequence.text,
+                        tokens: row.sequence.tokens,
                         prompt_tokens: row.prompt_tokens,
                         cached_tokens: row.cached_tokens,
                         prefill_time: row.prefill_time,
@@ -851,7 +855,7 @@ impl<K> RaggedBatch<K> {
         if self.rows.is_empty() {
             return Ok(finished);
         }
-        let next: Vec<u32> = self.rows.iter().map(|r| token_of_ragged(r)).collect();
+        let next: Vec<u32> = self.rows.iter().map(|r| r.sequence.last()).collect();
         let mut caches: Vec<Vec<KvCache>> = self
             .rows
             .iter_mut()
@@ -861,34 +865,14 @@ impl<K> RaggedBatch<K> {
         for (row, cache) in self.rows.iter_mut().zip(caches) {
             row.cache = cache;
         }
-        let [rows, vocab_size] = logits.dims();
-        let flat = logits
-            .reshape([rows * vocab_size])
-            .into_data_async()
-            .await
-            .map_err(|e| Error::Generation(format!("reading the logits back failed: {e:?}")))?
-            .try_into_vec_as::<f32>()
-            .map_err(|e| Error::Generation(format!("the logits are not floats: {e:?}")))?;
+        let [_, vocab_size] = logits.dims();
+        let flat = read_logits(logits).await?;
         for (row, logits) in self.rows.iter_mut().zip(flat.chunks_exact(vocab_size)) {
             row.logits.clear();
             row.logits.extend_from_slice(logits);
         }
         Ok(finished)
     }
-}
-
-/// The last token a running ragged row sampled.
-fn token_of_ragged<K>(row: &RaggedRow<K>) -> u32 {
-    *row.tokens
-        .last()
-        .expect("a running row has sampled a token")
-}
-
-/// The last token a running row sampled.
-fn token_of(row: &Row<'_>) -> u32 {
-    *row.tokens
-        .last()
-        .expect("a running row has sampled a token")
 }
 
 #[cfg(test)]
