@@ -83,7 +83,7 @@ fn check(quantize: bool, include_sampled: bool) {
     .unwrap();
     assert_eq!(batch.len(), configs.len());
     assert_eq!(
-        prefix.len(),
+        prefix.newest_tokens(),
         prompt.len(),
         "the prompt is left in the prefix cache"
     );

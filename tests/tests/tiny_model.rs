@@ -78,29 +78,41 @@ fn a_fresh_lora_adapter_leaves_the_model_unchanged_and_a_trained_one_does_not() 
     assert!(max_diff > 1e-3, "adapter had no effect ({max_diff})");
 }
 
+/// A prefix cache holds several prompts: each lookup reuses the longest prefix any of them
+/// shares with the new prompt (also one stored before an unrelated prompt, as when several
+/// trajectories are decided at once) and gives the logits computed from scratch; beyond its
+/// bound on prompts the least recently used one goes.
 #[test]
 fn a_prefix_cache_reuses_the_shared_tokens_and_gives_the_fresh_logits() {
     use umi_model::PrefixCache;
     let device = Device::flex();
     let model = load_folder(&assets().join("tiny/llama-gqa"), &device);
     let first = [1u32, 17, 42, 99, 3, 250, 7, 128];
-    // shares 5 tokens with `first`, then differs; then one equal to `second`; then unrelated
+    // shares 5 tokens with `first`, then differs; then one equal to `second`; then unrelated;
+    // then `first` continued (its entry outlived the two after it); then `fourth` continued
     let second = [1u32, 17, 42, 99, 3, 11, 12, 13, 14];
     let third = second;
     let fourth = [2u32, 17, 42];
+    let fifth = [1u32, 17, 42, 99, 3, 250, 7, 128, 5, 6];
+    let sixth = [2u32, 17, 42, 300];
     let mut prefix = PrefixCache::new();
-    for (prompt, reused) in [
-        (&first[..], 0),
-        (&second[..], 5),
-        (&third[..], 8),
-        (&fourth[..], 0),
+    for (prompt, reused, entries) in [
+        (&first[..], 0, 1),
+        (&second[..], 5, 2),
+        (&third[..], 8, 2),
+        (&fourth[..], 0, 3),
+        (&fifth[..], 8, 3), // `first` is a prefix of `fifth`: it goes
+        (&sixth[..], 3, 3), // likewise `fourth`
     ] {
         assert_eq!(prefix.reusable(prompt), reused, "{prompt:?}");
-        let mut cache = prefix.take_prefix(reused, &model);
+        let (taken, mut cache) = prefix.take_prefix(prompt, &model);
+        assert_eq!(taken, reused);
         assert_eq!(cache[0].len(), reused);
         let got = logits(&model, &prompt[reused..], &mut cache);
         prefix.store(prompt, &cache);
-        assert_eq!(prefix.len(), prompt.len());
+        assert_eq!(prefix.len(), entries, "prompts held after {prompt:?}");
+        assert_eq!(prefix.newest_tokens(), prompt.len());
+        assert!(prefix.bytes() > 0);
         let vocab = model.config.vocab_size;
         let fresh = logits(&model, prompt, &mut model.new_cache());
         let want: Vec<f64> = fresh[fresh.len() - vocab..]
@@ -115,6 +127,35 @@ fn a_prefix_cache_reuses_the_shared_tokens_and_gives_the_fresh_logits() {
             &format!("last-position logits of {prompt:?} after reusing {reused}"),
         );
     }
+
+    // bounded to two prompts: the least recently used goes, and a lookup counts as a use
+    let mut small = PrefixCache::with_limits(2, usize::MAX);
+    let store = |cache: &mut PrefixCache, prompt: &[u32]| {
+        let (n, mut layers) = cache.take_prefix(prompt, &model);
+        logits(&model, &prompt[n..], &mut layers);
+        cache.store(prompt, &layers);
+    };
+    store(&mut small, &first);
+    store(&mut small, &fourth);
+    assert_eq!(small.take_prefix(&fifth, &model).0, 8, "`first` used again");
+    store(&mut small, &[7, 8, 9]);
+    assert_eq!(small.len(), 2);
+    assert_eq!(small.reusable(&fifth), 8, "`first` was used last: kept");
+    assert_eq!(
+        small.reusable(&sixth),
+        0,
+        "`fourth` was the least recently used"
+    );
+    // a byte bound below one prompt keeps just the newest
+    let mut tight = PrefixCache::with_limits(8, 1);
+    store(&mut tight, &first);
+    store(&mut tight, &fourth);
+    assert_eq!(
+        (tight.len(), tight.reusable(&sixth), tight.reusable(&fifth)),
+        (1, 3, 0)
+    );
+    tight.clear();
+    assert!(tight.is_empty() && tight.bytes() == 0);
 }
 
 /// Sequences continuing one prompt through a shared prefix (`KvCache::share_prefix`: the

@@ -73,9 +73,12 @@ pub struct LlamaGenerator {
     /// `max_new_tokens`, which always applies.
     pub max_input_tokens: Option<usize>,
     /// Per role slot (planner/backbone, caller, summarizer): the keys and values of the slot's
-    /// last prompt, so the next prompt prefills only what it adds (the shared tool
-    /// documentation and the conversation so far are computed once).
+    /// last prompts, so the next prompt prefills only what it adds (the shared tool
+    /// documentation and the conversation so far are computed once), also when several
+    /// trajectories are decided at once ([`crate::Batcher`]).
     prefixes: RoleMap<PrefixCache>,
+    /// Bounds of each role's prefix cache: prompts, bytes ([`PrefixCache::with_limits`]).
+    prefix_limits: (usize, usize),
     /// No batching and no prefix reuse: every prompt is prefilled whole and the continuations
     /// of [`LlamaGenerator::generate_many`] are decoded one after another — the path before
     /// batched and prefix-shared generation, kept to measure what those save (`umi reward
@@ -170,6 +173,10 @@ impl LlamaGenerator {
             use_chat_template: true,
             max_input_tokens: None,
             prefixes: Default::default(),
+            prefix_limits: (
+                PrefixCache::DEFAULT_MAX_ENTRIES,
+                PrefixCache::DEFAULT_MAX_BYTES,
+            ),
             plain: false,
             usage: Usage::default(),
         }
@@ -184,13 +191,27 @@ impl LlamaGenerator {
     /// In [`LlamaGenerator::plain`] mode, forgets `role`'s cached prefix before it is used.
     fn forget_prefix_if_plain(&mut self, role: Role) {
         if self.plain {
-            *self.prefixes.get_mut(role) = PrefixCache::default();
+            self.prefixes.get_mut(role).clear();
         }
     }
 
     /// Forgets the cached prompt prefixes; needed only if the weights behind a role change.
     pub fn clear_prefix_caches(&mut self) {
-        self.prefixes = Default::default();
+        let (entries, bytes) = self.prefix_limits;
+        self.prefixes = RoleMap::new(
+            PrefixCache::with_limits(entries, bytes),
+            PrefixCache::with_limits(entries, bytes),
+            PrefixCache::with_limits(entries, bytes),
+        );
+    }
+
+    /// Bounds each role's prefix cache to `entries` prompts and `bytes` bytes of keys and
+    /// values (by default [`PrefixCache::DEFAULT_MAX_ENTRIES`] and
+    /// [`PrefixCache::DEFAULT_MAX_BYTES`]; one query at a time needs 2 prompts per role, since
+    /// a role's next prompt extends its last). Forgets what is cached.
+    pub fn set_prefix_cache_limits(&mut self, entries: usize, bytes: usize) {
+        self.prefix_limits = (entries, bytes);
+        self.clear_prefix_caches();
     }
 
     /// The log-probabilities `(ℓ_a, ℓ_b)` of the first tokens where `prompt` followed by
@@ -229,8 +250,7 @@ impl LlamaGenerator {
         self.forget_prefix_if_plain(role);
         let loaded = self.models.for_role(role);
         let prefix = self.prefixes.get_mut(role);
-        let cached = prefix.reusable(context);
-        let mut cache = prefix.take_prefix(cached, &loaded.model);
+        let (cached, mut cache) = prefix.take_prefix(context, &loaded.model);
         let logits = next_token_logits(&loaded.model, &context[cached..], &mut cache)
             .await
             .map_err(|e| fail(e.to_string()))?;

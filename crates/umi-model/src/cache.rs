@@ -72,6 +72,17 @@ impl KvCache {
         self.k.as_ref().map_or(0, |k| k.dims()[2])
     }
 
+    /// Bytes its buffers hold (keys, values and the shared prefix), whole capacity counted.
+    pub fn bytes(&self) -> usize {
+        let size = |t: &Tensor<4>| t.shape().num_elements() * t.dtype().size();
+        let own = [&self.k, &self.v]
+            .into_iter()
+            .flatten()
+            .map(size)
+            .sum::<usize>();
+        own + self.shared.as_ref().map_or(0, |(k, v)| size(k) + size(v))
+    }
+
     /// Number of positions every sequence shares ([`KvCache::share_prefix`]).
     pub fn shared_len(&self) -> usize {
         self.shared.as_ref().map_or(0, |(k, _)| k.dims()[2])
@@ -289,76 +300,172 @@ fn write(buffer: &mut Option<Tensor<4>>, start: usize, new: Tensor<4>) -> Tensor
     full.narrow(2, 0, end)
 }
 
-/// The keys and values of the last prompt a model read, so that the next prompt that begins
-/// the same way prefills only its new tokens (vLLM's and llama.cpp's prompt caching, for one
-/// sequence).
+/// The keys and values of the last prompts a model read, so that a prompt that begins like one
+/// of them prefills only its new tokens (vLLM's and llama.cpp's prompt caching, for several
+/// sequences).
 ///
 /// α-UMi prompts of one role share most of their text: every prompt starts with the same tool
 /// documentation, and a role's prompt one step later repeats the conversation so far with a
 /// few turns added. Reuse is by token ids (the longest common prefix), so it is exact: the keys
-/// and values of a position depend only on the tokens up to it. The cache belongs to one set of
-/// weights: clear it (or use another) when the model or its adapters change.
-#[derive(Debug, Clone, Default)]
+/// and values of a position depend only on the tokens up to it.
+///
+/// The cache holds several prompts (several trajectories decided at once, `umi eval --batch`,
+/// each find their own last prompt) and is bounded: at most `max_entries` prompts and
+/// `max_bytes` of keys and values; beyond either bound the least recently used prompt goes
+/// (the newest stays even when it alone is over the byte bound). A prompt that is a prefix of a
+/// newly stored one is dropped, since the new one serves every lookup the old one did.
+/// The cache belongs to one set of weights: clear it (or use another) when the model or its
+/// adapters change.
+#[derive(Debug, Clone)]
 pub struct PrefixCache {
+    /// Least recently used first.
+    entries: Vec<PrefixEntry>,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+/// One cached prompt of a [`PrefixCache`].
+#[derive(Debug, Clone)]
+struct PrefixEntry {
     tokens: Vec<u32>,
     layers: Vec<KvCache>,
+    bytes: usize,
+}
+
+impl Default for PrefixCache {
+    fn default() -> Self {
+        Self::with_limits(Self::DEFAULT_MAX_ENTRIES, Self::DEFAULT_MAX_BYTES)
+    }
 }
 
 impl PrefixCache {
-    /// An empty cache.
+    /// Prompts a [`PrefixCache::new`] cache holds at most: enough for the 4 decisions that
+    /// `umi eval` runs at once by default, with room to spare.
+    pub const DEFAULT_MAX_ENTRIES: usize = 8;
+    /// Bytes of keys and values a [`PrefixCache::new`] cache holds at most (512 MiB: eight
+    /// 4k-token SmolLM2 prompts in f16, or two in f32).
+    pub const DEFAULT_MAX_BYTES: usize = 512 << 20;
+
+    /// An empty cache with the default bounds ([`PrefixCache::DEFAULT_MAX_ENTRIES`],
+    /// [`PrefixCache::DEFAULT_MAX_BYTES`]).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// How many leading tokens of `prompt` have cached keys and values: the longest common
-    /// prefix with the cached prompt, less one so that at least the last prompt token is run
-    /// (its logits start generation).
-    pub fn reusable(&self, prompt: &[u32]) -> usize {
-        let common = self
-            .tokens
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count();
-        common.min(prompt.len().saturating_sub(1))
+    /// An empty cache holding at most `max_entries` prompts (at least 1) and `max_bytes` bytes
+    /// of keys and values (the newest prompt is kept even when it alone is larger).
+    pub fn with_limits(max_entries: usize, max_bytes: usize) -> Self {
+        Self {
+            entries: Vec::new(),
+            max_entries: max_entries.max(1),
+            max_bytes,
+        }
     }
 
-    /// The per-layer caches holding the first `len` tokens of the cached prompt (`len` from
-    /// [`PrefixCache::reusable`]); `model`'s empty caches ([`crate::Llama::new_cache`]) when
-    /// `len` is 0 or nothing is cached.
-    pub fn take_prefix(&self, len: usize, model: &crate::Llama) -> Vec<KvCache> {
-        if len == 0 || self.layers.len() != model.layers.len() {
-            return model.new_cache();
+    /// The entry sharing the longest prefix with `prompt` (the most recently used one among
+    /// equals) and that prefix's length, not yet capped.
+    fn best(&self, prompt: &[u32]) -> Option<(usize, usize)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let common = e
+                    .tokens
+                    .iter()
+                    .zip(prompt)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                (i, common)
+            })
+            .filter(|&(_, common)| common > 0)
+            .max_by_key(|&(i, common)| (common, i))
+    }
+
+    /// How many leading tokens of `prompt` have cached keys and values: the longest common
+    /// prefix with any cached prompt, less one so that at least the last prompt token is run
+    /// (its logits start generation).
+    pub fn reusable(&self, prompt: &[u32]) -> usize {
+        self.best(prompt)
+            .map_or(0, |(_, common)| common.min(prompt.len().saturating_sub(1)))
+    }
+
+    /// The per-layer caches holding the first [`PrefixCache::reusable`] tokens of `prompt`, and
+    /// that number; `model`'s empty caches ([`crate::Llama::new_cache`]) and 0 when no cached
+    /// prompt begins like it. The prompt used becomes the most recently used.
+    pub fn take_prefix(&mut self, prompt: &[u32], model: &crate::Llama) -> (usize, Vec<KvCache>) {
+        let len = self.reusable(prompt);
+        let Some((i, _)) = self.best(prompt) else {
+            return (0, model.new_cache());
+        };
+        if len == 0 || self.entries[i].layers.len() != model.layers.len() {
+            return (0, model.new_cache());
         }
-        self.layers
+        let entry = self.entries.remove(i);
+        let layers = entry
+            .layers
             .iter()
             .map(|layer| {
                 let mut layer = layer.clone();
                 layer.truncate(len);
                 layer
             })
-            .collect()
+            .collect();
+        self.entries.push(entry);
+        (len, layers)
     }
 
-    /// Remembers `prompt` and the caches holding exactly its keys and values.
+    /// Remembers `prompt` and the caches holding exactly its keys and values, as the most
+    /// recently used prompt; then drops the least recently used ones beyond the bounds.
     pub fn store(&mut self, prompt: &[u32], layers: &[KvCache]) {
-        self.tokens = prompt.to_vec();
-        self.layers = layers.to_vec();
+        if prompt.is_empty() {
+            return;
+        }
+        if let Some(i) = self
+            .entries
+            .iter()
+            .position(|e| e.tokens.starts_with(prompt))
+        {
+            // an entry already holds this prompt (or a longer one beginning with it)
+            let entry = self.entries.remove(i);
+            self.entries.push(entry);
+            return;
+        }
+        self.entries.retain(|e| !prompt.starts_with(&e.tokens));
+        self.entries.push(PrefixEntry {
+            tokens: prompt.to_vec(),
+            layers: layers.to_vec(),
+            bytes: layers.iter().map(KvCache::bytes).sum(),
+        });
+        while self.entries.len() > 1
+            && (self.entries.len() > self.max_entries || self.bytes() > self.max_bytes)
+        {
+            self.entries.remove(0);
+        }
     }
 
-    /// Forgets the cached prompt (e.g. after the weights changed).
+    /// Forgets every cached prompt (e.g. after the weights changed); the bounds stay.
     pub fn clear(&mut self) {
-        *self = Self::default();
+        self.entries.clear();
     }
 
-    /// Number of cached tokens.
+    /// Number of cached prompts.
     pub fn len(&self) -> usize {
-        self.tokens.len()
+        self.entries.len()
     }
 
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
+        self.entries.is_empty()
+    }
+
+    /// Tokens of the most recently stored or used prompt (0 when empty).
+    pub fn newest_tokens(&self) -> usize {
+        self.entries.last().map_or(0, |e| e.tokens.len())
+    }
+
+    /// Bytes of keys and values held, counting each buffer's whole capacity.
+    pub fn bytes(&self) -> usize {
+        self.entries.iter().map(|e| e.bytes).sum()
     }
 }
 

@@ -55,8 +55,14 @@ pub fn run_generator(
     };
     let mut generator = LlamaGenerator::for_roles(models, adapters, config);
     generator.use_chat_template = !settings.raw_prompts;
+    // one query at a time: a role's next prompt extends its last, so two prompts per role
+    // serve it, and the keys and values stay in the page's GPU memory
+    generator.set_prefix_cache_limits(2, PREFIX_CACHE_BYTES);
     generator
 }
+
+/// Bytes of keys and values each role's prefix cache keeps in the page (GPU memory).
+const PREFIX_CACHE_BYTES: usize = 256 << 20;
 
 /// Runs the agent on `settings.query` with `planner`, `caller` and `summarizer` (the same model
 /// when shared) and each role's fine-tuned `adapters` (planner, caller, summarizer; empty when

@@ -434,8 +434,7 @@ pub async fn generate_cached(
     check_prompt(model, prompt, config.max_new_tokens)?;
     let mut sampler = Sampler::new(config)?;
     let eos = tokenizer.eos_ids();
-    let cached_tokens = prefix.reusable(prompt);
-    let mut cache = prefix.take_prefix(cached_tokens, model);
+    let (cached_tokens, mut cache) = prefix.take_prefix(prompt, model);
     let mut tokens: Vec<u32> = Vec::new();
     let mut stream = TextStream::new(&config.stop_strings);
     let mut finish_reason = FinishReason::Length;
@@ -679,8 +678,7 @@ pub async fn generate_many(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let cached_tokens = prefix.reusable(prompt);
-    let mut cache = prefix.take_prefix(cached_tokens, model);
+    let (cached_tokens, mut cache) = prefix.take_prefix(prompt, model);
 
     let start = Instant::now();
     let first = next_token_logits(model, &prompt[cached_tokens..], &mut cache).await?;
@@ -802,8 +800,7 @@ impl<K> RaggedBatch<K> {
         check_prompt(model, prompt, config.max_new_tokens)?;
         let sequence = Sequence::new(&config)?;
         let start = Instant::now();
-        let cached_tokens = prefix.reusable(prompt);
-        let mut cache = prefix.take_prefix(cached_tokens, model);
+        let (cached_tokens, mut cache) = prefix.take_prefix(prompt, model);
         let logits = next_token_logits(model, &prompt[cached_tokens..], &mut cache).await?;
         prefix.store(prompt, &cache);
         self.rows.push(RaggedRow {
