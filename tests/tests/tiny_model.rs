@@ -94,7 +94,7 @@ fn a_prefix_cache_reuses_the_shared_tokens_and_gives_the_fresh_logits() {
     let third = second;
     let fourth = [2u32, 17, 42];
     let fifth = [1u32, 17, 42, 99, 3, 250, 7, 128, 5, 6];
-    let sixth = [2u32, 17, 42, 300];
+    let sixth = [2u32, 17, 42, 200];
     let mut prefix = PrefixCache::new();
     for (prompt, reused, entries) in [
         (&first[..], 0, 1),
