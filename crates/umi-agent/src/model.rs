@@ -77,8 +77,6 @@ pub struct LlamaGenerator {
     /// documentation and the conversation so far are computed once), also when several
     /// trajectories are decided at once ([`crate::Batcher`]).
     prefixes: RoleMap<PrefixCache>,
-    /// Bounds of each role's prefix cache: prompts, bytes ([`PrefixCache::with_limits`]).
-    prefix_limits: (usize, usize),
     /// No batching and no prefix reuse: every prompt is prefilled whole and the continuations
     /// of [`LlamaGenerator::generate_many`] are decoded one after another — the path before
     /// batched and prefix-shared generation, kept to measure what those save (`umi reward
@@ -173,10 +171,6 @@ impl LlamaGenerator {
             use_chat_template: true,
             max_input_tokens: None,
             prefixes: Default::default(),
-            prefix_limits: (
-                PrefixCache::DEFAULT_MAX_ENTRIES,
-                PrefixCache::DEFAULT_MAX_BYTES,
-            ),
             plain: false,
             usage: Usage::default(),
         }
@@ -195,14 +189,17 @@ impl LlamaGenerator {
         }
     }
 
-    /// Forgets the cached prompt prefixes; needed only if the weights behind a role change.
+    /// Forgets the cached prompt prefixes (their bounds stay); needed only if the weights
+    /// behind a role change.
     pub fn clear_prefix_caches(&mut self) {
-        let (entries, bytes) = self.prefix_limits;
-        self.prefixes = RoleMap::new(
-            PrefixCache::with_limits(entries, bytes),
-            PrefixCache::with_limits(entries, bytes),
-            PrefixCache::with_limits(entries, bytes),
-        );
+        let RoleMap {
+            planner,
+            caller,
+            summarizer,
+        } = &mut self.prefixes;
+        for cache in [planner, caller, summarizer] {
+            cache.clear();
+        }
     }
 
     /// Bounds each role's prefix cache to `entries` prompts and `bytes` bytes of keys and
@@ -210,8 +207,9 @@ impl LlamaGenerator {
     /// [`PrefixCache::DEFAULT_MAX_BYTES`]; one query at a time needs 2 prompts per role, since
     /// a role's next prompt extends its last). Forgets what is cached.
     pub fn set_prefix_cache_limits(&mut self, entries: usize, bytes: usize) {
-        self.prefix_limits = (entries, bytes);
-        self.clear_prefix_caches();
+        self.prefixes = RoleMap::from(std::array::from_fn(|_| {
+            PrefixCache::with_limits(entries, bytes)
+        }));
     }
 
     /// The log-probabilities `(ℓ_a, ℓ_b)` of the first tokens where `prompt` followed by

@@ -363,7 +363,9 @@ impl PrefixCache {
     }
 
     /// The entry sharing the longest prefix with `prompt` (the most recently used one among
-    /// equals) and that prefix's length, not yet capped.
+    /// equals) and how many of its tokens `prompt` can reuse: that prefix less one, so that at
+    /// least the last prompt token is run (its logits start generation); `None` when no entry
+    /// gives a token to reuse.
     fn best(&self, prompt: &[u32]) -> Option<(usize, usize)> {
         self.entries
             .iter()
@@ -377,27 +379,26 @@ impl PrefixCache {
                     .count();
                 (i, common)
             })
-            .filter(|&(_, common)| common > 0)
             .max_by_key(|&(i, common)| (common, i))
+            .map(|(i, common)| (i, common.min(prompt.len().saturating_sub(1))))
+            .filter(|&(_, reusable)| reusable > 0)
     }
 
     /// How many leading tokens of `prompt` have cached keys and values: the longest common
     /// prefix with any cached prompt, less one so that at least the last prompt token is run
     /// (its logits start generation).
     pub fn reusable(&self, prompt: &[u32]) -> usize {
-        self.best(prompt)
-            .map_or(0, |(_, common)| common.min(prompt.len().saturating_sub(1)))
+        self.best(prompt).map_or(0, |(_, len)| len)
     }
 
     /// The per-layer caches holding the first [`PrefixCache::reusable`] tokens of `prompt`, and
     /// that number; `model`'s empty caches ([`crate::Llama::new_cache`]) and 0 when no cached
     /// prompt begins like it. The prompt used becomes the most recently used.
     pub fn take_prefix(&mut self, prompt: &[u32], model: &crate::Llama) -> (usize, Vec<KvCache>) {
-        let len = self.reusable(prompt);
-        let Some((i, _)) = self.best(prompt) else {
+        let Some((i, len)) = self.best(prompt) else {
             return (0, model.new_cache());
         };
-        if len == 0 || self.entries[i].layers.len() != model.layers.len() {
+        if self.entries[i].layers.len() != model.layers.len() {
             return (0, model.new_cache());
         }
         let entry = self.entries.remove(i);
