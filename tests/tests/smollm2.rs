@@ -116,13 +116,16 @@ fn smollm2_real_weights() {
 fn smollm2_f16_cache_moves_the_logits_by_its_rounding_only() {
     let Some(path) = default_model() else { return };
     let device = Device::flex();
-    let mut q8 = umi_model::load_model_quantized(&path, &device, umi_model::QFormat::Q8_0)
-        .expect("the installed SmolLM2 GGUF loads quantized")
+    // f32 weights: on Q8_0 weights held interleaved (AVX-512 VNNI) the prompt's activations
+    // are rounded to 8 bits in every layer, and the cache's tiny change flips some of those
+    // roundings, a cascade of 8-bit noise (3 % RMS) that is not the cache's own effect
+    let mut model = load_model(&path, &device)
+        .expect("the installed SmolLM2 GGUF loads")
         .model;
     let text = ids(&reference()["perplexity"]["ids"]);
-    let f32_cache = umi_tests::logits(&q8, &text, &mut q8.new_cache());
-    q8.kv_cache_f16 = true;
-    let f16_cache = umi_tests::logits(&q8, &text, &mut q8.new_cache());
+    let f32_cache = umi_tests::logits(&model, &text, &mut model.new_cache());
+    model.kv_cache_f16 = true;
+    let f16_cache = umi_tests::logits(&model, &text, &mut model.new_cache());
     let diff: f64 = f32_cache
         .iter()
         .zip(&f16_cache)
@@ -130,7 +133,7 @@ fn smollm2_f16_cache_moves_the_logits_by_its_rounding_only() {
         .sum();
     let norm: f64 = f32_cache.iter().map(|a| f64::from(*a).powi(2)).sum();
     let rms = (diff / norm).sqrt();
-    eprintln!("SmolLM2 Q8_0, f16 vs f32 key/value cache: relative RMS {rms:.2e}");
+    eprintln!("SmolLM2 f32, f16 vs f32 key/value cache: relative RMS {rms:.2e}");
     // keys and values rounded to 2^-11 relative (llama.cpp's default cache): 3.6e-4 on the
     // reference paragraph when written
     assert!(rms > 0.0, "the f16 cache changed nothing: was it used?");
@@ -165,7 +168,8 @@ fn perplexity_of(logits: &[f32], ids: &[u32], vocab: usize) -> f64 {
 
 /// `--quant q4_1` on the Q4_1 file keeps the file's 4-bit weights (re-quantizing the
 /// dequantized blocks gives the same nibbles): a prompt (more than `QUANTIZED_MAX_ROWS`
-/// tokens, f32 against the dequantized weights) gets the f32 path's logits, decoding-sized
+/// tokens, f32 against the dequantized weights) gets the f32 path's logits (up to the 8-bit
+/// rounding of the head's input where the tied Q8_0 head is held interleaved), decoding-sized
 /// inputs differ only by the 8-bit rounding of the activations (a few % of the logits, as for
 /// Q8_0), and the perplexity decoded token by token stays within 5 % of the reference.
 ///
@@ -202,13 +206,23 @@ fn smollm2_q4_1_keeps_the_files_weights() {
         .iter()
         .map(|&x| f64::from(x))
         .collect();
-    umi_tests::assert_close(
-        &logits(&q4.model, &prompt),
-        &want,
-        1e-4,
-        1e-3,
-        "Q4_1 prompt logits",
-    );
+    let got = logits(&q4.model, &prompt);
+    let embedding = q4.model.embed_quantized.as_ref().expect("a Q8_0 embedding");
+    if embedding.0.interleaved() {
+        // the tied head (the Q8_0 embedding) held interleaved runs a prompt in 8 bits too: the
+        // logits move by the rounding of the last hidden state only
+        let num: f64 = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (f64::from(*a) - b).powi(2))
+            .sum();
+        let den: f64 = want.iter().map(|b| b * b).sum();
+        let rms = (num / den).sqrt();
+        eprintln!("Q4_1 prompt logits vs f32 (8-bit head): relative RMS {rms:.3e}");
+        assert!(rms > 0.0 && rms < 0.02, "Q4_1 prompt logits moved by {rms}");
+    } else {
+        umi_tests::assert_close(&got, &want, 1e-4, 1e-3, "Q4_1 prompt logits");
+    }
 
     // decoding-sized steps (QUANTIZED_MAX_ROWS tokens each, the integer products) over 32
     // positions, so that the error is measured on more than one draw of the rounding noise

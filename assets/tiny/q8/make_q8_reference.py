@@ -11,9 +11,11 @@ GGML's Q8_0 definition, not from umi's code:
 The token embedding is held in Q8_0 as well (rows of 32-value blocks, as llama.cpp's Q8_0
 `token_embd`): lookups read its dequantized rows and a tied LM head multiplies with it.
 
-Inputs of more than 8 rows (a prompt; umi's `Q8_MAX_ROWS`) are compute-bound: umi multiplies
-them in float32 with the dequantized weights (d * q) instead of quantizing the activations.
-`dense` holds logits of longer sequences computed that way.
+Inputs of more than 8 rows (a prompt; umi's `QUANTIZED_MAX_ROWS`) are compute-bound: umi
+multiplies them in float32 with the dequantized weights (d * q) instead of quantizing the
+activations, except on CPUs with AVX-512 VNNI, where Q8_0 weights are held interleaved and every
+input runs in 8 bits. `dense` holds logits of longer sequences computed the float32 way,
+`prompt8` of the same sequences with every product in 8 bits.
 
 The rest of the forward runs in float32 (as umi does), so a rounding that lands on a different
 integer because of summation order can still differ by one quantum in rare elements.
@@ -91,7 +93,18 @@ def main():
             llama_forward(weights, cfg, s, dtype=np.float32, linear=umi_linear).astype(float).round(6).tolist()
             for s in dense_seqs
         ]
-        out[folder] = {"sequences": seqs, "logits": logits, "dense_sequences": dense_seqs, "dense_logits": dense}
+        prompt8 = [
+            llama_forward(weights, cfg, s, dtype=np.float32, linear=q8_linear).astype(float).round(6).tolist()
+            for s in dense_seqs
+        ]
+        out[folder] = {
+            "sequences": seqs,
+            "logits": logits,
+            "dense_sequences": dense_seqs,
+            "dense_logits": dense,
+            "prompt8_sequences": dense_seqs,
+            "prompt8_logits": prompt8,
+        }
     with open(os.path.join(here, "q8_reference.json"), "w") as f:
         json.dump(out, f)
     print("wrote", os.path.join(here, "q8_reference.json"))

@@ -58,20 +58,24 @@ pub struct LoraAdapter {
 
 /// Inputs of at most this many rows (tokens of a batch) are multiplied with a quantized weight
 /// in integer arithmetic; longer ones in f32 against the weight dequantized slice by slice
-/// ([`QMatrix::for_dense_slices`](crate::qmatmul::QMatrix::for_dense_slices)).
+/// ([`QMatrix::for_dense_slices`](crate::qmatmul::QMatrix::for_dense_slices)), except on
+/// weights in the VNNI kernel's layout
+/// ([`QMatrix::interleaved`](crate::qmatmul::QMatrix::interleaved)), which run every input in
+/// integer arithmetic (faster than f32 there).
 #[cfg(not(target_family = "wasm"))]
 pub const QUANTIZED_MAX_ROWS: usize = 8;
 
 /// `x · Wᵀ` for a quantized `W` of any number of input rows: integer dot products up to
-/// [`QUANTIZED_MAX_ROWS`] rows (decoding, memory-bound), f32 GEMM against dequantized slices of `W`
-/// beyond (a prompt, compute-bound).
+/// [`QUANTIZED_MAX_ROWS`] rows (decoding, memory-bound) or for any number of rows on an
+/// interleaved `W`, f32 GEMM against dequantized slices of `W` beyond (a prompt,
+/// compute-bound).
 ///
 /// # Shapes
 ///
 /// - x: `[tokens, in]`; output: `[tokens, out]`
 #[cfg(not(target_family = "wasm"))]
 pub(crate) fn quantized_product(w: &crate::qmatmul::QMatrix, x: Tensor<2>) -> Tensor<2> {
-    if x.dims()[0] <= QUANTIZED_MAX_ROWS {
+    if x.dims()[0] <= QUANTIZED_MAX_ROWS || w.interleaved() {
         return quantized_matmul(w, x);
     }
     let device = x.device();
