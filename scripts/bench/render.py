@@ -348,6 +348,11 @@ def render(path, train_path=None, mine_path=None, gpu_path=None):
               f"{ratio(r['sampled_batch_tok_s'], r['sampled_one_stream_tok_s'])} |")
         w("")
 
+    # measured by hand (`umi eval` over the 190 dev decisions, tens of minutes per row), kept in
+    # its own file so that a re-render keeps it
+    eval_section = os.path.join(os.path.dirname(os.path.abspath(__file__)), "eval_throughput.md")
+    if os.path.exists(eval_section):
+        w(open(eval_section).read().rstrip() + "\n")
     if train_path and os.path.exists(train_path):
         render_train(w, train_path)
     if mine_path and os.path.exists(mine_path):
@@ -364,7 +369,8 @@ def render(path, train_path=None, mine_path=None, gpu_path=None):
       "decision of self-rewarding mining; "
       "`scripts/bench/render.py scripts/bench/results.json --train scripts/bench/train_results.json "
       "--mine scripts/bench/mine_results.json --gpu scripts/bench/gpu_results.jsonl > BENCHMARKS.md` "
-      "re-renders; the GPU section comes from `scripts/bench/gpu.sh` on the GPU machine, its header says how).")
+      "re-renders; the GPU section comes from `scripts/bench/gpu.sh` on the GPU machine, its header says how; the "
+      "evaluation-throughput section from `scripts/bench/eval_throughput.md`, written by hand from `umi eval` runs).")
     print("\n".join(out))
 
 

@@ -94,13 +94,7 @@ impl QMatrix {
 
     /// [`QMatrix::from_rows`] with the layout chosen: `interleave` keeps Q8_0 weights in
     /// [`Blocks::Q8_0x16`] (`rows` must be a multiple of [`GROUP`]), otherwise row by row.
-    pub fn quantize(
-        format: QFormat,
-        data: &[f32],
-        rows: usize,
-        cols: usize,
-        interleave: bool,
-    ) -> Self {
+    fn quantize(format: QFormat, data: &[f32], rows: usize, cols: usize, interleave: bool) -> Self {
         let blocks = match format {
             QFormat::Q8_0 => {
                 let mut qs = vec![0i8; rows * cols];
