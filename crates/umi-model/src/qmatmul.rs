@@ -217,9 +217,10 @@ impl QMatrix {
                     let (g, i) = (r / GROUP, r % GROUP);
                     for (b, out) in out.chunks_exact_mut(Q8_BLOCK).enumerate() {
                         let gb = g * blocks + b;
-                        let (w, d) = (&qs[gb * 512..(gb + 1) * 512], scales[gb * GROUP + i]);
+                        let w = &qs[gb * GROUP_BLOCK_BYTES..(gb + 1) * GROUP_BLOCK_BYTES];
+                        let d = scales[gb * GROUP + i];
                         for (k, o) in out.iter_mut().enumerate() {
-                            let q = (w[(k / 4) * 64 + i * 4 + k % 4] ^ 0x80).cast_signed();
+                            let q = (w[x16_offset(i, k)] ^ 0x80).cast_signed();
                             *o = f32::from(q) * d;
                         }
                     }
@@ -388,7 +389,7 @@ impl QMatrix {
         let kernel = Kernel::detect();
         let vnni = match kernel {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Vnni(_) if ws.iter().any(|w| w.format() == QFormat::Q8_0) => {
+            Kernel::Vnni(_) if ws.iter().any(|w| matches!(w.blocks, Blocks::Q8_0 { .. })) => {
                 VnniInput::new(&xq, &xd, cols)
             }
             _ => VnniInput::default(),
@@ -467,6 +468,15 @@ fn quantize_block_q4_1(w: &[f32], q: &mut [u8]) -> (f32, f32) {
 /// Rows per group of the interleaved Q8_0 layout ([`QMatrix::interleaved`]).
 pub const GROUP: usize = 16;
 
+/// Bytes of one group's block in [`Blocks::Q8_0x16`]: 16 rows × 32 values.
+const GROUP_BLOCK_BYTES: usize = GROUP * Q8_BLOCK;
+
+/// Where value `k` (`< 32`) of row `i` (`< 16`) lies inside a group's block of
+/// [`Blocks::Q8_0x16`]: chunk `k / 4` of 64 bytes, 4 bytes per row.
+fn x16_offset(i: usize, k: usize) -> usize {
+    (k / 4) * 64 + i * 4 + k % 4
+}
+
 /// Whether this CPU holds Q8_0 matrices interleaved (it has AVX-512 VNNI), so that every
 /// input to a matrix of a multiple of [`GROUP`] rows, a prompt's included, runs in 8 bits.
 pub fn interleaves_q8_0() -> bool {
@@ -489,7 +499,7 @@ fn interleave_groups(qs: &[i8], scales: &[f32], rows: usize, cols: usize) -> (Ve
             let gb = g * blocks + b;
             out_scales[gb * GROUP + i] = d;
             for (k, &q) in block.iter().enumerate() {
-                out[gb * 512 + (k / 4) * 64 + i * 4 + k % 4] = q.cast_unsigned() ^ 0x80;
+                out[gb * GROUP_BLOCK_BYTES + x16_offset(i, k)] = q.cast_unsigned() ^ 0x80;
             }
         }
     }
@@ -746,13 +756,17 @@ impl X16Kernel<'_> {
     /// block.
     fn portable(self) {
         let (blocks, tokens, x) = (self.cols / Q8_BLOCK, self.tokens, self.x);
-        let group_bytes = blocks * 512;
+        let group_bytes = blocks * GROUP_BLOCK_BYTES;
         for (g, out) in self.out.chunks_exact_mut(GROUP * tokens).enumerate() {
             let w = &self.wq[g * group_bytes..(g + 1) * group_bytes];
             let d = &self.wd[g * blocks * GROUP..(g + 1) * blocks * GROUP];
             for t in 0..tokens {
                 let mut acc = [0f32; GROUP];
-                for (b, (w, d)) in w.chunks_exact(512).zip(d.chunks_exact(GROUP)).enumerate() {
+                for (b, (w, d)) in w
+                    .chunks_exact(GROUP_BLOCK_BYTES)
+                    .zip(d.chunks_exact(GROUP))
+                    .enumerate()
+                {
                     let at = b * tokens + t;
                     let mut sums = [x.corrections[at]; GROUP];
                     for (chunk, word) in w.chunks_exact(64).zip(&x.words[at * 8..(at + 1) * 8]) {
@@ -1165,9 +1179,7 @@ mod vnni {
 mod x16_vnni {
     use archmage::prelude::*;
 
-    use super::{GROUP, Q8_BLOCK, X16Kernel};
-
-    const BLOCK_BYTES: usize = GROUP * Q8_BLOCK;
+    use super::{GROUP, GROUP_BLOCK_BYTES as BLOCK_BYTES, Q8_BLOCK, X16Kernel};
 
     /// Runs `$body` for `$j` = 0, 1, … below `$n` (at most 8), each with a constant `$j`, so
     /// arrays indexed by it stay in registers.
