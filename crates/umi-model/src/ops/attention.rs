@@ -1153,6 +1153,7 @@ mod flex {
         period: usize,
         offset: usize,
     ) -> FlexTensor {
+        crate::ops::awake::keep_awake();
         let dtype = q.dtype();
         let q = dense_f32(q);
         let dims = q.layout().shape().as_slice().to_vec();

@@ -114,6 +114,7 @@ mod flex {
 
     impl MatmulWeightBackend for Flex {
         fn matmul_weight(x: FlexTensor, w: FlexTensor, transposed: bool) -> FlexTensor {
+            crate::ops::awake::keep_awake();
             let dtype = x.dtype();
             let (x, w) = (dense_f32(x), dense_f32(w));
             let [tokens, d_in] = dims2(&x);

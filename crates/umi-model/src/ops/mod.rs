@@ -13,6 +13,7 @@
 //! autodiff node of its own, so training differentiates the fused form instead of the pieces.
 
 mod attention;
+pub(crate) mod awake;
 mod dropout;
 #[cfg(feature = "flex")]
 pub(crate) mod host;

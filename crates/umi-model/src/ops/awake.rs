@@ -1,0 +1,100 @@
+//! Keeps rayon's other workers awake while the CPU kernels run many short parallel products.
+//!
+//! A decode step of SmolLM2 is ~200 parallel regions of 20–100 µs each (the layers' products
+//! and attention), separated by short serial work (norms, rotary embedding, residuals). Between
+//! two regions rayon's idle workers spin ~32 rounds of `sched_yield`, then sleep on a futex;
+//! the next region wakes them, and on a virtual machine that wake-up takes about as long as a
+//! region: in `perf` of 6 sampled SmolLM2 Q8_0 sequences on 2 threads, the second worker never
+//! ran a weight product (the first had finished each before the second woke) and was off the
+//! CPU a third of the time, and a second thread sped the batched decode up only 1.2× (2026-12-05).
+//!
+//! [`keep_awake`], called as each kernel starts, puts one *spinner* job on each other worker:
+//! it runs whatever work rayon has (stealing as an idle worker would, through
+//! [`rayon::yield_now`]) and otherwise spins, until no kernel has started for [`LINGER`].
+//! The workers are then awake when the next region starts, as llama.cpp's threads are between
+//! its operations; after the last kernel they spin [`LINGER`] more and go back to rayon's sleep.
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long spinners wait for a next kernel before they end.
+pub const LINGER: Duration = Duration::from_millis(2);
+
+/// Spinners running (or queued) now.
+static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+/// When a kernel last started: nanoseconds since [`epoch`].
+static LAST_KERNEL: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Whether this thread is inside a spinner (a spinner stolen by a spinner ends at once).
+    static SPINNING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ns() -> u64 {
+    epoch().elapsed().as_nanos() as u64
+}
+
+/// Marks a kernel's start and, on a rayon worker of a pool with more than one thread, makes
+/// sure a spinner runs on each other worker (see the module's documentation). Cheap when they
+/// already do: one clock read and two atomic operations.
+pub fn keep_awake() {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let Some(me) = rayon::current_thread_index() else {
+            return;
+        };
+        let others = rayon::current_num_threads().saturating_sub(1);
+        if others == 0 {
+            return;
+        }
+        LAST_KERNEL.store(now_ns(), Ordering::Relaxed);
+        let mut running = SPINNERS.load(Ordering::Relaxed);
+        while running < others {
+            match SPINNERS.compare_exchange_weak(
+                running,
+                running + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    rayon::spawn(move || spin(me));
+                    running += 1;
+                }
+                Err(now) => running = now,
+            }
+        }
+    }
+}
+
+/// A spinner: runs rayon's pending jobs or spins until no kernel started for [`LINGER`]. Ends
+/// at once on the thread that asked for it (that thread has a kernel to run, and a spinner it
+/// waited in would never end) or inside another spinner.
+#[cfg(not(target_arch = "wasm32"))]
+fn spin(owner: usize) {
+    let nested = SPINNING.with(|s| s.replace(true));
+    if !nested && rayon::current_thread_index() != Some(owner) {
+        let linger = LINGER.as_nanos() as u64;
+        loop {
+            match rayon::yield_now() {
+                Some(rayon::Yield::Executed) => continue,
+                Some(rayon::Yield::Idle) => {}
+                None => break,
+            }
+            if now_ns().saturating_sub(LAST_KERNEL.load(Ordering::Relaxed)) > linger {
+                break;
+            }
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    SPINNING.with(|s| s.set(nested));
+    SPINNERS.fetch_sub(1, Ordering::AcqRel);
+}
