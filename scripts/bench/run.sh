@@ -67,6 +67,12 @@ fi
 if task generate && [ "${SKIP_TINY:-0}" != 1 ] && [ ! -f "$TINY/model.safetensors" ]; then
   nice -n 19 "$PY" "$HERE/make_random_llama.py" "$TINY" >&2
 fi
+# the same random TinyLlama values as GGUFs for llama.cpp (f32 4.4 GB, Q8_0 1.2 GB, Q4_1 0.7 GB)
+if task generate && [ "${SKIP_TINY:-0}" != 1 ] && want llamacpp && has llama_cpp; then
+  for typ in f32 q8_0 q4_1; do
+    [ -f "$MODELS/tinyllama-random-$typ.gguf" ] || nice -n 19 "$PY" "$HERE/hf_to_gguf.py" "$TINY" "$MODELS/tinyllama-random-$typ.gguf" --type $typ >&2
+  done
+fi
 
 # --- runs ----------------------------------------------------------------------------------------
 # bench GROUP CMD...: runs CMD, keeps its last stdout line (the JSON), tags it with GROUP;
@@ -136,10 +142,19 @@ for round in $(seq "$ROUNDS"); do
 done
 
 if [ "${SKIP_TINY:-0}" != 1 ]; then
-  G2="TinyLlama-1.1B shape (random weights, f16 safetensors)"
-  [ $UMI_OK = 1 ] && bench "$G2" "$UMI" bench --model "$UMI_TINY_MODEL" --prompt-tokens 512 --new-tokens 128 --runs 3
+  # umi reads the f16 safetensors (f32 in memory, or quantized at load with --quant), llama.cpp GGUFs of
+  # the same values (hf_to_gguf.py: every 2-D weight in the file's type, as umi's --quant does)
+  G2="TinyLlama-1.1B shape (random weights)"
+  for quant in f32 q8_0 q4_1; do
+    [ $UMI_OK = 1 ] && bench "$G2" "$UMI" bench --model "$UMI_TINY_MODEL" --prompt-tokens 512 --new-tokens 128 --runs 3 --quant $quant
+  done
   if want transformers && has transformers; then
     bench "$G2" "$PY" "$HERE/peer_transformers.py" "$TINY"
+  fi
+  if want llamacpp && has llama_cpp; then
+    for typ in f32 q8_0 q4_1; do
+      bench "$G2" "$PY" "$HERE/peer_llamacpp.py" "$MODELS/tinyllama-random-$typ.gguf" --runs 3
+    done
   fi
 fi
 fi

@@ -773,27 +773,51 @@ mod flex {
             logits: &mut [f32],
         ) {
             let n = keys.n;
-            let key_of = |j: usize| row64(token, &keys, j);
+            let seen_max = visible.iter().map(|&v| v.min(n)).max().unwrap_or(0);
+            // a block of 16 keys in f32, loaded (or converted from f16) once for every row
+            let mut block = [[_mm512_setzero_ps(); 4]; 16];
+            let mut j = 0;
+            while j + 16 <= seen_max {
+                for (k, key) in block.iter_mut().enumerate() {
+                    *key = row64(token, &keys, j + k);
+                }
+                for (r, &seen) in visible.iter().enumerate() {
+                    if seen.min(n) < j + 16 {
+                        continue; // this row's keys end inside the block: below
+                    }
+                    let qv = query(token, q, r);
+                    let mut products16 = [_mm512_setzero_ps(); 16];
+                    for (p, &key) in products16.iter_mut().zip(&block) {
+                        *p = products(token, &qv, key);
+                    }
+                    let sums = sum_each(token, products16);
+                    let out = &mut logits[r * n + j..][..16];
+                    _mm512_storeu_ps(out.try_into().expect("16"), sums);
+                }
+                j += 16;
+            }
+            // each row's keys after its last whole block of 16 seen keys
             for (r, &seen) in visible.iter().enumerate() {
                 let seen = seen.min(n);
-                let row: &[f32; 64] = q[r * 64..(r + 1) * 64].try_into().expect("64 values");
-                let qv: [__m512; 4] = std::array::from_fn(|c| {
-                    _mm512_loadu_ps(row[c * 16..(c + 1) * 16].try_into().expect("16"))
-                });
-                let out = &mut logits[r * n..(r + 1) * n];
-                let mut j = 0;
-                while j + 16 <= seen {
-                    let products: [__m512; 16] =
-                        std::array::from_fn(|k| products(token, &qv, key_of(j + k)));
-                    let sums = sum_each(token, products);
-                    _mm512_storeu_ps((&mut out[j..j + 16]).try_into().expect("16"), sums);
-                    j += 16;
-                }
-                while j < seen {
-                    out[j] = _mm512_reduce_add_ps(products(token, &qv, key_of(j)));
-                    j += 1;
+                let qv = query(token, q, r);
+                let mut i = (seen / 16 * 16).min(j);
+                while i < seen {
+                    logits[r * n + i] =
+                        _mm512_reduce_add_ps(products(token, &qv, row64(token, &keys, i)));
+                    i += 1;
                 }
             }
+        }
+
+        /// Row `r` of `q` (64 values per row) as 4 registers.
+        #[rite(import_intrinsics)]
+        fn query(_token: X64V4Token, q: &[f32], r: usize) -> [__m512; 4] {
+            let row: &[f32; 64] = q[r * 64..(r + 1) * 64].try_into().expect("64 values");
+            let mut v = [_mm512_setzero_ps(); 4];
+            for (c, v) in v.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(row[c * 16..(c + 1) * 16].try_into().expect("16"));
+            }
+            v
         }
 
         /// `q ⊙ key` summed over the 4 blocks of 16: 16 lanes whose sum is the dot product.
@@ -858,6 +882,17 @@ mod flex {
         /// Keys whose scores are accumulated together (each load of the queries serves them).
         const KEYS: usize = 8;
 
+        /// Key `j`'s 64 values in f32, to be broadcast one by one (a function, not a closure:
+        /// a closure is compiled without AVX-512, and [`row64`] was not inlined into it).
+        #[rite(import_intrinsics)]
+        fn key_values(token: X64V4Token, keys: &Strided<'_>, j: usize) -> [f32; 64] {
+            let mut key = [0f32; 64];
+            for (c, &x) in row64(token, keys, j).iter().enumerate() {
+                _mm512_storeu_ps((&mut key[c * 16..(c + 1) * 16]).try_into().expect("16"), x);
+            }
+            key
+        }
+
         /// [`AttendTile`](super::AttendTile)'s work for `visible.len()` rows (`q`: their 64
         /// values one after the other) over `keys` and `values`: each row's partial
         /// (`[m, s, o]`, [`PARTIAL_HEADER`] + 64 values) into `out`. `scratch` needs
@@ -884,14 +919,6 @@ mod flex {
                 }
             }
             let width = PARTIAL_HEADER + 64;
-            // a key's 64 values in f32, to be broadcast one by one
-            let key_of = |j: usize| -> [f32; 64] {
-                let mut key = [0f32; 64];
-                for (c, &x) in row64(token, &keys, j).iter().enumerate() {
-                    _mm512_storeu_ps((&mut key[c * 16..(c + 1) * 16]).try_into().expect("16"), x);
-                }
-                key
-            };
             for lane0 in (0..n_rows).step_by(LANES) {
                 let rows = (n_rows - lane0).min(LANES);
                 let seen: [i32; LANES] = std::array::from_fn(|l| {
@@ -915,7 +942,10 @@ mod flex {
                     let count = (seen_max - j).min(KEYS);
                     let mut acc = [_mm512_setzero_ps(); KEYS];
                     if count == KEYS {
-                        let k: [[f32; 64]; KEYS] = std::array::from_fn(|i| key_of(j + i));
+                        let mut k = [[0f32; 64]; KEYS];
+                        for (i, k) in k.iter_mut().enumerate() {
+                            *k = key_values(token, &keys, j + i);
+                        }
                         for d in 0..64 {
                             let qv = qd(d);
                             for (a, key) in acc.iter_mut().zip(&k) {
@@ -924,7 +954,7 @@ mod flex {
                         }
                     } else {
                         for (i, a) in acc.iter_mut().enumerate().take(count) {
-                            let key = key_of(j + i);
+                            let key = key_values(token, &keys, j + i);
                             for (d, &kd) in key.iter().enumerate() {
                                 *a = _mm512_fmadd_ps(qd(d), _mm512_set1_ps(kd), *a);
                             }
@@ -1398,10 +1428,15 @@ mod tests {
         let device = Device::flex();
         // stacked query heads of a few new positions after cached ones: 2 heads of 4 after 9
         // (one case large enough to be split over threads), and a SmolLM2 prompt of 8 tokens
-        // (3 stacked heads, 24 rows across the SIMD lanes, nothing cached)
-        for (heads, head_dim, stacked, period, offset) in
-            [(2, 8, 2, 4, 9), (4, 64, 2, 4, 9), (3, 64, 3, 8, 0)]
-        {
+        // (3 stacked heads, 24 rows across the SIMD lanes, nothing cached); and 5 rows after 29
+        // cached positions, seeing 30–34 keys: their last blocks of 16 keys end at different
+        // places (the few-row kernel scores whole blocks once for every row that sees them)
+        for (heads, head_dim, stacked, period, offset) in [
+            (2, 8, 2, 4, 9),
+            (4, 64, 2, 4, 9),
+            (3, 64, 3, 8, 0),
+            (2, 64, 1, 5, 29),
+        ] {
             let causal = Some(Causal { period, offset });
             let q = Tensor::<4>::random(
                 [1, heads, stacked * period, head_dim],

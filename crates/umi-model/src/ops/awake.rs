@@ -14,6 +14,9 @@
 //! The workers are then awake when the next region starts, as llama.cpp's threads are between
 //! its operations; after the last kernel they spin [`LINGER`] more and go back to rayon's sleep.
 
+// (in the browser there is no thread pool: keep_awake does nothing there)
+#![cfg_attr(target_arch = "wasm32", allow(dead_code))]
+
 use std::cell::Cell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -97,4 +100,60 @@ fn spin(owner: usize) {
     }
     SPINNING.with(|s| s.set(nested));
     SPINNERS.fetch_sub(1, Ordering::AcqRel);
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{LINGER, SPINNERS};
+    use crate::qmatmul::{QFormat, QMatrix};
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = crate::SplitMix64::new(seed, "awake test");
+        (0..n).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect()
+    }
+
+    /// Products run from a pool's worker (where spinners start) equal those run from outside
+    /// any pool (where none do), for 2 and 3 threads, and the spinners end once the products
+    /// stop: no thread is left spinning and nothing waits forever.
+    #[test]
+    fn products_on_a_pools_workers_are_unchanged_and_spinners_end() {
+        let (rows, cols) = (96, 128);
+        let w = QMatrix::from_rows(QFormat::Q8_0, &values(rows * cols, 1), rows, cols)
+            .expect("a Q8_0 matrix");
+        let inputs: Vec<(usize, Vec<f32>)> = [1, 3, 6, 9]
+            .into_iter()
+            .map(|tokens| (tokens, values(tokens * cols, tokens as u64 + 10)))
+            .collect();
+        let outside: Vec<Vec<f32>> = inputs.iter().map(|(t, x)| w.matmul(x, *t)).collect();
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            let inside: Vec<Vec<f32>> = pool.install(|| {
+                (0..50)
+                    .flat_map(|_| inputs.iter().map(|(t, x)| w.matmul(x, *t)))
+                    .collect()
+            });
+            for (i, product) in inside.iter().enumerate() {
+                assert_eq!(
+                    product,
+                    &outside[i % inputs.len()],
+                    "{threads} threads, product {i}"
+                );
+            }
+            // spinners of other tests' pools may run too: wait for all to end
+            let start = Instant::now();
+            while SPINNERS.load(std::sync::atomic::Ordering::Acquire) > 0 {
+                assert!(
+                    start.elapsed() < LINGER * 500,
+                    "spinners still running {:?} after the last product",
+                    start.elapsed()
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
 }
