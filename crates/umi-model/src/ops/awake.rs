@@ -15,7 +15,7 @@
 //! its operations; after the last kernel they spin [`LINGER`] more and go back to rayon's sleep.
 
 // (in the browser there is no thread pool: keep_awake does nothing there)
-#![cfg_attr(target_arch = "wasm32", allow(dead_code))]
+#![cfg_attr(target_arch = "wasm32", allow(dead_code, unused_imports))]
 
 use std::cell::Cell;
 use std::sync::OnceLock;
