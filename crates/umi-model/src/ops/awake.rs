@@ -4,13 +4,16 @@
 //! and attention), separated by short serial work (norms, rotary embedding, residuals). Between
 //! two regions rayon's idle workers spin ~32 rounds of `sched_yield`, then sleep on a futex;
 //! the next region wakes them, and on a virtual machine that wake-up takes about as long as a
-//! region: in `perf` of 6 sampled SmolLM2 Q8_0 sequences on 2 threads, the second worker never
-//! ran a weight product (the first had finished each before the second woke) and was off the
-//! CPU a third of the time, and a second thread sped the batched decode up only 1.2× (2026-12-05).
+//! region, so the first worker has done most of a product alone by then. Decoding 6 sampled
+//! SmolLM2 Q8_0 sequences together ran 310 tok/s on 1 thread and only 370 on 2 (1.2×), with
+//! `futex` wake-ups and `sched_yield` 18 % of the samples in `perf` (2026-12-05); with the
+//! workers kept awake, 450–520 tok/s on 2 threads.
 //!
 //! [`keep_awake`], called as each kernel starts, puts one *spinner* job on each other worker:
 //! it runs whatever work rayon has (stealing as an idle worker would, through
-//! [`rayon::yield_now`]) and otherwise spins, until no kernel has started for [`LINGER`].
+//! [`rayon::yield_now`]) and otherwise polls, yielding the core to the OS between polls
+//! (`sched_yield`: at once back when nothing else wants the core), until no kernel has started
+//! for [`LINGER`].
 //! The workers are then awake when the next region starts, as llama.cpp's threads are between
 //! its operations; after the last kernel they spin [`LINGER`] more and go back to rayon's sleep.
 
@@ -93,9 +96,10 @@ fn spin(owner: usize) {
             if now_ns().saturating_sub(LAST_KERNEL.load(Ordering::Relaxed)) > linger {
                 break;
             }
-            for _ in 0..32 {
-                std::hint::spin_loop();
-            }
+            // yield the core to the OS between polls: free when the core has nothing else to
+            // run (it returns at once), and a pool larger than the cores, or a busy machine,
+            // does not lose its workers' time to spinners
+            std::thread::yield_now();
         }
     }
     SPINNING.with(|s| s.set(nested));
