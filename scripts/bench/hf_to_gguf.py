@@ -14,10 +14,14 @@ the benchmark feeds token ids, never text. Peak memory is about one tensor (~0.5
 import argparse
 import json
 import os
+import sys
 
 import gguf
 import numpy as np
 from safetensors import safe_open
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gguf_to_hf import HF_NAMES  # noqa: E402
 
 TYPES = {
     "f32": (gguf.LlamaFileType.ALL_F32, None),
@@ -26,17 +30,8 @@ TYPES = {
     "q4_1": (gguf.LlamaFileType.MOSTLY_Q4_1, gguf.GGMLQuantizationType.Q4_1),
 }
 
-LAYER = {
-    "input_layernorm.weight": "attn_norm.weight",
-    "self_attn.q_proj.weight": "attn_q.weight",
-    "self_attn.k_proj.weight": "attn_k.weight",
-    "self_attn.v_proj.weight": "attn_v.weight",
-    "self_attn.o_proj.weight": "attn_output.weight",
-    "post_attention_layernorm.weight": "ffn_norm.weight",
-    "mlp.gate_proj.weight": "ffn_gate.weight",
-    "mlp.up_proj.weight": "ffn_up.weight",
-    "mlp.down_proj.weight": "ffn_down.weight",
-}
+# HF layer tensor -> GGUF, the inverse of gguf_to_hf.py's table (one table for both converters)
+LAYER = {f"{hf}.weight": f"{g}.weight" for g, hf in HF_NAMES.items()}
 
 
 def permute(w, heads):
