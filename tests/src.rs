@@ -170,3 +170,23 @@ pub fn f32_safetensors(path: &Path) -> std::collections::HashMap<String, (Vec<us
         })
         .collect()
 }
+
+/// The batch of `assets/tiny/training/batch.json` (written by
+/// `assets/tiny/make_training_reference.py`): two rows of 12 tokens with 7 and 4 target labels.
+pub fn training_batch() -> umi_data::batch::Batch {
+    let path = assets().join("tiny/training/batch.json");
+    let b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let rows = |k: &str| -> Vec<Vec<i64>> { serde_json::from_value(b[k].clone()).unwrap() };
+    umi_data::batch::Batch {
+        input_ids: rows("input_ids")
+            .into_iter()
+            .map(|r| r.into_iter().map(|t| t as u32).collect())
+            .collect(),
+        labels: rows("labels"),
+        attention_mask: rows("attention_mask")
+            .into_iter()
+            .map(|r| r.into_iter().map(|t| t as u8).collect())
+            .collect(),
+    }
+}

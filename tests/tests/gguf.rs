@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 use umi_model::burn::tensor::Device;
 use umi_model::weights::{GgmlType, GgufFile, WeightSource, dequantize};
-use umi_model::{LlamaConfig, LoadProgress, Tokenizer, load_gguf_bytes, load_model};
+use umi_model::{LlamaConfig, LoadProgress, Tokenizer, WeightDtype, load_gguf_bytes, load_model};
 use umi_tests::{assert_close, assets, logits, reference_cases_of};
 
 fn json(path: &str) -> Value {
@@ -123,9 +123,13 @@ fn loading_reports_progress_per_tensor_up_to_the_whole_model() {
         .sum();
     let bytes = std::fs::read(gguf_dir().join("tiny-q8_0.gguf")).unwrap();
     let mut reports: Vec<LoadProgress> = Vec::new();
-    let loaded = load_gguf_bytes(bytes, "tiny-q8_0.gguf", &Device::flex(), &mut |p| {
-        reports.push(p)
-    })
+    let loaded = load_gguf_bytes(
+        bytes,
+        "tiny-q8_0.gguf",
+        &Device::flex(),
+        WeightDtype::F32,
+        &mut |p| reports.push(p),
+    )
     .unwrap();
     assert_eq!(reports.len(), tensors.len(), "one report per tensor");
     assert!(

@@ -22,19 +22,7 @@ fn json(name: &str) -> serde_json::Value {
 }
 
 fn batch() -> Batch {
-    let b = json("batch.json");
-    let rows = |k: &str| -> Vec<Vec<i64>> { serde_json::from_value(b[k].clone()).unwrap() };
-    Batch {
-        input_ids: rows("input_ids")
-            .into_iter()
-            .map(|r| r.into_iter().map(|t| t as u32).collect())
-            .collect(),
-        labels: rows("labels"),
-        attention_mask: rows("attention_mask")
-            .into_iter()
-            .map(|r| r.into_iter().map(|t| t as u8).collect())
-            .collect(),
-    }
+    umi_tests::training_batch()
 }
 
 fn tensors(name: &str) -> HashMap<String, (Vec<usize>, Vec<f64>)> {

@@ -183,6 +183,7 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
             models::Quant::F32 => "f32",
             models::Quant::Q8_0 => "Q8_0",
             models::Quant::Q4_1 => "Q4_1",
+            models::Quant::F16 => "f16",
             models::Quant::Auto if args.backend == Backend::Cpu => "Q8_0",
             models::Quant::Auto => "f32",
         },

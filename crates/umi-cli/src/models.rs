@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use umi_agent::LlamaGenerator;
 use umi_data::RoleMap;
 use umi_model::{
-    AdapterSet, Device, GenerationConfig, LoadedModel, QFormat, load_model, load_peft, merge_lora,
-    read_peft,
+    AdapterSet, Device, GenerationConfig, LoadedModel, QFormat, WeightDtype, load_model, load_peft,
+    merge_lora, read_peft,
 };
 
 use crate::DEFAULT_MODEL;
@@ -57,7 +57,9 @@ pub struct RoleModelArgs {
     /// blocks of 32, about 2 % RMS off the f32 logits; CPU backend only), q4_1 (4-bit
     /// projection weights with a scale and a minimum per 32, the token embedding and tied LM
     /// head in Q8_0, as llama.cpp's Q4_1 files hold them; faster, further off the f32 logits;
-    /// CPU backend only), or auto (q8_0 on the CPU backend, f32 on a GPU). Adapters stay f32.
+    /// CPU backend only), f16 (the embedding, projections and LM head held in f16, products
+    /// in f16; wgpu backend on a GPU with shader-f16: half the memory and bytes read of f32),
+    /// or auto (q8_0 on the CPU backend, f32 on a GPU). Adapters stay f32.
     /// Default: auto for `umi run`, f32 for the evaluations and `umi reward` (the reference
     /// numbers are f32).
     #[arg(long, value_enum)]
@@ -76,20 +78,27 @@ pub enum Quant {
     /// GGML's Q4_1 layout for the projections (`Llama::quantize`), the embedding in Q8_0.
     #[value(name = "q4_1")]
     Q4_1,
+    /// f16 weights on a GPU (`Llama::half`; the web app's choice where WebGPU has shader-f16).
+    F16,
     /// Q8_0 on the CPU backend (1.6x faster, same pass rate in EVAL.md), f32 on a GPU.
     Auto,
 }
 
 impl Quant {
-    /// The format weights are held in on `device` (`None`: f32).
+    /// The format weights are held in on `device` (`None`: f32, or f16 for [`Quant::F16`]).
     ///
     /// # Errors
     ///
-    /// A quantized format on a device other than the CPU.
+    /// A quantized format on a device other than the CPU; f16 on the CPU.
     pub fn format_on(self, device: &Device) -> Result<Option<QFormat>> {
         let on_cpu = *device == Device::flex();
         let format = match self {
             Quant::F32 => return Ok(None),
+            Quant::F16 if on_cpu => bail!(
+                "--quant f16 is for the wgpu backend (pass --backend wgpu); on the CPU \
+                 --quant q8_0 is smaller and faster"
+            ),
+            Quant::F16 => return Ok(None),
             Quant::Auto if on_cpu => QFormat::Q8_0,
             Quant::Auto => return Ok(None),
             Quant::Q8_0 => QFormat::Q8_0,
@@ -113,6 +122,9 @@ impl Quant {
         if let Some(format) = self.format_on(device)? {
             loaded.model.quantize(format);
             report_quantized(loaded, format);
+        } else if self == Quant::F16 {
+            loaded.model.half();
+            report_half(loaded);
         }
         Ok(())
     }
@@ -125,12 +137,36 @@ impl Quant {
     /// As [`Quant::format_on`] and [`load_with_progress`].
     pub fn load(self, path: &Path, device: &Device) -> Result<LoadedModel> {
         let format = self.format_on(device)?;
-        let mut loaded = load_with_progress_as(path, device, format)?;
-        if let Some(format) = format {
-            report_quantized(&mut loaded, format);
+        let hold = match format {
+            Some(format) => Hold::Quantized(format),
+            None if self == Quant::F16 => Hold::Float(WeightDtype::F16),
+            None => Hold::Float(WeightDtype::F32),
+        };
+        let mut loaded = load_with_progress_as(path, device, hold)?;
+        match hold {
+            Hold::Quantized(format) => report_quantized(&mut loaded, format),
+            Hold::Float(WeightDtype::F16) => report_half(&loaded),
+            Hold::Float(WeightDtype::F32) => {}
         }
         Ok(loaded)
     }
+}
+
+/// How [`load_with_progress_as`] holds the weights.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    Float(WeightDtype),
+    Quantized(QFormat),
+}
+
+/// Says that `loaded` holds its weights in f16.
+fn report_half(loaded: &LoadedModel) {
+    let c = &loaded.model.config;
+    eprintln!(
+        "holding {} in f16: {:.0} MB of weights",
+        loaded.origin,
+        c.num_parameters() as f64 * 2.0 / 1e6
+    );
 }
 
 /// Says what a quantized load holds, and turns on the f16 key/value cache that goes with
@@ -279,6 +315,7 @@ impl RoleModelArgs {
             match self.quant {
                 Some(Quant::Q8_0) => out[i].push_str(" (Q8_0)"),
                 Some(Quant::Q4_1) => out[i].push_str(" (Q4_1)"),
+                Some(Quant::F16) => out[i].push_str(" (f16)"),
                 Some(Quant::Auto) => out[i].push_str(" (Q8_0 on the CPU)"),
                 Some(Quant::F32) | None => {}
             }
@@ -407,15 +444,12 @@ impl ModelCache {
 /// Loads the model at `path`, showing on a terminal a spinner with the file size and the time
 /// so far (reading, dequantizing and uploading are one call), then one line with what loaded.
 pub fn load_with_progress(path: &Path, device: &Device) -> Result<LoadedModel> {
-    load_with_progress_as(path, device, None)
+    load_with_progress_as(path, device, Hold::Float(WeightDtype::F32))
 }
 
-/// [`load_with_progress`], quantized to `format` when given ([`umi_model::load_model_quantized`]).
-fn load_with_progress_as(
-    path: &Path,
-    device: &Device,
-    format: Option<QFormat>,
-) -> Result<LoadedModel> {
+/// [`load_with_progress`], held as `hold` says ([`umi_model::load_model_quantized`],
+/// [`umi_model::load_model_in`]).
+fn load_with_progress_as(path: &Path, device: &Device, hold: Hold) -> Result<LoadedModel> {
     let size_mb = std::fs::metadata(path)
         .map(|m| m.len() as f64 / 1e6)
         .unwrap_or(0.0);
@@ -432,10 +466,10 @@ fn load_with_progress_as(
     spinner.set_message(what);
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let start = std::time::Instant::now();
-    let loaded = if let Some(format) = format {
-        umi_model::load_model_quantized(path, device, format)
-    } else {
-        load_model(path, device)
+    let loaded = match hold {
+        Hold::Quantized(format) => umi_model::load_model_quantized(path, device, format),
+        Hold::Float(WeightDtype::F32) => load_model(path, device),
+        Hold::Float(dtype) => umi_model::load_model_in(path, device, dtype),
     };
     let loaded = loaded.with_context(|| format!("loading {}", path.display()));
     spinner.finish_and_clear();

@@ -49,7 +49,9 @@ pub use linear::{LoraAdapter, LoraLinear};
 pub use llama::{Attention, DecoderLayer, Llama, Mlp, RmsNorm};
 #[cfg(not(target_family = "wasm"))]
 pub use load::load_model_quantized;
-pub use load::{LoadedModel, load_gguf_bytes, load_hf_files, load_hf_folder, load_model};
+pub use load::{
+    LoadedModel, load_gguf_bytes, load_hf_files, load_hf_folder, load_model, load_model_in,
+};
 #[cfg(not(target_family = "wasm"))]
 pub use lora::merge_lora_quantized;
 pub use lora::{
@@ -61,7 +63,7 @@ pub use params::ParamRef;
 pub use rng::SplitMix64;
 pub use rope::RotaryEmbedding;
 pub use tokenizer::Tokenizer;
-pub use weights::{LoadProgress, QFormat};
+pub use weights::{LoadProgress, QFormat, WeightDtype};
 
 /// Re-exported so downstream crates use the same burn.
 pub use burn;

@@ -176,7 +176,8 @@ impl LoraLinear {
         self.weight.shape().dims::<2>()[1]
     }
 
-    /// The base weight in f32, `[in, out]`: `weight`, or the quantized weight dequantized.
+    /// The base weight in f32, `[in, out]`: `weight` (cast when held in f16), or the quantized
+    /// weight dequantized.
     pub fn weight_f32(&self) -> Tensor<2> {
         #[cfg(not(target_family = "wasm"))]
         if let Some(q) = &self.quantized {
@@ -184,7 +185,12 @@ impl LoraLinear {
             let data = burn::tensor::TensorData::new(q.0.dequantize(), [q.0.rows(), q.0.cols()]);
             return Tensor::<2>::from_data(data, &device).transpose();
         }
-        self.weight.val()
+        let w = self.weight.val();
+        if w.dtype() == burn::tensor::DType::F16 {
+            w.cast(burn::tensor::FloatDType::F32)
+        } else {
+            w
+        }
     }
 
     /// Attaches a fresh adapter of rank `rank`: `A ~ N(0, 1/rank)`, `B = 0`, so the layer's

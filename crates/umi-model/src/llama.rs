@@ -334,7 +334,14 @@ impl Llama {
                 );
                 Tensor::<2>::from_data(data, &device)
             }
-            _ => self.embed_tokens.val().select(0, ids),
+            _ => {
+                let rows = self.embed_tokens.val().select(0, ids);
+                if rows.dtype() == burn::tensor::DType::F16 {
+                    rows.cast(burn::tensor::FloatDType::F32)
+                } else {
+                    rows
+                }
+            }
         }
     }
 
@@ -423,6 +430,34 @@ impl Llama {
             return caches.into_iter().map(KvCache::in_f16).collect();
         }
         caches
+    }
+
+    /// Holds the token embedding, every projection's base weight and the LM head in f16
+    /// (half the memory and the bytes read per token), as loading with
+    /// [`WeightDtype::F16`](crate::WeightDtype) does: their products take the activations in
+    /// f16 and return f32 ([`crate::ops::matmul_weight`]); norms, rotary tables, attention,
+    /// the residual stream and LoRA adapters stay f32. For inference on a GPU with `shader-f16`
+    /// (the WebGPU feature; see [`crate::GpuInfo::shader_f16`]); the CPU kernels serve f32 and
+    /// quantized weights only. Weights held quantized are left as they are.
+    pub fn half(&mut self) {
+        let half = |p: &mut burn::module::Param<Tensor<2>>| {
+            if p.val().dtype() != burn::tensor::DType::F16 {
+                *p = burn::module::Param::from_tensor(p.val().cast(burn::tensor::FloatDType::F16));
+            }
+        };
+        if self.embed_quantized.is_none() {
+            half(&mut self.embed_tokens);
+        }
+        for (_, p) in self.projections_mut() {
+            if p.quantized.is_none() {
+                half(&mut p.weight);
+            }
+        }
+    }
+
+    /// Whether the base weights are held in f16 ([`Llama::half`]).
+    pub fn is_half(&self) -> bool {
+        self.embed_tokens.val().dtype() == burn::tensor::DType::F16
     }
 
     /// Whether any weight is held quantized ([`Llama::quantize`]) instead of f32.

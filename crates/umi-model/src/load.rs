@@ -8,7 +8,7 @@ use crate::chat::ChatTemplate;
 use crate::config::LlamaConfig;
 use crate::llama::Llama;
 use crate::tokenizer::Tokenizer;
-use crate::weights::{GgufFile, LoadProgress, SafetensorsFolder};
+use crate::weights::{GgufFile, Hold, LoadProgress, SafetensorsFolder, WeightDtype};
 use crate::{Error, Result};
 
 /// A model ready to generate: weights on a device, its tokenizer and its chat template.
@@ -36,7 +36,18 @@ pub struct LoadedModel {
 ///
 /// An [`Error`] naming the file, the tensor and what was expected when anything does not fit.
 pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
-    load(path, device, None)
+    load(path, device, Hold::Float(WeightDtype::F32))
+}
+
+/// [`load_model`] with the token embedding, projections and LM head held in `dtype` on the
+/// device ([`WeightDtype::F16`]: converted as each tensor is read, for inference on a GPU with
+/// `shader-f16`; see [`crate::Llama::half`]).
+///
+/// # Errors
+///
+/// As [`load_model`].
+pub fn load_model_in(path: &Path, device: &Device, dtype: WeightDtype) -> Result<LoadedModel> {
+    load(path, device, Hold::Float(dtype))
 }
 
 /// [`load_model`] with every projection put in `format` and the token embedding in Q8_0 as
@@ -53,16 +64,16 @@ pub fn load_model_quantized(
     device: &Device,
     format: crate::QFormat,
 ) -> Result<LoadedModel> {
-    load(path, device, Some(format))
+    load(path, device, Hold::Quantized(format))
 }
 
-fn load(path: &Path, device: &Device, quant: Option<crate::QFormat>) -> Result<LoadedModel> {
+fn load(path: &Path, device: &Device, hold: Hold) -> Result<LoadedModel> {
     let is_gguf = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
     if is_gguf {
         let mut gguf = GgufFile::open(path)?;
-        return from_gguf(&mut gguf, device, quant, &mut |_| {});
+        return from_gguf(&mut gguf, device, hold, &mut |_| {});
     }
     let folder = if path.is_dir() {
         path
@@ -80,12 +91,12 @@ fn load(path: &Path, device: &Device, quant: Option<crate::QFormat>) -> Result<L
             message: "expected a .gguf file or a Hugging Face model folder".into(),
         });
     };
-    hf_folder(folder, device, quant)
+    hf_folder(folder, device, hold)
 }
 
-/// Loads a model from GGUF bytes already in memory (browser downloads, tests), calling
-/// `on_progress` after each tensor is on the device (see
-/// [`build_llama_with_progress`](crate::weights::build_llama_with_progress)).
+/// Loads a model from GGUF bytes already in memory (browser downloads, tests), its weights
+/// held in `dtype` (as [`load_model_in`]), calling `on_progress` after each tensor is on the
+/// device (see [`build_llama_with_progress`](crate::weights::build_llama_with_progress)).
 ///
 /// # Errors
 ///
@@ -94,23 +105,24 @@ pub fn load_gguf_bytes(
     bytes: Vec<u8>,
     name: &str,
     device: &Device,
+    dtype: WeightDtype,
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
     let mut gguf = GgufFile::from_bytes(bytes, name)?;
-    from_gguf(&mut gguf, device, None, on_progress)
+    from_gguf(&mut gguf, device, Hold::Float(dtype), on_progress)
 }
 
 fn from_gguf<R: std::io::Read + std::io::Seek>(
     gguf: &mut GgufFile<R>,
     device: &Device,
-    quant: Option<crate::QFormat>,
+    hold: Hold,
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
     let config = gguf.config()?;
     let tokenizer = Tokenizer::from_gguf(gguf)?;
     check_vocab(&tokenizer, &config, gguf.name(), true)?;
     let chat_template = ChatTemplate::detect(gguf.string_opt("tokenizer.chat_template").as_deref());
-    let model = crate::weights::build(&config, gguf, device, quant, on_progress)?;
+    let model = crate::weights::build(&config, gguf, device, hold, on_progress)?;
     Ok(LoadedModel {
         model,
         tokenizer,
@@ -155,10 +167,10 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
 ///
 /// As [`load_model`].
 pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<LoadedModel> {
-    hf_folder(folder, device, None)
+    hf_folder(folder, device, Hold::Float(WeightDtype::F32))
 }
 
-fn hf_folder(folder: &Path, device: &Device, quant: Option<crate::QFormat>) -> Result<LoadedModel> {
+fn hf_folder(folder: &Path, device: &Device, hold: Hold) -> Result<LoadedModel> {
     let config_path = folder.join("config.json");
     let config_json = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
         path: config_path.clone(),
@@ -176,13 +188,14 @@ fn hf_folder(folder: &Path, device: &Device, quant: Option<crate::QFormat>) -> R
         tokenizer_json: &tokenizer_json,
         tokenizer_config,
     };
-    from_hf_parts(text, source, folder, device, quant, &mut |_| {})
+    from_hf_parts(text, source, folder, device, hold, &mut |_| {})
 }
 
 /// Loads a Hugging Face model from its files already in memory (browser uploads), given as
 /// `(file name, bytes)`: `config.json`, `tokenizer.json`, optionally `tokenizer_config.json`,
 /// and every `*.safetensors` shard (other files are ignored). `name` labels the model in errors.
-/// `on_progress` is called after each tensor is on the device.
+/// The weights are held in `dtype` (as [`load_model_in`]); `on_progress` is called after each
+/// tensor is on the device.
 ///
 /// # Errors
 ///
@@ -192,6 +205,7 @@ pub fn load_hf_files(
     files: Vec<(String, Vec<u8>)>,
     name: &str,
     device: &Device,
+    dtype: WeightDtype,
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
     let folder = Path::new(name);
@@ -241,7 +255,14 @@ pub fn load_hf_files(
         tokenizer_json: &tokenizer_json,
         tokenizer_config,
     };
-    from_hf_parts(text, source, folder, device, None, on_progress)
+    from_hf_parts(
+        text,
+        source,
+        folder,
+        device,
+        Hold::Float(dtype),
+        on_progress,
+    )
 }
 
 /// The small files of a Hugging Face model folder, read.
@@ -256,7 +277,7 @@ fn from_hf_parts(
     mut source: SafetensorsFolder,
     folder: &Path,
     device: &Device,
-    quant: Option<crate::QFormat>,
+    hold: Hold,
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
     let HfTextFiles {
@@ -286,7 +307,7 @@ fn from_hf_parts(
             .and_then(|c| c.get("chat_template"))
             .and_then(|v| v.as_str()),
     );
-    let model = crate::weights::build(&config, &mut source, device, quant, on_progress)?;
+    let model = crate::weights::build(&config, &mut source, device, hold, on_progress)?;
     Ok(LoadedModel {
         model,
         tokenizer,

@@ -206,13 +206,20 @@ pub fn attach_lora(
 /// Folds every adapter into its base weight (`W ← W + s·A·B`) and removes it: the merged model
 /// computes the same function without adapter cost. A weight held quantized is merged into its
 /// dequantized values and stays f32 ([`crate::Llama::quantize`] again to quantize it):
-/// merge before quantizing to merge into the original weights.
+/// merge before quantizing to merge into the original weights. A weight held in f16
+/// ([`crate::Llama::half`]) is merged in f32 and held in f16 again.
 pub fn merge_lora(model: &mut Llama) {
     for (_, p) in model.projections_mut() {
         if let Some(lora) = p.lora.take() {
             let delta = lora.a.val().matmul(lora.b.val()).mul_scalar(lora.scaling);
+            let half = p.weight.val().dtype() == burn::tensor::DType::F16;
             let merged = p.weight_f32() + delta;
-            p.weight = Param::from_tensor(merged);
+            // a model held in f16 (`Llama::half`) stays in f16
+            p.weight = Param::from_tensor(if half {
+                merged.cast(burn::tensor::FloatDType::F16)
+            } else {
+                merged
+            });
             p.quantized = None;
         }
     }

@@ -29,7 +29,7 @@ use umi_data::readers::{DataFormat, read};
 use umi_data::{NoMarkerDefault, PromptSet, Role, parse_action, parse_planner_output};
 use umi_model::burn::tensor::Device;
 use umi_model::weights::GgufFile;
-use umi_model::{LlamaConfig, Tokenizer, load_gguf_bytes, load_model};
+use umi_model::{LlamaConfig, Tokenizer, WeightDtype, load_gguf_bytes, load_model};
 use umi_tests::{assets, shared_data};
 
 mod targets;
@@ -629,6 +629,7 @@ fn fuzz_parsers() {
         read_asset("tiny/gguf/tiny-q4_0.gguf"),
         "warm-up",
         &Device::flex(),
+        WeightDtype::F32,
         &mut |_| {},
     )
     .unwrap();

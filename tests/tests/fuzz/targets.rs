@@ -83,6 +83,7 @@ pub(super) fn gguf_target() -> Target {
                     input.to_vec(),
                     "fuzz.gguf",
                     &device,
+                    umi_model::WeightDtype::F32,
                     &mut |_| {},
                 ))
             }

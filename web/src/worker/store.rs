@@ -9,8 +9,8 @@ use std::rc::Rc;
 use js_sys::{Reflect, Uint8Array};
 use umi_model::weights::GgufFile;
 use umi_model::{
-    Device, GpuInfo, LlamaConfig, LoadProgress, LoadedModel, load_gguf_bytes, load_hf_files,
-    next_token_logits,
+    Device, GpuInfo, LlamaConfig, LoadProgress, LoadedModel, WeightDtype, load_gguf_bytes,
+    load_hf_files, next_token_logits,
 };
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -227,9 +227,19 @@ fn is_gguf(name: &str) -> bool {
     path.to_ascii_lowercase().ends_with(".gguf")
 }
 
-/// The largest weight tensor of `config` in bytes once dequantized to f32 (weights are f32 on
-/// the GPU), with its name.
-fn largest_tensor(config: &LlamaConfig) -> (&'static str, u64) {
+/// The precision the GPU holds the weights in: f16 where the adapter has `shader-f16`, f32
+/// elsewhere.
+fn weight_dtype(gpu: &GpuInfo) -> WeightDtype {
+    if gpu.shader_f16 {
+        WeightDtype::F16
+    } else {
+        WeightDtype::F32
+    }
+}
+
+/// The largest weight tensor of `config` in bytes once held in `dtype` on the GPU, with its
+/// name.
+fn largest_tensor(config: &LlamaConfig, dtype: WeightDtype) -> (&'static str, u64) {
     let hidden = config.hidden_size as u64;
     let q_out = (config.num_attention_heads * config.head_dim()) as u64;
     [
@@ -241,7 +251,7 @@ fn largest_tensor(config: &LlamaConfig) -> (&'static str, u64) {
         ("attention projections", q_out * hidden),
     ]
     .into_iter()
-    .map(|(name, n)| (name, n * 4))
+    .map(|(name, n)| (name, n * dtype.bytes()))
     .max_by_key(|(_, bytes)| *bytes)
     .unwrap_or(("", 0))
 }
@@ -252,14 +262,22 @@ fn mib(bytes: u64) -> String {
 
 /// Checks that no tensor of `config` exceeds what the GPU can bind (burn allocates each
 /// tensor in one buffer of at most `min(max_storage_buffer_binding_size, max_buffer_size)`).
+/// Weights are held in f16 where the GPU has `shader-f16` ([`weight_dtype`]), so the check
+/// uses that size.
 fn check_fit(config: &LlamaConfig, gpu: &GpuInfo, file: &str) -> Result<(), String> {
-    let (name, bytes) = largest_tensor(config);
+    let dtype = weight_dtype(gpu);
+    let (name, bytes) = largest_tensor(config, dtype);
     let limit = gpu.max_storage_buffer_binding_size.min(gpu.max_buffer_size);
     if bytes > limit {
         return Err(format!(
-            "{file} does not fit this GPU: its largest tensor ({name}, {} in f32) exceeds the \
+            "{file} does not fit this GPU: its largest tensor ({name}, {} in {}) exceeds the \
              largest buffer the GPU can bind ({}). Pick a smaller model.",
             mib(bytes),
+            if dtype == WeightDtype::F16 {
+                "f16"
+            } else {
+                "f32"
+            },
             mib(limit)
         ));
     }
@@ -333,8 +351,13 @@ fn describe(loaded: &LoadedModel, format: &str) -> String {
     use umi_model::burn::module::Module;
     let c = &loaded.model.config;
     format!(
-        "{} ({format}; {:.1}M parameters, {} layers, hidden {}, vocab {})",
+        "{} ({format}{}; {:.1}M parameters, {} layers, hidden {}, vocab {})",
         loaded.origin,
+        if loaded.model.is_half() {
+            ", weights in f16 (shader-f16)"
+        } else {
+            ""
+        },
         loaded.model.num_params() as f64 / 1e6,
         c.num_hidden_layers,
         c.hidden_size,
@@ -435,9 +458,12 @@ async fn load_bytes(
         sleep_ms(20).await;
     }
     let (loaded, format) = match bytes {
-        ModelBytes::Gguf(bytes) => (load_gguf_bytes(bytes, name, device, &mut upload), "GGUF"),
+        ModelBytes::Gguf(bytes) => (
+            load_gguf_bytes(bytes, name, device, weight_dtype(gpu), &mut upload),
+            "GGUF",
+        ),
         ModelBytes::Hf(files) => (
-            load_hf_files(files, name, device, &mut upload),
+            load_hf_files(files, name, device, weight_dtype(gpu), &mut upload),
             "Hugging Face safetensors",
         ),
     };

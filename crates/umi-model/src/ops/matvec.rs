@@ -29,6 +29,8 @@ pub enum WeightLayout {
 }
 
 /// `x · W` (`layout` [`WeightLayout::InOut`]) or `x · Wᵀ` ([`WeightLayout::OutIn`]).
+/// A weight held in f16 ([`crate::Llama::half`]) meets `x` cast to f16 and the product is
+/// returned in f32.
 ///
 /// # Shapes
 ///
@@ -51,6 +53,12 @@ pub fn matmul_weight(x: Tensor<2>, w: Tensor<2>, layout: WeightLayout) -> Tensor
         x.dims(),
         w.dims()
     );
+    if w.dtype() == burn::tensor::DType::F16 && x.dtype() != burn::tensor::DType::F16 {
+        // a weight held in f16 (`Llama::half`): the activations meet it in f16 and the
+        // product returns to f32, where norms, attention and the residual stream stay
+        use burn::tensor::FloatDType;
+        return matmul_weight(x.cast(FloatDType::F16), w, layout).cast(FloatDType::F32);
+    }
     #[cfg(feature = "flex")]
     {
         let served = x.dims()[0] <= MAX_KERNEL_ROWS

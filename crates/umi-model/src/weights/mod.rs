@@ -128,18 +128,62 @@ pub fn build_llama_with_progress(
     device: &Device,
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<Llama> {
-    build(config, source, device, None, on_progress)
+    build(
+        config,
+        source,
+        device,
+        Hold::Float(WeightDtype::F32),
+        on_progress,
+    )
 }
 
-/// The model from `source`, with every projection put in the format `quant` names and the
-/// token embedding in Q8_0 as they are read (native only: [`crate::load_model_quantized`]),
-/// so the f32 weights never all live at once (peak memory: the quantized model plus one f32
-/// tensor); the model then equals the f32 one after [`Llama::quantize`].
+/// The precision a model's token embedding, projections and LM head are held in on the device
+/// (norms stay f32). f16 halves the memory and the bytes read per token on a GPU with
+/// `shader-f16` ([`crate::GpuInfo::shader_f16`]; see [`Llama::half`]): each tensor is converted
+/// on the host as it is read, so no f32 copy of the model is ever on the device and the largest
+/// tensor a GPU must bind is half the f32 one ([`WeightDtype::bytes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WeightDtype {
+    /// 4 bytes per weight: every backend, training included.
+    #[default]
+    F32,
+    /// 2 bytes per weight: inference on a GPU with `shader-f16`.
+    F16,
+}
+
+impl WeightDtype {
+    /// Bytes per weight.
+    pub fn bytes(self) -> u64 {
+        match self {
+            WeightDtype::F32 => 4,
+            WeightDtype::F16 => 2,
+        }
+    }
+}
+
+/// How [`build`] holds the weights: a float precision, or quantized (native CPU inference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// On the device in this precision.
+    Float(WeightDtype),
+    /// Projections in this format, the embedding in Q8_0, on the host.
+    #[cfg_attr(
+        target_family = "wasm",
+        expect(dead_code, reason = "quantized weights are native only")
+    )]
+    Quantized(QFormat),
+}
+
+/// The model from `source`, its weights held as `hold` says: in f32 or f16 on the device, or
+/// with every projection put in a quantized format and the token embedding in Q8_0 as they
+/// are read (native only: [`crate::load_model_quantized`]), so the f32 weights never all live
+/// at once (peak memory: the quantized model plus one f32 tensor); the model then equals the
+/// f32 one after [`Llama::quantize`] (or [`Llama::half`]).
 pub(crate) fn build(
     config: &LlamaConfig,
     source: &mut dyn WeightSource,
     device: &Device,
-    quant: Option<QFormat>,
+    hold: Hold,
     on_progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<Llama> {
     config.validate(&source.origin())?;
@@ -157,7 +201,7 @@ pub(crate) fn build(
             params_total: config.num_parameters(),
         },
         on_progress,
-        quant,
+        hold,
     };
     let (embed_tokens, embed_quantized) =
         loader.embedding(&weight_name(EMBED_TOKENS), config.vocab_size, hidden)?;
@@ -224,12 +268,8 @@ struct Loader<'a> {
     device: &'a Device,
     progress: LoadProgress,
     on_progress: &'a mut dyn FnMut(LoadProgress),
-    /// Put projections in this format and the embedding in Q8_0 as they are read.
-    #[cfg_attr(
-        target_family = "wasm",
-        expect(dead_code, reason = "quantized weights are native only")
-    )]
-    quant: Option<QFormat>,
+    /// The precision of the embedding, projections and LM head, or their quantized format.
+    hold: Hold,
 }
 
 impl Loader<'_> {
@@ -257,9 +297,21 @@ impl Loader<'_> {
         Ok(self.upload(host))
     }
 
-    /// Puts a tensor that was read on the device and counts it as loaded.
+    /// Puts a tensor that was read on the device (in f32) and counts it as loaded.
     fn upload<const D: usize>(&mut self, host: HostTensor) -> Tensor<D> {
         let tensor = Tensor::from_data(TensorData::new(host.data, host.shape.clone()), self.device);
+        self.loaded(&host.shape);
+        tensor
+    }
+
+    /// [`Loader::upload`] for the embedding, a projection or the LM head: in f16 (converted
+    /// on the host) when the model is held in f16.
+    fn upload_weight<const D: usize>(&mut self, host: HostTensor) -> Tensor<D> {
+        if self.hold != Hold::Float(WeightDtype::F16) {
+            return self.upload(host);
+        }
+        let data = TensorData::new(host.data, host.shape.clone()).convert::<burn::tensor::f16>();
+        let tensor = Tensor::from_data(data, (self.device, burn::tensor::DType::F16));
         self.loaded(&host.shape);
         tensor
     }
@@ -273,7 +325,7 @@ impl Loader<'_> {
         hidden: usize,
     ) -> Result<(Tensor<2>, Option<crate::linear::QuantizedWeight>)> {
         #[cfg(not(target_family = "wasm"))]
-        if self.quant.is_some() {
+        if let Hold::Quantized(_) = self.hold {
             let host = self.host(name, &[vocab, hidden])?;
             let q = crate::qmatmul::QMatrix::from_rows(QFormat::Q8_0, &host.data, vocab, hidden);
             if let Some(q) = q {
@@ -283,16 +335,16 @@ impl Loader<'_> {
             }
             return Ok((self.upload(host), None));
         }
-        Ok((self.tensor(name, &[vocab, hidden])?, None))
+        let host = self.host(name, &[vocab, hidden])?;
+        Ok((self.upload_weight(host), None))
     }
 
     /// Loads an HF `[out, in]` projection and stores it `[in, out]` (or quantized, which keeps
     /// `[out, in]`, when loading quantized).
     fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<LoraLinear> {
         #[cfg(not(target_family = "wasm"))]
-        if let Some(format) = self
-            .quant
-            .filter(|_| inp.is_multiple_of(crate::qmatmul::Q8_BLOCK))
+        if let Hold::Quantized(format) = self.hold
+            && inp.is_multiple_of(crate::qmatmul::Q8_BLOCK)
         {
             let host = self.host(name, &[out, inp])?;
             let q = crate::qmatmul::QMatrix::from_rows(format, &host.data, out, inp)
@@ -301,7 +353,7 @@ impl Loader<'_> {
             return Ok(LoraLinear::quantized(q, self.device));
         }
         let host = self.host(name, &[out, inp])?.transposed();
-        Ok(LoraLinear::new(self.upload(host)))
+        Ok(LoraLinear::new(self.upload_weight(host)))
     }
 
     /// Counts a tensor of `shape` as loaded and reports it.
