@@ -19,6 +19,9 @@
 #            budget=S     seconds of training for this job (default BUDGET_S)
 #            batch=N      examples per step for this job (default BATCH; long examples want
 #                         fewer: 16 × 4096 tokens hold ~35 GB of activations)
+#            extra=FILE   more role samples mixed into the data's (`umi train --extra-samples`:
+#                         a file in .gpu/final, .jsonl.xz, e.g. `umi reward eft`'s judge rows
+#                         for process-based self-rewarding's M1)
 #
 # Usage: scripts/gpu/device_train.sh [BATCH=16] [BUDGET_S=380]
 set -uo pipefail
@@ -41,7 +44,7 @@ names=() pids=()
 # $w/ended-NAME when it stops, whatever the outcome, so that jobs waiting on it go on or give up.
 run_job() {
   local name="$1" role="$2" data="$3" epochs="$4" lr="$5"; shift 5
-  local init="" split=all max_len=1536 job_budget="$budget" job_batch="$batch" opt
+  local init="" split=all max_len=1536 job_budget="$budget" job_batch="$batch" opt extra_flag=()
   for opt in "$@"; do
     case "$opt" in
       init=*) init="${opt#init=}" ;;
@@ -49,6 +52,12 @@ run_job() {
       max_len=*) max_len="${opt#max_len=}" ;;
       budget=*) job_budget="${opt#budget=}" ;;
       batch=*) job_batch="${opt#batch=}" ;;
+      extra=*)
+        local extra="${opt#extra=}"
+        if [ ! -f "$w/$extra.jsonl" ]; then  # jobs sharing one file: one writes it whole
+          xz -dc ".gpu/final/$extra" > "$w/$extra.jsonl.$name" && mv "$w/$extra.jsonl.$name" "$w/$extra.jsonl"
+        fi
+        extra_flag=(--extra-samples "$w/$extra.jsonl") ;;
       *) echo "device_train: job $name: unknown option $opt" >&2; return 1 ;;
     esac
   done
@@ -62,7 +71,7 @@ run_job() {
   fi
   echo "$name: exporting after $(( $(date +%s) - t0 )) s"
   "$w/umi" train "${stage[@]}" --model "$w/model.gguf" --data "$w/$data.json" --split "$split" \
-    "${init_flag[@]}" --lora --lora-r 16 --lora-alpha 32 --lr "$lr" --epochs "$epochs" \
+    "${init_flag[@]}" "${extra_flag[@]}" --lora --lora-r 16 --lora-alpha 32 --lr "$lr" --epochs "$epochs" \
     --warmup-ratio 0.03 --max-len "$max_len" \
     --out "$w/unused-$name" --export-for "$w/exp-$name" >"$w/logs/$name-export.log" 2>&1 \
     || { echo "device_train: export of $name failed"; tail -n 20 "$w/logs/$name-export.log"; return 1; }

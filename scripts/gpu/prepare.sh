@@ -11,6 +11,7 @@
 #     caller     caller     data/synth-caller-mix/train.json 2 5e-4
 #     tb-global  backbone   data/toolbench-glpft/train.json  2 5e-4 max_len=4096
 #     tb-planner planner    data/toolbench-glpft/train.json  1 5e-4 max_len=4096 init=tb-global
+#     tb-m1      planner    data/toolbench-glpft/train.json  1 5e-4 init=tb-global extra=data/eft-train/eft.jsonl
 # The working tree travels with every call (~50 MB with assets/ and eval/): run
 # `scripts/gpu/slim_tree.sh on` first so that the model fits in two calls, `off` afterwards.
 # Then (scripts/gpu/README.md): one `run` per .gpu/partN (carry [".gpu/partN"], command
@@ -37,18 +38,27 @@ while read -r name role data epochs lr options; do
   case "$role" in planner|caller|summarizer|backbone) ;; *) bad "unknown role $role" ;; esac
   [ -f "$data" ] || bad "$data not found"
   case "$seen" in *" $name "*) bad "a second job of that name" ;; esac
+  packed_options=""
   for opt in ${options:-}; do
     case "$opt" in
+      extra=*)
+        extra="${opt#extra=}"
+        [ -f "$extra" ] || bad "$opt: $extra not found"
+        packed_extra="$(echo "$extra" | tr '/' '_' | sed 's/\.jsonl$//').jsonl.xz"
+        [ -f ".gpu/final/$packed_extra" ] || xz -T2 -9 -c "$extra" > ".gpu/final/$packed_extra"
+        packed_options="$packed_options extra=$packed_extra"
+        continue ;;
       init=*) case "$seen" in *" ${opt#init=} "*) ;; *) bad "$opt: no earlier job of that name" ;; esac ;;
       split=all|split=train|split=dev) ;;
       max_len=*|budget=*|batch=*) [[ "${opt#*=}" =~ ^[0-9]+$ ]] || bad "$opt: not a number" ;;
-      *) bad "unknown option $opt (init=JOB, split=all|train|dev, max_len=N, budget=S, batch=N)" ;;
+      *) bad "unknown option $opt (init=JOB, split=all|train|dev, max_len=N, budget=S, batch=N, extra=FILE)" ;;
     esac
+    packed_options="$packed_options $opt"
   done
   seen="$seen$name "
   packed="$(echo "$data" | tr '/' '_' | sed 's/\.json$//').json.xz"
   [ -f ".gpu/final/$packed" ] || xz -T2 -9 -c "$data" > ".gpu/final/$packed"
-  echo "$name $role $packed $epochs $lr${options:+ $options}" >> .gpu/final/jobs.txt
+  echo "$name $role $packed $epochs $lr$packed_options" >> .gpu/final/jobs.txt
 done < "$jobs_file"
 gguf=models/SmolLM2-135M-Instruct.Q4_1.gguf
 sha256sum "$gguf" | cut -d' ' -f1 > .gpu/final/model.sha256
