@@ -44,7 +44,7 @@ while read -r name role data epochs lr options; do
       extra=*)
         extra="${opt#extra=}"
         [ -f "$extra" ] || bad "$opt: $extra not found"
-        packed_extra="$(echo "$extra" | tr '/' '_' | sed 's/\.jsonl$//').jsonl.xz"
+        packed_extra="$(echo "$extra" | tr '/' '_' | sed -e 's/^[._]*//' -e 's/\.jsonl$//').jsonl.xz"
         [ -f ".gpu/final/$packed_extra" ] || xz -T2 -9 -c "$extra" > ".gpu/final/$packed_extra"
         packed_options="$packed_options extra=$packed_extra"
         continue ;;
@@ -56,7 +56,7 @@ while read -r name role data epochs lr options; do
     packed_options="$packed_options $opt"
   done
   seen="$seen$name "
-  packed="$(echo "$data" | tr '/' '_' | sed 's/\.json$//').json.xz"
+  packed="$(echo "$data" | tr '/' '_' | sed -e 's/^[._]*//' -e 's/\.json$//').json.xz"
   [ -f ".gpu/final/$packed" ] || xz -T2 -9 -c "$data" > ".gpu/final/$packed"
   echo "$name $role $packed $epochs $lr$packed_options" >> .gpu/final/jobs.txt
 done < "$jobs_file"
