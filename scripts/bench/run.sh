@@ -4,7 +4,7 @@
 #   scripts/bench/setup_peers.sh && scripts/bench/run.sh
 # Env: VENV (/work/venv-bench), UMI (${CARGO_TARGET_DIR:-/work/target}/release/umi), MODELS (models/bench),
 #      ONLY="umi transformers llamacpp" (subset of systems), SKIP_TINY=1 (skip the TinyLlama-shaped model),
-#      LLAMACPP_EXTRA=1 (also f16 GGUF and flash attention runs),
+#      LLAMACPP_EXTRA=1 (also flash attention runs),
 #      TASKS="generate train" (generate: prefill/decode vs transformers and llama.cpp; train: LoRA
 #      training steps on SmolLM2-135M vs PyTorch + PEFT, peer_peft_train.py; peft in the venv;
 #      mine: cost per decision of self-rewarding mining, batched vs --plain, mine_cost.py, not in
@@ -60,9 +60,7 @@ fi
 if task generate && want llamacpp && has llama_cpp; then
   [ -f "$SMOL_F32_GGUF" ] || nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" --gguf-out "$SMOL_F32_GGUF" --type f32 >&2
   [ -f "$SMOL_Q8_GGUF" ] || nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" --gguf-out "$SMOL_Q8_GGUF" --type q8_0 >&2
-  if [ "${LLAMACPP_EXTRA:-0}" = 1 ] && [ ! -f "$SMOL_F16_GGUF" ]; then
-    nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" --gguf-out "$SMOL_F16_GGUF" --type f16 >&2
-  fi
+  [ -f "$SMOL_F16_GGUF" ] || nice -n 19 "$PY" "$HERE/gguf_to_hf.py" "$SMOL_GGUF" --gguf-out "$SMOL_F16_GGUF" --type f16 >&2
 fi
 if task generate && [ "${SKIP_TINY:-0}" != 1 ] && [ ! -f "$TINY/model.safetensors" ]; then
   nice -n 19 "$PY" "$HERE/make_random_llama.py" "$TINY" >&2
@@ -115,13 +113,15 @@ generate_round() {
   [ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs $RUNS --quant q8_0 --samples 6
   # Q4_1: umi keeps the Q4_1 file's 4-bit weights (--quant q4_1; its embedding in Q8_0 as the file has it)
   [ $UMI_OK = 1 ] && bench "$G1" "$UMI" bench --model "$SMOL_GGUF" --prompt-tokens 512 --new-tokens 128 --runs $RUNS --quant q4_1
+  # f16: umi holds the f16 file's weights in f16 (--quant f16), as llama.cpp does
+  [ $UMI_OK = 1 ] && [ -f "$SMOL_F16_GGUF" ] && bench "$G1" "$UMI" bench --model "$SMOL_F16_GGUF" --prompt-tokens 512 --new-tokens 128 --runs $RUNS --quant f16
   if want transformers && has transformers; then
     bench "$G1" "$PY" "$HERE/peer_transformers.py" "$SMOL_HF" --runs $RUNS
   fi
   if want llamacpp && has llama_cpp; then
     bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_F32_GGUF" --runs $RUNS
     bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_Q8_GGUF" --runs $RUNS
-    [ -f "$SMOL_F16_GGUF" ] && [ "${LLAMACPP_EXTRA:-0}" = 1 ] && bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_F16_GGUF" --runs $RUNS
+    [ -f "$SMOL_F16_GGUF" ] && bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_F16_GGUF" --runs $RUNS
     bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_GGUF" --runs $RUNS
     [ "${LLAMACPP_EXTRA:-0}" = 1 ] && bench "$G1" "$PY" "$HERE/peer_llamacpp.py" "$SMOL_GGUF" --runs $RUNS --flash-attn
   fi

@@ -57,8 +57,9 @@ pub struct RoleModelArgs {
     /// blocks of 32, about 2 % RMS off the f32 logits; CPU backend only), q4_1 (4-bit
     /// projection weights with a scale and a minimum per 32, the token embedding and tied LM
     /// head in Q8_0, as llama.cpp's Q4_1 files hold them; faster, further off the f32 logits;
-    /// CPU backend only), f16 (the embedding, projections and LM head held in f16, products
-    /// in f16; wgpu backend on a GPU with shader-f16: half the memory and bytes read of f32),
+    /// CPU backend only), f16 (the embedding, projections and LM head held in f16: half the
+    /// memory and bytes read of f32; on the CPU multiplied in f32 row by row, on a GPU with
+    /// shader-f16 in f16; an f16 or bf16 file's own precision, or f32 rounded),
     /// or auto (q8_0 on the CPU backend, f32 on a GPU). Adapters stay f32.
     /// Default: auto for `umi run`, f32 for the evaluations and `umi reward` (the reference
     /// numbers are f32).
@@ -78,7 +79,7 @@ pub enum Quant {
     /// GGML's Q4_1 layout for the projections (`Llama::quantize`), the embedding in Q8_0.
     #[value(name = "q4_1")]
     Q4_1,
-    /// f16 weights on a GPU (`Llama::half`; the web app's choice where WebGPU has shader-f16).
+    /// f16 weights (`Llama::half`; the web app's choice where WebGPU has shader-f16).
     F16,
     /// Q8_0 on the CPU backend (1.6x faster, same pass rate in EVAL.md), f32 on a GPU.
     Auto,
@@ -89,15 +90,11 @@ impl Quant {
     ///
     /// # Errors
     ///
-    /// A quantized format on a device other than the CPU; f16 on the CPU.
+    /// A quantized format on a device other than the CPU.
     pub fn format_on(self, device: &Device) -> Result<Option<QFormat>> {
         let on_cpu = *device == Device::flex();
         let format = match self {
             Quant::F32 => return Ok(None),
-            Quant::F16 if on_cpu => bail!(
-                "--quant f16 is for the wgpu backend (pass --backend wgpu); on the CPU \
-                 --quant q8_0 is smaller and faster"
-            ),
             Quant::F16 => return Ok(None),
             Quant::Auto if on_cpu => QFormat::Q8_0,
             Quant::Auto => return Ok(None),

@@ -29,8 +29,9 @@ pub enum WeightLayout {
 }
 
 /// `x · W` (`layout` [`WeightLayout::InOut`]) or `x · Wᵀ` ([`WeightLayout::OutIn`]).
-/// A weight held in f16 ([`crate::Llama::half`]) meets `x` cast to f16 and the product is
-/// returned in f32.
+/// A weight held in f16 ([`crate::Llama::half`]) is read as f16 and multiplied in f32 on the
+/// CPU (a few rows: converted row by row in the kernel; more: converted whole for burn's
+/// GEMM); on a GPU it meets `x` cast to f16 and the product is returned in f32.
 ///
 /// # Shapes
 ///
@@ -53,20 +54,14 @@ pub fn matmul_weight(x: Tensor<2>, w: Tensor<2>, layout: WeightLayout) -> Tensor
         x.dims(),
         w.dims()
     );
-    if w.dtype() == burn::tensor::DType::F16 && x.dtype() != burn::tensor::DType::F16 {
-        // a weight held in f16 (`Llama::half`): the activations meet it in f16 and the
-        // product returns to f32, where norms, attention and the residual stream stay
-        use burn::tensor::FloatDType;
-        return matmul_weight(x.cast(FloatDType::F16), w, layout).cast(FloatDType::F32);
-    }
+    use burn::tensor::{DType, FloatDType};
     #[cfg(feature = "flex")]
-    {
+    if crate::ops::host::is_flex(&x.device()) {
         let served = x.dims()[0] <= MAX_KERNEL_ROWS
             && w.dims().iter().all(|&d| d > 0)
-            && crate::ops::host::is_flex(&x.device())
             && !x.is_autodiff()
             && !w.is_autodiff()
-            && w.dtype() == burn::tensor::DType::F32;
+            && matches!(w.dtype(), DType::F32 | DType::F16);
         if served {
             return Tensor::from_dispatch(
                 <burn::backend::Dispatch as flex::MatmulWeightBackend>::matmul_weight(
@@ -76,6 +71,17 @@ pub fn matmul_weight(x: Tensor<2>, w: Tensor<2>, layout: WeightLayout) -> Tensor
                 ),
             );
         }
+        if w.dtype() == DType::F16 {
+            // a prompt (or training) on the CPU: the weight converted to f32 for this product,
+            // whose GEMM costs far more than the conversion (burn's f16 GEMM ran prompts at
+            // 0.6x the f32 one)
+            return matmul_weight(x, w.cast(FloatDType::F32), layout);
+        }
+    }
+    if w.dtype() == DType::F16 && x.dtype() != DType::F16 {
+        // a weight held in f16 on a GPU (`Llama::half`): the activations meet it in f16 and
+        // the product returns to f32, where norms, attention and the residual stream stay
+        return matmul_weight(x.cast(FloatDType::F16), w, layout).cast(FloatDType::F32);
     }
     match layout {
         WeightLayout::InOut => x.matmul(w),
@@ -89,7 +95,7 @@ mod flex {
     use burn::backend::ops::FloatTensorOps;
     use burn::backend::tensor::FloatTensor;
     use burn::backend::{Autodiff, Backend, backend_extension};
-    use burn::tensor::TensorData;
+    use burn::tensor::{DType, TensorData, f16};
     use burn_flex::{Flex, FlexTensor};
     use rayon::prelude::*;
 
@@ -124,16 +130,29 @@ mod flex {
         fn matmul_weight(x: FlexTensor, w: FlexTensor, transposed: bool) -> FlexTensor {
             crate::ops::awake::keep_awake();
             let dtype = x.dtype();
-            let (x, w) = (dense_f32(x), dense_f32(w));
+            let x = dense_f32(x);
+            // f16 weights are read as they are held and converted a row at a time
+            let w = if w.dtype() == DType::F16 {
+                dense(w)
+            } else {
+                dense_f32(w)
+            };
             let [tokens, d_in] = dims2(&x);
-            let (xs, ws) = (values(&x), values(&w));
+            let xs = values(&x);
             let d_out = dims2(&w)[if transposed { 0 } else { 1 }];
             let out = if tokens == 0 {
                 Vec::new()
+            } else if w.dtype() == DType::F16 {
+                let ws = w.as_slice::<f16>().expect("dense f16");
+                if transposed {
+                    out_in(xs, ws, tokens, d_in, d_out)
+                } else {
+                    in_out(xs, ws, tokens, d_in, d_out)
+                }
             } else if transposed {
-                out_in(xs, ws, tokens, d_in, d_out)
+                out_in(xs, values(&w), tokens, d_in, d_out)
             } else {
-                in_out(xs, ws, tokens, d_in, d_out)
+                in_out(xs, values(&w), tokens, d_in, d_out)
             };
             cast_back(
                 FlexTensor::from_data(TensorData::new(out, [tokens, d_out])),
@@ -166,20 +185,188 @@ mod flex {
         [s[0], s[1]]
     }
 
-    /// `x · w` for `w` `[in, out]`: blocks of input rows, each streamed once into partial sums
-    /// `[tokens, out]`, added in block order.
-    fn in_out(x: &[f32], w: &[f32], tokens: usize, d_in: usize, d_out: usize) -> Vec<f32> {
-        let task = |task: usize| {
-            let rows = task * IN_ROWS_PER_TASK..((task + 1) * IN_ROWS_PER_TASK).min(d_in);
-            let mut acc = vec![0f32; tokens * d_out];
+    /// `t` contiguous, in its own dtype.
+    fn dense(t: FlexTensor) -> FlexTensor {
+        if t.layout().contiguous_offsets().is_some() {
+            t
+        } else {
+            t.to_contiguous()
+        }
+    }
+
+    /// A weight's element: f32 rows are used as they are, f16 rows converted into a buffer
+    /// ([`simd::f16_to_f32`]: 16 values per instruction on AVX-512).
+    pub(super) trait WeightElement: Copy + Send + Sync + Sized {
+        /// `w` (a row) as f32: itself, or converted into `buf`.
+        fn row<'a>(w: &'a [Self], buf: &'a mut Vec<f32>) -> &'a [f32];
+
+        /// [`Axpy`]'s work: `acc[t] += Σ_{i ∈ rows} x[t, i] · w[i, ..]`.
+        fn axpy_rows(
+            x: &[f32],
+            w: &[Self],
+            rows: std::ops::Range<usize>,
+            d_in: usize,
+            d_out: usize,
+            acc: &mut [f32],
+        ) {
             pulp::Arch::new().dispatch(Axpy {
                 x,
                 w,
                 rows,
                 d_in,
                 d_out,
-                acc: &mut acc,
+                acc,
             });
+        }
+
+        /// [`Dots`]' work: `out[o, t] = w[o] · x[t]`.
+        fn dots(x: &[f32], w: &[Self], d_in: usize, out: &mut [f32]) {
+            pulp::Arch::new().dispatch(Dots { x, w, d_in, out });
+        }
+    }
+
+    impl WeightElement for f32 {
+        #[inline(always)]
+        fn row<'a>(w: &'a [f32], _buf: &'a mut Vec<f32>) -> &'a [f32] {
+            w
+        }
+    }
+
+    /// f16 weights: on AVX-512 converted in registers as they are multiplied
+    /// ([`wide`]: each row read once, no buffer); elsewhere a row at a time into a buffer.
+    impl WeightElement for f16 {
+        #[inline(always)]
+        fn row<'a>(w: &'a [f16], buf: &'a mut Vec<f32>) -> &'a [f32] {
+            buf.resize(w.len(), 0.0);
+            simd::f16_to_f32(w, buf);
+            buf
+        }
+
+        fn axpy_rows(
+            x: &[f32],
+            w: &[f16],
+            rows: std::ops::Range<usize>,
+            d_in: usize,
+            d_out: usize,
+            acc: &mut [f32],
+        ) {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon() {
+                return wide::axpy_rows(token, x, w, rows, d_in, d_out, acc);
+            }
+            pulp::Arch::new().dispatch(Axpy {
+                x,
+                w,
+                rows,
+                d_in,
+                d_out,
+                acc,
+            });
+        }
+
+        fn dots(x: &[f32], w: &[f16], d_in: usize, out: &mut [f32]) {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon() {
+                return wide::dots(token, x, w, d_in, out);
+            }
+            pulp::Arch::new().dispatch(Dots { x, w, d_in, out });
+        }
+    }
+
+    /// The f16-weight products on AVX-512: 16 weights per `vcvtph2ps`, multiplied as they
+    /// are converted.
+    #[cfg(target_arch = "x86_64")]
+    mod wide {
+        use archmage::prelude::*;
+        use burn::tensor::f16;
+        use half::slice::HalfFloatSliceExt;
+
+        /// [`super::Axpy`]'s work for an f16 `w` `[in, out]`.
+        #[arcane(import_intrinsics)]
+        pub(super) fn axpy_rows(
+            _token: X64V4Token,
+            x: &[f32],
+            w: &[f16],
+            rows: std::ops::Range<usize>,
+            d_in: usize,
+            d_out: usize,
+            acc: &mut [f32],
+        ) {
+            let tokens = acc.len() / d_out;
+            let whole = d_out / 16 * 16;
+            for i in rows {
+                let row = &w[i * d_out..(i + 1) * d_out];
+                let bits: &[u16] = row.reinterpret_cast();
+                for t in 0..tokens {
+                    let xv = x[t * d_in + i];
+                    let xb = _mm512_set1_ps(xv);
+                    let acc = &mut acc[t * d_out..(t + 1) * d_out];
+                    for j in (0..whole).step_by(16) {
+                        let s: &[u16; 16] = bits[j..j + 16].try_into().expect("16 values");
+                        let a: &mut [f32; 16] =
+                            (&mut acc[j..j + 16]).try_into().expect("16 values");
+                        let wv = _mm512_cvtph_ps(_mm256_loadu_si256(s));
+                        _mm512_storeu_ps(a, _mm512_fmadd_ps(xb, wv, _mm512_loadu_ps(a)));
+                    }
+                    for j in whole..d_out {
+                        acc[j] += xv * row[j].to_f32();
+                    }
+                }
+            }
+        }
+
+        /// [`super::Dots`]' work for an f16 `w` `[out, in]`: four accumulators of 16 lanes.
+        #[arcane(import_intrinsics)]
+        pub(super) fn dots(_token: X64V4Token, x: &[f32], w: &[f16], d_in: usize, out: &mut [f32]) {
+            let tokens = x.len() / d_in;
+            let by64 = d_in / 64 * 64;
+            let by16 = d_in / 16 * 16;
+            for (row, out) in w.chunks_exact(d_in).zip(out.chunks_exact_mut(tokens)) {
+                let bits: &[u16] = row.reinterpret_cast();
+                for (y, x_row) in out.iter_mut().zip(x.chunks_exact(d_in)) {
+                    let mut acc = [_mm512_setzero_ps(); 4];
+                    for j in (0..by64).step_by(64) {
+                        for (k, a) in acc.iter_mut().enumerate() {
+                            let at = j + 16 * k;
+                            let s: &[u16; 16] = bits[at..at + 16].try_into().expect("16 values");
+                            let v: &[f32; 16] = x_row[at..at + 16].try_into().expect("16 values");
+                            let wv = _mm512_cvtph_ps(_mm256_loadu_si256(s));
+                            *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(v), *a);
+                        }
+                    }
+                    for j in (by64..by16).step_by(16) {
+                        let s: &[u16; 16] = bits[j..j + 16].try_into().expect("16 values");
+                        let v: &[f32; 16] = x_row[j..j + 16].try_into().expect("16 values");
+                        let wv = _mm512_cvtph_ps(_mm256_loadu_si256(s));
+                        acc[0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(v), acc[0]);
+                    }
+                    let sum =
+                        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+                    let mut lanes = [0f32; 16];
+                    _mm512_storeu_ps(&mut lanes, sum);
+                    let mut total: f32 = lanes.iter().sum();
+                    for j in by16..d_in {
+                        total += row[j].to_f32() * x_row[j];
+                    }
+                    *y = total;
+                }
+            }
+        }
+    }
+
+    /// `x · w` for `w` `[in, out]`: blocks of input rows, each streamed once into partial sums
+    /// `[tokens, out]`, added in block order.
+    fn in_out<W: WeightElement>(
+        x: &[f32],
+        w: &[W],
+        tokens: usize,
+        d_in: usize,
+        d_out: usize,
+    ) -> Vec<f32> {
+        let task = |task: usize| {
+            let rows = task * IN_ROWS_PER_TASK..((task + 1) * IN_ROWS_PER_TASK).min(d_in);
+            let mut acc = vec![0f32; tokens * d_out];
+            W::axpy_rows(x, w, rows, d_in, d_out, &mut acc);
             acc
         };
         let tasks = 0..d_in.div_ceil(IN_ROWS_PER_TASK);
@@ -203,16 +390,16 @@ mod flex {
 
     /// `acc[t] += Σ_{i ∈ rows} x[t, i] · w[i, ..]` for every token `t`, compiled for the CPU's
     /// SIMD level.
-    struct Axpy<'a> {
+    struct Axpy<'a, W> {
         x: &'a [f32],
-        w: &'a [f32],
+        w: &'a [W],
         rows: std::ops::Range<usize>,
         d_in: usize,
         d_out: usize,
         acc: &'a mut [f32],
     }
 
-    impl pulp::WithSimd for Axpy<'_> {
+    impl<W: WeightElement> pulp::WithSimd for Axpy<'_, W> {
         type Output = ();
 
         #[inline(always)]
@@ -225,8 +412,9 @@ mod flex {
                 d_out,
                 acc,
             } = self;
+            let mut buf = Vec::new();
             for i in rows {
-                let w_row = &w[i * d_out..(i + 1) * d_out];
+                let w_row = W::row(&w[i * d_out..(i + 1) * d_out], &mut buf);
                 for (t, acc) in acc.chunks_exact_mut(d_out).enumerate() {
                     let xv = x[t * d_in + i];
                     for (a, &wv) in acc.iter_mut().zip(w_row) {
@@ -238,7 +426,13 @@ mod flex {
     }
 
     /// `x · wᵀ` for `w` `[out, in]`: blocks of output rows, one dot product per token each.
-    fn out_in(x: &[f32], w: &[f32], tokens: usize, d_in: usize, d_out: usize) -> Vec<f32> {
+    fn out_in<W: WeightElement>(
+        x: &[f32],
+        w: &[W],
+        tokens: usize,
+        d_in: usize,
+        d_out: usize,
+    ) -> Vec<f32> {
         // `[out, tokens]` here, transposed at the end when there is more than one token
         let mut out_t = vec![0f32; d_out * tokens];
         out_t
@@ -246,12 +440,12 @@ mod flex {
             .enumerate()
             .for_each(|(task, out)| {
                 let first = task * OUT_ROWS_PER_TASK;
-                pulp::Arch::new().dispatch(Dots {
+                W::dots(
                     x,
-                    w: &w[first * d_in..(first + out.len() / tokens) * d_in],
+                    &w[first * d_in..(first + out.len() / tokens) * d_in],
                     d_in,
                     out,
-                });
+                );
             });
         if tokens == 1 {
             return out_t;
@@ -266,22 +460,24 @@ mod flex {
     }
 
     /// `out[o, t] = w[o] · x[t]`, compiled for the CPU's SIMD level.
-    struct Dots<'a> {
+    struct Dots<'a, W> {
         x: &'a [f32],
-        w: &'a [f32],
+        w: &'a [W],
         d_in: usize,
         /// `[rows of w, tokens]`.
         out: &'a mut [f32],
     }
 
-    impl pulp::WithSimd for Dots<'_> {
+    impl<W: WeightElement> pulp::WithSimd for Dots<'_, W> {
         type Output = ();
 
         #[inline(always)]
         fn with_simd<S: pulp::Simd>(self, _simd: S) {
             let Dots { x, w, d_in, out } = self;
             let tokens = x.len() / d_in;
+            let mut buf = Vec::new();
             for (w_row, out) in w.chunks_exact(d_in).zip(out.chunks_exact_mut(tokens)) {
+                let w_row = W::row(w_row, &mut buf);
                 for (y, x_row) in out.iter_mut().zip(x.chunks_exact(d_in)) {
                     *y = simd::dot(w_row, x_row);
                 }
@@ -320,6 +516,47 @@ mod tests {
                 let want = x.matmul(w_out_in.clone().transpose());
                 let err = max_abs_diff(got, want);
                 assert!(err < 1e-4, "[{d_out}, {d_in}]ᵀ, {tokens} rows: {err}");
+            }
+        }
+    }
+
+    /// f16 weights (AVX-512: converted in registers; elsewhere row by row; 9 rows: converted
+    /// whole for burn's matmul) against the f32 kernel on the same values, with widths that
+    /// leave tails of every length below 16 and 64, and each row alone equal to it in a batch.
+    #[test]
+    fn f16_weights_equal_their_f32_values() {
+        use burn::tensor::FloatDType;
+        let device = Device::flex();
+        for (d_in, d_out) in [(576, 192), (37, 1000), (1536, 5), (3, 300), (100, 77)] {
+            for layout in [WeightLayout::InOut, WeightLayout::OutIn] {
+                let shape = match layout {
+                    WeightLayout::InOut => [d_in, d_out],
+                    WeightLayout::OutIn => [d_out, d_in],
+                };
+                let w16 = random(shape, &device).cast(FloatDType::F16);
+                let w32 = w16.clone().cast(FloatDType::F32);
+                for tokens in 0..=MAX_KERNEL_ROWS + 1 {
+                    let x = random([tokens, d_in], &device);
+                    let got = matmul_weight(x.clone(), w16.clone(), layout);
+                    assert_eq!(got.dtype(), burn::tensor::DType::F32);
+                    assert_eq!(got.dims(), [tokens, d_out]);
+                    let want = matmul_weight(x.clone(), w32.clone(), layout);
+                    let err = max_abs_diff(got.clone(), want);
+                    assert!(
+                        err < 1e-4,
+                        "{layout:?} [{d_in}, {d_out}], {tokens} rows: {err}"
+                    );
+                    if tokens <= MAX_KERNEL_ROWS {
+                        for t in 0..tokens {
+                            let one = matmul_weight(x.clone().narrow(0, t, 1), w16.clone(), layout);
+                            assert_eq!(
+                                got.clone().narrow(0, t, 1).into_data(),
+                                one.into_data(),
+                                "{layout:?} row {t} of {tokens}"
+                            );
+                        }
+                    }
+                }
             }
         }
     }
