@@ -175,6 +175,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// # Panics
 ///
 /// If the lengths differ.
+#[cfg(feature = "flex")]
 #[inline]
 pub(crate) fn f16_to_f32(src: &[half::f16], dst: &mut [f32]) {
     assert_eq!(src.len(), dst.len(), "f16_to_f32: lengths differ");
@@ -187,7 +188,7 @@ pub(crate) fn f16_to_f32(src: &[half::f16], dst: &mut [f32]) {
     src.convert_to_f32_slice(dst);
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
 mod wide {
     use archmage::prelude::*;
 
