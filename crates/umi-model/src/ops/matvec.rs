@@ -273,6 +273,61 @@ mod flex {
         }
     }
 
+    /// The portable f16 paths ([`Axpy`] and [`Dots`] converting a row at a time: CPUs without
+    /// AVX-512, which the machines running the tests have) against the f32 ones on the same
+    /// values.
+    #[cfg(test)]
+    mod portable_f16 {
+        use super::*;
+
+        #[test]
+        fn the_portable_f16_paths_equal_the_f32_ones() {
+            let (d_in, d_out, tokens) = (37, 70, 3);
+            let w32: Vec<f32> = (0..d_in * d_out)
+                .map(|i| f16::from_f32(((i * 7919) % 1000) as f32 / 500.0 - 1.0).to_f32())
+                .collect();
+            let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+            let x: Vec<f32> = (0..tokens * d_in)
+                .map(|i| (i % 13) as f32 / 7.0 - 0.9)
+                .collect();
+            let (mut a16, mut a32) = (vec![0f32; tokens * d_out], vec![0f32; tokens * d_out]);
+            let rows = 0..d_in;
+            pulp::Arch::new().dispatch(Axpy {
+                x: &x,
+                w: &w16,
+                rows: rows.clone(),
+                d_in,
+                d_out,
+                acc: &mut a16,
+            });
+            pulp::Arch::new().dispatch(Axpy {
+                x: &x,
+                w: &w32,
+                rows,
+                d_in,
+                d_out,
+                acc: &mut a32,
+            });
+            assert_eq!(a16, a32, "axpy");
+            // the same values read as `[out, in]` rows of length d_in
+            let (w16, w32) = (&w16[..d_out * d_in], &w32[..d_out * d_in]);
+            let (mut o16, mut o32) = (vec![0f32; d_out * tokens], vec![0f32; d_out * tokens]);
+            pulp::Arch::new().dispatch(Dots {
+                x: &x,
+                w: w16,
+                d_in,
+                out: &mut o16,
+            });
+            pulp::Arch::new().dispatch(Dots {
+                x: &x,
+                w: w32,
+                d_in,
+                out: &mut o32,
+            });
+            assert_eq!(o16, o32, "dots");
+        }
+    }
+
     /// The f16-weight products on AVX-512: 16 weights per `vcvtph2ps`, multiplied as they
     /// are converted.
     #[cfg(target_arch = "x86_64")]
