@@ -190,3 +190,19 @@ pub fn training_batch() -> umi_data::batch::Batch {
             .collect(),
     }
 }
+
+/// The LoRA settings of the tiny model's training curves (`training.rs`'s resumed curve,
+/// `half.rs`'s f16-base curve): lr 3e-2 with 10 % warm-up, r 8, α 16, no dropout.
+pub fn tiny_lora_curve_config() -> umi_train::TrainConfig {
+    umi_train::TrainConfig {
+        learning_rate: 3e-2,
+        warmup_ratio: 0.1,
+        lora: Some(umi_model::LoraConfig {
+            r: 8,
+            lora_alpha: 16.0,
+            lora_dropout: 0.0,
+            ..umi_model::LoraConfig::default()
+        }),
+        ..umi_train::TrainConfig::default()
+    }
+}

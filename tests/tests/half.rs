@@ -4,9 +4,9 @@
 //! weights and of the products' inputs), on the CPU backend here and on wgpu in `wgpu.rs`.
 
 use umi_model::burn::tensor::DType;
-use umi_model::{Device, LoraConfig, WeightDtype, load_model, load_model_in};
+use umi_model::{Device, WeightDtype, load_model, load_model_in};
 use umi_tests::{assert_close, assets, load_folder, logits, reference_cases, training_batch};
-use umi_train::{TrainConfig, Trainer};
+use umi_train::Trainer;
 
 /// f16 keeps 11 significant bits (relative rounding 2⁻¹¹ ≈ 4.9e-4) of each weight and of each
 /// product's input; the tiny models' logits are below 3 in magnitude and move by at most
@@ -91,17 +91,7 @@ fn lora_training_on_an_f16_base_follows_the_f32_curve() {
     // the browser fine-tunes the model it holds: in f16 on adapters with shader-f16
     let device = Device::flex();
     let b = training_batch();
-    let cfg = TrainConfig {
-        learning_rate: 3e-2,
-        warmup_ratio: 0.1,
-        lora: Some(LoraConfig {
-            r: 8,
-            lora_alpha: 16.0,
-            lora_dropout: 0.0,
-            ..LoraConfig::default()
-        }),
-        ..TrainConfig::default()
-    };
+    let cfg = umi_tests::tiny_lora_curve_config();
     let curve = |half: bool| -> Vec<f32> {
         let mut model = load_folder(&assets().join("tiny/llama-gqa"), &device);
         if half {

@@ -247,17 +247,7 @@ fn fresh_adapters_equal_base_merged_equals_unmerged_and_files_round_trip() {
 fn lora_training_resumes_from_a_checkpoint_on_the_same_curve() {
     let device = Device::flex();
     let b = batch();
-    let cfg = TrainConfig {
-        learning_rate: 3e-2,
-        warmup_ratio: 0.1,
-        lora: Some(LoraConfig {
-            r: 8,
-            lora_alpha: 16.0,
-            lora_dropout: 0.0,
-            ..LoraConfig::default()
-        }),
-        ..TrainConfig::default()
-    };
+    let cfg = umi_tests::tiny_lora_curve_config();
     let steps = 300;
     let mut trainer = Trainer::new(base(&device), cfg.clone(), steps, &device).unwrap();
     let first = block_on(trainer.train_step(std::slice::from_ref(&b)))

@@ -434,11 +434,11 @@ impl Llama {
 
     /// Holds the token embedding, every projection's base weight and the LM head in f16
     /// (half the memory and the bytes read per token), as loading with
-    /// [`WeightDtype::F16`](crate::WeightDtype) does: their products take the activations in
-    /// f16 and return f32 ([`crate::ops::matmul_weight`]); norms, rotary tables, attention,
-    /// the residual stream and LoRA adapters stay f32. For inference on a GPU with `shader-f16`
-    /// (the WebGPU feature; see [`crate::GpuInfo::shader_f16`]); the CPU kernels serve f32 and
-    /// quantized weights only. Weights held quantized are left as they are.
+    /// [`WeightDtype::F16`](crate::WeightDtype) does: their products return f32
+    /// ([`crate::ops::matmul_weight`]: on a GPU with `shader-f16`, the WebGPU feature of
+    /// [`crate::GpuInfo::shader_f16`], the activations meet them in f16; on the CPU they are
+    /// converted to f32 as they are read); norms, rotary tables, attention, the residual
+    /// stream and LoRA adapters stay f32. Weights held quantized are left as they are.
     pub fn half(&mut self) {
         let half = |p: &mut burn::module::Param<Tensor<2>>| {
             if p.val().dtype() != burn::tensor::DType::F16 {

@@ -40,8 +40,8 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
 }
 
 /// [`load_model`] with the token embedding, projections and LM head held in `dtype` on the
-/// device ([`WeightDtype::F16`]: converted as each tensor is read, for inference on a GPU with
-/// `shader-f16`; see [`crate::Llama::half`]).
+/// device ([`WeightDtype::F16`]: converted as each tensor is read, for inference on the CPU or
+/// on a GPU with `shader-f16`; see [`crate::Llama::half`]).
 ///
 /// # Errors
 ///

@@ -19,7 +19,11 @@ pub fn is_flex(device: &Device) -> bool {
 
 /// `t` as dense f32 (a copy only when `t` is strided or of another float type).
 pub fn dense_f32(t: FlexTensor) -> FlexTensor {
-    let t = as_f32(t);
+    dense(as_f32(t))
+}
+
+/// `t` contiguous, in its own dtype (a copy only when `t` is strided).
+pub fn dense(t: FlexTensor) -> FlexTensor {
     if t.layout().contiguous_offsets().is_some() {
         t
     } else {

@@ -99,7 +99,7 @@ mod flex {
     use burn_flex::{Flex, FlexTensor};
     use rayon::prelude::*;
 
-    use crate::ops::host::{cast_back, dense_f32, values};
+    use crate::ops::host::{cast_back, dense, dense_f32, values};
     use crate::ops::simd;
 
     /// Input rows of an `[in, out]` weight per task: 18 tasks for SmolLM2's 576-wide inputs
@@ -144,15 +144,9 @@ mod flex {
                 Vec::new()
             } else if w.dtype() == DType::F16 {
                 let ws = w.as_slice::<f16>().expect("dense f16");
-                if transposed {
-                    out_in(xs, ws, tokens, d_in, d_out)
-                } else {
-                    in_out(xs, ws, tokens, d_in, d_out)
-                }
-            } else if transposed {
-                out_in(xs, values(&w), tokens, d_in, d_out)
+                product(xs, ws, transposed, tokens, d_in, d_out)
             } else {
-                in_out(xs, values(&w), tokens, d_in, d_out)
+                product(xs, values(&w), transposed, tokens, d_in, d_out)
             };
             cast_back(
                 FlexTensor::from_data(TensorData::new(out, [tokens, d_out])),
@@ -180,18 +174,25 @@ mod flex {
         }
     }
 
+    /// `x · wᵀ` (`transposed`, `w` `[out, in]`) or `x · w` (`w` `[in, out]`).
+    fn product<W: WeightElement>(
+        x: &[f32],
+        w: &[W],
+        transposed: bool,
+        tokens: usize,
+        d_in: usize,
+        d_out: usize,
+    ) -> Vec<f32> {
+        if transposed {
+            out_in(x, w, tokens, d_in, d_out)
+        } else {
+            in_out(x, w, tokens, d_in, d_out)
+        }
+    }
+
     fn dims2(t: &FlexTensor) -> [usize; 2] {
         let s = t.layout().shape().as_slice();
         [s[0], s[1]]
-    }
-
-    /// `t` contiguous, in its own dtype.
-    fn dense(t: FlexTensor) -> FlexTensor {
-        if t.layout().contiguous_offsets().is_some() {
-            t
-        } else {
-            t.to_contiguous()
-        }
     }
 
     /// A weight's element: f32 rows are used as they are, f16 rows converted into a buffer
@@ -209,20 +210,39 @@ mod flex {
             d_out: usize,
             acc: &mut [f32],
         ) {
-            pulp::Arch::new().dispatch(Axpy {
-                x,
-                w,
-                rows,
-                d_in,
-                d_out,
-                acc,
-            });
+            portable_axpy(x, w, rows, d_in, d_out, acc);
         }
 
         /// [`Dots`]' work: `out[o, t] = w[o] · x[t]`.
         fn dots(x: &[f32], w: &[Self], d_in: usize, out: &mut [f32]) {
-            pulp::Arch::new().dispatch(Dots { x, w, d_in, out });
+            portable_dots(x, w, d_in, out);
         }
+    }
+
+    /// [`Axpy`] compiled for the CPU's SIMD level (pulp), rows converted by
+    /// [`WeightElement::row`].
+    fn portable_axpy<W: WeightElement>(
+        x: &[f32],
+        w: &[W],
+        rows: std::ops::Range<usize>,
+        d_in: usize,
+        d_out: usize,
+        acc: &mut [f32],
+    ) {
+        pulp::Arch::new().dispatch(Axpy {
+            x,
+            w,
+            rows,
+            d_in,
+            d_out,
+            acc,
+        });
+    }
+
+    /// [`Dots`] compiled for the CPU's SIMD level (pulp), rows converted by
+    /// [`WeightElement::row`].
+    fn portable_dots<W: WeightElement>(x: &[f32], w: &[W], d_in: usize, out: &mut [f32]) {
+        pulp::Arch::new().dispatch(Dots { x, w, d_in, out });
     }
 
     impl WeightElement for f32 {
@@ -254,14 +274,7 @@ mod flex {
             if let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon() {
                 return wide::axpy_rows(token, x, w, rows, d_in, d_out, acc);
             }
-            pulp::Arch::new().dispatch(Axpy {
-                x,
-                w,
-                rows,
-                d_in,
-                d_out,
-                acc,
-            });
+            portable_axpy(x, w, rows, d_in, d_out, acc);
         }
 
         fn dots(x: &[f32], w: &[f16], d_in: usize, out: &mut [f32]) {
@@ -269,7 +282,7 @@ mod flex {
             if let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon() {
                 return wide::dots(token, x, w, d_in, out);
             }
-            pulp::Arch::new().dispatch(Dots { x, w, d_in, out });
+            portable_dots(x, w, d_in, out);
         }
     }
 
@@ -291,39 +304,13 @@ mod flex {
                 .map(|i| (i % 13) as f32 / 7.0 - 0.9)
                 .collect();
             let (mut a16, mut a32) = (vec![0f32; tokens * d_out], vec![0f32; tokens * d_out]);
-            let rows = 0..d_in;
-            pulp::Arch::new().dispatch(Axpy {
-                x: &x,
-                w: &w16,
-                rows: rows.clone(),
-                d_in,
-                d_out,
-                acc: &mut a16,
-            });
-            pulp::Arch::new().dispatch(Axpy {
-                x: &x,
-                w: &w32,
-                rows,
-                d_in,
-                d_out,
-                acc: &mut a32,
-            });
+            portable_axpy(&x, &w16, 0..d_in, d_in, d_out, &mut a16);
+            portable_axpy(&x, &w32, 0..d_in, d_in, d_out, &mut a32);
             assert_eq!(a16, a32, "axpy");
             // the same values read as `[out, in]` rows of length d_in
-            let (w16, w32) = (&w16[..d_out * d_in], &w32[..d_out * d_in]);
             let (mut o16, mut o32) = (vec![0f32; d_out * tokens], vec![0f32; d_out * tokens]);
-            pulp::Arch::new().dispatch(Dots {
-                x: &x,
-                w: w16,
-                d_in,
-                out: &mut o16,
-            });
-            pulp::Arch::new().dispatch(Dots {
-                x: &x,
-                w: w32,
-                d_in,
-                out: &mut o32,
-            });
+            portable_dots(&x, &w16, d_in, &mut o16);
+            portable_dots(&x, &w32, d_in, &mut o32);
             assert_eq!(o16, o32, "dots");
         }
     }

@@ -138,8 +138,8 @@ pub fn build_llama_with_progress(
 }
 
 /// The precision a model's token embedding, projections and LM head are held in on the device
-/// (norms stay f32). f16 halves the memory and the bytes read per token on a GPU with
-/// `shader-f16` ([`crate::GpuInfo::shader_f16`]; see [`Llama::half`]): each tensor is converted
+/// (norms stay f32). f16 halves the memory and the bytes read per token, on the CPU and on a
+/// GPU with `shader-f16` ([`crate::GpuInfo::shader_f16`]; see [`Llama::half`]): each tensor is converted
 /// on the host as it is read, so no f32 copy of the model is ever on the device and the largest
 /// tensor a GPU must bind is half the f32 one ([`WeightDtype::bytes`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -147,7 +147,7 @@ pub enum WeightDtype {
     /// 4 bytes per weight: every backend, training included.
     #[default]
     F32,
-    /// 2 bytes per weight: inference on a GPU with `shader-f16`.
+    /// 2 bytes per weight: inference (a GPU needs `shader-f16`).
     F16,
 }
 
