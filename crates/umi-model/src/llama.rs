@@ -451,6 +451,9 @@ impl Llama {
         for (_, p) in self.projections_mut() {
             if p.quantized.is_none() {
                 half(&mut p.weight);
+                // on the CPU, `[out, in]` in memory as loaded (`linear::held_out_in`)
+                p.weight =
+                    burn::module::Param::from_tensor(crate::linear::held_out_in(p.weight.val()));
             }
         }
     }

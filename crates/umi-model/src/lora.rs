@@ -214,12 +214,12 @@ pub fn merge_lora(model: &mut Llama) {
             let delta = lora.a.val().matmul(lora.b.val()).mul_scalar(lora.scaling);
             let half = p.weight.val().dtype() == burn::tensor::DType::F16;
             let merged = p.weight_f32() + delta;
-            // a model held in f16 (`Llama::half`) stays in f16
-            p.weight = Param::from_tensor(if half {
+            // a model held in f16 (`Llama::half`) stays in f16; on the CPU `[out, in]` in memory
+            p.weight = Param::from_tensor(crate::linear::held_out_in(if half {
                 merged.cast(burn::tensor::FloatDType::F16)
             } else {
                 merged
-            });
+            }));
             p.quantized = None;
         }
     }

@@ -10,8 +10,10 @@
 //! of consecutive input rows, each read front to back once by one of rayon's threads into
 //! partial sums that are added in block order (so the result does not depend on the thread
 //! count); `[out, in]` weights are split into blocks of output rows, each a dot product per
-//! token. Longer inputs (prompts, compute-bound), autodiff tensors (training) and other
-//! backends (wgpu / WebGPU) take burn's matmul.
+//! token; a weight viewed transposed (the projections' `[out, in]` values viewed `[in, out]`
+//! on the CPU) is read in the order its values are held. Longer inputs (prompts,
+//! compute-bound), autodiff tensors (training) and other backends (wgpu / WebGPU) take burn's
+//! matmul.
 
 use burn::tensor::Tensor;
 
@@ -57,8 +59,7 @@ pub fn matmul_weight(x: Tensor<2>, w: Tensor<2>, layout: WeightLayout) -> Tensor
     use burn::tensor::{DType, FloatDType};
     #[cfg(feature = "flex")]
     if crate::ops::host::is_flex(&x.device()) {
-        let served = x.dims()[0] <= MAX_KERNEL_ROWS
-            && w.dims().iter().all(|&d| d > 0)
+        let served = w.dims().iter().all(|&d| d > 0)
             && !x.is_autodiff()
             && !w.is_autodiff()
             && matches!(w.dtype(), DType::F32 | DType::F16);
@@ -72,9 +73,7 @@ pub fn matmul_weight(x: Tensor<2>, w: Tensor<2>, layout: WeightLayout) -> Tensor
             );
         }
         if w.dtype() == DType::F16 {
-            // a prompt (or training) on the CPU: the weight converted to f32 for this product,
-            // whose GEMM costs far more than the conversion (burn's f16 GEMM ran prompts at
-            // 0.6x the f32 one)
+            // training on the CPU: the weight converted to f32 for this product
             return matmul_weight(x, w.cast(FloatDType::F32), layout);
         }
     }
@@ -112,8 +111,12 @@ mod flex {
     /// than waking the thread pool (rayon's idle spinning was 15 % of an adapter's decode
     /// samples when they were split).
     const PARALLEL_WEIGHT: usize = 1 << 16;
-    /// Output rows of an `[out, in]` weight per task.
+    /// Output rows of an `[out, in]` weight per task, at most: fewer where that gives each
+    /// thread at least 4 tasks (SmolLM2's 192 key/value outputs were one task, on one thread).
+    /// Each output is one dot product wherever it runs, so the split does not move a value.
     const OUT_ROWS_PER_TASK: usize = 256;
+    /// Output rows per task, at least.
+    const MIN_OUT_ROWS_PER_TASK: usize = 16;
 
     /// The product of a few rows with an f32 weight, as one kernel where the backend has one.
     #[backend_extension(Flex, Autodiff)]
@@ -131,13 +134,28 @@ mod flex {
             crate::ops::awake::keep_awake();
             let dtype = x.dtype();
             let x = dense_f32(x);
+            // a weight viewed transposed (`linear::held_out_in`: `[out, in]` values viewed
+            // `[in, out]`) is read in the order its values are held
+            let (w, transposed) = if w.layout().contiguous_offsets().is_none()
+                && Flex::float_swap_dims(w.clone(), 0, 1)
+                    .layout()
+                    .contiguous_offsets()
+                    .is_some()
+            {
+                (Flex::float_swap_dims(w, 0, 1), !transposed)
+            } else {
+                (w, transposed)
+            };
+            let [tokens, d_in] = dims2(&x);
+            if tokens > super::MAX_KERNEL_ROWS {
+                return cast_back(prompt_product(x, w, transposed), dtype);
+            }
             // f16 weights are read as they are held and converted a row at a time
             let w = if w.dtype() == DType::F16 {
                 dense(w)
             } else {
                 dense_f32(w)
             };
-            let [tokens, d_in] = dims2(&x);
             let xs = values(&x);
             let d_out = dims2(&w)[if transposed { 0 } else { 1 }];
             let out = if tokens == 0 {
@@ -153,6 +171,21 @@ mod flex {
                 dtype,
             )
         }
+    }
+
+    /// A prompt's product (more than [`super::MAX_KERNEL_ROWS`] rows: compute-bound) as one
+    /// GEMM (the `gemm` crate, through burn) with both operands row-major: `x · w` for `w`
+    /// `[in, out]`; for `w` `[out, in]`, `(w · xᵀ)ᵀ` with `xᵀ` copied row-major (the
+    /// activations, a small fraction of the weight), where `x · wᵀ` read through strides ran
+    /// TinyLlama's 512-token prompt 20 % slower. An f16 weight is converted to f32 first
+    /// (burn's f16 GEMM ran prompts at 0.6× the f32 one).
+    fn prompt_product(x: FlexTensor, w: FlexTensor, transposed: bool) -> FlexTensor {
+        let w = dense_f32(w);
+        if !transposed {
+            return Flex::float_matmul(x, w);
+        }
+        let x_t = Flex::float_swap_dims(x, 0, 1).to_contiguous();
+        Flex::float_swap_dims(Flex::float_matmul(w, x_t), 0, 1).to_contiguous()
     }
 
     /// Under autodiff, burn's matmul (never reached: [`super::matmul_weight`] sends autodiff
@@ -249,6 +282,14 @@ mod flex {
         #[inline(always)]
         fn row<'a>(w: &'a [f32], _buf: &'a mut Vec<f32>) -> &'a [f32] {
             w
+        }
+
+        fn dots(x: &[f32], w: &[f32], d_in: usize, out: &mut [f32]) {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(token) = <archmage::X64V4Token as archmage::SimdToken>::summon() {
+                return wide::dots_f32(token, x, w, d_in, out);
+            }
+            portable_dots(x, w, d_in, out);
         }
     }
 
@@ -353,6 +394,48 @@ mod flex {
                     for j in whole..d_out {
                         acc[j] += xv * row[j].to_f32();
                     }
+                }
+            }
+        }
+
+        /// [`super::Dots`]' work for an f32 `w` `[out, in]`: four accumulators of 16 lanes
+        /// (independent chains of FMAs, so the loads, not the additions' latency, set the pace).
+        #[arcane(import_intrinsics)]
+        pub(super) fn dots_f32(
+            _token: X64V4Token,
+            x: &[f32],
+            w: &[f32],
+            d_in: usize,
+            out: &mut [f32],
+        ) {
+            let tokens = x.len() / d_in;
+            let by64 = d_in / 64 * 64;
+            let by16 = d_in / 16 * 16;
+            for (row, out) in w.chunks_exact(d_in).zip(out.chunks_exact_mut(tokens)) {
+                for (y, x_row) in out.iter_mut().zip(x.chunks_exact(d_in)) {
+                    let mut acc = [_mm512_setzero_ps(); 4];
+                    for j in (0..by64).step_by(64) {
+                        for (k, a) in acc.iter_mut().enumerate() {
+                            let at = j + 16 * k;
+                            let r: &[f32; 16] = row[at..at + 16].try_into().expect("16 values");
+                            let v: &[f32; 16] = x_row[at..at + 16].try_into().expect("16 values");
+                            *a = _mm512_fmadd_ps(_mm512_loadu_ps(r), _mm512_loadu_ps(v), *a);
+                        }
+                    }
+                    for j in (by64..by16).step_by(16) {
+                        let r: &[f32; 16] = row[j..j + 16].try_into().expect("16 values");
+                        let v: &[f32; 16] = x_row[j..j + 16].try_into().expect("16 values");
+                        acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(r), _mm512_loadu_ps(v), acc[0]);
+                    }
+                    let sum =
+                        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+                    let mut lanes = [0f32; 16];
+                    _mm512_storeu_ps(&mut lanes, sum);
+                    let mut total: f32 = lanes.iter().sum();
+                    for j in by16..d_in {
+                        total += row[j] * x_row[j];
+                    }
+                    *y = total;
                 }
             }
         }
@@ -475,13 +558,16 @@ mod flex {
         d_in: usize,
         d_out: usize,
     ) -> Vec<f32> {
+        let per_task = d_out
+            .div_ceil(4 * rayon::current_num_threads())
+            .clamp(MIN_OUT_ROWS_PER_TASK, OUT_ROWS_PER_TASK);
         // `[out, tokens]` here, transposed at the end when there is more than one token
         let mut out_t = vec![0f32; d_out * tokens];
         out_t
-            .par_chunks_mut(OUT_ROWS_PER_TASK * tokens)
+            .par_chunks_mut(per_task * tokens)
             .enumerate()
             .for_each(|(task, out)| {
-                let first = task * OUT_ROWS_PER_TASK;
+                let first = task * per_task;
                 W::dots(
                     x,
                     &w[first * d_in..(first + out.len() / tokens) * d_in],
@@ -539,25 +625,38 @@ mod tests {
         Tensor::random(shape, Distribution::Uniform(-1.0, 1.0), device)
     }
 
-    /// Both layouts, 1 to 9 rows (9: burn's matmul), widths that do not divide into the task
-    /// sizes, against burn's matmul.
+    /// Both layouts, each held as it is and as a transposed view of the other's values (the
+    /// projections on the CPU: `linear::held_out_in`), 0 to 9 rows and a prompt's 40 (more
+    /// than `MAX_KERNEL_ROWS`: the GEMM), widths that do not divide into the task sizes,
+    /// against burn's matmul of the same values.
     #[test]
     fn the_kernel_equals_burns_matmul() {
         let device = Device::flex();
         for (d_in, d_out) in [(576, 192), (37, 1000), (1536, 5), (3, 300)] {
             let w_in_out = random([d_in, d_out], &device);
             let w_out_in = random([d_out, d_in], &device);
-            for tokens in 0..=MAX_KERNEL_ROWS + 1 {
+            // the same values as views of the other layout
+            let view_in_out = w_out_in.clone().transpose();
+            let view_out_in = w_in_out.clone().transpose();
+            for tokens in (0..=MAX_KERNEL_ROWS + 1).chain([40]) {
                 let x = random([tokens, d_in], &device);
-                let got = matmul_weight(x.clone(), w_in_out.clone(), WeightLayout::InOut);
-                let want = x.clone().matmul(w_in_out.clone());
-                assert_eq!(got.dims(), [tokens, d_out]);
-                let err = max_abs_diff(got, want);
-                assert!(err < 1e-4, "[{d_in}, {d_out}], {tokens} rows: {err}");
-                let got = matmul_weight(x.clone(), w_out_in.clone(), WeightLayout::OutIn);
-                let want = x.matmul(w_out_in.clone().transpose());
-                let err = max_abs_diff(got, want);
-                assert!(err < 1e-4, "[{d_out}, {d_in}]ᵀ, {tokens} rows: {err}");
+                for (w, name) in [(&w_in_out, "held"), (&view_in_out, "viewed")] {
+                    let got = matmul_weight(x.clone(), w.clone(), WeightLayout::InOut);
+                    let want = x.clone().matmul(w.clone());
+                    assert_eq!(got.dims(), [tokens, d_out]);
+                    let err = max_abs_diff(got, want);
+                    assert!(err < 1e-4, "[{d_in}, {d_out}] {name}, {tokens} rows: {err}");
+                }
+                for (w, name) in [(&w_out_in, "held"), (&view_out_in, "viewed")] {
+                    let got = matmul_weight(x.clone(), w.clone(), WeightLayout::OutIn);
+                    let want = x.clone().matmul(w.clone().transpose());
+                    assert_eq!(got.dims(), [tokens, d_out]);
+                    let err = max_abs_diff(got, want);
+                    assert!(
+                        err < 1e-4,
+                        "[{d_out}, {d_in}]ᵀ {name}, {tokens} rows: {err}"
+                    );
+                }
             }
         }
     }

@@ -339,8 +339,10 @@ impl Loader<'_> {
         Ok((self.upload_weight(host), None))
     }
 
-    /// Loads an HF `[out, in]` projection and stores it `[in, out]` (or quantized, which keeps
-    /// `[out, in]`, when loading quantized).
+    /// Loads an HF `[out, in]` projection as the `[in, out]` weight of a [`LoraLinear`]: on the
+    /// CPU backend its `[out, in]` values as they are, viewed transposed
+    /// ([`crate::linear::held_out_in`]); elsewhere transposed on the host. Quantized (which
+    /// keeps `[out, in]`) when loading quantized.
     fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<LoraLinear> {
         #[cfg(not(target_family = "wasm"))]
         if let Hold::Quantized(format) = self.hold
@@ -352,8 +354,12 @@ impl Loader<'_> {
             self.loaded(&[out, inp]);
             return Ok(LoraLinear::quantized(q, self.device));
         }
-        let host = self.host(name, &[out, inp])?.transposed();
-        Ok(LoraLinear::new(self.upload_weight(host)))
+        let host = self.host(name, &[out, inp])?;
+        if crate::linear::holds_out_in(self.device) {
+            let weight: Tensor<2> = self.upload_weight(host);
+            return Ok(LoraLinear::new(weight.transpose()));
+        }
+        Ok(LoraLinear::new(self.upload_weight(host.transposed())))
     }
 
     /// Counts a tensor of `shape` as loaded and reports it.
