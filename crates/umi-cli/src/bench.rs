@@ -37,7 +37,7 @@ pub(crate) struct BenchArgs {
     /// label, LoRA r 8 / α 16 / dropout 0 on all seven projections, AdamW lr 1e-4, clipping at
     /// 1.0; one warm-up step, then `--runs` timed steps.
     #[arg(long)]
-    train: bool,
+    pub train: bool,
     /// Rows per training step (with --train).
     #[arg(long, default_value_t = 1)]
     batch_size: usize,

@@ -5,6 +5,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod allocator;
 mod bench;
 mod data;
 mod dpo;
@@ -18,6 +19,10 @@ mod run;
 mod steps;
 mod train;
 use models::ModelCache;
+
+/// jemalloc as the allocator, set per workload by [`allocator::configure`].
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// The default model, placed by `scripts/setup.sh`.
 pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -67,6 +72,7 @@ enum ToolsCommand {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    allocator::configure(cli.command.trains());
     // The whole command runs on a worker of the rayon pool that the CPU kernels use (burn's CPU
     // backend and the Q8_0 products), so each of the ~200 parallel products per decoded token
     // starts from a pool thread instead of waking the pool from outside and blocking on it:
@@ -77,6 +83,17 @@ fn main() -> Result<()> {
         .stack_size(16 << 20)
         .build()?
         .install(|| run(cli))
+}
+
+impl Command {
+    /// Whether the command trains (its allocator settings: [`allocator::settings`]).
+    fn trains(&self) -> bool {
+        match self {
+            Command::Train(_) => true,
+            Command::Bench(args) => args.train,
+            _ => false,
+        }
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {
