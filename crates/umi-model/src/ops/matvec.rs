@@ -136,15 +136,15 @@ mod flex {
             let x = dense_f32(x);
             // a weight viewed transposed (`linear::held_out_in`: `[out, in]` values viewed
             // `[in, out]`) is read in the order its values are held
-            let (w, transposed) = if w.layout().contiguous_offsets().is_none()
-                && Flex::float_swap_dims(w.clone(), 0, 1)
-                    .layout()
-                    .contiguous_offsets()
-                    .is_some()
-            {
-                (Flex::float_swap_dims(w, 0, 1), !transposed)
-            } else {
+            let (w, transposed) = if w.layout().contiguous_offsets().is_some() {
                 (w, transposed)
+            } else {
+                let held = Flex::float_swap_dims(w.clone(), 0, 1);
+                if held.layout().contiguous_offsets().is_some() {
+                    (held, !transposed)
+                } else {
+                    (w, transposed)
+                }
             };
             let [tokens, d_in] = dims2(&x);
             if tokens > super::MAX_KERNEL_ROWS {
@@ -398,85 +398,81 @@ mod flex {
             }
         }
 
-        /// [`super::Dots`]' work for an f32 `w` `[out, in]`: four accumulators of 16 lanes
-        /// (independent chains of FMAs, so the loads, not the additions' latency, set the pace).
-        #[arcane(import_intrinsics)]
-        pub(super) fn dots_f32(
-            _token: X64V4Token,
-            x: &[f32],
-            w: &[f32],
-            d_in: usize,
-            out: &mut [f32],
-        ) {
-            let tokens = x.len() / d_in;
-            let by64 = d_in / 64 * 64;
-            let by16 = d_in / 16 * 16;
-            for (row, out) in w.chunks_exact(d_in).zip(out.chunks_exact_mut(tokens)) {
-                for (y, x_row) in out.iter_mut().zip(x.chunks_exact(d_in)) {
-                    let mut acc = [_mm512_setzero_ps(); 4];
-                    for j in (0..by64).step_by(64) {
-                        for (k, a) in acc.iter_mut().enumerate() {
-                            let at = j + 16 * k;
-                            let r: &[f32; 16] = row[at..at + 16].try_into().expect("16 values");
-                            let v: &[f32; 16] = x_row[at..at + 16].try_into().expect("16 values");
-                            *a = _mm512_fmadd_ps(_mm512_loadu_ps(r), _mm512_loadu_ps(v), *a);
+        /// Defines `$name`, [`super::Dots`]' work for a `w` `[out, in]` of `$elem`: four
+        /// accumulators of 16 lanes (independent chains of FMAs, so the loads, not the
+        /// additions' latency, set the pace). `$load` reads the 16 weights of `$row` from
+        /// `$at` as f32 lanes, `$value` one weight `$w` as f32 (the tails).
+        macro_rules! dots_kernel {
+            ($(#[$doc:meta])* $name:ident, $elem:ty,
+             |$row:ident, $at:ident| $load:expr, |$w:ident| $value:expr) => {
+                $(#[$doc])*
+                #[arcane(import_intrinsics)]
+                pub(super) fn $name(
+                    _token: X64V4Token,
+                    x: &[f32],
+                    w: &[$elem],
+                    d_in: usize,
+                    out: &mut [f32],
+                ) {
+                    let tokens = x.len() / d_in;
+                    let by64 = d_in / 64 * 64;
+                    let by16 = d_in / 16 * 16;
+                    for ($row, out) in w.chunks_exact(d_in).zip(out.chunks_exact_mut(tokens)) {
+                        for (y, x_row) in out.iter_mut().zip(x.chunks_exact(d_in)) {
+                            let mut acc = [_mm512_setzero_ps(); 4];
+                            for j in (0..by64).step_by(64) {
+                                for (k, a) in acc.iter_mut().enumerate() {
+                                    let $at = j + 16 * k;
+                                    let v: &[f32; 16] =
+                                        x_row[$at..$at + 16].try_into().expect("16 values");
+                                    *a = _mm512_fmadd_ps($load, _mm512_loadu_ps(v), *a);
+                                }
+                            }
+                            for $at in (by64..by16).step_by(16) {
+                                let v: &[f32; 16] =
+                                    x_row[$at..$at + 16].try_into().expect("16 values");
+                                acc[0] = _mm512_fmadd_ps($load, _mm512_loadu_ps(v), acc[0]);
+                            }
+                            let sum = _mm512_add_ps(
+                                _mm512_add_ps(acc[0], acc[1]),
+                                _mm512_add_ps(acc[2], acc[3]),
+                            );
+                            let mut lanes = [0f32; 16];
+                            _mm512_storeu_ps(&mut lanes, sum);
+                            let mut total: f32 = lanes.iter().sum();
+                            for j in by16..d_in {
+                                let $w = $row[j];
+                                total += $value * x_row[j];
+                            }
+                            *y = total;
                         }
                     }
-                    for j in (by64..by16).step_by(16) {
-                        let r: &[f32; 16] = row[j..j + 16].try_into().expect("16 values");
-                        let v: &[f32; 16] = x_row[j..j + 16].try_into().expect("16 values");
-                        acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(r), _mm512_loadu_ps(v), acc[0]);
-                    }
-                    let sum =
-                        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-                    let mut lanes = [0f32; 16];
-                    _mm512_storeu_ps(&mut lanes, sum);
-                    let mut total: f32 = lanes.iter().sum();
-                    for j in by16..d_in {
-                        total += row[j] * x_row[j];
-                    }
-                    *y = total;
                 }
-            }
+            };
         }
 
-        /// [`super::Dots`]' work for an f16 `w` `[out, in]`: four accumulators of 16 lanes.
-        #[arcane(import_intrinsics)]
-        pub(super) fn dots(_token: X64V4Token, x: &[f32], w: &[f16], d_in: usize, out: &mut [f32]) {
-            let tokens = x.len() / d_in;
-            let by64 = d_in / 64 * 64;
-            let by16 = d_in / 16 * 16;
-            for (row, out) in w.chunks_exact(d_in).zip(out.chunks_exact_mut(tokens)) {
-                let bits: &[u16] = row.reinterpret_cast();
-                for (y, x_row) in out.iter_mut().zip(x.chunks_exact(d_in)) {
-                    let mut acc = [_mm512_setzero_ps(); 4];
-                    for j in (0..by64).step_by(64) {
-                        for (k, a) in acc.iter_mut().enumerate() {
-                            let at = j + 16 * k;
-                            let s: &[u16; 16] = bits[at..at + 16].try_into().expect("16 values");
-                            let v: &[f32; 16] = x_row[at..at + 16].try_into().expect("16 values");
-                            let wv = _mm512_cvtph_ps(_mm256_loadu_si256(s));
-                            *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(v), *a);
-                        }
-                    }
-                    for j in (by64..by16).step_by(16) {
-                        let s: &[u16; 16] = bits[j..j + 16].try_into().expect("16 values");
-                        let v: &[f32; 16] = x_row[j..j + 16].try_into().expect("16 values");
-                        let wv = _mm512_cvtph_ps(_mm256_loadu_si256(s));
-                        acc[0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(v), acc[0]);
-                    }
-                    let sum =
-                        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-                    let mut lanes = [0f32; 16];
-                    _mm512_storeu_ps(&mut lanes, sum);
-                    let mut total: f32 = lanes.iter().sum();
-                    for j in by16..d_in {
-                        total += row[j].to_f32() * x_row[j];
-                    }
-                    *y = total;
-                }
-            }
-        }
+        dots_kernel!(
+            /// [`super::Dots`]' work for an f32 `w` `[out, in]`.
+            dots_f32,
+            f32,
+            |row, at| {
+                let r: &[f32; 16] = row[at..at + 16].try_into().expect("16 values");
+                _mm512_loadu_ps(r)
+            },
+            |w| w
+        );
+
+        dots_kernel!(
+            /// [`super::Dots`]' work for an f16 `w` `[out, in]`: 16 weights per `vcvtph2ps`.
+            dots,
+            f16,
+            |row, at| {
+                let bits: &[u16] = row[at..at + 16].reinterpret_cast();
+                let s: &[u16; 16] = bits.try_into().expect("16 values");
+                _mm512_cvtph_ps(_mm256_loadu_si256(s))
+            },
+            |w| w.to_f32()
+        );
     }
 
     /// `x · w` for `w` `[in, out]`: blocks of input rows, each streamed once into partial sums
