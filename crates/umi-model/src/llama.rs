@@ -421,6 +421,24 @@ impl Llama {
         }
     }
 
+    /// The LM head's weight as one plain product with the final hidden states,
+    /// `[vocab_size, hidden_size]` (the layout of Hugging Face files): the tied token embedding,
+    /// or `lm_head` without an adapter; `None` when the head is quantized or adapted (then
+    /// [`Llama::logits`] is the way to the logits). What [`crate::ops::linear_cross_entropy`]
+    /// takes, autodiff tracking included (a trained embedding gets its gradient).
+    pub fn head_weight(&self) -> Option<Tensor<2>> {
+        match &self.lm_head {
+            None => self
+                .embed_quantized
+                .is_none()
+                .then(|| self.embed_tokens.val()),
+            Some(head) if head.lora.is_none() && head.quantized.is_none() => {
+                Some(head.weight.val().transpose())
+            }
+            Some(_) => None,
+        }
+    }
+
     /// One empty [`KvCache`] per layer.
     /// In f16 when [`Llama::kv_cache_f16`] is set and the model is on the CPU backend.
     pub fn new_cache(&self) -> Vec<KvCache> {

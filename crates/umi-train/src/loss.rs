@@ -179,11 +179,22 @@ pub fn causal_lm_loss_from_hidden(
     let device = hidden.device();
     let picked = hidden
         .reshape([batch_size * seq_len, hidden_size])
-        .select(0, int_tensor(rows, &device))
-        .reshape([1, n, hidden_size]);
-    let logits = model.logits(picked); // [1, n, vocab_size]
-    let vocab_size = logits.dims()[2];
-    Some(mean_nll(logits.reshape([n, vocab_size]), targets))
+        .select(0, int_tensor(rows, &device)); // [n, hidden_size]
+    let vocab_size = model.config.vocab_size;
+    match model.head_weight() {
+        // the LM head and the loss in one operation, without the [n, vocab_size] logits
+        Some(weight) if targets.iter().all(|&t| (0..vocab_size as i64).contains(&t)) => {
+            let targets: Vec<usize> = targets.iter().map(|&t| t as usize).collect();
+            Some((
+                umi_model::ops::linear_cross_entropy(picked, weight, &targets),
+                n,
+            ))
+        }
+        _ => {
+            let logits = model.logits(picked.reshape([1, n, hidden_size])); // [1, n, vocab_size]
+            Some(mean_nll(logits.reshape([n, vocab_size]), targets))
+        }
+    }
 }
 
 /// Flat positions `b·seq_len + t` whose next label `labels[b][t + 1]` is a target, and those
