@@ -69,6 +69,22 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: Option<Causal
             ),
         );
     }
+    #[cfg(feature = "flex")]
+    if let Some(c) = causal {
+        // training on the CPU: block by block, the masked products skipped
+        let blocks = c.period >= 2 * super::causal_attention::BLOCK;
+        if blocks && q.is_autodiff() && crate::ops::host::is_flex(&q.device()) {
+            c.check(q.dims()[2], k.dims()[2]);
+            let (out, _) = <burn::backend::Dispatch as super::causal_attention::flex::CausalAttentionBackend>::causal_attention(
+                q.into_dispatch(),
+                k.into_dispatch(),
+                v.into_dispatch(),
+                c.period,
+                c.offset,
+            );
+            return Tensor::from_dispatch(out);
+        }
+    }
     softmax_causal(q.matmul(k.swap_dims(2, 3)), causal).matmul(v)
 }
 
@@ -1599,6 +1615,62 @@ mod tests {
         let want = composed(q, copied(&k_prefix, &k), copied(&v_prefix, &v), None);
         let diff = max_abs_diff(fused, want);
         assert!(diff < 1e-5, "{batch} sequences: {diff}");
+    }
+
+    /// Training's block-by-block causal attention (autodiff tensors on the CPU, more than two
+    /// blocks of positions and a partial last one, stacked query heads, earlier positions as a
+    /// shared prefix gives, strided keys) against the whole masked product composed from burn's
+    /// operations: values and the gradients of q, k and v.
+    #[test]
+    fn training_blocks_equal_the_whole_masked_product() {
+        let device = Device::flex().autodiff();
+        let block = crate::ops::causal_attention::BLOCK;
+        for (period, offset) in [(2 * block + 37, 5), (2 * block, 0)] {
+            let (n_rep, columns) = (3, offset + period);
+            let normal = |shape: [usize; 4]| {
+                Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device)
+            };
+            let (q, v) = (
+                normal([2, 2, n_rep * period, 16]),
+                normal([2, 2, columns, 16]),
+            );
+            // keys as the model makes them: [batch, positions, heads, head_dim] swapped
+            let k = normal([2, columns, 2, 16]).swap_dims(1, 2);
+            let upstream = normal([2, 2, n_rep * period, 16]);
+            let causal = Some(Causal { period, offset });
+            let run = |blocked: bool| {
+                let (q, k, v) = (
+                    q.clone().detach().require_grad(),
+                    k.clone().detach().require_grad(),
+                    v.clone().detach().require_grad(),
+                );
+                let out = if blocked {
+                    attention(q.clone(), k.clone(), v.clone(), causal)
+                } else {
+                    composed(q.clone(), k.clone(), v.clone(), causal)
+                };
+                let grads = (out.clone() * upstream.clone()).sum().backward();
+                let plain = |t: Tensor<4>| Tensor::<4>::from_data(t.into_data(), &Device::flex());
+                [
+                    plain(out.detach()),
+                    plain(q.grad(&grads).unwrap()),
+                    plain(k.grad(&grads).unwrap()),
+                    plain(v.grad(&grads).unwrap()),
+                ]
+            };
+            for (name, (a, b)) in ["output", "dq", "dk", "dv"]
+                .iter()
+                .zip(run(true).into_iter().zip(run(false)))
+            {
+                // relative to the largest value: dk and dv sum hundreds of products
+                let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+                let diff = max_abs_diff(a, b);
+                assert!(
+                    diff < 1e-6 * scale.max(10.0),
+                    "{period} positions after {offset}, {name}: {diff} (largest {scale})"
+                );
+            }
+        }
     }
 
     #[test]

@@ -112,26 +112,6 @@ mod flex {
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     }
 
-    /// `row[i] = e^(row[i] − max)` in place; returns `(max, Σ row)`.
-    #[inline(always)]
-    fn exp_in_place(row: &mut [f32]) -> (f32, f32) {
-        let max = simd::max(row);
-        let mut sum = 0f32;
-        let mut acc = [0f32; 16];
-        let mut chunks = row.chunks_exact_mut(16);
-        for c in &mut chunks {
-            for (x, a) in c.iter_mut().zip(&mut acc) {
-                *x = simd::exp(*x - max);
-                *a += *x;
-            }
-        }
-        for x in chunks.into_remainder() {
-            *x = simd::exp(*x - max);
-            sum += *x;
-        }
-        (max, sum + acc.iter().sum::<f32>())
-    }
-
     /// The loss (summed over the rows) and, with `grads`, the gradients of the mean loss.
     fn fused(
         hidden: FlexTensor,
@@ -164,7 +144,7 @@ mod flex {
                     simd::vectorized(
                         #[inline(always)]
                         || {
-                            let (max, sum) = exp_in_place(row);
+                            let (max, sum) = simd::exp_shifted_in_place(row);
                             if grads {
                                 // the gradient of the mean loss: (softmax − onehot) / n
                                 let inv = scale / sum;

@@ -14,6 +14,7 @@
 //! autodiff node of its own, so training differentiates the fused form instead of the pieces.
 
 mod attention;
+mod causal_attention;
 pub(crate) mod awake;
 mod cross_entropy;
 mod dropout;

@@ -131,6 +131,27 @@ pub fn exp_shifted_sum(out: &mut [f32], x: &[f32], shift: f32) -> f32 {
     exp_scaled_sum(out, x, shift, 1.0)
 }
 
+/// `x[i] = e^(x[i] - max x)` in place; returns `(max x, Σ x)` after (lane-wise accumulators, as
+/// [`exp_scaled_sum`]). A softmax row's exponentials without a second buffer.
+#[inline(always)]
+pub fn exp_shifted_in_place(x: &mut [f32]) -> (f32, f32) {
+    let shift = max(x);
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for (v, a) in c.iter_mut().zip(&mut acc) {
+            *v = exp(*v - shift);
+            *a += *v;
+        }
+    }
+    let mut sum = 0f32;
+    for v in chunks.into_remainder() {
+        *v = exp(*v - shift);
+        sum += *v;
+    }
+    (shift, acc.iter().sum::<f32>() + sum)
+}
+
 /// The largest value of `x` (`-inf` when empty; NaNs are skipped, as `f32::max` does).
 #[inline(always)]
 pub fn max(x: &[f32]) -> f32 {
