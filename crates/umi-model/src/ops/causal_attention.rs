@@ -136,7 +136,7 @@ pub(super) mod flex {
     }
 
     /// `out` split into consecutive pieces of the given lengths.
-    fn split<'a>(mut out: &'a mut [f32], lengths: impl Iterator<Item = usize>) -> Vec<&'a mut [f32]> {
+    fn split(mut out: &mut [f32], lengths: impl Iterator<Item = usize>) -> Vec<&mut [f32]> {
         let mut pieces = Vec::new();
         for n in lengths {
             let (piece, rest) = out.split_at_mut(n);
@@ -225,7 +225,8 @@ pub(super) mod flex {
                     let d_out = rows(&grad, at, block.row, block.len);
                     let p = matrix(&probs, block.probs, block.len, block.seen);
                     let mut ds = Flex::float_matmul(d_out.clone(), vals.transpose(0, 1)); // dP
-                    let p_values = &values(&probs)[block.probs..block.probs + block.len * block.seen];
+                    let p_values =
+                        &values(&probs)[block.probs..block.probs + block.len * block.seen];
                     simd::vectorized(
                         #[inline(always)]
                         || {
@@ -243,10 +244,8 @@ pub(super) mod flex {
                     );
                     let d_q = Flex::float_matmul(ds.clone(), keys); // [len, head_dim]
                     dq.copy_from_slice(values(&d_q));
-                    let d_k = Flex::float_matmul(
-                        ds.transpose(0, 1),
-                        rows(&q, at, block.row, block.len),
-                    );
+                    let d_k =
+                        Flex::float_matmul(ds.transpose(0, 1), rows(&q, at, block.row, block.len));
                     let d_v = Flex::float_matmul(p.transpose(0, 1), d_out);
                     (d_k, d_v)
                 })
@@ -286,7 +285,12 @@ pub(super) mod flex {
     }
 
     impl<B: Backend + CausalAttentionBackend> Backward<B, 3> for CausalAttention {
-        type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+        type State = (
+            FloatTensor<B>,
+            FloatTensor<B>,
+            FloatTensor<B>,
+            FloatTensor<B>,
+        );
 
         fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
             let [q_parent, k_parent, v_parent] = ops.parents;
@@ -323,7 +327,8 @@ pub(super) mod flex {
                 .stateful()
             {
                 OpsKind::Tracked(prep) => {
-                    let (out, probs) = B::causal_attention(qp.clone(), kp.clone(), vp.clone(), period, offset);
+                    let (out, probs) =
+                        B::causal_attention(qp.clone(), kp.clone(), vp.clone(), period, offset);
                     let probs_out = Self::from_inner(probs.clone());
                     (prep.finish((qp, kp, vp, probs), out), probs_out)
                 }

@@ -14,8 +14,8 @@
 //! autodiff node of its own, so training differentiates the fused form instead of the pieces.
 
 mod attention;
-mod causal_attention;
 pub(crate) mod awake;
+mod causal_attention;
 mod cross_entropy;
 mod dropout;
 #[cfg(feature = "flex")]
