@@ -14,6 +14,7 @@
 //! positions. The GEMMs are burn-flex's (the `gemm` crate) on views of the tensors' storage.
 
 /// Query positions per block.
+#[cfg(feature = "flex")]
 pub const BLOCK: usize = 64;
 
 #[cfg(feature = "flex")]
