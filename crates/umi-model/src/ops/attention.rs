@@ -1662,11 +1662,13 @@ mod tests {
                 .iter()
                 .zip(run(true).into_iter().zip(run(false)))
             {
-                // relative to the largest value: dk and dv sum hundreds of products
+                // relative to the largest value: dk and dv sum up to ~170 products per value in
+                // another order than the composed form (f32: up to ~1.1e-6 of the largest seen,
+                // with random inputs); a wrong mask or a lost block is off by O(1)
                 let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
                 let diff = max_abs_diff(a, b);
                 assert!(
-                    diff < 1e-6 * scale.max(10.0),
+                    diff < 1e-5 * scale.max(10.0),
                     "{period} positions after {offset}, {name}: {diff} (largest {scale})"
                 );
             }
