@@ -180,32 +180,12 @@ mod flex {
     /// TinyLlama's 512-token prompt 20 % slower. An f16 weight is converted to f32 first
     /// (burn's f16 GEMM ran prompts at 0.6× the f32 one).
     fn prompt_product(x: FlexTensor, w: FlexTensor, transposed: bool) -> FlexTensor {
-        let w = if w.dtype() == DType::F16 {
-            f16_weight_in_f32(dense(w))
-        } else {
-            dense_f32(w)
-        };
+        let w = dense_f32(w);
         if !transposed {
             return Flex::float_matmul(x, w);
         }
         let x_t = transpose_2d(&x);
         transpose_2d(&dense_f32(Flex::float_matmul(w, x_t)))
-    }
-
-    /// A dense f16 weight converted to f32 for a prompt's GEMM: 16 values per instruction
-    /// ([`simd::f16_to_f32`]) over rayon's threads. burn's cast converted one value per call on
-    /// one thread: 9 % of a SmolLM2 f16 prompt's samples, the other thread idle meanwhile
-    /// (perf, 2026-12-06).
-    fn f16_weight_in_f32(w: FlexTensor) -> FlexTensor {
-        /// Values per conversion task (64 KiB of f16).
-        const TASK: usize = 1 << 15;
-        let shape = w.layout().shape().clone();
-        let ws = w.as_slice::<f16>().expect("dense f16");
-        let mut out = vec![0f32; ws.len()];
-        out.par_chunks_mut(TASK)
-            .zip(ws.par_chunks(TASK))
-            .for_each(|(o, w)| simd::f16_to_f32(w, o));
-        FlexTensor::from_data(TensorData::new(out, shape))
     }
 
     /// Under autodiff, burn's matmul (never reached: [`super::matmul_weight`] sends autodiff
