@@ -322,6 +322,11 @@ impl LoraLinear {
         } else {
             x
         };
+        #[cfg(feature = "flex")]
+        if x.is_autodiff() && crate::ops::host::is_flex(&x.device()) {
+            // training on the CPU: one node, its small products over all threads
+            return crate::ops::lora_add(y, x, lora.a.val(), lora.b.val(), lora.scaling);
+        }
         // a decode step's few rows take umi's kernel (burn's gemm spent 11 % of a SmolLM2
         // Q8_0 decode with the planner adapter packing these tiny products); longer inputs
         // and autodiff tensors fall back to burn's matmul

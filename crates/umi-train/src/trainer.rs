@@ -385,6 +385,8 @@ impl Trainer {
         if total == 0 {
             return None;
         }
+        // the products between the serial stretches of the graph run on all threads
+        let _awake = umi_model::ops::awake::hold();
         let mut accumulator = GradientsAccumulator::<Llama>::new();
         let mut loss_sum: Option<Tensor<1>> = None;
         let mut tokens = 0;

@@ -30,6 +30,8 @@ pub const LINGER: Duration = Duration::from_millis(2);
 
 /// Spinners running (or queued) now.
 static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+/// [`Awake`] guards alive now: while any is, spinners do not end.
+static HOLDS: AtomicUsize = AtomicUsize::new(0);
 /// When a kernel last started: nanoseconds since [`epoch`].
 static LAST_KERNEL: AtomicU64 = AtomicU64::new(0);
 
@@ -79,6 +81,31 @@ pub fn keep_awake() {
     }
 }
 
+/// Keeps the other workers awake until it is dropped ([`hold`]).
+#[must_use = "the workers stay awake only while the guard lives"]
+pub struct Awake(());
+
+/// Keeps rayon's other workers awake (as [`keep_awake`] does) until the returned guard is
+/// dropped, not only [`LINGER`] after each kernel: for work whose parallel regions are
+/// separated by serial stretches longer than that, or are not umi's kernels. A training step
+/// is: burn's matrix products (the `gemm` crate splits each over rayon) between element-wise
+/// operations and autodiff bookkeeping on one thread; with the workers left to sleep there,
+/// the second thread was asleep for a third of a SmolLM2 LoRA step (1 × 512 tokens) and most
+/// products ran on one thread (2026-12-06). Call it on a rayon worker (elsewhere it holds
+/// nothing); guards nest.
+pub fn hold() -> Awake {
+    HOLDS.fetch_add(1, Ordering::AcqRel);
+    keep_awake();
+    Awake(())
+}
+
+impl Drop for Awake {
+    fn drop(&mut self) {
+        LAST_KERNEL.store(now_ns(), Ordering::Relaxed);
+        HOLDS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A spinner: runs rayon's pending jobs or spins until no kernel started for [`LINGER`]. Ends
 /// at once on the thread that asked for it (that thread has a kernel to run, and a spinner it
 /// waited in would never end) or inside another spinner.
@@ -93,7 +120,9 @@ fn spin(owner: usize) {
                 Some(rayon::Yield::Idle) => {}
                 None => break,
             }
-            if now_ns().saturating_sub(LAST_KERNEL.load(Ordering::Relaxed)) > linger {
+            if HOLDS.load(Ordering::Acquire) == 0
+                && now_ns().saturating_sub(LAST_KERNEL.load(Ordering::Relaxed)) > linger
+            {
                 break;
             }
             // yield the core to the OS between polls: free when the core has nothing else to

@@ -8,18 +8,20 @@
 //! - [`swiglu`]: the MLP's `silu(gate) ⊙ up`;
 //! - [`dropout`]: LoRA's input dropout, its mask drawn on the host;
 //! - [`matmul_weight`]: a decode step's few rows times an f32 weight, on all threads;
+//! - [`lora_add`]: a LoRA adapter's share of a projection while training;
 //! - [`linear_cross_entropy`]: the LM head and the training loss, without a logits tensor.
 //!
 //! Each CPU kernel is a burn backend extension (`#[backend_extension(Flex, Autodiff)]`) with an
 //! autodiff node of its own, so training differentiates the fused form instead of the pieces.
 
 mod attention;
-pub(crate) mod awake;
+pub mod awake;
 mod causal_attention;
 mod cross_entropy;
 mod dropout;
 #[cfg(feature = "flex")]
 pub(crate) mod host;
+mod lora;
 mod matvec;
 pub mod simd;
 mod softmax;
@@ -28,6 +30,7 @@ mod swiglu;
 pub use attention::{attention, attention_with_prefix};
 pub use cross_entropy::linear_cross_entropy;
 pub use dropout::dropout;
+pub use lora::lora_add;
 pub use matvec::{WeightLayout, matmul_weight};
 pub use softmax::{Causal, softmax_causal, softmax_last};
 pub use swiglu::swiglu;
