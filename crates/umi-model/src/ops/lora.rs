@@ -8,7 +8,7 @@
 //! thread while the other waited (a quarter of the training thread's samples were such small
 //! GEMMs, perf 2026-12-06), and the two `[tokens, out]` scalings and the sum were serial
 //! passes. On the CPU backend (flex) [`lora_add`] is one node: forward by blocks of
-//! [`ROWS`] tokens over rayon's threads (`x · A`, then `(x · A) · B` added into `y` with the
+//! [`ROWS`] tokens or more over rayon's threads (`x · A`, then `(x · A) · B` added into `y` with the
 //! scaling in the same pass), and backward from the kept `x · A`:
 //!
 //! - `dH = s · dY · Bᵀ` and `dX = dH · Aᵀ` by blocks of tokens,
@@ -54,9 +54,18 @@ pub fn lora_add(y: Tensor<2>, x: Tensor<2>, a: Tensor<2>, b: Tensor<2>, scaling:
     y + x.matmul(a).matmul(b).mul_scalar(scaling)
 }
 
-/// Tokens (forward, `dX`) or features (`dA`, `dB`) per task.
+/// Tokens (forward, `dX`) or features (`dA`, `dB`) per task, at least.
 #[cfg(feature = "flex")]
 pub const ROWS: usize = 64;
+
+/// Rows per task for `n` rows: [`ROWS`], or an eighth of them when that is more (8 tasks: an
+/// even share for 2 or 4 threads; 4 × 512 tokens of SmolLM2 in blocks of 64 spent more on
+/// 32 GEMM calls per product than the split gained). A function of `n` alone, so a value
+/// never depends on the number of threads.
+#[cfg(feature = "flex")]
+fn rows_per_task(n: usize) -> usize {
+    n.div_ceil(8).max(ROWS)
+}
 
 #[cfg(feature = "flex")]
 pub(super) mod flex {
@@ -71,7 +80,6 @@ pub(super) mod flex {
     use burn_flex::{Flex, FlexTensor, Layout};
     use rayon::prelude::*;
 
-    use super::ROWS;
     use crate::ops::host::{cast_back, dense_f32, transpose_2d, values};
     use crate::ops::simd;
 
@@ -142,11 +150,12 @@ pub(super) mod flex {
             let mut out = vec![0f32; tokens * d_out];
             let mut h = vec![0f32; tokens * rank];
             let ys = values(&y);
-            out.par_chunks_mut(ROWS * d_out.max(1))
-                .zip(h.par_chunks_mut(ROWS * rank.max(1)))
+            let block = super::rows_per_task(tokens);
+            out.par_chunks_mut(block * d_out.max(1))
+                .zip(h.par_chunks_mut(block * rank.max(1)))
                 .enumerate()
                 .for_each(|(c, (out, h))| {
-                    let (row, n) = (c * ROWS, h.len() / rank.max(1));
+                    let (row, n) = (c * block, h.len() / rank.max(1));
                     let hc = Flex::float_matmul(rows(&x, row, n), a.clone()); // [n, r]
                     h.copy_from_slice(values(&hc));
                     let d = Flex::float_matmul(hc, b.clone()); // [n, out]
@@ -189,18 +198,19 @@ pub(super) mod flex {
             let mut dx = vec![0f32; if want_dx { tokens * d_in } else { 0 }];
             let bt = b.clone().transpose(0, 1); // [out, r]
             let at = a.clone().transpose(0, 1); // [r, in]
+            let block = super::rows_per_task(tokens);
             let dx_chunks: Vec<&mut [f32]> = if want_dx {
-                dx.chunks_mut(ROWS * d_in.max(1)).collect()
+                dx.chunks_mut(block * d_in.max(1)).collect()
             } else {
                 Vec::new()
             };
             let mut dx_chunks = dx_chunks.into_iter().map(Some).collect::<Vec<_>>();
-            dx_chunks.resize_with(tokens.div_ceil(ROWS), || None);
-            dh.par_chunks_mut(ROWS * rank.max(1))
+            dx_chunks.resize_with(tokens.div_ceil(block), || None);
+            dh.par_chunks_mut(block * rank.max(1))
                 .zip(dx_chunks)
                 .enumerate()
                 .for_each(|(c, (dh, dx))| {
-                    let (row, n) = (c * ROWS, dh.len() / rank.max(1));
+                    let (row, n) = (c * block, dh.len() / rank.max(1));
                     let dhc = Flex::float_matmul(rows(&g, row, n), bt.clone()); // [n, r]
                     for (o, &v) in dh.iter_mut().zip(values(&dhc)) {
                         *o = s * v;
@@ -213,20 +223,22 @@ pub(super) mod flex {
             let dh = FlexTensor::from_data(TensorData::new(dh, [tokens, rank]));
             // dA = Xᵀ · dH ([in, r]), by blocks of input features
             let mut da = vec![0f32; d_in * rank];
-            da.par_chunks_mut(ROWS * rank.max(1))
+            let block = super::rows_per_task(d_in);
+            da.par_chunks_mut(block * rank.max(1))
                 .enumerate()
                 .for_each(|(c, da)| {
                     let n = da.len() / rank.max(1);
-                    let block = Flex::float_matmul(columns_t(&x, c * ROWS, n), dh.clone());
+                    let block = Flex::float_matmul(columns_t(&x, c * block, n), dh.clone());
                     da.copy_from_slice(values(&block));
                 });
             // dBᵀ = s · dYᵀ · H ([out, r]), by blocks of output features
             let mut dbt = vec![0f32; d_out * rank];
-            dbt.par_chunks_mut(ROWS * rank.max(1))
+            let block = super::rows_per_task(d_out);
+            dbt.par_chunks_mut(block * rank.max(1))
                 .enumerate()
                 .for_each(|(c, dbt)| {
                     let n = dbt.len() / rank.max(1);
-                    let block = Flex::float_matmul(columns_t(&g, c * ROWS, n), h.clone());
+                    let block = Flex::float_matmul(columns_t(&g, c * block, n), h.clone());
                     for (o, &v) in dbt.iter_mut().zip(values(&block)) {
                         *o = s * v;
                     }
@@ -346,8 +358,8 @@ mod tests {
 
     /// The node's output and the gradients of all four inputs against burn's composed
     /// `y + s · (x · a) · b`, for token, input and output counts around the block size
-    /// ([`ROWS`]: a partial last block, a single short block), ranks 8 and 16; and with `x`
-    /// not tracked (no `dX` asked) and strided inputs.
+    /// ([`ROWS`]: a partial last block, a single short block; past 8 blocks, where a task takes
+    /// more rows), ranks 8 and 16; and with `x` not tracked (no `dX` asked) and strided inputs.
     #[test]
     fn the_lora_node_and_its_gradients_equal_burns_composed_form() {
         let device = Device::flex().autodiff();
@@ -356,6 +368,7 @@ mod tests {
             (3, 5, 7, 8, true),
             (ROWS + 13, 2 * ROWS + 1, 130, 8, true),
             (2 * ROWS, 96, ROWS, 16, false),
+            (9 * ROWS + 5, 40, 9 * ROWS + 70, 8, true),
         ] {
             let y = Tensor::<2>::random([tokens, d_out], Distribution::Normal(0.0, 1.0), &device);
             let x = Tensor::<2>::random([tokens, d_in], Distribution::Normal(0.0, 1.0), &device);
@@ -405,13 +418,19 @@ mod tests {
             for strided in [false, true] {
                 let got = run(true, strided);
                 let case = format!("{tokens}x{d_in}->{d_out}, r {rank}, strided {strided}");
-                assert!(max_abs_diff(got.0, want.0.clone()) < 1e-4, "output, {case}");
-                assert!(max_abs_diff(got.1, want.1.clone()) < 1e-5, "dY, {case}");
+                // f32 sums in another order: within 1e-5 of the largest value
+                let close = |name: &str, g: Tensor<2>, w: Tensor<2>| {
+                    let scale = w.clone().abs().max().into_scalar::<f32>().max(1.0);
+                    let diff = max_abs_diff(g, w);
+                    assert!(diff <= 1e-5 * scale, "{name}, {case}: {diff} of {scale}");
+                };
+                close("output", got.0, want.0.clone());
+                close("dY", got.1, want.1.clone());
                 if let (Some(g), Some(w)) = (got.2, want.2.clone()) {
-                    assert!(max_abs_diff(g, w) < 1e-4, "dX, {case}");
+                    close("dX", g, w);
                 }
-                assert!(max_abs_diff(got.3, want.3.clone()) < 1e-3, "dA, {case}");
-                assert!(max_abs_diff(got.4, want.4.clone()) < 1e-3, "dB, {case}");
+                close("dA", got.3, want.3.clone());
+                close("dB", got.4, want.4.clone());
             }
         }
     }
