@@ -207,7 +207,11 @@ def render_train(w, path):
     w(f"Measured {meta['date']} by `TASKS=train scripts/bench/run.sh`: one optimizer step = forward, backward, "
       "gradient clipping at 1.0 and AdamW (lr 1e-4) over one batch whose every position is a label (row r, token "
       "i = ((i + r)·7919 + 13) mod vocab); LoRA r 8, α 16, dropout 0 on q/k/v/o/gate/up/down projections; f32 "
-      "weights; 2 threads; one warm-up step, then the median of 3 steps. train tok/s = batch × sequence length ÷ "
+      "weights; 2 threads; one warm-up step, then the median of 3 steps"
+      + (f"; the median of {meta['shape']['rounds']} rounds, in each of which umi and the peer ran once in turn at "
+         "each shape (a process each), so that a change in the shared machine's speed reaches both"
+         if meta.get("shape", {}).get("rounds", 1) > 1 else "")
+      + ". train tok/s = batch × sequence length ÷ "
       "step time. umi loads the Q4_1 GGUF dequantised to f32, the peer the f32 Hugging Face folder made from it (the "
       "same values: both report the same first loss). Peak RSS is the whole process, model loading included. The ratio is umi ÷ peer (above 1 means "
       "umi is faster or, for memory, uses more).\n")

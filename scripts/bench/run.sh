@@ -4,7 +4,8 @@
 #   scripts/bench/setup_peers.sh && scripts/bench/run.sh
 # Env: VENV (/work/venv-bench), UMI (${CARGO_TARGET_DIR:-/work/target}/release/umi), MODELS (models/bench),
 #      ONLY="umi transformers llamacpp" (subset of systems), SKIP_TINY=1 (skip the TinyLlama-shaped model),
-#      LLAMACPP_EXTRA=1 (also flash attention runs),
+#      LLAMACPP_EXTRA=1 (also flash attention runs), ROUNDS / TRAIN_ROUNDS (3: rounds of generation /
+#      training, every system once per round; the median over rounds is reported),
 #      TASKS="generate train" (generate: prefill/decode vs transformers and llama.cpp; train: LoRA
 #      training steps on SmolLM2-135M vs PyTorch + PEFT, peer_peft_train.py; peft in the venv;
 #      mine: cost per decision of self-rewarding mining, batched vs --plain, mine_cost.py, not in
@@ -161,17 +162,23 @@ fi
 
 if task train; then
   SINK=$TRAIN_LINES
-  GT="SmolLM2-135M-Instruct, batch 1 × 512 tokens"
-  # umi reads the Q4_1 GGUF dequantised to f32: the same values as the f32 folder the peer reads
-  [ $UMI_OK = 1 ] && bench "$GT" "$UMI" bench --train --model "$SMOL_GGUF" --prompt-tokens 512 --batch-size 1 --runs 3
-  if want transformers && has peft; then
-    bench "$GT" "$PY" "$HERE/peer_peft_train.py" "$SMOL_HF" --seq-len 512 --batch-size 1
-  fi
-  GT4="SmolLM2-135M-Instruct, batch 4 × 512 tokens"
-  [ $UMI_OK = 1 ] && bench "$GT4" "$UMI" bench --train --model "$SMOL_GGUF" --prompt-tokens 512 --batch-size 4 --runs 3
-  if want transformers && has peft; then
-    bench "$GT4" "$PY" "$HERE/peer_peft_train.py" "$SMOL_HF" --seq-len 512 --batch-size 4
-  fi
+  # TRAIN_ROUNDS rounds (default 3), umi and the peer once each per round at each shape; render.py
+  # keeps the median over the rounds (this host's speed moved 153-243 tok/s for the same umi binary
+  # within ten minutes on 2026-12-06: one process per system gave ratios from 1.25x to 1.78x)
+  for round in $(seq "${TRAIN_ROUNDS:-3}"); do
+    echo "== training round $round of ${TRAIN_ROUNDS:-3}" >&2
+    GT="SmolLM2-135M-Instruct, batch 1 × 512 tokens"
+    # umi reads the Q4_1 GGUF dequantised to f32: the same values as the f32 folder the peer reads
+    [ $UMI_OK = 1 ] && bench "$GT" "$UMI" bench --train --model "$SMOL_GGUF" --prompt-tokens 512 --batch-size 1 --runs 3
+    if want transformers && has peft; then
+      bench "$GT" "$PY" "$HERE/peer_peft_train.py" "$SMOL_HF" --seq-len 512 --batch-size 1
+    fi
+    GT4="SmolLM2-135M-Instruct, batch 4 × 512 tokens"
+    [ $UMI_OK = 1 ] && bench "$GT4" "$UMI" bench --train --model "$SMOL_GGUF" --prompt-tokens 512 --batch-size 4 --runs 3
+    if want transformers && has peft; then
+      bench "$GT4" "$PY" "$HERE/peer_peft_train.py" "$SMOL_HF" --seq-len 512 --batch-size 4
+    fi
+  done
   SINK=$LINES
 fi
 

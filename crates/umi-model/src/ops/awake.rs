@@ -92,17 +92,24 @@ pub struct Awake(());
 /// operations and autodiff bookkeeping on one thread; with the workers left to sleep there,
 /// the second thread was asleep for a third of a SmolLM2 LoRA step (1 × 512 tokens) and most
 /// products ran on one thread (2026-12-06). Call it on a rayon worker (elsewhere it holds
-/// nothing); guards nest.
+/// nothing); guards nest. In the browser (no thread pool, and no clock `std` can read) it does
+/// nothing.
 pub fn hold() -> Awake {
-    HOLDS.fetch_add(1, Ordering::AcqRel);
-    keep_awake();
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        HOLDS.fetch_add(1, Ordering::AcqRel);
+        keep_awake();
+    }
     Awake(())
 }
 
 impl Drop for Awake {
     fn drop(&mut self) {
-        LAST_KERNEL.store(now_ns(), Ordering::Relaxed);
-        HOLDS.fetch_sub(1, Ordering::AcqRel);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            LAST_KERNEL.store(now_ns(), Ordering::Relaxed);
+            HOLDS.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
