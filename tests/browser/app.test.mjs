@@ -633,9 +633,12 @@ async function trainPausingOnce(steps, stopAt, shotPath) {
   let last = '';
   let sawSpeed = false;
   for (;;) {
+    // the losses before the status: a step's status (with its tok/s) is set with its loss, so
+    // a loss seen here has its status seen too before the stop click below replaces it (read
+    // the other way round, a step ending between the two reads hid its tok/s: CI, 2026-12-06)
+    const l = await losses();
     const s = await status();
     if (/\d tok\/s/.test(s)) sawSpeed = true;
-    const l = await losses();
     if (s !== last) { log(`train-status: ${s}`); last = s; }
     if (s.startsWith('error')) throw new Error(`fine-tuning failed: ${s}`);
     if (!shot && l.length >= 1 && shotPath) {
