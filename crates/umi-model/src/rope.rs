@@ -46,14 +46,12 @@ impl RotaryEmbedding {
     /// - x: `[batch_size, num_heads, seq_len, head_dim]`
     /// - output: same
     pub fn forward(&self, x: Tensor<4>, start: usize) -> Tensor<4> {
-        let [_, _, seq_len, head_dim] = x.dims();
-        let half = head_dim / 2;
-        let cos = self.cos.clone().narrow(0, start, seq_len).unsqueeze::<4>(); // [1, 1, seq_len, head_dim]
-        let sin = self.sin.clone().narrow(0, start, seq_len).unsqueeze::<4>();
-        let x1 = x.clone().narrow(3, 0, half);
-        let x2 = x.clone().narrow(3, half, half);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * cos + rotated * sin
+        crate::ops::rope(x, &self.cos, &self.sin, start)
+    }
+
+    /// The `(cos, sin)` tables, `[max_positions, head_dim]` each.
+    pub fn tables(&self) -> (Tensor<2>, Tensor<2>) {
+        (self.cos.clone(), self.sin.clone())
     }
 
     /// Number of positions the tables cover.

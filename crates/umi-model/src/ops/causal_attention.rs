@@ -31,7 +31,7 @@ pub(super) mod flex {
     use rayon::prelude::*;
 
     use super::BLOCK;
-    use crate::ops::host::{as_f32, cast_back, dense_f32, values};
+    use crate::ops::host::{cast_back, dense_f32, plain_f32, values};
     use crate::ops::simd;
 
     /// Causal attention for training as one node where the backend has a kernel.
@@ -104,17 +104,6 @@ pub(super) mod flex {
         (out, probs)
     }
 
-    /// `t` as f32 with a contiguous last axis and non-negative strides (a copy otherwise).
-    fn plain(t: FlexTensor) -> FlexTensor {
-        let t = as_f32(t);
-        let s = t.layout().strides();
-        if s.last() == Some(&1) && s.iter().all(|&s| s >= 0) {
-            t
-        } else {
-            t.to_contiguous()
-        }
-    }
-
     /// Rows `row..row + n` of batch `b`, head `h` of a 4-D tensor, as a `[n, head_dim]` view.
     fn rows(t: &FlexTensor, (b, h): (usize, usize), row: usize, n: usize) -> FlexTensor {
         let layout = t.layout();
@@ -156,7 +145,7 @@ pub(super) mod flex {
             offset: usize,
         ) -> (FlexTensor, FlexTensor) {
             let dtype = q.dtype();
-            let (q, k, v) = (plain(q), plain(k), plain(v));
+            let (q, k, v) = (plain_f32(q), plain_f32(k), plain_f32(v));
             let dims: [usize; 4] = q.layout().shape().dims();
             let head_dim = dims[3];
             let (blocks, n_probs) = blocks(dims, period, offset);
@@ -208,7 +197,7 @@ pub(super) mod flex {
             offset: usize,
         ) -> (FlexTensor, FlexTensor, FlexTensor) {
             let dtype = q.dtype();
-            let (q, k, v, grad) = (plain(q), plain(k), plain(v), plain(grad));
+            let (q, k, v, grad) = (plain_f32(q), plain_f32(k), plain_f32(v), plain_f32(grad));
             let probs = dense_f32(probs);
             let dims: [usize; 4] = q.layout().shape().dims();
             let kv_dims: [usize; 4] = k.layout().shape().dims();

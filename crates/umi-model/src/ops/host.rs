@@ -3,7 +3,7 @@
 
 use burn::backend::ops::FloatTensorOps;
 use burn::tensor::{DType, Device, FloatDType, Shape, TensorData};
-use burn_flex::{Flex, FlexTensor};
+use burn_flex::{Flex, FlexTensor, Layout};
 use rayon::prelude::*;
 
 /// Tensors of at least this many values are split over threads.
@@ -53,6 +53,18 @@ pub fn as_f32(t: FlexTensor) -> FlexTensor {
     }
 }
 
+/// `t` as f32 with a contiguous last axis and non-negative strides, to be read in place
+/// through its strides (a copy only when it is not so already).
+pub fn plain_f32(t: FlexTensor) -> FlexTensor {
+    let t = as_f32(t);
+    let s = t.layout().strides();
+    if s.last() == Some(&1) && s.iter().all(|&s| s >= 0) {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
 /// Values per conversion task of [`as_f32`] (64 KiB of f16).
 const F16_TASK: usize = 1 << 15;
 
@@ -69,6 +81,39 @@ pub fn cast_back(out: FlexTensor, dtype: DType) -> FlexTensor {
         DType::BF16 => Flex::float_cast(out, FloatDType::BF16),
         _ => out,
     }
+}
+
+/// The two dimensions of a matrix.
+///
+/// # Panics
+///
+/// If `t` has fewer than two axes (a caller's bug: the kernels' matrices are 2-D).
+pub fn dims2(t: &FlexTensor) -> [usize; 2] {
+    let s = t.layout().shape().as_slice();
+    [s[0], s[1]]
+}
+
+/// Rows `row..row + n` of a dense f32 `[rows, cols]` tensor, as a view (no copy).
+pub fn row_view(t: &FlexTensor, row: usize, n: usize) -> FlexTensor {
+    let cols = dims2(t)[1];
+    let view = Layout::new(
+        Shape::new([n, cols]),
+        vec![cols as isize, 1],
+        t.layout().start_offset() + row * cols,
+    );
+    FlexTensor::from_arc(t.data_arc(), view, DType::F32)
+}
+
+/// Columns `col..col + n` of a dense f32 `[rows, cols]` tensor, transposed: a `[n, rows]`
+/// view (no copy).
+pub fn columns_t_view(t: &FlexTensor, col: usize, n: usize) -> FlexTensor {
+    let [rows, cols] = dims2(t);
+    let view = Layout::new(
+        Shape::new([n, rows]),
+        vec![1, cols as isize],
+        t.layout().start_offset() + col,
+    );
+    FlexTensor::from_arc(t.data_arc(), view, DType::F32)
 }
 
 /// Fills `out` chunk by chunk: `f(index, chunk)` for consecutive chunks of `n` values (the last

@@ -76,11 +76,14 @@ pub(super) mod flex {
     use burn::backend::ops::FloatTensorOps;
     use burn::backend::tensor::FloatTensor;
     use burn::backend::{Autodiff, AutodiffBackend, Backend, backend_extension};
-    use burn::tensor::{DType, Shape, TensorData};
-    use burn_flex::{Flex, FlexTensor, Layout};
+    use burn::tensor::TensorData;
+    use burn_flex::{Flex, FlexTensor};
     use rayon::prelude::*;
 
-    use crate::ops::host::{cast_back, dense_f32, transpose_2d, values};
+    use crate::ops::host::{
+        cast_back, columns_t_view as columns_t, dense_f32, dims2, row_view as rows, transpose_2d,
+        values,
+    };
     use crate::ops::simd;
 
     /// A LoRA adapter's share as one node where the backend has a kernel.
@@ -107,32 +110,6 @@ pub(super) mod flex {
             scaling: f64,
             want_dx: bool,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-    }
-
-    fn dims2(t: &FlexTensor) -> [usize; 2] {
-        t.layout().shape().dims()
-    }
-
-    /// Rows `row..row + n` of a dense `[rows, cols]` tensor, as a view.
-    fn rows(t: &FlexTensor, row: usize, n: usize) -> FlexTensor {
-        let cols = dims2(t)[1];
-        let view = Layout::new(
-            Shape::new([n, cols]),
-            vec![cols as isize, 1],
-            t.layout().start_offset() + row * cols,
-        );
-        FlexTensor::from_arc(t.data_arc(), view, DType::F32)
-    }
-
-    /// Columns `col..col + n` of a dense `[rows, cols]` tensor, transposed: a `[n, rows]` view.
-    fn columns_t(t: &FlexTensor, col: usize, n: usize) -> FlexTensor {
-        let [rows, cols] = dims2(t);
-        let view = Layout::new(
-            Shape::new([n, rows]),
-            vec![1, cols as isize],
-            t.layout().start_offset() + col,
-        );
-        FlexTensor::from_arc(t.data_arc(), view, DType::F32)
     }
 
     impl LoraBackend for Flex {
@@ -193,34 +170,29 @@ pub(super) mod flex {
             );
             let ([tokens, d_in], [rank, d_out]) = (dims2(&x), dims2(&b));
             let s = scaling as f32;
-            // dH = s · dY · Bᵀ and dX = dH · Aᵀ, by blocks of tokens
+            // dH = s · dY · Bᵀ, then dX = dH · Aᵀ, by blocks of tokens
             let mut dh = vec![0f32; tokens * rank];
-            let mut dx = vec![0f32; if want_dx { tokens * d_in } else { 0 }];
             let bt = b.clone().transpose(0, 1); // [out, r]
-            let at = a.clone().transpose(0, 1); // [r, in]
             let block = super::rows_per_task(tokens);
-            let dx_chunks: Vec<&mut [f32]> = if want_dx {
-                dx.chunks_mut(block * d_in.max(1)).collect()
-            } else {
-                Vec::new()
-            };
-            let mut dx_chunks = dx_chunks.into_iter().map(Some).collect::<Vec<_>>();
-            dx_chunks.resize_with(tokens.div_ceil(block), || None);
             dh.par_chunks_mut(block * rank.max(1))
-                .zip(dx_chunks)
                 .enumerate()
-                .for_each(|(c, (dh, dx))| {
-                    let (row, n) = (c * block, dh.len() / rank.max(1));
-                    let dhc = Flex::float_matmul(rows(&g, row, n), bt.clone()); // [n, r]
+                .for_each(|(c, dh)| {
+                    let n = dh.len() / rank.max(1);
+                    let dhc = Flex::float_matmul(rows(&g, c * block, n), bt.clone()); // [n, r]
                     for (o, &v) in dh.iter_mut().zip(values(&dhc)) {
                         *o = s * v;
                     }
-                    if let Some(dx) = dx {
-                        let dhc = FlexTensor::from_data(TensorData::new(dh.to_vec(), [n, rank]));
-                        dx.copy_from_slice(values(&Flex::float_matmul(dhc, at.clone())));
-                    }
                 });
             let dh = FlexTensor::from_data(TensorData::new(dh, [tokens, rank]));
+            let mut dx = vec![0f32; if want_dx { tokens * d_in } else { 0 }];
+            let at = a.clone().transpose(0, 1); // [r, in]
+            dx.par_chunks_mut(block * d_in.max(1))
+                .enumerate()
+                .for_each(|(c, dx)| {
+                    let n = dx.len() / d_in.max(1);
+                    let dxc = Flex::float_matmul(rows(&dh, c * block, n), at.clone()); // [n, in]
+                    dx.copy_from_slice(values(&dxc));
+                });
             // dA = Xᵀ · dH ([in, r]), by blocks of input features
             let mut da = vec![0f32; d_in * rank];
             let block = super::rows_per_task(d_in);

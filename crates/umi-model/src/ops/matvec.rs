@@ -98,7 +98,7 @@ mod flex {
     use burn_flex::{Flex, FlexTensor};
     use rayon::prelude::*;
 
-    use crate::ops::host::{cast_back, dense, dense_f32, transpose_2d, values};
+    use crate::ops::host::{cast_back, dense, dense_f32, dims2, transpose_2d, values};
     use crate::ops::simd;
 
     /// Input rows of an `[in, out]` weight per task: 18 tasks for SmolLM2's 576-wide inputs
@@ -221,11 +221,6 @@ mod flex {
         } else {
             in_out(x, w, tokens, d_in, d_out)
         }
-    }
-
-    fn dims2(t: &FlexTensor) -> [usize; 2] {
-        let s = t.layout().shape().as_slice();
-        [s[0], s[1]]
     }
 
     /// A weight's element: f32 rows are used as they are, f16 rows converted into a buffer

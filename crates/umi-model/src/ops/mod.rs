@@ -6,6 +6,7 @@
 //! - [`softmax_causal`] / [`softmax_last`]: attention probabilities, the causal mask an index
 //!   bound;
 //! - [`swiglu`]: the MLP's `silu(gate) ⊙ up`;
+//! - [`rope`]: the rotary position embedding of queries and keys;
 //! - [`dropout`]: LoRA's input dropout, its mask drawn on the host;
 //! - [`matmul_weight`]: a decode step's few rows times an f32 weight, on all threads;
 //! - [`lora_add`]: a LoRA adapter's share of a projection while training;
@@ -23,6 +24,7 @@ mod dropout;
 pub(crate) mod host;
 mod lora;
 mod matvec;
+mod rope;
 pub mod simd;
 mod softmax;
 mod swiglu;
@@ -32,6 +34,7 @@ pub use cross_entropy::linear_cross_entropy;
 pub use dropout::dropout;
 pub use lora::lora_add;
 pub use matvec::{WeightLayout, matmul_weight};
+pub use rope::rope;
 pub use softmax::{Causal, softmax_causal, softmax_last};
 pub use swiglu::swiglu;
 

@@ -283,6 +283,9 @@ impl Trainer {
         }
         let chosen_tokens = pairs.iter().map(|p| p.chosen_ids.len()).sum();
         let device = self.device();
+        // the products between the serial stretches of the graph run on all threads (as
+        // `Trainer::loss_and_grads`)
+        let _awake = umi_model::ops::awake::hold();
         let mut accumulator = GradientsAccumulator::<Llama>::new();
         let (mut loss_sum, mut logps, mut tokens) = (None::<Tensor<1>>, Vec::new(), 0);
         for pair in pairs {
