@@ -29,9 +29,7 @@ impl RmsNorm {
     /// - x: `[batch_size, seq_len, hidden_size]`
     /// - output: same
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let mean_square = x.clone().square().mean_dim(2); // [batch_size, seq_len, 1]
-        let inv_rms = mean_square.add_scalar(self.eps).sqrt().recip();
-        x * inv_rms * self.weight.val().unsqueeze::<3>()
+        crate::ops::rms_norm(x, self.weight.val(), self.eps)
     }
 }
 
