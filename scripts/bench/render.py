@@ -106,6 +106,8 @@ def merge_rounds(results):
         rows = merged[key]
         r = dict(rows[0])
         for f in SPEEDS:
+            if len(rows) > 1 and all(x.get(f) is not None for x in rows):
+                r[f + "_by_round"] = [x[f] for x in rows]  # in round order
             values = sorted(x[f] for x in rows if x.get(f) is not None)
             if values:
                 n = len(values)
@@ -221,12 +223,18 @@ def render_train(w, path):
         rt = rm = "—"
         if umi is not None and r is not umi:
             rt = ratio(umi["train_tok_s"], r["train_tok_s"])
+            ours, theirs = umi.get("train_tok_s_by_round"), r.get("train_tok_s_by_round")
+            if ours and theirs and len(ours) == len(theirs):
+                # the ratio within each round, where both ran on the machine as it was then
+                rt += " (rounds " + ", ".join(f"{a / b:.2f}" for a, b in zip(ours, theirs)) + ")"
             rm = ratio(umi.get("peak_rss_mib"), r.get("peak_rss_mib"))
         return (f"{r.get('precision', '?')} | {r['batch_size']} × {r['seq_len']} | {fmt(r['train_tok_s'])} | "
                 f"{fmt(r.get('peak_rss_mib'), 0)} | {rt} | {rm}")
 
     tables(w, results, lambda r: r.get("group"), "###",
            "precision | batch × seq | train tok/s | peak RSS MiB | umi/peer tok/s | umi/peer RSS", train_row)
+    if any(r.get("train_tok_s_by_round") for r in results):
+        w("The ratio is that of the medians over rounds; in brackets, umi ÷ peer within each round.\n")
 
 
 def render_mine(w, path):
