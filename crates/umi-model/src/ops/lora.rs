@@ -112,6 +112,28 @@ pub(super) mod flex {
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     }
 
+    /// A `[n_rows, width]` matrix filled by blocks of [`super::rows_per_task`] rows over
+    /// rayon's threads: the rows from `row` are `scale · product(row, count)` (a `[count,
+    /// width]` tensor). Each value is one GEMM's sum wherever its block runs.
+    fn by_blocks(
+        n_rows: usize,
+        width: usize,
+        scale: f32,
+        product: impl Fn(usize, usize) -> FlexTensor + Sync,
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; n_rows * width];
+        let block = super::rows_per_task(n_rows);
+        out.par_chunks_mut(block * width.max(1))
+            .enumerate()
+            .for_each(|(c, out)| {
+                let part = product(c * block, out.len() / width.max(1));
+                for (o, &v) in out.iter_mut().zip(values(&part)) {
+                    *o = scale * v;
+                }
+            });
+        out
+    }
+
     impl LoraBackend for Flex {
         fn lora_add(
             y: FlexTensor,
@@ -171,50 +193,27 @@ pub(super) mod flex {
             let ([tokens, d_in], [rank, d_out]) = (dims2(&x), dims2(&b));
             let s = scaling as f32;
             // dH = s · dY · Bᵀ, then dX = dH · Aᵀ, by blocks of tokens
-            let mut dh = vec![0f32; tokens * rank];
             let bt = b.clone().transpose(0, 1); // [out, r]
-            let block = super::rows_per_task(tokens);
-            dh.par_chunks_mut(block * rank.max(1))
-                .enumerate()
-                .for_each(|(c, dh)| {
-                    let n = dh.len() / rank.max(1);
-                    let dhc = Flex::float_matmul(rows(&g, c * block, n), bt.clone()); // [n, r]
-                    for (o, &v) in dh.iter_mut().zip(values(&dhc)) {
-                        *o = s * v;
-                    }
-                });
+            let dh = by_blocks(tokens, rank, s, |row, n| {
+                Flex::float_matmul(rows(&g, row, n), bt.clone())
+            });
             let dh = FlexTensor::from_data(TensorData::new(dh, [tokens, rank]));
-            let mut dx = vec![0f32; if want_dx { tokens * d_in } else { 0 }];
             let at = a.clone().transpose(0, 1); // [r, in]
-            dx.par_chunks_mut(block * d_in.max(1))
-                .enumerate()
-                .for_each(|(c, dx)| {
-                    let n = dx.len() / d_in.max(1);
-                    let dxc = Flex::float_matmul(rows(&dh, c * block, n), at.clone()); // [n, in]
-                    dx.copy_from_slice(values(&dxc));
-                });
+            let dx = if want_dx {
+                by_blocks(tokens, d_in, 1.0, |row, n| {
+                    Flex::float_matmul(rows(&dh, row, n), at.clone())
+                })
+            } else {
+                Vec::new()
+            };
             // dA = Xᵀ · dH ([in, r]), by blocks of input features
-            let mut da = vec![0f32; d_in * rank];
-            let block = super::rows_per_task(d_in);
-            da.par_chunks_mut(block * rank.max(1))
-                .enumerate()
-                .for_each(|(c, da)| {
-                    let n = da.len() / rank.max(1);
-                    let block = Flex::float_matmul(columns_t(&x, c * block, n), dh.clone());
-                    da.copy_from_slice(values(&block));
-                });
+            let da = by_blocks(d_in, rank, 1.0, |col, n| {
+                Flex::float_matmul(columns_t(&x, col, n), dh.clone())
+            });
             // dBᵀ = s · dYᵀ · H ([out, r]), by blocks of output features
-            let mut dbt = vec![0f32; d_out * rank];
-            let block = super::rows_per_task(d_out);
-            dbt.par_chunks_mut(block * rank.max(1))
-                .enumerate()
-                .for_each(|(c, dbt)| {
-                    let n = dbt.len() / rank.max(1);
-                    let block = Flex::float_matmul(columns_t(&g, c * block, n), h.clone());
-                    for (o, &v) in dbt.iter_mut().zip(values(&block)) {
-                        *o = s * v;
-                    }
-                });
+            let dbt = by_blocks(d_out, rank, s, |col, n| {
+                Flex::float_matmul(columns_t(&g, col, n), h.clone())
+            });
             let db = transpose_2d(&FlexTensor::from_data(TensorData::new(dbt, [d_out, rank])));
             let dx = FlexTensor::from_data(TensorData::new(
                 dx,
