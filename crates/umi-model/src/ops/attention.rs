@@ -21,7 +21,8 @@
 //! `KvCache::share_prefix`): the prefix's keys and values are read once for the rows of every
 //! sequence, then each sequence's own, under one softmax.
 //! A prompt (many new positions) takes the same kernel: its rows go in blocks of 32 over chunks
-//! of 128 keys, a block and chunk that the causal mask hides entirely are skipped, and the
+//! of 1,024 keys (`PROMPT_CHUNK`; 128 in the figures below), a block and chunk that the causal
+//! mask hides entirely are skipped, and the
 //! scores are never held as a `[rows, positions]` matrix. Composed, a 3,584-token SmolLM2
 //! prompt wrote and re-read 462 MB of scores per layer and computed the masked half of them
 //! too. Prefill, Q8_0, 2 threads, the same host in alternation (2026-12-05): 3,584 tokens 131
@@ -370,9 +371,35 @@ mod flex {
 
     /// Keys (and values) one task reads at most: a long cache is split into chunks of this
     /// many positions whose partial softmaxes are merged afterwards (flash-decoding), so that
-    /// the few query rows of a decode step still spread over every thread. Fixed, so that
-    /// results do not depend on the number of threads.
+    /// the rows still spread over every thread. Three sizes by how many query rows read the
+    /// keys, each fixed, so that results do not depend on the number of threads:
+    /// [`FEW_ROWS_CHUNK`] for a decode step of one sequence, [`PROMPT_CHUNK`] for a prompt,
+    /// this one between (the query heads of several sequences over a shared prompt).
     const CHUNK: usize = 128;
+
+    /// [`CHUNK`] for a set of at most [`FEW_ROWS`] query rows (a decode step of one sequence:
+    /// its query heads of one KV head): the scores are few, and longer chunks read each task's
+    /// keys and values as longer runs, with half the partials to merge. SmolLM2 Q8_0 after a
+    /// 2,048-token prompt, 2 threads, processes alternating on one host (2026-12-06): decode
+    /// median 111.0 → 120.4 tok/s against chunks of 128 (4 of 5 pairs faster). For the 18
+    /// rows of 6 sequences over a shared 512-token prompt, chunks of 256 were slower (half
+    /// the tasks to balance over the threads): those keep [`CHUNK`].
+    const FEW_ROWS_CHUNK: usize = 256;
+
+    /// Query rows up to which a set of rows takes [`FEW_ROWS_CHUNK`].
+    const FEW_ROWS: usize = 8;
+
+    /// [`CHUNK`] for a prompt's rows (more than two blocks of [`MAX_TASK_ROWS`]: tasks enough
+    /// for every thread whatever the chunk): each task transposes its queries and merges its
+    /// partial once per chunk, so fewer, longer chunks cost less; a block's scores (32 rows ×
+    /// 1,024 keys, twice) stay in the second-level cache. SmolLM2 Q8_0 prefill, same host and
+    /// method: 2,048 tokens 653 (chunks of 128) → 708 (256) → 725 (512) → 740 tok/s (1,024,
+    /// each step 3 or 4 of 4 pairs faster); 4,096 tokens 463 (256) → 483 (512) → 501 (1,024).
+    /// The price: a task sums up to 1,024 weighted values in one f32 accumulator, within
+    /// 1.3e-5 of an f64 reference over 1,100 keys where the composed f32 form is within 5e-6
+    /// (`a_whole_prompt_skips_the_chunks_its_rows_cannot_see`), far below the f16 cache's
+    /// rounding (2⁻¹¹ relative) that quantized models run with.
+    const PROMPT_CHUNK: usize = 1024;
 
     /// Query rows one task holds at most (their scores stay in cache).
     const MAX_TASK_ROWS: usize = 32;
@@ -1111,17 +1138,28 @@ mod flex {
     }
 
     /// How a set of `n_rows` rows over `n_columns` keys splits into tasks: blocks of at most
-    /// [`MAX_TASK_ROWS`] rows times chunks of at most [`CHUNK`] keys (at least one chunk).
+    /// [`MAX_TASK_ROWS`] rows times chunks of at most [`CHUNK`], [`FEW_ROWS_CHUNK`] or
+    /// [`PROMPT_CHUNK`] keys (by the number of rows; at least one chunk).
     struct Split {
         row_blocks: usize,
         chunks: usize,
+        /// Keys per chunk.
+        chunk: usize,
     }
 
     impl Split {
         fn new(n_rows: usize, n_columns: usize) -> Self {
+            let chunk = if n_rows <= FEW_ROWS {
+                FEW_ROWS_CHUNK
+            } else if n_rows > 2 * MAX_TASK_ROWS {
+                PROMPT_CHUNK
+            } else {
+                CHUNK
+            };
             Self {
                 row_blocks: n_rows.div_ceil(MAX_TASK_ROWS),
-                chunks: n_columns.div_ceil(CHUNK).max(1),
+                chunks: n_columns.div_ceil(chunk).max(1),
+                chunk,
             }
         }
 
@@ -1137,7 +1175,7 @@ mod flex {
                     head,
                     sequence,
                     rows: (rb * MAX_TASK_ROWS, ((rb + 1) * MAX_TASK_ROWS).min(n_rows)),
-                    columns: (c * CHUNK, ((c + 1) * CHUNK).min(n_columns)),
+                    columns: (c * self.chunk, ((c + 1) * self.chunk).min(n_columns)),
                 })
             })
         }
@@ -1483,17 +1521,29 @@ mod tests {
     #[test]
     fn long_caches_merge_their_chunks_into_the_composed_form() {
         let device = Device::flex();
-        // 258 cached positions (chunks of 128, 128 and 2), 8 stacked query heads (TinyLlama's
-        // group): unmasked, and 4 new positions whose mask ends on both sides of the last
-        // chunk's start (rows of the first position see none of it)
-        for causal in [
-            None,
-            Some(Causal {
-                period: 4,
-                offset: 254,
-            }),
+        // 258 cached positions: one new position of 8 stacked query heads (TinyLlama's group;
+        // a few rows: chunks of 256 and 2); 4 new positions of 8 (32 rows: chunks of 128, 128
+        // and 2) whose mask ends on both sides of the last chunk's start (rows of the first
+        // position see none of it); 3 new positions of 2 (6 rows: chunks of 256 and 2), the
+        // first position's rows seeing none of the second chunk
+        for (group, causal) in [
+            (8, None),
+            (
+                8,
+                Some(Causal {
+                    period: 4,
+                    offset: 254,
+                }),
+            ),
+            (
+                2,
+                Some(Causal {
+                    period: 3,
+                    offset: 255,
+                }),
+            ),
         ] {
-            let rows = 8 * causal.map_or(1, |c| c.period);
+            let rows = group * causal.map_or(1, |c| c.period);
             let q = Tensor::<4>::random([2, 2, rows, 64], Distribution::Normal(0.0, 0.5), &device);
             let (k, v) = (
                 cache_view(2, 2, 258, 64, &device),
@@ -1508,23 +1558,33 @@ mod tests {
     #[test]
     fn a_whole_prompt_skips_the_chunks_its_rows_cannot_see() {
         let device = Device::flex();
-        // a prompt of 300 positions as one prefill (3 stacked query heads: 900 rows in blocks
-        // of 32 over chunks of 128 keys, of which the first blocks see only the first chunk),
-        // and 200 new positions after 100 cached (a chunked prefill), two sequences
-        for (period, offset) in [(300, 0), (200, 100)] {
+        // a prompt of 1,100 positions as one prefill (1 query head per KV head: 1,100 rows in
+        // blocks of 32 over chunks of 1,024 and 76 keys, of which the blocks before row 1,024
+        // see none of the second), and 200 new positions of 3 stacked query heads after 1,000
+        // cached (a chunked prefill), two sequences, two KV heads
+        for (group, period, offset) in [(1, 1100, 0), (3, 200, 1000)] {
             let causal = Some(Causal { period, offset });
             let q = Tensor::<4>::random(
-                [2, 3, 3 * period, 64],
+                [2, 2, group * period, 64],
                 Distribution::Normal(0.0, 0.5),
                 &device,
             );
             let (k, v) = (
-                cache_view(2, 3, offset + period, 64, &device),
-                cache_view(2, 3, offset + period, 64, &device),
+                cache_view(2, 2, offset + period, 64, &device),
+                cache_view(2, 2, offset + period, 64, &device),
             );
             let fused = attention(q.clone(), k.clone(), v.clone(), causal);
-            let diff = max_abs_diff(fused, composed(q, k, v, causal));
-            assert!(diff < 1e-5, "{causal:?}: {diff}");
+            // the reference in f64: a chunk of 1,024 keys sums its weighted values in one
+            // f32 accumulator, so the f32 composed form is no closer than ~1e-5 to either
+            let f64 = |t: &Tensor<4>| t.clone().cast(burn::tensor::FloatDType::F64);
+            let exact =
+                composed(f64(&q), f64(&k), f64(&v), causal).cast(burn::tensor::FloatDType::F32);
+            let diff = max_abs_diff(fused, exact.clone());
+            let composed_diff = max_abs_diff(composed(q, k, v, causal), exact);
+            assert!(
+                diff < 2e-5 && composed_diff < 2e-5,
+                "{causal:?}: fused {diff}, composed f32 {composed_diff}"
+            );
         }
     }
 
