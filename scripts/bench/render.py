@@ -133,6 +133,8 @@ def collect(lines_path, umi, venv):
             "machine": machine(), "versions": versions(umi, venv),
             "shape": {"batch": 1, "prompt_tokens": 512, "new_tokens": 128, "threads": 2, "runs": 3,
                       "rounds": rounds, "runs_per_round": int(os.environ.get("BENCH_RUNS_PER_ROUND", "3")),
+                      "tiny_rounds": int(os.environ.get("BENCH_TINY_ROUNDS", "1")),
+                      "tiny_runs": int(os.environ.get("BENCH_TINY_RUNS", "3")),
                       "stat": "median"}}
     json.dump({"meta": meta, "results": results}, sys.stdout, indent=2)
     print()
@@ -320,8 +322,12 @@ def render(path, train_path=None, mine_path=None, gpu_path=None):
     if shape.get("rounds", 1) > 1:
         how = (f"SmolLM2: the median of {shape['rounds']} rounds, in each of which every system ran once in turn (a "
                f"process each, the median of its {shape.get('runs_per_round', 3)} runs), so that a change in the "
-               f"machine's speed during the run reaches umi and its peers alike; TinyLlama: one process each, the "
-               f"median of {shape['runs']} runs")
+               f"machine's speed during the run reaches umi and its peers alike; TinyLlama: "
+               + (f"the median of {shape['tiny_rounds']} rounds, in each of which umi and llama.cpp ran in turn "
+                  f"at each precision (the median of {shape.get('tiny_runs', 2)} runs each), transformers once"
+                  if shape.get("tiny_rounds", 1) > 1 else
+                  f"one process each, the median of {shape['runs']} runs")
+               + "; in brackets after a decode ratio, umi ÷ peer within each round")
     else:
         how = f"median of {shape['runs']} runs"
     w(f"Measured {meta['date']} by `scripts/bench/run.sh`: batch 1, a {meta['shape']['prompt_tokens']}-token prompt "
@@ -339,6 +345,10 @@ def render(path, train_path=None, mine_path=None, gpu_path=None):
         rp = rd = "—"
         if umi is not None and r is not umi:
             rp, rd = ratio(umi["prefill_tok_s"], r["prefill_tok_s"]), ratio(umi["decode_tok_s"], r["decode_tok_s"])
+            ours, theirs = umi.get("decode_tok_s_by_round"), r.get("decode_tok_s_by_round")
+            if ours and theirs and len(ours) == len(theirs):
+                # the ratio within each round, where both ran on the machine as it was then
+                rd += " (" + ", ".join(f"{a / b:.2f}" for a, b in zip(ours, theirs)) + ")"
         return (f"{r.get('precision', '?')} | {fmt(r['prefill_tok_s'])} | {fmt(r['decode_tok_s'], 2)} | "
                 f"{fmt(r.get('peak_rss_mib'), 0)} | {rp} | {rd}")
 

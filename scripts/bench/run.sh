@@ -144,19 +144,26 @@ done
 
 if [ "${SKIP_TINY:-0}" != 1 ]; then
   # umi reads the f16 safetensors (f32 in memory, or quantized at load with --quant), llama.cpp GGUFs of
-  # the same values (hf_to_gguf.py: every 2-D weight in the file's type, as umi's --quant does)
+  # the same values (hf_to_gguf.py: every 2-D weight in the file's type, as umi's --quant does).
+  # TINY_ROUNDS rounds (default ROUNDS), umi and llama.cpp in turn at each precision (TINY_RUNS runs
+  # each, default 2): one process per system gave f32 decode ratios from 0.72x to 1.03x on the same
+  # code (2026-12-06); transformers once, in the first round (about 3 minutes a process).
   G2="TinyLlama-1.1B shape (random weights)"
-  for quant in f32 q8_0 q4_1; do
-    [ $UMI_OK = 1 ] && bench "$G2" "$UMI" bench --model "$UMI_TINY_MODEL" --prompt-tokens 512 --new-tokens 128 --runs 3 --quant $quant
-  done
-  if want transformers && has transformers; then
-    bench "$G2" "$PY" "$HERE/peer_transformers.py" "$TINY"
-  fi
-  if want llamacpp && has llama_cpp; then
-    for typ in f32 q8_0 q4_1; do
-      bench "$G2" "$PY" "$HERE/peer_llamacpp.py" "$MODELS/tinyllama-random-$typ.gguf" --runs 3
+  TINY_ROUNDS=${TINY_ROUNDS:-$ROUNDS}
+  TINY_RUNS=${TINY_RUNS:-2}
+  export BENCH_TINY_ROUNDS=$TINY_ROUNDS BENCH_TINY_RUNS=$TINY_RUNS
+  for round in $(seq "$TINY_ROUNDS"); do
+    echo "== TinyLlama round $round of $TINY_ROUNDS" >&2
+    for quant in f32 q8_0 q4_1; do
+      [ $UMI_OK = 1 ] && bench "$G2" "$UMI" bench --model "$UMI_TINY_MODEL" --prompt-tokens 512 --new-tokens 128 --runs $TINY_RUNS --quant $quant
+      if want llamacpp && has llama_cpp; then
+        bench "$G2" "$PY" "$HERE/peer_llamacpp.py" "$MODELS/tinyllama-random-$quant.gguf" --runs $TINY_RUNS
+      fi
     done
-  fi
+    if [ "$round" = 1 ] && want transformers && has transformers; then
+      bench "$G2" "$PY" "$HERE/peer_transformers.py" "$TINY"
+    fi
+  done
 fi
 fi
 
