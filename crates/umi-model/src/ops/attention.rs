@@ -16,14 +16,13 @@
 //! lanes (no horizontal sums), and every tile weighs the value rows for four query rows at a
 //! time with their accumulators in registers: on 6 SmolLM2 Q8_0 candidates after a 512-token
 //! prompt, attention fell from 23.5 % to 16 % of the decode time (perf, 2026-12-04).
-//! [`attention_with_prefix`]
-//! is the same kernel for sequences that continue one shared prompt (candidate sampling,
-//! `KvCache::share_prefix`): the prefix's keys and values are read once for the rows of every
-//! sequence, then each sequence's own, under one softmax.
+//! [`attention_with_prefix`] is the same kernel for sequences that continue one shared prompt
+//! (candidate sampling, `KvCache::share_prefix`): the prefix's keys and values are read once
+//! for the rows of every sequence, then each sequence's own, under one softmax.
 //! A prompt (many new positions) takes the same kernel: its rows go in blocks of 32 over chunks
 //! of 1,024 keys (`PROMPT_CHUNK`; 128 in the figures below), a block and chunk that the causal
-//! mask hides entirely are skipped, and the
-//! scores are never held as a `[rows, positions]` matrix. Composed, a 3,584-token SmolLM2
+//! mask hides entirely are skipped, and the scores are never held as a `[rows, positions]`
+//! matrix. Composed, a 3,584-token SmolLM2
 //! prompt wrote and re-read 462 MB of scores per layer and computed the masked half of them
 //! too. Prefill, Q8_0, 2 threads, the same host in alternation (2026-12-05): 3,584 tokens 131
 //! → 352 tok/s, 2,048 tokens 209 → 414, 512 tokens 485 → 497 (the blocks of 32 rows also take
@@ -1574,8 +1573,9 @@ mod tests {
                 cache_view(2, 2, offset + period, 64, &device),
             );
             let fused = attention(q.clone(), k.clone(), v.clone(), causal);
-            // the reference in f64: a chunk of 1,024 keys sums its weighted values in one
-            // f32 accumulator, so the f32 composed form is no closer than ~1e-5 to either
+            // the reference in f64: a chunk of 1,024 keys sums its weighted values in one f32
+            // accumulator (rounding of order 1e-5), so both forms are held to the exact values
+            // rather than to each other
             let f64 = |t: &Tensor<4>| t.clone().cast(burn::tensor::FloatDType::F64);
             let exact =
                 composed(f64(&q), f64(&k), f64(&v), causal).cast(burn::tensor::FloatDType::F32);
