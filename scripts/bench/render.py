@@ -365,9 +365,17 @@ def render(path, train_path=None, mine_path=None, gpu_path=None):
         w("| model | precision | sequences | one stream tok/s | batch tok/s (all sequences) | batch ÷ one stream |")
         w("|---|---|---:|---:|---:|---:|")
         for r in batched:
+            within = ""
+            ones, batches = r.get("sampled_one_stream_tok_s_by_round"), r.get("sampled_batch_tok_s_by_round")
+            if ones and batches and len(ones) == len(batches):
+                # one stream and the batch ran back to back in each round's process
+                within = " (" + ", ".join(f"{b / o:.2f}" for o, b in zip(ones, batches)) + ")"
             w(f"| {r.get('group', r.get('model'))} | {r.get('precision', '?')} | {r['samples']} | "
               f"{fmt(r['sampled_one_stream_tok_s'])} | {fmt(r['sampled_batch_tok_s'])} | "
-              f"{ratio(r['sampled_batch_tok_s'], r['sampled_one_stream_tok_s'])} |")
+              f"{ratio(r['sampled_batch_tok_s'], r['sampled_one_stream_tok_s'])}{within} |")
+        if any(r.get("sampled_batch_tok_s_by_round") for r in batched):
+            w("\nThe ratio is that of the medians over rounds; in brackets, the batch ÷ one stream within each "
+              "round's process.")
         w("")
 
     # measured by hand (`umi eval` over the 190 dev decisions, tens of minutes per row), kept in
