@@ -148,6 +148,14 @@ def ratio(a, b):
     return "—" if not a or not b else f"{a / b:.2f}×"
 
 
+def within_rounds(ours, theirs, prefix=""):
+    """` (a, b, c)`: `ours[i] / theirs[i]` for each round, where both ran on the machine as it was then;
+    empty unless both were measured in the same rounds."""
+    if not ours or not theirs or len(ours) != len(theirs):
+        return ""
+    return " (" + prefix + ", ".join(f"{a / b:.2f}" for a, b in zip(ours, theirs)) + ")"
+
+
 def is_umi(r):
     return r["system"].lower().startswith("umi")
 
@@ -225,10 +233,7 @@ def render_train(w, path):
         rt = rm = "—"
         if umi is not None and r is not umi:
             rt = ratio(umi["train_tok_s"], r["train_tok_s"])
-            ours, theirs = umi.get("train_tok_s_by_round"), r.get("train_tok_s_by_round")
-            if ours and theirs and len(ours) == len(theirs):
-                # the ratio within each round, where both ran on the machine as it was then
-                rt += " (rounds " + ", ".join(f"{a / b:.2f}" for a, b in zip(ours, theirs)) + ")"
+            rt += within_rounds(umi.get("train_tok_s_by_round"), r.get("train_tok_s_by_round"), "rounds ")
             rm = ratio(umi.get("peak_rss_mib"), r.get("peak_rss_mib"))
         return (f"{r.get('precision', '?')} | {r['batch_size']} × {r['seq_len']} | {fmt(r['train_tok_s'])} | "
                 f"{fmt(r.get('peak_rss_mib'), 0)} | {rt} | {rm}")
@@ -324,9 +329,9 @@ def render(path, train_path=None, mine_path=None, gpu_path=None):
                f"process each, the median of its {shape.get('runs_per_round', 3)} runs), so that a change in the "
                f"machine's speed during the run reaches umi and its peers alike; TinyLlama: "
                + (f"the median of {shape['tiny_rounds']} rounds, in each of which umi and llama.cpp ran in turn "
-                  f"at each precision (the median of {shape.get('tiny_runs', 2)} runs each), transformers once"
-                  if shape.get("tiny_rounds", 1) > 1 else
-                  f"one process each, the median of {shape['runs']} runs")
+                  f"at each precision (the median of {shape.get('tiny_runs', shape['runs'])} runs each), transformers "
+                  f"once" if shape.get("tiny_rounds", 1) > 1 else
+                  f"one process each, the median of {shape.get('tiny_runs', shape['runs'])} runs")
                + "; in brackets after a decode ratio, umi ÷ peer within each round")
     else:
         how = f"median of {shape['runs']} runs"
@@ -345,10 +350,7 @@ def render(path, train_path=None, mine_path=None, gpu_path=None):
         rp = rd = "—"
         if umi is not None and r is not umi:
             rp, rd = ratio(umi["prefill_tok_s"], r["prefill_tok_s"]), ratio(umi["decode_tok_s"], r["decode_tok_s"])
-            ours, theirs = umi.get("decode_tok_s_by_round"), r.get("decode_tok_s_by_round")
-            if ours and theirs and len(ours) == len(theirs):
-                # the ratio within each round, where both ran on the machine as it was then
-                rd += " (" + ", ".join(f"{a / b:.2f}" for a, b in zip(ours, theirs)) + ")"
+            rd += within_rounds(umi.get("decode_tok_s_by_round"), r.get("decode_tok_s_by_round"))
         return (f"{r.get('precision', '?')} | {fmt(r['prefill_tok_s'])} | {fmt(r['decode_tok_s'], 2)} | "
                 f"{fmt(r.get('peak_rss_mib'), 0)} | {rp} | {rd}")
 
@@ -365,11 +367,8 @@ def render(path, train_path=None, mine_path=None, gpu_path=None):
         w("| model | precision | sequences | one stream tok/s | batch tok/s (all sequences) | batch ÷ one stream |")
         w("|---|---|---:|---:|---:|---:|")
         for r in batched:
-            within = ""
-            ones, batches = r.get("sampled_one_stream_tok_s_by_round"), r.get("sampled_batch_tok_s_by_round")
-            if ones and batches and len(ones) == len(batches):
-                # one stream and the batch ran back to back in each round's process
-                within = " (" + ", ".join(f"{b / o:.2f}" for o, b in zip(ones, batches)) + ")"
+            # one stream and the batch ran back to back in each round's process
+            within = within_rounds(r.get("sampled_batch_tok_s_by_round"), r.get("sampled_one_stream_tok_s_by_round"))
             w(f"| {r.get('group', r.get('model'))} | {r.get('precision', '?')} | {r['samples']} | "
               f"{fmt(r['sampled_one_stream_tok_s'])} | {fmt(r['sampled_batch_tok_s'])} | "
               f"{ratio(r['sampled_batch_tok_s'], r['sampled_one_stream_tok_s'])}{within} |")
