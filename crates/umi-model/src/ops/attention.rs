@@ -22,11 +22,10 @@
 //! A prompt (many new positions) takes the same kernel: its rows go in blocks of 32 over chunks
 //! of 1,024 keys (`PROMPT_CHUNK`; 128 in the figures below), a block and chunk that the causal
 //! mask hides entirely are skipped, and the scores are never held as a `[rows, positions]`
-//! matrix. Composed, a 3,584-token SmolLM2
-//! prompt wrote and re-read 462 MB of scores per layer and computed the masked half of them
-//! too. Prefill, Q8_0, 2 threads, the same host in alternation (2026-12-05): 3,584 tokens 131
-//! → 352 tok/s, 2,048 tokens 209 → 414, 512 tokens 485 → 497 (the blocks of 32 rows also take
-//! fused multiply-adds on AVX-512, `many_rows`).
+//! matrix. Composed, a 3,584-token SmolLM2 prompt wrote and re-read 462 MB of scores per layer
+//! and computed the masked half of them too. Prefill, Q8_0, 2 threads, the same host in
+//! alternation (2026-12-05): 3,584 tokens 131 → 352 tok/s, 2,048 tokens 209 → 414, 512 tokens
+//! 485 → 497 (the blocks of 32 rows also take fused multiply-adds on AVX-512, `many_rows`).
 //! Keys and values may be f16 ([`crate::KvCache::in_f16`], a quantized model's cache): the
 //! AVX-512 kernels convert each row as they load it (`vcvtph2ps`), the portable ones convert a
 //! task's chunk first. Against the f32 cache, same host in alternation (Q8_0, 2026-12-05):
