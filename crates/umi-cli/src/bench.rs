@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use umi_model::{
     Backend, GenerationConfig, Sampler, argmax, next_token_logits, next_token_logits_batch,
+    sample_each,
 };
 
 use crate::DEFAULT_MODEL;
@@ -82,11 +83,7 @@ fn sampled_decode(
     let mut logits = vec![first; rows];
     let t = Instant::now();
     for _ in 0..new_tokens {
-        let next: Vec<u32> = samplers
-            .iter_mut()
-            .zip(&logits)
-            .map(|(s, l)| s.sample(l))
-            .collect();
+        let next = sample_each(&mut samplers, &logits);
         logits = pollster::block_on(next_token_logits_batch(model, &next, &mut cache))?;
     }
     Ok((rows * new_tokens) as f64 / t.elapsed().as_secs_f64())

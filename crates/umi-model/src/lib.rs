@@ -42,6 +42,7 @@ pub use error::{Error, Result};
 pub use generate::{
     FinishReason, GenerationConfig, GenerationOutput, Progress, RaggedBatch, Sampler, TextStream,
     argmax, generate, generate_cached, generate_many, next_token_logits, next_token_logits_batch,
+    sample_each,
 };
 #[cfg(not(target_family = "wasm"))]
 pub use linear::QUANTIZED_MAX_ROWS;
