@@ -221,7 +221,16 @@ impl Sampler {
 
 /// Each sampler's next token from its row of logits (`samplers[i]` over `logits[i]`), the rows
 /// over rayon's threads as [`generate_many`] samples them.
+///
+/// # Panics
+///
+/// If `samplers` and `logits` differ in length (a caller's bug).
 pub fn sample_each(samplers: &mut [Sampler], logits: &[Vec<f32>]) -> Vec<u32> {
+    assert_eq!(
+        samplers.len(),
+        logits.len(),
+        "sample_each: one row of logits per sampler"
+    );
     each_row(samplers.iter_mut().zip(logits).collect(), |(s, l)| {
         s.sample(l)
     })
