@@ -719,17 +719,15 @@ pub async fn generate_many(
     let decode_start = Instant::now();
     // `running[i]` is the row of `rows` at batch position i (and row i of the cache's own
     // positions); `logits[i]` its next-token logits.
-    // (`running` stays in increasing order: rows only leave it)
     let mut running: Vec<usize> = (0..rows.len()).collect();
     let mut logits = vec![first; rows.len()];
     while !running.is_empty() {
         let mut next = Vec::with_capacity(running.len());
         let mut kept = Vec::with_capacity(running.len());
+        // the running rows are those not finished, in order
         let advancing: Vec<(&mut Row, &Vec<f32>)> = rows
             .iter_mut()
-            .enumerate()
-            .filter(|(r, _)| running.binary_search(r).is_ok())
-            .map(|(_, row)| row)
+            .filter(|row| row.finish_reason.is_none())
             .zip(&logits)
             .collect();
         let advanced = each_row(advancing, |(row, logits)| {
