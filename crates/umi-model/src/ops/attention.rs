@@ -1394,7 +1394,7 @@ mod flex {
 
 #[cfg(all(test, feature = "flex"))]
 mod tests {
-    use burn::tensor::{Device, Distribution, Tensor};
+    use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
     use super::{attention, attention_with_prefix, composed_with_prefix};
     use crate::ops::{Causal, max_abs_diff, softmax_causal};
@@ -1418,6 +1418,21 @@ mod tests {
             device,
         )
         .narrow(2, 0, len)
+    }
+
+    /// Values in [-1, 1) from a fixed sequence (a linear congruential generator), different
+    /// for each `salt`: inputs that are the same on every run.
+    fn fixed(shape: [usize; 4], salt: u64, device: &Device) -> Tensor<4> {
+        let mut state = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let values: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect();
+        Tensor::from_data(TensorData::new(values, shape), device)
     }
 
     #[test]
@@ -1453,13 +1468,12 @@ mod tests {
             (2, 64, 1, 5, 29),
         ] {
             let causal = Some(Causal { period, offset });
-            let q = Tensor::<4>::random(
-                [1, heads, stacked * period, head_dim],
-                Distribution::Normal(0.0, 1.0),
-                &device,
-            );
-            let k = cache_view(1, heads, offset + period, head_dim, &device);
-            let v = cache_view(1, heads, offset + period, head_dim, &device);
+            // fixed inputs: with random ones the hidden keys were, now and then, too far below
+            // the seen ones for the mask to change anything (a flaky failure of the check below)
+            let q = fixed([1, heads, stacked * period, head_dim], 1, &device);
+            let len = offset + period;
+            let k = fixed([1, heads, len + 7, head_dim], 2, &device).narrow(2, 0, len);
+            let v = fixed([1, heads, len + 7, head_dim], 3, &device).narrow(2, 0, len);
             let fused = attention(q.clone(), k.clone(), v.clone(), causal);
             let diff = max_abs_diff(fused, composed(q.clone(), k.clone(), v.clone(), causal));
             assert!(diff < 1e-5, "{diff}");
