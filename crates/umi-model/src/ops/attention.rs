@@ -732,7 +732,7 @@ mod flex {
         }
 
         /// `o_i = Σ_j p(i, j) · value_j` over the first `upto` value rows (64 values each) for
-        /// `count` ≤ 4 rows, their accumulators in registers while each value row is read
+        /// `count` ≤ 6 rows, their accumulators in registers while each value row is read
         /// once for all of them, into the partials of `out` (row `i`'s at `i · (`
         /// [`PARTIAL_HEADER`] `+ 64)`, after its header). `p` must be 0 past the keys a row
         /// sees.
@@ -745,17 +745,38 @@ mod flex {
             p: impl Fn(usize, usize) -> f32,
             out: &mut [f32],
         ) {
-            let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+            match count {
+                6 => weigh_rows::<6>(token, values, upto, p, out),
+                5 => weigh_rows::<5>(token, values, upto, p, out),
+                4 => weigh_rows::<4>(token, values, upto, p, out),
+                3 => weigh_rows::<3>(token, values, upto, p, out),
+                2 => weigh_rows::<2>(token, values, upto, p, out),
+                1 => weigh_rows::<1>(token, values, upto, p, out),
+                _ => {}
+            }
+        }
+
+        /// [`weigh`] for `R` rows (a constant, so that the accumulators stay in registers
+        /// and the key loop has no branch on the row count).
+        #[rite(import_intrinsics)]
+        fn weigh_rows<const R: usize>(
+            token: X64V4Token,
+            values: &Strided<'_>,
+            upto: usize,
+            p: impl Fn(usize, usize) -> f32,
+            out: &mut [f32],
+        ) {
+            let mut acc = [[_mm512_setzero_ps(); 4]; R];
             for j in 0..upto {
                 let v = row64(token, values, j);
-                for (i, acc) in acc.iter_mut().enumerate().take(count) {
+                for (i, acc) in acc.iter_mut().enumerate() {
                     let pij = _mm512_set1_ps(p(i, j));
                     for (a, &vc) in acc.iter_mut().zip(&v) {
                         *a = _mm512_fmadd_ps(pij, vc, *a);
                     }
                 }
             }
-            for (i, acc) in acc.iter().enumerate().take(count) {
+            for (i, acc) in acc.iter().enumerate() {
                 let at = i * (PARTIAL_HEADER + 64) + PARTIAL_HEADER;
                 for (c, &a) in acc.iter().enumerate() {
                     let o: &mut [f32; 16] = (&mut out[at + c * 16..at + (c + 1) * 16])
@@ -886,6 +907,49 @@ mod flex {
         /// Keys whose scores are accumulated together (each load of the queries serves them).
         const KEYS: usize = 8;
 
+        /// The 16 × 16 transpose: lane `l` of result `k` is lane `k` of `r[l]` (unpacks, then
+        /// shuffles of pairs, of 128-bit blocks, of 256-bit halves: 64 shuffles).
+        #[rite(import_intrinsics)]
+        pub(super) fn transpose(_token: X64V4Token, r: [__m512; LANES]) -> [__m512; LANES] {
+            // t[2i], t[2i + 1]: rows 2i and 2i + 1 interleaved (low, high pairs of each block)
+            let t: [__m512; LANES] = std::array::from_fn(|i| {
+                let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+                if i % 2 == 0 {
+                    _mm512_unpacklo_ps(a, b)
+                } else {
+                    _mm512_unpackhi_ps(a, b)
+                }
+            });
+            // u[4g + m]: 4 rows' values of column m (and m + 4, 8, 12) in each 128-bit block
+            let u: [__m512; LANES] = std::array::from_fn(|i| {
+                let (g, m) = (i / 4, i % 4);
+                let (a, b) = (t[4 * g + m / 2], t[4 * g + m / 2 + 2]);
+                if m % 2 == 0 {
+                    _mm512_shuffle_ps::<0x44>(a, b)
+                } else {
+                    _mm512_shuffle_ps::<0xEE>(a, b)
+                }
+            });
+            // v: 128-bit blocks regrouped across pairs of 4-row groups
+            let v: [__m512; LANES] = std::array::from_fn(|i| {
+                let (h, m) = (i / 8, i % 8);
+                let (a, b) = (u[8 * h + m % 4], u[8 * h + m % 4 + 4]);
+                if m < 4 {
+                    _mm512_shuffle_f32x4::<0x88>(a, b)
+                } else {
+                    _mm512_shuffle_f32x4::<0xDD>(a, b)
+                }
+            });
+            std::array::from_fn(|k| {
+                let (a, b) = (v[k % 8], v[k % 8 + 8]);
+                if k < 8 {
+                    _mm512_shuffle_f32x4::<0x88>(a, b)
+                } else {
+                    _mm512_shuffle_f32x4::<0xDD>(a, b)
+                }
+            })
+        }
+
         /// Key `j`'s 64 values in f32, to be broadcast one by one (a function, not a closure:
         /// a closure is compiled without AVX-512, and [`row64`] was not inlined into it).
         #[rite(import_intrinsics)]
@@ -916,10 +980,22 @@ mod flex {
             let padded = n_rows.div_ceil(LANES) * LANES;
             let (qt, rest) = scratch.split_at_mut(64 * padded);
             let probs = &mut rest[..n * padded];
-            for d in 0..64 {
-                let column = &mut qt[d * padded..(d + 1) * padded];
-                for (r, x) in column.iter_mut().enumerate() {
-                    *x = if r < n_rows { q[r * 64 + d] } else { 0.0 };
+            // the queries to `[64, rows padded to 16]`, 16 × 16 blocks at a time
+            for lane0 in (0..n_rows).step_by(LANES) {
+                let rows = (n_rows - lane0).min(LANES);
+                for c in 0..64 / LANES {
+                    let block: [__m512; LANES] = std::array::from_fn(|l| {
+                        if l < rows {
+                            let at = (lane0 + l) * 64 + c * LANES;
+                            _mm512_loadu_ps(q[at..at + LANES].try_into().expect("16"))
+                        } else {
+                            _mm512_setzero_ps()
+                        }
+                    });
+                    for (k, column) in transpose(token, block).into_iter().enumerate() {
+                        let at = (c * LANES + k) * padded + lane0;
+                        _mm512_storeu_ps((&mut qt[at..at + LANES]).try_into().expect("16"), column);
+                    }
                 }
             }
             let width = PARTIAL_HEADER + 64;
@@ -999,8 +1075,8 @@ mod flex {
                 }
                 // o_r = Σ_j p_rj · value_j, four rows at a time with their accumulators in
                 // registers; a row's weights past the keys it sees are 0
-                for first in (0..rows).step_by(4) {
-                    let count = (rows - first).min(4);
+                for first in (0..rows).step_by(6) {
+                    let count = (rows - first).min(6);
                     let upto = seen[first..first + count]
                         .iter()
                         .copied()
