@@ -13,9 +13,10 @@
 //! of positions whose partial softmaxes are merged afterwards (flash-decoding), so that a
 //! decode step's few rows still spread over all of rayon's threads. A tile of many rows (the
 //! candidates of one prompt over its keys) computes its scores with the rows across the SIMD
-//! lanes (no horizontal sums), and every tile weighs the value rows for four query rows at a
-//! time with their accumulators in registers: on 6 SmolLM2 Q8_0 candidates after a 512-token
-//! prompt, attention fell from 23.5 % to 16 % of the decode time (perf, 2026-12-04).
+//! lanes (no horizontal sums), and every tile weighs the value rows for several query rows at
+//! a time (4, or 6 in a tile of many rows) with their accumulators in registers: on 6 SmolLM2
+//! Q8_0 candidates after a 512-token prompt, attention fell from 23.5 % to 16 % of the decode
+//! time (perf, 2026-12-04).
 //! [`attention_with_prefix`] is the same kernel for sequences that continue one shared prompt
 //! (candidate sampling, `KvCache::share_prefix`): the prefix's keys and values are read once
 //! for the rows of every sequence, then each sequence's own, under one softmax.
@@ -1073,8 +1074,8 @@ mod flex {
                     partial[0] = m[l];
                     partial[1] = sum[l];
                 }
-                // o_r = Σ_j p_rj · value_j, four rows at a time with their accumulators in
-                // registers; a row's weights past the keys it sees are 0
+                // o_r = Σ_j p_rj · value_j, six rows at a time with their accumulators in
+                // registers (24 of the 32); a row's weights past the keys it sees are 0
                 for first in (0..rows).step_by(6) {
                     let count = (rows - first).min(6);
                     let upto = seen[first..first + count]
