@@ -10,6 +10,10 @@
 #   scripts/gpu/slim_tree.sh on
 #   mkdir -p .gpu/bench && strip -o .gpu/umi target/release/umi && xz -T2 -6 -c .gpu/umi > .gpu/bench/umi.xz
 #   git rev-parse --short HEAD > .gpu/bench/commit
+#   optionally, to measure what burn's kernel fusion (default features) buys on this GPU, a build
+#   without it beside: CARGO_TARGET_DIR=target-nofusion cargo build --release -p umi-cli
+#   --no-default-features --features flex,wgpu, stripped and xz'd to .gpu/bench/umi-nofusion.xz
+#   (the call then runs its SmolLM2 rows too: about 40 s more)
 #   and the Vulkan loader .debs in .gl/ (the device tool's README)
 # The call: carry [".gpu/bench", ".gl"], command `scripts/bench/gpu.sh`, timeout_s <= 300.
 # Leaves $OUT/gpu.jsonl (a meta line, then one JSON line per measurement as `umi bench` prints it,
@@ -25,6 +29,10 @@ ldconfig
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
 xz -dc .gpu/bench/umi.xz > "$w/umi" && chmod +x "$w/umi"
+nofusion=""
+if [ -f .gpu/bench/umi-nofusion.xz ]; then
+  xz -dc .gpu/bench/umi-nofusion.xz > "$w/umi-nofusion" && chmod +x "$w/umi-nofusion" && nofusion="$w/umi-nofusion"
+fi
 gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader)
 echo "$gpu"
 python3 -c 'import json, sys; print(json.dumps({"meta": {"date": sys.argv[1], "gpu": sys.argv[2], "umi_commit": sys.argv[3]}}))' \
@@ -51,6 +59,10 @@ measure umi-smollm2-warm 60 $U --model "$w/smollm2" --runs 3
 measure torch-smollm2-f32 60 python3 scripts/bench/peer_transformers.py "$w/smollm2" --device cuda --runs 3
 measure umi-smollm2-train 60 $w/umi bench --backend wgpu --train --batch-size 8 --prompt-tokens 512 --runs 3 --model "$w/smollm2"
 measure peft-smollm2-train 60 python3 scripts/bench/peer_peft_train.py "$w/smollm2" --device cuda --batch-size 8 --runs 3
+if [ -n "$nofusion" ]; then
+  measure umi-nofusion-smollm2-warm 60 $nofusion bench --backend wgpu --prompt-tokens 512 --new-tokens 128 --model "$w/smollm2" --runs 3
+  measure umi-nofusion-smollm2-train 60 $nofusion bench --backend wgpu --train --batch-size 8 --prompt-tokens 512 --runs 3 --model "$w/smollm2"
+fi
 wait "$tiny"
 measure umi-tinyllama-warm 90 $U --model "$w/tinyllama" --runs 3
 measure torch-tinyllama-f32 60 python3 scripts/bench/peer_transformers.py "$w/tinyllama" --device cuda --runs 3

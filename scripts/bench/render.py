@@ -315,6 +315,17 @@ def render_gpu(w, path):
             w(f"LoRA training, {umi_t['batch_size']} × {umi_t['seq_len']} tokens per step (r 8 on all seven "
               f"projections, AdamW, f32): umi {fmt(umi_t['train_tok_s'])} tok/s, {peer_t['system']} "
               f"{fmt(peer_t['train_tok_s'])} tok/s: **{ratio(umi_t['train_tok_s'], peer_t['train_tok_s'])}**.\n")
+        # the same build without burn's kernel fusion, when gpu.sh was given one
+        nf, nf_t = by.get(f"umi-nofusion-{prefix}-warm"), by.get(f"umi-nofusion-{prefix}-train")
+        if umi and nf:
+            line = (f"Kernel fusion (umi's default build) against the same commit built without it, warm: prefill "
+                    f"{fmt(nf['prefill_tok_s'])} → {fmt(umi['prefill_tok_s'])} tok/s "
+                    f"({ratio(umi['prefill_tok_s'], nf['prefill_tok_s'])}), decode {fmt(nf['decode_tok_s'], 2)} → "
+                    f"{fmt(umi['decode_tok_s'], 2)} ({ratio(umi['decode_tok_s'], nf['decode_tok_s'])})")
+            if umi_t and nf_t:
+                line += (f", LoRA training {fmt(nf_t['train_tok_s'])} → {fmt(umi_t['train_tok_s'])} tok/s "
+                         f"({ratio(umi_t['train_tok_s'], nf_t['train_tok_s'])})")
+            w(line + ".\n")
 
 
 def render(path, train_path=None, mine_path=None, gpu_path=None):
@@ -388,6 +399,11 @@ def render(path, train_path=None, mine_path=None, gpu_path=None):
         render_mine(w, mine_path)
     if gpu_path and os.path.exists(gpu_path):
         render_gpu(w, gpu_path)
+    # counted by scripts/bench/wgpu_launches.sh (a Vulkan adapter, lavapipe will do), kept in its
+    # own file as the evaluation throughput is
+    launches_section = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wgpu_launches.md")
+    if os.path.exists(launches_section):
+        w(open(launches_section).read().rstrip() + "\n")
     w("## Targets (from performance-anchors.md)\n")
     w("Decode ≥ 1.0× llama.cpp at equal precision and ≥ 2× transformers; prefill ≥ 1.0× llama.cpp at f32; peak RSS "
       "within 1.2× of the weights plus the KV cache.\n")
@@ -399,7 +415,8 @@ def render(path, train_path=None, mine_path=None, gpu_path=None):
       "`scripts/bench/render.py scripts/bench/results.json --train scripts/bench/train_results.json "
       "--mine scripts/bench/mine_results.json --gpu scripts/bench/gpu_results.jsonl > BENCHMARKS.md` "
       "re-renders; the GPU section comes from `scripts/bench/gpu.sh` on the GPU machine, its header says how; the "
-      "evaluation-throughput section from `scripts/bench/eval_throughput.md`, written by hand from `umi eval` runs).")
+      "evaluation-throughput section from `scripts/bench/eval_throughput.md`, written by hand from `umi eval` runs; "
+      "the wgpu launch counts from `scripts/bench/wgpu_launches.sh > scripts/bench/wgpu_launches.md`).")
     print("\n".join(out))
 
 
