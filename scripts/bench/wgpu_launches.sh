@@ -61,14 +61,13 @@ echo "times: they do not depend on the adapter's speed."
 echo
 echo "| build | launches per decode token | launches per LoRA step |"
 echo "|---|---:|---:|"
-base_d=""; base_t=""
 for row in "${rows[@]}"; do
   IFS='|' read -r label d t <<< "$row"
   echo "| $label | $(python3 -c "print(f'{$d:,}')") | $(python3 -c "print(f'{$t:,}')") |"
-  [ -n "$base_d" ] || { base_d=$d; base_t=$t; }
 done
 if [ "${#rows[@]}" -gt 1 ]; then
+  IFS='|' read -r first_label first_d first_t <<< "${rows[0]}"
   IFS='|' read -r last_label last_d last_t <<< "${rows[-1]}"
   echo
-  echo "$last_label ÷ ${rows[0]%%|*}: $(python3 -c "print(f'{$last_d / $base_d:.2f}× the launches per decode token, {$last_t / $base_t:.2f}× per LoRA step')")."
+  echo "$last_label ÷ $first_label: $(python3 -c "print(f'{$last_d / $first_d:.2f}× the launches per decode token, {$last_t / $first_t:.2f}× per LoRA step')")."
 fi

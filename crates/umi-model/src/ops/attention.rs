@@ -737,6 +737,10 @@ mod flex {
         /// once for all of them, into the partials of `out` (row `i`'s at `i · (`
         /// [`PARTIAL_HEADER`] `+ 64)`, after its header). `p` must be 0 past the keys a row
         /// sees.
+        ///
+        /// # Panics
+        ///
+        /// If `count` is not 1 to 6 (a caller's bug: both kernels pass blocks of at most 6).
         #[rite(import_intrinsics)]
         pub(super) fn weigh(
             token: X64V4Token,
@@ -753,7 +757,7 @@ mod flex {
                 3 => weigh_rows::<3>(token, values, upto, p, out),
                 2 => weigh_rows::<2>(token, values, upto, p, out),
                 1 => weigh_rows::<1>(token, values, upto, p, out),
-                _ => {}
+                _ => unreachable!("weigh: {count} rows; its callers pass 1 to 6"),
             }
         }
 
