@@ -31,7 +31,7 @@
 #                   without a pair still stops
 # Environment (all optional): UMI (the umi binary; default: built here), MODEL, PLANNER (M0's
 #   planner adapter), CALLER, SUMMARIZER, DATA (α-UMi trajectories, default the OOD train file),
-#   DEV_EVERY (6), M1_STEPS, M1_BATCH (8), MAX_LEN (1024, training), WIDTH, POOLS ("100 200 250";
+#   DEV_EVERY (6), M1_STEPS, M1_BATCH (8), M1_LR (1e-4, the spec's LoRA value), MAX_LEN (1024, training), WIDTH, POOLS ("100 200 250";
 #   trajectories mined per iteration), MAX_NEW_TOKENS (256, the dev evaluation), STEP_TOKENS (192,
 #   most tokens of a sampled candidate step), GEN_FLAGS (more
 #   flags for every model command, e.g. "--max-input-tokens 96 --quant q8_0").
@@ -60,6 +60,7 @@ SUMMARIZER="${SUMMARIZER:-$agent/summarizer}"
 DATA="${DATA:-../shared/data/alpha-umi-toolbench/ood-train/out_of_domain_train300.json}"
 DEV_EVERY="${DEV_EVERY:-6}"
 M1_BATCH="${M1_BATCH:-8}"
+M1_LR="${M1_LR:-1e-4}"
 MAX_LEN="${MAX_LEN:-1024}"
 MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-256}"
 STEP_TOKENS="${STEP_TOKENS:-192}"
@@ -98,7 +99,7 @@ if [ ! -d "$(adapter 1)" ]; then
   resume=(); ls -d "$out/m1/run/checkpoint-"* >/dev/null 2>&1 && resume=(--resume)
   "$UMI" train local --role planner "${split[@]}" --split train --model "$MODEL" \
     --adapter "$PLANNER" --extra-samples "$out/eft/train/eft.jsonl" \
-    --lr 1e-4 --warmup-ratio 0.2 --weight-decay 0.01 --batch-size "$M1_BATCH" --max-len "$MAX_LEN" \
+    --lr "$M1_LR" --warmup-ratio 0.2 --weight-decay 0.01 --batch-size "$M1_BATCH" --max-len "$MAX_LEN" \
     --save-every 8 "${steps[@]}" --out "$out/m1/run" "${resume[@]}"
 fi
 
@@ -173,7 +174,7 @@ for ((i = 1; i <= iterations; i++)); do
     stop="no pair mined at M$i (every decision point tied: the judge does not discriminate)"
     break
   fi
-  if [ "$(json "$m/pairs/report.json" "int(d['pair_yield'] >= 0.5)")" != 1 ] &&
+  if [ "$(json "$m/pairs/report.json" "int(d['yield'] >= 0.5)")" != 1 ] &&
     halt "pair yield below 50 % of decision points at M$i (the judge no longer discriminates)"; then
     break
   fi
