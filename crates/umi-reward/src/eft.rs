@@ -7,7 +7,7 @@
 //! | kind | W | rule |
 //! |---|---|---|
 //! | `plan` | G with its `Next:` marker replaced | another decision |
-//! | `hallucinated_name` | G with the listed `X_for_Y` tool it names renamed to `X_for_Z`, `Z` another trajectory's tool family | names an unlisted tool |
+//! | `hallucinated_name` | G with the listed `X_for_Y` tool it names renamed to `X_for_Z`, `Z` another trajectory's tool family; where no listed tool has a `_for_` family (umi's demo tools), the listed name's first word joined to another noun (`convert_units` → `convert_rates`) | names an unlisted tool |
 //! | `echo` | the template's format line + G's marker | repeats the instructions |
 //! | `loop` | the previous planner turn, verbatim, when it differs from G | repeats itself |
 
@@ -101,6 +101,33 @@ fn verb(n: Next) -> &'static str {
     }
 }
 
+/// Nouns a fabricated tool name ends with where the tools have no `_for_` families.
+const FAKE_NOUNS: [&str; 8] = [
+    "rates", "records", "details", "history", "schedule", "summary", "status", "lookup",
+];
+
+/// The identifier-like words of `text` (ASCII letters, digits and `_`), in order.
+fn words(text: &str) -> Vec<&str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// A name like `name` that is not in `listed`: its first word (up to the first `_`) joined to
+/// one of [`FAKE_NOUNS`], picked by `seed` (the next one that is free), e.g. `convert_units` →
+/// `convert_rates`. `None` when every such name is listed.
+fn fake_plain_name(name: &str, listed: &[&str], seed: u64) -> Option<String> {
+    let head = name.split('_').next().unwrap_or(name);
+    (0..FAKE_NOUNS.len())
+        .map(|k| {
+            format!(
+                "{head}_{}",
+                FAKE_NOUNS[(seed as usize + k) % FAKE_NOUNS.len()]
+            )
+        })
+        .find(|fake| fake != name && !listed.contains(&fake.as_str()))
+}
+
 /// `X_for_Y` tool names in `text`, in order of appearance.
 fn for_names(text: &str) -> Vec<&str> {
     let bytes = text.as_bytes();
@@ -134,6 +161,32 @@ pub fn tool_families(tools: &[Map<String, Value>]) -> Vec<String> {
         .filter_map(|t| umi_data::tool_name(t))
         .filter_map(|n| n.split_once("_for_").map(|(_, f)| f.to_string()))
         .collect()
+}
+
+/// G with the listed tool `name` renamed to the unlisted `fake` (whole words only), and its
+/// explanation.
+fn hallucinated(gold: &str, name: &str, fake: &str) -> (NegativeKind, String, String) {
+    let mut renamed = String::with_capacity(gold.len() + fake.len());
+    let mut rest = gold;
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    while let Some(at) = rest.find(name) {
+        let (before, after) = (&rest[..at], &rest[at + name.len()..]);
+        renamed.push_str(before);
+        if word(before.chars().next_back()) || word(after.chars().next()) {
+            renamed.push_str(name);
+        } else {
+            renamed.push_str(fake);
+        }
+        rest = after;
+    }
+    renamed.push_str(rest);
+    (
+        NegativeKind::HallucinatedName,
+        renamed,
+        format!(
+            "Assistant {{W}} names `{fake}`, which is not in the list of available APIs; assistant {{G}} only uses available APIs."
+        ),
+    )
 }
 
 /// The synthetic worse steps for gold step `gold` after `turns`, as `(kind, W, explanation
@@ -181,15 +234,14 @@ pub fn synthetic_negatives(
             let pick = candidates[(seed % candidates.len() as u64) as usize];
             let fake = format!("{prefix}_for_{pick}");
             if !listed.contains(&fake.as_str()) {
-                out.push((
-                    NegativeKind::HallucinatedName,
-                    gold.replace(name, &fake),
-                    format!(
-                        "Assistant {{W}} names `{fake}`, which is not in the list of available APIs; assistant {{G}} only uses available APIs."
-                    ),
-                ));
+                out.push(hallucinated(gold, name, &fake));
             }
         }
+    } else if own.is_empty()
+        && let Some(name) = words(gold).into_iter().find(|w| listed.contains(w))
+        && let Some(fake) = fake_plain_name(name, &listed, seed)
+    {
+        out.push(hallucinated(gold, name, &fake));
     }
     out.push((
         NegativeKind::Echo,
@@ -478,5 +530,43 @@ mod tests {
         let line = serde_json::to_string(&rows[0]).unwrap();
         let sample: RoleSample = serde_json::from_str(&line).unwrap();
         assert_eq!(sample, rows[0].sample);
+    }
+
+    #[test]
+    fn tools_without_families_get_a_fabricated_plain_name() {
+        // umi's demo tools: no `X_for_Y` names, so the fake keeps the first word of the named tool
+        let tool = |name: &str| {
+            serde_json::json!({"Name": name, "function": "does it"})
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        let tools = vec![
+            tool("convert_units"),
+            tool("convert_rates"),
+            tool("weekday"),
+        ];
+        let gold =
+            "I need 3 km in mi, so I call convert_units (not convert_units_v2). Next: caller.";
+        let turns = [Turn::new(Speaker::User, "3 km in miles?")];
+        let negatives = synthetic_negatives(&turns, gold, &tools, &[], 0);
+        let fake = negatives
+            .iter()
+            .find(|n| n.0 == NegativeKind::HallucinatedName)
+            .expect("a hallucinated-name negative");
+        // seed 0 picks "rates" first, which is listed, so the next noun
+        assert_eq!(
+            fake.1,
+            "I need 3 km in mi, so I call convert_records (not convert_units_v2). Next: caller."
+        );
+        assert!(fake.2.contains("`convert_records`"));
+        // a step naming no listed tool, or a tool set with families, gets none of this kind
+        let none = synthetic_negatives(&turns, "I answer now. Next: conclusion.", &tools, &[], 0);
+        assert!(none.iter().all(|n| n.0 != NegativeKind::HallucinatedName));
+        let mut mixed = tools.clone();
+        mixed.push(tool("search_for_books"));
+        let families = vec!["books".to_string()];
+        let mixed = synthetic_negatives(&turns, gold, &mixed, &families, 0);
+        assert!(mixed.iter().all(|n| n.0 != NegativeKind::HallucinatedName));
     }
 }
