@@ -68,6 +68,25 @@ fn the_schedule_runs_its_stages_stops_on_no_pairs_and_resumes() {
     );
     assert!(summary.contains("gate G1 failed for M1"), "{summary}");
     assert!(!out.join("m2").exists(), "no DPO without pairs");
+    // every key the script's stopping rules read from the mining report is in it (a missing
+    // one is a Python KeyError that the script took for a failed rule)
+    let script = std::fs::read_to_string(repo().join("scripts/psrlm.sh")).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("m1/pairs/report.json")).unwrap())
+            .unwrap();
+    let read: Vec<&str> = script
+        .lines()
+        .filter(|l| l.contains("pairs/report.json"))
+        .flat_map(|l| l.split("d['").skip(1))
+        .filter_map(|k| k.split_once("']").map(|(k, _)| k))
+        .collect();
+    assert!(read.contains(&"yield"), "{read:?}");
+    for key in read {
+        assert!(
+            report.get(key).is_some(),
+            "psrlm.sh reads {key}, not in {report}"
+        );
+    }
 
     // a rerun trains nothing again and ends the same way
     let second = psrlm(&data, &out);
