@@ -106,9 +106,14 @@ const FAKE_NOUNS: [&str; 8] = [
     "rates", "records", "details", "history", "schedule", "summary", "status", "lookup",
 ];
 
-/// The identifier-like words of `text` (ASCII letters, digits and `_`), in order.
+/// Whether `c` belongs in a tool name: an ASCII letter or digit, or `_`.
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// The identifier-like words of `text` (runs of [`is_name_char`]), in order.
 fn words(text: &str) -> Vec<&str> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+    text.split(|c: char| !is_name_char(c))
         .filter(|w| !w.is_empty())
         .collect()
 }
@@ -130,28 +135,10 @@ fn fake_plain_name(name: &str, listed: &[&str], seed: u64) -> Option<String> {
 
 /// `X_for_Y` tool names in `text`, in order of appearance.
 fn for_names(text: &str) -> Vec<&str> {
-    let bytes = text.as_bytes();
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if word(bytes[i]) && (i == 0 || !word(bytes[i - 1])) {
-            let end = (i..bytes.len())
-                .find(|&j| !word(bytes[j]))
-                .unwrap_or(bytes.len());
-            let w = &text[i..end];
-            if let Some(at) = w.find("_for_")
-                && at > 0
-                && at + 5 < w.len()
-            {
-                out.push(w);
-            }
-            i = end;
-        } else {
-            i += 1;
-        }
-    }
-    out
+    words(text)
+        .into_iter()
+        .filter(|w| w.find("_for_").is_some_and(|at| at > 0 && at + 5 < w.len()))
+        .collect()
 }
 
 /// The `_for_` families (the part after `_for_`) of the tools in `tools`.
@@ -168,7 +155,7 @@ pub fn tool_families(tools: &[Map<String, Value>]) -> Vec<String> {
 fn hallucinated(gold: &str, name: &str, fake: &str) -> (NegativeKind, String, String) {
     let mut renamed = String::with_capacity(gold.len() + fake.len());
     let mut rest = gold;
-    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let word = |c: Option<char>| c.is_some_and(is_name_char);
     while let Some(at) = rest.find(name) {
         let (before, after) = (&rest[..at], &rest[at + name.len()..]);
         renamed.push_str(before);
