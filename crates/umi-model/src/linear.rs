@@ -104,12 +104,7 @@ pub(crate) fn quantized_matmul_many(
 ) -> Vec<Tensor<2>> {
     let [tokens, _] = x.dims();
     let device = x.device();
-    let data = x
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 after convert");
-    crate::qmatmul::QMatrix::matmul_many(ws, &data, tokens)
+    crate::ops::host_values(x, |x| crate::qmatmul::QMatrix::matmul_many(ws, x, tokens))
         .into_iter()
         .zip(ws)
         .map(|(y, w)| {

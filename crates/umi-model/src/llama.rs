@@ -360,6 +360,20 @@ impl Llama {
     /// If `tokens` and `caches` differ in length or are empty, a sequence has not one cache
     /// per layer, or a cache would exceed `max_position_embeddings`.
     pub fn forward_ragged(&self, tokens: &[u32], caches: &mut [Vec<KvCache>]) -> Tensor<2> {
+        self.logits(self.forward_ragged_hidden(tokens, caches).unsqueeze_dim(1)) // [n, 1, vocab_size]
+            .reshape([tokens.len(), self.config.vocab_size])
+    }
+
+    /// [`Llama::forward_ragged`] without the LM head: each sequence's final-norm hidden state.
+    ///
+    /// # Shapes
+    ///
+    /// - output: `[tokens.len(), hidden_size]`
+    ///
+    /// # Panics
+    ///
+    /// As [`Llama::forward_ragged`].
+    pub fn forward_ragged_hidden(&self, tokens: &[u32], caches: &mut [Vec<KvCache>]) -> Tensor<2> {
         assert!(
             !tokens.is_empty() && tokens.len() == caches.len(),
             "forward_ragged: {} tokens for {} caches",
@@ -389,8 +403,21 @@ impl Llama {
                 caches.iter_mut().map(|c| &mut c[l]).collect();
             x = layer.forward_ragged(x, &self.rotary, &mut layer_caches);
         }
-        let logits = self.logits(self.norm.forward(x)); // [n, 1, vocab_size]
-        logits.reshape([n, self.config.vocab_size])
+        self.norm.forward(x).reshape([n, self.config.hidden_size])
+    }
+
+    /// The LM head as a quantized matrix whose product [`Llama::logits`] takes as it is
+    /// (the tied embedding held quantized, or a quantized `lm_head` without an adapter), for
+    /// callers that want the logits on the host without a tensor in between
+    /// ([`QMatrix::matmul_by_token`](crate::qmatmul::QMatrix::matmul_by_token)); `None`
+    /// otherwise.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn quantized_head(&self) -> Option<&crate::qmatmul::QMatrix> {
+        match &self.lm_head {
+            None => self.embed_quantized.as_ref().map(|q| &*q.0),
+            Some(head) if head.lora.is_none() => head.quantized.as_ref().map(|q| &*q.0),
+            Some(_) => None,
+        }
     }
 
     /// Projects hidden states to vocabulary logits with the LM head (or the tied embedding).

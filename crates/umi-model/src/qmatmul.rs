@@ -346,6 +346,83 @@ impl QMatrix {
             }
             return outs;
         }
+        let (outs, rows_per_task) = Self::run_tasks(ws, x, tokens);
+        if tokens == 1 {
+            return outs;
+        }
+        // to `[tokens, rows]`: an interleaved matrix's tasks wrote `[tokens, rows of the
+        // task]` (runs of rows to copy), the others `[rows of the task, tokens]`
+        // (written token after token, task after task: no zeroed matrix to fill in)
+        ws.iter()
+            .zip(outs)
+            .map(|(w, by_task)| {
+                let mut out = Vec::with_capacity(tokens * w.rows);
+                let parts = || by_task.chunks(rows_per_task * tokens);
+                for t in 0..tokens {
+                    for part in parts() {
+                        let n = part.len() / tokens;
+                        if matches!(w.blocks, Blocks::Q8_0x16 { .. }) {
+                            out.extend_from_slice(&part[t * n..(t + 1) * n]);
+                        } else {
+                            out.extend(part.chunks_exact(tokens).map(|r| r[t]));
+                        }
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
+    /// [`QMatrix::matmul`] with each token's products in a vector of its own (`tokens` of
+    /// `[rows]`): the same values, built from the kernels' output in one pass, with no
+    /// `[tokens, rows]` matrix in between. For the LM head of a decode step, whose rows of
+    /// logits go to each sequence's sampler: 6 SmolLM2 sequences' logits are 1.2 MB, which
+    /// the tensor path copied about five times on the main thread while the other waited.
+    ///
+    /// # Panics
+    ///
+    /// As [`QMatrix::matmul`].
+    pub fn matmul_by_token(&self, x: &[f32], tokens: usize) -> Vec<Vec<f32>> {
+        assert_eq!(
+            x.len(),
+            tokens * self.cols,
+            "QMatrix::matmul: x has the wrong size"
+        );
+        if tokens > TOKENS_PER_PASS {
+            return self
+                .matmul(x, tokens)
+                .chunks(self.rows)
+                .map(<[f32]>::to_vec)
+                .collect();
+        }
+        let (mut outs, rows_per_task) = Self::run_tasks(&[self], x, tokens);
+        let by_task = outs.pop().expect("one product");
+        if tokens == 1 {
+            return vec![by_task];
+        }
+        // each token's row grows task after task (the tasks hold consecutive rows, in order)
+        let mut rows: Vec<Vec<f32>> = (0..tokens).map(|_| Vec::with_capacity(self.rows)).collect();
+        for part in by_task.chunks(rows_per_task * tokens) {
+            let n = part.len() / tokens;
+            if matches!(self.blocks, Blocks::Q8_0x16 { .. }) {
+                for (row, run) in rows.iter_mut().zip(part.chunks_exact(n)) {
+                    row.extend_from_slice(run);
+                }
+            } else {
+                for (t, row) in rows.iter_mut().enumerate() {
+                    row.extend(part.chunks_exact(tokens).map(|r| r[t]));
+                }
+            }
+        }
+        rows
+    }
+
+    /// The kernels of [`QMatrix::matmul_many`] for at most [`TOKENS_PER_PASS`] tokens: each
+    /// matrix's products as its tasks wrote them (an interleaved matrix's tasks `[tokens, rows
+    /// of the task]`, the others' `[rows of the task, tokens]`, task after task; `[rows]` for
+    /// one token), and the rows per task.
+    fn run_tasks(ws: &[&Self], x: &[f32], tokens: usize) -> (Vec<Vec<f32>>, usize) {
+        let cols = ws[0].cols;
         crate::ops::awake::keep_awake();
         let blocks = cols / Q8_BLOCK;
         let mut xq = vec![0i8; x.len()];
@@ -430,33 +507,7 @@ impl QMatrix {
                 }),
             }
         });
-        if tokens == 1 {
-            return outs;
-        }
-        // to `[tokens, rows]`: an interleaved matrix's tasks wrote `[tokens, rows of the
-        // task]` (runs of rows to copy), the others `[rows of the task, tokens]`
-        ws.iter()
-            .zip(outs)
-            .map(|(w, by_task)| {
-                let rows = w.rows;
-                let mut out = vec![0f32; tokens * rows];
-                for (task, part) in by_task.chunks(rows_per_task * tokens).enumerate() {
-                    let (first, n) = (task * rows_per_task, part.len() / tokens);
-                    if matches!(w.blocks, Blocks::Q8_0x16 { .. }) {
-                        for (t, run) in part.chunks_exact(n).enumerate() {
-                            out[t * rows + first..][..n].copy_from_slice(run);
-                        }
-                    } else {
-                        for (r, row) in part.chunks_exact(tokens).enumerate() {
-                            for (t, &v) in row.iter().enumerate() {
-                                out[t * rows + first + r] = v;
-                            }
-                        }
-                    }
-                }
-                out
-            })
-            .collect()
+        (outs, rows_per_task)
     }
 }
 
@@ -1762,6 +1813,45 @@ mod tests {
                         &batch[t * rows..(t + 1) * rows],
                         &w.matmul(token, 1)[..],
                         "{format:?}: token {t} of {tokens}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A product split over several tasks of rows (576 columns: 28 rows a task, 32 when
+    /// interleaved) comes back token by token in order, as `[tokens, rows]` from
+    /// [`QMatrix::matmul`] and as one vector per token from [`QMatrix::matmul_by_token`]: each
+    /// token's row equals its product alone, bit for bit, also past one pass of tokens.
+    #[test]
+    fn products_of_several_tasks_come_back_token_by_token() {
+        let (rows, cols) = (100, 576);
+        let w = values(rows * cols, 30);
+        for (name, m) in [
+            ("Q8_0", q8(&w, rows, cols)),
+            ("Q8_0 interleaved", q8x16(&w[..96 * cols], 96, cols)),
+            (
+                "Q4_1",
+                QMatrix::from_rows(QFormat::Q4_1, &w, rows, cols).unwrap(),
+            ),
+        ] {
+            let rows = m.rows();
+            for tokens in [1, 2, 6, 9, TOKENS_PER_PASS + 3] {
+                let x = values(tokens * cols, 31 + tokens as u64);
+                let alone: Vec<Vec<f32>> = x.chunks_exact(cols).map(|t| m.matmul(t, 1)).collect();
+                let flat = m.matmul(&x, tokens);
+                let by_token = m.matmul_by_token(&x, tokens);
+                assert_eq!(by_token.len(), tokens, "{name}, {tokens} tokens");
+                for (t, want) in alone.iter().enumerate() {
+                    assert_eq!(want.len(), rows);
+                    assert_eq!(
+                        &flat[t * rows..(t + 1) * rows],
+                        &want[..],
+                        "{name}: token {t} of {tokens}"
+                    );
+                    assert_eq!(
+                        &by_token[t], want,
+                        "{name}: token {t} of {tokens}, by token"
                     );
                 }
             }

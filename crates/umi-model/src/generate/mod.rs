@@ -261,25 +261,10 @@ pub fn argmax(values: &[f32]) -> u32 {
     best as u32
 }
 
-/// Logits of the last position of a single sequence, read back to the host.
-///
-/// # Shapes
-///
-/// - logits: `[1, seq_len, vocab_size]`
+/// Rows of logits (`[rows, vocab_size]`) read back to the host, row after row.
 ///
 /// The read is awaited (`into_data_async`): in the browser a synchronous read from the GPU is
 /// impossible, and awaiting it hands the event loop back to the page between tokens.
-///
-/// # Errors
-///
-/// [`Error::Generation`] when the device cannot read the logits back.
-async fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>> {
-    let [_, seq_len, vocab_size] = logits.dims();
-    read_logits(logits.narrow(1, seq_len - 1, 1).reshape([1, vocab_size])).await
-}
-
-/// Rows of logits (`[rows, vocab_size]`) read back to the host, row after row (awaited, as
-/// [`last_logits`] explains).
 ///
 /// # Errors
 ///
@@ -315,10 +300,42 @@ pub async fn next_token_logits(
     let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &device);
     let hidden = model.forward_hidden(input, cache);
     let [_, seq_len, hidden_size] = hidden.dims();
-    let last = hidden
-        .narrow(1, seq_len - 1, 1)
-        .reshape([1, 1, hidden_size]);
-    last_logits(model.logits(last)).await
+    let last = hidden.narrow(1, seq_len - 1, 1).reshape([1, hidden_size]);
+    Ok(head_logits(model, last)
+        .await?
+        .pop()
+        .expect("one row of logits"))
+}
+
+/// Final-norm hidden states (`[rows, hidden_size]`) through the LM head, each row's logits
+/// read back to the host (awaited, as [`read_logits`] explains). A quantized head
+/// ([`Llama::quantized_head`]) of a few rows (or interleaved: the products
+/// [`Llama::logits`] would run) multiplies on the host straight into each row's vector
+/// ([`QMatrix::matmul_by_token`](crate::qmatmul::QMatrix::matmul_by_token)): the same values,
+/// without building a logits tensor and reading it back.
+///
+/// # Shapes
+///
+/// - hidden: `[rows, hidden_size]`
+/// - returns `rows` rows of `[vocab_size]` logits
+///
+/// # Errors
+///
+/// [`Error::Generation`] when the device cannot read the logits back.
+async fn head_logits(model: &Llama, hidden: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+    let [rows, hidden_size] = hidden.dims();
+    #[cfg(not(target_family = "wasm"))]
+    if let Some(head) = model.quantized_head()
+        && (rows <= crate::linear::QUANTIZED_MAX_ROWS || head.interleaved())
+    {
+        return Ok(crate::ops::host_values(hidden, |x| {
+            head.matmul_by_token(x, rows)
+        }));
+    }
+    let logits = model.logits(hidden.reshape([rows, 1, hidden_size])); // [rows, 1, vocab_size]
+    let vocab_size = logits.dims()[2];
+    let flat = read_logits(logits.reshape([rows, vocab_size])).await?;
+    Ok(flat.chunks(vocab_size).map(<[f32]>::to_vec).collect())
 }
 
 /// Feeds one new token per sequence of a batch (`tokens[r]` continues row `r` of `cache`) and
@@ -346,10 +363,9 @@ pub async fn next_token_logits_batch(
     let device = model.embed_tokens.val().device();
     let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
     let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [tokens.len(), 1]), &device);
-    let logits = model.forward(input, cache); // [rows, 1, vocab_size]
-    let [rows, _, vocab_size] = logits.dims();
-    let flat = read_logits(logits.reshape([rows, vocab_size])).await?;
-    Ok(flat.chunks(vocab_size).map(<[f32]>::to_vec).collect())
+    let hidden = model.forward_hidden(input, cache); // [rows, 1, hidden_size]
+    let [rows, _, hidden_size] = hidden.dims();
+    head_logits(model, hidden.reshape([rows, hidden_size])).await
 }
 
 /// Incremental detokenisation for streaming: turns the growing decoded text into deltas.
@@ -906,15 +922,12 @@ impl<K> RaggedBatch<K> {
             .iter_mut()
             .map(|r| std::mem::take(&mut r.cache))
             .collect();
-        let logits = model.forward_ragged(&next, &mut caches); // [rows, vocab_size]
+        let hidden = model.forward_ragged_hidden(&next, &mut caches); // [rows, hidden_size]
         for (row, cache) in self.rows.iter_mut().zip(caches) {
             row.cache = cache;
         }
-        let [_, vocab_size] = logits.dims();
-        let flat = read_logits(logits).await?;
-        for (row, logits) in self.rows.iter_mut().zip(flat.chunks_exact(vocab_size)) {
-            row.logits.clear();
-            row.logits.extend_from_slice(logits);
+        for (row, logits) in self.rows.iter_mut().zip(head_logits(model, hidden).await?) {
+            row.logits = logits;
         }
         Ok(finished)
     }

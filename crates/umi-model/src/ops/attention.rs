@@ -1269,6 +1269,11 @@ mod flex {
     /// its chunk of keys and of values converted from f16.
     type Scratch = (Vec<f32>, Vec<f32>, Vec<usize>, Vec<f32>, Vec<f32>);
 
+    thread_local! {
+        /// This thread's [`Scratch`], reused by every call (growing to the largest task seen).
+        static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+    }
+
     /// The kernel of both [`AttentionBackend`] methods: [`AttendTile`]s over rayon's threads
     /// when the call is large, then each query row's partials merged.
     fn attend(
@@ -1385,15 +1390,23 @@ mod flex {
                 buffers: (key_buffer, value_buffer),
             });
         };
-        let scratch = Scratch::default;
+        // each thread's buffers, kept between calls (taken out while a task runs)
+        let run_here = |job| {
+            let mut scratch = SCRATCH.with(|s| s.take());
+            run(&mut scratch, job);
+            SCRATCH.with(|s| s.replace(scratch));
+        };
         if out.len() * (prefix_len + columns) >= PARALLEL_WORK && tasks.len() > 1 {
+            // one task per job: the tasks differ in size (a shared prefix's rows of all
+            // sequences, then each sequence's own few), and rayon's halving split gave one
+            // thread most of the prefix's tasks (perf, 6 SmolLM2 candidates, 2026-12-07)
             tasks
                 .par_iter()
                 .zip(slots)
-                .for_each_init(scratch, |s, job| run(s, job));
+                .with_max_len(1)
+                .for_each(run_here);
         } else {
-            let mut s = scratch();
-            tasks.iter().zip(slots).for_each(|job| run(&mut s, job));
+            tasks.iter().zip(slots).for_each(run_here);
         }
         // each row's partials: the prefix's chunks, then its own keys' chunks
         let prefix_tasks_per_head = prefix_split.row_blocks * prefix_split.chunks;

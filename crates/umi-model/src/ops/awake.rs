@@ -28,6 +28,15 @@ use std::time::{Duration, Instant};
 /// How long spinners wait for a next kernel before they end.
 pub const LINGER: Duration = Duration::from_millis(2);
 
+/// Polls a spinner makes without leaving the core after it last ran a job (about 50–100 µs,
+/// longer than the serial work between two kernels of a decode step), before it polls with a
+/// `sched_yield` between. On a virtual machine a `sched_yield` is a system call of several
+/// microseconds: a worker inside one when the next kernel started joined it late, and the
+/// other thread did more of the work. With every poll a `sched_yield`, the second thread was
+/// idle (`__schedule`, `sched_yield`) for 18 % of a 6-sequence SmolLM2 Q8_0 decode step
+/// (perf, 2026-12-07).
+const HOT_POLLS: u32 = 1000;
+
 /// Spinners running (or queued) now.
 static SPINNERS: AtomicUsize = AtomicUsize::new(0);
 /// [`Awake`] guards alive now: while any is, spinners do not end.
@@ -121,9 +130,13 @@ fn spin(owner: usize) {
     let nested = SPINNING.with(|s| s.replace(true));
     if !nested && rayon::current_thread_index() != Some(owner) {
         let linger = LINGER.as_nanos() as u64;
+        let mut idle_polls = 0;
         loop {
             match rayon::yield_now() {
-                Some(rayon::Yield::Executed) => continue,
+                Some(rayon::Yield::Executed) => {
+                    idle_polls = 0;
+                    continue;
+                }
                 Some(rayon::Yield::Idle) => {}
                 None => break,
             }
@@ -132,10 +145,15 @@ fn spin(owner: usize) {
             {
                 break;
             }
-            // yield the core to the OS between polls: free when the core has nothing else to
-            // run (it returns at once), and a pool larger than the cores, or a busy machine,
-            // does not lose its workers' time to spinners
-            std::thread::yield_now();
+            idle_polls += 1;
+            if idle_polls <= HOT_POLLS {
+                std::hint::spin_loop();
+            } else {
+                // then yield the core to the OS between polls: free when the core has nothing
+                // else to run (it returns at once), and a pool larger than the cores, or a
+                // busy machine, does not lose its workers' time to spinners
+                std::thread::yield_now();
+            }
         }
     }
     SPINNING.with(|s| s.set(nested));

@@ -31,6 +31,34 @@ pub mod simd;
 mod softmax;
 mod swiglu;
 
+/// `f` of `x`'s values as f32, row-major, on the host: read in place on the CPU backend (no
+/// copy for a dense f32 tensor that autodiff does not track: [`host::flex_float`]), read back
+/// through `into_data` otherwise. For host kernels over a decode step's few rows (the
+/// quantized products, the LM head's logits).
+///
+/// # Panics
+///
+/// If the values cannot be read as f32 (a device read-back that fails).
+pub(crate) fn host_values<const D: usize, R>(
+    x: burn::tensor::Tensor<D>,
+    f: impl FnOnce(&[f32]) -> R,
+) -> R {
+    #[cfg(feature = "flex")]
+    let x = match host::flex_float(x) {
+        Ok(t) => {
+            let t = host::dense_f32(t);
+            return f(host::values(&t));
+        }
+        Err(x) => x,
+    };
+    let data = x
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 after convert");
+    f(&data)
+}
+
 pub use attention::{attention, attention_with_prefix};
 pub use cross_entropy::linear_cross_entropy;
 pub use dropout::dropout;
