@@ -44,13 +44,11 @@ pub(crate) fn host_values<const D: usize, R>(
     f: impl FnOnce(&[f32]) -> R,
 ) -> R {
     #[cfg(feature = "flex")]
-    let x = match host::flex_float(x) {
-        Ok(t) => {
-            let t = host::dense_f32(t);
-            return f(host::values(&t));
-        }
-        Err(x) => x,
-    };
+    if let Some(t) = host::flex_float(&x) {
+        drop(x);
+        let t = host::dense_f32(t);
+        return f(host::values(&t));
+    }
     let data = x
         .into_data()
         .convert::<f32>()
