@@ -11,9 +11,9 @@
 //!
 //! [`keep_awake`], called as each kernel starts, puts one *spinner* job on each other worker:
 //! it runs whatever work rayon has (stealing as an idle worker would, through
-//! [`rayon::yield_now`]) and otherwise polls, yielding the core to the OS between polls
-//! (`sched_yield`: at once back when nothing else wants the core), until no kernel has started
-//! for [`LINGER`].
+//! [`rayon::yield_now`]) and otherwise polls: `HOT_POLLS` times on the core after the last
+//! job it ran, then yielding the core to the OS between polls (`sched_yield`: at once back when
+//! nothing else wants the core), until no kernel has started for [`LINGER`].
 //! The workers are then awake when the next region starts, as llama.cpp's threads are between
 //! its operations; after the last kernel they spin [`LINGER`] more and go back to rayon's sleep.
 
@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 /// How long spinners wait for a next kernel before they end.
 pub const LINGER: Duration = Duration::from_millis(2);
 
-/// Polls a spinner makes without leaving the core after it last ran a job (about 50–100 µs,
-/// longer than the serial work between two kernels of a decode step), before it polls with a
-/// `sched_yield` between. On a virtual machine a `sched_yield` is a system call of several
+/// Polls a spinner makes without leaving the core after it last ran a job (each a look for
+/// rayon work and a clock read, well under a microsecond: together meant to outlast the serial
+/// work between two kernels of a decode step), before it polls with a `sched_yield` between. On a virtual machine a `sched_yield` is a system call of several
 /// microseconds: a worker inside one when the next kernel started joined it late, and the
 /// other thread did more of the work. With every poll a `sched_yield`, the second thread was
 /// idle (`__schedule`, `sched_yield`) for 18 % of a 6-sequence SmolLM2 Q8_0 decode step

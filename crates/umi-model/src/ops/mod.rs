@@ -39,6 +39,7 @@ mod swiglu;
 /// # Panics
 ///
 /// If the values cannot be read as f32 (a device read-back that fails).
+#[cfg(not(target_family = "wasm"))]
 pub(crate) fn host_values<const D: usize, R>(
     x: burn::tensor::Tensor<D>,
     f: impl FnOnce(&[f32]) -> R,
