@@ -1358,16 +1358,6 @@ mod x16_vnni {
         }
     }
 
-    /// Blocks (of [`BLOCK_BYTES`]) between the one a pass reads and the one whose cache lines
-    /// it asks for (`prefetcht0`), 4 KiB ahead. The hardware prefetchers alone did not keep
-    /// the weights streaming on a 2-core Xeon (Sapphire Rapids) virtual machine: the hot
-    /// instructions of a 6-sequence decode step were the weight loads, and the more tokens a
-    /// pass multiplies, the fewer blocks ahead the out-of-order window reaches. SmolLM2 Q8_0,
-    /// 512-token prompt, processes alternating (2026-12-07): 6 sampled sequences in a batch
-    /// median 374 → 497 tok/s (distance 8; 2 blocks 414, 4 blocks 451, 12–24 no better than
-    /// 8), one greedy stream 106 → 123 tok/s, prefill 6 of 8 pairs faster.
-    const AHEAD: usize = 8;
-
     /// Token `j`'s 16 results to `out[j · stride..][..16]`.
     #[inline(always)]
     fn store<const N: usize>(sums: [[f32; GROUP]; N], out: &mut [f32], stride: usize) {
@@ -1380,8 +1370,9 @@ mod x16_vnni {
     #[derive(Clone, Copy)]
     struct Pass<'a> {
         w: &'a [u8],
-        /// The matrix's weights from this group's on, prefetched [`AHEAD`] blocks before
-        /// they are read (empty: none, a later pass over weights the first brought in).
+        /// The matrix's weights from this group's on, asked for
+        /// [`PREFETCH_BYTES`](crate::ops::simd::PREFETCH_BYTES) (8 blocks) before they are
+        /// read (empty: none, a later pass over weights the first brought in).
         ahead: &'a [u8],
         d: &'a [f32],
         x: &'a super::X16Input,
@@ -1406,12 +1397,7 @@ mod x16_vnni {
             .zip(d.chunks_exact(GROUP))
             .enumerate()
         {
-            if let Some(next) = ahead.get((b + AHEAD) * BLOCK_BYTES..(b + AHEAD + 1) * BLOCK_BYTES)
-            {
-                for line in next.chunks_exact(64) {
-                    safe_arch::prefetch_t0(&line[0]);
-                }
-            }
+            crate::ops::simd::prefetch_ahead(ahead, b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES);
             // (loops, not closures: a closure would be compiled without AVX-512)
             let mut wc = [_mm512_setzero_si512(); 8];
             for (wc, chunk) in wc.iter_mut().zip(w.chunks_exact(64)) {

@@ -373,6 +373,7 @@ mod flex {
             let tokens = acc.len() / d_out;
             let whole = d_out / 16 * 16;
             for i in rows {
+                crate::ops::simd::prefetch_ahead(w, i * d_out..(i + 1) * d_out);
                 let row = &w[i * d_out..(i + 1) * d_out];
                 let bits: &[u16] = row.reinterpret_cast();
                 for t in 0..tokens {
@@ -412,7 +413,12 @@ mod flex {
                     let tokens = x.len() / d_in;
                     let by64 = d_in / 64 * 64;
                     let by16 = d_in / 16 * 16;
-                    for ($row, out) in w.chunks_exact(d_in).zip(out.chunks_exact_mut(tokens)) {
+                    for (o, ($row, out)) in w
+                        .chunks_exact(d_in)
+                        .zip(out.chunks_exact_mut(tokens))
+                        .enumerate()
+                    {
+                        crate::ops::simd::prefetch_ahead(w, o * d_in..(o + 1) * d_in);
                         for (y, x_row) in out.iter_mut().zip(x.chunks_exact(d_in)) {
                             let mut acc = [_mm512_setzero_ps(); 4];
                             for j in (0..by64).step_by(64) {
@@ -530,6 +536,7 @@ mod flex {
             } = self;
             let mut buf = Vec::new();
             for i in rows {
+                simd::prefetch_ahead(w, i * d_out..(i + 1) * d_out);
                 let w_row = W::row(&w[i * d_out..(i + 1) * d_out], &mut buf);
                 for (t, acc) in acc.chunks_exact_mut(d_out).enumerate() {
                     let xv = x[t * d_in + i];
