@@ -46,6 +46,112 @@ pub struct QMatrix {
     blocks: Blocks,
 }
 
+/// A [`QMatrix`] quantized as its rows arrive ([`QMatrix::builder`]).
+#[derive(Debug)]
+pub struct QMatrixBuilder {
+    format: QFormat,
+    interleave: bool,
+    /// The rows quantized so far.
+    matrix: QMatrix,
+    /// The rows the matrix will have.
+    rows: usize,
+    /// Rows that do not yet fill a [`GROUP`] of the interleaved layout.
+    pending: Vec<f32>,
+}
+
+impl QMatrixBuilder {
+    /// Quantizes the next whole rows, `data.len() / cols` of them, row-major.
+    ///
+    /// # Panics
+    ///
+    /// If `data` is not a whole number of rows or brings more rows than the matrix has: a
+    /// caller's bug (the loader reads each tensor's rows once, in order).
+    pub fn push(&mut self, data: &[f32]) {
+        let cols = self.matrix.cols;
+        assert!(
+            data.len().is_multiple_of(cols),
+            "QMatrixBuilder::push: {} values are not whole rows of {cols}",
+            data.len()
+        );
+        let arrived = self.matrix.rows + (self.pending.len() + data.len()) / cols;
+        assert!(
+            arrived <= self.rows,
+            "QMatrixBuilder::push: {arrived} rows of a {}-row matrix",
+            self.rows
+        );
+        if !self.interleave {
+            self.append(data);
+            return;
+        }
+        // the interleaved layout quantizes whole groups of rows: complete the pending group
+        // first, then every whole group of `data`, and keep the rest for the next push
+        let group = GROUP * cols;
+        let mut data = data;
+        if !self.pending.is_empty() {
+            let take = (group - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() < group {
+                return;
+            }
+            let pending = std::mem::take(&mut self.pending);
+            self.append(&pending);
+        }
+        let whole = data.len() / group * group;
+        self.append(&data[..whole]);
+        self.pending.extend_from_slice(&data[whole..]);
+    }
+
+    /// Quantizes rows of `data` (whole groups when interleaving) after those already held.
+    fn append(&mut self, data: &[f32]) {
+        if data.is_empty() {
+            return;
+        }
+        let cols = self.matrix.cols;
+        let rows = data.len() / cols;
+        let part = QMatrix::quantize(self.format, data, rows, cols, self.interleave);
+        match (&mut self.matrix.blocks, part.blocks) {
+            (Blocks::Q8_0 { qs, scales }, Blocks::Q8_0 { qs: q, scales: d }) => {
+                qs.extend_from_slice(&q);
+                scales.extend_from_slice(&d);
+            }
+            (Blocks::Q8_0x16 { qs, scales }, Blocks::Q8_0x16 { qs: q, scales: d }) => {
+                qs.extend_from_slice(&q);
+                scales.extend_from_slice(&d);
+            }
+            (
+                Blocks::Q4_1 { qs, scales, mins },
+                Blocks::Q4_1 {
+                    qs: q,
+                    scales: d,
+                    mins: m,
+                },
+            ) => {
+                qs.extend_from_slice(&q);
+                scales.extend_from_slice(&d);
+                mins.extend_from_slice(&m);
+            }
+            _ => unreachable!("a part is quantized in its matrix's layout"),
+        }
+        self.matrix.rows += rows;
+    }
+
+    /// The matrix, once every row has arrived.
+    ///
+    /// # Panics
+    ///
+    /// If rows are missing: a caller's bug.
+    pub fn finish(self) -> QMatrix {
+        assert!(
+            self.matrix.rows == self.rows && self.pending.is_empty(),
+            "QMatrixBuilder::finish: {} of {} rows arrived",
+            self.matrix.rows + self.pending.len() / self.matrix.cols,
+            self.rows
+        );
+        self.matrix
+    }
+}
+
 /// The blocks of a [`QMatrix`], row-major; `scales` (and `mins`) hold one value per block.
 #[derive(Debug, Clone)]
 enum Blocks {
@@ -90,6 +196,52 @@ impl QMatrix {
         }
         let interleave = rows.is_multiple_of(GROUP) && interleaves_q8_0();
         Some(Self::quantize(format, data, rows, cols, interleave))
+    }
+
+    /// A builder that quantizes a `[rows, cols]` matrix handed over a few rows at a time
+    /// ([`QMatrixBuilder::push`]): a model's weights are converted as they are read, so
+    /// loading never holds a whole tensor in f32 (peak memory: the quantized model and a few
+    /// rows). The result equals [`QMatrix::from_rows`] of all the rows. `None` when `cols` is
+    /// not a multiple of [`Q8_BLOCK`].
+    pub fn builder(format: QFormat, rows: usize, cols: usize) -> Option<QMatrixBuilder> {
+        if cols == 0 || !cols.is_multiple_of(Q8_BLOCK) {
+            return None;
+        }
+        let interleave = rows.is_multiple_of(GROUP) && interleaves_q8_0();
+        Some(Self::builder_in(format, rows, cols, interleave))
+    }
+
+    /// [`QMatrix::builder`] with the layout chosen as [`QMatrix::quantize`]'s `interleave`
+    /// (Q8_0 only; `rows` a multiple of [`GROUP`]); `cols` a multiple of [`Q8_BLOCK`].
+    fn builder_in(format: QFormat, rows: usize, cols: usize, interleave: bool) -> QMatrixBuilder {
+        let interleave = interleave && format == QFormat::Q8_0;
+        let (values, blocks) = (rows * cols, rows * cols / Q8_BLOCK);
+        let blocks = match format {
+            QFormat::Q8_0 if interleave => Blocks::Q8_0x16 {
+                qs: Vec::with_capacity(values),
+                scales: Vec::with_capacity(blocks),
+            },
+            QFormat::Q8_0 => Blocks::Q8_0 {
+                qs: Vec::with_capacity(values),
+                scales: Vec::with_capacity(blocks),
+            },
+            QFormat::Q4_1 => Blocks::Q4_1 {
+                qs: Vec::with_capacity(values / 2),
+                scales: Vec::with_capacity(blocks),
+                mins: Vec::with_capacity(blocks),
+            },
+        };
+        QMatrixBuilder {
+            format,
+            interleave,
+            matrix: Self {
+                rows: 0,
+                cols,
+                blocks,
+            },
+            rows,
+            pending: Vec::new(),
+        }
     }
 
     /// [`QMatrix::from_rows`] with the layout chosen: `interleave` keeps Q8_0 weights in
@@ -1517,6 +1669,49 @@ mod tests {
         let q = QMatrix::quantize(QFormat::Q8_0, data, rows, cols, true);
         assert!(matches!(q.blocks, Blocks::Q8_0x16 { .. }));
         q
+    }
+
+    /// A matrix quantized as its rows arrive, in pieces of any size (a loader's blocks of
+    /// rows, which need not fill the interleaved layout's groups of 16), is the matrix
+    /// quantized whole: the same values, layout, bytes and products.
+    #[test]
+    fn a_matrix_built_piece_by_piece_is_the_matrix_quantized_whole() {
+        for (format, interleave, rows) in [
+            (QFormat::Q8_0, false, 11),
+            (QFormat::Q8_0, false, 48),
+            (QFormat::Q8_0, true, 48),
+            (QFormat::Q4_1, false, 48),
+            (QFormat::Q4_1, false, 11),
+        ] {
+            let cols = 64;
+            let w = values(rows * cols, 30);
+            let whole = QMatrix::quantize(format, &w, rows, cols, interleave);
+            for pieces in [vec![rows], vec![1; rows], vec![5, 1, rows - 6]] {
+                let mut builder = QMatrix::builder_in(format, rows, cols, interleave);
+                let mut at = 0;
+                for n in &pieces {
+                    builder.push(&w[at * cols..(at + n) * cols]);
+                    at += n;
+                }
+                let built = builder.finish();
+                let case = format!("{format:?} interleave {interleave}, {rows} rows in {pieces:?}");
+                assert_eq!(built.interleaved(), whole.interleaved(), "{case}");
+                assert_eq!(built.bytes(), whole.bytes(), "{case}");
+                assert_eq!(built.dequantize(), whole.dequantize(), "{case}");
+                let x = values(3 * cols, 31);
+                assert_eq!(built.matmul(&x, 3), whole.matmul(&x, 3), "{case}");
+            }
+        }
+        assert!(QMatrix::builder(QFormat::Q8_0, 16, 48).is_none());
+    }
+
+    /// An unfinished matrix is a caller's bug, reported as such.
+    #[test]
+    #[should_panic(expected = "3 of 16 rows arrived")]
+    fn a_matrix_finished_before_its_last_rows_panics() {
+        let mut builder = QMatrix::builder_in(QFormat::Q8_0, 16, 32, true);
+        builder.push(&values(3 * 32, 32));
+        builder.finish();
     }
 
     /// The interleaved layout holds the row layout's values (the same dequantized matrix, the

@@ -342,6 +342,73 @@ impl<R: Read + Seek> WeightSource for GgufFile<R> {
     }
 
     fn tensor(&mut self, name: &str) -> Result<Option<HostTensor>> {
+        let Some(raw) = self.raw(name)? else {
+            return Ok(None);
+        };
+        let mut data = self.dequantize(&raw, &raw.bytes, raw.values)?;
+        if let (Some(heads), &[rows, cols]) = (raw.heads, &raw.shape[..]) {
+            data = unpermute_rows(&data, rows, cols, heads);
+        }
+        Ok(Some(HostTensor {
+            shape: raw.shape,
+            data,
+        }))
+    }
+
+    /// Dequantizes the tensor's bytes a block of rows at a time (blocks of whole heads for
+    /// the q and k rows it reorders).
+    fn tensor_by_rows(
+        &mut self,
+        name: &str,
+        rows_per_block: usize,
+        start: &mut dyn FnMut(&[usize]) -> Result<()>,
+        block: &mut dyn FnMut(&[f32]),
+    ) -> Result<bool> {
+        let Some(raw) = self.raw(name)? else {
+            return Ok(false);
+        };
+        start(&raw.shape)?;
+        let (rows, cols) = match raw.shape[..] {
+            [rows, cols] => (rows, cols),
+            _ => (1, raw.values),
+        };
+        let row_bytes = raw.ty.bytes_for(cols);
+        let Some(row_bytes) = row_bytes.filter(|_| rows > 0 && cols > 0) else {
+            // rows that are not whole blocks (or no rows): the tensor whole
+            let data = self.dequantize(&raw, &raw.bytes, raw.values)?;
+            super::hand_over_rows(&raw.shape, &data, rows_per_block, block);
+            return Ok(true);
+        };
+        let head_rows = raw.heads.map_or(1, |heads| rows / heads);
+        let block_rows = rows_per_block.max(1).div_ceil(head_rows) * head_rows;
+        for bytes in raw.bytes.chunks(block_rows * row_bytes) {
+            let n = bytes.len() / row_bytes;
+            let mut data = self.dequantize(&raw, bytes, n * cols)?;
+            if raw.heads.is_some() {
+                data = unpermute_rows(&data, n, cols, n / head_rows);
+            }
+            block(&data);
+        }
+        Ok(true)
+    }
+}
+
+/// A tensor's bytes as the file holds them ([`GgufFile::raw`]).
+struct RawTensor {
+    /// The file's name of it.
+    gguf: String,
+    ty: GgmlType,
+    /// Hugging Face's shape, outermost first.
+    shape: Vec<usize>,
+    values: usize,
+    bytes: Vec<u8>,
+    /// The heads whose rows llama.cpp permuted (q and k projections).
+    heads: Option<usize>,
+}
+
+impl<R: Read + Seek> GgufFile<R> {
+    /// The tensor Hugging Face calls `name`, undecoded, or `None` when the file lacks it.
+    fn raw(&mut self, name: &str) -> Result<Option<RawTensor>> {
         let Some(gguf) = gguf_name(name) else {
             return Ok(None);
         };
@@ -357,7 +424,7 @@ impl<R: Read + Seek> WeightSource for GgufFile<R> {
             supported: SUPPORTED_GGML_TYPES,
         })?;
         let shape: Vec<usize> = dims.iter().rev().copied().collect(); // ne order is innermost first
-        let n = shape
+        let values = shape
             .iter()
             .try_fold(1usize, |n, &d| n.checked_mul(d))
             .ok_or_else(|| Error::Format {
@@ -365,6 +432,23 @@ impl<R: Read + Seek> WeightSource for GgufFile<R> {
                 format: "GGUF",
                 message: format!("tensor `{gguf}`: shape {shape:?} overflows"),
             })?;
+        let heads = if name.ends_with("q_proj.weight") {
+            Some(self.num_heads)
+        } else if name.ends_with("k_proj.weight") {
+            Some(self.num_kv_heads)
+        } else {
+            None
+        };
+        if let (Some(heads), &[rows, cols]) = (heads, &shape[..])
+            && (heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2))
+        {
+            return Err(Error::ShapeMismatch {
+                file: self.name.clone(),
+                tensor: format!("`{gguf}`"),
+                expected: vec![heads * (rows / heads.max(1)), cols],
+                got: shape,
+            });
+        }
         let bytes = self
             .reader
             .load_tensor_data(&gguf)
@@ -375,30 +459,24 @@ impl<R: Read + Seek> WeightSource for GgufFile<R> {
             })?
             .map(|d| d.into_owned())
             .unwrap_or_default();
-        let mut data = dequantize(ty, &bytes, n).map_err(|message| Error::Format {
+        let heads = heads.filter(|_| shape.len() == 2);
+        Ok(Some(RawTensor {
+            gguf,
+            ty,
+            shape,
+            values,
+            bytes,
+            heads,
+        }))
+    }
+
+    /// `n` values of `raw`'s type from `bytes` in f32.
+    fn dequantize(&self, raw: &RawTensor, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
+        dequantize(raw.ty, bytes, n).map_err(|message| Error::Format {
             file: self.name.clone(),
             format: "GGUF",
-            message: format!("tensor `{gguf}`: {message}"),
-        })?;
-        let heads = if name.ends_with("q_proj.weight") {
-            Some(self.num_heads)
-        } else if name.ends_with("k_proj.weight") {
-            Some(self.num_kv_heads)
-        } else {
-            None
-        };
-        if let (Some(heads), &[rows, cols]) = (heads, &shape[..]) {
-            if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) {
-                return Err(Error::ShapeMismatch {
-                    file: self.name.clone(),
-                    tensor: format!("`{gguf}`"),
-                    expected: vec![heads * (rows / heads.max(1)), cols],
-                    got: shape,
-                });
-            }
-            data = unpermute_rows(&data, rows, cols, heads);
-        }
-        Ok(Some(HostTensor { shape, data }))
+            message: format!("tensor `{}`: {message}", raw.gguf),
+        })
     }
 }
 
@@ -431,6 +509,28 @@ pub(crate) fn metadata_only(edits: Vec<(&str, MetadataValue)>) -> Vec<u8> {
 mod tests {
     use super::*;
     use MetadataValue::{F64, I32, U32, U64};
+
+    /// Read by rows (the quantized load), every tensor of a GGUF file in each type is the
+    /// tensor read whole, the q and k rows un-permuted head by head (a block is rounded up to
+    /// whole heads).
+    #[test]
+    fn tensors_read_by_rows_are_the_tensors_read_whole() {
+        use crate::weights::test_support::{by_rows_equals_whole, weight_names};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/tiny/gguf");
+        let names = weight_names(4);
+        for file in [
+            "tiny-f32.gguf",
+            "tiny-q8_0.gguf",
+            "tiny-q4_1.gguf",
+            "tiny-q4_0.gguf",
+        ] {
+            let mut gguf = GgufFile::open(&dir.join(file)).unwrap();
+            for rows in [1, 3, 1000] {
+                let found = by_rows_equals_whole(&mut gguf, &names, rows);
+                assert!(found > 10, "{file}: {found} tensors");
+            }
+        }
+    }
 
     #[test]
     fn metadata_sizes_are_bounded_and_name_the_key() {

@@ -73,9 +73,51 @@ pub trait WeightSource {
     /// When the tensor exists but cannot be read (bad data type, truncated data).
     fn tensor(&mut self, name: &str) -> Result<Option<HostTensor>>;
 
+    /// The tensor [`WeightSource::tensor`] would give, in blocks of whole rows, so that a
+    /// caller converting it as it goes (quantizing at load) never holds it whole in f32:
+    /// `start` gets its shape first (an error from it ends the read), then `block` its values
+    /// row-major, about `rows_per_block` rows at a time (a source may round that up, to whole
+    /// heads of rows it reorders). `Ok(false)` when the checkpoint does not have the tensor.
+    /// The default reads the tensor whole, then hands it over in blocks.
+    ///
+    /// # Errors
+    ///
+    /// As [`WeightSource::tensor`], or `start`'s.
+    fn tensor_by_rows(
+        &mut self,
+        name: &str,
+        rows_per_block: usize,
+        start: &mut dyn FnMut(&[usize]) -> Result<()>,
+        block: &mut dyn FnMut(&[f32]),
+    ) -> Result<bool> {
+        let Some(tensor) = self.tensor(name)? else {
+            return Ok(false);
+        };
+        start(&tensor.shape)?;
+        hand_over_rows(&tensor.shape, &tensor.data, rows_per_block, block);
+        Ok(true)
+    }
+
     /// How the tensor Hugging Face calls `name` is named in this checkpoint, quoted, for messages.
     fn display_name(&self, name: &str) -> String {
         format!("`{name}`")
+    }
+}
+
+/// Hands `data` (a tensor of `shape`, row-major) to `block` in blocks of `rows_per_block`
+/// whole rows (at least one; the last block shorter).
+pub(crate) fn hand_over_rows(
+    shape: &[usize],
+    data: &[f32],
+    rows_per_block: usize,
+    block: &mut dyn FnMut(&[f32]),
+) {
+    let row: usize = shape.iter().skip(1).product();
+    if row == 0 {
+        return;
+    }
+    for values in data.chunks(row * rows_per_block.max(1)) {
+        block(values);
     }
 }
 
@@ -177,7 +219,8 @@ pub(crate) enum Hold {
 /// The model from `source`, its weights held as `hold` says: in f32 or f16 on the device, or
 /// with every projection put in a quantized format and the token embedding in Q8_0 as they
 /// are read (native only: [`crate::load_model_quantized`]), so the f32 weights never all live
-/// at once (peak memory: the quantized model plus one f32 tensor); the model then equals the
+/// at once (peak memory: the quantized model plus a block of rows of one tensor, read by
+/// [`WeightSource::tensor_by_rows`]); the model then equals the
 /// f32 one after [`Llama::quantize`] (or [`Llama::half`]).
 pub(crate) fn build(
     config: &LlamaConfig,
@@ -263,6 +306,11 @@ pub(crate) fn build(
     })
 }
 
+/// Values (of f32) a quantized load converts at a time: 4 MiB, against up to a whole
+/// embedding (TinyLlama: 65.5 M values, 262 MB) when each tensor was read whole in f32 first.
+#[cfg(not(target_family = "wasm"))]
+const QUANTIZE_ROWS_VALUES: usize = 1 << 20;
+
 struct Loader<'a> {
     source: &'a mut dyn WeightSource,
     device: &'a Device,
@@ -325,15 +373,11 @@ impl Loader<'_> {
         hidden: usize,
     ) -> Result<(Tensor<2>, Option<crate::linear::QuantizedWeight>)> {
         #[cfg(not(target_family = "wasm"))]
-        if let Hold::Quantized(_) = self.hold {
-            let host = self.host(name, &[vocab, hidden])?;
-            let q = crate::qmatmul::QMatrix::from_rows(QFormat::Q8_0, &host.data, vocab, hidden);
-            if let Some(q) = q {
-                self.loaded(&[vocab, hidden]);
-                let q = crate::linear::QuantizedWeight::new(q);
-                return Ok((crate::linear::empty_weight(self.device), Some(q)));
-            }
-            return Ok((self.upload(host), None));
+        if let Hold::Quantized(_) = self.hold
+            && let Some(q) = self.quantized(name, QFormat::Q8_0, vocab, hidden)?
+        {
+            let q = crate::linear::QuantizedWeight::new(q);
+            return Ok((crate::linear::empty_weight(self.device), Some(q)));
         }
         let host = self.host(name, &[vocab, hidden])?;
         Ok((self.upload_weight(host), None))
@@ -346,12 +390,8 @@ impl Loader<'_> {
     fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<LoraLinear> {
         #[cfg(not(target_family = "wasm"))]
         if let Hold::Quantized(format) = self.hold
-            && inp.is_multiple_of(crate::qmatmul::Q8_BLOCK)
+            && let Some(q) = self.quantized(name, format, out, inp)?
         {
-            let host = self.host(name, &[out, inp])?;
-            let q = crate::qmatmul::QMatrix::from_rows(format, &host.data, out, inp)
-                .expect("the width is a multiple of the block");
-            self.loaded(&[out, inp]);
             return Ok(LoraLinear::quantized(q, self.device));
         }
         let host = self.host(name, &[out, inp])?;
@@ -362,11 +402,132 @@ impl Loader<'_> {
         Ok(LoraLinear::new(self.upload_weight(host.transposed())))
     }
 
+    /// The `[rows, cols]` tensor `name` quantized in `format` as its rows are read
+    /// ([`WeightSource::tensor_by_rows`], blocks of [`QUANTIZE_ROWS_VALUES`]), or `None` when
+    /// `cols` is not a multiple of the block (the tensor then loads in f32).
+    #[cfg(not(target_family = "wasm"))]
+    fn quantized(
+        &mut self,
+        name: &str,
+        format: QFormat,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Option<crate::qmatmul::QMatrix>> {
+        let Some(mut builder) = crate::qmatmul::QMatrix::builder(format, rows, cols) else {
+            return Ok(None);
+        };
+        let expected = [rows, cols];
+        let (origin, display) = (self.source.origin(), self.source.display_name(name));
+        let found = self.source.tensor_by_rows(
+            name,
+            (QUANTIZE_ROWS_VALUES / cols).max(1),
+            &mut |shape| {
+                if shape == expected {
+                    Ok(())
+                } else {
+                    Err(Error::ShapeMismatch {
+                        file: origin.clone(),
+                        tensor: display.clone(),
+                        expected: expected.to_vec(),
+                        got: shape.to_vec(),
+                    })
+                }
+            },
+            &mut |values| builder.push(values),
+        )?;
+        if !found {
+            return Err(Error::MissingTensor {
+                file: origin,
+                tensor: display,
+            });
+        }
+        self.loaded(&expected);
+        Ok(Some(builder.finish()))
+    }
+
     /// Counts a tensor of `shape` as loaded and reports it.
     fn loaded(&mut self, shape: &[usize]) {
         let values: u64 = shape.iter().map(|&d| d as u64).product();
         self.progress.params_done =
             (self.progress.params_done + values).min(self.progress.params_total);
         (self.on_progress)(self.progress);
+    }
+}
+
+/// Checks shared by the sources' tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::WeightSource;
+    use crate::params::{EMBED_TOKENS, FINAL_NORM, LM_HEAD, LayerPart, layer_module, weight_name};
+
+    /// The Hugging Face names of a Llama's weights with up to `layers` layers.
+    pub(crate) fn weight_names(layers: usize) -> Vec<String> {
+        use LayerPart::*;
+        let mut names = vec![
+            weight_name(EMBED_TOKENS),
+            weight_name(FINAL_NORM),
+            weight_name(LM_HEAD),
+        ];
+        for layer in 0..layers {
+            for part in [
+                InputLayernorm,
+                QProj,
+                KProj,
+                VProj,
+                OProj,
+                PostAttentionLayernorm,
+                GateProj,
+                UpProj,
+                DownProj,
+            ] {
+                names.push(weight_name(&layer_module(layer, part)));
+            }
+        }
+        names
+    }
+
+    /// Asserts that every tensor of `names` read by rows
+    /// ([`WeightSource::tensor_by_rows`], `rows_per_block`) is the tensor read whole: the same
+    /// shape first, then blocks of whole rows (at least `rows_per_block` but the last) whose
+    /// values, one after the other, are the whole tensor's. Returns how many `source` had.
+    pub(crate) fn by_rows_equals_whole(
+        source: &mut dyn WeightSource,
+        names: &[String],
+        rows_per_block: usize,
+    ) -> usize {
+        let mut found = 0;
+        for name in names {
+            let whole = source.tensor(name).unwrap();
+            let mut shape = None;
+            let mut blocks: Vec<Vec<f32>> = Vec::new();
+            let had = source
+                .tensor_by_rows(
+                    name,
+                    rows_per_block,
+                    &mut |s| {
+                        shape = Some(s.to_vec());
+                        Ok(())
+                    },
+                    &mut |values| blocks.push(values.to_vec()),
+                )
+                .unwrap();
+            assert_eq!(had, whole.is_some(), "{name}");
+            let Some(whole) = whole else { continue };
+            found += 1;
+            assert_eq!(shape.as_ref(), Some(&whole.shape), "{name}");
+            let row: usize = whole.shape.iter().skip(1).product();
+            for (i, block) in blocks.iter().enumerate() {
+                assert!(block.len().is_multiple_of(row), "{name}: block {i}");
+                if i + 1 < blocks.len() {
+                    assert!(block.len() >= row * rows_per_block, "{name}: block {i}");
+                }
+            }
+            assert_eq!(
+                blocks.concat(),
+                whole.data,
+                "{name}: {rows_per_block} rows per block"
+            );
+        }
+        found
     }
 }

@@ -274,6 +274,104 @@ impl WeightSource for SafetensorsFolder {
             .map_err(|e| format_error(&path, format!("tensor `{name}`: {e}")))?;
         host_tensor(&view, name, &path.display().to_string()).map(Some)
     }
+
+    /// Reads the tensor's bytes a block of rows at a time (from the file, or from the bytes in
+    /// memory) and converts each block alone.
+    fn tensor_by_rows(
+        &mut self,
+        name: &str,
+        rows_per_block: usize,
+        start: &mut dyn FnMut(&[usize]) -> Result<()>,
+        block: &mut dyn FnMut(&[f32]),
+    ) -> Result<bool> {
+        let Some(entry) = self.index.get(name) else {
+            return Ok(false);
+        };
+        let (file, shard) = &mut self.files[entry.file];
+        let path = self.folder.join(file);
+        let width = match entry.dtype {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::BF16 => 2,
+            other => {
+                return Err(Error::UnsupportedDtype {
+                    file: path.display().to_string(),
+                    tensor: format!("`{name}`"),
+                    dtype: format!("{other:?}"),
+                    supported: "F32, F16, BF16",
+                });
+            }
+        };
+        let values: usize = entry.shape.iter().product();
+        if entry.bytes.len() != values * width {
+            return Err(format_error(
+                &path,
+                format!(
+                    "tensor `{name}`: shape {:?} in {:?} needs {} bytes, the header gives {}",
+                    entry.shape,
+                    entry.dtype,
+                    values * width,
+                    entry.bytes.len()
+                ),
+            ));
+        }
+        start(&entry.shape)?;
+        let row: usize = entry.shape.iter().skip(1).product();
+        if row == 0 || values == 0 {
+            return Ok(true);
+        }
+        let step = row * rows_per_block.max(1) * width;
+        let mut converted = Vec::new();
+        match shard {
+            Shard::Bytes(bytes) => {
+                let outside =
+                    || format_error(&path, format!("tensor `{name}` lies outside the file"));
+                let data = bytes.get(entry.bytes.clone()).ok_or_else(outside)?;
+                for raw in data.chunks(step) {
+                    to_f32(entry.dtype, raw, &mut converted);
+                    block(&converted);
+                }
+            }
+            Shard::File(f) => {
+                let io = |source| Error::Io {
+                    path: path.clone(),
+                    source,
+                };
+                f.seek(SeekFrom::Start(entry.bytes.start as u64))
+                    .map_err(io)?;
+                let mut raw = vec![0u8; step.min(entry.bytes.len())];
+                let mut left = entry.bytes.len();
+                while left > 0 {
+                    let n = step.min(left);
+                    f.read_exact(&mut raw[..n]).map_err(io)?;
+                    to_f32(entry.dtype, &raw[..n], &mut converted);
+                    block(&converted);
+                    left -= n;
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Little-endian F32, F16 or BF16 bytes as f32 values into `out` (cleared first); other
+/// types are refused before (see [`host_tensor`]).
+fn to_f32(dtype: Dtype, raw: &[u8], out: &mut Vec<f32>) {
+    out.clear();
+    match dtype {
+        Dtype::F32 => out.extend(
+            raw.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        ),
+        Dtype::F16 => out.extend(
+            raw.chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        ),
+        Dtype::BF16 => out.extend(
+            raw.chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+        ),
+        other => unreachable!("{other:?} is refused before its bytes are converted"),
+    }
 }
 
 /// A safetensors tensor (F32, F16 or BF16) as f32 on the host.
@@ -286,20 +384,9 @@ pub(crate) fn host_tensor(
     name: &str,
     file: &str,
 ) -> Result<HostTensor> {
-    let raw = view.data();
-    let data: Vec<f32> = match view.dtype() {
-        Dtype::F32 => raw
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => raw
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => raw
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+    let mut data = Vec::new();
+    match view.dtype() {
+        dtype @ (Dtype::F32 | Dtype::F16 | Dtype::BF16) => to_f32(dtype, view.data(), &mut data),
         other => {
             return Err(Error::UnsupportedDtype {
                 file: file.to_string(),
@@ -308,7 +395,7 @@ pub(crate) fn host_tensor(
                 supported: "F32, F16, BF16",
             });
         }
-    };
+    }
     Ok(HostTensor {
         shape: view.shape().to_vec(),
         data,
@@ -338,6 +425,35 @@ mod tests {
             assert_eq!(got, want, "{name}");
         }
         assert_eq!(parses() - before, 2, "one parse per shard");
+    }
+
+    /// Read by rows (the quantized load), every tensor of a folder on disk, of a sharded one
+    /// and of files in memory, in f32, f16 and bf16, is the tensor read whole.
+    #[test]
+    fn tensors_read_by_rows_are_the_tensors_read_whole() {
+        use crate::weights::test_support::{by_rows_equals_whole, weight_names};
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/tiny");
+        let names = weight_names(4);
+        for folder in [
+            "llama-gqa",
+            "llama-gqa-f16",
+            "llama-gqa-bf16",
+            "llama-gqa-sharded",
+        ] {
+            let folder = tiny.join(folder);
+            let mut on_disk = SafetensorsFolder::open(&folder).unwrap();
+            let files: Vec<(String, Vec<u8>)> = on_disk
+                .files
+                .iter()
+                .map(|(name, _)| (name.clone(), std::fs::read(folder.join(name)).unwrap()))
+                .collect();
+            let mut in_memory = SafetensorsFolder::from_files(&folder, files).unwrap();
+            for rows in [1, 3, 1000] {
+                let found = by_rows_equals_whole(&mut on_disk, &names, rows);
+                assert!(found > 10, "{}: {found} tensors", folder.display());
+                assert_eq!(by_rows_equals_whole(&mut in_memory, &names, rows), found);
+            }
+        }
     }
 
     /// Files read from disk a tensor at a time get the whole-file checks at open: a file cut
