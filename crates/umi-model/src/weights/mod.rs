@@ -102,6 +102,12 @@ pub trait WeightSource {
     fn display_name(&self, name: &str) -> String {
         format!("`{name}`")
     }
+
+    /// [`WeightSource::origin`] and [`WeightSource::display_name`] of `name`: what an error
+    /// about the tensor names.
+    fn names(&self, name: &str) -> (String, String) {
+        (self.origin(), self.display_name(name))
+    }
 }
 
 /// Hands `data` (a tensor of `shape`, row-major) to `block` in blocks of `rows_per_block`
@@ -306,6 +312,30 @@ pub(crate) fn build(
     })
 }
 
+/// [`Error::MissingTensor`] for a tensor named as [`WeightSource::names`] gives it.
+fn missing((file, tensor): (String, String)) -> Error {
+    Error::MissingTensor { file, tensor }
+}
+
+/// [`Error::ShapeMismatch`] when a tensor has the shape `got`, not `expected`; `names` (as
+/// [`WeightSource::names`]) is asked for only then.
+fn check_shape(
+    expected: &[usize],
+    got: &[usize],
+    names: impl FnOnce() -> (String, String),
+) -> Result<()> {
+    if got == expected {
+        return Ok(());
+    }
+    let (file, tensor) = names();
+    Err(Error::ShapeMismatch {
+        file,
+        tensor,
+        expected: expected.to_vec(),
+        got: got.to_vec(),
+    })
+}
+
 /// Values (of f32) a quantized load converts at a time: 4 MiB, against up to a whole
 /// embedding (TinyLlama: 65.5 M values, 262 MB) when each tensor was read whole in f32 first.
 #[cfg(not(target_family = "wasm"))]
@@ -325,18 +355,8 @@ impl Loader<'_> {
         let tensor = self
             .source
             .tensor(name)?
-            .ok_or_else(|| Error::MissingTensor {
-                file: self.source.origin(),
-                tensor: self.source.display_name(name),
-            })?;
-        if tensor.shape != expected {
-            return Err(Error::ShapeMismatch {
-                file: self.source.origin(),
-                tensor: self.source.display_name(name),
-                expected: expected.to_vec(),
-                got: tensor.shape,
-            });
-        }
+            .ok_or_else(|| missing(self.source.names(name)))?;
+        check_shape(expected, &tensor.shape, || self.source.names(name))?;
         Ok(tensor)
     }
 
@@ -417,29 +437,15 @@ impl Loader<'_> {
             return Ok(None);
         };
         let expected = [rows, cols];
-        let (origin, display) = (self.source.origin(), self.source.display_name(name));
+        let names = self.source.names(name);
         let found = self.source.tensor_by_rows(
             name,
             (QUANTIZE_ROWS_VALUES / cols).max(1),
-            &mut |shape| {
-                if shape == expected {
-                    Ok(())
-                } else {
-                    Err(Error::ShapeMismatch {
-                        file: origin.clone(),
-                        tensor: display.clone(),
-                        expected: expected.to_vec(),
-                        got: shape.to_vec(),
-                    })
-                }
-            },
+            &mut |shape| check_shape(&expected, shape, || names.clone()),
             &mut |values| builder.push(values),
         )?;
         if !found {
-            return Err(Error::MissingTensor {
-                file: origin,
-                tensor: display,
-            });
+            return Err(missing(names));
         }
         self.loaded(&expected);
         Ok(Some(builder.finish()))
@@ -462,24 +468,14 @@ pub(crate) mod test_support {
 
     /// The Hugging Face names of a Llama's weights with up to `layers` layers.
     pub(crate) fn weight_names(layers: usize) -> Vec<String> {
-        use LayerPart::*;
         let mut names = vec![
             weight_name(EMBED_TOKENS),
             weight_name(FINAL_NORM),
             weight_name(LM_HEAD),
         ];
+        let norms = [LayerPart::InputLayernorm, LayerPart::PostAttentionLayernorm];
         for layer in 0..layers {
-            for part in [
-                InputLayernorm,
-                QProj,
-                KProj,
-                VProj,
-                OProj,
-                PostAttentionLayernorm,
-                GateProj,
-                UpProj,
-                DownProj,
-            ] {
+            for part in norms.into_iter().chain(LayerPart::PROJECTIONS) {
                 names.push(weight_name(&layer_module(layer, part)));
             }
         }

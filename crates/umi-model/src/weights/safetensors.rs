@@ -289,18 +289,7 @@ impl WeightSource for SafetensorsFolder {
         };
         let (file, shard) = &mut self.files[entry.file];
         let path = self.folder.join(file);
-        let width = match entry.dtype {
-            Dtype::F32 => 4,
-            Dtype::F16 | Dtype::BF16 => 2,
-            other => {
-                return Err(Error::UnsupportedDtype {
-                    file: path.display().to_string(),
-                    tensor: format!("`{name}`"),
-                    dtype: format!("{other:?}"),
-                    supported: "F32, F16, BF16",
-                });
-            }
-        };
+        let width = value_bytes(entry.dtype, name, &path.display().to_string())?;
         let values: usize = entry.shape.iter().product();
         if entry.bytes.len() != values * width {
             return Err(format_error(
@@ -353,8 +342,26 @@ impl WeightSource for SafetensorsFolder {
     }
 }
 
+/// Bytes per value of a tensor of `dtype` that umi reads (F32, F16, BF16).
+///
+/// # Errors
+///
+/// [`Error::UnsupportedDtype`] naming `file` and `name` for other types.
+fn value_bytes(dtype: Dtype, name: &str, file: &str) -> Result<usize> {
+    match dtype {
+        Dtype::F32 => Ok(4),
+        Dtype::F16 | Dtype::BF16 => Ok(2),
+        other => Err(Error::UnsupportedDtype {
+            file: file.to_string(),
+            tensor: format!("`{name}`"),
+            dtype: format!("{other:?}"),
+            supported: "F32, F16, BF16",
+        }),
+    }
+}
+
 /// Little-endian F32, F16 or BF16 bytes as f32 values into `out` (cleared first); other
-/// types are refused before (see [`host_tensor`]).
+/// types are refused before ([`value_bytes`]).
 fn to_f32(dtype: Dtype, raw: &[u8], out: &mut Vec<f32>) {
     out.clear();
     match dtype {
@@ -384,18 +391,9 @@ pub(crate) fn host_tensor(
     name: &str,
     file: &str,
 ) -> Result<HostTensor> {
+    value_bytes(view.dtype(), name, file)?;
     let mut data = Vec::new();
-    match view.dtype() {
-        dtype @ (Dtype::F32 | Dtype::F16 | Dtype::BF16) => to_f32(dtype, view.data(), &mut data),
-        other => {
-            return Err(Error::UnsupportedDtype {
-                file: file.to_string(),
-                tensor: format!("`{name}`"),
-                dtype: format!("{other:?}"),
-                supported: "F32, F16, BF16",
-            });
-        }
-    }
+    to_f32(view.dtype(), view.data(), &mut data);
     Ok(HostTensor {
         shape: view.shape().to_vec(),
         data,
