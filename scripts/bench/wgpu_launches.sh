@@ -12,12 +12,15 @@
 #   CARGO_TARGET_DIR=target-nofusion cargo build --release -p umi-cli --no-default-features --features flex,wgpu
 #   scripts/bench/wgpu_launches.sh "fusion=target/release/umi" "no fusion=target-nofusion/release/umi" \
 #     > scripts/bench/wgpu_launches.md
-# Env: MODEL (default models/SmolLM2-135M-Instruct.Q4_1.gguf), ADAPTER (the adapter's name for the text).
+# Env: MODEL (default models/SmolLM2-135M-Instruct.Q4_1.gguf), ADAPTER (the adapter's name for the text),
+# ROLE_ADAPTER (default assets/agent/smollm2-135m-instruct/planner: a LoRA adapter attached unmerged,
+# as the agent runs each role, for the third column).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 [ $# -ge 1 ] || { sed -n 2,16p "$0" >&2; exit 2; }
 model="${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
+role_adapter="${ROLE_ADAPTER:-assets/agent/smollm2-135m-instruct/planner}"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
@@ -42,10 +45,14 @@ for pair in "$@"; do
   # decode tokens' kernels (prefill, warm-up and set-up cancel out)
   d4=$(launches "$bin" --prompt-tokens 8 --new-tokens 4 --runs 1)
   d12=$(launches "$bin" --prompt-tokens 8 --new-tokens 12 --runs 1)
+  # the same with a role's LoRA adapter attached (the agent's path: every projection's product
+  # plus the adapter's two)
+  r4=$(launches "$bin" --prompt-tokens 8 --new-tokens 4 --runs 1 --adapter "$role_adapter")
+  r12=$(launches "$bin" --prompt-tokens 8 --new-tokens 12 --runs 1 --adapter "$role_adapter")
   # one and two timed LoRA steps (after the same warm-up step): the difference is one step
   t1=$(launches "$bin" --train --prompt-tokens 16 --batch-size 1 --runs 1)
   t2=$(launches "$bin" --train --prompt-tokens 16 --batch-size 1 --runs 2)
-  rows+=("$label|$(( (d12 - d4) / 8 ))|$(( t2 - t1 ))")
+  rows+=("$label|$(( (d12 - d4) / 8 ))|$(( (r12 - r4) / 8 ))|$(( t2 - t1 ))")
 done
 
 # Env ADAPTER names the adapter in the text (umi prints none); else vulkaninfo's first device
@@ -56,18 +63,19 @@ echo "Counted $(date -u +%Y-%m-%d) by \`scripts/bench/wgpu_launches.sh\` on ${ad
 echo "(umi at $(git rev-parse --short HEAD)): the kernels cubecl ran (its profiling log, one line each) for"
 echo "one decode token of \`$(basename "$model")\` (f32, after an 8-token prompt: the difference between"
 echo "runs of 12 and 4 new tokens, ÷ 8) and for one LoRA step (r 8 on all seven projections, 1 × 16"
-echo "tokens, forward, backward and AdamW: the difference between runs of 2 and 1 steps). Counts, not"
-echo "times: they do not depend on the adapter's speed."
+echo "tokens, forward, backward and AdamW: the difference between runs of 2 and 1 steps); *with a role"
+echo "adapter*: a decode token with \`$role_adapter\` attached unmerged, as the agent runs each role."
+echo "Counts, not times: they do not depend on the adapter's speed."
 echo
-echo "| build | launches per decode token | launches per LoRA step |"
-echo "|---|---:|---:|"
+echo "| build | launches per decode token | with a role adapter | launches per LoRA step |"
+echo "|---|---:|---:|---:|"
 for row in "${rows[@]}"; do
-  IFS='|' read -r label d t <<< "$row"
-  echo "| $label | $(python3 -c "print(f'{$d:,}')") | $(python3 -c "print(f'{$t:,}')") |"
+  IFS='|' read -r label d r t <<< "$row"
+  echo "| $label | $(python3 -c "print(f'{$d:,}')") | $(python3 -c "print(f'{$r:,}')") | $(python3 -c "print(f'{$t:,}')") |"
 done
 if [ "${#rows[@]}" -gt 1 ]; then
-  IFS='|' read -r first_label first_d first_t <<< "${rows[0]}"
-  IFS='|' read -r last_label last_d last_t <<< "${rows[-1]}"
+  IFS='|' read -r first_label first_d first_r first_t <<< "${rows[0]}"
+  IFS='|' read -r last_label last_d last_r last_t <<< "${rows[-1]}"
   echo
-  echo "$last_label ÷ $first_label: $(python3 -c "print(f'{$last_d / $first_d:.2f}× the launches per decode token, {$last_t / $first_t:.2f}× per LoRA step')")."
+  echo "$last_label ÷ $first_label: $(python3 -c "print(f'{$last_d / $first_d:.2f}× the launches per decode token ({$last_r / $first_r:.2f}× with a role adapter), {$last_t / $first_t:.2f}× per LoRA step')")."
 fi

@@ -122,7 +122,11 @@ impl Attention {
         let v = v
             .reshape([batch_size, seq_len, num_kv_heads, head_dim])
             .swap_dims(1, 2);
-        let q = rope.forward(q, start);
+        // The 1/√head_dim scale goes on the queries, `own_len / head_dim` times fewer values than
+        // on the scores (exact for head_dim 64, a power of two, as SmolLM2's and TinyLlama's),
+        // right after their rotation: on a GPU, burn's fusion makes the two one kernel.
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let q = rope.forward(q, start).mul_scalar(scale);
         let k = rope.forward(k, start);
         let shared = cache.shared();
         let own_start = start - cache.shared_len();
@@ -132,12 +136,7 @@ impl Attention {
         // n_rep query heads of one group are stacked along the sequence axis.
         let n_rep = num_heads / num_kv_heads;
         let rows = n_rep * seq_len;
-        // The 1/√head_dim scale goes on the queries, `own_len / head_dim` times fewer values than
-        // on the scores (exact for head_dim 64, a power of two, as SmolLM2's and TinyLlama's).
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let q = q
-            .reshape([batch_size, num_kv_heads, rows, head_dim])
-            .mul_scalar(scale);
+        let q = q.reshape([batch_size, num_kv_heads, rows, head_dim]);
         // new position i sees the earlier positions and itself (one new position sees them all)
         let causal = (seq_len > 1).then_some(Causal {
             period: seq_len,

@@ -15,6 +15,11 @@ pub struct RotaryEmbedding {
     cos: Tensor<2>,
     /// `[max_position_embeddings, head_dim]`
     sin: Tensor<2>,
+    /// `[head_dim, head_dim]`: the signed permutation `R` with `x · R = rotate_half(x)`
+    /// (`R[j + h][j] = −1` and `R[j][j + h] = 1` for `j < h = head_dim / 2`), with which the
+    /// GPU path rotates in one product instead of a negation and a concatenation
+    /// ([`crate::ops::rope`]).
+    rotate_half: Tensor<2>,
 }
 
 impl RotaryEmbedding {
@@ -32,10 +37,19 @@ impl RotaryEmbedding {
                 sin.push(angle.sin() as f32);
             }
         }
+        let mut rotate_half = vec![0.0f32; head_dim * head_dim];
+        for j in 0..half {
+            rotate_half[(j + half) * head_dim + j] = -1.0;
+            rotate_half[j * head_dim + j + half] = 1.0;
+        }
         let shape = [max_positions, head_dim];
         Self {
             cos: Tensor::from_data(TensorData::new(cos, shape), device),
             sin: Tensor::from_data(TensorData::new(sin, shape), device),
+            rotate_half: Tensor::from_data(
+                TensorData::new(rotate_half, [head_dim, head_dim]),
+                device,
+            ),
         }
     }
 
@@ -46,12 +60,17 @@ impl RotaryEmbedding {
     /// - x: `[batch_size, num_heads, seq_len, head_dim]`
     /// - output: same
     pub fn forward(&self, x: Tensor<4>, start: usize) -> Tensor<4> {
-        crate::ops::rope(x, &self.cos, &self.sin, start)
+        crate::ops::rope(x, &self.cos, &self.sin, &self.rotate_half, start)
     }
 
     /// The `(cos, sin)` tables, `[max_positions, head_dim]` each.
     pub fn tables(&self) -> (Tensor<2>, Tensor<2>) {
         (self.cos.clone(), self.sin.clone())
+    }
+
+    /// The signed permutation `R`, `[head_dim, head_dim]`, with `x · R = rotate_half(x)`.
+    pub fn rotate_half(&self) -> Tensor<2> {
+        self.rotate_half.clone()
     }
 
     /// Number of positions the tables cover.

@@ -9,7 +9,11 @@
 //! copy), over rayon's threads when large, and one autodiff node whose backward is the same
 //! pass rotated the other way: `dx_j = dy_j·cos_j + dy_{j+h}·sin_{j+h}` for the first half
 //! (`h = head_dim / 2`) and `dx_j = dy_j·cos_j − dy_{j−h}·sin_{j−h}` for the second. Elsewhere
-//! (wgpu / WebGPU) it is burn's operations.
+//! (wgpu / WebGPU) it is burn's operations, with `rotate_half` as one product by a signed
+//! permutation (`x · R`) rather than a negation and a concatenation: on a GPU every operation
+//! that burn's fusion cannot merge is a kernel launch, and the concatenation was three per
+//! tensor (a negation and two slice assignments) where the product is one. The product is
+//! exact: each output is one input times ±1 plus zeros.
 
 use burn::tensor::Tensor;
 
@@ -19,6 +23,8 @@ use burn::tensor::Tensor;
 ///
 /// - x: `[batch_size, heads, seq_len, head_dim]` (any strides), `head_dim` even
 /// - cos, sin: `[positions, head_dim]`, with `start + seq_len <= positions`
+/// - rotate_half: `[head_dim, head_dim]`, the signed permutation `R` with
+///   `x · R = rotate_half(x)` ([`crate::rope::RotaryEmbedding::rotate_half`])
 /// - output: `[batch_size, heads, seq_len, head_dim]`
 ///
 /// # Panics
@@ -26,15 +32,25 @@ use burn::tensor::Tensor;
 /// If the tables are shorter than `start + seq_len` or not `head_dim` wide (a caller's bug:
 /// [`crate::rope::RotaryEmbedding`] builds them for the model's context and checks positions
 /// before the forward pass).
-pub fn rope(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>, start: usize) -> Tensor<4> {
+pub fn rope(
+    x: Tensor<4>,
+    cos: &Tensor<2>,
+    sin: &Tensor<2>,
+    rotate_half: &Tensor<2>,
+    start: usize,
+) -> Tensor<4> {
     let [_, _, seq_len, head_dim] = x.dims();
     let [positions, width] = cos.dims();
     assert!(
-        start + seq_len <= positions && width == head_dim && sin.dims() == cos.dims(),
-        "rope: positions {start}..{} of tables {:?} / {:?} for heads of {head_dim}",
+        start + seq_len <= positions
+            && width == head_dim
+            && sin.dims() == cos.dims()
+            && rotate_half.dims() == [head_dim, head_dim],
+        "rope: positions {start}..{} of tables {:?} / {:?} / {:?} for heads of {head_dim}",
         start + seq_len,
         cos.dims(),
-        sin.dims()
+        sin.dims(),
+        rotate_half.dims()
     );
     #[cfg(feature = "flex")]
     if crate::ops::host::is_flex(&x.device()) {
@@ -46,10 +62,28 @@ pub fn rope(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>, start: usize) -> Ten
             false,
         ));
     }
-    composed(x, cos, sin, start)
+    by_product(x, cos, sin, rotate_half, start)
 }
 
-/// [`rope`] from burn's operations (the other backends, and the tests' reference).
+/// [`rope`] from burn's operations, `rotate_half(x)` as the product `x · R` (the other
+/// backends).
+fn by_product(
+    x: Tensor<4>,
+    cos: &Tensor<2>,
+    sin: &Tensor<2>,
+    rotate_half: &Tensor<2>,
+    start: usize,
+) -> Tensor<4> {
+    let seq_len = x.dims()[2];
+    let cos = cos.clone().narrow(0, start, seq_len).unsqueeze::<4>(); // [1, 1, seq_len, head_dim]
+    let sin = sin.clone().narrow(0, start, seq_len).unsqueeze::<4>();
+    let rotated = x.clone().matmul(rotate_half.clone().unsqueeze::<4>()); // [1, 1, hd, hd]
+    x * cos + rotated * sin
+}
+
+/// [`rope`] from burn's operations as transformers writes it, `rotate_half` by concatenation
+/// (the tests' reference).
+#[cfg(test)]
 fn composed(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>, start: usize) -> Tensor<4> {
     let [_, _, seq_len, head_dim] = x.dims();
     let half = head_dim / 2;
@@ -195,7 +229,7 @@ mod flex {
 mod tests {
     use burn::tensor::{Device, Distribution, Tensor};
 
-    use super::{composed, rope};
+    use super::{by_product, composed, rope};
     use crate::ops::max_abs_diff;
     use crate::rope::RotaryEmbedding;
 
@@ -209,6 +243,7 @@ mod tests {
         let device = Device::flex().autodiff();
         let tables = RotaryEmbedding::new(64, 700, 100_000.0, &device);
         let (hf_cos, hf_sin) = tables.tables();
+        let rotate_half = tables.rotate_half();
         let random = || Tensor::<2>::random([700, 64], Distribution::Normal(0.0, 1.0), &device);
         for (cos, sin) in [(hf_cos, hf_sin), (random(), random())] {
             for (batch_size, heads, seq_len, start) in
@@ -238,7 +273,7 @@ mod tests {
                         Tensor::<4>::from_data(dense.to_data(), &device).require_grad()
                     };
                     let y = if fused {
-                        rope(x.clone(), &cos, &sin, start)
+                        rope(x.clone(), &cos, &sin, &rotate_half, start)
                     } else {
                         composed(x.clone(), &cos, &sin, start)
                     };
@@ -275,6 +310,46 @@ mod tests {
         let (cos, sin) = tables.tables();
         let x = Tensor::<4>::random([2, 3, 5, 64], Distribution::Normal(0.0, 2.0), &device);
         let want = composed(x.clone(), &cos, &sin, 7);
-        assert!(max_abs_diff(rope(x, &cos, &sin, 7), want) < 1e-5);
+        let rotated = rope(x, &cos, &sin, &tables.rotate_half(), 7);
+        assert!(max_abs_diff(rotated, want) < 1e-5);
+    }
+
+    /// The GPU path's form, `rotate_half` as a product by a signed permutation, equals
+    /// transformers' concatenation exactly (each output is one input times ±1), values and
+    /// gradients, on a strided heads view and from a later start; its matrix rotates a basis
+    /// vector as `rotate_half` does.
+    #[test]
+    fn rotate_half_as_a_product_is_the_concatenation() {
+        let device = Device::flex().autodiff();
+        let tables = RotaryEmbedding::new(8, 16, 10_000.0, &device);
+        let basis = Tensor::<2>::from_data([[0.0, 1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0]], &device);
+        let rotated = basis.matmul(tables.rotate_half()).into_data();
+        assert_eq!(
+            rotated.try_to_vec::<f32>().unwrap(),
+            [0.0, -2.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+        );
+
+        let tables = RotaryEmbedding::new(64, 300, 100_000.0, &device);
+        let (cos, sin) = tables.tables();
+        let rotate_half = tables.rotate_half();
+        let projected =
+            Tensor::<3>::random([2, 37, 3 * 64], Distribution::Normal(0.0, 3.0), &device);
+        let upstream = Tensor::<4>::random([2, 3, 37, 64], Distribution::Normal(0.0, 1.0), &device);
+        let run = |product: bool| {
+            let p = projected.clone().detach().require_grad();
+            let x = p.clone().reshape([2, 37, 3, 64]).swap_dims(1, 2);
+            let y = if product {
+                by_product(x, &cos, &sin, &rotate_half, 200)
+            } else {
+                composed(x, &cos, &sin, 200)
+            };
+            let grads = (y.clone() * upstream.clone()).sum().backward();
+            let host3 = |t: Tensor<3>| Tensor::<3>::from_data(t.into_data(), &Device::flex());
+            let host4 = |t: Tensor<4>| Tensor::<4>::from_data(t.into_data(), &Device::flex());
+            (host4(y.detach()), host3(p.grad(&grads).unwrap()))
+        };
+        let ((y0, dx0), (y1, dx1)) = (run(false), run(true));
+        assert!(max_abs_diff(y1, y0) < 1e-6, "output");
+        assert!(max_abs_diff(dx1, dx0) < 1e-6, "gradient");
     }
 }

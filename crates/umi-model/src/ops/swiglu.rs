@@ -7,7 +7,7 @@
 //! forward and one backward, from the saved inputs, for both gradients:
 //! `∂/∂up = dy ⊙ silu(g)`, `∂/∂g = dy ⊙ up ⊙ σ(g)·(1 + g·(1 − σ(g)))`, with [`simd::exp`];
 //! an autodiff node of its own (a burn backend extension) keeps `g` and `up`. On other backends
-//! (wgpu / WebGPU) it is burn's `silu(g) * up`.
+//! (wgpu / WebGPU) it is the same formula in burn's operations.
 //!
 //! [`simd::exp`]: crate::ops::simd::exp
 
@@ -36,7 +36,19 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
             up.into_dispatch(),
         ));
     }
-    burn::tensor::activation::silu(gate) * up
+    if gate.is_autodiff() {
+        // training: burn's stable form, whose gradient stays finite where e^-g overflows
+        return burn::tensor::activation::silu(gate) * up;
+    }
+    composed(gate, up)
+}
+
+/// [`swiglu`] from burn's operations, `silu(g) = g / (1 + e^-g)` written out (inference):
+/// burn 0.22's `sigmoid` goes through `log_sigmoid` with casts to f32 and back, operations
+/// burn's fusion (wgpu) left as a kernel each on decode steps; these five fuse into one. Where
+/// `e^-g` overflows (g < −88) the quotient is −0, silu's limit.
+fn composed<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    gate.clone() / gate.neg().exp().add_scalar(1.0) * up
 }
 
 #[cfg(feature = "flex")]
@@ -261,5 +273,27 @@ mod tests {
         let up = Tensor::<3>::random([2, 7, 33], Distribution::Normal(0.0, 1.0), &device);
         let want = burn::tensor::activation::silu(gate.clone()) * up.clone();
         assert!(max_abs_diff(swiglu(gate, up), want) < 1e-5);
+    }
+
+    /// The GPU path's written-out form equals burn's `silu(g) · up`, also where `e^-g`
+    /// overflows f32 (g < −88: silu is −0 there, not NaN) and for large positive g.
+    #[test]
+    fn the_written_out_form_is_burns_silu() {
+        let device = Device::flex();
+        let gate = Tensor::<3>::random([2, 7, 33], Distribution::Normal(0.0, 5.0), &device);
+        let up = Tensor::<3>::random([2, 7, 33], Distribution::Normal(0.0, 1.0), &device);
+        let want = burn::tensor::activation::silu(gate.clone()) * up.clone();
+        assert!(max_abs_diff(super::composed(gate, up), want) < 1e-5);
+
+        let gate = Tensor::<1>::from_data([-200.0, -89.0, -20.0, 0.0, 3.0, 90.0, 500.0], &device);
+        let up = Tensor::<1>::ones([7], &device);
+        let got = super::composed(gate.clone(), up.clone()).into_data();
+        let want = (burn::tensor::activation::silu(gate) * up).into_data();
+        for (g, w) in got.iter::<f32>().zip(want.iter::<f32>()) {
+            assert!(
+                g.is_finite() && (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "{g} vs {w}"
+            );
+        }
     }
 }
