@@ -29,10 +29,19 @@ trap 'rm -f "$log"' EXIT
 launches() {
   local bin="$1"
   shift
-  CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG=stderr RUST_BACKTRACE=0 \
-    "$bin" bench --backend wgpu --model "$model" "$@" > /dev/null 2> "$log" \
-    || { echo "wgpu_launches: $bin bench $* failed:" >&2; tail -5 "$log" >&2; exit 1; }
-  grep -c '^| ' "$log" || true
+  local try
+  # a second try where the first fails: lavapipe's teardown has crashed at exit ("double free
+  # or corruption") after complete runs, now and then
+  for try in 1 2; do
+    if CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG=stderr RUST_BACKTRACE=0 \
+      "$bin" bench --backend wgpu --model "$model" "$@" > /dev/null 2> "$log"; then
+      grep -c '^| ' "$log" || true
+      return
+    fi
+    echo "wgpu_launches: $bin bench $* failed (try $try):" >&2
+    tail -3 "$log" | cut -c1-200 >&2
+  done
+  exit 1
 }
 
 rows=()
