@@ -1,7 +1,7 @@
 //! `LoraLinear`: a bias-free projection with an optional low-rank adapter.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor};
 
 /// A bias-free linear projection `y = x·W (+ s·(x·A)·B)`, the form of every Llama projection.
 ///
@@ -298,6 +298,24 @@ impl LoraLinear {
                     })
                     .collect();
             }
+        }
+        let half = |p: &&Self| p.quantized.is_none() && p.weight.dtype() == DType::F16;
+        if !holds_out_in(&x.device()) && x.dtype() != DType::F16 && projections.iter().all(half) {
+            // weights held in f16 on a GPU (`Llama::half`): the input cast to f16 once for all
+            // the projections rather than once each (a kernel launch each on wgpu); the same
+            // products as `forward`'s (`matmul_weight`'s f16 branch)
+            let [batch_size, seq_len, d_in] = x.dims();
+            let x = x.reshape([batch_size * seq_len, d_in]); // [tokens, in]
+            let x16 = x.clone().cast(FloatDType::F16);
+            return projections
+                .iter()
+                .map(|p| {
+                    let y = x16.clone().matmul(p.weight.val()).cast(FloatDType::F32);
+                    let y = p.add_lora(x.clone(), y); // [tokens, out]
+                    let d_out = y.dims()[1];
+                    y.reshape([batch_size, seq_len, d_out])
+                })
+                .collect();
         }
         projections.iter().map(|p| p.forward(x.clone())).collect()
     }
