@@ -58,10 +58,14 @@ for pair in "$@"; do
   # plus the adapter's two)
   r4=$(launches "$bin" --prompt-tokens 8 --new-tokens 4 --runs 1 --adapter "$role_adapter")
   r12=$(launches "$bin" --prompt-tokens 8 --new-tokens 12 --runs 1 --adapter "$role_adapter")
+  # the same with the weights held in f16 (`--quant f16`: the web app's choice on adapters with
+  # shader-f16, most GPUs), a role adapter attached
+  h4=$(launches "$bin" --prompt-tokens 8 --new-tokens 4 --runs 1 --quant f16 --adapter "$role_adapter")
+  h12=$(launches "$bin" --prompt-tokens 8 --new-tokens 12 --runs 1 --quant f16 --adapter "$role_adapter")
   # one and two timed LoRA steps (after the same warm-up step): the difference is one step
   t1=$(launches "$bin" --train --prompt-tokens 16 --batch-size 1 --runs 1)
   t2=$(launches "$bin" --train --prompt-tokens 16 --batch-size 1 --runs 2)
-  rows+=("$label|$(( (d12 - d4) / 8 ))|$(( (r12 - r4) / 8 ))|$(( t2 - t1 ))")
+  rows+=("$label|$(( (d12 - d4) / 8 ))|$(( (r12 - r4) / 8 ))|$(( (h12 - h4) / 8 ))|$(( t2 - t1 ))")
 done
 
 # Env ADAPTER names the adapter in the text (umi prints none); else vulkaninfo's first device
@@ -73,18 +77,20 @@ echo "(umi at $(git rev-parse --short HEAD)): the kernels cubecl ran (its profil
 echo "one decode token of \`$(basename "$model")\` (f32, after an 8-token prompt: the difference between"
 echo "runs of 12 and 4 new tokens, ÷ 8) and for one LoRA step (r 8 on all seven projections, 1 × 16"
 echo "tokens, forward, backward and AdamW: the difference between runs of 2 and 1 steps); *with a role"
-echo "adapter*: a decode token with \`$role_adapter\` attached unmerged, as the agent runs each role."
+echo "adapter*: a decode token with \`$role_adapter\` attached unmerged, as the agent runs each role;"
+echo "*f16 weights*: the same with the weights held in f16 (\`--quant f16\`), the web app's choice on adapters"
+echo "with \`shader-f16\`."
 echo "Counts, not times: they do not depend on the adapter's speed."
 echo
-echo "| build | launches per decode token | with a role adapter | launches per LoRA step |"
-echo "|---|---:|---:|---:|"
+echo "| build | launches per decode token | with a role adapter | f16 weights, with a role adapter | launches per LoRA step |"
+echo "|---|---:|---:|---:|---:|"
 for row in "${rows[@]}"; do
-  IFS='|' read -r label d r t <<< "$row"
-  echo "| $label | $(python3 -c "print(f'{$d:,}')") | $(python3 -c "print(f'{$r:,}')") | $(python3 -c "print(f'{$t:,}')") |"
+  IFS='|' read -r label d r h t <<< "$row"
+  echo "| $label | $(python3 -c "print(f'{$d:,} | {$r:,} | {$h:,} | {$t:,}')") |"
 done
 if [ "${#rows[@]}" -gt 1 ]; then
-  IFS='|' read -r first_label first_d first_r first_t <<< "${rows[0]}"
-  IFS='|' read -r last_label last_d last_r last_t <<< "${rows[-1]}"
+  IFS='|' read -r first_label first_d first_r first_h first_t <<< "${rows[0]}"
+  IFS='|' read -r last_label last_d last_r last_h last_t <<< "${rows[-1]}"
   echo
-  echo "$last_label ÷ $first_label: $(python3 -c "print(f'{$last_d / $first_d:.2f}× the launches per decode token ({$last_r / $first_r:.2f}× with a role adapter), {$last_t / $first_t:.2f}× per LoRA step')")."
+  echo "$last_label ÷ $first_label: $(python3 -c "print(f'{$last_d / $first_d:.2f}× the launches per decode token ({$last_r / $first_r:.2f}× with a role adapter, {$last_h / $first_h:.2f}× with f16 weights and a role adapter), {$last_t / $first_t:.2f}× per LoRA step')")."
 fi

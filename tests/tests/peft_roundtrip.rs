@@ -3,35 +3,9 @@
 //! GGUF, loads onto that GGUF in umi and gives the logits transformers + PEFT give
 //! (`assets/tiny/peft/reference.json`, computed by `make_reference.py` beside it).
 
-use serde_json::Value;
 use umi_model::burn::tensor::Device;
 use umi_model::{load_model, load_peft};
-use umi_tests::{assert_close, assets, logits, sha256_hex};
-
-/// Reads `dir/reference.json` (written by the `make_reference.py` beside it): checks it was
-/// computed for `dir/adapter` (sha256) with an adapter that changes the logits, and returns the
-/// token ids and the flattened logits transformers + PEFT gave.
-fn peft_reference(dir: &std::path::Path) -> (Vec<u32>, Vec<f64>) {
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
-            .unwrap();
-    let bytes = std::fs::read(dir.join("adapter/adapter_model.safetensors")).unwrap();
-    assert_eq!(
-        sha256_hex(&bytes),
-        reference["adapter_sha256"].as_str().unwrap(),
-        "reference.json was computed for this adapter"
-    );
-    // the adapter changes the logits a lot: an adapter that is not applied cannot pass
-    assert!(reference["max_adapter_effect"].as_f64().unwrap() > 0.1);
-    let ids: Vec<u32> = serde_json::from_value(reference["ids"].clone()).unwrap();
-    let logits: Vec<f64> = reference["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
-        .collect();
-    (ids, logits)
-}
+use umi_tests::{assert_close, assets, logits, peft_reference};
 
 #[test]
 fn a_peft_trained_adapter_gives_the_logits_of_transformers_and_peft() {

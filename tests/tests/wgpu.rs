@@ -74,3 +74,36 @@ fn tiny_llama_held_in_f16_on_wgpu_matches_the_reference() {
         }
     }
 }
+
+/// The agent's path in the browser: a role's LoRA adapter attached unmerged to weights held in
+/// f16 (the adapter in f32), on wgpu. The PEFT-trained tiny adapter of `peft_roundtrip.rs`
+/// against the logits transformers + PEFT give in f32 (`assets/tiny/peft/reference.json`),
+/// prefill then decode, with weights in f32 and in f16 (within f16's rounding, the bound of
+/// `half.rs`). Exercises the f16 projection's own order of operations (cast, adapter term,
+/// product, addition), which burn's fusion turns into fewer kernels.
+#[test]
+fn a_peft_adapter_on_f16_weights_on_wgpu_gives_the_logits_of_peft() {
+    let Some((device, gpu)) = gpu() else { return };
+    let dir = umi_tests::assets().join("tiny/peft");
+    let (ids, want) = umi_tests::peft_reference(&dir);
+    for half in [false, true] {
+        if half && !gpu.shader_f16 {
+            eprintln!("skipping f16: {} has no shader-f16", gpu.summary());
+            continue;
+        }
+        let mut loaded =
+            umi_model::load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), device).unwrap();
+        umi_model::load_peft(&mut loaded.model, &dir.join("adapter"), device).unwrap();
+        let (rtol, atol, what) = if half {
+            loaded.model.half();
+            (0.0, 1e-2, "wgpu f16 logits with the PEFT adapter")
+        } else {
+            (0.0, 1e-4, "wgpu logits with the PEFT adapter")
+        };
+        let (head, last) = ids.split_at(ids.len() - 1);
+        let mut cache = loaded.model.new_cache();
+        let mut got = logits(&loaded.model, head, &mut cache);
+        got.extend(logits(&loaded.model, last, &mut cache));
+        assert_close(&got, &want, rtol, atol, what);
+    }
+}

@@ -252,6 +252,9 @@ impl LoraLinear {
     /// - output: `[batch_size, seq_len, out]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [batch_size, seq_len, d_in] = x.dims();
+        if self.is_half_on_gpu(&x) {
+            return self.forward_half(x.clone().cast(FloatDType::F16), x);
+        }
         let x = x.reshape([batch_size * seq_len, d_in]); // [tokens, in]
         let y = match &self.quantized {
             #[cfg(not(target_family = "wasm"))]
@@ -262,9 +265,7 @@ impl LoraLinear {
                 crate::ops::WeightLayout::InOut,
             ), // [tokens, out]
         };
-        let y = self.add_lora(x, y);
-        let d_out = y.dims()[1];
-        y.reshape([batch_size, seq_len, d_out])
+        self.finish(x, y, batch_size, seq_len)
     }
 
     /// [`LoraLinear::forward`] of several projections of the same input (a layer's q/k/v or
@@ -291,33 +292,73 @@ impl LoraLinear {
                 return quantized_matmul_many(&ws, x.clone())
                     .into_iter()
                     .zip(projections)
-                    .map(|(y, p)| {
-                        let y = p.add_lora(x.clone(), y);
-                        let d_out = y.dims()[1];
-                        y.reshape([batch_size, seq_len, d_out])
-                    })
+                    .map(|(y, p)| p.finish(x.clone(), y, batch_size, seq_len))
                     .collect();
             }
         }
-        let half = |p: &&Self| p.quantized.is_none() && p.weight.dtype() == DType::F16;
-        if !holds_out_in(&x.device()) && x.dtype() != DType::F16 && projections.iter().all(half) {
+        if projections.iter().all(|p| p.is_half_on_gpu(&x)) {
             // weights held in f16 on a GPU (`Llama::half`): the input cast to f16 once for all
             // the projections rather than once each (a kernel launch each on wgpu); the same
-            // products as `forward`'s (`matmul_weight`'s f16 branch)
-            let [batch_size, seq_len, d_in] = x.dims();
-            let x = x.reshape([batch_size * seq_len, d_in]); // [tokens, in]
+            // products as `forward`'s
             let x16 = x.clone().cast(FloatDType::F16);
             return projections
                 .iter()
-                .map(|p| {
-                    let y = x16.clone().matmul(p.weight.val()).cast(FloatDType::F32);
-                    let y = p.add_lora(x.clone(), y); // [tokens, out]
-                    let d_out = y.dims()[1];
-                    y.reshape([batch_size, seq_len, d_out])
-                })
+                .map(|p| p.forward_half(x16.clone(), x.clone()))
                 .collect();
         }
         projections.iter().map(|p| p.forward(x.clone())).collect()
+    }
+
+    /// Whether `x` (f32) meets this projection's weight held in f16 on a GPU ([`crate::Llama::half`]),
+    /// which [`Self::forward_half`] serves.
+    fn is_half_on_gpu(&self, x: &Tensor<3>) -> bool {
+        self.quantized.is_none()
+            && self.weight.dtype() == DType::F16
+            && x.dtype() != DType::F16
+            && !holds_out_in(&x.device())
+    }
+
+    /// `forward` of a weight held in f16 on a GPU: the activations meet the weight in f16 and
+    /// the product returns to f32, where norms, attention and the residual stream stay.
+    ///
+    /// The order of the operations is what lets burn's fusion (wgpu) take them into few
+    /// kernels, found by counting launches (`scripts/bench/wgpu_launches.sh`): `x16` is cast
+    /// before any reshape of `x` (the cast then joins the kernel that wrote `x`), and the
+    /// adapter's term is computed before the base product, so that the product's kernel also
+    /// casts its result, scales the term and adds it. Other orders left whole segments of the
+    /// decoder unfused: 2,378 launches per decode token with a role adapter on lavapipe, 1,508 in
+    /// this order.
+    ///
+    /// # Shapes
+    ///
+    /// - x16: `[batch_size, seq_len, in]` (f16), x: the same in f32
+    /// - output: `[batch_size, seq_len, out]` (f32)
+    fn forward_half(&self, x16: Tensor<3>, x: Tensor<3>) -> Tensor<3> {
+        let [batch_size, seq_len, d_in] = x.dims();
+        let tokens = batch_size * seq_len;
+        let x16 = x16.reshape([tokens, d_in]);
+        let delta =
+            (self.lora.as_ref()).map(|lora| lora.term(lora.input(x.reshape([tokens, d_in])))); // [tokens, out]
+        let layout = crate::ops::WeightLayout::InOut;
+        let y = crate::ops::matmul_weight(x16, self.weight.val(), layout).cast(FloatDType::F32);
+        let y = match delta {
+            Some(delta) => y + delta,
+            None => y,
+        };
+        let d_out = y.dims()[1];
+        y.reshape([batch_size, seq_len, d_out])
+    }
+
+    /// [`Self::add_lora`], then the tokens back into their batch: the last step of `forward`.
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[tokens, in]`, y: `[tokens, out]` with `tokens = batch_size · seq_len`
+    /// - output: `[batch_size, seq_len, out]`
+    fn finish(&self, x: Tensor<2>, y: Tensor<2>, batch_size: usize, seq_len: usize) -> Tensor<3> {
+        let y = self.add_lora(x, y);
+        let d_out = y.dims()[1];
+        y.reshape([batch_size, seq_len, d_out])
     }
 
     /// `y + scaling · (x · A) · B` when an adapter is attached (with dropout on `x` while
@@ -330,21 +371,38 @@ impl LoraLinear {
         let Some(lora) = &self.lora else {
             return y;
         };
-        let x = if lora.training {
-            crate::ops::dropout(x, lora.dropout)
-        } else {
-            x
-        };
+        let x = lora.input(x);
         #[cfg(feature = "flex")]
         if x.is_autodiff() && crate::ops::host::is_flex(&x.device()) {
             // training on the CPU: one node, its small products over all threads
             return crate::ops::lora_add(y, x, lora.a.val(), lora.b.val(), lora.scaling);
         }
-        // a decode step's few rows take umi's kernel (burn's gemm spent 11 % of a SmolLM2
-        // Q8_0 decode with the planner adapter packing these tiny products); longer inputs
-        // and autodiff tensors fall back to burn's matmul
-        let xa = crate::ops::matmul_weight(x, lora.a.val(), crate::ops::WeightLayout::InOut);
-        let delta = crate::ops::matmul_weight(xa, lora.b.val(), crate::ops::WeightLayout::InOut); // [tokens, out]
-        y + delta.mul_scalar(lora.scaling)
+        y + lora.term(x)
+    }
+}
+
+impl LoraAdapter {
+    /// `x` with dropout while training, as it is otherwise.
+    fn input(&self, x: Tensor<2>) -> Tensor<2> {
+        if self.training {
+            crate::ops::dropout(x, self.dropout)
+        } else {
+            x
+        }
+    }
+
+    /// `scaling · (x · A) · B` (`x` as given: dropout is [`Self::input`]'s).
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[tokens, in]`; output: `[tokens, out]`
+    fn term(&self, x: Tensor<2>) -> Tensor<2> {
+        // a decode step's few rows take umi's kernel (burn's gemm spent 11 % of a SmolLM2 Q8_0
+        // decode with the planner adapter packing these tiny products); longer inputs and
+        // autodiff tensors fall back to burn's matmul
+        let layout = crate::ops::WeightLayout::InOut;
+        let xa = crate::ops::matmul_weight(x, self.a.val(), layout);
+        let delta = crate::ops::matmul_weight(xa, self.b.val(), layout); // [tokens, out]
+        delta.mul_scalar(self.scaling)
     }
 }
