@@ -121,6 +121,104 @@ fn one_backbone_with_role_adapters_equals_three_adapted_models() {
 }
 
 #[test]
+fn role_adapters_merged_at_each_swap_equal_three_merged_models() {
+    let device = Device::flex();
+    let tmp = std::env::temp_dir().join(format!("umi-merged-roles-{}", std::process::id()));
+    let dirs: Vec<_> = ["planner", "caller", "summarizer"]
+        .iter()
+        .enumerate()
+        .map(|(i, role)| {
+            let dir = tmp.join(role);
+            random_adapter(&dir, 21 + i as u64, &device);
+            dir
+        })
+        .collect();
+    let config = GenerationConfig {
+        max_new_tokens: 12,
+        ..Default::default()
+    };
+    let models = |merge: bool| {
+        let model = |dir: &std::path::Path| {
+            let mut m = tiny(&device);
+            load_peft(&mut m.model, dir, &device).unwrap();
+            if merge {
+                umi_model::merge_lora(&mut m.model);
+            }
+            Rc::new(m)
+        };
+        LlamaGenerator::per_role(
+            model(&dirs[0]),
+            model(&dirs[1]),
+            model(&dirs[2]),
+            config.clone(),
+        )
+    };
+    // references: each role's adapter merged into its own model, and attached
+    let (mut merged, mut attached) = (models(true), models(false));
+    let backbone = tiny(&device);
+    let sets: Vec<_> = dirs
+        .iter()
+        .map(|d| read_peft(&backbone.model, d, &device).unwrap().1)
+        .collect();
+    let [p, c, s]: [_; 3] = sets.try_into().unwrap();
+    let mut shared = LlamaGenerator::with_adapters(backbone, p, c, s, config.clone());
+    assert!(
+        !shared.merges_adapters(),
+        "on the CPU backend adapters stay attached by default"
+    );
+    shared.set_merge_adapters(true);
+    assert!(shared.merges_adapters());
+    let prompt = "the quick brown fox";
+    let roles = [
+        Role::Planner,
+        Role::Caller,
+        Role::Planner,
+        Role::Summarizer,
+        Role::Caller,
+        Role::Backbone,
+    ];
+    // the texts, and two log-probabilities read from the logits: bit for bit the same
+    // products (greedy texts alone would not tell merged from attached, which differ by
+    // rounding only)
+    let logprobs = |g: &mut LlamaGenerator, role| {
+        pollster::block_on(g.choice_logprobs(role, prompt, " jumps", " runs")).unwrap()
+    };
+    let mut texts = Vec::new();
+    for role in roles {
+        let want = pollster::block_on(merged.generate(role, prompt, &[])).unwrap();
+        let got = pollster::block_on(shared.generate(role, prompt, &[])).unwrap();
+        assert_eq!(got, want, "{role:?}: merged at the swap vs merged once");
+        let (want, got) = (logprobs(&mut merged, role), logprobs(&mut shared, role));
+        assert_eq!(
+            got, want,
+            "{role:?}: log-probabilities, merged at the swap vs once"
+        );
+        let attached = logprobs(&mut attached, role);
+        assert_ne!(
+            got, attached,
+            "{role:?}: merged and attached round differently"
+        );
+        texts.push(pollster::block_on(shared.generate(role, prompt, &[])).unwrap());
+    }
+    let distinct: std::collections::HashSet<_> = texts.iter().collect();
+    assert!(distinct.len() >= 3, "the adapters should differ: {texts:?}");
+    // and back to attached adapters: what attached models generate (fresh ones: where a
+    // prompt's prefill splits between a cached prefix and new tokens moves the roundings, and
+    // the swap back cleared the shared generator's prefix caches)
+    let mut attached = models(false);
+    shared.set_merge_adapters(false);
+    assert!(!shared.merges_adapters());
+    for role in roles {
+        let want = pollster::block_on(attached.generate(role, prompt, &[])).unwrap();
+        let got = pollster::block_on(shared.generate(role, prompt, &[])).unwrap();
+        assert_eq!(got, want, "{role:?}: attached again vs attached models");
+        let (want, got) = (logprobs(&mut attached, role), logprobs(&mut shared, role));
+        assert_eq!(got, want, "{role:?}: log-probabilities, attached again");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
 fn generation_with_a_prefix_cache_equals_generation_from_scratch() {
     use umi_model::{PrefixCache, generate, generate_cached};
     let device = Device::flex();

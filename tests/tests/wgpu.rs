@@ -107,3 +107,67 @@ fn a_peft_adapter_on_f16_weights_on_wgpu_gives_the_logits_of_peft() {
         assert_close(&got, &want, rtol, atol, what);
     }
 }
+
+/// On a GPU the agent merges each role's adapter into the weights at the role's turn by
+/// default (`LlamaGenerator::set_merge_adapters`: a decode step then launches the base model's
+/// kernels only): the merged weights, f32 and f16 (merged in f32, held in f16 again), give the
+/// logits of transformers + PEFT within the bounds of the attached adapter above.
+#[test]
+fn role_adapters_are_merged_on_wgpu_and_give_the_logits_of_peft() {
+    let Some((device, gpu)) = gpu() else { return };
+    let dir = assets().join("tiny/peft");
+    let tiny = || umi_model::load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), device).unwrap();
+    let backbone = tiny();
+    let (_, set) = umi_model::read_peft(&backbone.model, &dir.join("adapter"), device).unwrap();
+    let generator = umi_agent::LlamaGenerator::with_adapters(
+        backbone,
+        set.clone(),
+        set.clone(),
+        set,
+        umi_model::GenerationConfig::default(),
+    );
+    assert!(
+        generator.merges_adapters(),
+        "role adapters on a GPU with f32 weights are merged by default"
+    );
+    let (ids, want) = umi_tests::peft_reference(&dir);
+    for half in [false, true] {
+        if half && !gpu.shader_f16 {
+            eprintln!("skipping f16: {} has no shader-f16", gpu.summary());
+            continue;
+        }
+        let mut loaded = tiny();
+        if half {
+            loaded.model.half(); // as the web app holds the weights on shader-f16 adapters
+        }
+        umi_model::load_peft(&mut loaded.model, &dir.join("adapter"), device).unwrap();
+        umi_model::merge_lora(&mut loaded.model);
+        assert!(
+            loaded
+                .model
+                .projections()
+                .iter()
+                .all(|(_, p)| p.lora.is_none()),
+            "merged: no adapter left attached"
+        );
+        let f16 = umi_model::burn::tensor::DType::F16;
+        assert!(
+            loaded
+                .model
+                .projections()
+                .iter()
+                .all(|(_, p)| (p.weight.val().dtype() == f16) == half),
+            "merging keeps the weights' precision"
+        );
+        let (rtol, atol, what) = if half {
+            (0.0, 1e-2, "wgpu f16 logits, adapter merged")
+        } else {
+            (0.0, 1e-4, "wgpu logits, adapter merged")
+        };
+        let (head, last) = ids.split_at(ids.len() - 1);
+        let mut cache = loaded.model.new_cache();
+        let mut got = logits(&loaded.model, head, &mut cache);
+        got.extend(logits(&loaded.model, last, &mut cache));
+        assert_close(&got, &want, rtol, atol, what);
+    }
+}

@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use umi_data::{Role, RoleMap};
 use umi_model::{
-    AdapterSet, GenerationConfig, LoadedModel, PrefixCache, Progress, RaggedBatch, generate_cached,
-    generate_many, next_token_logits,
+    AdapterSet, GenerationConfig, Llama, LoadedModel, PrefixCache, Progress, RaggedBatch,
+    generate_cached, generate_many, merge_lora, next_token_logits,
 };
 
 use crate::agent::AgentEvent;
@@ -24,6 +24,10 @@ enum RoleModels {
         sets: RoleMap<AdapterSet>,
         /// The role whose adapters are installed now ([`Role::Planner`] for the backbone's).
         active: Option<Role>,
+        /// `Some(base)`: each role's adapters are folded into a fresh copy of `base`'s
+        /// projections when the role takes its turn ([`LlamaGenerator::set_merge_adapters`]);
+        /// `None`: they are attached and run beside the base products.
+        merged_from: Option<Box<Llama>>,
     },
 }
 
@@ -108,7 +112,8 @@ impl LlamaGenerator {
     /// One backbone for every role, each role with its own LoRA adapters (e.g. GLPFT's local
     /// stage trained with `--lora`; an empty [`AdapterSet`] runs the backbone as it is). The
     /// planner's adapters also serve as the backbone in single-LLM mode. Swapping shares the
-    /// adapters' tensors: nothing is copied.
+    /// adapters' tensors: nothing is copied. On a GPU with f32 or f16 weights the adapters are
+    /// folded into the projections at each swap ([`LlamaGenerator::set_merge_adapters`]).
     pub fn with_adapters(
         backbone: LoadedModel,
         planner: AdapterSet,
@@ -116,13 +121,74 @@ impl LlamaGenerator {
         summarizer: AdapterSet,
         config: GenerationConfig,
     ) -> Self {
-        Self::new(
+        let merge = backbone.model.is_on_gpu() && !backbone.model.is_quantized();
+        let mut generator = Self::new(
             RoleModels::Adapters {
                 backbone: Box::new(backbone),
                 sets: RoleMap::new(planner, caller, summarizer),
                 active: None,
+                merged_from: None,
             },
             config,
+        );
+        generator.set_merge_adapters(merge);
+        generator
+    }
+
+    /// Whether each role's LoRA adapters are folded into the backbone's projections when the
+    /// role takes its turn (`W_role = W + s·A·B`, computed from the untouched base weights at
+    /// every swap, so nothing drifts and adapters trained in between are picked up), instead
+    /// of running attached (`x·W + s·(x·A)·B`).
+    ///
+    /// Merged, a decode step costs what the base model's does: on wgpu an attached adapter's
+    /// two products and its scaled sum are about 40 % of a decode step's kernel launches
+    /// (SmolLM2 on lavapipe: 1,476 per token with a role adapter, 846 without;
+    /// BENCHMARKS.md), and on a GPU or in a browser the launches are what a decode step's time
+    /// goes to. The price: a swap runs one product and one sum per adapted projection (a few
+    /// hundred launches, less than one decode step saves), and the merged projections are a
+    /// second copy of those weights in memory while the base stays. The values differ from
+    /// the attached form by rounding only (`W + s·A·B` summed in f32; held in f16 again for
+    /// f16 weights).
+    ///
+    /// The default ([`LlamaGenerator::with_adapters`], [`LlamaGenerator::for_roles`]): merged
+    /// on a GPU backend with f32 or f16 weights; attached on the CPU, where the quantized
+    /// weights would have to be quantized again (EVAL.md: that second rounding cost the agent
+    /// live pass rate) and attached adapters cost compute, not launches. Only the one-backbone
+    /// set-up swaps; with a model per role this does nothing.
+    pub fn set_merge_adapters(&mut self, merge: bool) {
+        if let RoleModels::Adapters {
+            backbone,
+            active,
+            merged_from,
+            ..
+        } = &mut self.models
+        {
+            if merge == merged_from.is_some() {
+                return;
+            }
+            // back to the base with no adapters; the next turn installs its role's
+            let mut base = backbone.model.clone();
+            if let Some(original) = merged_from.take() {
+                base = *original;
+            } else {
+                base.take_adapters();
+            }
+            backbone.model = base.clone();
+            *merged_from = merge.then(|| Box::new(base));
+            *active = None;
+            // cached prefixes were computed with the other form's roundings
+            self.clear_prefix_caches();
+        }
+    }
+
+    /// Whether role adapters are merged at each swap ([`LlamaGenerator::set_merge_adapters`]).
+    pub fn merges_adapters(&self) -> bool {
+        matches!(
+            &self.models,
+            RoleModels::Adapters {
+                merged_from: Some(_),
+                ..
+            }
         )
     }
 
@@ -505,9 +571,18 @@ impl RoleModels {
                 backbone,
                 sets,
                 active,
+                merged_from,
             } => {
                 if *active != Some(role) {
-                    backbone.model.set_adapters(sets.get(role));
+                    match merged_from {
+                        Some(base) => {
+                            // the last role's merged projections go before the next's are made
+                            backbone.model = (**base).clone();
+                            backbone.model.set_adapters(sets.get(role));
+                            merge_lora(&mut backbone.model);
+                        }
+                        None => backbone.model.set_adapters(sets.get(role)),
+                    }
                     *active = Some(role);
                 }
                 backbone

@@ -51,8 +51,10 @@ pub(crate) struct BenchArgs {
     /// generation, unmerged, as `umi run` applies each role's adapter.
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// Merge `--adapter` into the Q8_0 weights instead (`umi_model::merge_lora_quantized`):
-    /// the base model's speed, other logits (EVAL.md: not used by the agent).
+    /// Merge `--adapter` into the weights instead: on a GPU into f32/f16 weights
+    /// (`umi_model::merge_lora`, what the agent does there at each role's turn, timed), on the
+    /// CPU into Q8_0 weights (`umi_model::merge_lora_quantized`: the base model's speed, other
+    /// logits; EVAL.md: not used by the agent).
     #[arg(long, requires = "adapter")]
     merge_adapter: bool,
 }
@@ -115,9 +117,23 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
         let (_, adapters) = umi_model::read_peft(&loaded.model, dir, &device)
             .with_context(|| format!("reading the adapter in {}", dir.display()))?;
         loaded.model.set_adapters(&adapters);
-        if args.merge_adapter {
+        if args.merge_adapter && loaded.model.is_on_gpu() && !loaded.model.is_quantized() {
+            let t = Instant::now();
+            umi_model::merge_lora(&mut loaded.model);
+            // the GPU runs lazily: reading one value of the last merged weight back waits
+            // for every merge queued before it
+            if let Some((_, p)) = loaded.model.projections().last() {
+                let _ = p.weight.val().slice([0..1, 0..1]).into_data();
+            }
+            eprintln!(
+                "merged the adapter into the weights in {:.3} s",
+                t.elapsed().as_secs_f64()
+            );
+        } else if args.merge_adapter {
             if loaded.model.quantized_format() != Some(umi_model::QFormat::Q8_0) {
-                bail!("--merge-adapter merges into Q8_0 weights: add --quant q8_0");
+                bail!(
+                    "--merge-adapter merges into Q8_0 weights on the CPU backend (add --quant q8_0) or into f32/f16 weights on a GPU backend"
+                );
             }
             umi_model::merge_lora_quantized(&mut loaded.model);
         }

@@ -505,6 +505,12 @@ impl Llama {
         self.embed_tokens.val().dtype() == burn::tensor::DType::F16
     }
 
+    /// Whether the weights live on a GPU backend (wgpu: Vulkan, Metal, DX12, WebGPU) rather
+    /// than on the CPU backend.
+    pub fn is_on_gpu(&self) -> bool {
+        !crate::ops::host::is_flex(&self.norm.weight.val().device())
+    }
+
     /// Whether any weight is held quantized ([`Llama::quantize`]) instead of f32.
     pub fn is_quantized(&self) -> bool {
         self.embed_quantized.is_some()
