@@ -508,7 +508,15 @@ impl Llama {
     /// Whether the weights live on a GPU backend (wgpu: Vulkan, Metal, DX12, WebGPU) rather
     /// than on the CPU backend.
     pub fn is_on_gpu(&self) -> bool {
-        !crate::ops::host::is_flex(&self.norm.weight.val().device())
+        #[cfg(feature = "flex")]
+        {
+            !crate::ops::host::is_flex(&self.norm.weight.val().device())
+        }
+        // (without the CPU backend, wgpu is the only one)
+        #[cfg(not(feature = "flex"))]
+        {
+            true
+        }
     }
 
     /// Whether any weight is held quantized ([`Llama::quantize`]) instead of f32.
