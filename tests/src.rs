@@ -149,6 +149,18 @@ pub fn logits(model: &Llama, tokens: &[u32], cache: &mut [KvCache]) -> Vec<f32> 
         .unwrap()
 }
 
+/// The logits of `tokens` computed as a generator does: all but the last token prefilled, then
+/// the last decoded with the cache (exercises the cache's write and read paths); shape
+/// `[tokens.len() * vocab_size]`, row-major as [`logits`].
+pub fn logits_prefill_then_decode(model: &Llama, tokens: &[u32]) -> Vec<f32> {
+    assert!(!tokens.is_empty(), "logits_prefill_then_decode: no tokens");
+    let (head, last) = tokens.split_at(tokens.len() - 1);
+    let mut cache = model.new_cache();
+    let mut got = logits(model, head, &mut cache);
+    got.extend(logits(model, last, &mut cache));
+    got
+}
+
 /// The tensors of an F32 safetensors file (a reference fixture), by name: `(shape, values as
 /// f64)`.
 ///

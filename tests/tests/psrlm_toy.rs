@@ -522,3 +522,42 @@ fn held_out_accuracy_moves_only_with_an_informative_judge() {
         random.after
     );
 }
+
+/// The objective checks of mining's `--exec-signal` (psrlm-design.md §2.8) on the gold ToolBench
+/// planner steps of the OOD train file: the spec measured 0.4 % of them naming an unlisted
+/// `X_for_Y` tool (a check rejecting more than 1 % would steer mining away from steps like the
+/// references); the "empty rationale" rule rejects exactly the gold steps whose text before
+/// `Next:` has fewer than 3 words (the data has such steps, e.g. ` Next: caller.`), counted here
+/// from the raw text; no gold step is an echo.
+#[test]
+fn gold_toolbench_planner_steps_pass_the_objective_checks() {
+    let path =
+        umi_tests::shared_data().join("alpha-umi-toolbench/ood-train/out_of_domain_train300.json");
+    let conversations: Vec<umi_data::Conversation> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut failures: std::collections::BTreeMap<String, usize> = Default::default();
+    let (mut steps, mut short) = (0, 0);
+    for (t, c) in conversations.iter().enumerate() {
+        for point in umi_reward::gold_points(t, c) {
+            steps += 1;
+            let before = point.gold.split("Next:").next().unwrap_or("");
+            short += usize::from(before.split_whitespace().count() < 3 || before.trim() == "none");
+            if let Err(why) = umi_reward::check_planner_step(&point.gold, true, &point.tools) {
+                let kind = match why {
+                    umi_reward::InvalidStep::UnlistedTool(_) => "unlisted_tool".to_string(),
+                    other => format!("{other:?}"),
+                };
+                *failures.entry(kind).or_default() += 1;
+            }
+        }
+    }
+    eprintln!("of {steps} gold planner steps: {failures:?}; {short} with under 3 words");
+    assert!(steps > 1000, "{steps} planner steps");
+    let unlisted = failures.get("unlisted_tool").copied().unwrap_or(0);
+    assert!(
+        (unlisted as f64) < 0.01 * steps as f64,
+        "{unlisted} of {steps} gold steps name an unlisted tool"
+    );
+    assert_eq!(failures.get("Empty").copied().unwrap_or(0), short);
+    assert!(!failures.contains_key("Echo") && !failures.contains_key("NoMarker"));
+}

@@ -42,19 +42,29 @@ fn random_adapter(dir: &std::path::Path, seed: u64, device: &Device) {
     save_peft(&model, &config, None, dir).unwrap();
 }
 
+/// Three random adapters in `tmp/{planner,caller,summarizer}`, seeded `first_seed`, `+1`, `+2`;
+/// their folders in that order.
+fn role_adapter_dirs(
+    tmp: &std::path::Path,
+    first_seed: u64,
+    device: &Device,
+) -> Vec<std::path::PathBuf> {
+    ["planner", "caller", "summarizer"]
+        .iter()
+        .zip(first_seed..)
+        .map(|(role, seed)| {
+            let dir = tmp.join(role);
+            random_adapter(&dir, seed, device);
+            dir
+        })
+        .collect()
+}
+
 #[test]
 fn one_backbone_with_role_adapters_equals_three_adapted_models() {
     let device = Device::flex();
     let tmp = std::env::temp_dir().join(format!("umi-role-adapters-{}", std::process::id()));
-    let dirs: Vec<_> = ["planner", "caller", "summarizer"]
-        .iter()
-        .enumerate()
-        .map(|(i, role)| {
-            let dir = tmp.join(role);
-            random_adapter(&dir, 11 + i as u64, &device);
-            dir
-        })
-        .collect();
+    let dirs = role_adapter_dirs(&tmp, 11, &device);
 
     let config = GenerationConfig {
         max_new_tokens: 12,
@@ -124,15 +134,7 @@ fn one_backbone_with_role_adapters_equals_three_adapted_models() {
 fn role_adapters_merged_at_each_swap_equal_three_merged_models() {
     let device = Device::flex();
     let tmp = std::env::temp_dir().join(format!("umi-merged-roles-{}", std::process::id()));
-    let dirs: Vec<_> = ["planner", "caller", "summarizer"]
-        .iter()
-        .enumerate()
-        .map(|(i, role)| {
-            let dir = tmp.join(role);
-            random_adapter(&dir, 21 + i as u64, &device);
-            dir
-        })
-        .collect();
+    let dirs = role_adapter_dirs(&tmp, 21, &device);
     let config = GenerationConfig {
         max_new_tokens: 12,
         ..Default::default()
@@ -413,4 +415,36 @@ fn choice_logprobs_equal_a_full_forward_under_the_role_adapter() {
         .unwrap_err();
     assert!(err.message.contains("do not differ"), "{}", err.message);
     std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// What a merged copy of the projections would add (`Llama::projection_bytes`, which bounds
+/// the GPU default of `set_merge_adapters`): q/k/v/o/gate/up/down of every layer (and an untied
+/// LM head) at 4 bytes a
+/// value in f32, 2 in f16, nothing for quantized ones; computed here from the config.
+#[test]
+fn projection_bytes_count_the_dense_projections_at_their_dtype() {
+    let device = Device::flex();
+    let mut model = tiny(&device).model;
+    let c = model.config.clone();
+    let (hidden, head_dim) = (c.hidden_size, c.head_dim());
+    let per_layer = 2 * c.num_attention_heads * head_dim * hidden
+        + 2 * c.num_kv_heads() * head_dim * hidden
+        + 3 * c.intermediate_size * hidden;
+    let head = if c.tie_word_embeddings {
+        0
+    } else {
+        c.vocab_size * hidden
+    };
+    let values = c.num_hidden_layers * per_layer + head;
+    assert_eq!(model.projection_bytes(), 4 * values, "f32");
+    model.half();
+    assert_eq!(model.projection_bytes(), 2 * values, "f16");
+    let mut quantized = tiny(&device).model;
+    quantized.quantize(umi_model::QFormat::Q8_0);
+    assert_eq!(
+        quantized.projection_bytes(),
+        0,
+        "Q8_0: blocks, no dense weights"
+    );
+    assert!(quantized.quantized_bytes() > 0);
 }

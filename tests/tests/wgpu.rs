@@ -6,8 +6,13 @@
 
 use std::sync::OnceLock;
 
-use umi_model::{Device, GpuInfo};
-use umi_tests::{assert_close, assets, load_folder, logits, reference_cases_of};
+use umi_agent::LlamaGenerator;
+use umi_model::burn::tensor::DType;
+use umi_model::{Device, GenerationConfig, GpuInfo, load_model, load_peft, merge_lora, read_peft};
+use umi_tests::{
+    assert_close, assets, load_folder, logits_prefill_then_decode, peft_reference,
+    reference_cases_of,
+};
 
 /// The wgpu device and what its adapter offers, initialised once for the tests of this file
 /// (cubecl's runtime can be registered once per process); `None` (the tests skip, saying so)
@@ -39,10 +44,7 @@ fn tiny_llama_on_wgpu_matches_the_reference() {
     let model = load_folder(&assets().join("tiny/llama-gqa"), device);
     for case in reference_cases_of("llama-gqa") {
         // prefill all but the last token, then decode it: exercises the cache on the GPU too
-        let (head, last) = case.tokens.split_at(case.tokens.len() - 1);
-        let mut cache = model.new_cache();
-        let mut got = logits(&model, head, &mut cache);
-        got.extend(logits(&model, last, &mut cache));
+        let got = logits_prefill_then_decode(&model, &case.tokens);
         assert_close(&got, &case.logits, 1e-3, 1e-4, "wgpu logits");
     }
 }
@@ -61,15 +63,9 @@ fn tiny_llama_held_in_f16_on_wgpu_matches_the_reference() {
     for folder in ["llama-gqa", "llama-tied"] {
         let mut model = load_folder(&assets().join("tiny").join(folder), device);
         model.half();
-        assert_eq!(
-            model.embed_tokens.val().dtype(),
-            umi_model::burn::tensor::DType::F16
-        );
+        assert_eq!(model.embed_tokens.val().dtype(), DType::F16);
         for case in reference_cases_of(folder) {
-            let (head, last) = case.tokens.split_at(case.tokens.len() - 1);
-            let mut cache = model.new_cache();
-            let mut got = logits(&model, head, &mut cache);
-            got.extend(logits(&model, last, &mut cache));
+            let got = logits_prefill_then_decode(&model, &case.tokens);
             assert_close(&got, &case.logits, 0.0, 1e-2, "wgpu f16 logits");
         }
     }
@@ -84,26 +80,22 @@ fn tiny_llama_held_in_f16_on_wgpu_matches_the_reference() {
 #[test]
 fn a_peft_adapter_on_f16_weights_on_wgpu_gives_the_logits_of_peft() {
     let Some((device, gpu)) = gpu() else { return };
-    let dir = umi_tests::assets().join("tiny/peft");
-    let (ids, want) = umi_tests::peft_reference(&dir);
+    let dir = assets().join("tiny/peft");
+    let (ids, want) = peft_reference(&dir);
     for half in [false, true] {
         if half && !gpu.shader_f16 {
             eprintln!("skipping f16: {} has no shader-f16", gpu.summary());
             continue;
         }
-        let mut loaded =
-            umi_model::load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), device).unwrap();
-        umi_model::load_peft(&mut loaded.model, &dir.join("adapter"), device).unwrap();
+        let mut loaded = load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), device).unwrap();
+        load_peft(&mut loaded.model, &dir.join("adapter"), device).unwrap();
         let (rtol, atol, what) = if half {
             loaded.model.half();
             (0.0, 1e-2, "wgpu f16 logits with the PEFT adapter")
         } else {
             (0.0, 1e-4, "wgpu logits with the PEFT adapter")
         };
-        let (head, last) = ids.split_at(ids.len() - 1);
-        let mut cache = loaded.model.new_cache();
-        let mut got = logits(&loaded.model, head, &mut cache);
-        got.extend(logits(&loaded.model, last, &mut cache));
+        let got = logits_prefill_then_decode(&loaded.model, &ids);
         assert_close(&got, &want, rtol, atol, what);
     }
 }
@@ -116,21 +108,21 @@ fn a_peft_adapter_on_f16_weights_on_wgpu_gives_the_logits_of_peft() {
 fn role_adapters_are_merged_on_wgpu_and_give_the_logits_of_peft() {
     let Some((device, gpu)) = gpu() else { return };
     let dir = assets().join("tiny/peft");
-    let tiny = || umi_model::load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), device).unwrap();
+    let tiny = || load_model(&assets().join("tiny/gguf/tiny-f32.gguf"), device).unwrap();
     let backbone = tiny();
-    let (_, set) = umi_model::read_peft(&backbone.model, &dir.join("adapter"), device).unwrap();
-    let generator = umi_agent::LlamaGenerator::with_adapters(
+    let (_, set) = read_peft(&backbone.model, &dir.join("adapter"), device).unwrap();
+    let generator = LlamaGenerator::with_adapters(
         backbone,
         set.clone(),
         set.clone(),
         set,
-        umi_model::GenerationConfig::default(),
+        GenerationConfig::default(),
     );
     assert!(
         generator.merges_adapters(),
         "role adapters on a GPU with f32 weights are merged by default"
     );
-    let (ids, want) = umi_tests::peft_reference(&dir);
+    let (ids, want) = peft_reference(&dir);
     for half in [false, true] {
         if half && !gpu.shader_f16 {
             eprintln!("skipping f16: {} has no shader-f16", gpu.summary());
@@ -140,8 +132,8 @@ fn role_adapters_are_merged_on_wgpu_and_give_the_logits_of_peft() {
         if half {
             loaded.model.half(); // as the web app holds the weights on shader-f16 adapters
         }
-        umi_model::load_peft(&mut loaded.model, &dir.join("adapter"), device).unwrap();
-        umi_model::merge_lora(&mut loaded.model);
+        load_peft(&mut loaded.model, &dir.join("adapter"), device).unwrap();
+        merge_lora(&mut loaded.model);
         assert!(
             loaded
                 .model
@@ -150,7 +142,7 @@ fn role_adapters_are_merged_on_wgpu_and_give_the_logits_of_peft() {
                 .all(|(_, p)| p.lora.is_none()),
             "merged: no adapter left attached"
         );
-        let f16 = umi_model::burn::tensor::DType::F16;
+        let f16 = DType::F16;
         assert!(
             loaded
                 .model
@@ -164,10 +156,7 @@ fn role_adapters_are_merged_on_wgpu_and_give_the_logits_of_peft() {
         } else {
             (0.0, 1e-4, "wgpu logits, adapter merged")
         };
-        let (head, last) = ids.split_at(ids.len() - 1);
-        let mut cache = loaded.model.new_cache();
-        let mut got = logits(&loaded.model, head, &mut cache);
-        got.extend(logits(&loaded.model, last, &mut cache));
+        let got = logits_prefill_then_decode(&loaded.model, &ids);
         assert_close(&got, &want, rtol, atol, what);
     }
 }

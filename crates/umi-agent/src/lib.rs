@@ -33,7 +33,7 @@ pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, RunRecord, StopReaso
 pub use batched::{BatchHandle, Batcher};
 pub use decide::{AgentMode, Decided, Decision, decide, decide_multi, decide_single};
 pub use generator::{Generator, GeneratorError, PromptLength, ScriptedGenerator};
-pub use model::{LlamaGenerator, Usage};
+pub use model::{LlamaGenerator, MERGE_AUTO_MAX_BYTES, Usage};
 pub use progress::{LiveRun, Speed};
 pub use query::{Query, run_query};
 pub use umi_tools::{ToolExecutor, hallucination_observation, truncate_observation};

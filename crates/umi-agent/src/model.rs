@@ -64,6 +64,11 @@ impl Usage {
     }
 }
 
+/// The most bytes of projection weights (`Llama::projection_bytes`) for which role adapters
+/// are merged by default on a GPU ([`LlamaGenerator::set_merge_adapters`]): merging keeps a
+/// second copy of them, and WebGPU tells nothing of the memory left. 1 GiB.
+pub const MERGE_AUTO_MAX_BYTES: usize = 1 << 30;
+
 /// Generates each role's text with a loaded model.
 pub struct LlamaGenerator {
     models: RoleModels,
@@ -121,7 +126,9 @@ impl LlamaGenerator {
         summarizer: AdapterSet,
         config: GenerationConfig,
     ) -> Self {
-        let merge = backbone.model.is_on_gpu() && !backbone.model.is_quantized();
+        let merge = backbone.model.is_on_gpu()
+            && !backbone.model.is_quantized()
+            && backbone.model.projection_bytes() <= MERGE_AUTO_MAX_BYTES;
         let mut generator = Self::new(
             RoleModels::Adapters {
                 backbone: Box::new(backbone),
@@ -151,7 +158,10 @@ impl LlamaGenerator {
     /// f16 weights).
     ///
     /// The default ([`LlamaGenerator::with_adapters`], [`LlamaGenerator::for_roles`]): merged
-    /// on a GPU backend with f32 or f16 weights; attached on the CPU, where the quantized
+    /// on a GPU backend with f32 or f16 weights whose projections take at most
+    /// [`MERGE_AUTO_MAX_BYTES`] (SmolLM2-135M: 0.4 GB in f32; TinyLlama-1.1B's 2.1 GB in f16
+    /// would need as much again on a browser's GPU, which reports no memory total, so it
+    /// stays attached); attached on the CPU, where the quantized
     /// weights would have to be quantized again (EVAL.md: that second rounding cost the agent
     /// live pass rate) and attached adapters cost compute, not launches. Only the one-backbone
     /// set-up swaps; with a model per role this does nothing.
@@ -167,12 +177,14 @@ impl LlamaGenerator {
                 return;
             }
             // back to the base with no adapters; the next turn installs its role's
-            let mut base = backbone.model.clone();
-            if let Some(original) = merged_from.take() {
-                base = *original;
-            } else {
-                base.take_adapters();
-            }
+            let base = match merged_from.take() {
+                Some(original) => *original,
+                None => {
+                    let mut base = backbone.model.clone();
+                    base.take_adapters();
+                    base
+                }
+            };
             backbone.model = base.clone();
             *merged_from = merge.then(|| Box::new(base));
             *active = None;

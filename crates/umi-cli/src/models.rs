@@ -68,8 +68,8 @@ pub struct RoleModelArgs {
     /// How role adapters on one backbone run: merged (folded into a copy of the backbone's
     /// projections at each role's turn: a decode step then costs the base model's, on a GPU
     /// about 40 % fewer kernel launches), attached (run beside the base products, the form
-    /// they were trained in), or auto (merged on a GPU backend with f32 or f16 weights,
-    /// attached on the CPU backend).
+    /// they were trained in), or auto (merged on a GPU backend with f32 or f16 weights up to
+    /// 1 GiB of projections, attached on the CPU backend and for larger models).
     #[arg(long, value_enum, default_value_t = MergeAdapters::Auto)]
     pub merge_adapters: MergeAdapters,
 }
@@ -77,7 +77,8 @@ pub struct RoleModelArgs {
 /// How role adapters run (`--merge-adapters`; `umi_agent::LlamaGenerator::set_merge_adapters`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MergeAdapters {
-    /// Merged on a GPU backend with f32 or f16 weights, attached on the CPU backend.
+    /// Merged on a GPU backend with f32 or f16 weights up to `umi_agent::MERGE_AUTO_MAX_BYTES`
+    /// of projections, attached on the CPU backend and for larger models.
     #[default]
     Auto,
     /// Folded into the backbone's projections at each role's turn.

@@ -465,6 +465,19 @@ mod tests {
         assert!(!first[0].1.contains("Next: caller."));
         assert!(first[1].1.contains("search_for_maps") && !first[1].1.contains("search_for_books"));
         assert_eq!(first[2].1, format!("{FORMAT_LINE} Next: caller."));
+        // the objective checks of mining (§2.8) pass the gold step and catch exactly the
+        // negatives they can see: an unlisted name and an echo, not a wrong decision
+        use crate::validity::{InvalidStep, check_planner_step};
+        assert_eq!(check_planner_step(&turns[1].value, true, &c.tools), Ok(()));
+        assert_eq!(check_planner_step(&first[0].1, true, &c.tools), Ok(()));
+        assert_eq!(
+            check_planner_step(&first[1].1, true, &c.tools),
+            Err(InvalidStep::UnlistedTool("search_for_maps".into()))
+        );
+        assert_eq!(
+            check_planner_step(&first[2].1, true, &c.tools),
+            Err(InvalidStep::Echo)
+        );
         let second = synthetic_negatives(&turns[..4], &turns[4].value, &c.tools, &families, 3);
         assert!(
             second

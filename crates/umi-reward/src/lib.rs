@@ -12,7 +12,9 @@
 //! - [`judge_eval`]: how well a model judges, its verdicts on EFT rows and their report (§2.9,
 //!   §3.5);
 //! - [`search`]: duplicates merged, the ordered pairs to judge, wins counted from both orders,
-//!   best / worst / margin and the outcome of a decision point (§2.5–2.6, §2.8).
+//!   best / worst / margin and the outcome of a decision point (§2.5–2.6, §2.8);
+//! - [`validity`]: the objective checks of a planner candidate (marker, echo, empty rationale,
+//!   unlisted tool; §2.8), recorded always and steering the choice under `--exec-signal`.
 //!
 //! The workflows of `umi reward` live here, not in the CLI, so that any front-end runs the same
 //! code: they take a [`SearchModel`] and a progress callback, and texts or values rather than
@@ -23,6 +25,7 @@ pub mod eft;
 pub mod judge_eval;
 pub mod mine;
 pub mod search;
+pub mod validity;
 
 pub use eft::{
     EftConfig, EftMeta, EftRow, EftSet, NegativeKind, eft_rows, synthetic_negatives, tool_families,
@@ -36,3 +39,4 @@ pub use mine::{
 pub use search::{
     ExecSignal, Outcome, dedupe, judge_pairs, outcome, position_consistency, score, select,
 };
+pub use validity::{InvalidStep, check_planner_step};

@@ -18,6 +18,7 @@ use umi_data::{NoMarkerDefault, PromptSet, Role, history, parse_planner_output};
 use crate::search::{
     ExecSignal, Outcome, dedupe, judge_pairs, outcome, position_consistency, score,
 };
+use crate::validity::{InvalidStep, check_planner_step};
 
 pub use run::{GoldAgreementRates, MinedPoint, MiningReport, MiningRun, PointCost, split_points};
 
@@ -169,6 +170,14 @@ pub struct MineConfig {
     pub min_margin: u32,
     /// Base seed; candidate `k` of point `id` gets a seed derived from both.
     pub seed: u64,
+    /// Whether the objective checks of each candidate ([`check_planner_step`], §2.8) steer
+    /// the choice of best and worst (off: the paper; absent from settings written before it).
+    #[serde(default, skip_serializing_if = "is_off")]
+    pub exec_signal: ExecSignal,
+}
+
+fn is_off(signal: &ExecSignal) -> bool {
+    *signal == ExecSignal::Off
 }
 
 impl Default for MineConfig {
@@ -180,6 +189,7 @@ impl Default for MineConfig {
             max_new_tokens: 192,
             min_margin: 1,
             seed: 42,
+            exec_signal: ExecSignal::Off,
         }
     }
 }
@@ -225,6 +235,10 @@ pub struct SearchRecord {
     pub candidates: Vec<String>,
     /// Whether each candidate's raw output had a `Next:` marker.
     pub had_marker: Vec<bool>,
+    /// Why each candidate fails the objective checks of §2.8 ([`check_planner_step`]), `None`
+    /// where it passes (empty in records written before they were made).
+    #[serde(default)]
+    pub invalid: Vec<Option<InvalidStep>>,
     /// The distinct candidates' index per candidate.
     pub unique_index: Vec<usize>,
     /// `(i, j, verdict, p_A)` per judge call, `i` shown as A.
@@ -265,6 +279,13 @@ pub struct MinedPair {
     pub margin: u32,
     /// The judge's position consistency at this point.
     pub position_consistency: Option<f64>,
+    /// Whether the chosen step passes the objective checks of §2.8 ([`check_planner_step`];
+    /// absent in pairs mined before they were made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_valid: Option<bool>,
+    /// Whether the rejected step does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_valid: Option<bool>,
     /// The judge format used.
     pub judge_format: JudgeFormat,
     /// The gold step's decision and the chosen and rejected ones' (analysis only).
@@ -435,8 +456,17 @@ pub async fn mine_point<M: SearchModel>(
     let verdicts = judge_all(model, point, &unique).await?;
     let plain: Vec<(usize, usize, Verdict)> =
         verdicts.iter().map(|&(i, j, v, _)| (i, j, v)).collect();
-    let valid = vec![true; m];
-    let result = outcome(m, &plain, &valid, config.min_margin, ExecSignal::Off);
+    let invalid: Vec<Option<InvalidStep>> = candidates
+        .iter()
+        .zip(&had_marker)
+        .map(|(step, &marker)| check_planner_step(step, marker, &point.tools).err())
+        .collect();
+    // a distinct step is valid when every sample that gave it is
+    let mut valid = vec![true; m];
+    for (k, &u) in unique_index.iter().enumerate() {
+        valid[u] &= invalid[k].is_none();
+    }
+    let result = outcome(m, &plain, &valid, config.min_margin, config.exec_signal);
     let consistency = position_consistency(m, &plain);
     let wins = score(m, &plain);
     let pair = match result {
@@ -460,6 +490,8 @@ pub async fn mine_point<M: SearchModel>(
             worst,
             margin,
             position_consistency: consistency,
+            chosen_valid: Some(valid[best]),
+            rejected_valid: Some(valid[worst]),
             judge_format: JudgeFormat::Verdict,
             gold: GoldAgreement {
                 plan: plan_of(&point.gold),
@@ -473,6 +505,7 @@ pub async fn mine_point<M: SearchModel>(
         id: point.id.clone(),
         candidates,
         had_marker,
+        invalid,
         unique_index,
         verdicts,
         wins,
@@ -613,6 +646,15 @@ mod tests {
             Some("a bad stepNext: caller.")
         );
         assert_eq!((pair.best, pair.worst, pair.margin), (2, 1, 4));
+        assert_eq!(
+            record.invalid,
+            [None, Some(InvalidStep::NoMarker), None, None],
+            "the checks of §2.8 recorded for every candidate"
+        );
+        assert_eq!(
+            (pair.chosen_valid, pair.rejected_valid),
+            (Some(true), Some(false))
+        );
         assert_eq!(pair.gold.plan, "call");
         assert_eq!(pair.gold.chosen_plan, "finish");
         assert!(
@@ -627,6 +669,58 @@ mod tests {
         assert_eq!(seeds.len(), 4);
         assert_ne!(seeds[0], seeds[1]);
         assert_eq!(seeds[2], candidate_seed(42, "t0003-d01", 2));
+    }
+
+    /// `--exec-signal filter` (§2.8): the rejected step is taken among the candidates that fail
+    /// the objective checks (here the one without a marker, which the judge ranks second), the
+    /// chosen one among those that pass; off (the paper), the judge's wins alone decide.
+    #[test]
+    fn the_exec_signal_filter_rejects_an_invalid_step_the_judge_does_not_rank_last() {
+        let samples = vec![
+            "a good step. Next: caller.",
+            "an ok step without its marker",
+            "a bad step. Next: caller.",
+        ];
+        let mine = |exec_signal| {
+            let config = MineConfig {
+                width: 3,
+                exec_signal,
+                ..MineConfig::default()
+            };
+            let mut model = Scripted::new(samples.clone(), false);
+            pollster::block_on(mine_point(&mut model, &point(), &config)).unwrap()
+        };
+        let (record, off) = mine(ExecSignal::Off);
+        assert_eq!(record.wins, [4, 2, 0]);
+        let off = off.expect("a pair");
+        assert_eq!((off.best, off.worst, off.margin), (0, 2, 4));
+        assert_eq!(
+            (off.chosen_valid, off.rejected_valid),
+            (Some(true), Some(true))
+        );
+        let (record, filter) = mine(ExecSignal::Filter);
+        assert_eq!(
+            record.outcome,
+            Outcome::Pair {
+                best: 0,
+                worst: 1,
+                margin: 2
+            }
+        );
+        let filter = filter.expect("a pair");
+        assert_eq!(
+            filter.pair.rejected.as_deref(),
+            Some("an ok step without its markerNext: caller.")
+        );
+        assert_eq!(
+            (filter.chosen_valid, filter.rejected_valid),
+            (Some(true), Some(false))
+        );
+        // settings without the field (written before it) read as off, and off is not written
+        let json = serde_json::to_value(MineConfig::default()).unwrap();
+        assert!(json.get("exec_signal").is_none());
+        let back: MineConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back.exec_signal, ExecSignal::Off);
     }
 
     /// The taken step is candidate 0, sampled copies of it are merged into it and counted, and

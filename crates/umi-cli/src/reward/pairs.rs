@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use umi_data::readers::Split;
 
 use crate::data::TrajectoryArgs;
-use umi_reward::{MineConfig, MiningRun, split_points};
+use umi_reward::{ExecSignal, MineConfig, MiningRun, split_points};
 
 use crate::fs::write_atomically;
 
@@ -49,6 +49,13 @@ pub struct PairsArgs {
     /// Seed of the candidates.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Whether each candidate's objective checks (its own `Next:` marker, no echo of the
+    /// template, a rationale of 3 words or more, no unlisted tool named; psrlm-design.md §2.8)
+    /// steer the choice: off (the paper: the judge's wins alone), filter (chosen among the
+    /// candidates that pass, rejected among those that fail when any), tiebreak (passing breaks
+    /// a tie in wins). The checks are recorded in search.jsonl and pairs.jsonl either way.
+    #[arg(long, value_enum, default_value_t = ExecSignalArg::Off)]
+    exec_signal: ExecSignalArg,
     /// Compute backend: cpu or wgpu.
     #[arg(long, default_value = "cpu")]
     backend: umi_model::Backend,
@@ -60,6 +67,27 @@ pub struct PairsArgs {
     /// Output folder: settings.json, search.jsonl, pairs.jsonl, report.json.
     #[arg(long)]
     out: PathBuf,
+}
+
+/// `--exec-signal` ([`umi_reward::ExecSignal`]).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ExecSignalArg {
+    /// The judge's wins alone (the paper).
+    Off,
+    /// Chosen among valid candidates, rejected among invalid ones when any.
+    Filter,
+    /// Validity breaks ties in wins.
+    Tiebreak,
+}
+
+impl From<ExecSignalArg> for ExecSignal {
+    fn from(arg: ExecSignalArg) -> Self {
+        match arg {
+            ExecSignalArg::Off => ExecSignal::Off,
+            ExecSignalArg::Filter => ExecSignal::Filter,
+            ExecSignalArg::Tiebreak => ExecSignal::Tiebreak,
+        }
+    }
 }
 
 /// The text of `path`, empty when it does not exist.
@@ -92,6 +120,7 @@ pub fn run(args: PairsArgs) -> Result<()> {
         max_new_tokens: args.max_new_tokens,
         min_margin: args.min_margin,
         seed: args.seed,
+        exec_signal: args.exec_signal.into(),
     };
     if config.width < 2 {
         bail!("--width must be at least 2 (pairs need two candidates)");
