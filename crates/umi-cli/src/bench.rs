@@ -197,7 +197,7 @@ pub(crate) fn run_bench(args: BenchArgs) -> Result<()> {
             models::Quant::Q8_0 => "Q8_0",
             models::Quant::Q4_1 => "Q4_1",
             models::Quant::F16 => "f16",
-            models::Quant::Auto if args.backend == Backend::Cpu => "Q8_0",
+            models::Quant::Auto if args.backend == Backend::Cpu => "f16",
             models::Quant::Auto => "f32",
         },
         "prompt_tokens": args.prompt_tokens,
