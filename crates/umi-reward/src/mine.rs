@@ -716,6 +716,16 @@ mod tests {
             (filter.chosen_valid, filter.rejected_valid),
             (Some(true), Some(false))
         );
+        let report = MiningReport::new(&[record], &[filter]);
+        assert_eq!(report.valid_rate, Some(2.0 / 3.0));
+        assert_eq!(
+            report.invalid_candidates,
+            [("no_marker".to_string(), 1)].into()
+        );
+        assert_eq!(
+            (report.chosen_valid_rate, report.rejected_valid_rate),
+            (Some(1.0), Some(0.0))
+        );
         // settings without the field (written before it) read as off, and off is not written
         let json = serde_json::to_value(MineConfig::default()).unwrap();
         assert!(json.get("exec_signal").is_none());

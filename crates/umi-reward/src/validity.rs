@@ -22,6 +22,18 @@ pub enum InvalidStep {
     UnlistedTool(String),
 }
 
+impl InvalidStep {
+    /// The check's name in reports: `no_marker`, `echo`, `empty` or `unlisted_tool`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            InvalidStep::NoMarker => "no_marker",
+            InvalidStep::Echo => "echo",
+            InvalidStep::Empty => "empty",
+            InvalidStep::UnlistedTool(_) => "unlisted_tool",
+        }
+    }
+}
+
 impl std::fmt::Display for InvalidStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -237,6 +237,22 @@ pub fn run(args: PairsArgs) -> Result<()> {
             c.prefilled_tokens, c.cached_tokens, c.generated_tokens, c.judge_calls, c.seconds
         );
     }
+    if let Some(rate) = report.valid_rate {
+        let failing = report
+            .invalid_candidates
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>();
+        eprintln!(
+            "candidates passing the checks of psrlm-design.md §2.8: {:.1} %{}",
+            100.0 * rate,
+            if failing.is_empty() {
+                String::new()
+            } else {
+                format!(" (failing: {})", failing.join(", "))
+            }
+        );
+    }
     eprintln!(
         "{} points, {} pairs; outcomes {}; wrote search.jsonl, pairs.jsonl and report.json to {} (train on them: umi train dpo --pairs {})",
         report.points,

@@ -203,6 +203,21 @@ pub struct MiningReport {
     pub mean_unique_candidates: Option<f64>,
     /// How the pairs relate to the gold steps (analysis only).
     pub gold_agreement: GoldAgreementRates,
+    /// Share of candidates that pass the objective checks of psrlm-design.md §2.8
+    /// ([`crate::check_planner_step`]), over the records that carry them (absent when none
+    /// does: records written before the checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_rate: Option<f64>,
+    /// Candidates failing each check, by [`crate::InvalidStep::name`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub invalid_candidates: BTreeMap<String, usize>,
+    /// Shares of the pairs whose chosen and whose rejected step pass the checks (over the
+    /// pairs that record it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_valid_rate: Option<f64>,
+    /// The rejected steps' share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_valid_rate: Option<f64>,
     /// Mean wall time per point, seconds.
     pub mean_seconds_per_point: Option<f64>,
     /// Mean model work per point, over the points that recorded it (psrlm-design.md §6's
@@ -291,6 +306,22 @@ impl MiningReport {
             .map(|r| (r.unique_index.iter().max().map_or(0, |m| m + 1)) as f64)
             .collect();
         let seconds: Vec<f64> = records.iter().map(|r| r.seconds).collect();
+        let checked: Vec<f64> = records
+            .iter()
+            .flat_map(|r| r.invalid.iter().map(|i| f64::from(u8::from(i.is_none()))))
+            .collect();
+        let mut invalid_candidates: BTreeMap<String, usize> = BTreeMap::new();
+        for why in records.iter().flat_map(|r| r.invalid.iter().flatten()) {
+            *invalid_candidates.entry(why.name().into()).or_default() += 1;
+        }
+        let valid_share = |f: &dyn Fn(&MinedPair) -> Option<bool>| {
+            mean(
+                &pairs
+                    .iter()
+                    .filter_map(|p| f(p).map(|v| f64::from(u8::from(v))))
+                    .collect::<Vec<_>>(),
+            )
+        };
         Self {
             points: records.len(),
             pairs: pairs.len(),
@@ -303,6 +334,10 @@ impl MiningReport {
                 chosen_plan_is_gold: agree(&|p| p.gold.chosen_plan == p.gold.plan),
                 rejected_plan_is_gold: agree(&|p| p.gold.rejected_plan == p.gold.plan),
             },
+            valid_rate: mean(&checked),
+            invalid_candidates,
+            chosen_valid_rate: valid_share(&|p| p.chosen_valid),
+            rejected_valid_rate: valid_share(&|p| p.rejected_valid),
             mean_seconds_per_point: mean(&seconds),
             mean_cost_per_point: PointCost::mean(records),
         }
@@ -438,6 +473,16 @@ mod tests {
         assert_eq!(report.mean_unique_candidates, Some(2.0));
         assert_eq!(report.gold_agreement.chosen_plan_is_gold, Some(1.0));
         assert_eq!(report.gold_agreement.rejected_plan_is_gold, Some(0.0));
+        assert_eq!(
+            report.valid_rate,
+            Some(1.0),
+            "every candidate passes the checks"
+        );
+        assert!(report.invalid_candidates.is_empty());
+        assert_eq!(
+            (report.chosen_valid_rate, report.rejected_valid_rate),
+            (Some(1.0), Some(1.0))
+        );
     }
 
     #[test]
@@ -448,6 +493,7 @@ mod tests {
             (0, 0, 0.0)
         );
         assert_eq!(report.mean_seconds_per_point, None);
+        assert_eq!(report.valid_rate, None);
         let json = serde_json::to_string(&report).unwrap();
         assert!(json.starts_with(r#"{"points":0,"pairs":0,"yield":0.0,"outcomes":{}"#));
     }
