@@ -519,6 +519,20 @@ impl Llama {
         }
     }
 
+    /// Bytes the projections' dense weights take (`q/k/v/o/gate/up/down` of every layer and
+    /// an untied LM head, at their dtype: 4 per value in f32, 2 in f16); what a merged copy
+    /// of them adds (`umi_agent::LlamaGenerator::set_merge_adapters`). Quantized projections hold an empty
+    /// dense weight and count 0 ([`Llama::quantized_bytes`] counts their blocks).
+    pub fn projection_bytes(&self) -> usize {
+        self.projections()
+            .iter()
+            .map(|(_, p)| {
+                let w = p.weight.val();
+                w.shape().num_elements() * w.dtype().size()
+            })
+            .sum()
+    }
+
     /// Whether any weight is held quantized ([`Llama::quantize`]) instead of f32.
     pub fn is_quantized(&self) -> bool {
         self.embed_quantized.is_some()
@@ -585,20 +599,6 @@ impl Llama {
         self.projections()
             .iter()
             .find_map(|(_, p)| p.quantized.as_ref().map(|q| q.0.format()))
-    }
-
-    /// Bytes the projections' dense weights take (`q/k/v/o/gate/up/down` of every layer and
-    /// an untied LM head, at their dtype: 4 per value in f32, 2 in f16); what a merged copy
-    /// of them adds (`umi_agent::LlamaGenerator::set_merge_adapters`). Quantized projections hold an empty
-    /// dense weight and count 0 ([`Llama::quantized_bytes`] counts their blocks).
-    pub fn projection_bytes(&self) -> usize {
-        self.projections()
-            .iter()
-            .map(|(_, p)| {
-                let w = p.weight.val();
-                w.shape().num_elements() * w.dtype().size()
-            })
-            .sum()
     }
 
     /// Bytes the quantized weights take (values plus f32 block constants); 0 for an f32
