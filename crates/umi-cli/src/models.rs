@@ -73,6 +73,42 @@ pub struct RoleModelArgs {
     /// 1 GiB of projections, attached on the CPU backend and for larger models).
     #[arg(long, value_enum, default_value_t = MergeAdapters::Auto)]
     pub merge_adapters: MergeAdapters,
+    /// How keys and values are cached on the CPU backend: auto (f16 with quantized weights, as
+    /// llama.cpp caches them, f32 otherwise), f16 (half the bytes a decode step's attention
+    /// reads) or f32.
+    #[arg(long, value_enum, default_value_t = KvCacheDtype::Auto)]
+    pub kv_cache: KvCacheDtype,
+}
+
+/// How keys and values are cached (`--kv-cache`; [`umi_model::Llama::kv_cache_f16`]).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvCacheDtype {
+    /// f16 with quantized weights (Q8_0, Q4_1), f32 otherwise.
+    #[default]
+    Auto,
+    /// f16 whatever the weights.
+    F16,
+    /// f32 whatever the weights.
+    F32,
+}
+
+impl KvCacheDtype {
+    /// Sets `loaded`'s cache precision where this is not [`KvCacheDtype::Auto`] (which keeps
+    /// what loading chose), saying so when it changes.
+    pub fn apply(self, loaded: &mut LoadedModel) {
+        let f16 = match self {
+            KvCacheDtype::Auto => return,
+            KvCacheDtype::F16 => true,
+            KvCacheDtype::F32 => false,
+        };
+        if loaded.model.kv_cache_f16 != f16 {
+            loaded.model.kv_cache_f16 = f16;
+            eprintln!(
+                "keys and values cached in {} instead (--kv-cache)",
+                if f16 { "f16" } else { "f32" }
+            );
+        }
+    }
 }
 
 /// How role adapters run (`--merge-adapters`; `umi_agent::LlamaGenerator::set_merge_adapters`).
@@ -321,6 +357,7 @@ impl RoleModelArgs {
             .with_context(|| format!("loading the adapter {}", dir.display()))?;
         merge_lora(&mut backbone.model);
         quant.apply(&mut backbone, device)?;
+        cache.kv_cache.apply(&mut backbone);
         Ok(backbone)
     }
 
@@ -343,6 +380,11 @@ impl RoleModelArgs {
                 Some(Quant::F16) => out[i].push_str(" (f16)"),
                 Some(Quant::Auto) => out[i].push_str(" (f16 on the CPU)"),
                 Some(Quant::F32) | None => {}
+            }
+            match self.kv_cache {
+                KvCacheDtype::Auto => {}
+                KvCacheDtype::F16 => out[i].push_str(" (KV cache f16)"),
+                KvCacheDtype::F32 => out[i].push_str(" (KV cache f32)"),
             }
         }
         out
@@ -383,6 +425,7 @@ impl RoleModelArgs {
         config: GenerationConfig,
     ) -> Result<LlamaGenerator> {
         cache.quant = self.quant.unwrap_or_default();
+        cache.kv_cache = self.kv_cache;
         let mut generator = if self.adapters().iter().any(|a| a.is_some()) {
             if let Some(flag) = self
                 .models()
@@ -444,6 +487,8 @@ pub struct ModelCache {
     models: std::collections::HashMap<PathBuf, Rc<LoadedModel>>,
     /// The format [`ModelCache::load`] puts models in.
     pub quant: Quant,
+    /// How their keys and values are cached.
+    pub kv_cache: KvCacheDtype,
 }
 
 impl ModelCache {
@@ -470,7 +515,9 @@ impl ModelCache {
                 "the default model {DEFAULT_MODEL} is not installed; run `scripts/setup.sh` first (or pass --model PATH)"
             );
         }
-        quant.load(path, device)
+        let mut loaded = quant.load(path, device)?;
+        self.kv_cache.apply(&mut loaded);
+        Ok(loaded)
     }
 }
 
@@ -568,6 +615,32 @@ mod tests {
             std::fs::write(dir.join(role).join("adapter_config.json"), "{}").unwrap();
         }
         dir
+    }
+
+    /// `--kv-cache`: auto keeps loading's choice (f16 beside quantized weights, f32 beside
+    /// float ones), f16 and f32 override it, and the run's description says so.
+    #[test]
+    fn the_kv_cache_flag_sets_the_cache_precision_of_loaded_models() {
+        let tiny =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/tiny/gguf/tiny-f32.gguf");
+        let device = Device::flex();
+        for (quant, kv_cache, f16) in [
+            (Quant::Q8_0, KvCacheDtype::Auto, true),
+            (Quant::Q8_0, KvCacheDtype::F32, false),
+            (Quant::F32, KvCacheDtype::Auto, false),
+            (Quant::F32, KvCacheDtype::F16, true),
+            (Quant::Auto, KvCacheDtype::Auto, false),
+        ] {
+            let mut cache = ModelCache {
+                quant,
+                kv_cache,
+                ..ModelCache::default()
+            };
+            let loaded = cache.load(&tiny, &device).unwrap();
+            assert_eq!(loaded.model.kv_cache_f16, f16, "{quant:?}, {kv_cache:?}");
+        }
+        assert!(args(&["--kv-cache", "f32"]).describe()[0].ends_with(" (KV cache f32)"));
+        assert!(!args(&[]).describe()[0].contains("KV cache"));
     }
 
     #[test]
