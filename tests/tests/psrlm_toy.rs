@@ -535,7 +535,7 @@ fn gold_toolbench_planner_steps_pass_the_objective_checks() {
         umi_tests::shared_data().join("alpha-umi-toolbench/ood-train/out_of_domain_train300.json");
     let conversations: Vec<umi_data::Conversation> =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut failures: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut failures: std::collections::BTreeMap<&str, usize> = Default::default();
     let (mut steps, mut short) = (0, 0);
     for (t, c) in conversations.iter().enumerate() {
         for point in umi_reward::gold_points(t, c) {
@@ -543,11 +543,7 @@ fn gold_toolbench_planner_steps_pass_the_objective_checks() {
             let before = point.gold.split("Next:").next().unwrap_or("");
             short += usize::from(before.split_whitespace().count() < 3 || before.trim() == "none");
             if let Err(why) = umi_reward::check_planner_step(&point.gold, true, &point.tools) {
-                let kind = match why {
-                    umi_reward::InvalidStep::UnlistedTool(_) => "unlisted_tool".to_string(),
-                    other => format!("{other:?}"),
-                };
-                *failures.entry(kind).or_default() += 1;
+                *failures.entry(why.name()).or_default() += 1;
             }
         }
     }
@@ -558,6 +554,6 @@ fn gold_toolbench_planner_steps_pass_the_objective_checks() {
         (unlisted as f64) < 0.01 * steps as f64,
         "{unlisted} of {steps} gold steps name an unlisted tool"
     );
-    assert_eq!(failures.get("Empty").copied().unwrap_or(0), short);
-    assert!(!failures.contains_key("Echo") && !failures.contains_key("NoMarker"));
+    assert_eq!(failures.get("empty").copied().unwrap_or(0), short);
+    assert!(!failures.contains_key("echo") && !failures.contains_key("no_marker"));
 }

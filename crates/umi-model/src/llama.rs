@@ -521,8 +521,8 @@ impl Llama {
 
     /// Bytes the projections' dense weights take (`q/k/v/o/gate/up/down` of every layer and
     /// an untied LM head, at their dtype: 4 per value in f32, 2 in f16); what a merged copy
-    /// of them adds (`umi_agent::LlamaGenerator::set_merge_adapters`). Quantized projections hold an empty
-    /// dense weight and count 0 ([`Llama::quantized_bytes`] counts their blocks).
+    /// of them adds (`umi_agent::LlamaGenerator::set_merge_adapters`). Quantized projections
+    /// hold an empty dense weight and count 0 ([`Llama::quantized_bytes`] counts their blocks).
     pub fn projection_bytes(&self) -> usize {
         self.projections()
             .iter()

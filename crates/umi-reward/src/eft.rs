@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::validity::{is_for_name, is_name_char};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use umi_data::conversation::{Conversation, Next, Speaker, Turn};
@@ -106,11 +107,6 @@ const FAKE_NOUNS: [&str; 8] = [
     "rates", "records", "details", "history", "schedule", "summary", "status", "lookup",
 ];
 
-/// Whether `c` belongs in a tool name: an ASCII letter or digit, or `_`.
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_'
-}
-
 /// The identifier-like words of `text` (runs of [`is_name_char`]), in order.
 fn words(text: &str) -> Vec<&str> {
     text.split(|c: char| !is_name_char(c))
@@ -135,10 +131,7 @@ fn fake_plain_name(name: &str, listed: &[&str], seed: u64) -> Option<String> {
 
 /// `X_for_Y` tool names in `text`, in order of appearance.
 fn for_names(text: &str) -> Vec<&str> {
-    words(text)
-        .into_iter()
-        .filter(|w| w.find("_for_").is_some_and(|at| at > 0 && at + 5 < w.len()))
-        .collect()
+    words(text).into_iter().filter(|w| is_for_name(w)).collect()
 }
 
 /// The `_for_` families (the part after `_for_`) of the tools in `tools`.

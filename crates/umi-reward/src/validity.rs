@@ -52,7 +52,7 @@ const ECHOES: [&str; 2] = [
 ];
 
 /// Whether `c` belongs in a tool name: an ASCII letter or digit, or `_`.
-fn is_name_char(c: char) -> bool {
+pub(crate) fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
@@ -109,7 +109,7 @@ pub fn check_planner_step(
 }
 
 /// Whether `word` has ToolBench's `X_for_Y` form (something before and after `_for_`).
-fn is_for_name(word: &str) -> bool {
+pub(crate) fn is_for_name(word: &str) -> bool {
     word.find("_for_")
         .is_some_and(|at| at > 0 && at + "_for_".len() < word.len())
 }
